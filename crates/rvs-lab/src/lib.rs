@@ -1,1 +1,3 @@
-//! rvs-lab
+//! rvs-lab: the LVS-NAT picture in network namespaces, for the demo, the end-to-end tests and the benchmarks.
+
+pub mod bench;

@@ -1,0 +1,2 @@
+//! Director benchmarks (criterion).
+fn main() {}

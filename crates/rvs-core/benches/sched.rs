@@ -1,0 +1,2 @@
+//! Scheduler benchmarks (criterion).
+fn main() {}

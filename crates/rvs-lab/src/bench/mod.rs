@@ -1,0 +1,1 @@
+//! Side-by-side benchmarks: rvs against kernel NAT, HAProxy and the direct path.
