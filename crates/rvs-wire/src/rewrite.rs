@@ -1,0 +1,302 @@
+//! In-place rewrite of addresses, ports and TTL with incremental checksum updates (RFC 1624).
+//!
+//! Every function validates everything it will touch *before* writing, so an `Err` leaves the
+//! packet unchanged. Offsets come from the [`PacketInfo`] returned by [`crate::parse`] for the
+//! same buffer; they are re-checked, so a mismatched `PacketInfo` gives an error, never a panic.
+//!
+//! Checksums kept right:
+//! * the IPv4 header checksum;
+//! * the TCP / UDP checksum (the pseudo-header covers the addresses). An IPv4 UDP checksum of 0
+//!   ("no checksum") stays 0; a UDP checksum that becomes 0 is sent as 0xffff;
+//! * the ICMPv6 checksum (its pseudo-header covers the addresses; the ICMPv4 checksum does not);
+//! * for the packet quoted in an ICMP error: its IPv4 header checksum, its TCP/UDP checksum
+//!   when the checksum field is quoted (an incremental update is right even when the rest of
+//!   the segment is cut off), and the outer ICMP/ICMPv6 checksum over everything changed.
+//!
+//! Not handled (documented limits): SCTP's CRC32c (ports are rewritten, the CRC is not), the
+//! IPv6 routing-header final destination in the pseudo-header, AH integrity.
+
+use std::net::IpAddr;
+
+use crate::checksum::Delta;
+use crate::field as f;
+use crate::{IpVersion, PacketInfo, Transport, WireError, proto};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Src,
+    Dst,
+}
+
+/// Offset of the address of `side` in an IP header of `version`, and its length.
+#[inline]
+const fn addr_field(version: IpVersion, side: Side) -> (usize, usize) {
+    match (version, side) {
+        (IpVersion::V4, Side::Src) => (12, 4),
+        (IpVersion::V4, Side::Dst) => (16, 4),
+        (IpVersion::V6, Side::Src) => (8, 16),
+        (IpVersion::V6, Side::Dst) => (24, 16),
+    }
+}
+
+#[inline]
+const fn port_field(side: Side) -> usize {
+    match side {
+        Side::Src => 0,
+        Side::Dst => 2,
+    }
+}
+
+/// `off + len <= buf_len`, without overflow.
+#[inline]
+fn fits(off: usize, len: usize, buf_len: usize) -> bool {
+    off.checked_add(len).is_some_and(|end| end <= buf_len)
+}
+
+/// Writes `addr` at `off` (family already checked) and returns the checksum delta.
+#[inline]
+fn write_addr(buf: &mut [u8], off: usize, addr: IpAddr) -> Delta {
+    match addr {
+        IpAddr::V4(a) => {
+            let new = u32::from(a);
+            let old = f::u32_at(buf, off);
+            f::set_bytes(buf, off, a.octets());
+            Delta::ZERO.word32(old, new)
+        }
+        IpAddr::V6(a) => {
+            let new = u128::from(a);
+            let old = u128::from(f::ipv6_at(buf, off));
+            f::set_bytes(buf, off, a.octets());
+            Delta::ZERO.word128(old, new)
+        }
+    }
+}
+
+/// Writes a 16-bit word and returns its checksum delta.
+#[inline]
+fn write_word(buf: &mut [u8], off: usize, new: u16) -> Delta {
+    let old = f::u16_at(buf, off);
+    f::set_u16(buf, off, new);
+    Delta::ZERO.word(old, new)
+}
+
+/// Applies `delta` to the checksum at `off`; returns the delta of the checksum word itself.
+#[inline]
+fn update_csum(buf: &mut [u8], off: usize, delta: Delta, udp: bool) -> Delta {
+    let old = f::u16_at(buf, off);
+    let mut new = delta.apply(old);
+    if udp && new == 0 {
+        new = 0xffff;
+    }
+    f::set_u16(buf, off, new);
+    Delta::ZERO.word(old, new)
+}
+
+fn family_matches(version: IpVersion, addr: IpAddr) -> bool {
+    matches!(
+        (version, addr),
+        (IpVersion::V4, IpAddr::V4(_)) | (IpVersion::V6, IpAddr::V6(_))
+    )
+}
+
+/// Rewrites the source address (and port, if `Some`) in place.
+///
+/// `port` must be `None` unless the packet is TCP or UDP (else [`WireError::Unsupported`]).
+/// Fragments and other protocols may have their address rewritten (IPv4 header checksum kept).
+pub fn set_src(
+    buf: &mut [u8],
+    info: &PacketInfo,
+    addr: IpAddr,
+    port: Option<u16>,
+) -> Result<(), WireError> {
+    outer(buf, info, Side::Src, addr, port)
+}
+
+/// Rewrites the destination address (and port, if `Some`) in place. See [`set_src`].
+pub fn set_dst(
+    buf: &mut [u8],
+    info: &PacketInfo,
+    addr: IpAddr,
+    port: Option<u16>,
+) -> Result<(), WireError> {
+    outer(buf, info, Side::Dst, addr, port)
+}
+
+#[inline]
+fn outer(
+    buf: &mut [u8],
+    info: &PacketInfo,
+    side: Side,
+    addr: IpAddr,
+    port: Option<u16>,
+) -> Result<(), WireError> {
+    if !family_matches(info.version, addr) {
+        return Err(WireError::AddressFamilyMismatch);
+    }
+    let buf = buf.get_mut(..info.ip_len).ok_or(WireError::Truncated)?;
+    let l4 = info.l4_offset;
+    // (checksum offset in the L4 header, port rewritable, UDP semantics)
+    let (csum, ports_ok, udp) = match info.transport {
+        Transport::Tcp { .. } => (Some(crate::tcp::CHECKSUM), true, false),
+        Transport::Udp { .. } => (Some(crate::udp::CHECKSUM), true, true),
+        Transport::Icmp { .. } if info.version == IpVersion::V6 => (Some(2), false, false),
+        Transport::Icmp { .. } | Transport::Fragment { .. } | Transport::Other => {
+            (None, false, false)
+        }
+    };
+    if port.is_some() && !ports_ok {
+        return Err(WireError::Unsupported);
+    }
+    let csum = csum.map(|c| l4.saturating_add(c));
+    let (addr_off, addr_len) = addr_field(info.version, side);
+    let port_off = l4.saturating_add(port_field(side));
+    let n = buf.len();
+    let ok = fits(addr_off, addr_len, n)
+        && fits(10, 2, n)
+        && csum.is_none_or(|c| fits(c, 2, n))
+        && (port.is_none() || fits(port_off, 2, n));
+    if !ok {
+        return Err(WireError::Truncated);
+    }
+
+    let addr_delta = write_addr(buf, addr_off, addr);
+    if info.version == IpVersion::V4 {
+        update_csum(buf, 10, addr_delta, false);
+    }
+    let mut l4_delta = addr_delta;
+    if let Some(p) = port {
+        l4_delta = l4_delta.add(write_word(buf, port_off, p));
+    }
+    if let Some(c) = csum {
+        // IPv4 UDP without checksum stays without.
+        if !(udp && info.version == IpVersion::V4 && f::u16_at(buf, c) == 0) {
+            update_csum(buf, c, l4_delta, udp);
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the source address (and port) of the packet quoted in an ICMP/ICMPv6 error.
+///
+/// Errors with [`WireError::Unsupported`] unless `info.transport` is an ICMP error, or when a
+/// port is given but the quoted packet has none.
+pub fn set_inner_src(
+    buf: &mut [u8],
+    info: &PacketInfo,
+    addr: IpAddr,
+    port: Option<u16>,
+) -> Result<(), WireError> {
+    inner(buf, info, Side::Src, addr, port)
+}
+
+/// Rewrites the destination address (and port) of the packet quoted in an ICMP/ICMPv6 error.
+/// See [`set_inner_src`].
+pub fn set_inner_dst(
+    buf: &mut [u8],
+    info: &PacketInfo,
+    addr: IpAddr,
+    port: Option<u16>,
+) -> Result<(), WireError> {
+    inner(buf, info, Side::Dst, addr, port)
+}
+
+fn inner(
+    buf: &mut [u8],
+    info: &PacketInfo,
+    side: Side,
+    addr: IpAddr,
+    port: Option<u16>,
+) -> Result<(), WireError> {
+    let Transport::Icmp { error: Some(e), .. } = info.transport else {
+        return Err(WireError::Unsupported);
+    };
+    if !family_matches(info.version, addr) {
+        return Err(WireError::AddressFamilyMismatch);
+    }
+    if port.is_some() && e.ports.is_none() {
+        return Err(WireError::Unsupported);
+    }
+    let buf = buf.get_mut(..info.ip_len).ok_or(WireError::Truncated)?;
+    let n = buf.len();
+    let outer_csum = info.l4_offset.saturating_add(2);
+    let (a_off, a_len) = addr_field(info.version, side);
+    let inner_addr = e.inner_offset.saturating_add(a_off);
+    let inner_ip_csum = e.inner_offset.saturating_add(10);
+    let port_off = e.inner_l4_offset.saturating_add(port_field(side));
+    // The quoted L4 checksum is updated when the quoted packet has ports (so it is TCP/UDP and
+    // not a non-first fragment) and its checksum field is quoted.
+    let l4_csum = match (e.ports, e.protocol) {
+        (Some(_), proto::TCP) => Some((
+            e.inner_l4_offset.saturating_add(crate::tcp::CHECKSUM),
+            false,
+        )),
+        (Some(_), proto::UDP) => {
+            Some((e.inner_l4_offset.saturating_add(crate::udp::CHECKSUM), true))
+        }
+        _ => None,
+    }
+    .filter(|&(c, _)| fits(c, 2, n));
+    let ok = fits(outer_csum, 2, n)
+        && fits(inner_addr, a_len, n)
+        && (info.version == IpVersion::V6 || fits(inner_ip_csum, 2, n))
+        && (port.is_none() || fits(port_off, 2, n));
+    if !ok {
+        return Err(WireError::Truncated);
+    }
+
+    let addr_delta = write_addr(buf, inner_addr, addr);
+    let mut icmp_delta = addr_delta;
+    if info.version == IpVersion::V4 {
+        icmp_delta = icmp_delta.add(update_csum(buf, inner_ip_csum, addr_delta, false));
+    }
+    let mut l4_delta = addr_delta;
+    if let Some(p) = port {
+        let d = write_word(buf, port_off, p);
+        l4_delta = l4_delta.add(d);
+        icmp_delta = icmp_delta.add(d);
+    }
+    if let Some((c, udp)) = l4_csum
+        && !(udp && info.version == IpVersion::V4 && f::u16_at(buf, c) == 0)
+    {
+        icmp_delta = icmp_delta.add(update_csum(buf, c, l4_delta, udp));
+    }
+    update_csum(buf, outer_csum, icmp_delta, false);
+    Ok(())
+}
+
+/// Adds `delta` to the TTL (IPv4, header checksum updated) or hop limit (IPv6).
+///
+/// Errors with [`WireError::TtlExceeded`] (packet unchanged) if the result would be 0 or less;
+/// a result above 255 is clamped to 255.
+pub fn adjust_ttl(buf: &mut [u8], info: &PacketInfo, delta: i8) -> Result<(), WireError> {
+    let off = match info.version {
+        IpVersion::V4 => 8,
+        IpVersion::V6 => 7,
+    };
+    let n = buf.len();
+    if !fits(0, 20, n)
+        || !fits(0, info.ip_len, n)
+        || (info.version == IpVersion::V6 && !fits(0, 40, n))
+    {
+        return Err(WireError::Truncated);
+    }
+    let old = f::u8_at(buf, off);
+    let new = i16::from(old) + i16::from(delta);
+    if new <= 0 {
+        return Err(WireError::TtlExceeded);
+    }
+    let new = u8::try_from(new).unwrap_or(u8::MAX);
+    if info.version == IpVersion::V4 {
+        let proto_byte = f::u8_at(buf, 9);
+        let d = Delta::ZERO.word(
+            u16::from_be_bytes([old, proto_byte]),
+            u16::from_be_bytes([new, proto_byte]),
+        );
+        update_csum(buf, 10, d, false);
+    }
+    f::set_u8(buf, off, new);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
