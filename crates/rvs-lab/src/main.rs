@@ -1,1 +1,110 @@
-fn main() {}
+//! `rvs-lab`: the LVS-NAT lab in network namespaces.
+
+use std::net::SocketAddr;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rvs-lab",
+    version,
+    about = "LVS-NAT lab in network namespaces: demo, hands-on topology, benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Build the lab, balance 1000 HTTP requests through rvsd, show what happened, remove everything.
+    Demo {
+        /// Number of real servers.
+        #[arg(short = 'n', long, default_value_t = 2)]
+        real_servers: usize,
+        /// Scheduler for the demo's virtual services.
+        #[arg(short, long, default_value = "rr")]
+        scheduler: String,
+        /// Number of HTTP requests.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Namespace name prefix.
+        #[arg(long, default_value = "rvs-demo")]
+        prefix: String,
+    },
+    /// Build the lab and leave it running (namespaces, real servers, rvsd with no services).
+    Up {
+        /// Number of real servers.
+        #[arg(short = 'n', long, default_value_t = 2)]
+        real_servers: usize,
+        /// Scheduler used in the printed example commands.
+        #[arg(short, long, default_value = "rr")]
+        scheduler: String,
+        /// Namespace name prefix.
+        #[arg(long, default_value = "rvs")]
+        prefix: String,
+    },
+    /// Remove a lab left running by `up`.
+    Down {
+        #[arg(long, default_value = "rvs")]
+        prefix: String,
+    },
+    /// Run a command inside one of the lab's namespaces (PATH finds rvsd/rvsadm, RVS_SOCKET points at the lab's rvsd).
+    Exec {
+        namespace: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Side-by-side benchmarks (arguments are passed on).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// (internal) The real servers' HTTP and UDP echo server.
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "0.0.0.0:80")]
+        http: SocketAddr,
+        #[arg(long, default_value = "0.0.0.0:53")]
+        udp: SocketAddr,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve { name, http, udp } => Ok(rvs_lab::servers::serve(&name, http, udp)?),
+        Cmd::Bench { args } => rvs_lab::bench::main(args),
+        Cmd::Demo {
+            real_servers,
+            scheduler,
+            requests,
+            prefix,
+        } => {
+            rvs_lab::cleanup::install_signal_handler()?;
+            let opts = rvs_lab::demo::DemoOptions {
+                real_servers,
+                scheduler,
+                requests,
+                prefix,
+            };
+            Ok(rvs_lab::demo::run(&opts)?)
+        }
+        Cmd::Up {
+            real_servers,
+            scheduler,
+            prefix,
+        } => {
+            rvs_lab::cleanup::install_signal_handler()?;
+            Ok(rvs_lab::manage::up(&prefix, real_servers, &scheduler)?)
+        }
+        Cmd::Down { prefix } => Ok(rvs_lab::manage::down(&prefix)?),
+        Cmd::Exec { namespace, command } => {
+            let code = rvs_lab::manage::exec(&namespace, &command)?;
+            std::process::exit(code);
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! `rvs-lab demo`: the whole LVS-NAT story in well under a minute, then everything removed.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use crate::capture::{Capture, Seen};
+use crate::client::{self, HttpConn};
+use crate::error::{LabError, Result};
+use crate::lab::{self, Lab, LabConfig};
+
+/// Demo options (`rvs-lab demo --help`).
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub real_servers: usize,
+    pub scheduler: String,
+    pub requests: usize,
+    pub prefix: String,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            real_servers: 2,
+            scheduler: "rr".into(),
+            requests: 1000,
+            prefix: "rvs-demo".into(),
+        }
+    }
+}
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+/// Runs `rvsadm ARGS`, printing the command first so the user learns the syntax.
+fn rvsadm_shown(lab: &Lab, args: &[&str]) -> Result<String> {
+    println!("$ rvsadm {}", args.join(" "));
+    lab.rvsadm(args)
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("   {l}\n")).collect()
+}
+
+/// The four address pairs of one connection, as seen on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WirePairs {
+    /// CIP -> VIP, leaving the client.
+    pub client_out: Seen,
+    /// CIP -> RIP, arriving at the real server.
+    pub at_real_server: Seen,
+    /// RIP -> CIP, arriving at the director's private side.
+    pub at_director: Seen,
+    /// VIP -> CIP, arriving at the client.
+    pub client_in: Seen,
+}
+
+/// Makes one HTTP connection from the client to `vip_port` while recording the client's, the director's private
+/// and every real server's interface; returns the four address pairs of that connection and the real server's name.
+pub fn trace_one_connection(lab: &Lab, vip_port: SocketAddr) -> Result<(WirePairs, String)> {
+    let mut caps = vec![
+        Capture::start(&lab.client(), lab::HOST_IF, 10_000)?,
+        Capture::start(&lab.director(), lab::PRIVATE_IF, 10_000)?,
+    ];
+    for i in 1..=lab.cfg.real_servers {
+        caps.push(Capture::start(&lab.rs(i), lab::HOST_IF, 10_000)?);
+    }
+    let outcome = lab.in_client(move || {
+        let mut conn = HttpConn::connect(vip_port, Duration::from_secs(5))?;
+        let local = conn.local_addr()?;
+        let resp = conn.get(true)?;
+        Ok((local, resp.who()?.0))
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut seen: Vec<Vec<Seen>> = Vec::new();
+    for c in caps {
+        seen.push(c.finish()?);
+    }
+    let (local, name) = outcome?;
+    let SocketAddr::V4(caddr) = local else {
+        return Err(LabError::Check(format!(
+            "client address {local} is not IPv4"
+        )));
+    };
+    let SocketAddr::V4(vaddr) = vip_port else {
+        return Err(LabError::Check(format!("VIP {vip_port} is not IPv4")));
+    };
+    let idx: usize = name
+        .strip_prefix("rs")
+        .and_then(|n| n.parse().ok())
+        .filter(|&i| (1..=lab.cfg.real_servers).contains(&i))
+        .ok_or_else(|| LabError::Check(format!("unknown real server {name:?}")))?;
+    let raddr = SocketAddrV4::new(lab::rip(idx), vaddr.port());
+    let find = |list: &[Seen], src: SocketAddrV4, dst: SocketAddrV4, what: &str| {
+        list.iter()
+            .find(|s| s.protocol == 6 && s.src == src && s.dst == dst)
+            .copied()
+            .ok_or_else(|| {
+                LabError::Check(format!(
+                    "no packet {src} -> {dst} ({what}) was seen on the wire"
+                ))
+            })
+    };
+    let pairs = WirePairs {
+        client_out: find(&seen[0], caddr, vaddr, "CIP -> VIP at the client")?,
+        at_real_server: find(
+            &seen[1 + idx],
+            caddr,
+            raddr,
+            "CIP -> RIP at the real server",
+        )?,
+        at_director: find(&seen[1], raddr, caddr, "RIP -> CIP at the director")?,
+        client_in: find(&seen[0], vaddr, caddr, "VIP -> CIP at the client")?,
+    };
+    Ok((pairs, name))
+}
+
+/// `rvs-lab demo`.
+pub fn run(opts: &DemoOptions) -> Result<()> {
+    let t0 = Instant::now();
+    let n = opts.real_servers;
+    section(&format!(
+        "Building the lab: a client, a director and {n} real servers, each in its own network namespace"
+    ));
+    let cfg = LabConfig {
+        prefix: opts.prefix.clone(),
+        real_servers: n,
+        servers: true,
+        rvsd: true,
+        state_dir: None,
+        rvsd_args: vec![],
+    };
+    let lab = Lab::up(cfg)?;
+    println!(
+        "   client    {} ({})\n   director  {} (public {}, VIP {}; private {} = DIP)",
+        lab.client(),
+        lab::CIP,
+        lab.director(),
+        lab::PUBLIC_IP,
+        lab::VIP,
+        lab::DIP
+    );
+    for i in 1..=n {
+        println!(
+            "   rs{i}       {} ({}, default gateway {}; HTTP :80, UDP echo :53)",
+            lab.rs(i),
+            lab::rip(i),
+            lab::DIP
+        );
+    }
+    println!(
+        "   rvsd is running in {} (socket {})",
+        lab.director(),
+        lab.socket().display()
+    );
+
+    section("Configuring the virtual services with rvsadm (ipvsadm's syntax)");
+    let (vip80, vip53) = (format!("{}:80", lab::VIP), format!("{}:53", lab::VIP));
+    rvsadm_shown(&lab, &["-A", "-t", &vip80, "-s", &opts.scheduler])?;
+    for i in 1..=n {
+        rvsadm_shown(
+            &lab,
+            &[
+                "-a",
+                "-t",
+                &vip80,
+                "-r",
+                &format!("{}:80", lab::rip(i)),
+                "-m",
+                "-w",
+                "1",
+            ],
+        )?;
+    }
+    rvsadm_shown(&lab, &["-A", "-u", &vip53, "-s", &opts.scheduler])?;
+    for i in 1..=n {
+        rvsadm_shown(
+            &lab,
+            &[
+                "-a",
+                "-u",
+                &vip53,
+                "-r",
+                &format!("{}:53", lab::rip(i)),
+                "-m",
+                "-w",
+                "1",
+            ],
+        )?;
+    }
+
+    section(&format!(
+        "Sending {} HTTP requests from the client {} to http://{}/ (one connection each)",
+        opts.requests,
+        lab::CIP,
+        lab::VIP
+    ));
+    let requests = opts.requests;
+    let t = Instant::now();
+    let tally = lab
+        .in_client(move || client::run_requests(lab::vip(80), requests, 8, Duration::from_secs(40)))
+        .map_err(|e| LabError::Check(format!("{e}\nrvsd's log:\n{}", lab.rvsd_log_text())))?;
+    let secs = t.elapsed().as_secs_f64();
+    for i in 1..=n {
+        let name = format!("rs{i}");
+        let c = tally.per_server.get(&name).copied().unwrap_or(0);
+        println!("   rs{i} ({}): {c:5} answers", lab::rip(i));
+    }
+    println!("   {} answers in {secs:.2} s", tally.total());
+    let ips: Vec<&String> = tally.client_ips.keys().collect();
+    println!(
+        "   client address seen by the real servers: {}",
+        ips.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if tally.total() != requests {
+        return Err(LabError::Check(format!(
+            "{} answers for {requests} requests",
+            tally.total()
+        )));
+    }
+    if ips != [&lab::CIP.to_string()] {
+        return Err(LabError::Check(format!(
+            "the real servers saw {ips:?}, not the client's own address {}",
+            lab::CIP
+        )));
+    }
+    if opts.scheduler == "rr" {
+        let counts: Vec<usize> = (1..=n)
+            .map(|i| {
+                tally
+                    .per_server
+                    .get(&format!("rs{i}"))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let (min, max) = (
+            counts.iter().min().copied().unwrap_or(0),
+            counts.iter().max().copied().unwrap_or(0),
+        );
+        if max - min > 1 {
+            return Err(LabError::Check(format!(
+                "rr with equal weights should split evenly, got {counts:?}"
+            )));
+        }
+        println!("   rr split them evenly, as it should");
+    }
+
+    section(&format!("UDP: {n} datagrams to {vip53}"));
+    let answers = lab.in_client(move || {
+        let mut v = Vec::new();
+        for k in 0..n {
+            let (name, seen, payload) = client::udp_query(
+                lab::vip(53),
+                format!("hello {k}").as_bytes(),
+                Duration::from_secs(3),
+            )?;
+            v.push(format!(
+                "{name} (saw {seen}, echoed {:?})",
+                String::from_utf8_lossy(&payload)
+            ));
+        }
+        Ok(v)
+    })?;
+    for a in answers {
+        println!("   answered by {a}");
+    }
+
+    section("rvsadm -Ln");
+    print!("{}", indent(&lab.rvsadm(&["-L", "-n"])?));
+    section("rvsadm -Ln --stats");
+    print!("{}", indent(&lab.rvsadm(&["-L", "-n", "--stats"])?));
+
+    section("One more connection, as seen on the wire (AF_PACKET captures in each namespace)");
+    let (p, name) = trace_one_connection(&lab, lab::vip(80))?;
+    println!(
+        "   at the client, leaving:         {:>21} -> {:<21} (CIP -> VIP)",
+        p.client_out.src, p.client_out.dst
+    );
+    println!(
+        "   at {name}, arriving:             {:>21} -> {:<21} (CIP -> RIP: the real server sees the client)",
+        p.at_real_server.src, p.at_real_server.dst
+    );
+    println!(
+        "   at the director, from {name}:     {:>21} -> {:<21} (RIP -> CIP: the reply goes back via the DIP)",
+        p.at_director.src, p.at_director.dst
+    );
+    println!(
+        "   at the client, arriving:        {:>21} -> {:<21} (VIP -> CIP: the client only ever sees the VIP)",
+        p.client_in.src, p.client_in.dst
+    );
+
+    section("Removing the lab");
+    lab.down()?;
+    println!(
+        "   all namespaces, processes and files removed; the demo took {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! `rvs-lab up`, `down` and `exec`: a lab to play with by hand.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::error::{LabError, Result};
+use crate::lab::{self, Lab, LabConfig};
+
+/// Where `up` keeps a lab's state (socket, rules, logs, state.json).
+pub fn state_root() -> PathBuf {
+    PathBuf::from("/run/rvs-lab")
+}
+
+/// `rvs-lab up`.
+pub fn up(prefix: &str, real_servers: usize, scheduler: &str) -> Result<()> {
+    let state_dir = state_root().join(prefix);
+    if state_dir.join("state.json").exists() {
+        return Err(LabError::StillUp {
+            prefix: prefix.into(),
+            namespace: format!("{}", state_dir.display()),
+        });
+    }
+    let cfg = LabConfig {
+        prefix: prefix.into(),
+        real_servers,
+        servers: true,
+        rvsd: true,
+        state_dir: Some(state_dir),
+        rvsd_args: vec![],
+    };
+    let lab = Lab::up(cfg)?;
+    let (client, director) = (lab.client(), lab.director());
+    let vip = lab::VIP;
+    let me = "rvs-lab";
+    let p = if prefix == "rvs" {
+        String::new()
+    } else {
+        format!(" --prefix {prefix}")
+    };
+    let mut rs_lines = String::new();
+    for i in 1..=real_servers {
+        rs_lines.push_str(&format!(
+            "  {me} exec {director} rvsadm -a -t {vip}:80 -r {}:80 -m -w 1\n",
+            lab::rip(i)
+        ));
+    }
+    let rs_names: Vec<String> = (1..=real_servers).map(|i| lab.rs(i)).collect();
+    let socket = lab.socket();
+    let log = lab.rvsd_log();
+    let _state = lab.detach()?;
+    println!(
+        "The lab is up:
+  client    {client}: {cip}
+  director  {director}: public {pubip} (VIP {vip}), private {dip} (DIP); rvsd running, no services
+  real servers {rs}: {rips} (HTTP :80 answers with its name and the client address it saw; UDP echo :53)
+  rvsd socket {socket}, log {log}
+
+Try:
+  {me} exec {director} rvsadm -A -t {vip}:80 -s {scheduler}
+{rs_lines}  {me} exec {client} curl -s http://{vip}/
+  {me} exec {director} rvsadm -L -n --stats
+
+Remove it with:
+  {me} down{p}",
+        cip = lab::CIP,
+        pubip = lab::PUBLIC_IP,
+        dip = lab::DIP,
+        rs = rs_names.join(", "),
+        rips = (1..=real_servers).map(|i| lab::rip(i).to_string()).collect::<Vec<_>>().join(", "),
+        socket = socket.display(),
+        log = log.display(),
+    );
+    Ok(())
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn stop_pid(pid: u32, what: &str) {
+    let cl = cmdline(pid);
+    if !(cl.contains("rvsd") || cl.contains("rvs-lab")) {
+        return; // gone, or the pid was reused by something else: not ours
+    }
+    let sig = if what == "rvsd" {
+        libc::SIGTERM
+    } else {
+        libc::SIGKILL
+    };
+    crate::cleanup::signal(pid, sig);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive(pid) {
+        crate::cleanup::signal(pid, libc::SIGKILL);
+    }
+}
+
+/// `rvs-lab down`: stops the lab's processes (rvsd with SIGTERM so it removes its steering), removes its
+/// namespaces and state.
+pub fn down(prefix: &str) -> Result<()> {
+    let state_dir = state_root().join(prefix);
+    let state = state_dir.join("state.json");
+    let mut namespaces: Vec<String> = Vec::new();
+    let mut found = false;
+    if let Ok(text) = std::fs::read_to_string(&state) {
+        found = true;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| LabError::Invalid(format!("{}: {e}", state.display())))?;
+        let procs = v["procs"].as_array().cloned().unwrap_or_default();
+        // rvsd first (it was started last), then the servers.
+        for p in procs.iter().rev() {
+            if let Some(pid) = p["pid"].as_u64().and_then(|x| u32::try_from(x).ok()) {
+                stop_pid(pid, p["name"].as_str().unwrap_or(""));
+            }
+        }
+        namespaces.extend(
+            v["namespaces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(String::from)),
+        );
+    }
+    // Also any namespace of this prefix left behind (e.g. by a killed `up`).
+    let listed = crate::cmd::ip(&["netns", "list"])?;
+    for line in listed.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let rest = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix('-'))
+            .unwrap_or("");
+        let ours = rest == "client"
+            || rest == "director"
+            || rest
+                .strip_prefix("rs")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if ours && !namespaces.iter().any(|n| n == name) {
+            namespaces.push(name.to_string());
+        }
+    }
+    for ns in &namespaces {
+        if crate::netns::exists(ns) {
+            found = true;
+            // Processes still inside (started by this lab): stop them by pid before removing the namespace.
+            if let Ok(pids) = crate::cmd::ip(&["netns", "pids", ns]) {
+                for pid in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                    stop_pid(
+                        pid,
+                        if cmdline(pid).contains("rvsd") {
+                            "rvsd"
+                        } else {
+                            "server"
+                        },
+                    );
+                }
+            }
+            crate::cmd::ip(&["netns", "del", ns])?;
+            println!("removed namespace {ns}");
+        }
+    }
+    if state_dir.exists() {
+        std::fs::remove_dir_all(&state_dir)
+            .map_err(LabError::io(format!("removing {}", state_dir.display())))?;
+    }
+    if found {
+        println!("the lab `{prefix}` is down");
+    } else {
+        println!("no lab `{prefix}` is up");
+    }
+    Ok(())
+}
+
+/// Finds the state of the lab owning namespace `ns`: (socket, bin dir).
+fn lab_of(ns: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+    for entry in std::fs::read_dir(state_root()).ok()?.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if v["namespaces"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(ns)))
+        {
+            return Some((
+                PathBuf::from(v["socket"].as_str().unwrap_or_default()),
+                v["bin_dir"].as_str().map(PathBuf::from),
+            ));
+        }
+    }
+    None
+}
+
+/// `rvs-lab exec NS CMD...`: runs the command in the namespace with PATH finding rvsd/rvsadm and RVS_SOCKET set;
+/// returns its exit code.
+pub fn exec(ns: &str, command: &[String]) -> Result<i32> {
+    if !crate::netns::exists(ns) {
+        return Err(LabError::Invalid(format!(
+            "no namespace {ns}; is the lab up? (`rvs-lab up`)"
+        )));
+    }
+    let (socket, bin_dir) = lab_of(ns).unwrap_or((PathBuf::from("/run/rvsd.sock"), None));
+    let bin_dir = bin_dir.or_else(|| crate::bins::find().ok().map(|b| b.dir().to_path_buf()));
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(d) = bin_dir {
+        let mut p = d.into_os_string();
+        p.push(":");
+        p.push(&path);
+        path = p;
+    }
+    let (prog, args) = command
+        .split_first()
+        .ok_or_else(|| LabError::Invalid("exec needs a command".into()))?;
+    let status = Command::new("ip")
+        .args(["netns", "exec", ns, prog])
+        .args(args)
+        .env("PATH", path)
+        .env("RVS_SOCKET", socket)
+        .status()
+        .map_err(LabError::io("running ip netns exec"))?;
+    Ok(status.code().unwrap_or(1))
+}

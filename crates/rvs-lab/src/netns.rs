@@ -1,0 +1,119 @@
+//! Running code inside a network namespace from this process: a thread that `setns()`s into the namespace
+//! (setns is per thread; every socket it then creates belongs to that namespace), plus the few raw ioctls the lab
+//! needs there (TX checksum offload off).
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crate::error::{LabError, Result};
+
+/// Where `ip netns add NAME` bind-mounts a namespace.
+pub fn path(ns: &str) -> PathBuf {
+    PathBuf::from("/run/netns").join(ns)
+}
+
+/// True when the named namespace exists.
+pub fn exists(ns: &str) -> bool {
+    path(ns).exists()
+}
+
+/// Moves the calling thread into the named network namespace.
+fn enter(ns: &str) -> Result<()> {
+    let file =
+        File::open(path(ns)).map_err(LabError::io(format!("opening network namespace {ns}")))?;
+    // SAFETY: setns() on a valid open namespace fd; it only changes the calling thread's network namespace.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(LabError::Io {
+            context: format!("setns into network namespace {ns}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Starts `f` on a new thread inside namespace `ns`.
+pub fn spawn_in<T, F>(ns: &str, f: F) -> Result<JoinHandle<Result<T>>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let ns_owned = ns.to_string();
+    std::thread::Builder::new()
+        .name(format!("netns-{ns}"))
+        .spawn(move || {
+            enter(&ns_owned)?;
+            f()
+        })
+        .map_err(LabError::io("spawning a thread"))
+}
+
+/// Runs `f` inside namespace `ns` and waits for its result.
+pub fn run_in<T, F>(ns: &str, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let handle = spawn_in(ns, f)?;
+    handle.join().map_err(|_| LabError::Process {
+        what: format!("a thread in namespace {ns} panicked"),
+    })?
+}
+
+/// Writes a sysctl of the calling thread's namespace (call inside [`run_in`]).
+pub fn write_sysctl(name: &str, value: &str) -> Result<()> {
+    let p = PathBuf::from("/proc/sys").join(name.replace('.', "/"));
+    std::fs::write(&p, value).map_err(LabError::io(format!("writing sysctl {name}={value}")))
+}
+
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+#[repr(C)]
+struct IfreqData {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+
+/// Turns TX checksum offload off on `ifname` in the calling thread's namespace (like `ethtool -K IF tx off`), so
+/// packets sent from this namespace carry complete checksums.
+pub fn tx_checksum_off(ifname: &str) -> Result<()> {
+    if ifname.len() >= libc::IFNAMSIZ {
+        return Err(LabError::Invalid(format!(
+            "interface name too long: {ifname}"
+        )));
+    }
+    let sock =
+        std::net::UdpSocket::bind("0.0.0.0:0").map_err(LabError::io("opening an ioctl socket"))?;
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: 0,
+    };
+    let mut ifr = IfreqData {
+        name: [0; libc::IFNAMSIZ],
+        data: (&raw mut value).cast(),
+        _pad: [0; 16],
+    };
+    for (dst, src) in ifr.name.iter_mut().zip(ifname.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCETHTOOL with a properly laid out ifreq whose data points at a live ethtool_value; the kernel
+    // reads both during the call only.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &raw mut ifr) };
+    if rc != 0 {
+        return Err(LabError::Io {
+            context: format!("turning TX checksum offload off on {ifname}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}

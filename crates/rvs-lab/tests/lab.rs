@@ -1,0 +1,167 @@
+//! The lab on its own, without rvsd: the director namespace is a plain router, so the client reaches the real
+//! servers' own addresses. Proves topology, servers, clients, captures and cleanup before rvsd joins in.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use rvs_lab::capture::Capture;
+use rvs_lab::client::{self, HttpConn};
+use rvs_lab::lab::{self, Lab, LabConfig};
+use rvs_lab::{LabError, netns, testing};
+
+fn rs_addr(i: usize, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(lab::rip(i), port))
+}
+
+#[test]
+fn plain_router_http_udp_and_cleanup() {
+    let Some(lab) = testing::lab("plain_router_http_udp_and_cleanup", 2, false) else {
+        return;
+    };
+    let names = lab.namespaces();
+    assert!(names.iter().all(|n| netns::exists(n)));
+
+    // HTTP through the director, routed: the real server sees the client's address.
+    let (a1, a2) = (rs_addr(1, 80), rs_addr(2, 80));
+    let (r1, r2) = lab
+        .in_client(move || {
+            Ok((
+                client::get(a1, Duration::from_secs(5))?,
+                client::get(a2, Duration::from_secs(5))?,
+            ))
+        })
+        .expect("GET through the router");
+    assert_eq!(r1.status, 200);
+    assert_eq!(r1.who().expect("who").0, "rs1");
+    assert_eq!(
+        r1.who().expect("who").1.ip(),
+        std::net::IpAddr::V4(lab::CIP)
+    );
+    assert_eq!(r2.real_server.as_deref(), Some("rs2"));
+
+    // Keep-alive: several requests on one connection, then Connection: close ends it.
+    let answers = lab
+        .in_client(move || {
+            let mut c = HttpConn::connect(a1, Duration::from_secs(5))?;
+            let local = c.local_addr()?;
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                let r = c.get(false)?;
+                v.push((r.who()?.1, r.keep_alive));
+            }
+            let last = c.get(true)?;
+            v.push((last.who()?.1, last.keep_alive));
+            Ok((local, v))
+        })
+        .expect("keep-alive");
+    let (local, v) = answers;
+    assert_eq!(v.len(), 4);
+    assert!(
+        v.iter().all(|(seen, _)| *seen == local),
+        "one connection carries all requests: {v:?}"
+    );
+    assert_eq!(
+        v.iter().map(|(_, k)| *k).collect::<Vec<_>>(),
+        vec![true, true, true, false]
+    );
+
+    // 1 MiB echo, byte-identical.
+    let body: Vec<u8> = (0..1 << 20)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let b2 = body.clone();
+    let echoed = lab
+        .in_client(move || client::echo(a2, &b2, Duration::from_secs(10)))
+        .expect("echo");
+    assert!(echoed.body == body, "1 MiB came back changed");
+
+    // UDP echo.
+    let u = rs_addr(1, 53);
+    let (name, seen, payload) = lab
+        .in_client(move || client::udp_query(u, b"ping", Duration::from_secs(3)))
+        .expect("udp");
+    assert_eq!(
+        (name.as_str(), seen.ip(), payload.as_slice()),
+        ("rs1", std::net::IpAddr::V4(lab::CIP), &b"ping"[..])
+    );
+
+    // Many requests, concurrently, each on its own connection.
+    let t = lab
+        .in_client(move || client::run_requests(a2, 200, 8, Duration::from_secs(20)))
+        .expect("200 requests");
+    assert_eq!(t.per_server.get("rs2"), Some(&200));
+
+    // Captures see the routed connection at both ends.
+    let cap_c = Capture::start(&lab.client(), lab::HOST_IF, 1000).expect("capture client");
+    let cap_r = Capture::start(&lab.rs(1), lab::HOST_IF, 1000).expect("capture rs1");
+    let local = lab
+        .in_client(move || {
+            let mut c = HttpConn::connect(a1, Duration::from_secs(5))?;
+            let l = c.local_addr()?;
+            c.get(true)?;
+            Ok(l)
+        })
+        .expect("traced GET");
+    std::thread::sleep(Duration::from_millis(50));
+    let (sc, sr) = (
+        cap_c.finish().expect("client capture"),
+        cap_r.finish().expect("rs capture"),
+    );
+    let SocketAddr::V4(local) = local else {
+        panic!("v4")
+    };
+    let SocketAddr::V4(a1v4) = a1 else {
+        panic!("v4")
+    };
+    assert!(
+        sc.iter()
+            .any(|s| s.is_syn() && s.outgoing && s.src == local && s.dst == a1v4),
+        "{sc:?}"
+    );
+    assert!(
+        sr.iter()
+            .any(|s| s.is_syn() && !s.outgoing && s.src == local && s.dst == a1v4),
+        "{sr:?}"
+    );
+
+    // The same prefix cannot be built twice.
+    let again = Lab::up(LabConfig {
+        prefix: lab.cfg.prefix.clone(),
+        rvsd: false,
+        ..LabConfig::default()
+    });
+    assert!(matches!(again, Err(LabError::StillUp { .. })), "{again:?}");
+
+    let state_dir = lab.state_dir.clone();
+    lab.down().expect("down");
+    assert!(
+        names.iter().all(|n| !netns::exists(n)),
+        "namespaces left behind"
+    );
+    assert!(!state_dir.exists());
+}
+
+#[test]
+fn drop_on_panic_removes_everything() {
+    if !testing::lab_available("drop_on_panic_removes_everything") {
+        return;
+    }
+    let cfg = LabConfig {
+        real_servers: 1,
+        rvsd: false,
+        ..LabConfig::unique("p")
+    };
+    let names = lab::ns_names(&cfg.prefix, 1);
+    let r = std::panic::catch_unwind(move || {
+        let _lab = Lab::up(cfg).expect("lab");
+        assert!(netns::exists(&_lab.director()));
+        panic!("boom");
+    });
+    assert!(r.is_err());
+    assert!(
+        names.iter().all(|n| !netns::exists(n)),
+        "a panic left namespaces behind"
+    );
+}
