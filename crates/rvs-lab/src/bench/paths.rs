@@ -1,0 +1,665 @@
+//! The four paths (direct, kernel NAT, HAProxy, rvs), brought up and down around each measurement, and the
+//! workloads run over them.
+
+use super::sys::{self, Daemon, sh};
+use super::topo::{self, Lab};
+use super::{Args, Sample, Workload, bound, parse, udp};
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const HTTP_PORT: u16 = 80;
+pub const UDP_PORT: u16 = 5001;
+pub const BULK_PORT: u16 = 5201;
+const TUN_NAME: &str = "rvsb0";
+const NFT_TABLE: &str = "rvsbench";
+pub const NS_PREFIX: &str = "rvsb-";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
+pub enum PathKind {
+    /// The client to one real server, the director a plain router (the ceiling).
+    Direct,
+    /// nftables DNAT, round robin (numgen inc mod 2); conntrack reverses the replies.
+    Nft,
+    /// HAProxy in TCP mode on the director (a proxy: real servers see the director's address).
+    Haproxy,
+    /// rvsd in masq mode, round robin.
+    Rvs,
+}
+
+impl PathKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Nft => "kernel NAT",
+            PathKind::Haproxy => "HAProxy",
+            PathKind::Rvs => "rvs",
+        }
+    }
+
+    /// Where the client sends to on this path.
+    fn target(self) -> &'static str {
+        match self {
+            PathKind::Direct => topo::RIPS[0],
+            PathKind::Nft => topo::VIP_NFT,
+            PathKind::Haproxy => topo::HAPROXY_ADDR,
+            PathKind::Rvs => topo::VIP_RVS,
+        }
+    }
+}
+
+/// What a path needs while it is up.
+#[derive(Debug, Default)]
+struct Active {
+    daemon: Option<Daemon>,
+}
+
+/// The lab with its permanent servers (nginx on both real servers, iperf3 on the first).
+#[derive(Debug)]
+pub struct Bench {
+    pub prefix: String,
+    duration: u32,
+    threads: u32,
+    connections: u32,
+    udp_flows: usize,
+    udp_size: usize,
+    rvsd_args: Vec<String>,
+    exe: PathBuf,
+    rvs_bins: Result<(PathBuf, PathBuf), String>,
+    /// Servers first so they are stopped before the namespaces go.
+    servers: Vec<Daemon>,
+    lab: Lab,
+}
+
+impl Bench {
+    pub fn new(args: &Args) -> Result<Bench> {
+        let prefix = format!("{NS_PREFIX}{}", std::process::id());
+        let lab = Lab::up(&prefix)?;
+        let exe = std::env::current_exe().context("own executable")?;
+        let rvs_bins = if args.paths.contains(&PathKind::Rvs) {
+            find_rvs_binaries(&exe, args.rvsd.as_deref(), args.rvsadm.as_deref())
+                .map_err(|e| format!("{e:#}"))
+        } else {
+            Err("not requested".into())
+        };
+        let mut b = Bench {
+            prefix,
+            duration: args.duration,
+            threads: args.threads,
+            connections: args.connections,
+            udp_flows: args.udp_flows,
+            udp_size: args.udp_size,
+            rvsd_args: args
+                .rvsd_args
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            exe,
+            rvs_bins,
+            servers: Vec::new(),
+            lab,
+        };
+        b.start_servers(args.workloads.contains(&Workload::Bulk))?;
+        Ok(b)
+    }
+
+    pub fn keep_logs(&mut self) {
+        self.lab.keep_dir();
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.lab.dir.clone()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.lab.dir.join(name)
+    }
+
+    fn start_servers(&mut self, bulk: bool) -> Result<()> {
+        let dir = self.lab.dir.display().to_string();
+        for (i, ns) in self.lab.rs.clone().iter().enumerate() {
+            let conf = self.file(&format!("nginx-r{}.conf", i + 1));
+            std::fs::write(
+                &conf,
+                format!(
+                    "worker_processes 1;\nworker_rlimit_nofile 65536;\npid {dir}/nginx-r{n}.pid;\n\
+                     error_log {dir}/nginx-r{n}.err warn;\n\
+                     events {{ worker_connections 16384; multi_accept on; }}\n\
+                     http {{\n  access_log off;\n  default_type text/plain;\n  keepalive_requests 100000000;\n  \
+                     keepalive_timeout 120s;\n  server {{\n    listen {HTTP_PORT} backlog=8192;\n    \
+                     location / {{ return 200 \"rvs bench ok\\n\"; }}\n  }}\n}}\n",
+                    n = i + 1
+                ),
+            )?;
+            let conf = conf.display().to_string();
+            let err = format!("{dir}/nginx-r{}.err", i + 1);
+            let argv = Lab::in_ns(
+                ns,
+                &[
+                    "nginx",
+                    "-p",
+                    &dir,
+                    "-e",
+                    &err,
+                    "-c",
+                    &conf,
+                    "-g",
+                    "daemon off;",
+                ],
+            );
+            let log = self.file(&format!("nginx-r{}.log", i + 1));
+            self.servers.push(Daemon::spawn("nginx", &argv, &log, &[])?);
+            wait_listening(ns, &format!(":{HTTP_PORT}"), self.servers.last_mut())
+                .with_context(|| format!("nginx in {ns}"))?;
+        }
+        if bulk {
+            let ns = self.lab.rs[0].clone();
+            let argv = Lab::in_ns(&ns, &["iperf3", "-s", "-p", &BULK_PORT.to_string()]);
+            let log = self.file("iperf3.log");
+            self.servers
+                .push(Daemon::spawn("iperf3", &argv, &log, &[])?);
+            wait_listening(&ns, &format!(":{BULK_PORT}"), self.servers.last_mut())
+                .context("iperf3 server")?;
+        }
+        Ok(())
+    }
+
+    /// One short HTTP run through the path (not counted).
+    pub fn validate(&mut self, p: PathKind) -> Result<()> {
+        let mut active = self.up(p)?;
+        let r = self.wrk(p, 2, 1, false).and_then(|(w, _)| {
+            if w.requests == 0 {
+                bail!("no HTTP request completed");
+            }
+            Ok(())
+        });
+        self.down(p, &mut active);
+        r
+    }
+
+    /// Brings the path up, runs the workload with CPU accounting, brings it down again.
+    pub fn measure(&mut self, p: PathKind, w: Workload) -> Result<Sample> {
+        let mut active = self.up(p)?;
+        let pid = active.daemon.as_ref().and_then(Daemon::pid);
+        let c0 = sys::cpu_times();
+        let p0 = pid.and_then(sys::process_ticks);
+        let r = self.run(p, w);
+        let c1 = sys::cpu_times();
+        let p1 = pid.and_then(sys::process_ticks);
+        let alive = match active.daemon.as_mut() {
+            Some(d) => d.check_alive(),
+            None => Ok(()),
+        };
+        self.down(p, &mut active);
+        let mut s = r?;
+        alive?;
+        if let (Some(c0), Some(c1)) = (c0, c1) {
+            let d = c1.since(&c0);
+            s.cpu_busy_s = d.busy as f64 / sys::CLOCK_TICKS;
+            s.cpu_softirq_s = d.softirq as f64 / sys::CLOCK_TICKS;
+        }
+        if let (Some(a), Some(b)) = (p0, p1) {
+            s.proc_s = Some(b.saturating_sub(a) as f64 / sys::CLOCK_TICKS);
+        }
+        Ok(s)
+    }
+
+    fn run(&mut self, p: PathKind, w: Workload) -> Result<Sample> {
+        match w {
+            Workload::Keepalive | Workload::Newconn => {
+                let (r, _) =
+                    self.wrk(p, self.connections, self.duration, w == Workload::Newconn)?;
+                Ok(Sample {
+                    value: r.requests_per_s,
+                    p50_s: r.p50_s,
+                    p99_s: r.p99_s,
+                    ops: r.requests as f64,
+                    ..Sample::default()
+                })
+            }
+            Workload::Udp => self.udp(p),
+            Workload::Bulk => self.bulk(p),
+        }
+    }
+
+    fn wrk(
+        &self,
+        p: PathKind,
+        connections: u32,
+        seconds: u32,
+        close: bool,
+    ) -> Result<(parse::WrkResult, String)> {
+        let url = format!("http://{}:{HTTP_PORT}/", p.target());
+        let threads = self.threads.min(connections).max(1).to_string();
+        let conns = connections.to_string();
+        let dur = format!("{seconds}s");
+        let mut argv = vec![
+            "wrk",
+            "-t",
+            &threads,
+            "-c",
+            &conns,
+            "-d",
+            &dur,
+            "--timeout",
+            "2s",
+            "--latency",
+        ];
+        if close {
+            argv.extend(["-H", "Connection: close"]);
+        }
+        argv.push(&url);
+        let argv = Lab::in_ns(&self.lab.client, &argv);
+        let o = sys::run_timeout(&argv, bound(seconds))?;
+        let r = parse::parse_wrk(&o.stdout).with_context(|| {
+            format!(
+                "wrk gave no report ({}): {} {}",
+                o.status,
+                o.stdout.trim(),
+                o.stderr.trim()
+            )
+        })?;
+        if r.non_2xx > 0 {
+            bail!("{} non-2xx responses", r.non_2xx);
+        }
+        if r.socket_errors * 100 > r.requests.max(1) {
+            bail!(
+                "{} socket errors for {} requests: {}",
+                r.socket_errors,
+                r.requests,
+                o.stdout.trim()
+            );
+        }
+        Ok((r, o.stdout))
+    }
+
+    fn udp(&mut self, p: PathKind) -> Result<Sample> {
+        if p == PathKind::Haproxy {
+            bail!("n/a (no UDP in HAProxy)");
+        }
+        let exe = self.exe.display().to_string();
+        let secs = self.duration.to_string();
+        let sink_secs = (self.duration + 8).to_string();
+        let port = UDP_PORT.to_string();
+        let mut sinks = Vec::new();
+        for (i, ns) in self.lab.rs.iter().enumerate() {
+            let log = self.file(&format!("udp-sink-r{}.log", i + 1));
+            let _ = std::fs::remove_file(&log);
+            let argv = Lab::in_ns(
+                ns,
+                &[
+                    &exe,
+                    "bench",
+                    "__udp-sink",
+                    "--port",
+                    &port,
+                    "--seconds",
+                    &sink_secs,
+                ],
+            );
+            sinks.push(Daemon::spawn("udp sink", &argv, &log, &[])?);
+        }
+        for s in &mut sinks {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !std::fs::read_to_string(&s.log)
+                .unwrap_or_default()
+                .contains("ready")
+            {
+                s.check_alive()?;
+                if Instant::now() > deadline {
+                    bail!("UDP sink did not start");
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let target = format!("{}:{UDP_PORT}", p.target());
+        let flows = self.udp_flows.to_string();
+        let size = self.udp_size.to_string();
+        let argv = Lab::in_ns(
+            &self.lab.client,
+            &[
+                &exe,
+                "bench",
+                "__udp-send",
+                "--target",
+                &target,
+                "--seconds",
+                &secs,
+                "--flows",
+                &flows,
+                "--size",
+                &size,
+            ],
+        );
+        let o = sys::run_timeout(&argv, bound(self.duration))?;
+        let (_sent, send_secs) = udp::parse_sent(&o.stdout)
+            .with_context(|| format!("UDP sender: {} {}", o.stdout.trim(), o.stderr.trim()))?;
+        let mut received = 0;
+        for s in &mut sinks {
+            if !s.wait_timeout(Duration::from_secs(u64::from(self.duration) + 10))? {
+                bail!("UDP sink did not finish");
+            }
+            received += udp::parse_received(&std::fs::read_to_string(&s.log)?)
+                .with_context(|| format!("UDP sink: {}", sys::log_tail(&s.log)))?;
+        }
+        if received == 0 {
+            bail!("no UDP datagram arrived");
+        }
+        Ok(Sample {
+            value: received as f64 / send_secs,
+            ops: received as f64,
+            ..Sample::default()
+        })
+    }
+
+    fn bulk(&mut self, p: PathKind) -> Result<Sample> {
+        let secs = self.duration.to_string();
+        let port = BULK_PORT.to_string();
+        let argv = Lab::in_ns(
+            &self.lab.client,
+            &["iperf3", "-c", p.target(), "-p", &port, "-t", &secs, "-J"],
+        );
+        let o = sys::run_timeout(&argv, bound(self.duration))?;
+        let bps = parse::parse_iperf3_json(&o.stdout).map_err(anyhow::Error::msg)?;
+        Ok(Sample {
+            value: bps,
+            ops: bps * f64::from(self.duration) / 8.0,
+            ..Sample::default()
+        })
+    }
+
+    fn up(&mut self, p: PathKind) -> Result<Active> {
+        match p {
+            PathKind::Direct => Ok(Active::default()),
+            PathKind::Nft => {
+                let file = self.file("nft.rules");
+                let rips = format!("0 : {}, 1 : {}", topo::RIPS[0], topo::RIPS[1]);
+                std::fs::write(
+                    &file,
+                    format!(
+                        "table ip {NFT_TABLE} {{\n  chain pre {{\n    type nat hook prerouting priority dstnat; policy accept;\n    \
+                         ip daddr {vip} tcp dport {HTTP_PORT} dnat to numgen inc mod 2 map {{ {rips} }}\n    \
+                         ip daddr {vip} udp dport {UDP_PORT} dnat to numgen inc mod 2 map {{ {rips} }}\n    \
+                         ip daddr {vip} tcp dport {BULK_PORT} dnat to {rs1}\n  }}\n}}\n",
+                        vip = topo::VIP_NFT,
+                        rs1 = topo::RIPS[0],
+                    ),
+                )?;
+                let f = file.display().to_string();
+                sh(&Lab::in_ns(&self.lab.director, &["nft", "-f", &f])
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>())?;
+                Ok(Active::default())
+            }
+            PathKind::Haproxy => {
+                let cfg = self.file("haproxy.cfg");
+                std::fs::write(
+                    &cfg,
+                    format!(
+                        "global\n  maxconn 200000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
+                         timeout server 60s\n\nfrontend http\n  bind {a}:{HTTP_PORT}\n  default_backend rs_http\n\n\
+                         backend rs_http\n  balance roundrobin\n  server rs1 {r1}:{HTTP_PORT}\n  server rs2 {r2}:{HTTP_PORT}\n\n\
+                         frontend bulk\n  bind {a}:{BULK_PORT}\n  default_backend rs_bulk\n\nbackend rs_bulk\n  \
+                         server rs1 {r1}:{BULK_PORT}\n",
+                        a = topo::HAPROXY_ADDR,
+                        r1 = topo::RIPS[0],
+                        r2 = topo::RIPS[1],
+                    ),
+                )?;
+                let cfg = cfg.display().to_string();
+                let argv = Lab::in_ns(&self.lab.director, &["haproxy", "-f", &cfg, "-db"]);
+                let mut d = Daemon::spawn("haproxy", &argv, &self.file("haproxy.log"), &[])?;
+                wait_listening(
+                    &self.lab.director,
+                    &format!("{}:{HTTP_PORT}", topo::HAPROXY_ADDR),
+                    Some(&mut d),
+                )?;
+                Ok(Active { daemon: Some(d) })
+            }
+            PathKind::Rvs => self.rvs_up(),
+        }
+    }
+
+    fn rvsadm(&self, rvsadm: &Path, args: &[&str]) -> Result<String> {
+        let sock = format!("RVS_SOCKET={}", self.file("rvsd.sock").display());
+        let bin = rvsadm.display().to_string();
+        let mut argv = vec!["env", &sock, &bin];
+        argv.extend_from_slice(args);
+        sh(&argv)
+    }
+
+    fn rvs_up(&mut self) -> Result<Active> {
+        let (rvsd, rvsadm) = self.rvs_bins.clone().map_err(anyhow::Error::msg)?;
+        let sock = self.file("rvsd.sock");
+        let _ = std::fs::remove_file(&sock);
+        let rules = self.file("rvsd.rules").display().to_string();
+        let _ = std::fs::remove_file(&rules);
+        let sock_s = sock.display().to_string();
+        let bin = rvsd.display().to_string();
+        let mut argv = vec![
+            bin.as_str(),
+            "--socket",
+            &sock_s,
+            "--rules",
+            &rules,
+            "--no-save",
+            "--public-if",
+            topo::PUBLIC_IF,
+            "--private-if",
+            topo::PRIVATE_IF,
+            "--tun",
+            TUN_NAME,
+        ];
+        argv.extend(self.rvsd_args.iter().map(String::as_str));
+        let argv = Lab::in_ns(&self.lab.director, &argv);
+        let log = self.file("rvsd.log");
+        let mut d = Daemon::spawn("rvsd", &argv, &log, &[("RUST_LOG", "warn")])?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            d.check_alive()?;
+            if self.rvsadm(&rvsadm, &["-L", "-n"]).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("rvsd not ready after 10 s: {}", sys::log_tail(&log));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let vip = topo::VIP_RVS;
+        let http = format!("{vip}:{HTTP_PORT}");
+        let udp = format!("{vip}:{UDP_PORT}");
+        let bulk = format!("{vip}:{BULK_PORT}");
+        let r1h = format!("{}:{HTTP_PORT}", topo::RIPS[0]);
+        let r2h = format!("{}:{HTTP_PORT}", topo::RIPS[1]);
+        let r1u = format!("{}:{UDP_PORT}", topo::RIPS[0]);
+        let r2u = format!("{}:{UDP_PORT}", topo::RIPS[1]);
+        let r1b = format!("{}:{BULK_PORT}", topo::RIPS[0]);
+        let cmds: [&[&str]; 8] = [
+            &["-A", "-t", &http, "-s", "rr"],
+            &["-a", "-t", &http, "-r", &r1h, "-m"],
+            &["-a", "-t", &http, "-r", &r2h, "-m"],
+            &["-A", "-u", &udp, "-s", "rr"],
+            &["-a", "-u", &udp, "-r", &r1u, "-m"],
+            &["-a", "-u", &udp, "-r", &r2u, "-m"],
+            &["-A", "-t", &bulk, "-s", "rr"],
+            &["-a", "-t", &bulk, "-r", &r1b, "-m"],
+        ];
+        for c in cmds {
+            self.rvsadm(&rvsadm, c)
+                .with_context(|| format!("rvsadm {}", c.join(" ")))?;
+        }
+        d.check_alive()?;
+        Ok(Active { daemon: Some(d) })
+    }
+
+    fn down(&mut self, p: PathKind, active: &mut Active) {
+        if let Some(d) = active.daemon.as_mut() {
+            d.stop();
+        }
+        match p {
+            PathKind::Nft => {
+                let _ = sh(&Lab::in_ns(
+                    &self.lab.director,
+                    &["nft", "delete", "table", "ip", NFT_TABLE],
+                )
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>());
+            }
+            PathKind::Rvs => self.rvs_leftovers(),
+            PathKind::Direct | PathKind::Haproxy => {}
+        }
+    }
+
+    /// rvsd must remove its TUN, routes, rules and proxy neighbour on SIGTERM; anything left would distort the
+    /// other paths, so it is removed here and reported.
+    fn rvs_leftovers(&self) {
+        let d = &self.lab.director;
+        let mut left = Vec::new();
+        if let Ok(rules) = sh(&["ip", "-n", d, "rule", "show"]) {
+            for l in rules.lines() {
+                let pref = l.split(':').next().unwrap_or("").trim();
+                if !matches!(pref, "0" | "32766" | "32767") && !pref.is_empty() {
+                    left.push(format!("rule {}", l.trim()));
+                    let _ = sh(&["ip", "-n", d, "rule", "del", "pref", pref]);
+                }
+            }
+        }
+        if sh(&["ip", "-n", d, "link", "show", TUN_NAME]).is_ok() {
+            left.push(format!("link {TUN_NAME}"));
+            let _ = sh(&["ip", "-n", d, "link", "del", TUN_NAME]);
+        }
+        if let Ok(n) = sh(&["ip", "-n", d, "neigh", "show", "proxy"]) {
+            for l in n.lines().filter(|l| !l.trim().is_empty()) {
+                left.push(format!("proxy neigh {}", l.trim()));
+                let mut argv = vec!["ip", "-n", d, "neigh", "del", "proxy"];
+                argv.extend(l.split_whitespace().take(3));
+                let _ = sh(&argv);
+            }
+        }
+        if !left.is_empty() {
+            eprintln!(
+                "bench: WARNING rvsd left behind after SIGTERM (removed): {}",
+                left.join("; ")
+            );
+        }
+    }
+}
+
+/// Waits (5 s at most) until something listens on a local address ending in `suffix` in `ns`.
+fn wait_listening(ns: &str, suffix: &str, mut daemon: Option<&mut Daemon>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(d) = daemon.as_deref_mut() {
+            d.check_alive()?;
+        }
+        let out = sh(&["ip", "netns", "exec", ns, "ss", "-Hltn"]).unwrap_or_default();
+        if out.lines().any(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .is_some_and(|a| a.ends_with(suffix))
+        }) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("nothing listens on {suffix} in {ns} after 5 s");
+        }
+        thread::sleep(Duration::from_millis(30));
+    }
+}
+
+/// rvsd and rvsadm: given, or next to this executable (also one level up, for examples and tests), or built.
+fn find_rvs_binaries(
+    exe: &Path,
+    rvsd: Option<&Path>,
+    rvsadm: Option<&Path>,
+) -> Result<(PathBuf, PathBuf)> {
+    let dirs: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(Path::to_path_buf)
+        .collect();
+    let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
+    if let (Some(a), Some(b)) = (
+        rvsd.map(Path::to_path_buf).or_else(|| find("rvsd")),
+        rvsadm.map(Path::to_path_buf).or_else(|| find("rvsadm")),
+    ) {
+        return Ok((a, b));
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let release = dirs
+        .iter()
+        .any(|d| d.file_name().is_some_and(|n| n == "release"));
+    eprintln!("bench: building rvsd and rvsadm with cargo");
+    let mut argv = vec![
+        "cargo".to_string(),
+        "build".into(),
+        "-p".into(),
+        "rvsd".into(),
+        "-p".into(),
+        "rvsadm".into(),
+        "--manifest-path".into(),
+        workspace.join("Cargo.toml").display().to_string(),
+    ];
+    if release {
+        argv.push("--release".into());
+    }
+    let o = sys::run_timeout(&argv, Duration::from_secs(900))?;
+    if !o.status.success() {
+        bail!(
+            "cargo build of rvsd/rvsadm failed: {}",
+            first_lines(&o.stderr)
+        );
+    }
+    let target = workspace
+        .join("target")
+        .join(if release { "release" } else { "debug" });
+    let (a, b) = (target.join("rvsd"), target.join("rvsadm"));
+    if a.is_file() && b.is_file() {
+        Ok((
+            rvsd.map(Path::to_path_buf).unwrap_or(a),
+            rvsadm.map(Path::to_path_buf).unwrap_or(b),
+        ))
+    } else {
+        bail!("rvsd/rvsadm not found after building")
+    }
+}
+
+fn first_lines(s: &str) -> String {
+    s.lines()
+        .filter(|l| l.contains("error"))
+        .take(5)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Removes namespaces of earlier bench runs whose process is gone (e.g. killed with SIGKILL), with the
+/// processes still inside them.
+pub fn remove_stale_labs() {
+    let Ok(list) = sh(&["ip", "netns", "list"]) else {
+        return;
+    };
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next() else {
+            continue;
+        };
+        if pid.parse::<u32>().is_err() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(pids) = sh(&["ip", "netns", "pids", name]) {
+            for p in pids.lines().filter_map(|p| p.trim().parse::<u32>().ok()) {
+                sys::signal(p, "KILL");
+            }
+        }
+        let _ = sh(&["ip", "netns", "del", name]);
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{NS_PREFIX}{pid}")));
+        eprintln!("bench: removed stale namespace {name}");
+    }
+}
