@@ -23,9 +23,9 @@ pub enum LabError {
     NotRoot,
     /// A lab with the same prefix still exists.
     #[error(
-        "a lab with prefix `{prefix}` is still up (namespace {namespace} exists); remove it with `rvs-lab down --prefix {prefix}`"
+        "a lab with prefix `{prefix}` is still up ({what} exists); remove it with `rvs-lab down --prefix {prefix}`"
     )]
-    StillUp { prefix: String, namespace: String },
+    StillUp { prefix: String, what: String },
     /// The root namespace already uses an address in one of the lab's ranges.
     #[error(
         "the root network namespace has address {addr}, which overlaps the lab's range {range}; refusing to start"

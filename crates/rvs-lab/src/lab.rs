@@ -202,7 +202,7 @@ impl Lab {
         if let Some(ns) = names.iter().find(|n| netns::exists(n)) {
             return Err(LabError::StillUp {
                 prefix: cfg.prefix.clone(),
-                namespace: ns.clone(),
+                what: format!("namespace {ns}"),
             });
         }
         let bins = if cfg.rvsd {

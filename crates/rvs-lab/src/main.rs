@@ -1,6 +1,7 @@
 //! `rvs-lab`: the LVS-NAT lab in network namespaces.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -73,11 +74,21 @@ enum Cmd {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rvs-lab: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Cmd::Serve { name, http, udp } => Ok(rvs_lab::servers::serve(&name, http, udp)?),
-        Cmd::Bench { args } => rvs_lab::bench::main(args),
+        Cmd::Serve { name, http, udp } => rvs_lab::servers::serve(&name, http, udp)?,
+        Cmd::Bench { args } => rvs_lab::bench::main(args)?,
         Cmd::Demo {
             real_servers,
             scheduler,
@@ -91,7 +102,7 @@ fn main() -> Result<()> {
                 requests,
                 prefix,
             };
-            Ok(rvs_lab::demo::run(&opts)?)
+            rvs_lab::demo::run(&opts)?
         }
         Cmd::Up {
             real_servers,
@@ -99,12 +110,13 @@ fn main() -> Result<()> {
             prefix,
         } => {
             rvs_lab::cleanup::install_signal_handler()?;
-            Ok(rvs_lab::manage::up(&prefix, real_servers, &scheduler)?)
+            rvs_lab::manage::up(&prefix, real_servers, &scheduler)?
         }
-        Cmd::Down { prefix } => Ok(rvs_lab::manage::down(&prefix)?),
+        Cmd::Down { prefix } => rvs_lab::manage::down(&prefix)?,
         Cmd::Exec { namespace, command } => {
             let code = rvs_lab::manage::exec(&namespace, &command)?;
-            std::process::exit(code);
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
     }
+    Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,7 @@ pub fn up(prefix: &str, real_servers: usize, scheduler: &str) -> Result<()> {
     if state_dir.join("state.json").exists() {
         return Err(LabError::StillUp {
             prefix: prefix.into(),
-            namespace: format!("{}", state_dir.display()),
+            what: format!("{}", state_dir.display()),
         });
     }
     let cfg = LabConfig {
