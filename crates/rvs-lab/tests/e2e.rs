@@ -470,3 +470,113 @@ fn no_kernel_steering_left_after_rvsd_stops() {
         "rvsd left kernel steering behind"
     );
 }
+
+/// Runs `rvs-lab down --prefix P` when dropped, so a failing test leaves nothing behind.
+struct Down(String);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_rvs-lab"))
+            .args(["down", "--prefix", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn up_exec_down_by_hand() {
+    if !testing::lab_available("up_exec_down_by_hand") {
+        return;
+    }
+    let exe = env!("CARGO_BIN_EXE_rvs-lab");
+    let prefix = LabConfig::unique("u").prefix;
+    let run = |args: &[&str]| {
+        std::process::Command::new(exe)
+            .args(args)
+            .output()
+            .expect("run rvs-lab")
+    };
+    let _down = Down(prefix.clone());
+    let up = run(&["up", "--prefix", &prefix, "--real-servers", "2"]);
+    let text = String::from_utf8_lossy(&up.stdout).into_owned();
+    assert!(
+        up.status.success(),
+        "up failed: {}{}",
+        text,
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let director = format!("{prefix}-director");
+    let client_ns = format!("{prefix}-client");
+    assert!(
+        text.contains(&format!(
+            "rvs-lab exec {director} rvsadm -A -t 198.51.100.100:80 -s rr"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("rvs-lab down --prefix {prefix}")),
+        "{text}"
+    );
+
+    // A second `up` over it refuses and says how to remove it.
+    let again = run(&["up", "--prefix", &prefix]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains(&format!("rvs-lab down --prefix {prefix}"))
+    );
+
+    // exec finds rvsadm on PATH and the lab's rvsd through RVS_SOCKET.
+    let exec_ok = |args: &[&str]| {
+        let mut a = vec!["exec", director.as_str()];
+        a.extend_from_slice(args);
+        let o = run(&a);
+        assert!(
+            o.status.success(),
+            "exec {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    exec_ok(&["rvsadm", "-A", "-t", "198.51.100.100:80", "-s", "rr"]);
+    exec_ok(&[
+        "rvsadm",
+        "-a",
+        "-t",
+        "198.51.100.100:80",
+        "-r",
+        "203.0.113.11:80",
+        "-m",
+    ]);
+    exec_ok(&[
+        "rvsadm",
+        "-a",
+        "-t",
+        "198.51.100.100:80",
+        "-r",
+        "203.0.113.12:80",
+        "-m",
+    ]);
+    let sock = exec_ok(&["sh", "-c", "echo $RVS_SOCKET"]);
+    assert!(
+        sock.trim().ends_with(&format!("{prefix}/rvsd.sock")),
+        "{sock}"
+    );
+    let names = rvs_lab::netns::run_in(&client_ns, || {
+        let mut v = Vec::new();
+        for _ in 0..2 {
+            v.push(client::get(lab::vip(80), T)?.who()?.0);
+        }
+        Ok(v)
+    })
+    .expect("GET through the lab left by `up`");
+    assert_eq!(names.iter().collect::<BTreeSet<_>>().len(), 2, "{names:?}");
+
+    let down = run(&["down", "--prefix", &prefix]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    for ns in lab::ns_names(&prefix, 2) {
+        assert!(!rvs_lab::netns::exists(&ns), "{ns} left behind by down");
+    }
+    assert!(!rvs_lab::manage::state_root().join(&prefix).exists());
+}
