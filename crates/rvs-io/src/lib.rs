@@ -1,1 +1,20 @@
-//! rvs-io
+//! Packet I/O backends and kernel plumbing for rvs: the one place for `unsafe` and `libc`.
+//!
+//! - [`packet`]: the [`PacketIo`] trait (batched receive/send over caller-owned buffers) that data-plane workers use,
+//!   whatever the backend (TUN today, AF_XDP later beside it).
+//! - [`tun`]: a multi-queue TUN device (`IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE`), one nonblocking fd per queue.
+//! - [`netlink`]: a small synchronous rtnetlink client (links, routes, rules, proxy neighbours).
+//! - [`steering`]: recipe R of the TUN steering notes: VIP /32 routes into the TUN, proxy neighbours on the public
+//!   interface, a reply table and `iif <private> lookup <table>` rules; everything tagged so it can be found and
+//!   removed after a crash.
+//! - [`sys`]: sysctls, a coarse monotonic clock, peer credentials of a Unix socket.
+
+pub mod netlink;
+pub mod packet;
+pub mod steering;
+pub mod sys;
+pub mod tun;
+
+pub use packet::{PacketBuf, PacketIo};
+pub use steering::{Steering, SteeringConfig, SteeringError};
+pub use tun::{TunDevice, TunError, TunQueue};

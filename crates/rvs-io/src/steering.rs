@@ -1,0 +1,338 @@
+//! Steering of VIP traffic and real-server replies into the TUN (recipe R of the TUN steering notes):
+//!
+//! ```text
+//! sysctl net.ipv4.ip_forward=1; net.ipv6.conf.<tun>.disable_ipv6=1; ip link set <tun> txqueuelen 5000 up
+//! ip route add <VIP>/32 dev <tun> proto <P>                 (one per VIP)
+//! ip neigh add proxy <VIP> dev <public-if> proto <P>       (one per VIP)
+//! ip route add default dev <tun> table <T> proto <P>        (reply table)
+//! ip rule add pref <R> iif <private-if> lookup <T> proto <P> (one per private interface)
+//! ```
+//!
+//! Everything carries the route protocol tag `P` (and the rule the table `T`), so [`Steering::remove_all`] finds it
+//! again, also what a crashed run left behind.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use netlink_packet_route::route::RouteType;
+
+use crate::netlink::{self, Netlink, NetlinkError};
+
+/// Route protocol number tagging everything rvsd installs (`ip route show proto 114`; /etc/iproute2/rt_protos
+/// leaves it unassigned).
+pub const RVS_RTPROT: u8 = 114;
+/// Default reply routing table.
+pub const DEFAULT_TABLE: u32 = 7114;
+/// Default priority of the reply rules (before `main` at 32766).
+pub const DEFAULT_RULE_PRIORITY: u32 = 7114;
+/// TUN transmit queue length (the default 500 drops under load).
+pub const TUN_TXQUEUELEN: u32 = 5000;
+
+/// Errors setting up or changing the steering.
+#[derive(Debug, thiserror::Error)]
+pub enum SteeringError {
+    #[error("interface {0} does not exist")]
+    NoSuchInterface(String),
+    #[error("virtual address {0} is a local address of this host: remove it, or pick another VIP")]
+    LocalAddress(IpAddr),
+    #[error(
+        "virtual address {vip} is already routed by something else ({detail}): remove that route first"
+    )]
+    RoutedElsewhere { vip: IpAddr, detail: String },
+    #[error("no route to {0}: cannot tell which interface {1}")]
+    NoRoute(IpAddr, &'static str),
+    #[error("IPv6 virtual address {0}: rvsd steers IPv4 virtual services only so far")]
+    Ipv6Unsupported(IpAddr),
+    #[error("{context}: {source}")]
+    Sysctl {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+}
+
+/// Where and how to steer.
+#[derive(Debug, Clone)]
+pub struct SteeringConfig {
+    /// TUN device name (already created).
+    pub tun_name: String,
+    /// Public interface (clients side); `None` = the interface of the route to each VIP.
+    pub public_if: Option<String>,
+    /// Private interface (real servers side); `None` = the interface of the route to each real server.
+    pub private_if: Option<String>,
+    /// Reply routing table.
+    pub table: u32,
+    /// Priority of the reply rules.
+    pub rule_priority: u32,
+    /// Route protocol tag.
+    pub proto: u8,
+}
+
+impl SteeringConfig {
+    /// Defaults for a TUN named `tun_name`.
+    pub fn new(tun_name: &str) -> Self {
+        Self {
+            tun_name: tun_name.to_owned(),
+            public_if: None,
+            private_if: None,
+            table: DEFAULT_TABLE,
+            rule_priority: DEFAULT_RULE_PRIORITY,
+            proto: RVS_RTPROT,
+        }
+    }
+}
+
+/// The steering rvsd has installed, and the netlink connection to change it.
+#[derive(Debug)]
+pub struct Steering {
+    nl: Netlink,
+    cfg: SteeringConfig,
+    tun_index: Option<u32>,
+    /// VIP -> public interface index its proxy neighbour is on.
+    vips: BTreeMap<IpAddr, u32>,
+    /// Interfaces with a reply rule.
+    reply_ifs: BTreeSet<String>,
+}
+
+impl Steering {
+    /// Check the named interfaces exist and open netlink. Installs nothing yet.
+    pub fn new(cfg: SteeringConfig) -> Result<Self, SteeringError> {
+        for name in [&cfg.public_if, &cfg.private_if].into_iter().flatten() {
+            if crate::sys::ifindex(name).is_none() {
+                return Err(SteeringError::NoSuchInterface(name.clone()));
+            }
+        }
+        Ok(Self {
+            nl: Netlink::new()?,
+            cfg,
+            tun_index: None,
+            vips: BTreeMap::new(),
+            reply_ifs: BTreeSet::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SteeringConfig {
+        &self.cfg
+    }
+
+    /// Remove everything carrying our tag (routes with our protocol in any table, rules with our protocol or table,
+    /// proxy neighbours with our protocol) plus what this instance knows it installed. Returns how many objects
+    /// were removed.
+    pub fn remove_all(&mut self) -> Result<usize, SteeringError> {
+        let mut removed = 0;
+        let p = self.cfg.proto;
+        for v6 in [false, true] {
+            for r in self.nl.rules(v6)? {
+                let (table, _, _, proto) = netlink::rule_fields(&r);
+                if proto == Some(p) || table == self.cfg.table {
+                    self.nl.rule_change(false, r)?;
+                    removed += 1;
+                }
+            }
+            for r in self.nl.routes(v6)? {
+                if netlink::route_proto(&r) == p {
+                    match self.nl.route_change(false, r) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.errno() == Some(libc::ESRCH) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            for n in self.nl.proxy_neighbours(v6)? {
+                let (addr, proto) = netlink::neighbour_fields(&n);
+                let ours = proto == Some(p)
+                    || addr.is_some_and(|a| self.vips.get(&a) == Some(&n.header.ifindex));
+                if ours {
+                    self.nl.neighbour_change(false, n)?;
+                    removed += 1;
+                }
+            }
+        }
+        self.vips.clear();
+        self.reply_ifs.clear();
+        Ok(removed)
+    }
+
+    /// Bring up the TUN (txqueuelen 5000, IPv6 off), turn on IPv4 forwarding, install the reply table's default
+    /// route into the TUN.
+    pub fn install_base(&mut self) -> Result<(), SteeringError> {
+        let name = self.cfg.tun_name.clone();
+        let idx = crate::sys::ifindex(&name)
+            .ok_or_else(|| SteeringError::NoSuchInterface(name.clone()))?;
+        self.tun_index = Some(idx);
+        let v6path = format!("net/ipv6/conf/{name}/disable_ipv6");
+        match crate::sys::write_sysctl(&v6path, "1") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // IPv6 disabled in this kernel/namespace
+            Err(e) => {
+                return Err(SteeringError::Sysctl {
+                    context: v6path,
+                    source: e,
+                });
+            }
+        }
+        self.nl.link_up(idx, Some(TUN_TXQUEUELEN))?;
+        crate::sys::write_sysctl("net/ipv4/ip_forward", "1").map_err(|e| {
+            SteeringError::Sysctl {
+                context: "net.ipv4.ip_forward=1".into(),
+                source: e,
+            }
+        })?;
+        let r = netlink::device_route(None, false, idx, self.cfg.table, self.cfg.proto);
+        self.nl.route_change(true, r)?;
+        Ok(())
+    }
+
+    fn tun_index(&self) -> Result<u32, SteeringError> {
+        self.tun_index
+            .ok_or_else(|| SteeringError::NoSuchInterface(self.cfg.tun_name.clone()))
+    }
+
+    /// Check that `vip` can be steered by us and find its public interface. Changes nothing.
+    pub fn check_vip(&mut self, vip: IpAddr) -> Result<u32, SteeringError> {
+        if let Some(&idx) = self.vips.get(&vip) {
+            return Ok(idx);
+        }
+        if vip.is_ipv6() {
+            return Err(SteeringError::Ipv6Unsupported(vip));
+        }
+        for r in self.nl.routes(false)? {
+            if r.header.destination_prefix_length == 32
+                && netlink::route_destination(&r) == Some(vip)
+            {
+                if r.header.kind == RouteType::Local {
+                    return Err(SteeringError::LocalAddress(vip));
+                }
+                if netlink::route_proto(&r) != self.cfg.proto {
+                    let dev = r
+                        .attributes
+                        .iter()
+                        .find_map(|a| match a {
+                            netlink_packet_route::route::RouteAttribute::Oif(i) => {
+                                crate::sys::ifname(*i)
+                            }
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| "?".into());
+                    return Err(SteeringError::RoutedElsewhere {
+                        vip,
+                        detail: format!(
+                            "route {vip}/32 dev {dev} table {} proto {}",
+                            netlink::route_table(&r),
+                            netlink::route_proto(&r)
+                        ),
+                    });
+                }
+            }
+        }
+        let look = self.nl.route_get(vip)?;
+        if look.kind == RouteType::Local {
+            return Err(SteeringError::LocalAddress(vip));
+        }
+        if let Some(name) = &self.cfg.public_if {
+            return crate::sys::ifindex(name)
+                .ok_or_else(|| SteeringError::NoSuchInterface(name.clone()));
+        }
+        match look.oif {
+            Some(i) if Some(i) != self.tun_index => Ok(i),
+            _ => Err(SteeringError::NoRoute(vip, "is public (give --public-if)")),
+        }
+    }
+
+    /// The private interface replies from real server `rip` arrive on (`None` for a local address).
+    pub fn private_if_for(&mut self, rip: IpAddr) -> Result<Option<String>, SteeringError> {
+        if let Some(name) = &self.cfg.private_if {
+            return Ok(Some(name.clone()));
+        }
+        if rip.is_ipv6() {
+            return Ok(None);
+        }
+        let look = self.nl.route_get(rip)?;
+        if look.kind == RouteType::Local {
+            return Ok(None);
+        }
+        match look.oif {
+            Some(i) if Some(i) != self.tun_index => Ok(crate::sys::ifname(i)),
+            _ => Err(SteeringError::NoRoute(
+                rip,
+                "is private (give --private-if)",
+            )),
+        }
+    }
+
+    /// Make the installed steering match `vips` (virtual addresses) and `rips` (real servers): adds what is
+    /// missing first, then removes what is no longer needed. On error, call again with the previous sets to undo.
+    pub fn reconcile(
+        &mut self,
+        vips: &BTreeSet<IpAddr>,
+        rips: &BTreeSet<IpAddr>,
+    ) -> Result<(), SteeringError> {
+        let tun = self.tun_index()?;
+        let p = self.cfg.proto;
+        // Reply rules: one per private interface in use.
+        let mut want_ifs = BTreeSet::new();
+        for &rip in rips {
+            if let Some(name) = self.private_if_for(rip)? {
+                want_ifs.insert(name);
+            }
+        }
+        for &vip in vips {
+            if self.vips.contains_key(&vip) {
+                continue;
+            }
+            let pub_idx = self.check_vip(vip)?;
+            self.nl
+                .route_change(true, netlink::device_route(Some(vip), false, tun, 254, p))?;
+            if let Err(e) = self
+                .nl
+                .neighbour_change(true, netlink::proxy_neighbour(vip, pub_idx, p))
+            {
+                let _ = self
+                    .nl
+                    .route_change(false, netlink::device_route(Some(vip), false, tun, 254, p));
+                return Err(e.into());
+            }
+            self.vips.insert(vip, pub_idx);
+        }
+        for name in &want_ifs {
+            if !self.reply_ifs.contains(name) {
+                let r = netlink::iif_rule(false, self.cfg.rule_priority, name, self.cfg.table, p);
+                self.nl.rule_change(true, r)?;
+                self.reply_ifs.insert(name.clone());
+            }
+        }
+        let stale: Vec<(IpAddr, u32)> = self
+            .vips
+            .iter()
+            .filter(|(v, _)| !vips.contains(v))
+            .map(|(v, i)| (*v, *i))
+            .collect();
+        for (vip, pub_idx) in stale {
+            self.nl
+                .neighbour_change(false, netlink::proxy_neighbour(vip, pub_idx, p))?;
+            self.nl
+                .route_change(false, netlink::device_route(Some(vip), false, tun, 254, p))?;
+            self.vips.remove(&vip);
+        }
+        let stale_ifs: Vec<String> = self.reply_ifs.difference(&want_ifs).cloned().collect();
+        for name in stale_ifs {
+            let r = netlink::iif_rule(false, self.cfg.rule_priority, &name, self.cfg.table, p);
+            self.nl.rule_change(false, r)?;
+            self.reply_ifs.remove(&name);
+        }
+        Ok(())
+    }
+
+    /// The VIPs currently steered.
+    pub fn vips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.vips.keys().copied()
+    }
+
+    /// The interfaces with a reply rule.
+    pub fn reply_interfaces(&self) -> impl Iterator<Item = &str> + '_ {
+        self.reply_ifs.iter().map(String::as_str)
+    }
+}

@@ -1,0 +1,106 @@
+//! Small system helpers: sysctls, interface indexes, a coarse monotonic clock, Unix socket peer credentials.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// Write a sysctl under /proc/sys (e.g. `net/ipv4/ip_forward`).
+pub fn write_sysctl(path: &str, value: &str) -> io::Result<()> {
+    std::fs::write(format!("/proc/sys/{path}"), value)
+}
+
+/// Read a sysctl under /proc/sys, trimmed.
+pub fn read_sysctl(path: &str) -> io::Result<String> {
+    Ok(std::fs::read_to_string(format!("/proc/sys/{path}"))?
+        .trim()
+        .to_owned())
+}
+
+/// The index of interface `name`, if it exists.
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// The name of interface `index`, if it exists.
+pub fn ifname(index: u32) -> Option<String> {
+    let mut buf = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// Milliseconds of CLOCK_MONOTONIC_COARSE (a few ms resolution, a vDSO read: cheap enough per batch).
+pub fn coarse_monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into; CLOCK_MONOTONIC_COARSE exists on every Linux since 2.6.32.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1000) + (ts.tv_nsec as u64) / 1_000_000
+}
+
+/// The effective uid of the process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The uid of the peer of a connected Unix stream socket (SO_PEERCRED).
+pub fn peer_uid(sock: &impl AsRawFd) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred/len point to a ucred-sized buffer and its length, as SO_PEERCRED requires.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_index_round_trip() {
+        let idx = ifindex("lo").expect("lo exists in every namespace");
+        assert_eq!(ifname(idx).as_deref(), Some("lo"));
+        assert!(ifindex("no-such-if-xyz").is_none());
+    }
+
+    #[test]
+    fn coarse_clock_is_monotonic() {
+        let a = coarse_monotonic_ms();
+        let b = coarse_monotonic_ms();
+        assert!(a > 0 && b >= a);
+    }
+
+    #[test]
+    fn peer_uid_of_socketpair_is_ours() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        assert_eq!(peer_uid(&a).expect("SO_PEERCRED"), euid());
+    }
+}

@@ -1,0 +1,262 @@
+//! A multi-queue TUN device: `IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE`, one nonblocking fd per queue.
+//!
+//! The device is not persistent: it disappears when the last queue is closed, so a crashed rvsd never leaves it
+//! behind.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use crate::packet::{PacketBuf, PacketIo};
+
+/// Errors creating a TUN device.
+#[derive(Debug, thiserror::Error)]
+pub enum TunError {
+    #[error(
+        "/dev/net/tun is missing: load the tun module (modprobe tun) or give the namespace the device"
+    )]
+    NoDevice,
+    #[error(
+        "permission denied opening /dev/net/tun or creating {0}: rvsd must run as root (CAP_NET_ADMIN)"
+    )]
+    NotPermitted(String),
+    #[error("interface name {0:?} is invalid (1 to 15 bytes, no '/', ':' or whitespace)")]
+    BadName(String),
+    #[error(
+        "interface {0} already exists (another rvsd running, or a name clash): choose another with --tun"
+    )]
+    Exists(String),
+    #[error("at least one queue is needed")]
+    NoQueues,
+    #[error("creating TUN queue on {name}: {source}")]
+    Io { name: String, source: io::Error },
+}
+
+const IFNAMSIZ: usize = 16;
+
+/// `struct ifreq` as TUNSETIFF reads it: the name and the flags (the rest of the 40-byte union is padding).
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Validate an interface name the way the kernel does (dev_valid_name).
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+}
+
+/// A TUN device and its queues.
+#[derive(Debug)]
+pub struct TunDevice {
+    name: String,
+}
+
+impl TunDevice {
+    /// Create the device `name` with `queues` queues. Refuses if an interface of that name already exists (it would
+    /// otherwise attach to another process's TUN).
+    pub fn create(name: &str, queues: usize) -> Result<(TunDevice, Vec<TunQueue>), TunError> {
+        if !valid_ifname(name) {
+            return Err(TunError::BadName(name.to_owned()));
+        }
+        if queues == 0 {
+            return Err(TunError::NoQueues);
+        }
+        if crate::sys::ifindex(name).is_some() {
+            return Err(TunError::Exists(name.to_owned()));
+        }
+        let mut out = Vec::with_capacity(queues);
+        for _ in 0..queues {
+            out.push(open_queue(name)?);
+        }
+        Ok((
+            TunDevice {
+                name: name.to_owned(),
+            },
+            out,
+        ))
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+fn open_queue(name: &str) -> Result<TunQueue, TunError> {
+    let path = CString::new("/dev/net/tun").map_err(|_| TunError::NoDevice)?;
+    // SAFETY: path is a valid NUL-terminated string; open has no other preconditions.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => TunError::NoDevice,
+            Some(libc::EPERM) | Some(libc::EACCES) => TunError::NotPermitted(name.to_owned()),
+            _ => TunError::Io {
+                name: name.to_owned(),
+                source: e,
+            },
+        });
+    }
+    // SAFETY: fd was just returned by open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = IfReqFlags {
+        name: [0; IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    req.flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
+    // SAFETY: TUNSETIFF reads a struct ifreq (40 bytes, IfReqFlags has that layout) and writes the name back into it;
+    // req lives across the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReqFlags) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => TunError::NotPermitted(name.to_owned()),
+            Some(libc::EBUSY) | Some(libc::EEXIST) | Some(libc::EINVAL) => {
+                TunError::Exists(name.to_owned())
+            }
+            _ => TunError::Io {
+                name: name.to_owned(),
+                source: e,
+            },
+        });
+    }
+    Ok(TunQueue { fd })
+}
+
+/// One queue of a TUN device: a nonblocking fd. Reading yields one IP packet, writing injects one.
+#[derive(Debug)]
+pub struct TunQueue {
+    fd: OwnedFd,
+}
+
+impl AsRawFd for TunQueue {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl TunQueue {
+    fn read_one(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            // SAFETY: buf is a valid writable region of buf.len() bytes for the duration of the call.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(Some(n as usize));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
+    }
+
+    fn write_one(&self, pkt: &[u8]) -> io::Result<()> {
+        loop {
+            // SAFETY: pkt is a valid readable region of pkt.len() bytes for the duration of the call.
+            let n = unsafe { libc::write(self.fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // The kernel refused this one packet (bad header, no buffer): a drop, not a device failure.
+                Some(libc::EINVAL) | Some(libc::EAGAIN) | Some(libc::ENOBUFS)
+                | Some(libc::ENOMEM) => {
+                    return Err(io::Error::new(io::ErrorKind::WouldBlock, e));
+                }
+                _ => return Err(e),
+            }
+        }
+    }
+}
+
+impl PacketIo for TunQueue {
+    fn recv_batch(&mut self, bufs: &mut [PacketBuf]) -> io::Result<usize> {
+        let mut n = 0;
+        for b in bufs.iter_mut() {
+            match self.read_one(b.storage_mut())? {
+                Some(len) => {
+                    b.set_len(len);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+
+    fn send_batch(&mut self, bufs: &[&PacketBuf]) -> io::Result<usize> {
+        let mut sent = 0;
+        for b in bufs {
+            match self.write_one(b.packet()) {
+                Ok(()) => sent += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
+    fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
+        self.write_one(pkt)
+    }
+
+    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: pfd is one valid pollfd; nfds = 1 matches.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(e);
+        }
+        Ok(rc > 0 && pfd.revents & libc::POLLIN != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifname_validation() {
+        assert!(valid_ifname("rvs0"));
+        assert!(valid_ifname("abcdefghijklmno"));
+        assert!(!valid_ifname("abcdefghijklmnop"));
+        assert!(!valid_ifname(""));
+        assert!(!valid_ifname("a/b"));
+        assert!(!valid_ifname("a b"));
+        assert!(!valid_ifname(".."));
+    }
+
+    #[test]
+    fn ifreq_layout_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<IfReqFlags>(), 40);
+    }
+}
