@@ -96,6 +96,7 @@ fn plain_router_http_udp_and_cleanup() {
     // Captures see the routed connection at both ends.
     let cap_c = Capture::start(&lab.client(), lab::HOST_IF, 1000).expect("capture client");
     let cap_r = Capture::start(&lab.rs(1), lab::HOST_IF, 1000).expect("capture rs1");
+    let cap_d = Capture::start(&lab.director(), lab::PRIVATE_IF, 1000).expect("capture director");
     let local = lab
         .in_client(move || {
             let mut c = HttpConn::connect(a1, Duration::from_secs(5))?;
@@ -109,6 +110,7 @@ fn plain_router_http_udp_and_cleanup() {
         cap_c.finish().expect("client capture"),
         cap_r.finish().expect("rs capture"),
     );
+    let sd = cap_d.finish().expect("director capture");
     let SocketAddr::V4(local) = local else {
         panic!("v4")
     };
@@ -119,6 +121,12 @@ fn plain_router_http_udp_and_cleanup() {
         sc.iter()
             .any(|s| s.is_syn() && s.outgoing && s.src == local && s.dst == a1v4),
         "{sc:?}"
+    );
+    // The real server's SYN-ACK arrives at the director's private side (the bridge holding the DIP).
+    assert!(
+        sd.iter()
+            .any(|s| !s.outgoing && s.src == a1v4 && s.dst == local && s.tcp_flags & 0x12 == 0x12),
+        "{sd:?}"
     );
     assert!(
         sr.iter()
