@@ -13,6 +13,29 @@
 //! * [`rewrite`] changes source/destination address and port (also of the packet quoted inside
 //!   an ICMP/ICMPv6 error) and the TTL, keeping every checksum right.
 //! * [`checksum`] holds the Internet checksum helpers.
+//!
+//! ```
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use rvs_wire::{Transport, checksum, parse, rewrite};
+//!
+//! // 198.51.100.7:40000 -> VIP 203.0.113.1:80, TCP SYN (checksums filled in below).
+//! let mut pkt = [
+//!     0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 51, 100, 7, 203, 0, 113, 1,
+//!     0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0,
+//! ];
+//! rvs_wire::Ipv4Packet::new_checked(&mut pkt[..])?.fill_checksum();
+//! let info = parse(&pkt)?;
+//! rvs_wire::TcpPacket::new_checked(&mut pkt[20..])?.fill_checksum(info.src, info.dst);
+//! assert!(matches!(info.transport, Transport::Tcp { dport: 80, flags, .. } if flags.syn()));
+//!
+//! // Masq inbound: VIP:80 -> RIP:8080, checksums updated incrementally.
+//! let rip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
+//! rewrite::set_dst(&mut pkt, &info, rip, Some(8080))?;
+//! let after = parse(&pkt)?;
+//! assert_eq!(after.dst, rip);
+//! assert!(checksum::ipv4_header_ok(&pkt) && checksum::transport_ok(&pkt, &after));
+//! # Ok::<(), rvs_wire::WireError>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod checksum;

@@ -312,3 +312,85 @@ fn every_prefix_parses_to_err_or_consistent_info() {
         }
     }
 }
+
+/// ICMPv6 packet too big from 2001:db8::2 to 2001:db8::1 quoting `v6_udp_ext()` in full.
+pub(crate) fn v6_icmp_too_big() -> Vec<u8> {
+    let inner = v6_udp_ext();
+    let mut p = vec![0u8; 40];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&u16::try_from(8 + inner.len()).expect("small").to_be_bytes());
+    p[6] = proto::ICMPV6;
+    p[7] = 255;
+    p[8..24].copy_from_slice(&inner[24..40]);
+    p[24..40].copy_from_slice(&inner[8..24]);
+    p.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0x05, 0x00]); // type 2, MTU 1280
+    p.extend_from_slice(&inner);
+    p
+}
+
+#[test]
+fn v6_icmp_error_quoted_packet_with_ext_headers() {
+    let p = v6_icmp_too_big();
+    let i = parse(&p).expect("valid");
+    let Transport::Icmp {
+        icmp_type: 2,
+        code: 0,
+        error: Some(e),
+    } = i.transport
+    else {
+        panic!("not an ICMPv6 error: {:?}", i.transport);
+    };
+    assert_eq!(e.inner_offset, 48);
+    assert_eq!(e.inner_l4_offset, 48 + 56);
+    assert_eq!(e.protocol, proto::UDP);
+    assert_eq!(e.ports, Some((5353, 53)));
+    assert_eq!(e.src, "2001:db8::1".parse::<IpAddr>().expect("a"));
+    // Echo request: informational, no quote.
+    let mut echo = p.clone();
+    echo[40] = 128;
+    assert!(matches!(
+        parse(&echo).expect("valid").transport,
+        Transport::Icmp {
+            icmp_type: 128,
+            error: None,
+            ..
+        }
+    ));
+    // Quote cut inside the extension headers: malformed.
+    let mut cut = p[..48 + 50].to_vec();
+    cut[4..6].copy_from_slice(&58u16.to_be_bytes());
+    assert_eq!(parse(&cut), Err(WireError::Truncated));
+}
+
+#[test]
+fn quoted_packet_of_the_other_family_is_rejected() {
+    let mut p = v4_icmp_unreach();
+    p[28] = 0x60;
+    assert_eq!(parse(&p), Err(WireError::AddressFamilyMismatch));
+    p[28] = 0x75;
+    assert_eq!(parse(&p), Err(WireError::BadVersion));
+}
+
+#[test]
+fn quoted_non_first_fragment_has_no_ports_and_options_are_skipped() {
+    let mut p = v4_icmp_unreach();
+    p[34] = 0x00;
+    p[35] = 0x10; // inner offset 128 bytes
+    let i = parse(&p).expect("valid");
+    let Transport::Icmp { error: Some(e), .. } = i.transport else {
+        panic!("no error")
+    };
+    assert_eq!((e.protocol, e.ports), (proto::UDP, None));
+
+    // Inner header with 4 bytes of options: ports read after them.
+    let mut q = v4_icmp_unreach();
+    q[28] = 0x46;
+    q.splice(48..48, [1, 1, 1, 0]);
+    let n = u16::try_from(q.len()).expect("small");
+    q[2..4].copy_from_slice(&n.to_be_bytes());
+    let i = parse(&q).expect("valid");
+    let Transport::Icmp { error: Some(e), .. } = i.transport else {
+        panic!("no error")
+    };
+    assert_eq!((e.inner_l4_offset, e.ports), (52, Some((5000, 53))));
+}

@@ -176,3 +176,53 @@ fn adjust_ttl_v4_and_v6() {
     adjust_ttl(&mut v6, &i, -1).expect("hop");
     assert_eq!(v6[7], 32);
 }
+
+#[test]
+fn inner_port_rewrite_needs_quoted_ports() {
+    let mut b = v4_icmp_unreach();
+    b[35] = 0x10; // quoted packet is a non-first fragment: no ports
+    let i = parse(&b).expect("valid");
+    let before = b.clone();
+    let a = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
+    assert_eq!(
+        set_inner_dst(&mut b, &i, a, Some(80)),
+        Err(WireError::Unsupported)
+    );
+    assert_eq!(b, before);
+    set_inner_dst(&mut b, &i, a, None).expect("address only");
+    assert_eq!(&b[44..48], &[203, 0, 113, 1]);
+    // The quoted "UDP checksum" bytes of a fragment are payload: left alone.
+    assert_eq!(&b[54..56], &before[54..56]);
+}
+
+#[test]
+fn v6_icmp_error_inner_and_outer() {
+    use crate::parse::tests::v6_icmp_too_big;
+    let mut b = v6_icmp_too_big();
+    let i = parse(&b).expect("valid");
+    let Transport::Icmp { error: Some(e), .. } = i.transport else {
+        panic!("no error")
+    };
+    // Fill in a real inner UDP checksum and the outer ICMPv6 checksum.
+    let il4 = e.inner_l4_offset;
+    crate::UdpPacket::new_unchecked(&mut b[il4..]).fill_checksum(e.src, e.dst);
+    crate::Icmpv6Packet::new_unchecked(&mut b[i.l4_offset..]).fill_checksum(i.src, i.dst);
+    assert!(transport_ok(&b, &i));
+    let vip: IpAddr = "2001:db8:ffff::1".parse().expect("a");
+    set_dst(&mut b, &i, vip, None).expect("outer dst");
+    set_inner_src(&mut b, &i, vip, Some(7)).expect("inner src");
+    let j = parse(&b).expect("valid");
+    assert_eq!(j.dst, vip);
+    assert!(
+        transport_ok(&b, &j),
+        "ICMPv6 checksum with the new pseudo-header"
+    );
+    let Transport::Icmp {
+        error: Some(e2), ..
+    } = j.transport
+    else {
+        panic!("no error")
+    };
+    assert_eq!((e2.src, e2.ports), (vip, Some((7, 53))));
+    assert!(crate::UdpPacket::new_unchecked(&b[il4..]).verify_checksum(e2.src, e2.dst));
+}
