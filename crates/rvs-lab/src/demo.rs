@@ -115,6 +115,40 @@ pub fn trace_one_connection(lab: &Lab, vip_port: SocketAddr) -> Result<(WirePair
     Ok((pairs, name))
 }
 
+/// The lab as a picture, with its namespace names.
+pub fn picture(lab: &Lab) -> String {
+    let n = lab.cfg.real_servers;
+    let mut out = format!(
+        "
+      client {cip}                                  [netns {client}]
+         |  CIP -> VIP:80            VIP:80 -> CIP
+         v                                ^
+   +------------------------------------------------------+
+   | director  public {pubip}, VIP {vip}    |  [netns {director}]
+   |           rvsd: TUN data plane, rvsadm configures it |
+   |           private {dip} (DIP)                  |
+   +------------------------------------------------------+
+         |  CIP -> RIP:80            RIP:80 -> CIP
+         v                                ^
+",
+        cip = lab::CIP,
+        client = lab.client(),
+        pubip = lab::PUBLIC_IP,
+        vip = lab::VIP,
+        director = lab.director(),
+        dip = lab::DIP,
+    );
+    for i in 1..=n {
+        out.push_str(&format!(
+            "      rs{i} {:<15} gateway {}, HTTP :80, UDP echo :53   [netns {}]\n",
+            lab::rip(i).to_string(),
+            lab::DIP,
+            lab.rs(i)
+        ));
+    }
+    out
+}
+
 /// `rvs-lab demo`.
 pub fn run(opts: &DemoOptions) -> Result<()> {
     let t0 = Instant::now();
@@ -131,23 +165,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
         rvsd_args: vec![],
     };
     let lab = Lab::up(cfg)?;
-    println!(
-        "   client    {} ({})\n   director  {} (public {}, VIP {}; private {} = DIP)",
-        lab.client(),
-        lab::CIP,
-        lab.director(),
-        lab::PUBLIC_IP,
-        lab::VIP,
-        lab::DIP
-    );
-    for i in 1..=n {
-        println!(
-            "   rs{i}       {} ({}, default gateway {}; HTTP :80, UDP echo :53)",
-            lab.rs(i),
-            lab::rip(i),
-            lab::DIP
-        );
-    }
+    print!("{}", picture(&lab));
     println!(
         "   rvsd is running in {} (socket {})",
         lab.director(),
