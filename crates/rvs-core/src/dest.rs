@@ -1,12 +1,34 @@
 //! Destinations (real servers). Shared between the service table, schedulers and connections
 //! through `Arc<Destination>`; everything that changes after creation is atomic, so the data plane
-//! reads it without locks and a connection never points at freed state.
-//!
-//! SKELETON: the fields and accessors below are the contract the schedulers code against. The
-//! core's owner extends this type (stats, thresholds, forwarding method), keeping these accessors.
+//! reads it without locks and a connection never points at freed state (a deleted destination
+//! lives on, unavailable, while connections still hold it).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::service::{DestSpec, ForwardMethod};
+use crate::stats::{Rates, Stats, StatsCell};
+
+/// State shared by every version of one virtual service (kept across edits): its counters and
+/// whether it was deleted.
+#[derive(Debug, Default)]
+pub(crate) struct ServiceShared {
+    pub(crate) id: u64,
+    pub(crate) stats: StatsCell,
+    pub(crate) deleted: AtomicBool,
+}
+
+impl ServiceShared {
+    pub(crate) fn new(id: u64) -> Self {
+        Self {
+            id,
+            ..Self::default()
+        }
+    }
+}
 
 /// A real server of one virtual service.
 #[derive(Debug)]
@@ -18,19 +40,42 @@ pub struct Destination {
     inactive: AtomicU32,
     persistent: AtomicU32,
     overloaded: AtomicBool,
+    /// IPVS's IP_VS_DEST_F_AVAILABLE: false once deleted from its service.
+    available: AtomicBool,
+    u_threshold: AtomicU32,
+    l_threshold: AtomicU32,
+    /// True when the forwarding method is masq (the only one this data plane forwards).
+    masq: AtomicBool,
+    method: Mutex<ForwardMethod>,
+    /// Generation of the last edit (for snapshots/debugging).
+    edits: AtomicU64,
+    pub(crate) stats: StatsCell,
+    pub(crate) svc: Arc<ServiceShared>,
 }
 
 impl Destination {
-    /// A destination with the given weight and no connections.
+    /// A masq destination with the given weight and no connections (not attached to a service).
     pub fn new(addr: IpAddr, port: u16, weight: u32) -> Self {
+        Self::from_spec(&DestSpec::masq(addr, port, weight), Arc::default())
+    }
+
+    pub(crate) fn from_spec(spec: &DestSpec, svc: Arc<ServiceShared>) -> Self {
         Self {
-            addr,
-            port,
-            weight: AtomicU32::new(weight),
+            addr: spec.addr,
+            port: spec.port,
+            weight: AtomicU32::new(spec.weight),
             active: AtomicU32::new(0),
             inactive: AtomicU32::new(0),
             persistent: AtomicU32::new(0),
             overloaded: AtomicBool::new(false),
+            available: AtomicBool::new(true),
+            u_threshold: AtomicU32::new(spec.u_threshold),
+            l_threshold: AtomicU32::new(spec.l_threshold),
+            masq: AtomicBool::new(matches!(spec.method, ForwardMethod::Masq)),
+            method: Mutex::new(spec.method),
+            edits: AtomicU64::new(0),
+            stats: StatsCell::default(),
+            svc,
         }
     }
 
@@ -89,5 +134,209 @@ impl Destination {
     /// Marks the destination overloaded or not (threshold logic lives in the connection table).
     pub fn set_overloaded(&self, overloaded: bool) {
         self.overloaded.store(overloaded, Ordering::Relaxed);
+    }
+
+    /// Upper connection threshold (0 = none).
+    pub fn u_threshold(&self) -> u32 {
+        self.u_threshold.load(Ordering::Relaxed)
+    }
+
+    /// Lower connection threshold (0 = 3/4 of the upper one).
+    pub fn l_threshold(&self) -> u32 {
+        self.l_threshold.load(Ordering::Relaxed)
+    }
+
+    /// Forwarding method.
+    pub fn method(&self) -> ForwardMethod {
+        *self.method.lock()
+    }
+
+    /// Still part of its service (false after deletion; its connections may live on).
+    pub fn is_in_service(&self) -> bool {
+        self.available.load(Ordering::Relaxed)
+    }
+
+    /// Counters (`ipvsadm -L --stats`).
+    pub fn stats(&self) -> Stats {
+        self.stats.stats()
+    }
+
+    /// Rate estimates (`ipvsadm -L --rate`).
+    pub fn rates(&self) -> Rates {
+        self.stats.rates()
+    }
+
+    /// The configuration as it stands now.
+    pub fn spec(&self) -> DestSpec {
+        DestSpec {
+            addr: self.addr,
+            port: self.port,
+            weight: self.weight(),
+            method: self.method(),
+            u_threshold: self.u_threshold(),
+            l_threshold: self.l_threshold(),
+        }
+    }
+
+    pub(crate) fn is_masq(&self) -> bool {
+        self.masq.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_unavailable(&self) {
+        self.available.store(false, Ordering::Relaxed);
+    }
+
+    /// Applies an edit (`ipvsadm -e`), as __ip_vs_update_dest does.
+    pub(crate) fn update(&self, spec: &DestSpec) {
+        self.weight.store(spec.weight, Ordering::Relaxed);
+        let old_u = self.u_threshold.swap(spec.u_threshold, Ordering::Relaxed);
+        self.l_threshold.store(spec.l_threshold, Ordering::Relaxed);
+        if spec.u_threshold == 0 || spec.u_threshold > old_u {
+            self.overloaded.store(false, Ordering::Relaxed);
+        }
+        *self.method.lock() = spec.method;
+        self.masq.store(
+            matches!(spec.method, ForwardMethod::Masq),
+            Ordering::Relaxed,
+        );
+        self.edits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn total_conns(&self) -> u32 {
+        self.active_conns().saturating_add(self.inactive_conns())
+    }
+
+    /// A connection (or template) now points here (ip_vs_bind_dest).
+    pub(crate) fn bind(&self, template: bool, active: bool) {
+        if template {
+            self.persistent.fetch_add(1, Ordering::Relaxed);
+        } else if active {
+            self.active.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.inactive.fetch_add(1, Ordering::Relaxed);
+        }
+        let u = self.u_threshold();
+        if u != 0 && self.total_conns() >= u {
+            self.overloaded.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection (or template) left (ip_vs_unbind_dest).
+    pub(crate) fn unbind(&self, template: bool, active: bool) {
+        let dec = |a: &AtomicU32| {
+            let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+        };
+        if template {
+            dec(&self.persistent);
+        } else if active {
+            dec(&self.active);
+        } else {
+            dec(&self.inactive);
+        }
+        self.check_underload();
+    }
+
+    fn check_underload(&self) {
+        let l = self.l_threshold();
+        let u = self.u_threshold();
+        let total = u64::from(self.total_conns());
+        let clear = if l != 0 {
+            total < u64::from(l)
+        } else if u != 0 {
+            total * 4 < u64::from(u) * 3
+        } else {
+            true
+        };
+        if clear {
+            self.overloaded.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection moved between active and inactive (TCP state change).
+    pub(crate) fn set_active(&self, now_active: bool) {
+        if now_active {
+            self.active.fetch_add(1, Ordering::Relaxed);
+            let _ = self
+                .inactive
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(1))
+                });
+        } else {
+            self.inactive.fetch_add(1, Ordering::Relaxed);
+            let _ = self
+                .active
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(1))
+                });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn dest(u: u32, l: u32) -> Destination {
+        let mut s = DestSpec::masq(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 80, 1);
+        s.u_threshold = u;
+        s.l_threshold = l;
+        Destination::from_spec(&s, Arc::default())
+    }
+
+    #[test]
+    fn thresholds_with_lower() {
+        let d = dest(4, 2);
+        for _ in 0..3 {
+            d.bind(false, false);
+        }
+        assert!(!d.is_overloaded());
+        d.bind(false, false);
+        assert!(d.is_overloaded());
+        assert!(!d.is_available());
+        d.unbind(false, false); // 3
+        assert!(d.is_overloaded());
+        d.unbind(false, false); // 2, not < 2
+        assert!(d.is_overloaded());
+        d.unbind(false, false); // 1 < 2
+        assert!(!d.is_overloaded());
+    }
+
+    #[test]
+    fn thresholds_default_lower_is_three_quarters() {
+        let d = dest(8, 0);
+        for _ in 0..8 {
+            d.bind(false, true);
+        }
+        assert!(d.is_overloaded());
+        d.unbind(false, true); // 7*4=28 < 24? no
+        d.unbind(false, true); // 6*4=24 < 24? no
+        assert!(d.is_overloaded());
+        d.unbind(false, true); // 5*4=20 < 24
+        assert!(!d.is_overloaded());
+        assert_eq!(d.active_conns(), 5);
+    }
+
+    #[test]
+    fn templates_count_persistent_only() {
+        let d = dest(1, 0);
+        d.bind(true, false);
+        assert_eq!(d.persistent_conns(), 1);
+        assert!(!d.is_overloaded());
+        d.unbind(true, false);
+        assert_eq!(d.persistent_conns(), 0);
+    }
+
+    #[test]
+    fn edit_raising_upper_threshold_clears_overload() {
+        let d = dest(1, 0);
+        d.bind(false, false);
+        assert!(d.is_overloaded());
+        let mut s = d.spec();
+        s.u_threshold = 10;
+        d.update(&s);
+        assert!(!d.is_overloaded());
     }
 }

@@ -1,0 +1,687 @@
+//! The connection table.
+//!
+//! Sharded by hash(protocol, caddr, cport), so a connection's inbound key (client -> VIP) and its
+//! outbound key (real server -> client) live in the same shard behind one lock. A shard holds:
+//! - a slab of connection entries in fixed-size chunks (no doubling waste, stable indices),
+//! - one `hashbrown::HashTable<u32>` indexing both keys (`slot << 1 | direction`),
+//! - a hashed timing wheel: doubly-linked lists threaded through the entries (`next`/`prev`), one
+//!   list per 256 ms tick; entries are re-armed lazily (a packet only refreshes `last_seen`; the
+//!   wheel re-files an entry it finds not yet due), so `expire` costs what it expires, never a scan.
+//!
+//! Addresses are stored at their family's size (the table is generic over [`ConnAddr`]), which
+//! keeps an IPv4 entry at 64 bytes.
+
+use std::fmt::Debug;
+use std::hash::{BuildHasher, Hash};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use parking_lot::Mutex;
+
+use crate::dest::Destination;
+use crate::template::Template;
+
+/// An address as stored in a connection entry.
+pub(crate) trait ConnAddr: Copy + Eq + Hash + Debug + Send + Sync + 'static {
+    fn from_ip(ip: IpAddr) -> Option<Self>;
+    fn to_ip(self) -> IpAddr;
+}
+
+impl ConnAddr for Ipv4Addr {
+    #[inline]
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+    #[inline]
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V4(self)
+    }
+}
+
+impl ConnAddr for Ipv6Addr {
+    #[inline]
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
+    }
+    #[inline]
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V6(self)
+    }
+}
+
+/// Connection flags.
+pub(crate) const F_INACTIVE: u8 = 1;
+/// Bound to masq forwarding when created.
+pub(crate) const F_MASQ: u8 = 2;
+/// No packet from the real server seen yet (route/tunnel: IPVS's NOOUTPUT).
+pub(crate) const F_NOOUTPUT: u8 = 4;
+
+/// Sentinel for "no entry" in the wheel lists and the free list.
+const NIL: u32 = u32::MAX;
+
+/// log2 of the wheel tick in milliseconds (256 ms).
+pub(crate) const TICK_SHIFT: u32 = 8;
+/// Buckets per wheel (4096 x 256 ms = 1048 s, beyond the default 900 s ESTABLISHED timeout).
+const WHEEL: usize = 4096;
+/// Entries per slab chunk.
+const CHUNK: usize = 1024;
+
+#[inline]
+pub(crate) fn tick_of(ms: u32) -> u32 {
+    ms >> TICK_SHIFT
+}
+
+#[inline]
+fn bucket_of(tick: u32) -> usize {
+    tick as usize % WHEEL
+}
+
+/// `a` is at or after `b` on the wrapping 32-bit millisecond clock.
+#[inline]
+pub(crate) fn time_reached(now: u32, deadline: u32) -> bool {
+    (now.wrapping_sub(deadline) as i32) >= 0
+}
+
+/// One tracked connection.
+#[derive(Debug)]
+pub(crate) struct Conn<A> {
+    pub(crate) caddr: A,
+    pub(crate) vaddr: A,
+    pub(crate) daddr: A,
+    pub(crate) cport: u16,
+    pub(crate) vport: u16,
+    pub(crate) dport: u16,
+    pub(crate) proto: u8,
+    /// `TcpState as u8` (0 = NONE for UDP).
+    pub(crate) state: u8,
+    pub(crate) flags: u8,
+    /// Last packet, wrapping ms.
+    pub(crate) last_seen: u32,
+    /// Current timeout in ms.
+    pub(crate) timeout: u32,
+    /// Tick of the wheel bucket this entry is filed in.
+    armed: u32,
+    next: u32,
+    prev: u32,
+    pub(crate) dest: Arc<Destination>,
+    pub(crate) tmpl: Option<Arc<Template>>,
+}
+
+impl<A> Conn<A> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        proto: u8,
+        caddr: A,
+        cport: u16,
+        vaddr: A,
+        vport: u16,
+        daddr: A,
+        dport: u16,
+        dest: Arc<Destination>,
+        tmpl: Option<Arc<Template>>,
+        flags: u8,
+        now: u32,
+        timeout: u32,
+    ) -> Self {
+        Self {
+            caddr,
+            vaddr,
+            daddr,
+            cport,
+            vport,
+            dport,
+            proto,
+            state: 0,
+            flags,
+            last_seen: now,
+            timeout,
+            armed: 0,
+            next: NIL,
+            prev: NIL,
+            dest,
+            tmpl,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn deadline(&self) -> u32 {
+        self.last_seen.wrapping_add(self.timeout)
+    }
+
+    #[inline]
+    pub(crate) fn is_active(&self) -> bool {
+        self.flags & F_INACTIVE == 0
+    }
+}
+
+#[derive(Debug)]
+enum Slot<A> {
+    Free(u32),
+    Used(Conn<A>),
+}
+
+/// Direction bit of an index entry.
+const DIR_IN: u32 = 0;
+const DIR_OUT: u32 = 1;
+
+/// One shard: slab + index + wheel.
+#[derive(Debug)]
+pub(crate) struct Shard<A> {
+    index: HashTable<u32>,
+    chunks: Vec<Box<[Slot<A>]>>,
+    free: u32,
+    live: usize,
+    wheel: Box<[u32]>,
+    /// Last tick `expire` processed (it processes `cur_tick..=now_tick`).
+    cur_tick: Option<u32>,
+    hasher: FixedState,
+}
+
+#[inline]
+fn key_hash<A: ConnAddr>(h: &FixedState, dir: u32, proto: u8, a: A, ap: u16, b: A, bp: u16) -> u64 {
+    h.hash_one((dir as u8, proto, a, ap, b, bp))
+}
+
+#[inline]
+fn entry_hash<A: ConnAddr>(h: &FixedState, c: &Conn<A>, dir: u32) -> u64 {
+    if dir == DIR_IN {
+        key_hash(h, DIR_IN, c.proto, c.caddr, c.cport, c.vaddr, c.vport)
+    } else {
+        key_hash(h, DIR_OUT, c.proto, c.daddr, c.dport, c.caddr, c.cport)
+    }
+}
+
+fn slot_ref<A>(chunks: &[Box<[Slot<A>]>], i: u32) -> Option<&Conn<A>> {
+    let i = i as usize;
+    match chunks.get(i / CHUNK).and_then(|c| c.get(i % CHUNK)) {
+        Some(Slot::Used(c)) => Some(c),
+        _ => None,
+    }
+}
+
+fn slot_mut<A>(chunks: &mut [Box<[Slot<A>]>], i: u32) -> Option<&mut Conn<A>> {
+    let i = i as usize;
+    match chunks.get_mut(i / CHUNK).and_then(|c| c.get_mut(i % CHUNK)) {
+        Some(Slot::Used(c)) => Some(c),
+        _ => None,
+    }
+}
+
+impl<A: ConnAddr> Shard<A> {
+    fn new(hasher: FixedState) -> Self {
+        Self {
+            index: HashTable::new(),
+            chunks: Vec::new(),
+            free: NIL,
+            live: 0,
+            wheel: vec![NIL; WHEEL].into_boxed_slice(),
+            cur_tick: None,
+            hasher,
+        }
+    }
+
+    /// Live connections in this shard.
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    pub(crate) fn get(&self, i: u32) -> Option<&Conn<A>> {
+        slot_ref(&self.chunks, i)
+    }
+
+    pub(crate) fn get_mut(&mut self, i: u32) -> Option<&mut Conn<A>> {
+        slot_mut(&mut self.chunks, i)
+    }
+
+    /// Inbound lookup: the client -> VIP key.
+    #[inline]
+    pub(crate) fn find_in(
+        &self,
+        proto: u8,
+        caddr: A,
+        cport: u16,
+        vaddr: A,
+        vport: u16,
+    ) -> Option<u32> {
+        let h = key_hash(&self.hasher, DIR_IN, proto, caddr, cport, vaddr, vport);
+        let chunks = &self.chunks;
+        self.index
+            .find(h, |&v| {
+                v & 1 == DIR_IN
+                    && slot_ref(chunks, v >> 1).is_some_and(|c| {
+                        c.proto == proto
+                            && c.cport == cport
+                            && c.vport == vport
+                            && c.caddr == caddr
+                            && c.vaddr == vaddr
+                    })
+            })
+            .map(|v| v >> 1)
+    }
+
+    /// Outbound lookup: the real server -> client key.
+    #[inline]
+    pub(crate) fn find_out(
+        &self,
+        proto: u8,
+        daddr: A,
+        dport: u16,
+        caddr: A,
+        cport: u16,
+    ) -> Option<u32> {
+        let h = key_hash(&self.hasher, DIR_OUT, proto, daddr, dport, caddr, cport);
+        let chunks = &self.chunks;
+        self.index
+            .find(h, |&v| {
+                v & 1 == DIR_OUT
+                    && slot_ref(chunks, v >> 1).is_some_and(|c| {
+                        c.proto == proto
+                            && c.dport == dport
+                            && c.cport == cport
+                            && c.daddr == daddr
+                            && c.caddr == caddr
+                    })
+            })
+            .map(|v| v >> 1)
+    }
+
+    fn alloc(&mut self, conn: Conn<A>) -> Result<u32, Conn<A>> {
+        if self.free == NIL {
+            let base = self.chunks.len() * CHUNK;
+            if base + CHUNK >= (NIL >> 1) as usize {
+                return Err(conn);
+            }
+            // Thread the new chunk onto the free list.
+            let chunk: Vec<Slot<A>> = (0..CHUNK)
+                .map(|k| {
+                    Slot::Free(if k + 1 == CHUNK {
+                        NIL
+                    } else {
+                        (base + k + 1) as u32
+                    })
+                })
+                .collect();
+            self.chunks.push(chunk.into_boxed_slice());
+            self.free = base as u32;
+        }
+        let i = self.free;
+        let Some(slot) = self
+            .chunks
+            .get_mut(i as usize / CHUNK)
+            .and_then(|c| c.get_mut(i as usize % CHUNK))
+        else {
+            return Err(conn);
+        };
+        let Slot::Free(next) = *slot else {
+            return Err(conn);
+        };
+        self.free = next;
+        *slot = Slot::Used(conn);
+        Ok(i)
+    }
+
+    /// Inserts a connection (both keys, filed on the wheel). Fails only if the shard is full
+    /// (2^31 entries), handing the connection back.
+    pub(crate) fn insert(&mut self, conn: Conn<A>) -> Result<u32, Conn<A>> {
+        let hin = entry_hash(&self.hasher, &conn, DIR_IN);
+        let hout = entry_hash(&self.hasher, &conn, DIR_OUT);
+        let deadline = conn.deadline();
+        // Reserve first so the only fallible step is the slab.
+        self.index.reserve(2, |&v| {
+            slot_ref(&self.chunks, v >> 1).map_or(0, |c| entry_hash(&self.hasher, c, v & 1))
+        });
+        let i = self.alloc(conn)?;
+        let Self {
+            index,
+            chunks,
+            hasher,
+            ..
+        } = self;
+        let rehash =
+            |&v: &u32| slot_ref(chunks, v >> 1).map_or(0, |c| entry_hash(hasher, c, v & 1));
+        index.insert_unique(hin, i << 1 | DIR_IN, rehash);
+        index.insert_unique(hout, i << 1 | DIR_OUT, rehash);
+        self.live += 1;
+        self.link(i, tick_of(deadline));
+        Ok(i)
+    }
+
+    /// Removes a connection from the index, the wheel and the slab and hands it back.
+    pub(crate) fn remove(&mut self, i: u32) -> Option<Conn<A>> {
+        let (hin, hout) = {
+            let c = self.get(i)?;
+            (
+                entry_hash(&self.hasher, c, DIR_IN),
+                entry_hash(&self.hasher, c, DIR_OUT),
+            )
+        };
+        self.unlink(i);
+        for (h, tag) in [(hin, i << 1 | DIR_IN), (hout, i << 1 | DIR_OUT)] {
+            if let Ok(e) = self.index.find_entry(h, |&v| v == tag) {
+                e.remove();
+            }
+        }
+        let slot = self
+            .chunks
+            .get_mut(i as usize / CHUNK)
+            .and_then(|c| c.get_mut(i as usize % CHUNK))?;
+        let old = std::mem::replace(slot, Slot::Free(self.free));
+        self.free = i;
+        self.live -= 1;
+        match old {
+            Slot::Used(c) => Some(c),
+            Slot::Free(_) => None,
+        }
+    }
+
+    fn link(&mut self, i: u32, tick: u32) {
+        let b = bucket_of(tick);
+        let head = self.wheel[b];
+        if let Some(c) = self.get_mut(i) {
+            c.armed = tick;
+            c.prev = NIL;
+            c.next = head;
+        }
+        if head != NIL
+            && let Some(h) = self.get_mut(head)
+        {
+            h.prev = i;
+        }
+        self.wheel[b] = i;
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let Some(c) = self.get(i) else { return };
+        let (prev, next, b) = (c.prev, c.next, bucket_of(c.armed));
+        if prev == NIL {
+            if self.wheel[b] == i {
+                self.wheel[b] = next;
+            }
+        } else if let Some(p) = self.get_mut(prev) {
+            p.next = next;
+        }
+        if next != NIL
+            && let Some(n) = self.get_mut(next)
+        {
+            n.prev = prev;
+        }
+        if let Some(c) = self.get_mut(i) {
+            c.prev = NIL;
+            c.next = NIL;
+        }
+    }
+
+    /// After a timeout change: re-files the entry now if its deadline moved earlier than its
+    /// bucket (a later deadline is handled lazily when the bucket comes due).
+    #[inline]
+    pub(crate) fn rearm_if_earlier(&mut self, i: u32) {
+        let Some(c) = self.get(i) else { return };
+        let t = tick_of(c.deadline());
+        if (c.armed.wrapping_sub(t) as i32) > 0 {
+            self.unlink(i);
+            self.link(i, t);
+        }
+    }
+
+    /// Expires every entry due at `now` (wrapping ms), handing each to `on_expire`.
+    pub(crate) fn expire(&mut self, now: u32, mut on_expire: impl FnMut(Conn<A>)) -> usize {
+        let now_tick = tick_of(now);
+        let start = self.cur_tick.unwrap_or(now_tick);
+        let span = now_tick.wrapping_sub(start);
+        let steps = if (span as i32) < 0 {
+            0
+        } else {
+            (span as usize).min(WHEEL - 1)
+        };
+        let mut expired = 0;
+        for k in 0..=steps {
+            let b = bucket_of(start.wrapping_add(k as u32));
+            let mut i = std::mem::replace(&mut self.wheel[b], NIL);
+            while i != NIL {
+                let Some(c) = self.get_mut(i) else { break };
+                let next = c.next;
+                c.prev = NIL;
+                c.next = NIL;
+                let deadline = c.deadline();
+                if time_reached(now, deadline) {
+                    // Not linked any more: remove() sees prev == NIL and a head != i.
+                    if let Some(c) = self.remove_unlinked(i) {
+                        on_expire(c);
+                        expired += 1;
+                    }
+                } else {
+                    self.link(i, tick_of(deadline));
+                }
+                i = next;
+            }
+        }
+        self.cur_tick = Some(now_tick);
+        expired
+    }
+
+    fn remove_unlinked(&mut self, i: u32) -> Option<Conn<A>> {
+        // Detached from the wheel: prev/next are NIL and no bucket head is `i`, so the unlink
+        // inside remove() is a no-op.
+        self.remove(i)
+    }
+
+    /// Removes every entry matching `pred`, handing each to `on_remove` (control plane only).
+    pub(crate) fn remove_where(
+        &mut self,
+        mut pred: impl FnMut(&Conn<A>) -> bool,
+        mut on_remove: impl FnMut(Conn<A>),
+    ) -> usize {
+        let total = self.chunks.len() * CHUNK;
+        let mut n = 0;
+        for i in 0..total as u32 {
+            if self.get(i).is_some_and(&mut pred)
+                && let Some(c) = self.remove(i)
+            {
+                on_remove(c);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Visits every live entry (control plane only).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Conn<A>)) {
+        for chunk in &self.chunks {
+            for s in chunk.iter() {
+                if let Slot::Used(c) = s {
+                    f(c);
+                }
+            }
+        }
+    }
+
+    /// Heap bytes held by this shard (slab + index + wheel).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let slab = self.chunks.len() * CHUNK * std::mem::size_of::<Slot<A>>();
+        let index = self.index.allocation_size();
+        slab + index + WHEEL * 4
+    }
+}
+
+/// All shards of one address family.
+#[derive(Debug)]
+pub(crate) struct ConnTable<A> {
+    shards: Box<[Mutex<Shard<A>>]>,
+    shard_hasher: FixedState,
+}
+
+impl<A: ConnAddr> ConnTable<A> {
+    pub(crate) fn new(shards: usize, seed: u64) -> Self {
+        let n = shards.clamp(1, 1 << 16);
+        Self {
+            shards: (0..n)
+                .map(|k| Mutex::new(Shard::new(FixedState::with_seed(seed ^ (k as u64) << 17))))
+                .collect(),
+            shard_hasher: FixedState::with_seed(seed.rotate_left(29) ^ 0x5bd1_e995),
+        }
+    }
+
+    /// The shard of a connection: hash(protocol, caddr, cport).
+    #[inline]
+    pub(crate) fn shard_index(&self, proto: u8, caddr: A, cport: u16) -> usize {
+        let h = self.shard_hasher.hash_one((proto, caddr, cport));
+        ((h >> 32) as usize * self.shards.len()) >> 32
+    }
+
+    #[inline]
+    pub(crate) fn shard(&self, i: usize) -> &Mutex<Shard<A>> {
+        // `shard_index` is always < len; fall back to shard 0 rather than panic.
+        self.shards.get(i).unwrap_or(&self.shards[0])
+    }
+
+    pub(crate) fn shards(&self) -> &[Mutex<Shard<A>>] {
+        &self.shards
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().heap_bytes())
+            .sum::<usize>()
+            + self.shards.len() * std::mem::size_of::<Mutex<Shard<A>>>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d() -> Arc<Destination> {
+        Arc::new(Destination::new(
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)),
+            80,
+            1,
+        ))
+    }
+
+    fn conn(c: u8, cport: u16, now: u32, timeout: u32) -> Conn<Ipv4Addr> {
+        Conn::new(
+            6,
+            Ipv4Addr::new(198, 51, 100, c),
+            cport,
+            Ipv4Addr::new(198, 51, 100, 250),
+            80,
+            Ipv4Addr::new(203, 0, 113, 1),
+            8080,
+            d(),
+            None,
+            F_INACTIVE,
+            now,
+            timeout,
+        )
+    }
+
+    #[test]
+    fn entry_sizes() {
+        assert!(
+            std::mem::size_of::<Slot<Ipv4Addr>>() <= 64,
+            "{}",
+            std::mem::size_of::<Slot<Ipv4Addr>>()
+        );
+        assert!(
+            std::mem::size_of::<Slot<Ipv6Addr>>() <= 96,
+            "{}",
+            std::mem::size_of::<Slot<Ipv6Addr>>()
+        );
+    }
+
+    #[test]
+    fn insert_find_both_ways_and_remove() {
+        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(1));
+        let mut ids = Vec::new();
+        for k in 0..3000u32 {
+            let c = conn((k % 200) as u8, 1000 + (k / 200) as u16, 0, 1000);
+            ids.push(s.insert(c).expect("room"));
+        }
+        assert_eq!(s.len(), 3000);
+        let v = Ipv4Addr::new(198, 51, 100, 250);
+        let r = Ipv4Addr::new(203, 0, 113, 1);
+        for k in 0..3000u32 {
+            let ca = Ipv4Addr::new(198, 51, 100, (k % 200) as u8);
+            let cp = 1000 + (k / 200) as u16;
+            assert_eq!(s.find_in(6, ca, cp, v, 80), Some(ids[k as usize]));
+            assert_eq!(s.find_out(6, r, 8080, ca, cp), Some(ids[k as usize]));
+            assert_eq!(s.find_in(17, ca, cp, v, 80), None);
+            assert_eq!(s.find_out(6, r, 8081, ca, cp), None);
+        }
+        let ca = Ipv4Addr::new(198, 51, 100, 7);
+        let i = s.find_in(6, ca, 1000, v, 80).expect("present");
+        assert!(s.remove(i).is_some());
+        assert_eq!(s.find_in(6, ca, 1000, v, 80), None);
+        assert_eq!(s.find_out(6, r, 8080, ca, 1000), None);
+        assert_eq!(s.len(), 2999);
+        // Slot reuse.
+        let j = s.insert(conn(7, 1000, 0, 1000)).expect("room");
+        assert_eq!(i, j);
+    }
+
+    #[test]
+    fn wheel_expires_at_the_exact_ms_and_rearms_lazily() {
+        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(2));
+        s.expire(0, |_| {});
+        let a = s.insert(conn(1, 1, 0, 1000)).expect("room");
+        let b = s.insert(conn(2, 1, 0, 5000)).expect("room");
+        assert_eq!(s.expire(999, |_| {}), 0);
+        let mut seen = Vec::new();
+        assert_eq!(s.expire(1000, |c| seen.push(c.caddr)), 1);
+        assert_eq!(seen, vec![Ipv4Addr::new(198, 51, 100, 1)]);
+        assert!(s.get(a).is_none());
+        // Refresh b lazily at 4000: now due at 9000.
+        s.get_mut(b).expect("b").last_seen = 4000;
+        assert_eq!(s.expire(8999, |_| {}), 0);
+        assert_eq!(s.expire(9000, |_| {}), 1);
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn wheel_handles_long_timeouts_and_clock_jumps() {
+        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(3));
+        s.expire(10, |_| {});
+        // Longer than one wheel revolution (1048 s).
+        s.insert(conn(1, 1, 10, 3_600_000)).expect("room");
+        s.insert(conn(2, 1, 10, 20_000)).expect("room");
+        let mut t = 10;
+        let mut n = 0;
+        while t + 1000 < 3_600_010 {
+            t += 1000;
+            n += s.expire(t, |_| {});
+            if t < 20_010 {
+                assert_eq!(n, 0);
+            }
+        }
+        assert_eq!(n, 1);
+        assert_eq!(s.expire(3_600_009, |_| {}), 0);
+        assert_eq!(s.expire(3_600_010, |_| {}), 1);
+        // Jump far ahead in one call.
+        s.insert(conn(3, 1, 3_600_010, 50)).expect("room");
+        assert_eq!(s.expire(3_600_010 + 86_400_000, |_| {}), 1);
+    }
+
+    #[test]
+    fn earlier_deadline_rearms_now() {
+        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(4));
+        s.expire(0, |_| {});
+        let a = s.insert(conn(1, 1, 0, 900_000)).expect("room");
+        s.get_mut(a).expect("a").timeout = 10_000;
+        s.rearm_if_earlier(a);
+        assert_eq!(s.expire(9_999, |_| {}), 0);
+        assert_eq!(s.expire(10_000, |_| {}), 1);
+    }
+}

@@ -1,0 +1,852 @@
+//! The director: virtual services, connection table and the packet path, I/O-free.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use rvs_wire::{IcmpError, PacketInfo, TcpFlags, Transport, proto, rewrite};
+
+use crate::config::{ConfigError, ConfigOp, Timeouts};
+use crate::conn::{Conn, ConnAddr, ConnTable, F_INACTIVE, F_MASQ, F_NOOUTPUT, Shard};
+use crate::dest::Destination;
+use crate::sched::SchedInput;
+use crate::service::{DestSpec, Protocol, ServiceKey, ServiceSpec};
+use crate::stats::{Rates, STAT_SLOTS, Stats};
+use crate::table::{Effect, Pending, Service, ServiceTable};
+use crate::tcp::{TCP_STATES, TcpDir, TcpState, next_state};
+use crate::template::{Lookup, TemplateKey, TemplateTable};
+use crate::time::Timestamp;
+use crate::verdict::{Direction, DropCounters, DropReason, Verdict};
+
+/// Longest accepted protocol timeout (connection deadlines are kept on a wrapping 32-bit ms clock).
+const MAX_TIMEOUT_S: u32 = 2_000_000;
+
+/// Director construction parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectorConfig {
+    /// Connection-table shards per address family (each with its own lock).
+    pub shards: usize,
+    /// Seed of the connection-table hashes (a caller-supplied secret makes hash flooding hard).
+    pub hash_seed: u64,
+}
+
+impl Default for DirectorConfig {
+    fn default() -> Self {
+        Self {
+            shards: 64,
+            hash_seed: 0x0123_4567_89ab_cdef,
+        }
+    }
+}
+
+/// A destination as listed by [`Director::services`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestSnapshot {
+    pub spec: DestSpec,
+    pub active_conns: u32,
+    pub inactive_conns: u32,
+    pub persistent_conns: u32,
+    pub overloaded: bool,
+    pub stats: Stats,
+    pub rates: Rates,
+}
+
+/// A virtual service as listed by [`Director::services`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSnapshot {
+    pub spec: ServiceSpec,
+    pub stats: Stats,
+    pub rates: Rates,
+    pub dests: Vec<DestSnapshot>,
+}
+
+/// A connection or persistence template as listed by [`Director::connections`] (`ipvsadm -L -c`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnSnapshot {
+    pub protocol: Protocol,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// IPVS's state name: TCP states, "UDP" for UDP, "NONE" for TCP templates.
+    pub state: &'static str,
+    pub expires_in_ms: u64,
+    pub template: bool,
+}
+
+/// Bytes used by the connection table (see [`Director::memory`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Tracked connections (both families).
+    pub conns: usize,
+    /// Heap + inline bytes of the connection tables (slabs, indexes, wheels, shard headers).
+    pub table_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct DropSlot([AtomicU64; DropReason::ALL.len()]);
+
+/// The I/O-free IPVS core. `Send + Sync`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Director {
+    services: ArcSwap<ServiceTable>,
+    /// Serialises configuration writers (the packet path never takes it).
+    config: Mutex<u64>,
+    v4: ConnTable<Ipv4Addr>,
+    v6: ConnTable<Ipv6Addr>,
+    templates: TemplateTable,
+    /// TCP timeouts by state, ms.
+    tcp_timeouts: [AtomicU32; TCP_STATES],
+    udp_timeout: AtomicU32,
+    drops: Box<[DropSlot; STAT_SLOTS]>,
+}
+
+/// What a hit on an inbound connection yields.
+struct InHit<A> {
+    daddr: A,
+    dport: u16,
+    masq: bool,
+}
+
+impl Default for Director {
+    fn default() -> Self {
+        Self::new(DirectorConfig::default())
+    }
+}
+
+#[inline]
+fn now32(now: Timestamp) -> u32 {
+    now.0 as u32
+}
+
+impl Director {
+    /// A director with no services.
+    pub fn new(cfg: DirectorConfig) -> Self {
+        let tcp_timeouts =
+            std::array::from_fn(|i| AtomicU32::new(TcpState::ALL[i].default_timeout_s() * 1000));
+        Self {
+            services: ArcSwap::from_pointee(ServiceTable::default()),
+            config: Mutex::new(0),
+            v4: ConnTable::new(cfg.shards, cfg.hash_seed),
+            v6: ConnTable::new(cfg.shards, cfg.hash_seed ^ 0x9e37_79b9_7f4a_7c15),
+            templates: TemplateTable::new(cfg.shards, cfg.hash_seed),
+            tcp_timeouts,
+            udp_timeout: AtomicU32::new(300_000),
+            drops: Box::default(),
+        }
+    }
+
+    // ---------------------------------------------------------------- control plane
+
+    /// Applies one configuration change.
+    pub fn apply(&self, now: Timestamp, op: ConfigOp) -> Result<(), ConfigError> {
+        self.apply_batch(now, vec![op]).map_err(|(_, e)| e)
+    }
+
+    /// Applies several changes atomically: validated on a copy of the service table, then
+    /// published at once. On error nothing changed; the index says which op failed.
+    pub fn apply_batch(
+        &self,
+        now: Timestamp,
+        ops: Vec<ConfigOp>,
+    ) -> Result<(), (usize, ConfigError)> {
+        let _ = now;
+        let mut next_id = self.config.lock();
+        let current = self.services.load_full();
+        let mut pending = Pending::new((*current).clone(), *next_id);
+        for (i, op) in ops.into_iter().enumerate() {
+            if let ConfigOp::SetTimeouts(t) = &op {
+                for v in [t.tcp_s, t.tcp_fin_s, t.udp_s] {
+                    if v > MAX_TIMEOUT_S {
+                        return Err((
+                            i,
+                            ConfigError::InvalidArgument(format!("timeout {v} s too large")),
+                        ));
+                    }
+                }
+            }
+            pending.apply(op).map_err(|e| (i, e))?;
+        }
+        // Commit: destination edits and scheduler updates, then the director's own effects.
+        *next_id = pending.next_id();
+        let rest = pending.commit_services();
+        let mut deleted = Vec::new();
+        for e in rest {
+            match e {
+                Effect::Zero(Some(svc)) => {
+                    svc.shared.stats.zero();
+                    for d in &svc.dests {
+                        d.stats.zero();
+                    }
+                }
+                Effect::Zero(None) => {
+                    for svc in pending.table.services() {
+                        svc.shared.stats.zero();
+                        for d in &svc.dests {
+                            d.stats.zero();
+                        }
+                    }
+                }
+                Effect::Timeouts(t) => {
+                    if t.tcp_s != 0 {
+                        self.tcp_timeouts[TcpState::Established as usize]
+                            .store(t.tcp_s * 1000, Ordering::Relaxed);
+                    }
+                    if t.tcp_fin_s != 0 {
+                        self.tcp_timeouts[TcpState::FinWait as usize]
+                            .store(t.tcp_fin_s * 1000, Ordering::Relaxed);
+                    }
+                    if t.udp_s != 0 {
+                        self.udp_timeout.store(t.udp_s * 1000, Ordering::Relaxed);
+                    }
+                }
+                Effect::DeleteService(shared) => {
+                    shared.deleted.store(true, Ordering::SeqCst);
+                    deleted.push(shared);
+                }
+                Effect::EditDest(..) | Effect::RemoveDest(_) => {}
+            }
+        }
+        self.services.store(Arc::new(pending.table));
+        // A deleted service's connections and templates go now (control-plane walk).
+        for shared in deleted {
+            let id = shared.id;
+            self.purge(&self.v4, id);
+            self.purge(&self.v6, id);
+            self.templates.purge_service(id);
+        }
+        Ok(())
+    }
+
+    fn purge<A: ConnAddr>(&self, tbl: &ConnTable<A>, svc_id: u64) {
+        for shard in tbl.shards() {
+            shard
+                .lock()
+                .remove_where(|c| c.dest.svc.id == svc_id, release);
+        }
+    }
+
+    /// Every virtual service with its destinations, counters and rates, in configuration order.
+    pub fn services(&self) -> Vec<ServiceSnapshot> {
+        let table = self.services.load();
+        table
+            .services()
+            .map(|svc| ServiceSnapshot {
+                spec: svc.spec.clone(),
+                stats: svc.shared.stats.stats(),
+                rates: svc.shared.stats.rates(),
+                dests: svc
+                    .dests
+                    .iter()
+                    .map(|d| DestSnapshot {
+                        spec: d.spec(),
+                        active_conns: d.active_conns(),
+                        inactive_conns: d.inactive_conns(),
+                        persistent_conns: d.persistent_conns(),
+                        overloaded: d.is_overloaded(),
+                        stats: d.stats(),
+                        rates: d.rates(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// One service by key.
+    pub fn service(&self, key: &ServiceKey) -> Option<ServiceSnapshot> {
+        self.services().into_iter().find(|s| s.spec.key == *key)
+    }
+
+    /// Every tracked connection and persistence template (`ipvsadm -L -c`).
+    pub fn connections(&self, now: Timestamp) -> Vec<ConnSnapshot> {
+        let mut out = Vec::new();
+        let n = now32(now);
+        self.snapshot_conns(&self.v4, n, &mut out);
+        self.snapshot_conns(&self.v6, n, &mut out);
+        self.templates.for_each(|t| {
+            let Some(protocol) = Protocol::from_number(t.key.proto) else {
+                return;
+            };
+            out.push(ConnSnapshot {
+                protocol,
+                caddr: t.key.caddr,
+                cport: 0,
+                vaddr: t.key.vaddr,
+                vport: t.key.vport,
+                daddr: t.dest.addr(),
+                dport: t.dest.port(),
+                state: if protocol == Protocol::Udp {
+                    "UDP"
+                } else {
+                    "NONE"
+                },
+                expires_in_ms: t.deadline().saturating_sub(now.0),
+                template: true,
+            });
+        });
+        out
+    }
+
+    fn snapshot_conns<A: ConnAddr>(
+        &self,
+        tbl: &ConnTable<A>,
+        now: u32,
+        out: &mut Vec<ConnSnapshot>,
+    ) {
+        for shard in tbl.shards() {
+            shard.lock().for_each(|c| {
+                let Some(protocol) = Protocol::from_number(c.proto) else {
+                    return;
+                };
+                let left = c.deadline().wrapping_sub(now) as i32;
+                out.push(ConnSnapshot {
+                    protocol,
+                    caddr: c.caddr.to_ip(),
+                    cport: c.cport,
+                    vaddr: c.vaddr.to_ip(),
+                    vport: c.vport,
+                    daddr: c.daddr.to_ip(),
+                    dport: c.dport,
+                    state: match protocol {
+                        Protocol::Udp => "UDP",
+                        _ => TcpState::from_u8(c.state).name(),
+                    },
+                    expires_in_ms: u64::try_from(left).unwrap_or(0),
+                    template: false,
+                });
+            });
+        }
+    }
+
+    /// Current protocol timeouts (`ipvsadm -L --timeout`).
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            tcp_s: self.tcp_timeouts[TcpState::Established as usize].load(Ordering::Relaxed) / 1000,
+            tcp_fin_s: self.tcp_timeouts[TcpState::FinWait as usize].load(Ordering::Relaxed) / 1000,
+            udp_s: self.udp_timeout.load(Ordering::Relaxed) / 1000,
+        }
+    }
+
+    /// Expires due connections and templates. Cost is proportional to what is due (timer wheel),
+    /// never to the table size. Returns how many entries expired.
+    pub fn expire(&self, now: Timestamp) -> usize {
+        let n = now32(now);
+        let mut total = 0;
+        for shard in self.v4.shards() {
+            total += shard.lock().expire(n, release);
+        }
+        for shard in self.v6.shards() {
+            total += shard.lock().expire(n, release);
+        }
+        total + self.templates.expire(now.0)
+    }
+
+    /// Updates rate estimates; call every 2 seconds (as IPVS's estimator).
+    pub fn estimate_rates(&self, now: Timestamp) {
+        let table = self.services.load();
+        for svc in table.services() {
+            svc.shared.stats.estimate(now);
+            for d in &svc.dests {
+                d.stats.estimate(now);
+            }
+        }
+    }
+
+    /// Dropped packets per reason.
+    pub fn drop_counters(&self) -> DropCounters {
+        let mut a = [0u64; DropReason::ALL.len()];
+        for s in self.drops.iter() {
+            for (i, c) in s.0.iter().enumerate() {
+                a[i] = a[i].wrapping_add(c.load(Ordering::Relaxed));
+            }
+        }
+        DropCounters::from_array(a)
+    }
+
+    /// Tracked connections (templates not included).
+    pub fn conn_count(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// Live persistence templates.
+    pub fn template_count(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// Memory held by the connection tables.
+    pub fn memory(&self) -> MemoryUsage {
+        MemoryUsage {
+            conns: self.conn_count(),
+            table_bytes: self.v4.heap_bytes() + self.v6.heap_bytes(),
+        }
+    }
+
+    // ---------------------------------------------------------------- data plane
+
+    #[inline]
+    fn dropped(&self, reason: DropReason, slot: usize) -> Verdict {
+        self.drops[slot % STAT_SLOTS].0[reason.index()].fetch_add(1, Ordering::Relaxed);
+        Verdict::Drop(reason)
+    }
+
+    #[inline]
+    fn tcp_timeout(&self, s: TcpState) -> u32 {
+        self.tcp_timeouts[s as usize].load(Ordering::Relaxed)
+    }
+
+    /// Moves a TCP connection through IPVS's state table, keeping the destination's
+    /// active/inactive counters exact; sets the state's timeout.
+    #[inline]
+    fn tcp_transition<A>(&self, c: &mut Conn<A>, dir: TcpDir, f: TcpFlags) {
+        let dir = if c.flags & F_NOOUTPUT != 0 {
+            if dir == TcpDir::Output {
+                c.flags &= !F_NOOUTPUT;
+                dir
+            } else {
+                TcpDir::InputOnly
+            }
+        } else {
+            dir
+        };
+        let old = TcpState::from_u8(c.state);
+        let new = next_state(old, dir, f.syn(), f.ack(), f.fin(), f.rst());
+        if new != old {
+            let active = c.is_active();
+            if active && new != TcpState::Established {
+                c.dest.set_active(false);
+                c.flags |= F_INACTIVE;
+            } else if !active && new == TcpState::Established {
+                c.dest.set_active(true);
+                c.flags &= !F_INACTIVE;
+            }
+            c.state = new as u8;
+        }
+        c.timeout = self.tcp_timeout(new);
+    }
+
+    /// Per-packet connection update (state, timer, counters).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn touch<A: ConnAddr>(
+        &self,
+        sh: &mut Shard<A>,
+        i: u32,
+        now: u32,
+        dir: TcpDir,
+        flags: Option<TcpFlags>,
+        len: u64,
+        slot: usize,
+    ) {
+        let Some(c) = sh.get_mut(i) else { return };
+        let old_timeout = c.timeout;
+        match flags {
+            Some(f) => self.tcp_transition(c, dir, f),
+            None => c.timeout = self.udp_timeout.load(Ordering::Relaxed),
+        }
+        c.last_seen = now;
+        if dir == TcpDir::Output {
+            c.flags &= !F_NOOUTPUT;
+            c.dest.stats.add_out(slot, len);
+            c.dest.svc.stats.add_out(slot, len);
+        } else {
+            c.dest.stats.add_in(slot, len);
+            c.dest.svc.stats.add_in(slot, len);
+        }
+        if c.timeout < old_timeout {
+            sh.rearm_if_earlier(i);
+        }
+    }
+
+    /// THE data-plane entry point: classify, track and rewrite one IP packet in place.
+    pub fn process(&self, now: Timestamp, random: u64, pkt: &mut [u8]) -> Verdict {
+        let Ok(info) = rvs_wire::parse(pkt) else {
+            return self.dropped(DropReason::Malformed, random as usize);
+        };
+        let table = self.services.load();
+        match (info.src, info.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                self.process_af(&self.v4, &table, now, random, pkt, &info, s, d)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                self.process_af(&self.v6, &table, now, random, pkt, &info, s, d)
+            }
+            _ => self.dropped(DropReason::Malformed, random as usize),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn process_af<A: ConnAddr>(
+        &self,
+        tbl: &ConnTable<A>,
+        svcs: &ServiceTable,
+        now: Timestamp,
+        random: u64,
+        pkt: &mut [u8],
+        info: &PacketInfo,
+        src: A,
+        dst: A,
+    ) -> Verdict {
+        let (sport, dport, flags) = match info.transport {
+            Transport::Tcp {
+                sport,
+                dport,
+                flags,
+            } => (sport, dport, Some(flags)),
+            Transport::Udp { sport, dport } => (sport, dport, None),
+            Transport::Fragment { .. } => {
+                return if svcs.vips.contains(&info.dst) {
+                    self.dropped(DropReason::Fragment, random as usize)
+                } else {
+                    Verdict::Pass
+                };
+            }
+            Transport::Icmp { error: Some(e), .. } => {
+                return self.icmp_error(tbl, svcs, now, pkt, info, &e);
+            }
+            Transport::Icmp { .. } | Transport::Other => return Verdict::Pass,
+        };
+        let proto = info.protocol;
+        let len = info.ip_len as u64;
+        let n = now32(now);
+        if svcs.vips.contains(&info.dst) {
+            self.inbound(
+                tbl, svcs, now, random, pkt, info, proto, src, sport, dst, dport, flags, len, n,
+            )
+        } else {
+            // Reply from a real server? (out: RS -> client; the client is the destination.)
+            let si = tbl.shard_index(proto, dst, dport);
+            let hit = {
+                let mut sh = tbl.shard(si).lock();
+                match sh.find_out(proto, src, sport, dst, dport) {
+                    None => None,
+                    Some(i) => {
+                        if sh
+                            .get(i)
+                            .is_some_and(|c| c.dest.svc.deleted.load(Ordering::Relaxed))
+                        {
+                            if let Some(c) = sh.remove(i) {
+                                release(c);
+                            }
+                            drop(sh);
+                            return self.dropped(DropReason::ServiceDeleted, si);
+                        }
+                        self.touch(&mut sh, i, n, TcpDir::Output, flags, len, si);
+                        sh.get(i).map(|c| (c.vaddr, c.vport, c.flags & F_MASQ != 0))
+                    }
+                }
+            };
+            match hit {
+                None => Verdict::Pass,
+                Some((_, _, false)) => self.dropped(DropReason::UnsupportedMethod, si),
+                Some((vaddr, vport, true)) => {
+                    match rewrite::set_src(pkt, info, vaddr.to_ip(), Some(vport)) {
+                        Ok(()) => Verdict::Forward(Direction::Out),
+                        Err(_) => self.dropped(DropReason::RewriteFailed, si),
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn inbound<A: ConnAddr>(
+        &self,
+        tbl: &ConnTable<A>,
+        svcs: &ServiceTable,
+        now: Timestamp,
+        random: u64,
+        pkt: &mut [u8],
+        info: &PacketInfo,
+        proto: u8,
+        caddr: A,
+        cport: u16,
+        vaddr: A,
+        vport: u16,
+        flags: Option<TcpFlags>,
+        len: u64,
+        n: u32,
+    ) -> Verdict {
+        let si = tbl.shard_index(proto, caddr, cport);
+        let is_syn = flags.is_some_and(|f| f.syn() && !f.rst());
+        // 1. An existing connection?
+        let hit = {
+            let mut sh = tbl.shard(si).lock();
+            match sh.find_in(proto, caddr, cport, vaddr, vport) {
+                None => None,
+                Some(i) => {
+                    let (deleted, reuse) = match sh.get(i) {
+                        Some(c) => (
+                            c.dest.svc.deleted.load(Ordering::Relaxed),
+                            // conn_reuse_mode=1: a SYN on a TIME_WAIT connection starts anew.
+                            is_syn && c.state == TcpState::TimeWait as u8,
+                        ),
+                        None => (false, false),
+                    };
+                    if deleted || reuse {
+                        if let Some(c) = sh.remove(i) {
+                            release(c);
+                        }
+                        if deleted {
+                            drop(sh);
+                            return self.dropped(DropReason::ServiceDeleted, si);
+                        }
+                        None
+                    } else {
+                        self.touch(&mut sh, i, n, TcpDir::Input, flags, len, si);
+                        sh.get(i).map(|c| InHit {
+                            daddr: c.daddr,
+                            dport: c.dport,
+                            masq: c.flags & F_MASQ != 0,
+                        })
+                    }
+                }
+            }
+        };
+        if let Some(h) = hit {
+            return self.forward_in(pkt, info, h, si);
+        }
+        // 2. A new connection to a virtual service.
+        let Some(svc) = svcs.lookup(proto, info.dst, vport) else {
+            return Verdict::Pass;
+        };
+        if flags.is_some() && !is_syn {
+            return self.dropped(DropReason::NotSyn, si);
+        }
+        let input = SchedInput {
+            now,
+            protocol: proto,
+            caddr: caddr.to_ip(),
+            cport,
+            vaddr: info.dst,
+            vport,
+            random,
+        };
+        let Some((dest, tmpl)) = self.pick(svc, &input) else {
+            return self.dropped(DropReason::NoDestination, si);
+        };
+        let Some(daddr) = A::from_ip(dest.addr()) else {
+            if let Some(t) = tmpl {
+                t.release();
+            }
+            return self.dropped(DropReason::UnsupportedMethod, si);
+        };
+        let dport = if dest.port() == 0 { vport } else { dest.port() };
+        let masq = dest.is_masq();
+        if svc.spec.one_packet && flags.is_none() {
+            // One-packet scheduling: forwarded, counted, never tracked.
+            if let Some(t) = tmpl {
+                t.release();
+            }
+            dest.stats.add_conn(si);
+            svc.shared.stats.add_conn(si);
+            dest.stats.add_in(si, len);
+            svc.shared.stats.add_in(si, len);
+            return self.forward_in(pkt, info, InHit { daddr, dport, masq }, si);
+        }
+        let hit = {
+            let mut sh = tbl.shard(si).lock();
+            if svc.shared.deleted.load(Ordering::SeqCst) {
+                drop(sh);
+                if let Some(t) = tmpl {
+                    t.release();
+                }
+                return self.dropped(DropReason::ServiceDeleted, si);
+            }
+            let i = match sh.find_in(proto, caddr, cport, vaddr, vport) {
+                Some(i) => {
+                    // Another worker created it meanwhile: use theirs.
+                    if let Some(t) = tmpl {
+                        t.release();
+                    }
+                    i
+                }
+                None => {
+                    let timeout = if flags.is_some() {
+                        self.tcp_timeout(TcpState::None)
+                    } else {
+                        self.udp_timeout.load(Ordering::Relaxed)
+                    };
+                    let cflags = F_INACTIVE | if masq { F_MASQ } else { F_NOOUTPUT };
+                    let conn = Conn::new(
+                        proto,
+                        caddr,
+                        cport,
+                        vaddr,
+                        vport,
+                        daddr,
+                        dport,
+                        dest.clone(),
+                        tmpl,
+                        cflags,
+                        n,
+                        timeout,
+                    );
+                    match sh.insert(conn) {
+                        Ok(i) => {
+                            dest.bind(false, false);
+                            dest.stats.add_conn(si);
+                            svc.shared.stats.add_conn(si);
+                            i
+                        }
+                        Err(c) => {
+                            if let Some(t) = c.tmpl {
+                                t.release();
+                            }
+                            drop(sh);
+                            return self.dropped(DropReason::TableFull, si);
+                        }
+                    }
+                }
+            };
+            self.touch(&mut sh, i, n, TcpDir::Input, flags, len, si);
+            sh.get(i).map(|c| InHit {
+                daddr: c.daddr,
+                dport: c.dport,
+                masq: c.flags & F_MASQ != 0,
+            })
+        };
+        match hit {
+            Some(h) => self.forward_in(pkt, info, h, si),
+            None => self.dropped(DropReason::TableFull, si),
+        }
+    }
+
+    #[inline]
+    fn forward_in<A: ConnAddr>(
+        &self,
+        pkt: &mut [u8],
+        info: &PacketInfo,
+        h: InHit<A>,
+        si: usize,
+    ) -> Verdict {
+        if !h.masq {
+            return self.dropped(DropReason::UnsupportedMethod, si);
+        }
+        match rewrite::set_dst(pkt, info, h.daddr.to_ip(), Some(h.dport)) {
+            Ok(()) => Verdict::Forward(Direction::In),
+            Err(_) => self.dropped(DropReason::RewriteFailed, si),
+        }
+    }
+
+    /// Picks a destination for a new connection: through the persistence template when the
+    /// service is persistent (ip_vs_sched_persist), else from the scheduler.
+    fn pick(
+        &self,
+        svc: &Service,
+        input: &SchedInput,
+    ) -> Option<(Arc<Destination>, Option<Arc<crate::template::Template>>)> {
+        let Some(mask) = svc.mask else {
+            let d = svc.sched.lock().schedule(input)?;
+            return Some((d, None));
+        };
+        let caddr = match input.caddr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask as u32)),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)),
+        };
+        let vport = match svc.spec.key {
+            ServiceKey::Addr { port, .. } => port,
+            ServiceKey::Fwmark { .. } => 0,
+        };
+        let key = TemplateKey {
+            proto: input.protocol,
+            caddr,
+            vaddr: input.vaddr,
+            vport,
+            fwmark: 0,
+        };
+        if let Lookup::Hit(t) = self.templates.lookup(&key, input.now.0) {
+            return Some((t.dest.clone(), Some(t)));
+        }
+        let d = svc.sched.lock().schedule(input)?;
+        let t = self.templates.insert(key, d, svc.persist_ms, input.now.0);
+        Some((t.dest.clone(), Some(t)))
+    }
+
+    /// ICMP errors about tracked connections: translate the outer and the quoted header.
+    fn icmp_error<A: ConnAddr>(
+        &self,
+        tbl: &ConnTable<A>,
+        svcs: &ServiceTable,
+        _now: Timestamp,
+        pkt: &mut [u8],
+        info: &PacketInfo,
+        e: &IcmpError,
+    ) -> Verdict {
+        if e.protocol != proto::TCP && e.protocol != proto::UDP {
+            return Verdict::Pass;
+        }
+        let Some((isport, idport)) = e.ports else {
+            return Verdict::Pass;
+        };
+        let (Some(isrc), Some(idst)) = (A::from_ip(e.src), A::from_ip(e.dst)) else {
+            return Verdict::Pass;
+        };
+        let len = info.ip_len as u64;
+        if svcs.vips.contains(&info.dst) {
+            // From the client side about a packet we sent VIP -> client.
+            let si = tbl.shard_index(e.protocol, idst, idport);
+            let hit = {
+                let sh = tbl.shard(si).lock();
+                sh.find_in(e.protocol, idst, idport, isrc, isport)
+                    .and_then(|i| sh.get(i))
+                    .map(|c| {
+                        c.dest.stats.add_in(si, len);
+                        c.dest.svc.stats.add_in(si, len);
+                        (c.daddr.to_ip(), c.dport, c.flags & F_MASQ != 0)
+                    })
+            };
+            match hit {
+                None => Verdict::Pass,
+                Some((_, _, false)) => self.dropped(DropReason::UnsupportedMethod, si),
+                Some((daddr, dport, true)) => {
+                    let r = rewrite::set_dst(pkt, info, daddr, None)
+                        .and_then(|()| rewrite::set_inner_src(pkt, info, daddr, Some(dport)));
+                    match r {
+                        Ok(()) => Verdict::Forward(Direction::In),
+                        Err(_) => self.dropped(DropReason::RewriteFailed, si),
+                    }
+                }
+            }
+        } else {
+            // From the real-server side about a packet client -> RS.
+            let si = tbl.shard_index(e.protocol, isrc, isport);
+            let hit = {
+                let sh = tbl.shard(si).lock();
+                sh.find_out(e.protocol, idst, idport, isrc, isport)
+                    .and_then(|i| sh.get(i))
+                    .map(|c| {
+                        c.dest.stats.add_out(si, len);
+                        c.dest.svc.stats.add_out(si, len);
+                        (c.vaddr.to_ip(), c.vport, c.flags & F_MASQ != 0)
+                    })
+            };
+            match hit {
+                None => Verdict::Pass,
+                Some((_, _, false)) => self.dropped(DropReason::UnsupportedMethod, si),
+                Some((vaddr, vport, true)) => {
+                    let r = rewrite::set_src(pkt, info, vaddr, None)
+                        .and_then(|()| rewrite::set_inner_dst(pkt, info, vaddr, Some(vport)));
+                    match r {
+                        Ok(()) => Verdict::Forward(Direction::Out),
+                        Err(_) => self.dropped(DropReason::RewriteFailed, si),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A connection left the table (expired, reset for reuse, or purged): counters and template.
+fn release<A>(c: Conn<A>) {
+    c.dest.unbind(false, c.is_active());
+    if let Some(t) = &c.tmpl {
+        t.release();
+    }
+}

@@ -1,0 +1,408 @@
+//! The virtual-service table: an immutable snapshot swapped atomically (RCU via arc-swap) on every
+//! configuration change. Scheduler state lives behind a per-service mutex shared by every version
+//! of the service.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::config::{ConfigError, ConfigOp, TimeoutUpdate};
+use crate::dest::{Destination, ServiceShared};
+use crate::sched::{SchedFlags, SchedInput, Scheduler, new_scheduler};
+use crate::service::{DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
+
+/// Scheduler plus the destination list it was last updated with (updated together, so an index
+/// it returns always refers to this list).
+#[derive(Debug)]
+pub(crate) struct SchedState {
+    sched: Box<dyn Scheduler>,
+    dests: Vec<Arc<Destination>>,
+}
+
+impl SchedState {
+    pub(crate) fn schedule(&mut self, input: &SchedInput) -> Option<Arc<Destination>> {
+        let i = self.sched.schedule(&self.dests, input)?;
+        self.dests.get(i).cloned()
+    }
+
+    fn update(&mut self, dests: Vec<Arc<Destination>>) {
+        self.sched.update(&dests);
+        self.dests = dests;
+    }
+}
+
+/// One version of a virtual service.
+#[derive(Debug)]
+pub(crate) struct Service {
+    pub(crate) spec: ServiceSpec,
+    pub(crate) shared: Arc<ServiceShared>,
+    pub(crate) dests: Vec<Arc<Destination>>,
+    pub(crate) sched: Arc<Mutex<SchedState>>,
+    /// Persistence netmask as raw bits (v4 in the low 32 bits), precomputed.
+    pub(crate) mask: Option<u128>,
+    pub(crate) persist_ms: u64,
+}
+
+impl Service {
+    fn find_dest(&self, addr: IpAddr, port: u16) -> Option<usize> {
+        self.dests
+            .iter()
+            .position(|d| d.addr() == addr && d.port() == port)
+    }
+}
+
+/// Key of the address index: (protocol number, VIP, port).
+pub(crate) type AddrKey = (u8, IpAddr, u16);
+
+/// One immutable version of the whole service table.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ServiceTable {
+    pub(crate) by_addr: HashMap<AddrKey, Arc<Service>>,
+    pub(crate) by_mark: HashMap<(u32, bool), Arc<Service>>,
+    /// Configuration order (for listings).
+    pub(crate) order: Vec<ServiceKey>,
+    /// Every VIP with at least one service (any protocol/port).
+    pub(crate) vips: HashSet<IpAddr>,
+}
+
+impl ServiceTable {
+    pub(crate) fn get(&self, key: &ServiceKey) -> Option<&Arc<Service>> {
+        match *key {
+            ServiceKey::Addr {
+                protocol,
+                addr,
+                port,
+            } => self.by_addr.get(&(protocol.number(), addr, port)),
+            ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.get(&(mark, ipv6)),
+        }
+    }
+
+    /// The service for a packet to `vaddr:vport`: exact port first, then the port-0 service.
+    #[inline]
+    pub(crate) fn lookup(&self, protocol: u8, vaddr: IpAddr, vport: u16) -> Option<&Arc<Service>> {
+        self.by_addr
+            .get(&(protocol, vaddr, vport))
+            .or_else(|| self.by_addr.get(&(protocol, vaddr, 0)))
+    }
+
+    fn insert(&mut self, svc: Arc<Service>) {
+        let key = svc.spec.key;
+        match key {
+            ServiceKey::Addr {
+                protocol,
+                addr,
+                port,
+            } => {
+                self.by_addr.insert((protocol.number(), addr, port), svc);
+            }
+            ServiceKey::Fwmark { mark, ipv6 } => {
+                self.by_mark.insert((mark, ipv6), svc);
+            }
+        }
+        if !self.order.contains(&key) {
+            self.order.push(key);
+        }
+        self.rebuild_vips();
+    }
+
+    fn remove(&mut self, key: &ServiceKey) -> Option<Arc<Service>> {
+        let r = match *key {
+            ServiceKey::Addr {
+                protocol,
+                addr,
+                port,
+            } => self.by_addr.remove(&(protocol.number(), addr, port)),
+            ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.remove(&(mark, ipv6)),
+        };
+        self.order.retain(|k| k != key);
+        self.rebuild_vips();
+        r
+    }
+
+    fn rebuild_vips(&mut self) {
+        self.vips = self.by_addr.keys().map(|k| k.1).collect();
+    }
+
+    pub(crate) fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.order.iter().filter_map(|k| self.get(k))
+    }
+}
+
+/// Side effects of a validated batch, applied only when the whole batch succeeded.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    EditDest(Arc<Destination>, DestSpec),
+    RemoveDest(Arc<Destination>),
+    Zero(Option<Arc<Service>>),
+    Timeouts(TimeoutUpdate),
+    DeleteService(Arc<ServiceShared>),
+}
+
+/// A batch being validated on a copy of the table.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) table: ServiceTable,
+    pub(crate) effects: Vec<Effect>,
+    /// Services whose scheduler must see a new destination list at commit.
+    changed: Vec<ServiceKey>,
+    next_id: u64,
+}
+
+fn make_scheduler(name: &str, flags: SchedFlags) -> Result<Box<dyn Scheduler>, ConfigError> {
+    match new_scheduler(name, flags) {
+        Ok(s) => Ok(s),
+        #[cfg(test)]
+        Err(_) if name == "test-rr" => Ok(Box::new(test_sched::TestRr::default())),
+        Err(_) => Err(ConfigError::SchedulerNotFound),
+    }
+}
+
+fn invalid(msg: &str) -> ConfigError {
+    ConfigError::InvalidArgument(msg.to_owned())
+}
+
+fn mask_bits(spec: &ServiceSpec) -> Result<Option<u128>, ConfigError> {
+    let Some(p) = spec.persistence else {
+        return Ok(None);
+    };
+    if p.timeout_s == 0 {
+        return Err(invalid("persistence timeout must be > 0"));
+    }
+    match (spec.key.is_ipv6(), p.netmask) {
+        (false, IpAddr::V4(m)) => Ok(Some(u128::from(u32::from(m)))),
+        (true, IpAddr::V6(m)) => Ok(Some(u128::from(m))),
+        _ => Err(invalid(
+            "persistence netmask family differs from the service's",
+        )),
+    }
+}
+
+fn validate_service(spec: &ServiceSpec) -> Result<(), ConfigError> {
+    if let ServiceKey::Fwmark { mark: 0, .. } = spec.key {
+        return Err(invalid("fwmark 0"));
+    }
+    Ok(())
+}
+
+fn validate_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), ConfigError> {
+    if d.weight > 65535 {
+        return Err(invalid("weight out of range 0..65535"));
+    }
+    if d.u_threshold != 0 && d.l_threshold > d.u_threshold {
+        return Err(invalid("lower threshold above upper threshold"));
+    }
+    if d.addr.is_ipv6() != key.is_ipv6() && !matches!(d.method, ForwardMethod::Tunnel(_)) {
+        return Err(invalid(
+            "destination address family differs from the service's",
+        ));
+    }
+    Ok(())
+}
+
+impl Pending {
+    pub(crate) fn new(table: ServiceTable, next_id: u64) -> Self {
+        Self {
+            table,
+            effects: Vec::new(),
+            changed: Vec::new(),
+            next_id,
+        }
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    fn mark_changed(&mut self, key: ServiceKey) {
+        if !self.changed.contains(&key) {
+            self.changed.push(key);
+        }
+    }
+
+    fn svc(&self, key: &ServiceKey) -> Result<&Arc<Service>, ConfigError> {
+        self.table.get(key).ok_or(ConfigError::ServiceNotDefined)
+    }
+
+    /// Replaces a service by a new version with a new destination list.
+    fn with_dests(&mut self, old: &Service, dests: Vec<Arc<Destination>>) {
+        let svc = Service {
+            spec: old.spec.clone(),
+            shared: old.shared.clone(),
+            dests,
+            sched: old.sched.clone(),
+            mask: old.mask,
+            persist_ms: old.persist_ms,
+        };
+        self.mark_changed(svc.spec.key);
+        self.table.insert(Arc::new(svc));
+    }
+
+    /// Validates one operation against the working copy.
+    pub(crate) fn apply(&mut self, op: ConfigOp) -> Result<(), ConfigError> {
+        match op {
+            ConfigOp::AddService(spec) => {
+                if self.table.get(&spec.key).is_some() {
+                    return Err(ConfigError::ServiceExists);
+                }
+                validate_service(&spec)?;
+                let mask = mask_bits(&spec)?;
+                let sched = make_scheduler(&spec.scheduler, spec.flags)?;
+                self.next_id += 1;
+                let persist_ms = spec
+                    .persistence
+                    .map_or(0, |p| u64::from(p.timeout_s) * 1000);
+                let svc = Service {
+                    shared: Arc::new(ServiceShared::new(self.next_id)),
+                    dests: Vec::new(),
+                    sched: Arc::new(Mutex::new(SchedState {
+                        sched,
+                        dests: Vec::new(),
+                    })),
+                    mask,
+                    persist_ms,
+                    spec,
+                };
+                self.mark_changed(svc.spec.key);
+                self.table.insert(Arc::new(svc));
+            }
+            ConfigOp::EditService(spec) => {
+                let old = self.svc(&spec.key)?.clone();
+                validate_service(&spec)?;
+                let mask = mask_bits(&spec)?;
+                let sched = if spec.scheduler != old.spec.scheduler || spec.flags != old.spec.flags
+                {
+                    let s = make_scheduler(&spec.scheduler, spec.flags)?;
+                    Arc::new(Mutex::new(SchedState {
+                        sched: s,
+                        dests: Vec::new(),
+                    }))
+                } else {
+                    old.sched.clone()
+                };
+                let persist_ms = spec
+                    .persistence
+                    .map_or(0, |p| u64::from(p.timeout_s) * 1000);
+                let svc = Service {
+                    spec,
+                    shared: old.shared.clone(),
+                    dests: old.dests.clone(),
+                    sched,
+                    mask,
+                    persist_ms,
+                };
+                self.mark_changed(svc.spec.key);
+                self.table.insert(Arc::new(svc));
+            }
+            ConfigOp::DeleteService(key) => {
+                let old = self
+                    .table
+                    .remove(&key)
+                    .ok_or(ConfigError::ServiceNotDefined)?;
+                self.delete_effects(&old);
+            }
+            ConfigOp::Clear => {
+                let all: Vec<ServiceKey> = self.table.order.clone();
+                for key in all {
+                    if let Some(old) = self.table.remove(&key) {
+                        self.delete_effects(&old);
+                    }
+                }
+            }
+            ConfigOp::AddDest(key, d) => {
+                let old = self.svc(&key)?.clone();
+                validate_dest(&key, &d)?;
+                if old.find_dest(d.addr, d.port).is_some() {
+                    return Err(ConfigError::DestinationExists);
+                }
+                let mut dests = old.dests.clone();
+                dests.push(Arc::new(Destination::from_spec(&d, old.shared.clone())));
+                self.with_dests(&old, dests);
+            }
+            ConfigOp::EditDest(key, d) => {
+                let old = self.svc(&key)?.clone();
+                let i = old
+                    .find_dest(d.addr, d.port)
+                    .ok_or(ConfigError::NoSuchDestination)?;
+                validate_dest(&key, &d)?;
+                self.effects.push(Effect::EditDest(old.dests[i].clone(), d));
+                self.mark_changed(key);
+            }
+            ConfigOp::DeleteDest(key, addr, port) => {
+                let old = self.svc(&key)?.clone();
+                let i = old
+                    .find_dest(addr, port)
+                    .ok_or(ConfigError::NoSuchDestination)?;
+                let mut dests = old.dests.clone();
+                let gone = dests.remove(i);
+                self.effects.push(Effect::RemoveDest(gone));
+                self.with_dests(&old, dests);
+            }
+            ConfigOp::Zero(None) => self.effects.push(Effect::Zero(None)),
+            ConfigOp::Zero(Some(key)) => {
+                let svc = self.svc(&key)?.clone();
+                self.effects.push(Effect::Zero(Some(svc)));
+            }
+            ConfigOp::SetTimeouts(t) => self.effects.push(Effect::Timeouts(t)),
+        }
+        Ok(())
+    }
+
+    fn delete_effects(&mut self, old: &Service) {
+        for d in &old.dests {
+            self.effects.push(Effect::RemoveDest(d.clone()));
+        }
+        self.effects.push(Effect::DeleteService(old.shared.clone()));
+        self.changed.retain(|k| *k != old.spec.key);
+    }
+
+    /// Commit step 1: applies destination edits and tells the schedulers about their new lists.
+    /// Returns the effects the director handles itself (zero, timeouts, service deletion).
+    pub(crate) fn commit_services(&mut self) -> Vec<Effect> {
+        let mut rest = Vec::new();
+        for e in self.effects.drain(..) {
+            match e {
+                Effect::EditDest(d, spec) => d.update(&spec),
+                Effect::RemoveDest(d) => d.set_unavailable(),
+                other => rest.push(other),
+            }
+        }
+        for key in &self.changed {
+            if let Some(svc) = self.table.get(key) {
+                svc.sched.lock().update(svc.dests.clone());
+            }
+        }
+        rest
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_sched {
+    //! A tiny round-robin scheduler for the core's own tests (the real ones live in `sched/`).
+    use super::*;
+
+    #[derive(Debug, Default)]
+    pub(crate) struct TestRr {
+        next: usize,
+    }
+
+    impl Scheduler for TestRr {
+        fn name(&self) -> &'static str {
+            "test-rr"
+        }
+        fn update(&mut self, _dests: &[Arc<Destination>]) {
+            self.next = 0;
+        }
+        fn schedule(&mut self, dests: &[Arc<Destination>], _input: &SchedInput) -> Option<usize> {
+            for k in 0..dests.len() {
+                let i = (self.next + k) % dests.len();
+                if dests[i].is_available() {
+                    self.next = i + 1;
+                    return Some(i);
+                }
+            }
+            None
+        }
+    }
+}

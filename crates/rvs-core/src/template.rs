@@ -1,0 +1,216 @@
+//! Persistence templates (`-p`/`-M`): a masked client address pinned to a destination.
+//!
+//! Kept apart from the connection table: each template is an `Arc` with atomics, so a connection
+//! refers to its template without holding another shard's lock. Templates expire by a per-shard
+//! min-heap (lazy: a popped entry is checked against the template's real deadline), and never
+//! while they still control connections (IPVS re-arms such templates).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use foldhash::fast::FixedState;
+use parking_lot::Mutex;
+
+use crate::dest::Destination;
+
+/// What a template is keyed by: (protocol, masked caddr, vaddr, service port (0 for a port-0
+/// service: all ports), fwmark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TemplateKey {
+    pub(crate) proto: u8,
+    pub(crate) caddr: IpAddr,
+    pub(crate) vaddr: IpAddr,
+    pub(crate) vport: u16,
+    pub(crate) fwmark: u32,
+}
+
+/// One persistence template.
+#[derive(Debug)]
+pub(crate) struct Template {
+    pub(crate) key: TemplateKey,
+    pub(crate) dest: Arc<Destination>,
+    id: u64,
+    timeout_ms: u64,
+    last_used: AtomicU64,
+    /// Connections created under this template that are still alive.
+    pub(crate) n_control: AtomicU32,
+}
+
+impl Template {
+    pub(crate) fn deadline(&self) -> u64 {
+        self.last_used
+            .load(Ordering::Relaxed)
+            .saturating_add(self.timeout_ms)
+    }
+
+    /// A connection under this template ended.
+    pub(crate) fn release(&self) {
+        let _ = self
+            .n_control
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+    }
+}
+
+#[derive(Debug, Default)]
+struct TShard {
+    map: HashMap<TemplateKey, Arc<Template>, FixedState>,
+    heap: BinaryHeap<Reverse<(u64, u64, TemplateKey)>>,
+}
+
+/// All templates.
+#[derive(Debug)]
+pub(crate) struct TemplateTable {
+    shards: Box<[Mutex<TShard>]>,
+    hasher: FixedState,
+    next_id: AtomicU64,
+}
+
+/// Result of a template lookup.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// A live template with an available destination (its timer refreshed, n_control taken).
+    Hit(Arc<Template>),
+    /// None (an unusable one was removed).
+    Miss,
+}
+
+impl TemplateTable {
+    pub(crate) fn new(shards: usize, seed: u64) -> Self {
+        Self {
+            shards: (0..shards.clamp(1, 1024))
+                .map(|_| Mutex::new(TShard::default()))
+                .collect(),
+            hasher: FixedState::with_seed(seed ^ 0x7e3a_11c5),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn shard(&self, key: &TemplateKey) -> &Mutex<TShard> {
+        let h = self.hasher.hash_one(key);
+        let i = ((h >> 32) as usize * self.shards.len()) >> 32;
+        self.shards.get(i).unwrap_or(&self.shards[0])
+    }
+
+    /// Finds a usable template, refreshing it and taking a reference for a new connection
+    /// (ip_vs_check_template: a template whose destination left its service is expired).
+    pub(crate) fn lookup(&self, key: &TemplateKey, now: u64) -> Lookup {
+        let mut sh = self.shard(key).lock();
+        let Some(t) = sh.map.get(key) else {
+            return Lookup::Miss;
+        };
+        if t.dest.is_in_service() {
+            t.last_used.store(now, Ordering::Relaxed);
+            t.n_control.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Hit(t.clone());
+        }
+        if let Some(t) = sh.map.remove(key) {
+            t.dest.unbind(true, false);
+        }
+        Lookup::Miss
+    }
+
+    /// Inserts a new template for `dest` (or returns the one another worker just created), with
+    /// a reference taken for a new connection.
+    pub(crate) fn insert(
+        &self,
+        key: TemplateKey,
+        dest: Arc<Destination>,
+        timeout_ms: u64,
+        now: u64,
+    ) -> Arc<Template> {
+        let mut sh = self.shard(&key).lock();
+        if let Some(t) = sh.map.get(&key)
+            && t.dest.is_in_service()
+        {
+            t.last_used.store(now, Ordering::Relaxed);
+            t.n_control.fetch_add(1, Ordering::Relaxed);
+            return t.clone();
+        }
+        if let Some(old) = sh.map.remove(&key) {
+            old.dest.unbind(true, false);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        dest.bind(true, false);
+        let t = Arc::new(Template {
+            key,
+            dest,
+            id,
+            timeout_ms,
+            last_used: AtomicU64::new(now),
+            n_control: AtomicU32::new(1),
+        });
+        sh.heap.push(Reverse((t.deadline(), id, key)));
+        sh.map.insert(key, t.clone());
+        t
+    }
+
+    /// Expires due templates; returns how many.
+    pub(crate) fn expire(&self, now: u64) -> usize {
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let mut sh = shard.lock();
+            while let Some(Reverse((due, id, key))) = sh.heap.peek().copied() {
+                if due > now {
+                    break;
+                }
+                sh.heap.pop();
+                let Some(t) = sh.map.get(&key).cloned() else {
+                    continue;
+                };
+                if t.id != id {
+                    continue; // a newer template under the same key has its own entry
+                }
+                if t.n_control.load(Ordering::Relaxed) > 0 {
+                    // IPVS re-arms a template that still controls connections.
+                    t.last_used.store(now, Ordering::Relaxed);
+                    sh.heap.push(Reverse((t.deadline(), id, key)));
+                } else if t.deadline() > now {
+                    sh.heap.push(Reverse((t.deadline(), id, key)));
+                } else {
+                    sh.map.remove(&key);
+                    t.dest.unbind(true, false);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Removes every template whose destination belongs to service `svc_id`.
+    pub(crate) fn purge_service(&self, svc_id: u64) -> usize {
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let mut sh = shard.lock();
+            sh.map.retain(|_, t| {
+                if t.dest.svc.id == svc_id {
+                    t.dest.unbind(true, false);
+                    n += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        n
+    }
+
+    /// Visits every template (control plane).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Template)) {
+        for shard in self.shards.iter() {
+            let sh = shard.lock();
+            for t in sh.map.values() {
+                f(t);
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map.len()).sum()
+    }
+}
