@@ -2,14 +2,59 @@
 //! [`new_scheduler`]. Mirrors net/netfilter/ipvs/ip_vs_*.c: expensive tables (Maglev, source hash)
 //! are rebuilt in [`Scheduler::update`] when destinations change, so scheduling is a lookup.
 //!
-//! SKELETON: the trait and the constructor signature are the contract between the schedulers and
-//! the rest of the core.
+//! Shared rules (as in IPVS):
+//! - a destination is *available* when its weight is > 0 and it is not overloaded (upper
+//!   connection threshold); every scheduler skips unavailable destinations;
+//! - the connection overhead of a destination is `active * 256 + inactive`
+//!   (`ip_vs_dest_conn_overhead`);
+//! - load comparisons `loh / lw > doh / dw` are done by cross-multiplication, without division.
+//!
+//! `schedule()` never allocates on its common path and never panics; an empty or fully
+//! unavailable list gives `None`. The two locality schedulers (lblc, lblcr) allocate only when
+//! they learn a new destination address (a new cache entry).
+//!
+//! Where rvs deviates from the kernel (hash functions, twos's off-by-one weighting, ...) the
+//! module documentation of the scheduler says so.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::dest::Destination;
 use crate::time::Timestamp;
+
+mod common;
+mod dh;
+mod fo;
+mod lblc;
+mod lblcr;
+mod lc;
+mod mh;
+mod nq;
+mod ovf;
+mod rr;
+mod sed;
+mod sh;
+mod twos;
+mod wlc;
+mod wrr;
+
+#[cfg(test)]
+mod tests;
+
+pub use dh::Dh;
+pub use fo::Fo;
+pub use lblc::Lblc;
+pub use lblcr::Lblcr;
+pub use lc::Lc;
+pub use mh::Mh;
+pub use nq::Nq;
+pub use ovf::Ovf;
+pub use rr::Rr;
+pub use sed::Sed;
+pub use sh::Sh;
+pub use twos::Twos;
+pub use wlc::Wlc;
+pub use wrr::Wrr;
 
 /// What a scheduler may look at when it picks a destination for a new connection.
 #[derive(Debug, Clone, Copy)]
@@ -61,8 +106,29 @@ pub trait Scheduler: Send + std::fmt::Debug {
     fn schedule(&mut self, dests: &[Arc<Destination>], input: &SchedInput) -> Option<usize>;
 }
 
-/// Creates a scheduler by its ipvsadm name.
+/// Every scheduler name [`new_scheduler`] knows, in the order `ipvsadm --help` lists them.
+pub const SCHEDULER_NAMES: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
+
+/// Creates a scheduler by its ipvsadm name. The flags matter to sh and mh only.
 pub fn new_scheduler(name: &str, flags: SchedFlags) -> Result<Box<dyn Scheduler>, SchedError> {
-    let _ = (name, flags);
-    Err(SchedError::NotFound)
+    let s: Box<dyn Scheduler> = match name {
+        "rr" => Box::new(Rr::new()),
+        "wrr" => Box::new(Wrr::new()),
+        "lc" => Box::new(Lc::new()),
+        "wlc" => Box::new(Wlc::new()),
+        "lblc" => Box::new(Lblc::new()),
+        "lblcr" => Box::new(Lblcr::new()),
+        "dh" => Box::new(Dh::new()),
+        "sh" => Box::new(Sh::new(flags)),
+        "sed" => Box::new(Sed::new()),
+        "nq" => Box::new(Nq::new()),
+        "fo" => Box::new(Fo::new()),
+        "ovf" => Box::new(Ovf::new()),
+        "mh" => Box::new(Mh::new(flags)),
+        "twos" => Box::new(Twos::new()),
+        _ => return Err(SchedError::NotFound),
+    };
+    Ok(s)
 }
