@@ -81,12 +81,22 @@ struct IfreqData {
     _pad: [u8; 16],
 }
 
+const ETHTOOL_GTXCSUM: u32 = 0x0000_0016;
 const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 
 /// Turns TX checksum offload off on `ifname` in the calling thread's namespace (like `ethtool -K IF tx off`), so
 /// packets sent from this namespace carry complete checksums.
 pub fn tx_checksum_off(ifname: &str) -> Result<()> {
+    ethtool_value(ifname, ETHTOOL_STXCSUM, 0).map(|_| ())
+}
+
+/// Whether TX checksum offload is on for `ifname` in the calling thread's namespace.
+pub fn tx_checksum_on(ifname: &str) -> Result<bool> {
+    ethtool_value(ifname, ETHTOOL_GTXCSUM, 0).map(|v| v != 0)
+}
+
+fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> Result<u32> {
     if ifname.len() >= libc::IFNAMSIZ {
         return Err(LabError::Invalid(format!(
             "interface name too long: {ifname}"
@@ -94,10 +104,7 @@ pub fn tx_checksum_off(ifname: &str) -> Result<()> {
     }
     let sock =
         std::net::UdpSocket::bind("0.0.0.0:0").map_err(LabError::io("opening an ioctl socket"))?;
-    let mut value = EthtoolValue {
-        cmd: ETHTOOL_STXCSUM,
-        data: 0,
-    };
+    let mut value = EthtoolValue { cmd, data };
     let mut ifr = IfreqData {
         name: [0; libc::IFNAMSIZ],
         data: (&raw mut value).cast(),
@@ -107,13 +114,13 @@ pub fn tx_checksum_off(ifname: &str) -> Result<()> {
         *dst = src as libc::c_char;
     }
     // SAFETY: SIOCETHTOOL with a properly laid out ifreq whose data points at a live ethtool_value; the kernel
-    // reads both during the call only.
+    // reads and writes both during the call only.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &raw mut ifr) };
     if rc != 0 {
         return Err(LabError::Io {
-            context: format!("turning TX checksum offload off on {ifname}"),
+            context: format!("ethtool command {cmd:#x} on {ifname}"),
             source: std::io::Error::last_os_error(),
         });
     }
-    Ok(())
+    Ok(value.data)
 }

@@ -22,6 +22,17 @@ fn plain_router_http_udp_and_cleanup() {
     };
     let names = lab.namespaces();
     assert!(names.iter().all(|n| netns::exists(n)));
+    // TX checksum offload is off on the client's and the real servers' veths, on (the default) elsewhere.
+    for ns in [lab.client(), lab.rs(1), lab.rs(2)] {
+        let on = netns::run_in(&ns, || netns::tx_checksum_on(lab::HOST_IF)).expect("GTXCSUM");
+        assert!(!on, "tx checksum offload still on in {ns}");
+    }
+    let on =
+        netns::run_in(&lab.director(), || netns::tx_checksum_on(lab::PUBLIC_IF)).expect("GTXCSUM");
+    assert!(
+        on,
+        "the probe should see the director's untouched veth with offload on"
+    );
 
     // HTTP through the director, routed: the real server sees the client's address.
     let (a1, a2) = (rs_addr(1, 80), rs_addr(2, 80));
