@@ -219,6 +219,13 @@ fn run_network(args: &Args) -> Result<()> {
     for round in 1..=args.rounds {
         for &w in &args.workloads {
             for &p in &args.paths {
+                if (w, p) == (Workload::Udp, PathKind::Haproxy) {
+                    results
+                        .entry((w, p))
+                        .or_default()
+                        .push(Err("n/a (HAProxy has no UDP)".into()));
+                    continue;
+                }
                 if let Some(why) = broken.get(&p) {
                     results
                         .entry((w, p))
@@ -313,6 +320,7 @@ fn summarize(
                 Some(x) => v.push(x),
                 None => return Err("n/a".into()),
             },
+            Err(e) if e.starts_with("n/a") => return Err(e.clone()),
             Err(e) => return Err(format!("failed: {}", first_line(e))),
         }
     }

@@ -79,7 +79,7 @@ impl Bench {
         let lab = Lab::up(&prefix)?;
         let exe = std::env::current_exe().context("own executable")?;
         let rvs_bins = if args.paths.contains(&PathKind::Rvs) {
-            find_rvs_binaries(&exe, args.rvsd.as_deref(), args.rvsadm.as_deref())
+            find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
                 .map_err(|e| format!("{e:#}"))
         } else {
             Err("not requested".into())
@@ -183,44 +183,33 @@ impl Bench {
     pub fn measure(&mut self, p: PathKind, w: Workload) -> Result<Sample> {
         let mut active = self.up(p)?;
         let pid = active.daemon.as_ref().and_then(Daemon::pid);
-        let c0 = sys::cpu_times();
-        let p0 = pid.and_then(sys::process_ticks);
-        let r = self.run(p, w);
-        let c1 = sys::cpu_times();
-        let p1 = pid.and_then(sys::process_ticks);
+        let r = self.run(p, w, pid);
         let alive = match active.daemon.as_mut() {
             Some(d) => d.check_alive(),
             None => Ok(()),
         };
         self.down(p, &mut active);
-        let mut s = r?;
+        let s = r?;
         alive?;
-        if let (Some(c0), Some(c1)) = (c0, c1) {
-            let d = c1.since(&c0);
-            s.cpu_busy_s = d.busy as f64 / sys::CLOCK_TICKS;
-            s.cpu_softirq_s = d.softirq as f64 / sys::CLOCK_TICKS;
-        }
-        if let (Some(a), Some(b)) = (p0, p1) {
-            s.proc_s = Some(b.saturating_sub(a) as f64 / sys::CLOCK_TICKS);
-        }
         Ok(s)
     }
 
-    fn run(&mut self, p: PathKind, w: Workload) -> Result<Sample> {
+    fn run(&mut self, p: PathKind, w: Workload, pid: Option<u32>) -> Result<Sample> {
         match w {
             Workload::Keepalive | Workload::Newconn => {
+                let m = Meter::start(pid);
                 let (r, _) =
                     self.wrk(p, self.connections, self.duration, w == Workload::Newconn)?;
-                Ok(Sample {
+                Ok(m.finish(Sample {
                     value: r.requests_per_s,
                     p50_s: r.p50_s,
                     p99_s: r.p99_s,
                     ops: r.requests as f64,
                     ..Sample::default()
-                })
+                }))
             }
-            Workload::Udp => self.udp(p),
-            Workload::Bulk => self.bulk(p),
+            Workload::Udp => self.udp(p, pid),
+            Workload::Bulk => self.bulk(p, pid),
         }
     }
 
@@ -275,9 +264,9 @@ impl Bench {
         Ok((r, o.stdout))
     }
 
-    fn udp(&mut self, p: PathKind) -> Result<Sample> {
+    fn udp(&mut self, p: PathKind, pid: Option<u32>) -> Result<Sample> {
         if p == PathKind::Haproxy {
-            bail!("n/a (no UDP in HAProxy)");
+            bail!("n/a (HAProxy has no UDP)");
         }
         let exe = self.exe.display().to_string();
         let secs = self.duration.to_string();
@@ -333,7 +322,9 @@ impl Bench {
                 &size,
             ],
         );
+        let m = Meter::start(pid);
         let o = sys::run_timeout(&argv, bound(self.duration))?;
+        let m = m.stop();
         let (_sent, send_secs) = udp::parse_sent(&o.stdout)
             .with_context(|| format!("UDP sender: {} {}", o.stdout.trim(), o.stderr.trim()))?;
         let mut received = 0;
@@ -347,27 +338,28 @@ impl Bench {
         if received == 0 {
             bail!("no UDP datagram arrived");
         }
-        Ok(Sample {
+        Ok(m.finish(Sample {
             value: received as f64 / send_secs,
             ops: received as f64,
             ..Sample::default()
-        })
+        }))
     }
 
-    fn bulk(&mut self, p: PathKind) -> Result<Sample> {
+    fn bulk(&mut self, p: PathKind, pid: Option<u32>) -> Result<Sample> {
         let secs = self.duration.to_string();
         let port = BULK_PORT.to_string();
         let argv = Lab::in_ns(
             &self.lab.client,
             &["iperf3", "-c", p.target(), "-p", &port, "-t", &secs, "-J"],
         );
+        let m = Meter::start(pid);
         let o = sys::run_timeout(&argv, bound(self.duration))?;
         let bps = parse::parse_iperf3_json(&o.stdout).map_err(anyhow::Error::msg)?;
-        Ok(Sample {
+        Ok(m.finish(Sample {
             value: bps,
             ops: bps * f64::from(self.duration) / 8.0,
             ..Sample::default()
-        })
+        }))
     }
 
     fn up(&mut self, p: PathKind) -> Result<Active> {
@@ -399,7 +391,7 @@ impl Bench {
                 std::fs::write(
                     &cfg,
                     format!(
-                        "global\n  maxconn 200000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
+                        "global\n  maxconn 8000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
                          timeout server 60s\n\nfrontend http\n  bind {a}:{HTTP_PORT}\n  default_backend rs_http\n\n\
                          backend rs_http\n  balance roundrobin\n  server rs1 {r1}:{HTTP_PORT}\n  server rs2 {r2}:{HTTP_PORT}\n\n\
                          frontend bulk\n  bind {a}:{BULK_PORT}\n  default_backend rs_bulk\n\nbackend rs_bulk\n  \
@@ -549,6 +541,53 @@ impl Bench {
     }
 }
 
+/// CPU accounting around the load phase of a measurement: machine-wide busy and softirq time from /proc/stat,
+/// and the director process's utime + stime.
+#[derive(Debug, Clone, Copy)]
+struct Meter {
+    pid: Option<u32>,
+    cpu0: Option<parse::CpuTimes>,
+    proc0: Option<u64>,
+    cpu1: Option<parse::CpuTimes>,
+    proc1: Option<u64>,
+}
+
+impl Meter {
+    fn start(pid: Option<u32>) -> Meter {
+        Meter {
+            pid,
+            cpu0: sys::cpu_times(),
+            proc0: pid.and_then(sys::process_ticks),
+            cpu1: None,
+            proc1: None,
+        }
+    }
+
+    /// Takes the closing readings (before any post-processing of the measurement).
+    fn stop(mut self) -> Meter {
+        self.cpu1 = sys::cpu_times();
+        self.proc1 = self.pid.and_then(sys::process_ticks);
+        self
+    }
+
+    fn finish(self, mut s: Sample) -> Sample {
+        let m = if self.cpu1.is_none() {
+            self.stop()
+        } else {
+            self
+        };
+        if let (Some(a), Some(b)) = (m.cpu0, m.cpu1) {
+            let d = b.since(&a);
+            s.cpu_busy_s = d.busy as f64 / sys::CLOCK_TICKS;
+            s.cpu_softirq_s = d.softirq as f64 / sys::CLOCK_TICKS;
+        }
+        if let (Some(a), Some(b)) = (m.proc0, m.proc1) {
+            s.proc_s = Some(b.saturating_sub(a) as f64 / sys::CLOCK_TICKS);
+        }
+        s
+    }
+}
+
 /// Waits (5 s at most) until something listens on a local address ending in `suffix` in `ns`.
 fn wait_listening(ns: &str, suffix: &str, mut daemon: Option<&mut Daemon>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -571,70 +610,16 @@ fn wait_listening(ns: &str, suffix: &str, mut daemon: Option<&mut Daemon>) -> Re
     }
 }
 
-/// rvsd and rvsadm: given, or next to this executable (also one level up, for examples and tests), or built.
-fn find_rvs_binaries(
-    exe: &Path,
-    rvsd: Option<&Path>,
-    rvsadm: Option<&Path>,
-) -> Result<(PathBuf, PathBuf)> {
-    let dirs: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(Path::to_path_buf)
-        .collect();
-    let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
-    if let (Some(a), Some(b)) = (
-        rvsd.map(Path::to_path_buf).or_else(|| find("rvsd")),
-        rvsadm.map(Path::to_path_buf).or_else(|| find("rvsadm")),
-    ) {
-        return Ok((a, b));
+/// rvsd and rvsadm: given on the command line, else found (or built) by the lab's [`crate::bins::find`].
+fn find_rvs_binaries(rvsd: Option<&Path>, rvsadm: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
+    if let (Some(a), Some(b)) = (rvsd, rvsadm) {
+        return Ok((a.to_path_buf(), b.to_path_buf()));
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let release = dirs
-        .iter()
-        .any(|d| d.file_name().is_some_and(|n| n == "release"));
-    eprintln!("bench: building rvsd and rvsadm with cargo");
-    let mut argv = vec![
-        "cargo".to_string(),
-        "build".into(),
-        "-p".into(),
-        "rvsd".into(),
-        "-p".into(),
-        "rvsadm".into(),
-        "--manifest-path".into(),
-        workspace.join("Cargo.toml").display().to_string(),
-    ];
-    if release {
-        argv.push("--release".into());
-    }
-    let o = sys::run_timeout(&argv, Duration::from_secs(900))?;
-    if !o.status.success() {
-        bail!(
-            "cargo build of rvsd/rvsadm failed: {}",
-            first_lines(&o.stderr)
-        );
-    }
-    let target = workspace
-        .join("target")
-        .join(if release { "release" } else { "debug" });
-    let (a, b) = (target.join("rvsd"), target.join("rvsadm"));
-    if a.is_file() && b.is_file() {
-        Ok((
-            rvsd.map(Path::to_path_buf).unwrap_or(a),
-            rvsadm.map(Path::to_path_buf).unwrap_or(b),
-        ))
-    } else {
-        bail!("rvsd/rvsadm not found after building")
-    }
-}
-
-fn first_lines(s: &str) -> String {
-    s.lines()
-        .filter(|l| l.contains("error"))
-        .take(5)
-        .collect::<Vec<_>>()
-        .join(" | ")
+    let found = crate::bins::find().context("finding rvsd and rvsadm")?;
+    Ok((
+        rvsd.map(Path::to_path_buf).unwrap_or(found.rvsd),
+        rvsadm.map(Path::to_path_buf).unwrap_or(found.rvsadm),
+    ))
 }
 
 /// Removes namespaces of earlier bench runs whose process is gone (e.g. killed with SIGKILL), with the
