@@ -187,3 +187,46 @@ pub fn serve(name: &str, http: SocketAddr, udp: SocketAddr) -> Result<()> {
     http_loop(name, listener);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Result<Option<RequestHead>> {
+        read_request_head(&mut std::io::Cursor::new(text.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn request_heads() {
+        let h = head("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("ok")
+            .expect("head");
+        assert_eq!(
+            (
+                h.method.as_str(),
+                h.path.as_str(),
+                h.keep_alive,
+                h.content_length
+            ),
+            ("GET", "/", true, 0)
+        );
+        let h = head("POST /echo HTTP/1.1\r\nconnection: Close\r\nContent-Length: 5\r\n\r\nhello")
+            .expect("ok");
+        let h = h.expect("head");
+        assert_eq!((h.keep_alive, h.content_length), (false, 5));
+        let h = head("GET / HTTP/1.0\r\n\r\n").expect("ok").expect("head");
+        assert!(!h.keep_alive, "HTTP/1.0 closes by default");
+        let h = head("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .expect("ok")
+            .expect("head");
+        assert!(h.keep_alive);
+        assert!(head("").expect("eof").is_none());
+        assert!(head("GARBAGE\r\n\r\n").is_err());
+        assert!(head("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n").is_err());
+        assert!(head("GET / HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n").is_err());
+        assert!(
+            head("GET / HTTP/1.1\r\nHost: x\r\n").is_err(),
+            "EOF inside the head"
+        );
+    }
+}
