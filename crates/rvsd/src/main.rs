@@ -1,1 +1,208 @@
-fn main() {}
+//! rvsd: the rvs NAT director daemon on a TUN data plane.
+//!
+//! Start-up: check root and the control socket, create the TUN (one queue per worker), clean what a crashed run
+//! left, install the base steering, load the rules, start the workers, open the control socket. SIGTERM/SIGINT:
+//! stop the workers, remove all steering, the TUN and the socket file, exit 0. SIGHUP: reload the rules file.
+
+mod args;
+mod control;
+mod daemon;
+mod dataplane;
+mod mapping;
+mod ratelimit;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rvs_core::{Director, DirectorConfig};
+use rvs_io::{Steering, SteeringConfig, TunDevice};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::args::Args;
+use crate::daemon::Daemon;
+use crate::dataplane::{Workers, now};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line: the chain of causes, joined.
+            let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("rvsd: {}", msg.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Removes the socket file when dropped (only once we bound it).
+struct SocketFile(PathBuf);
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Removes all steering when dropped, unless disarmed (start-up failures leave nothing half-installed).
+struct SteeringGuard<'a>(Option<&'a Daemon>);
+impl Drop for SteeringGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.0
+            && let Err(e) = d.teardown()
+        {
+            tracing::error!(error = %e, "removing steering failed");
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if rvs_io::sys::euid() != 0 {
+        bail!("must run as root (it creates a TUN device and changes routes)");
+    }
+    let socket = args.socket_path(std::env::var_os("RVS_SOCKET"));
+    control::check_free(&socket)?;
+    let workers = args.worker_count();
+
+    let (tun, queues) = TunDevice::create(&args.tun, workers)?;
+    let mut cfg = SteeringConfig::new(tun.name());
+    cfg.public_if = args.public_if.clone();
+    cfg.private_if = args.private_if.clone();
+    let mut steering = Steering::new(cfg)?;
+    let stale = steering
+        .remove_all()
+        .context("removing steering left by an earlier run")?;
+    if stale > 0 {
+        tracing::info!(removed = stale, "removed steering left by an earlier run");
+    }
+    if let Err(e) = steering.install_base() {
+        let _ = steering.remove_all();
+        return Err(e).context("installing the reply steering");
+    }
+
+    let director = Arc::new(Director::new(DirectorConfig {
+        hash_seed: dataplane::random_seed(0x7276_7364),
+        ..DirectorConfig::default()
+    }));
+    let daemon = Arc::new(Daemon::new(
+        director.clone(),
+        steering,
+        args.rules.clone(),
+        !args.no_save,
+    ));
+    let mut guard = SteeringGuard(Some(&daemon));
+
+    if let Some(path) = &args.rules {
+        load_rules(&daemon, path)
+            .with_context(|| format!("loading rules from {}", path.display()))?;
+    }
+
+    let workers = Workers::start(director.clone(), daemon.vips.clone(), queues)
+        .context("starting data-plane workers")?;
+    let _timers = start_timers(director.clone()).context("starting the timer thread")?;
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("signal handlers")?;
+    let listener = control::bind(&socket)?;
+    let _socket_file = SocketFile(socket.clone());
+    {
+        let d = daemon.clone();
+        std::thread::Builder::new()
+            .name("rvsd-accept".into())
+            .spawn(move || control::serve(listener, d))
+            .context("starting the control thread")?;
+    }
+    tracing::info!(
+        tun = tun.name(),
+        workers = args.worker_count(),
+        socket = %socket.display(),
+        services = director.services().len(),
+        "rvsd ready"
+    );
+
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => match &args.rules {
+                Some(path) => match reload_rules(&daemon, path) {
+                    Ok(()) => tracing::info!(path = %path.display(), "rules reloaded"),
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = format!("{e:#}"), "reload failed; configuration unchanged")
+                    }
+                },
+                None => tracing::info!("SIGHUP without --rules: nothing to reload"),
+            },
+            _ => break,
+        }
+    }
+    tracing::info!("stopping");
+    let totals = workers.totals();
+    workers.stop();
+    guard.0 = None;
+    let removed = daemon.teardown().context("removing steering")?;
+    drop(tun);
+    tracing::info!(
+        removed,
+        received = totals.received,
+        forwarded_in = totals.forwarded_in,
+        forwarded_out = totals.forwarded_out,
+        passed = totals.passed,
+        dropped = totals.dropped,
+        unserved_vip = totals.unserved_vip,
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Background work: connection expiry every 100 ms, rate estimation every 2 s.
+fn start_timers(director: Arc<Director>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("rvsd-timers".into())
+        .spawn(move || {
+            let mut last_est = now();
+            loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let t = now();
+                director.expire(t);
+                if t.0.saturating_sub(last_est.0) >= 2000 {
+                    director.estimate_rates(t);
+                    last_est = t;
+                }
+            }
+        })
+}
+
+fn read_rules(path: &Path) -> anyhow::Result<Option<Vec<rvs_core::ConfigOp>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(mapping::rules_to_ops(&text)?))
+}
+
+fn load_rules(daemon: &Daemon, path: &Path) -> anyhow::Result<()> {
+    let Some(ops) = read_rules(path)? else {
+        tracing::info!(path = %path.display(), "no rules file yet: starting with no services");
+        return Ok(());
+    };
+    let n = ops.len();
+    daemon.replace(ops)?;
+    tracing::info!(path = %path.display(), ops = n, "rules loaded");
+    Ok(())
+}
+
+fn reload_rules(daemon: &Daemon, path: &Path) -> anyhow::Result<()> {
+    let ops = read_rules(path)?.unwrap_or_default();
+    daemon.replace(ops)?;
+    Ok(())
+}

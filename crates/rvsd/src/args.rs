@@ -1,0 +1,118 @@
+//! rvsd's command line.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Default control socket path (when neither --socket nor RVS_SOCKET is given).
+pub const DEFAULT_SOCKET: &str = "/run/rvsd.sock";
+
+/// rvsd: the rvs NAT director daemon (IPVS-compatible virtual services on a TUN data plane).
+#[derive(Debug, Clone, Parser, PartialEq, Eq)]
+#[command(name = "rvsd", version, about)]
+pub struct Args {
+    /// Control socket path [env RVS_SOCKET, default /run/rvsd.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Rules file in `ipvsadm -S` format: loaded at start (missing = no services), saved after every change,
+    /// reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Do not write the rules file back after changes.
+    #[arg(long)]
+    pub no_save: bool,
+    /// Interface facing the clients [default: the one routing to each VIP].
+    #[arg(long, value_name = "IFACE")]
+    pub public_if: Option<String>,
+    /// Interface facing the real servers [default: the one routing to each real server].
+    #[arg(long, value_name = "IFACE")]
+    pub private_if: Option<String>,
+    /// Name of the TUN device rvsd creates.
+    #[arg(long, value_name = "NAME", default_value = "rvs0")]
+    pub tun: String,
+    /// Data-plane worker threads, one TUN queue each [default: one per CPU].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
+}
+
+impl Args {
+    /// The socket path: --socket, else $RVS_SOCKET, else /run/rvsd.sock.
+    pub fn socket_path(&self, env: Option<std::ffi::OsString>) -> PathBuf {
+        if let Some(p) = &self.socket {
+            return p.clone();
+        }
+        match env {
+            Some(v) if !v.is_empty() => PathBuf::from(v),
+            _ => PathBuf::from(DEFAULT_SOCKET),
+        }
+    }
+
+    /// Number of workers: --workers, else the CPUs available.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("rvsd").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&[]).expect("no args is valid");
+        assert_eq!(a.tun, "rvs0");
+        assert!(!a.no_save);
+        assert_eq!(a.socket_path(None), PathBuf::from("/run/rvsd.sock"));
+        assert_eq!(
+            a.socket_path(Some("/tmp/x.sock".into())),
+            PathBuf::from("/tmp/x.sock")
+        );
+        assert!(a.worker_count() >= 1);
+    }
+
+    #[test]
+    fn the_lab_command_line() {
+        let a = parse(&[
+            "--socket",
+            "/tmp/s",
+            "--rules",
+            "/tmp/r",
+            "--public-if",
+            "pub0",
+            "--private-if",
+            "priv0",
+            "--workers",
+            "2",
+            "--no-save",
+            "--tun",
+            "lb0",
+        ])
+        .expect("valid");
+        assert_eq!(
+            a.socket_path(Some("/ignored".into())),
+            PathBuf::from("/tmp/s")
+        );
+        assert_eq!(a.rules.as_deref(), Some(std::path::Path::new("/tmp/r")));
+        assert_eq!(a.public_if.as_deref(), Some("pub0"));
+        assert_eq!(a.private_if.as_deref(), Some("priv0"));
+        assert_eq!(a.worker_count(), 2);
+        assert!(a.no_save);
+        assert_eq!(a.tun, "lb0");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(parse(&["--workers", "0"]).is_err());
+        assert!(parse(&["--workers", "x"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+}

@@ -1,0 +1,447 @@
+//! The daemon's shared state: the director, the steering, the rules file, and the one place configuration changes
+//! (so a change and its steering happen together, or not at all).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rvs_core::{ConfigError, ConfigOp, DestSpec, Director, ForwardMethod, ServiceKey, ServiceSpec};
+use rvs_io::{Steering, SteeringError};
+
+use crate::dataplane::{VipSet, now};
+
+/// Why a configuration change was refused. `Display` is the message the control client shows.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The director refused operation `index` of the batch (ipvsadm's message).
+    #[error("{1}")]
+    Config(usize, ConfigError),
+    /// rvsd cannot serve this configuration (route/tunnel destinations, fwmark services, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// The kernel plumbing failed (a VIP routed by something else, ...).
+    #[error("{0}")]
+    Steering(#[from] SteeringError),
+    /// rvsd is shutting down.
+    #[error("rvsd is shutting down")]
+    ShuttingDown,
+}
+
+/// Mutable control-plane state, behind one lock (configuration changes are rare and serialised).
+#[derive(Debug)]
+pub struct Control {
+    pub steering: Steering,
+    pub shutting_down: bool,
+}
+
+/// Everything the control plane shares.
+#[derive(Debug)]
+pub struct Daemon {
+    pub director: Arc<Director>,
+    /// The VIPs steered now (read by the workers).
+    pub vips: Arc<VipSet>,
+    control: Mutex<Control>,
+    rules: Option<PathBuf>,
+    save: bool,
+}
+
+/// Addresses that need steering for a configuration: VIPs of address services, and masq real servers.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SteeringNeeds {
+    pub vips: BTreeSet<IpAddr>,
+    pub rips: BTreeSet<IpAddr>,
+}
+
+impl SteeringNeeds {
+    /// What the director's current configuration needs.
+    pub fn of_director(d: &Director) -> Self {
+        let mut n = Self::default();
+        for s in d.services() {
+            if let ServiceKey::Addr { addr, .. } = s.spec.key {
+                n.vips.insert(addr);
+            }
+            for dest in s.dests {
+                n.rips.insert(dest.spec.addr);
+            }
+        }
+        n
+    }
+
+    /// Add what the operations would need.
+    pub fn add_ops(&mut self, ops: &[ConfigOp]) {
+        for op in ops {
+            match op {
+                ConfigOp::AddService(s) | ConfigOp::EditService(s) => {
+                    if let ServiceKey::Addr { addr, .. } = s.key {
+                        self.vips.insert(addr);
+                    }
+                }
+                ConfigOp::AddDest(_, d) | ConfigOp::EditDest(_, d) => {
+                    self.rips.insert(d.addr);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Refuse what rvsd cannot serve, before anything changes.
+pub fn check_supported(ops: &[ConfigOp]) -> Result<(), ApplyError> {
+    for op in ops {
+        match op {
+            ConfigOp::AddService(s) | ConfigOp::EditService(s) => {
+                if let ServiceKey::Fwmark { mark, .. } = s.key {
+                    return Err(ApplyError::Refused(format!(
+                        "fwmark service {mark}: rvsd cannot steer fwmark virtual services (use -t/-u with an address)"
+                    )));
+                }
+            }
+            ConfigOp::AddDest(_, d) | ConfigOp::EditDest(_, d) => match d.method {
+                ForwardMethod::Masq => {}
+                ForwardMethod::Route | ForwardMethod::Tunnel(_) => {
+                    return Err(ApplyError::Refused(format!(
+                        "real server {}: rvsd forwards in masquerading mode only (-m); {} destinations are not supported",
+                        d.addr,
+                        if matches!(d.method, ForwardMethod::Route) {
+                            "route (-g)"
+                        } else {
+                            "tunnel (-i)"
+                        }
+                    )));
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl Daemon {
+    /// The daemon state over an installed base steering.
+    pub fn new(
+        director: Arc<Director>,
+        steering: Steering,
+        rules: Option<PathBuf>,
+        save: bool,
+    ) -> Self {
+        Self {
+            director,
+            vips: Arc::new(VipSet::default()),
+            control: Mutex::new(Control {
+                steering,
+                shutting_down: false,
+            }),
+            rules,
+            save,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Apply `ops` as one atomic batch with their steering: on error nothing changed. Saves the rules afterwards.
+    #[allow(dead_code)] // used by the control protocol mapping (rvs-api)
+    pub fn apply(&self, ops: Vec<ConfigOp>) -> Result<(), ApplyError> {
+        let mut ctl = self.lock();
+        if ctl.shutting_down {
+            return Err(ApplyError::ShuttingDown);
+        }
+        self.apply_locked(&mut ctl, ops)?;
+        drop(ctl);
+        self.save_rules();
+        Ok(())
+    }
+
+    fn apply_locked(&self, ctl: &mut Control, ops: Vec<ConfigOp>) -> Result<(), ApplyError> {
+        let res = self.apply_steered(ctl, ops);
+        self.vips.set(ctl.steering.vips().collect());
+        res
+    }
+
+    fn apply_steered(&self, ctl: &mut Control, ops: Vec<ConfigOp>) -> Result<(), ApplyError> {
+        check_supported(&ops)?;
+        let before = SteeringNeeds::of_director(&self.director);
+        let mut union = before.clone();
+        union.add_ops(&ops);
+        if union != before
+            && let Err(e) = ctl.steering.reconcile(&union.vips, &union.rips)
+        {
+            if let Err(e2) = ctl.steering.reconcile(&before.vips, &before.rips) {
+                tracing::error!(error = %e2, "undoing partial steering failed");
+            }
+            return Err(e.into());
+        }
+        if let Err((i, e)) = self.director.apply_batch(now(), ops) {
+            if let Err(e2) = ctl.steering.reconcile(&before.vips, &before.rips) {
+                tracing::error!(error = %e2, "undoing steering after a refused change failed");
+            }
+            return Err(ApplyError::Config(i, e));
+        }
+        let after = SteeringNeeds::of_director(&self.director);
+        if after != union
+            && let Err(e) = ctl.steering.reconcile(&after.vips, &after.rips)
+        {
+            tracing::error!(error = %e, "removing steering no longer needed failed");
+        }
+        Ok(())
+    }
+
+    /// Replace the whole configuration with `ops` (a rules file): only the difference is applied, so the
+    /// connections of unchanged services stay.
+    pub fn replace(&self, ops: Vec<ConfigOp>) -> Result<(), ApplyError> {
+        let target = desired_config(&ops)?;
+        let mut ctl = self.lock();
+        if ctl.shutting_down {
+            return Err(ApplyError::ShuttingDown);
+        }
+        let current: Vec<(ServiceSpec, Vec<DestSpec>)> = self
+            .director
+            .services()
+            .into_iter()
+            .map(|s| (s.spec, s.dests.into_iter().map(|d| d.spec).collect()))
+            .collect();
+        let diff = diff_ops(&current, &target, &ops);
+        if diff.is_empty() {
+            return Ok(());
+        }
+        self.apply_locked(&mut ctl, diff)?;
+        drop(ctl);
+        self.save_rules();
+        Ok(())
+    }
+
+    /// Write the rules file (when configured and saving is on), atomically.
+    pub fn save_rules(&self) {
+        let (Some(path), true) = (&self.rules, self.save) else {
+            return;
+        };
+        let text = crate::mapping::rules_text(&self.director);
+        if let Err(e) = write_atomic(path, text.as_bytes()) {
+            tracing::error!(path = %path.display(), error = %e, "saving the rules failed");
+        }
+    }
+
+    /// Stop accepting changes and remove all steering. Returns how many kernel objects were removed.
+    pub fn teardown(&self) -> Result<usize, SteeringError> {
+        let mut ctl = self.lock();
+        ctl.shutting_down = true;
+        self.vips.set(Vec::new());
+        ctl.steering.remove_all()
+    }
+}
+
+/// The configuration a list of operations (from a rules file) describes, in order of first appearance.
+pub fn desired_config(ops: &[ConfigOp]) -> Result<Vec<(ServiceSpec, Vec<DestSpec>)>, ApplyError> {
+    let mut out: Vec<(ServiceSpec, Vec<DestSpec>)> = Vec::new();
+    let mut index: BTreeMap<ServiceKey, usize> = BTreeMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            ConfigOp::AddService(s) => {
+                if index.contains_key(&s.key) {
+                    return Err(ApplyError::Config(i, ConfigError::ServiceExists));
+                }
+                index.insert(s.key, out.len());
+                out.push((s.clone(), Vec::new()));
+            }
+            ConfigOp::AddDest(k, d) => {
+                let Some(&j) = index.get(k) else {
+                    return Err(ApplyError::Config(i, ConfigError::ServiceNotDefined));
+                };
+                if out[j]
+                    .1
+                    .iter()
+                    .any(|x| x.addr == d.addr && x.port == d.port)
+                {
+                    return Err(ApplyError::Config(i, ConfigError::DestinationExists));
+                }
+                out[j].1.push(*d);
+            }
+            _ => {
+                return Err(ApplyError::Refused(format!(
+                    "rules file: only service and real server additions (-A, -a) are allowed, found {op:?}"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Operations turning `current` into `target`. Services and destinations present in both with the same
+/// configuration are untouched (their connections stay).
+pub fn diff_ops(
+    current: &[(ServiceSpec, Vec<DestSpec>)],
+    target: &[(ServiceSpec, Vec<DestSpec>)],
+    _source: &[ConfigOp],
+) -> Vec<ConfigOp> {
+    let mut ops = Vec::new();
+    for (s, _) in current {
+        if !target.iter().any(|(t, _)| t.key == s.key) {
+            ops.push(ConfigOp::DeleteService(s.key));
+        }
+    }
+    for (t, tdests) in target {
+        match current.iter().find(|(s, _)| s.key == t.key) {
+            None => {
+                ops.push(ConfigOp::AddService(t.clone()));
+                ops.extend(tdests.iter().map(|d| ConfigOp::AddDest(t.key, *d)));
+            }
+            Some((s, cdests)) => {
+                if s != t {
+                    ops.push(ConfigOp::EditService(t.clone()));
+                }
+                for c in cdests {
+                    if !tdests.iter().any(|d| d.addr == c.addr && d.port == c.port) {
+                        ops.push(ConfigOp::DeleteDest(t.key, c.addr, c.port));
+                    }
+                }
+                for d in tdests {
+                    match cdests.iter().find(|c| c.addr == d.addr && c.port == d.port) {
+                        None => ops.push(ConfigOp::AddDest(t.key, *d)),
+                        Some(c) if c != d => ops.push(ConfigOp::EditDest(t.key, *d)),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    ops
+}
+
+/// Write `data` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rules".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::{Protocol, ServiceKey};
+
+    fn key(port: u16) -> ServiceKey {
+        ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: "198.51.100.100".parse().expect("ip"),
+            port,
+        }
+    }
+    fn dest(last: u8, w: u32) -> DestSpec {
+        DestSpec::masq(IpAddr::from([203, 0, 113, last]), 80, w)
+    }
+
+    #[test]
+    fn refuses_route_tunnel_and_fwmark() {
+        let mut d = dest(11, 1);
+        d.method = ForwardMethod::Route;
+        let e = check_supported(&[ConfigOp::AddDest(key(80), d)]).expect_err("route refused");
+        assert!(e.to_string().contains("masquerading mode only"), "{e}");
+        let fw = ServiceSpec::new(
+            ServiceKey::Fwmark {
+                mark: 1,
+                ipv6: false,
+            },
+            "rr",
+        );
+        let e = check_supported(&[ConfigOp::AddService(fw)]).expect_err("fwmark refused");
+        assert!(e.to_string().contains("fwmark"), "{e}");
+        assert!(check_supported(&[ConfigOp::AddDest(key(80), dest(11, 1))]).is_ok());
+    }
+
+    #[test]
+    fn needs_collect_vips_and_rips() {
+        let mut n = SteeringNeeds::default();
+        n.add_ops(&[
+            ConfigOp::AddService(ServiceSpec::new(key(80), "rr")),
+            ConfigOp::AddService(ServiceSpec::new(key(443), "rr")),
+            ConfigOp::AddDest(key(80), dest(11, 1)),
+            ConfigOp::AddDest(key(443), dest(12, 1)),
+        ]);
+        assert_eq!(n.vips.len(), 1, "two services share one VIP");
+        assert_eq!(n.rips.len(), 2);
+    }
+
+    #[test]
+    fn diff_keeps_unchanged_and_edits_changed() {
+        let s80 = ServiceSpec::new(key(80), "rr");
+        let s81 = ServiceSpec::new(key(81), "rr");
+        let mut s80wlc = s80.clone();
+        s80wlc.scheduler = "wlc".into();
+        let current = vec![
+            (s80.clone(), vec![dest(11, 1), dest(12, 1)]),
+            (s81.clone(), vec![dest(11, 1)]),
+        ];
+        // Unchanged: no ops at all.
+        assert!(diff_ops(&current, &current, &[]).is_empty());
+        let target = vec![(s80wlc.clone(), vec![dest(11, 1), dest(12, 5), dest(13, 1)])];
+        let ops = diff_ops(&current, &target, &[]);
+        assert_eq!(
+            ops,
+            vec![
+                ConfigOp::DeleteService(key(81)),
+                ConfigOp::EditService(s80wlc),
+                ConfigOp::EditDest(key(80), dest(12, 5)),
+                ConfigOp::AddDest(key(80), dest(13, 1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn desired_config_rejects_duplicates_and_orphans() {
+        let s = ServiceSpec::new(key(80), "rr");
+        let ok = desired_config(&[
+            ConfigOp::AddService(s.clone()),
+            ConfigOp::AddDest(key(80), dest(11, 1)),
+        ])
+        .expect("valid");
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].1.len(), 1);
+        assert!(matches!(
+            desired_config(&[ConfigOp::AddDest(key(80), dest(11, 1))]),
+            Err(ApplyError::Config(0, ConfigError::ServiceNotDefined))
+        ));
+        assert!(matches!(
+            desired_config(&[ConfigOp::AddService(s.clone()), ConfigOp::AddService(s)]),
+            Err(ApplyError::Config(1, ConfigError::ServiceExists))
+        ));
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = std::env::temp_dir().join(format!("rvsd-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let p = dir.join("rules");
+        write_atomic(&p, b"one\n").expect("write");
+        write_atomic(&p, b"two\n").expect("rewrite");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "two\n");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .filter_map(Result::ok)
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,297 @@
+//! Data-plane workers: one thread per TUN queue, all sharing the `Director`.
+//!
+//! Per packet: `director.process(now, random, buf)`; Forward -> TTL + 1 (the TUN path decrements twice, a router
+//! once) and write back; Pass -> write back unchanged (traffic rvsd does not own flows as if rvsd were not there);
+//! Drop -> counted by the director per reason. No allocation, no lock of our own, logs rate-limited.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rvs_core::{Director, Timestamp, Verdict};
+use rvs_io::packet::MAX_PACKET;
+use rvs_io::{PacketBuf, PacketIo};
+
+use crate::ratelimit::{Admit, RateLimiter};
+
+/// Packets read per batch.
+pub const BATCH: usize = 64;
+/// How long a worker sleeps waiting for packets before re-checking the stop flag.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// The daemon's millisecond clock (CLOCK_MONOTONIC_COARSE: a vDSO read, a few ms resolution).
+pub fn now() -> Timestamp {
+    Timestamp(rvs_io::sys::coarse_monotonic_ms())
+}
+
+/// xorshift64*: a cheap per-worker random source for the schedulers (not cryptographic).
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// Seeded generator (a zero seed is replaced).
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
+    /// Next value.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// A random seed from the OS hasher keys (no extra dependency).
+pub fn random_seed(salt: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.finish()
+}
+
+/// The VIPs steered into the TUN. A packet to one of them that the director passes (no virtual service for its
+/// port or protocol) must not be written back: the kernel would route it into the TUN again, in a loop until its
+/// TTL runs out. It is dropped and counted instead.
+#[derive(Debug, Default)]
+pub struct VipSet(ArcSwap<Vec<IpAddr>>);
+
+impl VipSet {
+    /// Replace the set.
+    pub fn set(&self, vips: Vec<IpAddr>) {
+        self.0.store(Arc::new(vips));
+    }
+
+    /// Whether `pkt`'s destination address is a steered VIP (no parsing beyond the fixed IP header fields).
+    #[inline]
+    pub fn is_vip_destination(&self, pkt: &[u8]) -> bool {
+        let dst = match pkt.first().map(|b| b >> 4) {
+            Some(4) if pkt.len() >= 20 => IpAddr::from([pkt[16], pkt[17], pkt[18], pkt[19]]),
+            Some(6) if pkt.len() >= 40 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&pkt[24..40]);
+                IpAddr::from(a)
+            }
+            _ => return false,
+        };
+        self.0.load().contains(&dst)
+    }
+}
+
+/// Counters of one worker (written by it alone, read by the control plane).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct WorkerStats {
+    pub received: AtomicU64,
+    pub forwarded_in: AtomicU64,
+    pub forwarded_out: AtomicU64,
+    pub passed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub unserved_vip: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+/// Totals over the workers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub received: u64,
+    pub forwarded_in: u64,
+    pub forwarded_out: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    pub unserved_vip: u64,
+    pub write_errors: u64,
+}
+
+/// Running workers.
+#[derive(Debug)]
+pub struct Workers {
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+    stats: Vec<Arc<WorkerStats>>,
+}
+
+impl Workers {
+    /// Start one worker per queue.
+    pub fn start<Q: PacketIo + 'static>(
+        director: Arc<Director>,
+        vips: Arc<VipSet>,
+        queues: Vec<Q>,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        let mut stats = Vec::new();
+        for (i, q) in queues.into_iter().enumerate() {
+            let st = Arc::new(WorkerStats::default());
+            stats.push(st.clone());
+            let (d, s, v) = (director.clone(), stop.clone(), vips.clone());
+            let seed = random_seed(i as u64);
+            let h = std::thread::Builder::new()
+                .name(format!("rvsd-worker-{i}"))
+                .spawn(move || run_worker(i, q, &d, &v, &s, &st, seed));
+            match h {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Self {
+            stop,
+            handles,
+            stats,
+        })
+    }
+
+    /// Sum of all workers' counters.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for s in &self.stats {
+            t.received += s.received.load(Ordering::Relaxed);
+            t.forwarded_in += s.forwarded_in.load(Ordering::Relaxed);
+            t.forwarded_out += s.forwarded_out.load(Ordering::Relaxed);
+            t.passed += s.passed.load(Ordering::Relaxed);
+            t.dropped += s.dropped.load(Ordering::Relaxed);
+            t.unserved_vip += s.unserved_vip.load(Ordering::Relaxed);
+            t.write_errors += s.write_errors.load(Ordering::Relaxed);
+        }
+        t
+    }
+
+    /// Stop and join every worker (they notice within `IDLE_WAIT`); their queues close with them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
+
+/// What to do with one packet after the director saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Write it back (forwarded or passed).
+    Send,
+    /// Counted drop.
+    Drop,
+}
+
+/// The per-packet step, separated from the I/O so it can be tested: process, then the TTL fix on Forward.
+#[inline]
+pub fn handle_packet(
+    director: &Director,
+    vips: &VipSet,
+    now: Timestamp,
+    random: u64,
+    pkt: &mut [u8],
+    st: &WorkerStats,
+) -> Action {
+    match director.process(now, random, pkt) {
+        Verdict::Forward(dir) => {
+            // The kernel decrements the TTL on the way in and again on the way out of the TUN; add one back so the
+            // director counts as one hop. A packet whose TTL cannot be adjusted goes out unchanged.
+            if let Ok(info) = rvs_wire::parse(pkt) {
+                let _ = rvs_wire::rewrite::adjust_ttl(pkt, &info, 1);
+            }
+            match dir {
+                rvs_core::Direction::In => st.forwarded_in.fetch_add(1, Ordering::Relaxed),
+                rvs_core::Direction::Out => st.forwarded_out.fetch_add(1, Ordering::Relaxed),
+            };
+            Action::Send
+        }
+        Verdict::Pass if vips.is_vip_destination(pkt) => {
+            st.unserved_vip.fetch_add(1, Ordering::Relaxed);
+            Action::Drop
+        }
+        Verdict::Pass => {
+            st.passed.fetch_add(1, Ordering::Relaxed);
+            Action::Send
+        }
+        Verdict::Drop(_) => {
+            st.dropped.fetch_add(1, Ordering::Relaxed);
+            Action::Drop
+        }
+    }
+}
+
+fn run_worker<Q: PacketIo>(
+    id: usize,
+    mut q: Q,
+    director: &Director,
+    vips: &VipSet,
+    stop: &AtomicBool,
+    st: &WorkerStats,
+    seed: u64,
+) {
+    let mut bufs: Vec<PacketBuf> = (0..BATCH).map(|_| PacketBuf::new(MAX_PACKET)).collect();
+    let mut rng = XorShift::new(seed);
+    let mut log_limit = RateLimiter::new(5, 10_000);
+    tracing::debug!(worker = id, "data-plane worker started");
+    while !stop.load(Ordering::Relaxed) {
+        let n = match q.recv_batch(&mut bufs) {
+            Ok(n) => n,
+            Err(e) => {
+                if let Admit::Yes { suppressed } = log_limit.admit(now().0) {
+                    tracing::warn!(worker = id, error = %e, suppressed, "TUN read failed");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if n == 0 {
+            let _ = q.wait_readable(IDLE_WAIT);
+            continue;
+        }
+        st.received.fetch_add(n as u64, Ordering::Relaxed);
+        let t = now();
+        for b in &mut bufs[..n] {
+            if handle_packet(director, vips, t, rng.next_u64(), b.packet_mut(), st) == Action::Send
+                && let Err(e) = q.send(b.packet())
+            {
+                st.write_errors.fetch_add(1, Ordering::Relaxed);
+                if let Admit::Yes { suppressed } = log_limit.admit(t.0) {
+                    tracing::warn!(worker = id, error = %e, suppressed, "TUN write failed");
+                }
+            }
+        }
+    }
+    tracing::debug!(worker = id, "data-plane worker stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xorshift_is_nonzero_and_varies() {
+        let mut r = XorShift::new(0);
+        let a = r.next_u64();
+        let b = r.next_u64();
+        assert_ne!(a, 0);
+        assert_ne!(a, b);
+        let mut r2 = XorShift::new(0);
+        assert_eq!(r2.next_u64(), a, "deterministic for a seed");
+    }
+
+    #[test]
+    fn clock_is_monotonic() {
+        let a = now();
+        let b = now();
+        assert!(b.0 >= a.0);
+    }
+}
