@@ -350,6 +350,9 @@ impl<A: ConnAddr> Shard<A> {
         index.insert_unique(hin, i << 1 | DIR_IN, rehash);
         index.insert_unique(hout, i << 1 | DIR_OUT, rehash);
         self.live += 1;
+        if self.cur_tick.is_none() {
+            self.cur_tick = self.get(i).map(|c| tick_of(c.last_seen));
+        }
         self.link(i, tick_of(deadline));
         Ok(i)
     }
@@ -383,6 +386,11 @@ impl<A: ConnAddr> Shard<A> {
     }
 
     fn link(&mut self, i: u32, tick: u32) {
+        // Never file behind the wheel's position: such an entry is due at the next expire.
+        let tick = match self.cur_tick {
+            Some(cur) if (tick.wrapping_sub(cur) as i32) < 0 => cur,
+            _ => tick,
+        };
         let b = bucket_of(tick);
         let head = self.wheel[b];
         if let Some(c) = self.get_mut(i) {

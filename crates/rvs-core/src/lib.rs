@@ -17,6 +17,8 @@ mod stats;
 mod table;
 pub mod tcp;
 mod template;
+#[cfg(test)]
+mod director_tests;
 pub mod time;
 pub mod verdict;
 

@@ -1,0 +1,1071 @@
+//! Simulated-clock tests of the director: packets in, verdicts and rewritten bytes out.
+#![allow(clippy::unwrap_used, clippy::too_many_arguments)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::{Ipv4Header, Ipv6Header, PacketBuilder, TcpHeader, UdpHeader};
+use proptest::prelude::*;
+
+use crate::*;
+
+const VIP: [u8; 4] = [198, 51, 100, 250];
+const CIP: [u8; 4] = [198, 51, 100, 10];
+const RIP1: [u8; 4] = [203, 0, 113, 1];
+const RIP2: [u8; 4] = [203, 0, 113, 2];
+
+fn ip(a: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+fn tcp_key(port: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: ip(VIP),
+        port,
+    }
+}
+
+fn udp_key(port: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr: ip(VIP),
+        port,
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct F {
+    syn: bool,
+    ack: bool,
+    fin: bool,
+    rst: bool,
+}
+const SYN: F = F {
+    syn: true,
+    ack: false,
+    fin: false,
+    rst: false,
+};
+const SYNACK: F = F {
+    syn: true,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+const ACK: F = F {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+const FIN: F = F {
+    syn: false,
+    ack: true,
+    fin: true,
+    rst: false,
+};
+const RST: F = F {
+    syn: false,
+    ack: false,
+    fin: false,
+    rst: true,
+};
+
+fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, f: F, payload: &[u8]) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1000, 4096);
+    if f.syn {
+        b = b.syn();
+    }
+    if f.ack {
+        b = b.ack(77);
+    }
+    if f.fin {
+        b = b.fin();
+    }
+    if f.rst {
+        b = b.rst();
+    }
+    let mut v = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ipv4(src, dst, 64).udp(sport, dport);
+    let mut v = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn inet_sum_ok(data: &[u8]) -> bool {
+    let mut sum: u32 = 0;
+    for c in data.chunks(2) {
+        let w = if c.len() == 2 {
+            u32::from(u16::from_be_bytes([c[0], c[1]]))
+        } else {
+            u32::from(c[0]) << 8
+        };
+        sum += w;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum == 0xffff
+}
+
+/// Verifies every checksum of a packet with etherparse (and the ICMP sum by hand).
+fn verify(pkt: &[u8]) -> Result<(), String> {
+    match pkt[0] >> 4 {
+        4 => {
+            let (h, rest) = Ipv4Header::from_slice(pkt).map_err(|e| e.to_string())?;
+            if h.calc_header_checksum() != h.header_checksum {
+                return Err("ipv4 header checksum".into());
+            }
+            let plen = usize::from(h.total_len) - h.header_len();
+            let payload = &rest[..plen];
+            match h.protocol.0 {
+                6 => {
+                    let (t, data) = TcpHeader::from_slice(payload).map_err(|e| e.to_string())?;
+                    if t.calc_checksum_ipv4(&h, data).unwrap() != t.checksum {
+                        return Err("tcp checksum".into());
+                    }
+                }
+                17 => {
+                    let (u, data) = UdpHeader::from_slice(payload).map_err(|e| e.to_string())?;
+                    if u.checksum != 0 && u.calc_checksum_ipv4(&h, data).unwrap() != u.checksum {
+                        return Err("udp checksum".into());
+                    }
+                }
+                1 => {
+                    if !inet_sum_ok(payload) {
+                        return Err("icmp checksum".into());
+                    }
+                    let inner = &payload[8..];
+                    let (ih, _) = Ipv4Header::from_slice(inner).map_err(|e| e.to_string())?;
+                    if ih.calc_header_checksum() != ih.header_checksum {
+                        return Err("inner ipv4 header checksum".into());
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        6 => {
+            let (h, rest) = Ipv6Header::from_slice(pkt).map_err(|e| e.to_string())?;
+            let payload = &rest[..usize::from(h.payload_length)];
+            match h.next_header.0 {
+                6 => {
+                    let (t, data) = TcpHeader::from_slice(payload).map_err(|e| e.to_string())?;
+                    if t.calc_checksum_ipv6(&h, data).unwrap() != t.checksum {
+                        return Err("tcp6 checksum".into());
+                    }
+                }
+                17 => {
+                    let (u, data) = UdpHeader::from_slice(payload).map_err(|e| e.to_string())?;
+                    if u.calc_checksum_ipv6(&h, data).unwrap() != u.checksum {
+                        return Err("udp6 checksum".into());
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        _ => Err("version".into()),
+    }
+}
+
+fn addrs4(pkt: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+    let s = [pkt[12], pkt[13], pkt[14], pkt[15]];
+    let d = [pkt[16], pkt[17], pkt[18], pkt[19]];
+    let l4 = usize::from(pkt[0] & 0xf) * 4;
+    let sp = u16::from_be_bytes([pkt[l4], pkt[l4 + 1]]);
+    let dp = u16::from_be_bytes([pkt[l4 + 2], pkt[l4 + 3]]);
+    (s, sp, d, dp)
+}
+
+/// A director with one service (test-rr) and the given destinations (weight 1, masq).
+fn setup(key: ServiceKey, dests: &[([u8; 4], u16)], persist: Option<Persistence>) -> Director {
+    let d = Director::default();
+    let mut spec = ServiceSpec::new(key, "test-rr");
+    spec.persistence = persist;
+    let mut ops = vec![ConfigOp::AddService(spec)];
+    for (a, p) in dests {
+        ops.push(ConfigOp::AddDest(key, DestSpec::masq(ip(*a), *p, 1)));
+    }
+    d.apply_batch(Timestamp(0), ops).unwrap();
+    d
+}
+
+fn dest_counts(d: &Director, key: &ServiceKey, addr: [u8; 4]) -> (u32, u32, u32) {
+    let s = d.service(key).unwrap();
+    let x = s.dests.iter().find(|x| x.spec.addr == ip(addr)).unwrap();
+    (x.active_conns, x.inactive_conns, x.persistent_conns)
+}
+
+fn only_conn(d: &Director, now: u64) -> ConnSnapshot {
+    let c = d.connections(Timestamp(now));
+    let c: Vec<_> = c.into_iter().filter(|c| !c.template).collect();
+    assert_eq!(c.len(), 1, "{c:?}");
+    c.into_iter().next().unwrap()
+}
+
+/// Sends a packet and checks verdict + checksums; returns the rewritten bytes.
+fn send(d: &Director, now: u64, mut p: Vec<u8>, want: Verdict) -> Vec<u8> {
+    let v = d.process(Timestamp(now), 7, &mut p);
+    assert_eq!(v, want);
+    if let Verdict::Forward(_) = v {
+        verify(&p).unwrap();
+    }
+    p
+}
+
+#[test]
+fn tcp_handshake_close_and_expiry_with_exact_counters() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 8080)], None);
+    let fwd_in = Verdict::Forward(Direction::In);
+    let fwd_out = Verdict::Forward(Direction::Out);
+
+    let p = send(&d, 1000, tcp4(CIP, 40000, VIP, 80, SYN, b""), fwd_in);
+    assert_eq!(addrs4(&p), (CIP, 40000, RIP1, 8080));
+    let c = only_conn(&d, 1000);
+    assert_eq!(c.state, "SYN_RECV");
+    assert_eq!(c.expires_in_ms, 60_000);
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 1, 0));
+
+    let p = send(&d, 1010, tcp4(RIP1, 8080, CIP, 40000, SYNACK, b""), fwd_out);
+    assert_eq!(addrs4(&p), (VIP, 80, CIP, 40000));
+    assert_eq!(only_conn(&d, 1010).state, "SYN_RECV");
+
+    send(&d, 1020, tcp4(CIP, 40000, VIP, 80, ACK, b"GET /"), fwd_in);
+    let c = only_conn(&d, 1020);
+    assert_eq!(c.state, "ESTABLISHED");
+    assert_eq!(c.expires_in_ms, 900_000);
+    assert_eq!(dest_counts(&d, &key, RIP1), (1, 0, 0));
+
+    send(&d, 2000, tcp4(CIP, 40000, VIP, 80, FIN, b""), fwd_in);
+    assert_eq!(only_conn(&d, 2000).state, "CLOSE_WAIT");
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 1, 0));
+    send(&d, 2010, tcp4(RIP1, 8080, CIP, 40000, FIN, b""), fwd_out);
+    let c = only_conn(&d, 2010);
+    assert_eq!(c.state, "TIME_WAIT");
+    assert_eq!(c.expires_in_ms, 120_000);
+    send(&d, 2020, tcp4(CIP, 40000, VIP, 80, ACK, b""), fwd_in);
+    assert_eq!(only_conn(&d, 2020).state, "TIME_WAIT");
+
+    // TIME_WAIT lasts 120 s from the last packet, to the ms.
+    assert_eq!(d.expire(Timestamp(2020 + 119_999)), 0);
+    assert_eq!(d.conn_count(), 1);
+    assert_eq!(d.expire(Timestamp(2020 + 120_000)), 1);
+    assert_eq!(d.conn_count(), 0);
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
+
+    // Counters: 4 packets in, 2 out, 1 connection.
+    let s = d.service(&key).unwrap();
+    assert_eq!(s.stats.conns, 1);
+    assert_eq!(s.stats.inpkts, 4);
+    assert_eq!(s.stats.outpkts, 2);
+    assert_eq!(s.dests[0].stats.inpkts, 4);
+    assert_eq!(s.stats.inbytes, 40 * 4 + 5);
+    assert_eq!(s.stats.outbytes, 80);
+}
+
+#[test]
+fn established_expires_after_900s_idle_and_refreshes() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 8080)], None);
+    let fwd_in = Verdict::Forward(Direction::In);
+    send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in);
+    send(&d, 10, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
+    // Traffic at 500 s pushes expiry to 1400 s (lazy re-arm).
+    send(&d, 500_000, tcp4(CIP, 1, VIP, 80, ACK, b"x"), fwd_in);
+    assert_eq!(d.expire(Timestamp(910_010)), 0);
+    assert_eq!(d.expire(Timestamp(1_399_999)), 0);
+    assert_eq!(dest_counts(&d, &key, RIP1), (1, 0, 0));
+    assert_eq!(d.expire(Timestamp(1_400_000)), 1);
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
+}
+
+#[test]
+fn rst_closes_in_10s_and_syn_recv_times_out_in_60s() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 8080)], None);
+    let fwd_in = Verdict::Forward(Direction::In);
+    send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in);
+    send(&d, 5, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
+    assert_eq!(dest_counts(&d, &key, RIP1), (1, 0, 0));
+    send(&d, 100, tcp4(CIP, 1, VIP, 80, RST, b""), fwd_in);
+    assert_eq!(only_conn(&d, 100).state, "CLOSE");
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 1, 0));
+    // A second, half-open connection.
+    send(&d, 200, tcp4(CIP, 2, VIP, 80, SYN, b""), fwd_in);
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 2, 0));
+    assert_eq!(d.expire(Timestamp(10_099)), 0);
+    assert_eq!(d.expire(Timestamp(10_100)), 1);
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 1, 0));
+    assert_eq!(d.expire(Timestamp(60_199)), 0);
+    assert_eq!(d.expire(Timestamp(60_200)), 1);
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
+    // RST from the server on an established connection.
+    send(&d, 70_000, tcp4(CIP, 3, VIP, 80, SYN, b""), fwd_in);
+    send(&d, 70_001, tcp4(CIP, 3, VIP, 80, ACK, b""), fwd_in);
+    send(
+        &d,
+        70_002,
+        tcp4(RIP1, 8080, CIP, 3, RST, b""),
+        Verdict::Forward(Direction::Out),
+    );
+    assert_eq!(only_conn(&d, 70_002).state, "CLOSE");
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 1, 0));
+}
+
+#[test]
+fn non_syn_without_connection_is_dropped_and_counted() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 8080)], None);
+    let p = tcp4(CIP, 5, VIP, 80, ACK, b"");
+    let orig = p.clone();
+    let p = send(&d, 0, p, Verdict::Drop(DropReason::NotSyn));
+    assert_eq!(p, orig);
+    send(
+        &d,
+        0,
+        tcp4(CIP, 5, VIP, 80, F::default(), b""),
+        Verdict::Drop(DropReason::NotSyn),
+    );
+    assert_eq!(d.drop_counters().get(DropReason::NotSyn), 2);
+    assert_eq!(d.conn_count(), 0);
+}
+
+#[test]
+fn syn_on_time_wait_reschedules() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 8080), (RIP2, 8080)], None);
+    let fwd_in = Verdict::Forward(Direction::In);
+    let p = send(&d, 0, tcp4(CIP, 9, VIP, 80, SYN, b""), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP1);
+    send(&d, 1, tcp4(CIP, 9, VIP, 80, ACK, b""), fwd_in);
+    send(&d, 2, tcp4(CIP, 9, VIP, 80, FIN, b""), fwd_in);
+    send(
+        &d,
+        3,
+        tcp4(RIP1, 8080, CIP, 9, FIN, b""),
+        Verdict::Forward(Direction::Out),
+    );
+    assert_eq!(only_conn(&d, 3).state, "TIME_WAIT");
+    let p = send(&d, 4, tcp4(CIP, 9, VIP, 80, SYN, b""), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP2);
+    assert_eq!(only_conn(&d, 4).state, "SYN_RECV");
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
+    assert_eq!(dest_counts(&d, &key, RIP2), (0, 1, 0));
+}
+
+#[test]
+fn udp_conn_expires_after_timeout_and_timeouts_are_settable() {
+    let key = udp_key(53);
+    let d = setup(key, &[(RIP1, 5353)], None);
+    let p = send(
+        &d,
+        0,
+        udp4(CIP, 3333, VIP, 53, b"q"),
+        Verdict::Forward(Direction::In),
+    );
+    assert_eq!(addrs4(&p), (CIP, 3333, RIP1, 5353));
+    let c = only_conn(&d, 0);
+    assert_eq!(c.state, "UDP");
+    assert_eq!(c.expires_in_ms, 300_000);
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 1, 0));
+    let p = send(
+        &d,
+        1000,
+        udp4(RIP1, 5353, CIP, 3333, b"a"),
+        Verdict::Forward(Direction::Out),
+    );
+    assert_eq!(addrs4(&p), (VIP, 53, CIP, 3333));
+    assert_eq!(d.expire(Timestamp(300_999)), 0);
+    assert_eq!(d.expire(Timestamp(301_000)), 1);
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
+
+    d.apply(
+        Timestamp(0),
+        ConfigOp::SetTimeouts(Timeouts {
+            tcp_s: 0,
+            tcp_fin_s: 0,
+            udp_s: 10,
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        d.timeouts(),
+        Timeouts {
+            tcp_s: 900,
+            tcp_fin_s: 120,
+            udp_s: 10
+        }
+    );
+    send(
+        &d,
+        400_000,
+        udp4(CIP, 3334, VIP, 53, b"q"),
+        Verdict::Forward(Direction::In),
+    );
+    assert_eq!(d.expire(Timestamp(409_999)), 0);
+    assert_eq!(d.expire(Timestamp(410_000)), 1);
+}
+
+#[test]
+fn tcp_timeouts_apply_to_established_and_fin_wait() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 8080)], None);
+    d.apply(
+        Timestamp(0),
+        ConfigOp::SetTimeouts(Timeouts {
+            tcp_s: 50,
+            tcp_fin_s: 7,
+            udp_s: 0,
+        }),
+    )
+    .unwrap();
+    let fwd_in = Verdict::Forward(Direction::In);
+    send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in);
+    send(&d, 1, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
+    assert_eq!(only_conn(&d, 1).expires_in_ms, 50_000);
+    // Server closes first: output FIN on ESTABLISHED -> FIN_WAIT.
+    send(
+        &d,
+        2,
+        tcp4(RIP1, 8080, CIP, 1, FIN, b""),
+        Verdict::Forward(Direction::Out),
+    );
+    let c = only_conn(&d, 2);
+    assert_eq!(c.state, "FIN_WAIT");
+    assert_eq!(c.expires_in_ms, 7_000);
+    assert_eq!(d.expire(Timestamp(7_001)), 0);
+    assert_eq!(d.expire(Timestamp(7_002)), 1);
+    assert_eq!(d.timeouts().udp_s, 300);
+}
+
+#[test]
+fn persistence_pins_masked_clients_and_template_outlives_connections() {
+    let key = tcp_key(80);
+    let persist = Persistence {
+        timeout_s: 60,
+        netmask: IpAddr::V4(Ipv4Addr::new(255, 255, 255, 0)),
+    };
+    let d = setup(key, &[(RIP1, 80), (RIP2, 80)], Some(persist));
+    let fwd_in = Verdict::Forward(Direction::In);
+    let first = addrs4(&send(&d, 0, tcp4(CIP, 1000, VIP, 80, SYN, b""), fwd_in)).2;
+    // Same /24, other ports and hosts: same real server every time (rr would alternate).
+    for (k, host) in [10u8, 11, 12, 200].iter().enumerate() {
+        let c = [198, 51, 100, *host];
+        let p = send(
+            &d,
+            10 + k as u64,
+            tcp4(c, 2000 + k as u16, VIP, 80, SYN, b""),
+            fwd_in,
+        );
+        assert_eq!(addrs4(&p).2, first);
+    }
+    assert_eq!(d.template_count(), 1);
+    assert_eq!(dest_counts(&d, &key, first), (0, 5, 1));
+    let t: Vec<_> = d
+        .connections(Timestamp(13))
+        .into_iter()
+        .filter(|c| c.template)
+        .collect();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].caddr, ip([198, 51, 100, 0]));
+    assert_eq!(t[0].cport, 0);
+    assert_eq!(t[0].state, "NONE");
+    assert_eq!(t[0].expires_in_ms, 60_000);
+    // Another /24 goes through the scheduler and gets its own template.
+    let other = addrs4(&send(
+        &d,
+        20,
+        tcp4([198, 51, 101, 1], 1, VIP, 80, SYN, b""),
+        fwd_in,
+    ))
+    .2;
+    assert_ne!(other, first);
+    assert_eq!(d.template_count(), 2);
+    // Establish everything, then reset it at 70 s. Templates (60 s) outlive their timeout while
+    // they control connections (re-armed for another 60 s when their timer fires), then expire.
+    let clients = [
+        ([198, 51, 100, 10], 1000u16),
+        ([198, 51, 100, 10], 2000),
+        ([198, 51, 100, 11], 2001),
+        ([198, 51, 100, 12], 2002),
+        ([198, 51, 100, 200], 2003),
+        ([198, 51, 101, 1], 1),
+    ];
+    for (c, port) in clients {
+        send(&d, 100, tcp4(c, port, VIP, 80, ACK, b""), fwd_in);
+    }
+    assert_eq!(dest_counts(&d, &key, first), (5, 0, 1));
+    let mut conns_gone = None;
+    let mut templates_gone = None;
+    let mut t = 0;
+    while t < 130_000 {
+        t += 1000;
+        if t == 70_000 {
+            for (c, port) in clients {
+                send(&d, t, tcp4(c, port, VIP, 80, RST, b""), fwd_in);
+            }
+            assert_eq!(dest_counts(&d, &key, first), (0, 5, 1));
+        }
+        d.expire(Timestamp(t));
+        if conns_gone.is_none() && d.conn_count() == 0 {
+            conns_gone = Some(t);
+        }
+        if templates_gone.is_none() && d.template_count() == 0 {
+            templates_gone = Some(t);
+        }
+    }
+    assert_eq!(conns_gone, Some(80_000));
+    // Timers fired at 61 s (first expire call after 60.013/60.020 s) with connections: re-armed
+    // to 121 s; by then no connection is left.
+    assert_eq!(templates_gone, Some(121_000));
+    assert_eq!(dest_counts(&d, &key, first), (0, 0, 0));
+    assert_eq!(dest_counts(&d, &key, other), (0, 0, 0));
+}
+
+#[test]
+fn persistence_template_refreshed_by_new_connections() {
+    let key = tcp_key(0);
+    let persist = Persistence {
+        timeout_s: 30,
+        netmask: IpAddr::V4(Ipv4Addr::BROADCAST),
+    };
+    let d = setup(key, &[(RIP1, 0), (RIP2, 0)], Some(persist));
+    let fwd_in = Verdict::Forward(Direction::In);
+    // Port-0 service: all ports; the real server keeps the client's port.
+    let p = send(&d, 0, tcp4(CIP, 1, VIP, 443, SYN, b""), fwd_in);
+    let (_, _, r, rp) = addrs4(&p);
+    assert_eq!(rp, 443);
+    send(&d, 1, tcp4(CIP, 1, VIP, 443, RST, b""), fwd_in); // SYN_RECV stays on RST
+    // A connection to another port at 20 s goes to the same server and refreshes the template.
+    let p = send(&d, 20_000, tcp4(CIP, 2, VIP, 22, SYN, b""), fwd_in);
+    assert_eq!(addrs4(&p).2, r);
+    assert_eq!(addrs4(&p).3, 22);
+    let t = d
+        .connections(Timestamp(20_000))
+        .into_iter()
+        .find(|c| c.template)
+        .unwrap();
+    assert_eq!(t.vport, 0);
+    assert_eq!(t.expires_in_ms, 30_000);
+}
+
+#[test]
+fn quiesced_destination_keeps_connections_gets_no_new_ones() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 80), (RIP2, 80)], None);
+    let fwd_in = Verdict::Forward(Direction::In);
+    assert_eq!(
+        addrs4(&send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in)).2,
+        RIP1
+    );
+    send(&d, 1, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
+    d.apply(
+        Timestamp(2),
+        ConfigOp::EditDest(key, DestSpec::masq(ip(RIP1), 80, 0)),
+    )
+    .unwrap();
+    for port in 2..10 {
+        let p = send(&d, 3, tcp4(CIP, port, VIP, 80, SYN, b""), fwd_in);
+        assert_eq!(addrs4(&p).2, RIP2);
+    }
+    let p = send(&d, 4, tcp4(CIP, 1, VIP, 80, ACK, b"more"), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP1);
+    assert_eq!(dest_counts(&d, &key, RIP1), (1, 0, 0));
+    // All quiesced: no destination.
+    d.apply(
+        Timestamp(5),
+        ConfigOp::EditDest(key, DestSpec::masq(ip(RIP2), 80, 0)),
+    )
+    .unwrap();
+    send(
+        &d,
+        6,
+        tcp4(CIP, 99, VIP, 80, SYN, b""),
+        Verdict::Drop(DropReason::NoDestination),
+    );
+    assert_eq!(d.drop_counters().get(DropReason::NoDestination), 1);
+}
+
+#[test]
+fn deleted_destination_connections_live_on_until_expiry() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 80), (RIP2, 80)], None);
+    let fwd_in = Verdict::Forward(Direction::In);
+    send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in);
+    send(&d, 1, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
+    d.apply(Timestamp(2), ConfigOp::DeleteDest(key, ip(RIP1), 80))
+        .unwrap();
+    assert_eq!(d.service(&key).unwrap().dests.len(), 1);
+    assert_eq!(
+        d.apply(Timestamp(2), ConfigOp::DeleteDest(key, ip(RIP1), 80)),
+        Err(ConfigError::NoSuchDestination)
+    );
+    // The old connection still forwards to RIP1, both ways.
+    let p = send(&d, 3, tcp4(CIP, 1, VIP, 80, ACK, b"x"), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP1);
+    send(
+        &d,
+        4,
+        tcp4(RIP1, 80, CIP, 1, ACK, b"y"),
+        Verdict::Forward(Direction::Out),
+    );
+    // New connections go to RIP2.
+    let p = send(&d, 5, tcp4(CIP, 2, VIP, 80, SYN, b""), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP2);
+    // Re-adding RIP1 makes a fresh destination; the old connection keeps the old one.
+    d.apply(
+        Timestamp(6),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
+    )
+    .unwrap();
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
+    assert_eq!(d.expire(Timestamp(900_004)), 2);
+    assert_eq!(d.conn_count(), 0);
+}
+
+#[test]
+fn deleting_a_service_drops_its_connections() {
+    let key = tcp_key(80);
+    let other = udp_key(53);
+    let d = setup(key, &[(RIP1, 80)], None);
+    d.apply_batch(
+        Timestamp(0),
+        vec![
+            ConfigOp::AddService(ServiceSpec::new(other, "test-rr")),
+            ConfigOp::AddDest(other, DestSpec::masq(ip(RIP2), 53, 1)),
+        ],
+    )
+    .unwrap();
+    let fwd_in = Verdict::Forward(Direction::In);
+    send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in);
+    send(&d, 0, udp4(CIP, 1, VIP, 53, b""), fwd_in);
+    assert_eq!(d.conn_count(), 2);
+    d.apply(Timestamp(1), ConfigOp::DeleteService(key)).unwrap();
+    assert_eq!(d.conn_count(), 1);
+    // No service, no connection: the VIP's port 80 now belongs to the local stack.
+    send(&d, 2, tcp4(CIP, 1, VIP, 80, ACK, b""), Verdict::Pass);
+    send(&d, 2, tcp4(RIP1, 80, CIP, 1, ACK, b""), Verdict::Pass);
+    // The other service's connection is untouched.
+    send(
+        &d,
+        3,
+        udp4(RIP2, 53, CIP, 1, b"r"),
+        Verdict::Forward(Direction::Out),
+    );
+    d.apply(Timestamp(4), ConfigOp::Clear).unwrap();
+    assert_eq!(d.conn_count(), 0);
+    assert!(d.services().is_empty());
+}
+
+#[test]
+fn batch_is_all_or_nothing_and_errors_read_like_ipvsadm() {
+    let d = Director::default();
+    let key = tcp_key(80);
+    let r = d.apply_batch(
+        Timestamp(0),
+        vec![
+            ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
+            ConfigOp::AddDest(tcp_key(81), DestSpec::masq(ip(RIP1), 80, 1)),
+        ],
+    );
+    assert_eq!(r, Err((2, ConfigError::ServiceNotDefined)));
+    assert!(d.services().is_empty());
+    send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), Verdict::Pass);
+
+    d.apply(
+        Timestamp(0),
+        ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+    )
+    .unwrap();
+    let e = d
+        .apply(
+            Timestamp(0),
+            ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+        )
+        .unwrap_err();
+    assert_eq!(e.to_string(), "Service already exists");
+    let e = d
+        .apply(
+            Timestamp(0),
+            ConfigOp::AddService(ServiceSpec::new(tcp_key(1), "nope")),
+        )
+        .unwrap_err();
+    assert_eq!(e.to_string(), "Scheduler or persistence engine not found");
+    d.apply(
+        Timestamp(0),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
+    )
+    .unwrap();
+    let e = d
+        .apply(
+            Timestamp(0),
+            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
+        )
+        .unwrap_err();
+    assert_eq!(e.to_string(), "Destination already exists");
+    let e = d
+        .apply(
+            Timestamp(0),
+            ConfigOp::EditDest(key, DestSpec::masq(ip(RIP2), 80, 1)),
+        )
+        .unwrap_err();
+    assert_eq!(e.to_string(), "No such destination");
+    let e = d
+        .apply(Timestamp(0), ConfigOp::DeleteService(tcp_key(9)))
+        .unwrap_err();
+    assert_eq!(e.to_string(), "Service not defined");
+    let e = d
+        .apply(
+            Timestamp(0),
+            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP2), 80, 70_000)),
+        )
+        .unwrap_err();
+    assert_eq!(e.to_string(), "Invalid argument");
+    // A failing batch leaves weights and timeouts alone too.
+    let r = d.apply_batch(
+        Timestamp(0),
+        vec![
+            ConfigOp::EditDest(key, DestSpec::masq(ip(RIP1), 80, 0)),
+            ConfigOp::SetTimeouts(Timeouts {
+                tcp_s: 5,
+                tcp_fin_s: 0,
+                udp_s: 0,
+            }),
+            ConfigOp::DeleteService(tcp_key(9)),
+        ],
+    );
+    assert_eq!(r, Err((2, ConfigError::ServiceNotDefined)));
+    assert_eq!(d.service(&key).unwrap().dests[0].spec.weight, 1);
+    assert_eq!(d.timeouts().tcp_s, 900);
+}
+
+#[test]
+fn thresholds_overload_and_recover() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 80), (RIP2, 80)], None);
+    let mut s = DestSpec::masq(ip(RIP1), 80, 1);
+    s.u_threshold = 2;
+    s.l_threshold = 1;
+    d.apply(Timestamp(0), ConfigOp::EditDest(key, s)).unwrap();
+    let fwd_in = Verdict::Forward(Direction::In);
+    let mut to1 = 0;
+    for port in 1..=10 {
+        let p = send(&d, 0, tcp4(CIP, port, VIP, 80, SYN, b""), fwd_in);
+        if addrs4(&p).2 == RIP1 {
+            to1 += 1;
+        }
+    }
+    assert_eq!(to1, 2);
+    assert!(d.service(&key).unwrap().dests[0].overloaded);
+    // RST both RIP1 connections (SYN_RECV stays on RST); expire all: back under the lower mark.
+    d.expire(Timestamp(60_000));
+    assert!(!d.service(&key).unwrap().dests[0].overloaded);
+}
+
+#[test]
+fn icmp_errors_about_tracked_connections_are_translated() {
+    let key = udp_key(53);
+    let d = setup(key, &[(RIP1, 5353)], None);
+    send(
+        &d,
+        0,
+        udp4(CIP, 3333, VIP, 53, b"q"),
+        Verdict::Forward(Direction::In),
+    );
+    // Client says "port unreachable" about our reply VIP:53 -> CIP:3333.
+    let quoted = udp4(VIP, 53, CIP, 3333, b"answer");
+    let b =
+        PacketBuilder::ipv4(CIP, VIP, 64).icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ));
+    let mut p = Vec::new();
+    b.write(&mut p, &quoted).unwrap();
+    let p = send(&d, 1, p, Verdict::Forward(Direction::In));
+    assert_eq!(&p[16..20], &RIP1);
+    let inner = &p[28..];
+    assert_eq!(&inner[12..16], &RIP1);
+    assert_eq!(u16::from_be_bytes([inner[20], inner[21]]), 5353);
+    assert_eq!(&inner[16..20], &CIP);
+
+    // A router on the real-server side: "host unreachable" about CIP:3333 -> RIP1:5353.
+    let quoted = udp4(CIP, 3333, RIP1, 5353, b"q");
+    let b =
+        PacketBuilder::ipv4(RIP1, CIP, 64).icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Host,
+        ));
+    let mut p = Vec::new();
+    b.write(&mut p, &quoted).unwrap();
+    let p = send(&d, 2, p, Verdict::Forward(Direction::Out));
+    assert_eq!(&p[12..16], &VIP);
+    let inner = &p[28..];
+    assert_eq!(&inner[16..20], &VIP);
+    assert_eq!(u16::from_be_bytes([inner[22], inner[23]]), 53);
+
+    // About an untracked flow: not ours.
+    let quoted = udp4(CIP, 1, RIP2, 9, b"q");
+    let b =
+        PacketBuilder::ipv4(RIP2, CIP, 64).icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Host,
+        ));
+    let mut p = Vec::new();
+    b.write(&mut p, &quoted).unwrap();
+    send(&d, 3, p, Verdict::Pass);
+}
+
+#[test]
+fn non_vip_traffic_passes_untouched_and_bad_input_is_counted() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 80)], None);
+    for p in [
+        tcp4(CIP, 1, [198, 51, 100, 99], 80, SYN, b""),
+        tcp4(RIP1, 80, CIP, 1, ACK, b""), // untracked reply
+        udp4(CIP, 1, VIP, 80, b""),       // VIP but no UDP service
+        tcp4(CIP, 1, VIP, 81, SYN, b""),  // VIP, other port
+    ] {
+        let orig = p.clone();
+        let p = send(&d, 0, p, Verdict::Pass);
+        assert_eq!(p, orig);
+    }
+    // Ping to the VIP: the local stack answers.
+    let b = PacketBuilder::ipv4(CIP, VIP, 64).icmpv4_echo_request(1, 1);
+    let mut p = Vec::new();
+    b.write(&mut p, b"ping").unwrap();
+    send(&d, 0, p, Verdict::Pass);
+    // Fragments.
+    let mut frag = tcp4(CIP, 1, VIP, 80, SYN, b"0123456789abcdef");
+    frag[6] |= 0x20; // MF
+    let mut h = Ipv4Header::from_slice(&frag).unwrap().0;
+    h.header_checksum = h.calc_header_checksum();
+    frag[10..12].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
+    send(&d, 0, frag.clone(), Verdict::Drop(DropReason::Fragment));
+    frag[19] = 99;
+    let mut h = Ipv4Header::from_slice(&frag).unwrap().0;
+    h.header_checksum = 0;
+    frag[10..12].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
+    send(&d, 0, frag, Verdict::Pass);
+    // Garbage.
+    let mut junk = vec![0x45, 0, 0, 200, 1, 2, 3];
+    assert_eq!(
+        d.process(Timestamp(0), 0, &mut junk),
+        Verdict::Drop(DropReason::Malformed)
+    );
+    let mut empty: Vec<u8> = Vec::new();
+    assert_eq!(
+        d.process(Timestamp(0), 0, &mut empty),
+        Verdict::Drop(DropReason::Malformed)
+    );
+    let c = d.drop_counters();
+    assert_eq!(c.get(DropReason::Fragment), 1);
+    assert_eq!(c.get(DropReason::Malformed), 2);
+    assert_eq!(c.total(), 3);
+}
+
+#[test]
+fn ipv6_service_round_trip() {
+    let vip: Ipv6Addr = "2001:db8::80".parse().unwrap();
+    let rip: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+    let cip: Ipv6Addr = "2001:db8:2::7".parse().unwrap();
+    let key = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: IpAddr::V6(vip),
+        port: 80,
+    };
+    let d = Director::default();
+    d.apply_batch(
+        Timestamp(0),
+        vec![
+            ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+            ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 8080, 1)),
+        ],
+    )
+    .unwrap();
+    // Mixed families are refused for masq.
+    assert!(matches!(
+        d.apply(
+            Timestamp(0),
+            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1))
+        ),
+        Err(ConfigError::InvalidArgument(_))
+    ));
+    let mk = |s: Ipv6Addr, sp: u16, dd: Ipv6Addr, dp: u16, syn: bool| {
+        let mut b = PacketBuilder::ipv6(s.octets(), dd.octets(), 64).tcp(sp, dp, 1, 1000);
+        b = if syn { b.syn() } else { b.ack(1) };
+        let mut v = Vec::new();
+        b.write(&mut v, b"hello").unwrap();
+        v
+    };
+    let p = send(
+        &d,
+        0,
+        mk(cip, 5555, vip, 80, true),
+        Verdict::Forward(Direction::In),
+    );
+    assert_eq!(&p[24..40], &rip.octets());
+    let p = send(
+        &d,
+        1,
+        mk(rip, 8080, cip, 5555, true),
+        Verdict::Forward(Direction::Out),
+    );
+    assert_eq!(&p[8..24], &vip.octets());
+    assert_eq!(u16::from_be_bytes([p[40], p[41]]), 80);
+    send(
+        &d,
+        2,
+        mk(cip, 5555, vip, 80, false),
+        Verdict::Forward(Direction::In),
+    );
+    assert_eq!(only_conn(&d, 2).state, "ESTABLISHED");
+}
+
+#[test]
+fn zero_and_rates() {
+    let key = udp_key(53);
+    let d = setup(key, &[(RIP1, 53)], None);
+    d.estimate_rates(Timestamp(0));
+    let mut now = 0;
+    for round in 0..60u16 {
+        for k in 0..100u16 {
+            send(
+                &d,
+                now,
+                udp4(CIP, 1000 + k + round * 100, VIP, 53, b"0123456789"),
+                Verdict::Forward(Direction::In),
+            );
+        }
+        now += 2000;
+        d.estimate_rates(Timestamp(now));
+    }
+    let s = d.service(&key).unwrap();
+    assert_eq!(s.rates.cps, 50);
+    assert_eq!(s.rates.inpps, 50);
+    assert_eq!(s.rates.inbps, 50 * 38);
+    assert_eq!(s.dests[0].rates.inpps, 50);
+    assert_eq!(s.stats.conns, 6000);
+    d.apply(Timestamp(now), ConfigOp::Zero(Some(key))).unwrap();
+    let s = d.service(&key).unwrap();
+    assert_eq!(s.stats, Stats::default());
+    assert_eq!(s.rates, Rates::default());
+    assert_eq!(s.dests[0].stats, Stats::default());
+}
+
+#[test]
+fn one_packet_udp_is_not_tracked() {
+    let key = udp_key(53);
+    let d = Director::default();
+    let mut spec = ServiceSpec::new(key, "test-rr");
+    spec.one_packet = true;
+    d.apply_batch(
+        Timestamp(0),
+        vec![
+            ConfigOp::AddService(spec),
+            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, 1)),
+            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP2), 53, 1)),
+        ],
+    )
+    .unwrap();
+    let a = addrs4(&send(
+        &d,
+        0,
+        udp4(CIP, 1, VIP, 53, b"q"),
+        Verdict::Forward(Direction::In),
+    ))
+    .2;
+    let b = addrs4(&send(
+        &d,
+        0,
+        udp4(CIP, 1, VIP, 53, b"q"),
+        Verdict::Forward(Direction::In),
+    ))
+    .2;
+    assert_ne!(a, b);
+    assert_eq!(d.conn_count(), 0);
+    assert_eq!(d.service(&key).unwrap().stats.conns, 2);
+}
+
+#[test]
+fn route_destinations_are_tracked_but_not_forwarded() {
+    let key = tcp_key(80);
+    let d = Director::default();
+    let mut ds = DestSpec::masq(ip(RIP1), 80, 1);
+    ds.method = ForwardMethod::Route;
+    d.apply_batch(
+        Timestamp(0),
+        vec![
+            ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+            ConfigOp::AddDest(key, ds),
+        ],
+    )
+    .unwrap();
+    send(
+        &d,
+        0,
+        tcp4(CIP, 1, VIP, 80, SYN, b""),
+        Verdict::Drop(DropReason::UnsupportedMethod),
+    );
+    assert_eq!(
+        d.service(&key).unwrap().dests[0].spec.method,
+        ForwardMethod::Route
+    );
+    assert_eq!(d.conn_count(), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn rewritten_packets_verify(
+        c in any::<[u8; 4]>(),
+        cport in 1u16..,
+        vport in prop::sample::select(vec![80u16, 53]),
+        rport in 1u16..,
+        payload in prop::collection::vec(any::<u8>(), 0..300),
+        udp in any::<bool>(),
+        zero_udp_csum in any::<bool>(),
+    ) {
+        // Client addresses outside the VIP/RIP nets.
+        let caddr = [10, c[1], c[2], c[3].max(1)];
+        let key = if udp { udp_key(vport) } else { tcp_key(vport) };
+        let d = setup(key, &[(RIP1, rport)], None);
+        let mut p = if udp {
+            udp4(caddr, cport, VIP, vport, &payload)
+        } else {
+            tcp4(caddr, cport, VIP, vport, SYN, &payload)
+        };
+        if udp && zero_udp_csum {
+            p[26] = 0;
+            p[27] = 0;
+        }
+        prop_assert_eq!(d.process(Timestamp(0), 1, &mut p), Verdict::Forward(Direction::In));
+        prop_assert!(verify(&p).is_ok(), "{:?}", verify(&p));
+        prop_assert_eq!(addrs4(&p), (caddr, cport, RIP1, rport));
+        if udp && zero_udp_csum {
+            prop_assert_eq!(&p[26..28], &[0u8, 0]);
+        }
+        let mut r = if udp {
+            udp4(RIP1, rport, caddr, cport, &payload)
+        } else {
+            tcp4(RIP1, rport, caddr, cport, SYNACK, &payload)
+        };
+        prop_assert_eq!(d.process(Timestamp(1), 2, &mut r), Verdict::Forward(Direction::Out));
+        prop_assert!(verify(&r).is_ok(), "{:?}", verify(&r));
+        prop_assert_eq!(addrs4(&r), (VIP, vport, caddr, cport));
+    }
+
+    #[test]
+    fn garbage_never_panics(mut bytes in prop::collection::vec(any::<u8>(), 0..120)) {
+        let d = setup(tcp_key(80), &[(RIP1, 80)], None);
+        let _ = d.process(Timestamp(0), 0, &mut bytes);
+        // A TCP/IPv4 header with random tail bytes.
+        let mut p = tcp4(CIP, 1, VIP, 80, SYN, b"");
+        p.extend_from_slice(&bytes);
+        let _ = d.process(Timestamp(0), 0, &mut p);
+    }
+}
