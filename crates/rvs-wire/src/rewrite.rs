@@ -14,7 +14,9 @@
 //!   the segment is cut off), and the outer ICMP/ICMPv6 checksum over everything changed.
 //!
 //! Not handled (documented limits): SCTP's CRC32c (ports are rewritten, the CRC is not), the
-//! IPv6 routing-header final destination in the pseudo-header, AH integrity.
+//! IPv6 routing-header final destination in the pseudo-header, AH integrity, and the transport
+//! checksum of fragments (only the IP header of a fragment is rewritten: NAT needs reassembly;
+//! the director drops fragments to a VIP).
 
 use std::net::IpAddr;
 
