@@ -142,7 +142,6 @@ impl Daemon {
     }
 
     /// Apply `ops` as one atomic batch with their steering: on error nothing changed. Saves the rules afterwards.
-    #[allow(dead_code)] // used by the control protocol mapping (rvs-api)
     pub fn apply(&self, ops: Vec<ConfigOp>) -> Result<(), ApplyError> {
         let mut ctl = self.lock();
         if ctl.shutting_down {

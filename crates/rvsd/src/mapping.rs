@@ -1,6 +1,18 @@
-//! rvs-api <-> rvs-core mapping (placeholder until rvs-api lands: a minimal rules reader for development).
+//! rvs-api <-> rvs-core mapping: protocol requests in, director operations and snapshots out.
 
-use rvs_core::{ConfigOp, DestSpec, Director, Protocol, ServiceKey, ServiceSpec};
+use rvs_api::{
+    ApiError, Command, ConnInfo, DestConfig, DestInfo, ErrorCode, Info, Reply, Request, Response,
+    ServiceConfig, ServiceInfo,
+};
+use rvs_core::{ConfigError, ConfigOp, DestSpec, Director, Protocol, ServiceKey, ServiceSpec};
+
+use crate::daemon::{ApplyError, Daemon};
+use crate::dataplane::now;
+
+/// IPVS version rvsd reports (ipvsadm's header line).
+pub const IPVS_VERSION: &str = "1.2.1";
+/// Connection hash table size reported in the header (IPVS's default 2^12).
+pub const CONN_TABLE_SIZE: u32 = 4096;
 
 /// Parse a rules file into configuration operations.
 pub fn rules_to_ops(text: &str) -> anyhow::Result<Vec<ConfigOp>> {
@@ -59,7 +71,365 @@ pub fn rules_text(d: &Director) -> String {
     s
 }
 
-/// Handle one request line of the control protocol.
-pub fn handle_line(_d: &crate::daemon::Daemon, _line: &str) -> String {
-    "{\"Err\":{\"code\":1,\"message\":\"not implemented\"}}".into()
+fn proto_in(p: rvs_api::Protocol) -> Protocol {
+    match p {
+        rvs_api::Protocol::Tcp => Protocol::Tcp,
+        rvs_api::Protocol::Udp => Protocol::Udp,
+        rvs_api::Protocol::Sctp => Protocol::Sctp,
+    }
+}
+
+fn proto_out(p: Protocol) -> rvs_api::Protocol {
+    match p {
+        Protocol::Tcp => rvs_api::Protocol::Tcp,
+        Protocol::Udp => rvs_api::Protocol::Udp,
+        Protocol::Sctp => rvs_api::Protocol::Sctp,
+    }
+}
+
+/// API service key -> core.
+pub fn key_in(k: rvs_api::ServiceKey) -> ServiceKey {
+    match k {
+        rvs_api::ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => ServiceKey::Addr {
+            protocol: proto_in(protocol),
+            addr,
+            port,
+        },
+        rvs_api::ServiceKey::Fwmark { mark, ipv6 } => ServiceKey::Fwmark { mark, ipv6 },
+    }
+}
+
+/// Core service key -> API.
+pub fn key_out(k: ServiceKey) -> rvs_api::ServiceKey {
+    match k {
+        ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => rvs_api::ServiceKey::Addr {
+            protocol: proto_out(protocol),
+            addr,
+            port,
+        },
+        ServiceKey::Fwmark { mark, ipv6 } => rvs_api::ServiceKey::Fwmark { mark, ipv6 },
+    }
+}
+
+/// API service configuration -> core.
+pub fn service_in(c: &ServiceConfig) -> ServiceSpec {
+    ServiceSpec {
+        key: key_in(c.key),
+        scheduler: c.scheduler.clone(),
+        flags: rvs_core::SchedFlags {
+            fallback: c.sched_flags.flag1,
+            port: c.sched_flags.flag2,
+            flag3: c.sched_flags.flag3,
+        },
+        persistence: c.persistence.map(|p| rvs_core::Persistence {
+            timeout_s: p.timeout_s,
+            netmask: p.netmask,
+        }),
+        one_packet: c.one_packet,
+        pe: c.pe.clone(),
+    }
+}
+
+/// Core service configuration -> API.
+pub fn service_out(s: &ServiceSpec) -> ServiceConfig {
+    ServiceConfig {
+        key: key_out(s.key),
+        scheduler: s.scheduler.clone(),
+        sched_flags: rvs_api::SchedFlags {
+            flag1: s.flags.fallback,
+            flag2: s.flags.port,
+            flag3: s.flags.flag3,
+        },
+        persistence: s.persistence.map(|p| rvs_api::Persistence {
+            timeout_s: p.timeout_s,
+            netmask: p.netmask,
+        }),
+        one_packet: s.one_packet,
+        pe: s.pe.clone(),
+    }
+}
+
+/// API destination -> core. Local and bypass (kernel-internal methods) are refused.
+pub fn dest_in(d: &DestConfig) -> Result<DestSpec, ApiError> {
+    use rvs_api::ForwardMethod as A;
+    let method = match d.method {
+        A::Masq => rvs_core::ForwardMethod::Masq,
+        A::Route => rvs_core::ForwardMethod::Route,
+        A::Tunnel(t) => rvs_core::ForwardMethod::Tunnel(rvs_core::TunnelConfig {
+            kind: match t.tun_type {
+                rvs_api::TunnelType::Ipip => rvs_core::TunnelKind::Ipip,
+                rvs_api::TunnelType::Gue => rvs_core::TunnelKind::Gue,
+                rvs_api::TunnelType::Gre => rvs_core::TunnelKind::Gre,
+            },
+            port: t.port,
+            csum: match t.csum {
+                rvs_api::TunnelCsum::NoCsum => rvs_core::TunnelCsum::NoCsum,
+                rvs_api::TunnelCsum::Csum => rvs_core::TunnelCsum::Csum,
+                rvs_api::TunnelCsum::RemCsum => rvs_core::TunnelCsum::RemCsum,
+            },
+        }),
+        A::Local | A::Bypass => {
+            return Err(ApiError::not_supported(format!(
+                "real server {}: forwarding method {} is not supported by rvsd (use -m)",
+                d.addr,
+                d.method.name()
+            )));
+        }
+    };
+    Ok(DestSpec {
+        addr: d.addr,
+        port: d.port,
+        weight: d.weight,
+        method,
+        u_threshold: d.u_threshold,
+        l_threshold: d.l_threshold,
+    })
+}
+
+/// Core destination -> API.
+pub fn dest_out(d: &DestSpec) -> DestConfig {
+    use rvs_core::ForwardMethod as C;
+    DestConfig {
+        addr: d.addr,
+        port: d.port,
+        weight: d.weight,
+        method: match d.method {
+            C::Masq => rvs_api::ForwardMethod::Masq,
+            C::Route => rvs_api::ForwardMethod::Route,
+            C::Tunnel(t) => rvs_api::ForwardMethod::Tunnel(rvs_api::TunnelConfig {
+                tun_type: match t.kind {
+                    rvs_core::TunnelKind::Ipip => rvs_api::TunnelType::Ipip,
+                    rvs_core::TunnelKind::Gue => rvs_api::TunnelType::Gue,
+                    rvs_core::TunnelKind::Gre => rvs_api::TunnelType::Gre,
+                },
+                port: t.port,
+                csum: match t.csum {
+                    rvs_core::TunnelCsum::NoCsum => rvs_api::TunnelCsum::NoCsum,
+                    rvs_core::TunnelCsum::Csum => rvs_api::TunnelCsum::Csum,
+                    rvs_core::TunnelCsum::RemCsum => rvs_api::TunnelCsum::RemCsum,
+                },
+            }),
+        },
+        u_threshold: d.u_threshold,
+        l_threshold: d.l_threshold,
+    }
+}
+
+fn stats_out(s: rvs_core::Stats) -> rvs_api::Stats {
+    rvs_api::Stats {
+        conns: s.conns,
+        inpkts: s.inpkts,
+        outpkts: s.outpkts,
+        inbytes: s.inbytes,
+        outbytes: s.outbytes,
+    }
+}
+
+fn rates_out(r: rvs_core::Rates) -> rvs_api::Rates {
+    rvs_api::Rates {
+        cps: r.cps,
+        inpps: r.inpps,
+        outpps: r.outpps,
+        inbps: r.inbps,
+        outbps: r.outbps,
+    }
+}
+
+/// A director snapshot -> API listing.
+pub fn service_info(s: &rvs_core::ServiceSnapshot) -> ServiceInfo {
+    ServiceInfo {
+        config: service_out(&s.spec),
+        stats: stats_out(s.stats),
+        rates: rates_out(s.rates),
+        dests: s
+            .dests
+            .iter()
+            .map(|d| DestInfo {
+                config: dest_out(&d.spec),
+                active_conns: d.active_conns,
+                inactive_conns: d.inactive_conns,
+                persistent_conns: d.persistent_conns,
+                stats: stats_out(d.stats),
+                rates: rates_out(d.rates),
+            })
+            .collect(),
+    }
+}
+
+fn conn_info(c: &rvs_core::ConnSnapshot) -> ConnInfo {
+    ConnInfo {
+        protocol: proto_out(c.protocol),
+        caddr: c.caddr,
+        cport: c.cport,
+        vaddr: c.vaddr,
+        vport: c.vport,
+        daddr: c.daddr,
+        dport: c.dport,
+        state: c.state.to_owned(),
+        expires_ms: c.expires_in_ms,
+        template: c.template,
+    }
+}
+
+/// Flatten change commands (batches included) into director operations, remembering for each operation the
+/// index of the top-level command it came from (errors carry it) and the command itself (for error texts).
+pub fn commands_to_ops<'a>(
+    cmds: &'a [Command],
+    ops: &mut Vec<ConfigOp>,
+    origin: &mut Vec<(usize, &'a Command)>,
+    top: Option<usize>,
+) -> Result<(), ApiError> {
+    for (i, c) in cmds.iter().enumerate() {
+        let idx = top.unwrap_or(i);
+        let op = match c {
+            Command::AddService(s) => ConfigOp::AddService(service_in(s)),
+            Command::EditService(s) => ConfigOp::EditService(service_in(s)),
+            Command::DeleteService(k) => ConfigOp::DeleteService(key_in(*k)),
+            Command::AddDest { service, dest } => ConfigOp::AddDest(
+                key_in(*service),
+                dest_in(dest).map_err(|e| e.at_index(idx))?,
+            ),
+            Command::EditDest { service, dest } => ConfigOp::EditDest(
+                key_in(*service),
+                dest_in(dest).map_err(|e| e.at_index(idx))?,
+            ),
+            Command::DeleteDest {
+                service,
+                addr,
+                port,
+            } => ConfigOp::DeleteDest(key_in(*service), *addr, *port),
+            Command::Clear => ConfigOp::Clear,
+            Command::Zero(k) => ConfigOp::Zero(k.map(key_in)),
+            Command::SetTimeouts(t) => ConfigOp::SetTimeouts(rvs_core::Timeouts {
+                tcp_s: t.tcp_s,
+                tcp_fin_s: t.tcp_fin_s,
+                udp_s: t.udp_s,
+            }),
+            Command::Batch(inner) => {
+                commands_to_ops(inner, ops, origin, Some(idx))?;
+                continue;
+            }
+            other => {
+                return Err(ApiError::with_message(
+                    ErrorCode::BadRequest,
+                    format!("only configuration changes can be batched, not {other:?}"),
+                )
+                .at_index(idx));
+            }
+        };
+        ops.push(op);
+        origin.push((idx, c));
+    }
+    Ok(())
+}
+
+/// A director refusal as the API error ipvsadm would print for that command.
+pub fn config_error(e: &ConfigError, cmd: &Command) -> ApiError {
+    match e {
+        ConfigError::ServiceNotDefined => ApiError::missing_service(cmd),
+        ConfigError::ServiceExists => ApiError::new(ErrorCode::ServiceExists),
+        ConfigError::NoSuchDestination => ApiError::new(ErrorCode::NoSuchDestination),
+        ConfigError::DestinationExists => ApiError::new(ErrorCode::DestinationExists),
+        ConfigError::SchedulerNotFound => ApiError::new(ErrorCode::SchedulerNotFound),
+        ConfigError::InvalidArgument(d) => {
+            ApiError::new(ErrorCode::InvalidArgument).detail(d.clone())
+        }
+        other => ApiError::new(ErrorCode::InvalidArgument).detail(other.to_string()),
+    }
+}
+
+fn apply_error(e: ApplyError, origin: &[(usize, &Command)], batched: bool) -> ApiError {
+    match &e {
+        ApplyError::Config(i, ce) => {
+            let (top, cmd) = origin.get(*i).copied().unwrap_or((0, &Command::Clear));
+            let a = config_error(ce, cmd);
+            if batched { a.at_index(top) } else { a }
+        }
+        ApplyError::Refused(m) => ApiError::not_supported(m.clone()),
+        ApplyError::Steering(s) => {
+            ApiError::with_message(ErrorCode::InvalidArgument, s.to_string())
+        }
+        ApplyError::ShuttingDown => ApiError::with_message(ErrorCode::Internal, e.to_string()),
+    }
+}
+
+/// Execute one command.
+pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
+    match cmd {
+        Command::ListServices => Ok(Reply::Services(
+            d.director.services().iter().map(service_info).collect(),
+        )),
+        Command::GetService(k) => d
+            .director
+            .service(&key_in(*k))
+            .map(|s| Reply::Service(service_info(&s)))
+            .ok_or_else(|| ApiError::new(ErrorCode::NoSuchService)),
+        Command::ListConnections => Ok(Reply::Connections(
+            d.director
+                .connections(now())
+                .iter()
+                .map(conn_info)
+                .collect(),
+        )),
+        Command::GetTimeouts => {
+            let t = d.director.timeouts();
+            Ok(Reply::Timeouts(rvs_api::Timeouts {
+                tcp_s: t.tcp_s,
+                tcp_fin_s: t.tcp_fin_s,
+                udp_s: t.udp_s,
+            }))
+        }
+        Command::GetInfo => Ok(Reply::Info(Info {
+            version: IPVS_VERSION.to_owned(),
+            conn_table_size: CONN_TABLE_SIZE,
+        })),
+        Command::ListDaemons => Ok(Reply::Daemons(Vec::new())),
+        Command::StartDaemon(_) | Command::StopDaemon(_) => Err(ApiError::not_supported(
+            "rvsd has no connection synchronisation daemon (--start-daemon/--stop-daemon are not supported)",
+        )),
+        change => {
+            let batched = matches!(change, Command::Batch(_));
+            let cmds = std::slice::from_ref(change);
+            let mut ops = Vec::new();
+            let mut origin = Vec::new();
+            commands_to_ops(cmds, &mut ops, &mut origin, None)?;
+            d.apply(ops)
+                .map(|()| Reply::Done)
+                .map_err(|e| apply_error(e, &origin, batched))
+        }
+    }
+}
+
+/// Handle one request line of the control protocol; returns the response line (without the newline).
+pub fn handle_line(d: &Daemon, line: &str) -> String {
+    let resp: Response = match serde_json::from_str::<Request>(line) {
+        Err(e) => Response::Err(ApiError::with_message(
+            ErrorCode::BadRequest,
+            format!("bad request: {e}"),
+        )),
+        Ok(req) if req.version != rvs_api::PROTOCOL_VERSION => {
+            Response::Err(ApiError::with_message(
+                ErrorCode::VersionMismatch,
+                format!(
+                    "protocol version {} is not supported by this rvsd (it speaks version {})",
+                    req.version,
+                    rvs_api::PROTOCOL_VERSION
+                ),
+            ))
+        }
+        Ok(req) => execute(d, &req.command).into(),
+    };
+    serde_json::to_string(&resp).unwrap_or_else(|e| {
+        format!(
+            "{{\"err\":{{\"code\":\"internal\",\"message\":\"cannot encode the reply: {e}\"}}}}"
+        )
+    })
 }
