@@ -295,3 +295,100 @@ mod tests {
         assert!(b.0 >= a.0);
     }
 }
+
+#[cfg(test)]
+mod packet_tests {
+    use super::*;
+    use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceKey, ServiceSpec};
+
+    const VIP: [u8; 4] = [198, 51, 100, 100];
+    const CIP: [u8; 4] = [198, 51, 100, 10];
+    const RIP: [u8; 4] = [203, 0, 113, 11];
+
+    fn syn(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, ttl: u8) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ipv4(src, dst, ttl)
+            .tcp(sport, dport, 1000, 64240)
+            .syn();
+        let mut out = Vec::with_capacity(b.size(0));
+        b.write(&mut out, &[]).expect("build packet");
+        out
+    }
+
+    fn director() -> (Director, VipSet) {
+        let d = Director::default();
+        let key = ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: VIP.into(),
+            port: 80,
+        };
+        d.apply_batch(
+            Timestamp(1),
+            vec![
+                ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+                ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, 1)),
+            ],
+        )
+        .expect("config");
+        let v = VipSet::default();
+        v.set(vec![VIP.into()]);
+        (d, v)
+    }
+
+    #[test]
+    fn forward_rewrites_and_gives_back_one_ttl() {
+        let (d, v) = director();
+        let st = WorkerStats::default();
+        let mut p = syn(CIP, VIP, 40000, 80, 62);
+        assert_eq!(
+            handle_packet(&d, &v, Timestamp(10), 7, &mut p, &st),
+            Action::Send
+        );
+        let h = etherparse::Ipv4HeaderSlice::from_slice(&p).expect("ipv4");
+        assert_eq!(h.destination(), RIP);
+        assert_eq!(h.ttl(), 63, "TTL + 1");
+        assert!(
+            rvs_wire::checksum::ipv4_header_ok(&p),
+            "header checksum still valid"
+        );
+        assert_eq!(st.forwarded_in.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn foreign_packet_passes_unchanged() {
+        let (d, v) = director();
+        let st = WorkerStats::default();
+        let orig = syn([203, 0, 113, 12], [198, 51, 100, 20], 5000, 9999, 60);
+        let mut p = orig.clone();
+        assert_eq!(
+            handle_packet(&d, &v, Timestamp(10), 7, &mut p, &st),
+            Action::Send
+        );
+        assert_eq!(p, orig);
+        assert_eq!(st.passed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn vip_port_without_service_is_dropped_not_looped() {
+        let (d, v) = director();
+        let st = WorkerStats::default();
+        let mut p = syn(CIP, VIP, 40000, 81, 62);
+        assert_eq!(
+            handle_packet(&d, &v, Timestamp(10), 7, &mut p, &st),
+            Action::Drop
+        );
+        assert_eq!(st.unserved_vip.load(Ordering::Relaxed), 1);
+        assert_eq!(st.passed.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let (d, v) = director();
+        let st = WorkerStats::default();
+        for len in 0..64 {
+            let mut p: Vec<u8> = (0..len)
+                .map(|i| (i as u8).wrapping_mul(37) ^ 0x45)
+                .collect();
+            let _ = handle_packet(&d, &v, Timestamp(10), 7, &mut p, &st);
+        }
+    }
+}

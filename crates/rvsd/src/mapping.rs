@@ -433,3 +433,121 @@ pub fn handle_line(d: &Daemon, line: &str) -> String {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn akey(port: u16) -> rvs_api::ServiceKey {
+        rvs_api::ServiceKey::Addr {
+            protocol: rvs_api::Protocol::Udp,
+            addr: "198.51.100.100".parse().expect("ip"),
+            port,
+        }
+    }
+
+    #[test]
+    fn service_round_trip() {
+        let c = ServiceConfig {
+            key: akey(53),
+            scheduler: "mh".into(),
+            sched_flags: rvs_api::SchedFlags {
+                flag1: true,
+                flag2: false,
+                flag3: true,
+            },
+            persistence: Some(rvs_api::Persistence {
+                timeout_s: 600,
+                netmask: "255.255.255.0".parse().expect("ip"),
+            }),
+            one_packet: true,
+            pe: Some("sip".into()),
+        };
+        assert_eq!(service_out(&service_in(&c)), c);
+        let f = rvs_api::ServiceKey::Fwmark {
+            mark: 7,
+            ipv6: true,
+        };
+        assert_eq!(key_out(key_in(f)), f);
+    }
+
+    #[test]
+    fn dest_round_trip_and_refusals() {
+        let mut d = DestConfig {
+            addr: "203.0.113.11".parse().expect("ip"),
+            port: 80,
+            weight: 3,
+            method: rvs_api::ForwardMethod::Masq,
+            u_threshold: 10,
+            l_threshold: 5,
+        };
+        for m in [
+            rvs_api::ForwardMethod::Masq,
+            rvs_api::ForwardMethod::Route,
+            rvs_api::ForwardMethod::Tunnel(rvs_api::TunnelConfig {
+                tun_type: rvs_api::TunnelType::Gue,
+                port: 6080,
+                csum: rvs_api::TunnelCsum::RemCsum,
+            }),
+        ] {
+            d.method = m;
+            assert_eq!(dest_out(&dest_in(&d).expect("mappable")), d);
+        }
+        d.method = rvs_api::ForwardMethod::Local;
+        assert_eq!(
+            dest_in(&d).expect_err("local refused").code,
+            ErrorCode::NotSupported
+        );
+    }
+
+    #[test]
+    fn missing_service_texts_follow_ipvsadm() {
+        let del = Command::DeleteService(akey(1));
+        assert_eq!(
+            config_error(&ConfigError::ServiceNotDefined, &del).message,
+            "No such service"
+        );
+        let deld = Command::DeleteDest {
+            service: akey(1),
+            addr: IpAddr::from([203, 0, 113, 11]),
+            port: 1,
+        };
+        assert_eq!(
+            config_error(&ConfigError::ServiceNotDefined, &deld).message,
+            "Service not defined"
+        );
+        let e = config_error(&ConfigError::InvalidArgument("weight".into()), &del);
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert_eq!(e.detail.as_deref(), Some("weight"));
+    }
+
+    #[test]
+    fn batches_flatten_with_top_level_indexes_and_refuse_queries() {
+        let add = Command::AddService(ServiceConfig {
+            key: akey(53),
+            scheduler: "rr".into(),
+            sched_flags: Default::default(),
+            persistence: None,
+            one_packet: false,
+            pe: None,
+        });
+        let cmds = vec![
+            Command::Clear,
+            Command::Batch(vec![add.clone(), Command::Zero(None)]),
+        ];
+        let (mut ops, mut origin) = (Vec::new(), Vec::new());
+        commands_to_ops(&cmds, &mut ops, &mut origin, None).expect("changes only");
+        assert_eq!(ops.len(), 3);
+        assert_eq!(
+            origin.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![0, 1, 1]
+        );
+        assert!(matches!(ops[1], ConfigOp::AddService(_)));
+        let bad = vec![Command::Batch(vec![add, Command::ListServices])];
+        let (mut ops, mut origin) = (Vec::new(), Vec::new());
+        let e = commands_to_ops(&bad, &mut ops, &mut origin, None).expect_err("query in a batch");
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert_eq!(e.index, Some(0));
+    }
+}
