@@ -95,6 +95,10 @@ struct Args {
     /// Keep the scratch directory with configs and logs.
     #[arg(long)]
     keep_logs: bool,
+    /// Scheduling priority (nice) of the benchmark and every process it starts: the load generators and servers
+    /// then win the CPU against unrelated work on a shared machine. 0 leaves it alone.
+    #[arg(long, default_value_t = -10, allow_hyphen_values = true)]
+    nice: i32,
     /// Count rvs-core instructions per packet under valgrind instead of running the network benchmark.
     #[arg(long)]
     icount: bool,
@@ -194,6 +198,13 @@ fn run_network(args: &Args) -> Result<()> {
     }
     sys::ensure_tools(&tools)?;
     paths::remove_stale_labs();
+    if args.nice != 0 {
+        let pid = std::process::id().to_string();
+        let n = args.nice.to_string();
+        if let Err(e) = sys::sh(&["renice", "-n", &n, "-p", &pid]) {
+            eprintln!("bench: renice failed ({e:#}); running at normal priority");
+        }
+    }
 
     let mut bench = Bench::new(args)?;
     let started = now_utc();
@@ -265,8 +276,14 @@ fn run_network(args: &Args) -> Result<()> {
     println!();
     println!("Machine: {machine}");
     println!(
-        "Settings: {} rounds, interleaved; {} s per measurement; wrk -t{} -c{}; UDP {} flows x {}-byte payload",
-        args.rounds, args.duration, args.threads, args.connections, args.udp_flows, args.udp_size
+        "Settings: {} rounds, interleaved; {} s per measurement; wrk -t{} -c{}; UDP {} flows x {}-byte payload; nice {}",
+        args.rounds,
+        args.duration,
+        args.threads,
+        args.connections,
+        args.udp_flows,
+        args.udp_size,
+        args.nice
     );
     println!();
     println!("{}", report(&args.paths, &results));
@@ -410,63 +427,42 @@ fn report(paths: &[PathKind], results: &Results) -> String {
     let per_op = |x: f64, s: &Sample| (s.ops > 0.0).then(|| x / s.ops);
     let cpu_rows = vec![
         row(
-            "machine CPU per keep-alive request",
-            Unit::Seconds,
-            true,
-            Workload::Keepalive,
-            &|s| per_op(s.cpu_busy_s, s),
-        ),
-        row(
-            "  of which softirq",
+            "softirq per keep-alive request (whole machine)",
             Unit::Seconds,
             true,
             Workload::Keepalive,
             &|s| per_op(s.cpu_softirq_s, s),
         ),
         row(
-            "  director process (rvsd/haproxy)",
+            "director process CPU per keep-alive request",
             Unit::Seconds,
             true,
             Workload::Keepalive,
             &|s| s.proc_s.and_then(|p| per_op(p, s)),
         ),
         row(
-            "machine CPU per new connection",
-            Unit::Seconds,
-            true,
-            Workload::Newconn,
-            &|s| per_op(s.cpu_busy_s, s),
-        ),
-        row(
-            "  of which softirq",
+            "softirq per new connection (whole machine)",
             Unit::Seconds,
             true,
             Workload::Newconn,
             &|s| per_op(s.cpu_softirq_s, s),
         ),
         row(
-            "  director process (rvsd/haproxy)",
+            "director process CPU per new connection",
             Unit::Seconds,
             true,
             Workload::Newconn,
             &|s| s.proc_s.and_then(|p| per_op(p, s)),
         ),
         row(
-            "machine CPU per UDP packet received",
-            Unit::Seconds,
-            true,
-            Workload::Udp,
-            &|s| per_op(s.cpu_busy_s, s),
-        ),
-        row(
-            "  of which softirq",
+            "softirq per UDP packet (whole machine)",
             Unit::Seconds,
             true,
             Workload::Udp,
             &|s| per_op(s.cpu_softirq_s, s),
         ),
         row(
-            "  director process (rvsd)",
+            "director process CPU per UDP packet",
             Unit::Seconds,
             true,
             Workload::Udp,
@@ -487,7 +483,11 @@ fn report(paths: &[PathKind], results: &Results) -> String {
     let mut out = String::new();
     out.push_str("Median (min–max) over the rounds; (ratio to kernel NAT's median).\n\n");
     out.push_str(&stats::markdown_table(&labels, base, &keep(main_rows)));
-    out.push_str("\nCPU cost per operation (whole machine: client, director and real servers share its cores).\n\n");
+    out.push_str(
+        "\nCPU cost per operation: softirq time of the whole machine (the kernel's packet work in every namespace: \
+         client, director, real servers), and utime+stime of the director's user-space process (rvsd or HAProxy; \
+         the kernel paths have none).\n\n",
+    );
     out.push_str(&stats::markdown_table(&labels, base, &keep(cpu_rows)));
     out
 }
@@ -589,12 +589,12 @@ mod tests {
             line,
             "| HTTP keep-alive requests/s | 30.0k (30.0k–30.0k) (2.00x) | 15.0k (10.0k–20.0k) (1.00x) | failed: rvsd exited |"
         );
-        // CPU per request: 1 s / 150k requests = 6.67 µs on the direct path.
+        // softirq per request: 0.5 s / 150k requests = 3.33 µs on the direct path.
         let cpu = out
             .lines()
-            .find(|l| l.starts_with("| machine CPU per keep-alive request"))
+            .find(|l| l.starts_with("| softirq per keep-alive request"))
             .unwrap();
-        assert!(cpu.contains("6.67 µs"), "{cpu}");
+        assert!(cpu.contains("3.33 µs"), "{cpu}");
         // The director process row has no figures for kernel paths.
         assert!(out.contains("| n/a |"), "{out}");
         // Workloads that were not run leave no rows.

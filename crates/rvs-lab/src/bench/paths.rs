@@ -77,9 +77,21 @@ impl Bench {
     pub fn new(args: &Args) -> Result<Bench> {
         let prefix = format!("{NS_PREFIX}{}", std::process::id());
         let lab = Lab::up(&prefix)?;
-        let exe = std::env::current_exe().context("own executable")?;
+        // Private copies: a rebuild of target/ during the run (other engineers, cargo run) must not change or
+        // remove the binaries under measurement.
+        let exe = private_copy(
+            &std::env::current_exe().context("own executable")?,
+            &lab.dir,
+            "rvs-lab",
+        )?;
         let rvs_bins = if args.paths.contains(&PathKind::Rvs) {
             find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
+                .and_then(|(d, a)| {
+                    Ok((
+                        private_copy(&d, &lab.dir, "rvsd")?,
+                        private_copy(&a, &lab.dir, "rvsadm")?,
+                    ))
+                })
                 .map_err(|e| format!("{e:#}"))
         } else {
             Err("not requested".into())
@@ -608,6 +620,13 @@ fn wait_listening(ns: &str, suffix: &str, mut daemon: Option<&mut Daemon>) -> Re
         }
         thread::sleep(Duration::from_millis(30));
     }
+}
+
+fn private_copy(src: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    let dst = dir.join(name);
+    std::fs::copy(src, &dst)
+        .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    Ok(dst)
 }
 
 /// rvsd and rvsadm: given on the command line, else found (or built) by the lab's [`crate::bins::find`].
