@@ -279,10 +279,16 @@ fn icmp_in_wrong_family_is_other() {
 
 #[test]
 fn every_prefix_parses_to_err_or_consistent_info() {
-    let mut fixtures = vec![V4_TCP_SYN.to_vec(), v6_udp_ext(), v4_icmp_unreach()];
+    let mut fixtures = vec![
+        V4_TCP_SYN.to_vec(),
+        v6_udp_ext(),
+        v4_icmp_unreach(),
+        v6_icmp_too_big(),
+    ];
     let mut frag = v6_udp_ext();
     frag[48] = proto::IPV6_FRAG;
     fixtures.push(frag);
+    let mut rewritten = 0;
     for full in fixtures {
         for n in 0..=full.len() {
             // Cut the buffer only (length fields now lie) ...
@@ -308,9 +314,24 @@ fn every_prefix_parses_to_err_or_consistent_info() {
                     i.ip_len <= fixed.len() && i.l4_offset <= i.ip_len,
                     "fixed prefix {n}"
                 );
+                // Whatever parsed can be rewritten (shorter quotes included).
+                let with_port =
+                    matches!(i.transport, Transport::Tcp { .. } | Transport::Udp { .. });
+                let p = with_port.then_some(9);
+                crate::rewrite::set_src(&mut fixed, &i, i.dst, p).expect("rewrite parsed prefix");
+                crate::rewrite::adjust_ttl(&mut fixed, &i, -1).expect("ttl");
+                if let Transport::Icmp { error: Some(e), .. } = i.transport {
+                    let ip = e.ports.map(|_| 7);
+                    crate::rewrite::set_inner_dst(&mut fixed, &i, e.src, ip)
+                        .expect("inner rewrite");
+                }
+                assert!(parse(&fixed).is_ok(), "rewritten prefix {n} still parses");
+                rewritten += 1;
             }
         }
     }
+    // 4 full packets + 4 fragment payload cuts + 12 shorter quotes of each ICMP error = 33.
+    assert_eq!(rewritten, 33, "prefixes that parsed");
 }
 
 /// ICMPv6 packet too big from 2001:db8::2 to 2001:db8::1 quoting `v6_udp_ext()` in full.
