@@ -53,7 +53,7 @@ use std::net::IpAddr;
 
 pub use icmp::{IcmpPacket, Icmpv6Packet, icmpv4_is_error, icmpv6_is_error};
 pub use ipv4::Ipv4Packet;
-pub use ipv6::{Ipv6Chain, Ipv6Packet, walk_extension_headers};
+pub use ipv6::{Ipv6Chain, Ipv6Packet, MAX_EXTENSION_HEADERS, walk_extension_headers};
 pub use parse::parse;
 pub use tcp::TcpPacket;
 pub use udp::UdpPacket;

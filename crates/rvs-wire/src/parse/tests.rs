@@ -330,7 +330,7 @@ fn every_prefix_parses_to_err_or_consistent_info() {
             }
         }
     }
-    // 4 full packets + 4 fragment payload cuts + 12 shorter quotes of each ICMP error = 33.
+    // 5 full packets + 4 shorter fragment payloads + 12 shorter quotes of each ICMP error = 33.
     assert_eq!(rewritten, 33, "prefixes that parsed");
 }
 
