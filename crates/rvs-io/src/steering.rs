@@ -118,6 +118,28 @@ impl Steering {
         &self.cfg
     }
 
+    /// The device of a live steering carrying our tag, if any. Routes through a TUN vanish with it, so a tagged
+    /// route still present means another process (another rvsd in this namespace) owns it: do not clean it.
+    pub fn live_owner(&mut self) -> Result<Option<String>, SteeringError> {
+        for v6 in [false, true] {
+            for r in self.nl.routes(v6)? {
+                if netlink::route_proto(&r) != self.cfg.proto {
+                    continue;
+                }
+                let oif = r.attributes.iter().find_map(|a| match a {
+                    netlink_packet_route::route::RouteAttribute::Oif(i) => Some(*i),
+                    _ => None,
+                });
+                if let Some(i) = oif {
+                    return Ok(Some(
+                        crate::sys::ifname(i).unwrap_or_else(|| format!("ifindex {i}")),
+                    ));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Remove everything carrying our tag (routes with our protocol in any table, rules with our protocol or table,
     /// proxy neighbours with our protocol) plus what this instance knows it installed. Returns how many objects
     /// were removed.

@@ -21,7 +21,7 @@ pub enum ApplyError {
     #[error("{0}")]
     Refused(String),
     /// The kernel plumbing failed (a VIP routed by something else, ...).
-    #[error("{0}")]
+    #[error(transparent)]
     Steering(#[from] SteeringError),
     /// rvsd is shutting down.
     #[error("rvsd is shutting down")]

@@ -70,6 +70,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     if rvs_io::sys::euid() != 0 {
         bail!("must run as root (it creates a TUN device and changes routes)");
     }
+    // Handlers first: a SIGTERM during start-up is then handled (cleanly) once start-up is done.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("signal handlers")?;
     let socket = args.socket_path(std::env::var_os("RVS_SOCKET"));
     control::check_free(&socket)?;
     let workers = args.worker_count();
@@ -79,6 +82,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     cfg.public_if = args.public_if.clone();
     cfg.private_if = args.private_if.clone();
     let mut steering = Steering::new(cfg)?;
+    if let Some(owner) = steering.live_owner()? {
+        bail!(
+            "another rvsd is running in this network namespace (its steering goes through {owner}); stop it first"
+        );
+    }
     let stale = steering
         .remove_all()
         .context("removing steering left by an earlier run")?;
@@ -111,8 +119,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("starting data-plane workers")?;
     let _timers = start_timers(director.clone()).context("starting the timer thread")?;
 
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .context("signal handlers")?;
     let listener = control::bind(&socket)?;
     let _socket_file = SocketFile(socket.clone());
     {
