@@ -27,6 +27,7 @@ pub fn parse(buf: &[u8]) -> Result<PacketInfo, WireError> {
     }
 }
 
+#[inline]
 fn parse_v4(buf: &[u8]) -> Result<PacketInfo, WireError> {
     let ip = Ipv4Packet::new_checked(buf)?;
     let l4_offset = ip.header_len();
@@ -52,6 +53,7 @@ fn parse_v4(buf: &[u8]) -> Result<PacketInfo, WireError> {
     })
 }
 
+#[inline]
 fn parse_v6(buf: &[u8]) -> Result<PacketInfo, WireError> {
     let ip = Ipv6Packet::new_checked(buf)?;
     let payload = ip.payload();
@@ -79,6 +81,9 @@ fn parse_v6(buf: &[u8]) -> Result<PacketInfo, WireError> {
 }
 
 /// Summarises the transport header in `l4` (which starts at `l4_offset` in the packet).
+/// Inlined so the summary is built in place (returning it through the stack costs
+/// store-forwarding stalls on the per-packet path).
+#[inline(always)]
 fn transport(
     version: IpVersion,
     protocol: u8,
@@ -128,6 +133,8 @@ fn transport(
 
 /// Parses the packet quoted in an ICMP error: a complete IP header (IPv6: with its extension
 /// headers) of the same family is required; the rest may be cut short.
+#[cold]
+#[inline(never)]
 fn quoted(version: IpVersion, data: &[u8], inner_offset: usize) -> Result<IcmpError, WireError> {
     let first = data.first().ok_or(WireError::Truncated)? >> 4;
     let (src, dst, protocol, hdr_len, non_first_fragment) = match (version, first) {

@@ -56,7 +56,7 @@ fn fits(off: usize, len: usize, buf_len: usize) -> bool {
 }
 
 /// Writes `addr` at `off` (family already checked) and returns the checksum delta.
-#[inline]
+#[inline(always)]
 fn write_addr(buf: &mut [u8], off: usize, addr: IpAddr) -> Delta {
     match addr {
         IpAddr::V4(a) => {
@@ -75,7 +75,7 @@ fn write_addr(buf: &mut [u8], off: usize, addr: IpAddr) -> Delta {
 }
 
 /// Writes a 16-bit word and returns its checksum delta.
-#[inline]
+#[inline(always)]
 fn write_word(buf: &mut [u8], off: usize, new: u16) -> Delta {
     let old = f::u16_at(buf, off);
     f::set_u16(buf, off, new);
@@ -83,7 +83,7 @@ fn write_word(buf: &mut [u8], off: usize, new: u16) -> Delta {
 }
 
 /// Applies `delta` to the checksum at `off`; returns the delta of the checksum word itself.
-#[inline]
+#[inline(always)]
 fn update_csum(buf: &mut [u8], off: usize, delta: Delta, udp: bool) -> Delta {
     let old = f::u16_at(buf, off);
     let mut new = delta.apply(old);
