@@ -13,6 +13,8 @@ pub mod client;
 pub mod error;
 pub mod framing;
 pub mod ipvsadm;
+pub mod listing;
+pub mod resolve;
 pub mod rules;
 pub mod types;
 
