@@ -115,9 +115,19 @@ pub(crate) fn has_ports(protocol: u8) -> bool {
 
 /// Where each destination of `old` went in `new` (by identity, not by address): `None` when it
 /// was removed.
+/// Linear in the list sizes (configuration path only).
 pub(crate) fn remap(old: &[Arc<Destination>], new: &[Arc<Destination>]) -> Vec<Option<usize>> {
+    // Common case: nothing moved (a weight edit), or destinations were appended.
+    if old.len() <= new.len() && old.iter().zip(new).all(|(o, n)| Arc::ptr_eq(o, n)) {
+        return (0..old.len()).map(Some).collect();
+    }
+    let index: hashbrown::HashMap<*const Destination, usize, foldhash::fast::FixedState> = new
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (Arc::as_ptr(n), i))
+        .collect();
     old.iter()
-        .map(|o| new.iter().position(|n| Arc::ptr_eq(o, n)))
+        .map(|o| index.get(&Arc::as_ptr(o)).copied())
         .collect()
 }
 
@@ -145,6 +155,18 @@ mod tests {
     fn fold_v6_is_xor_of_words() {
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(addr_fold(a), 0x2001_0db8 ^ 1);
+    }
+
+    #[test]
+    fn remap_by_identity() {
+        let d = crate::sched::tests::dests(&[1, 1, 1, 1]);
+        let same = remap(&d, &d);
+        assert_eq!(same, [Some(0), Some(1), Some(2), Some(3)]);
+        let new = vec![d[3].clone(), d[1].clone()];
+        assert_eq!(remap(&d, &new), [None, Some(1), None, Some(0)]);
+        // same address, different destination object: not the same
+        let other = crate::sched::tests::dests(&[1]);
+        assert_eq!(remap(&d[..1], &other), [None]);
     }
 
     #[test]
