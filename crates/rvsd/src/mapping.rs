@@ -396,8 +396,11 @@ pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
             "rvsd has no connection synchronisation daemon (--start-daemon/--stop-daemon are not supported)",
         )),
         change => {
-            let batched = matches!(change, Command::Batch(_));
-            let cmds = std::slice::from_ref(change);
+            // A batch's errors carry the index of the failing command within the batch (rvsadm -R names the line).
+            let (batched, cmds) = match change {
+                Command::Batch(inner) => (true, inner.as_slice()),
+                one => (false, std::slice::from_ref(one)),
+            };
             let mut ops = Vec::new();
             let mut origin = Vec::new();
             commands_to_ops(cmds, &mut ops, &mut origin, None)?;
