@@ -245,6 +245,31 @@ mod tests {
     }
 
     #[test]
+    fn oversized_table_drops_stale_entries() {
+        let d = dests(&[1]);
+        let mut s = Lblc::new();
+        s.update(&d);
+        let over = 300;
+        for k in 0..(MAX_ENTRIES + over) as u32 {
+            let v6: std::net::IpAddr =
+                std::net::Ipv6Addr::from(u128::from(k) | (0x2001_0db8 << 96)).into();
+            s.schedule(&d, &input_at(Timestamp(0), v6));
+        }
+        assert_eq!(s.entries(), MAX_ENTRIES + over);
+        // first check at 60 s: nothing is 6 minutes old yet
+        s.schedule(&d, &at(CHECK_EXPIRE_INTERVAL_MS, 1));
+        assert_eq!(s.entries(), MAX_ENTRIES + over + 1);
+        // a check after 6 minutes removes 4/3 of the excess, only stale ones
+        s.schedule(&d, &at(ENTRY_TIMEOUT_MS + CHECK_EXPIRE_INTERVAL_MS, 1));
+        let excess = over + 1;
+        assert_eq!(s.entries(), MAX_ENTRIES + over + 1 - excess * 4 / 3);
+        assert!(
+            s.table.contains_key(&at(0, 1).vaddr),
+            "recently used entry kept"
+        );
+    }
+
+    #[test]
     fn full_expiration_after_thirty_checks() {
         let d = dests(&[1]);
         let mut s = Lblc::with_expiration(10 * 60 * 1000);

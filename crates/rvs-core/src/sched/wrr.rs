@@ -137,6 +137,32 @@ mod tests {
     }
 
     #[test]
+    fn update_mid_cycle_keeps_current_weight_and_restarts_at_head() {
+        let d = dests(&[4, 3, 2]);
+        let mut s = Wrr::new();
+        s.update(&d);
+        assert_eq!(run(&mut s, &d, 3), [0, 0, 1]); // now cw = 3
+        d[2].set_weight(4);
+        s.update(&d); // di 1, mw 4: cw stays 3, pass restarts at the head
+        assert_eq!(run(&mut s, &d, 11), [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 2]);
+    }
+
+    #[test]
+    fn update_with_gcd_rounds_current_weight() {
+        // cw = (cw / di) * di + 1 when the GCD grows above 1
+        let d = dests(&[5, 3, 1]);
+        let mut s = Wrr::new();
+        s.update(&d);
+        assert_eq!(run(&mut s, &d, 3), [0, 0, 0]); // cw 5, 4, 3
+        d[0].set_weight(6);
+        d[1].set_weight(4);
+        d[2].set_weight(2);
+        s.update(&d); // di 2, mw 5, cw 3 -> 3
+        assert_eq!(s.cw, 3);
+        assert_eq!(run(&mut s, &d, 6), [0, 1, 0, 1, 2, 0]);
+    }
+
+    #[test]
     fn proportions_over_a_cycle() {
         let w = [5u32, 1, 3, 7, 0, 2];
         let total: u32 = w.iter().sum();
