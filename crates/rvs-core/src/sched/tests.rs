@@ -215,6 +215,41 @@ proptest! {
     }
 
     #[test]
+    fn wrr_gives_each_destination_its_weight_per_cycle(
+        weights in prop::collection::vec(0u32..12, 1..9),
+        cycles in 1usize..4,
+    ) {
+        let d = dests(&weights);
+        let mut s = Wrr::new();
+        s.update(&d);
+        let total: u32 = weights.iter().sum();
+        let got = run(&mut s, &d, total as usize * cycles);
+        prop_assert_eq!(got.len(), total as usize * cycles);
+        for (i, &w) in weights.iter().enumerate() {
+            let c = got.iter().filter(|&&x| x == i).count();
+            prop_assert_eq!(c, w as usize * cycles, "dest {} of {:?}", i, weights);
+        }
+    }
+
+    #[test]
+    fn rr_visits_every_available_destination_once_per_round(
+        spec in prop::collection::vec((0u32..3, prop::bool::weighted(0.2)), 1..12),
+        warmup in 0usize..20,
+    ) {
+        let d = dests(&spec.iter().map(|s| s.0).collect::<Vec<_>>());
+        for (x, s) in d.iter().zip(&spec) {
+            x.set_overloaded(s.1);
+        }
+        let avail: Vec<usize> = (0..d.len()).filter(|&i| d[i].is_available()).collect();
+        let mut s = Rr::new();
+        s.update(&d);
+        run(&mut s, &d, warmup);
+        let mut got = run(&mut s, &d, avail.len());
+        got.sort_unstable();
+        prop_assert_eq!(got, avail);
+    }
+
+    #[test]
     fn twos_never_picks_unavailable(
         spec in prop::collection::vec((0u32..10, 0u32..10, 0u32..10, prop::bool::weighted(0.2)), 0..16),
         random in any::<u64>(),
@@ -313,6 +348,21 @@ fn mh_add_moves_close_to_minimum() {
     );
     assert!(changed >= minimum);
     assert!(changed < 2 * minimum, "moved {changed}, minimum {minimum}");
+}
+
+#[test]
+fn more_destinations_than_table_slots() {
+    // 5000 destinations: mh's table (4093) and sh/dh's (256) cannot hold them all; building
+    // must still terminate and every pick be a valid, available destination.
+    let d = dests(&[1; 5000]);
+    for name in ["mh", "sh", "dh"] {
+        let mut s = new_scheduler(name, SchedFlags::default()).expect("known");
+        s.update(&d);
+        for k in 0..1000 {
+            let i = s.schedule(&d, &varied(k)).expect("available");
+            assert!(i < d.len());
+        }
+    }
 }
 
 #[test]
