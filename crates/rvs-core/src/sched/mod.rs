@@ -13,8 +13,16 @@
 //! unavailable list gives `None`. The two locality schedulers (lblc, lblcr) allocate only when
 //! they learn a new destination address (a new cache entry).
 //!
-//! Where rvs deviates from the kernel (hash functions, twos's off-by-one weighting, ...) the
-//! module documentation of the scheduler says so.
+//! Where rvs deviates from the kernel the module documentation of the scheduler says so. In short:
+//! - dh: bucket = `hash_32(fold(daddr), 8)` instead of the low 8 bits of `daddr * 2654435761`;
+//! - mh: a splitmix64-style keyed mixer instead of hsiphash (same table size 4093, same
+//!   permutation/population, GCD and shift of weights, last-weight handling, fallback walk);
+//! - twos: weight-proportional draws from `[0, total)` (the kernel's `[0, total]` favours the
+//!   first destination by one unit); the two draws come from the caller's random value;
+//! - lblc: a remembered destination is also left when its threshold-overload flag is set;
+//! - lblc/lblcr: the kernel's 60 s garbage-collection timer runs inside `schedule()` when
+//!   [`SchedInput::now`] passes the next check time;
+//! - sh, wrr, rr, lc, wlc, sed, nq, fo, ovf, lblcr: kernel semantics (sh even its hash).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -106,7 +114,7 @@ pub trait Scheduler: Send + std::fmt::Debug {
     fn schedule(&mut self, dests: &[Arc<Destination>], input: &SchedInput) -> Option<usize>;
 }
 
-/// Every scheduler name [`new_scheduler`] knows, in the order `ipvsadm --help` lists them.
+/// Every scheduler name [`new_scheduler`] knows (the stock IPVS schedulers).
 pub const SCHEDULER_NAMES: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
 ];
