@@ -1,7 +1,7 @@
 //! The daemon's shared state: the director, the steering, the rules file, and the one place configuration changes
 //! (so a change and its steering happen together, or not at all).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +23,9 @@ pub enum ApplyError {
     /// The kernel plumbing failed (a VIP routed by something else, ...).
     #[error(transparent)]
     Steering(#[from] SteeringError),
+    /// Operation `index` of a rules file contradicts the ones before it.
+    #[error("{1}")]
+    Rules(usize, ConfigError),
     /// rvsd is shutting down.
     #[error("rvsd is shutting down")]
     ShuttingDown,
@@ -45,6 +48,9 @@ pub struct Daemon {
     rules: Option<PathBuf>,
     save: bool,
 }
+
+/// A whole configuration: services with their destinations.
+pub type ConfigSet = Vec<(ServiceSpec, Vec<DestSpec>)>;
 
 /// Addresses that need steering for a configuration: VIPs of address services, and masq real servers.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -190,7 +196,7 @@ impl Daemon {
     /// Replace the whole configuration with `ops` (a rules file): only the difference is applied, so the
     /// connections of unchanged services stay.
     pub fn replace(&self, ops: Vec<ConfigOp>) -> Result<(), ApplyError> {
-        let target = desired_config(&ops)?;
+        let (target, extra) = desired_config(&ops)?;
         let mut ctl = self.lock();
         if ctl.shutting_down {
             return Err(ApplyError::ShuttingDown);
@@ -201,7 +207,8 @@ impl Daemon {
             .into_iter()
             .map(|s| (s.spec, s.dests.into_iter().map(|d| d.spec).collect()))
             .collect();
-        let diff = diff_ops(&current, &target, &ops);
+        let mut diff = diff_ops(&current, &target);
+        diff.extend(extra);
         if diff.is_empty() {
             return Ok(());
         }
@@ -231,40 +238,59 @@ impl Daemon {
     }
 }
 
-/// The configuration a list of operations (from a rules file) describes, in order of first appearance.
-pub fn desired_config(ops: &[ConfigOp]) -> Result<Vec<(ServiceSpec, Vec<DestSpec>)>, ApplyError> {
-    let mut out: Vec<(ServiceSpec, Vec<DestSpec>)> = Vec::new();
-    let mut index: BTreeMap<ServiceKey, usize> = BTreeMap::new();
+/// The configuration a list of operations (from a rules file) describes when applied to an empty director, in
+/// order of first appearance, plus the timeout changes it makes. Errors name the operation index.
+pub fn desired_config(ops: &[ConfigOp]) -> Result<(ConfigSet, Vec<ConfigOp>), ApplyError> {
+    let mut out: ConfigSet = Vec::new();
+    let mut extra = Vec::new();
+    let find = |out: &ConfigSet, k: &ServiceKey| out.iter().position(|(s, _)| s.key == *k);
     for (i, op) in ops.iter().enumerate() {
+        let err = |e| ApplyError::Rules(i, e);
         match op {
             ConfigOp::AddService(s) => {
-                if index.contains_key(&s.key) {
-                    return Err(ApplyError::Config(i, ConfigError::ServiceExists));
+                if find(&out, &s.key).is_some() {
+                    return Err(err(ConfigError::ServiceExists));
                 }
-                index.insert(s.key, out.len());
                 out.push((s.clone(), Vec::new()));
             }
-            ConfigOp::AddDest(k, d) => {
-                let Some(&j) = index.get(k) else {
-                    return Err(ApplyError::Config(i, ConfigError::ServiceNotDefined));
-                };
-                if out[j]
+            ConfigOp::EditService(s) => {
+                let j = find(&out, &s.key).ok_or(err(ConfigError::ServiceNotDefined))?;
+                out[j].0 = s.clone();
+            }
+            ConfigOp::DeleteService(k) => {
+                let j = find(&out, k).ok_or(err(ConfigError::ServiceNotDefined))?;
+                out.remove(j);
+            }
+            ConfigOp::AddDest(k, d) | ConfigOp::EditDest(k, d) => {
+                let j = find(&out, k).ok_or(err(ConfigError::ServiceNotDefined))?;
+                let pos = out[j]
                     .1
                     .iter()
-                    .any(|x| x.addr == d.addr && x.port == d.port)
-                {
-                    return Err(ApplyError::Config(i, ConfigError::DestinationExists));
+                    .position(|x| x.addr == d.addr && x.port == d.port);
+                match (op, pos) {
+                    (ConfigOp::AddDest(..), Some(_)) => {
+                        return Err(err(ConfigError::DestinationExists));
+                    }
+                    (ConfigOp::AddDest(..), None) => out[j].1.push(*d),
+                    (_, Some(p)) => out[j].1[p] = *d,
+                    (_, None) => return Err(err(ConfigError::NoSuchDestination)),
                 }
-                out[j].1.push(*d);
             }
-            _ => {
-                return Err(ApplyError::Refused(format!(
-                    "rules file: only service and real server additions (-A, -a) are allowed, found {op:?}"
-                )));
+            ConfigOp::DeleteDest(k, a, p) => {
+                let j = find(&out, k).ok_or(err(ConfigError::ServiceNotDefined))?;
+                let pos = out[j]
+                    .1
+                    .iter()
+                    .position(|x| x.addr == *a && x.port == *p)
+                    .ok_or(err(ConfigError::NoSuchDestination))?;
+                out[j].1.remove(pos);
             }
+            ConfigOp::Clear => out.clear(),
+            ConfigOp::Zero(_) => {}
+            ConfigOp::SetTimeouts(_) => extra.push(op.clone()),
         }
     }
-    Ok(out)
+    Ok((out, extra))
 }
 
 /// Operations turning `current` into `target`. Services and destinations present in both with the same
@@ -272,7 +298,6 @@ pub fn desired_config(ops: &[ConfigOp]) -> Result<Vec<(ServiceSpec, Vec<DestSpec
 pub fn diff_ops(
     current: &[(ServiceSpec, Vec<DestSpec>)],
     target: &[(ServiceSpec, Vec<DestSpec>)],
-    _source: &[ConfigOp],
 ) -> Vec<ConfigOp> {
     let mut ops = Vec::new();
     for (s, _) in current {
@@ -394,9 +419,9 @@ mod tests {
             (s81.clone(), vec![dest(11, 1)]),
         ];
         // Unchanged: no ops at all.
-        assert!(diff_ops(&current, &current, &[]).is_empty());
+        assert!(diff_ops(&current, &current).is_empty());
         let target = vec![(s80wlc.clone(), vec![dest(11, 1), dest(12, 5), dest(13, 1)])];
-        let ops = diff_ops(&current, &target, &[]);
+        let ops = diff_ops(&current, &target);
         assert_eq!(
             ops,
             vec![
@@ -411,20 +436,27 @@ mod tests {
     #[test]
     fn desired_config_rejects_duplicates_and_orphans() {
         let s = ServiceSpec::new(key(80), "rr");
-        let ok = desired_config(&[
+        let (ok, extra) = desired_config(&[
             ConfigOp::AddService(s.clone()),
             ConfigOp::AddDest(key(80), dest(11, 1)),
+            ConfigOp::AddDest(key(80), dest(12, 1)),
+            ConfigOp::EditDest(key(80), dest(12, 7)),
+            ConfigOp::DeleteDest(key(80), dest(11, 1).addr, 80),
         ])
         .expect("valid");
+        assert!(extra.is_empty());
         assert_eq!(ok.len(), 1);
-        assert_eq!(ok[0].1.len(), 1);
+        assert_eq!(ok[0].1, vec![dest(12, 7)]);
+        let (cleared, _) =
+            desired_config(&[ConfigOp::AddService(s.clone()), ConfigOp::Clear]).expect("valid");
+        assert!(cleared.is_empty());
         assert!(matches!(
             desired_config(&[ConfigOp::AddDest(key(80), dest(11, 1))]),
-            Err(ApplyError::Config(0, ConfigError::ServiceNotDefined))
+            Err(ApplyError::Rules(0, ConfigError::ServiceNotDefined))
         ));
         assert!(matches!(
             desired_config(&[ConfigOp::AddService(s.clone()), ConfigOp::AddService(s)]),
-            Err(ApplyError::Config(1, ConfigError::ServiceExists))
+            Err(ApplyError::Rules(1, ConfigError::ServiceExists))
         ));
     }
 

@@ -187,7 +187,9 @@ fn start_timers(director: Arc<Director>) -> std::io::Result<std::thread::JoinHan
         })
 }
 
-fn read_rules(path: &Path) -> anyhow::Result<Option<Vec<rvs_core::ConfigOp>>> {
+type RulesOps = (Vec<rvs_core::ConfigOp>, Vec<usize>);
+
+fn read_rules(path: &Path) -> anyhow::Result<Option<RulesOps>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -196,19 +198,28 @@ fn read_rules(path: &Path) -> anyhow::Result<Option<Vec<rvs_core::ConfigOp>>> {
     Ok(Some(mapping::rules_to_ops(&text)?))
 }
 
+/// Replace the configuration with a rules file's; errors found in the file name its line.
+fn apply_rules(daemon: &Daemon, (ops, lines): RulesOps) -> anyhow::Result<()> {
+    match daemon.replace(ops) {
+        Ok(()) => Ok(()),
+        Err(daemon::ApplyError::Rules(i, e)) => {
+            bail!("line {}: {e}", lines.get(i).copied().unwrap_or(0))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn load_rules(daemon: &Daemon, path: &Path) -> anyhow::Result<()> {
-    let Some(ops) = read_rules(path)? else {
+    let Some(rules) = read_rules(path)? else {
         tracing::info!(path = %path.display(), "no rules file yet: starting with no services");
         return Ok(());
     };
-    let n = ops.len();
-    daemon.replace(ops)?;
+    let n = rules.0.len();
+    apply_rules(daemon, rules)?;
     tracing::info!(path = %path.display(), ops = n, "rules loaded");
     Ok(())
 }
 
 fn reload_rules(daemon: &Daemon, path: &Path) -> anyhow::Result<()> {
-    let ops = read_rules(path)?.unwrap_or_default();
-    daemon.replace(ops)?;
-    Ok(())
+    apply_rules(daemon, read_rules(path)?.unwrap_or_default())
 }

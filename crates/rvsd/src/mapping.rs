@@ -14,61 +14,24 @@ pub const IPVS_VERSION: &str = "1.2.1";
 /// Connection hash table size reported in the header (IPVS's default 2^12).
 pub const CONN_TABLE_SIZE: u32 = 4096;
 
-/// Parse a rules file into configuration operations.
-pub fn rules_to_ops(text: &str) -> anyhow::Result<Vec<ConfigOp>> {
-    let mut ops = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        if w.is_empty() || w[0].starts_with('#') {
-            continue;
-        }
-        let get = |f: &str| {
-            w.iter()
-                .position(|x| *x == f)
-                .and_then(|p| w.get(p + 1))
-                .copied()
-        };
-        let svc: std::net::SocketAddr = get("-t")
-            .ok_or_else(|| anyhow::anyhow!("line {}: no -t", i + 1))?
-            .parse()?;
-        let key = ServiceKey::Addr {
-            protocol: Protocol::Tcp,
-            addr: svc.ip(),
-            port: svc.port(),
-        };
-        match w[0] {
-            "-A" => ops.push(ConfigOp::AddService(ServiceSpec::new(
-                key,
-                get("-s").unwrap_or("wlc"),
-            ))),
-            "-a" => {
-                let r: std::net::SocketAddr = get("-r")
-                    .ok_or_else(|| anyhow::anyhow!("line {}: no -r", i + 1))?
-                    .parse()?;
-                let wt = get("-w").unwrap_or("1").parse()?;
-                ops.push(ConfigOp::AddDest(key, DestSpec::masq(r.ip(), r.port(), wt)));
-            }
-            _ => anyhow::bail!("line {}: unsupported", i + 1),
-        }
+/// Parse a rules file (`ipvsadm -S` format) into director operations, with the 1-based line of each.
+pub fn rules_to_ops(text: &str) -> anyhow::Result<(Vec<ConfigOp>, Vec<usize>)> {
+    let lines = rvs_api::rules::parse_lines(text, &rvs_api::resolve::SystemResolver::new())?;
+    let (mut ops, mut lineno) = (Vec::new(), Vec::new());
+    for (line, cmd) in &lines {
+        let mut origin = Vec::new();
+        let before = ops.len();
+        commands_to_ops(std::slice::from_ref(cmd), &mut ops, &mut origin, None)
+            .map_err(|e| anyhow::anyhow!("line {line}: {}", e.message))?;
+        lineno.extend(std::iter::repeat_n(*line, ops.len() - before));
     }
-    Ok(ops)
+    Ok((ops, lineno))
 }
 
-/// The rules text of the director's configuration.
+/// The rules text (`ipvsadm -S -n` format) of the director's configuration.
 pub fn rules_text(d: &Director) -> String {
-    let mut s = String::new();
-    for svc in d.services() {
-        if let ServiceKey::Addr { addr, port, .. } = svc.spec.key {
-            s.push_str(&format!("-A -t {addr}:{port} -s {}\n", svc.spec.scheduler));
-            for dst in svc.dests {
-                s.push_str(&format!(
-                    "-a -t {addr}:{port} -r {}:{} -m -w {}\n",
-                    dst.spec.addr, dst.spec.port, dst.spec.weight
-                ));
-            }
-        }
-    }
-    s
+    let infos: Vec<ServiceInfo> = d.services().iter().map(service_info).collect();
+    rvs_api::rules::format(&infos)
 }
 
 fn proto_in(p: rvs_api::Protocol) -> Protocol {
@@ -354,6 +317,9 @@ fn apply_error(e: ApplyError, origin: &[(usize, &Command)], batched: bool) -> Ap
             if batched { a.at_index(top) } else { a }
         }
         ApplyError::Refused(m) => ApiError::not_supported(m.clone()),
+        ApplyError::Rules(_, ce) => {
+            ApiError::with_message(ErrorCode::InvalidArgument, ce.to_string())
+        }
         ApplyError::Steering(s) => {
             ApiError::with_message(ErrorCode::InvalidArgument, s.to_string())
         }
@@ -552,5 +518,50 @@ mod tests {
         let e = commands_to_ops(&bad, &mut ops, &mut origin, None).expect_err("query in a batch");
         assert_eq!(e.code, ErrorCode::BadRequest);
         assert_eq!(e.index, Some(0));
+    }
+}
+
+#[cfg(test)]
+mod rules_tests {
+    use super::*;
+
+    const RULES: &str = "\
+-A -t 198.51.100.100:80 -s rr
+-a -t 198.51.100.100:80 -r 203.0.113.11:80 -m -w 1
+-a -t 198.51.100.100:80 -r 203.0.113.12:80 -m -w 2
+-A -u 198.51.100.100:53 -s wlc -p 600
+-a -u 198.51.100.100:53 -r 203.0.113.11:53 -m -w 1
+";
+
+    #[test]
+    fn save_load_round_trip() {
+        let (ops, lines) = rules_to_ops(RULES).expect("valid rules");
+        assert_eq!(lines, vec![1, 2, 3, 4, 5]);
+        let d = Director::default();
+        d.apply_batch(now(), ops).expect("applies");
+        let saved = rules_text(&d);
+        let (again, _) = rules_to_ops(&saved).expect("saved text parses");
+        let d2 = Director::default();
+        d2.apply_batch(now(), again).expect("applies again");
+        let specs = |d: &Director| -> Vec<(ServiceSpec, Vec<DestSpec>)> {
+            d.services()
+                .into_iter()
+                .map(|s| (s.spec, s.dests.into_iter().map(|x| x.spec).collect()))
+                .collect()
+        };
+        assert_eq!(specs(&d), specs(&d2));
+        assert_eq!(specs(&d).len(), 2);
+        assert_eq!(rules_text(&d2), saved, "saving is stable");
+        assert!(
+            saved.contains("-A -u 198.51.100.100:53 -s wlc -p 600"),
+            "{saved}"
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let e = rules_to_ops("-A -t 198.51.100.100:80 -s rr\n-a -t 198.51.100.100:80 -x\n")
+            .expect_err("bad line");
+        assert!(e.to_string().starts_with("line 2:"), "{e}");
     }
 }
