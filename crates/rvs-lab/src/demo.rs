@@ -294,22 +294,35 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
 
     section("One more connection, as seen on the wire (AF_PACKET captures in each namespace)");
     let (p, name) = trace_one_connection(&lab, lab::vip(80))?;
+    let rows = [
+        ("client, leaving", p.client_out, "CIP -> VIP"),
+        (
+            &*format!("{name}, arriving"),
+            p.at_real_server,
+            "CIP -> RIP: the real server sees the client",
+        ),
+        (
+            &*format!("director, from {name}"),
+            p.at_director,
+            "RIP -> CIP: the reply comes back via the DIP",
+        ),
+        (
+            "client, arriving",
+            p.client_in,
+            "VIP -> CIP: the client only ever sees the VIP",
+        ),
+    ];
     println!(
-        "   at the client, leaving:         {:>21} -> {:<21} (CIP -> VIP)",
-        p.client_out.src, p.client_out.dst
+        "   {:<20} {:<21}    {:<21}",
+        "seen at", "source", "destination"
     );
-    println!(
-        "   at {name}, arriving:             {:>21} -> {:<21} (CIP -> RIP: the real server sees the client)",
-        p.at_real_server.src, p.at_real_server.dst
-    );
-    println!(
-        "   at the director, from {name}:     {:>21} -> {:<21} (RIP -> CIP: the reply goes back via the DIP)",
-        p.at_director.src, p.at_director.dst
-    );
-    println!(
-        "   at the client, arriving:        {:>21} -> {:<21} (VIP -> CIP: the client only ever sees the VIP)",
-        p.client_in.src, p.client_in.dst
-    );
+    for (at, s, what) in rows {
+        println!(
+            "   {at:<20} {:<21} -> {:<21} {what}",
+            s.src.to_string(),
+            s.dst.to_string()
+        );
+    }
 
     section("Removing the lab");
     lab.down()?;
