@@ -151,11 +151,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
+    // Steering first (no new traffic is sent into the TUN), then the workers (their queues close, the TUN goes).
+    guard.0 = None;
+    let removed = daemon.teardown();
     let totals = workers.totals();
     workers.stop();
-    guard.0 = None;
-    let removed = daemon.teardown().context("removing steering")?;
     drop(tun);
+    let removed = removed.context("removing steering")?;
     tracing::info!(
         removed,
         received = totals.received,
