@@ -1,6 +1,6 @@
 //! `rvs-lab up`, `down` and `exec`: a lab to play with by hand.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -80,8 +80,14 @@ fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// True while `pid` runs (a zombie waiting for its new parent to reap it counts as gone).
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 fn stop_pid(pid: u32, what: &str) {
