@@ -180,3 +180,44 @@ fn truncation_of_long_names() {
         "{text}"
     );
 }
+
+/// The faithful `-S` output (the golden file) reads back with `-R`: the same services and real
+/// servers, except what ipvsadm's save format itself cannot carry (thresholds; Local prints as -g).
+#[test]
+fn faithful_save_reads_back() {
+    let text = std::fs::read_to_string(golden_path("save")).unwrap();
+    let cmds = rvs_api::rules::parse_with(&text, &rvs_api::resolve::NoResolver).unwrap();
+    let fixture = fixture();
+    let n_dests: usize = fixture.iter().map(|s| s.dests.len()).sum();
+    assert_eq!(cmds.len(), fixture.len() + n_dests);
+    for s in &fixture {
+        let add = cmds
+            .iter()
+            .find_map(|c| match c {
+                rvs_api::Command::AddService(c) if c.key == s.config.key => Some(c),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(add, &s.config);
+        for d in &s.dests {
+            let got = cmds
+                .iter()
+                .find_map(|c| match c {
+                    rvs_api::Command::AddDest { service, dest }
+                        if *service == s.config.key && dest.addr == d.config.addr =>
+                    {
+                        Some(*dest)
+                    }
+                    _ => None,
+                })
+                .unwrap();
+            let mut want = d.config;
+            want.u_threshold = 0;
+            want.l_threshold = 0;
+            if want.method == rvs_api::ForwardMethod::Local {
+                want.method = rvs_api::ForwardMethod::Route;
+            }
+            assert_eq!(got, want);
+        }
+    }
+}
