@@ -8,6 +8,10 @@
 //! ip rule add pref <R> iif <private-if> lookup <T> proto <P> (one per private interface)
 //! ```
 //!
+//! IPv6 VIPs and real servers get the same objects in the IPv6 tables; the first one turns IPv6 on for the TUN
+//! (addr_gen_mode=1 and accept_ra=0 first, so it gets no address and sends no router solicitation), turns on
+//! net.ipv6.conf.all.forwarding and proxy_ndp on the public interface (these sysctls are not reverted on exit).
+//!
 //! Everything carries the route protocol tag `P` (and the rule the table `T`), so [`Steering::remove_all`] finds it
 //! again, also what a crashed run left behind.
 
@@ -41,8 +45,8 @@ pub enum SteeringError {
     RoutedElsewhere { vip: IpAddr, detail: String },
     #[error("no route to {0}: cannot tell which interface {1}")]
     NoRoute(IpAddr, &'static str),
-    #[error("IPv6 virtual address {0}: rvsd steers IPv4 virtual services only so far")]
-    Ipv6Unsupported(IpAddr),
+    #[error("IPv6 address {0}: IPv6 is disabled in this kernel or network namespace")]
+    Ipv6Disabled(IpAddr),
     #[error("{context}: {source}")]
     Sysctl {
         context: String,
@@ -92,8 +96,10 @@ pub struct Steering {
     tun_index: Option<u32>,
     /// VIP -> public interface index its proxy neighbour is on.
     vips: BTreeMap<IpAddr, u32>,
-    /// Interfaces with a reply rule.
-    reply_ifs: BTreeSet<String>,
+    /// Interfaces with a reply rule, per family (true = IPv6).
+    reply_ifs: BTreeSet<(bool, String)>,
+    /// IPv6 turned on for the TUN, with the reply table's IPv6 default route.
+    ipv6: bool,
 }
 
 impl Steering {
@@ -110,6 +116,7 @@ impl Steering {
             tun_index: None,
             vips: BTreeMap::new(),
             reply_ifs: BTreeSet::new(),
+            ipv6: false,
         })
     }
 
@@ -175,10 +182,11 @@ impl Steering {
         }
         self.vips.clear();
         self.reply_ifs.clear();
+        self.ipv6 = false;
         Ok(removed)
     }
 
-    /// Bring up the TUN (txqueuelen 5000, IPv6 off), turn on IPv4 forwarding, install the reply table's default
+    /// Bring up the TUN (txqueuelen 5000, IPv6 off until an IPv6 VIP needs it), turn on IPv4 forwarding, install the reply table's default
     /// route into the TUN.
     pub fn install_base(&mut self) -> Result<(), SteeringError> {
         let name = self.cfg.tun_name.clone();
@@ -208,6 +216,40 @@ impl Steering {
         Ok(())
     }
 
+    /// Turn IPv6 on for the TUN (no addresses, no router advertisements), IPv6 forwarding on, and the reply
+    /// table's IPv6 default route into the TUN. Done when the first IPv6 VIP or real server appears.
+    fn enable_ipv6(&mut self, why: IpAddr) -> Result<(), SteeringError> {
+        if self.ipv6 {
+            return Ok(());
+        }
+        let tun = self.tun_index()?;
+        let name = self.cfg.tun_name.clone();
+        let set = |path: String, value: &str| {
+            crate::sys::write_sysctl(&path, value).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    SteeringError::Ipv6Disabled(why)
+                } else {
+                    SteeringError::Sysctl {
+                        context: format!("{path}={value}"),
+                        source: e,
+                    }
+                }
+            })
+        };
+        set(format!("net/ipv6/conf/{name}/addr_gen_mode"), "1")?;
+        set(format!("net/ipv6/conf/{name}/accept_ra"), "0")?;
+        set(format!("net/ipv6/conf/{name}/disable_ipv6"), "0")?;
+        set("net/ipv6/conf/all/forwarding".into(), "1")?;
+        let r = netlink::device_route(None, true, tun, self.cfg.table, self.cfg.proto);
+        match self.nl.route_change(true, r) {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.ipv6 = true;
+        Ok(())
+    }
+
     fn tun_index(&self) -> Result<u32, SteeringError> {
         self.tun_index
             .ok_or_else(|| SteeringError::NoSuchInterface(self.cfg.tun_name.clone()))
@@ -218,11 +260,9 @@ impl Steering {
         if let Some(&idx) = self.vips.get(&vip) {
             return Ok(idx);
         }
-        if vip.is_ipv6() {
-            return Err(SteeringError::Ipv6Unsupported(vip));
-        }
-        for r in self.nl.routes(false)? {
-            if r.header.destination_prefix_length == 32
+        let full = if vip.is_ipv6() { 128 } else { 32 };
+        for r in self.nl.routes(vip.is_ipv6())? {
+            if r.header.destination_prefix_length == full
                 && netlink::route_destination(&r) == Some(vip)
             {
                 if r.header.kind == RouteType::Local {
@@ -242,7 +282,7 @@ impl Steering {
                     return Err(SteeringError::RoutedElsewhere {
                         vip,
                         detail: format!(
-                            "route {vip}/32 dev {dev} table {} proto {}",
+                            "route {vip}/{full} dev {dev} table {} proto {}",
                             netlink::route_table(&r),
                             netlink::route_proto(&r)
                         ),
@@ -250,15 +290,27 @@ impl Steering {
                 }
             }
         }
-        let look = self.nl.route_get(vip)?;
-        if look.kind == RouteType::Local {
+        let look = match self.nl.route_get(vip) {
+            Ok(l) => Some(l),
+            // No route at all (e.g. no IPv6 on the public side yet): only --public-if can say where.
+            Err(e)
+                if matches!(
+                    e.errno(),
+                    Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH)
+                ) =>
+            {
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if look.is_some_and(|l| l.kind == RouteType::Local) {
             return Err(SteeringError::LocalAddress(vip));
         }
         if let Some(name) = &self.cfg.public_if {
             return crate::sys::ifindex(name)
                 .ok_or_else(|| SteeringError::NoSuchInterface(name.clone()));
         }
-        match look.oif {
+        match look.and_then(|l| l.oif) {
             Some(i) if Some(i) != self.tun_index => Ok(i),
             _ => Err(SteeringError::NoRoute(vip, "is public (give --public-if)")),
         }
@@ -269,10 +321,21 @@ impl Steering {
         if let Some(name) = &self.cfg.private_if {
             return Ok(Some(name.clone()));
         }
-        if rip.is_ipv6() {
-            return Ok(None);
-        }
-        let look = self.nl.route_get(rip)?;
+        let look = match self.nl.route_get(rip) {
+            Ok(l) => l,
+            Err(e)
+                if matches!(
+                    e.errno(),
+                    Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH)
+                ) =>
+            {
+                return Err(SteeringError::NoRoute(
+                    rip,
+                    "is private (give --private-if)",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         if look.kind == RouteType::Local {
             return Ok(None);
         }
@@ -298,7 +361,7 @@ impl Steering {
         let mut want_ifs = BTreeSet::new();
         for &rip in rips {
             if let Some(name) = self.private_if_for(rip)? {
-                want_ifs.insert(name);
+                want_ifs.insert((rip.is_ipv6(), name));
             }
         }
         for &vip in vips {
@@ -306,24 +369,41 @@ impl Steering {
                 continue;
             }
             let pub_idx = self.check_vip(vip)?;
-            self.nl
-                .route_change(true, netlink::device_route(Some(vip), false, tun, 254, p))?;
+            if vip.is_ipv6() {
+                self.enable_ipv6(vip)?;
+                // Neighbour solicitations for the VIP are answered from the proxy table only with proxy_ndp.
+                if let Some(pub_name) = crate::sys::ifname(pub_idx) {
+                    crate::sys::write_sysctl(&format!("net/ipv6/conf/{pub_name}/proxy_ndp"), "1")
+                        .map_err(|e| SteeringError::Sysctl {
+                        context: format!("net.ipv6.conf.{pub_name}.proxy_ndp=1"),
+                        source: e,
+                    })?;
+                }
+            }
+            self.nl.route_change(
+                true,
+                netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
+            )?;
             if let Err(e) = self
                 .nl
                 .neighbour_change(true, netlink::proxy_neighbour(vip, pub_idx, p))
             {
-                let _ = self
-                    .nl
-                    .route_change(false, netlink::device_route(Some(vip), false, tun, 254, p));
+                let _ = self.nl.route_change(
+                    false,
+                    netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
+                );
                 return Err(e.into());
             }
             self.vips.insert(vip, pub_idx);
         }
-        for name in &want_ifs {
-            if !self.reply_ifs.contains(name) {
-                let r = netlink::iif_rule(false, self.cfg.rule_priority, name, self.cfg.table, p);
+        for (v6, name) in &want_ifs {
+            if !self.reply_ifs.contains(&(*v6, name.clone())) {
+                if *v6 && let Some(rip) = rips.iter().find(|r| r.is_ipv6()) {
+                    self.enable_ipv6(*rip)?;
+                }
+                let r = netlink::iif_rule(*v6, self.cfg.rule_priority, name, self.cfg.table, p);
                 self.nl.rule_change(true, r)?;
-                self.reply_ifs.insert(name.clone());
+                self.reply_ifs.insert((*v6, name.clone()));
             }
         }
         let stale: Vec<(IpAddr, u32)> = self
@@ -335,15 +415,18 @@ impl Steering {
         for (vip, pub_idx) in stale {
             self.nl
                 .neighbour_change(false, netlink::proxy_neighbour(vip, pub_idx, p))?;
-            self.nl
-                .route_change(false, netlink::device_route(Some(vip), false, tun, 254, p))?;
+            self.nl.route_change(
+                false,
+                netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
+            )?;
             self.vips.remove(&vip);
         }
-        let stale_ifs: Vec<String> = self.reply_ifs.difference(&want_ifs).cloned().collect();
-        for name in stale_ifs {
-            let r = netlink::iif_rule(false, self.cfg.rule_priority, &name, self.cfg.table, p);
+        let stale_ifs: Vec<(bool, String)> =
+            self.reply_ifs.difference(&want_ifs).cloned().collect();
+        for (v6, name) in stale_ifs {
+            let r = netlink::iif_rule(v6, self.cfg.rule_priority, &name, self.cfg.table, p);
             self.nl.rule_change(false, r)?;
-            self.reply_ifs.remove(&name);
+            self.reply_ifs.remove(&(v6, name));
         }
         Ok(())
     }
@@ -353,8 +436,8 @@ impl Steering {
         self.vips.keys().copied()
     }
 
-    /// The interfaces with a reply rule.
-    pub fn reply_interfaces(&self) -> impl Iterator<Item = &str> + '_ {
-        self.reply_ifs.iter().map(String::as_str)
+    /// The interfaces with a reply rule (`(true, name)` for IPv6).
+    pub fn reply_interfaces(&self) -> impl Iterator<Item = (bool, &str)> + '_ {
+        self.reply_ifs.iter().map(|(v6, n)| (*v6, n.as_str()))
     }
 }

@@ -97,7 +97,7 @@ fn install_check_and_remove_all() {
         let rips: BTreeSet<IpAddr> = ["203.0.113.11".parse().unwrap()].into();
         s.reconcile(&[vip].into(), &rips).unwrap();
         let vips: Vec<IpAddr> = s.vips().collect();
-        let ifs: Vec<String> = s.reply_interfaces().map(str::to_owned).collect();
+        let ifs: Vec<String> = s.reply_interfaces().map(|(_, n)| n.to_owned()).collect();
         let refused_local = s
             .check_vip("198.51.100.1".parse().unwrap())
             .unwrap_err()

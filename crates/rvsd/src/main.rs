@@ -168,6 +168,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         unserved_vip = totals.unserved_vip,
         "stopped"
     );
+    let drops = director.drop_counters();
+    if drops.total() > 0 {
+        let by_reason: Vec<String> =
+            drops.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{}={n}", r.name())).collect();
+        tracing::info!(drops = %by_reason.join(" "), "director drops by reason");
+    }
     Ok(())
 }
 
