@@ -170,8 +170,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     let drops = director.drop_counters();
     if drops.total() > 0 {
-        let by_reason: Vec<String> =
-            drops.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{}={n}", r.name())).collect();
+        let by_reason: Vec<String> = drops
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{}={n}", r.name()))
+            .collect();
         tracing::info!(drops = %by_reason.join(" "), "director drops by reason");
     }
     Ok(())

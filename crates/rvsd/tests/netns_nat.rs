@@ -4,9 +4,10 @@
 //! client 198.51.100.10 --veth-- pub0 198.51.100.1 [director: rvsd, VIP 198.51.100.100] priv0 203.0.113.1
 //!                                                      |-- bridge -- rs1 203.0.113.11, rs2 203.0.113.12
 //! ```
-//! rvsd runs with no --public-if/--private-if (interfaces come from the routing table), a service is added over
-//! the control socket, HTTP through the VIP must reach both real servers with the client's own address, a VIP that
-//! is a local address is refused, and after SIGTERM no route, rule, proxy entry, TUN or socket remains.
+//! (plus the same in IPv6 with 2001:db8:100::/64 and 2001:db8:113::/64). rvsd runs with no --public-if/--private-if
+//! (interfaces come from the routing table), services are added over the control socket, HTTP through the VIPs must
+//! reach both real servers with the client's own address, a VIP that is a local address is refused, and after
+//! SIGTERM no route, rule, proxy entry, TUN or socket remains.
 //!
 //! Needs root, /dev/net/tun and iproute2: FAILS under CI=true without them, skips (printing why) otherwise.
 #![allow(clippy::unwrap_used)]
@@ -119,6 +120,14 @@ impl Topo {
             t.ip(n, "link set eth0 up");
             t.ip(n, "route add default via 203.0.113.1");
         }
+        // IPv6 (documentation prefix, inside these namespaces only).
+        t.ip("c", "addr add 2001:db8:100::10/64 dev cl0 nodad");
+        t.ip("d", "addr add 2001:db8:100::1/64 dev pub0 nodad");
+        t.ip("d", "addr add 2001:db8:113::1/64 dev priv0 nodad");
+        for (n, a) in [("r1", "2001:db8:113::11"), ("r2", "2001:db8:113::12")] {
+            t.ip(n, &format!("addr add {a}/64 dev eth0 nodad"));
+            t.ip(n, "-6 route add default via 2001:db8:113::1");
+        }
         t
     }
 }
@@ -153,11 +162,11 @@ fn spawn_in<T: Send + 'static>(
 }
 
 /// A tiny HTTP server answering "<name> <client address>" until `stop`.
-fn http_server(ns: &str, name: &'static str, stop: Arc<AtomicBool>) {
+fn http_server(ns: &str, bind: &'static str, name: &'static str, stop: Arc<AtomicBool>) {
     let ready = Arc::new(AtomicBool::new(false));
     let r = ready.clone();
     spawn_in(ns, move || {
-        let l = TcpListener::bind("0.0.0.0:80").unwrap();
+        let l = TcpListener::bind(bind).unwrap();
         l.set_nonblocking(true).unwrap();
         r.store(true, Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
@@ -211,8 +220,10 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
         return;
     }
     let mut t = Topo::new();
-    http_server(&t.ns("r1"), "rs1", t.stop.clone());
-    http_server(&t.ns("r2"), "rs2", t.stop.clone());
+    http_server(&t.ns("r1"), "0.0.0.0:80", "rs1", t.stop.clone());
+    http_server(&t.ns("r2"), "0.0.0.0:80", "rs2", t.stop.clone());
+    http_server(&t.ns("r1"), "[2001:db8:113::11]:80", "rs1", t.stop.clone());
+    http_server(&t.ns("r2"), "[2001:db8:113::12]:80", "rs2", t.stop.clone());
 
     let sock = t.dir.join("rvsd.sock");
     let rules = t.dir.join("rules");
@@ -268,24 +279,32 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
         one_packet: false,
         pe: None,
     };
-    client
-        .call(rvs_api::Command::AddService(svc.clone()))
-        .unwrap();
-    for rip in ["203.0.113.11", "203.0.113.12"] {
-        let dest = DestConfig {
-            addr: rip.parse().unwrap(),
-            port: 80,
-            weight: 1,
-            method: ForwardMethod::Masq,
-            u_threshold: 0,
-            l_threshold: 0,
-        };
+    let mut svc6 = svc.clone();
+    svc6.key = key("2001:db8:100::100");
+    let plan = [
+        (&svc, ["203.0.113.11", "203.0.113.12"]),
+        (&svc6, ["2001:db8:113::11", "2001:db8:113::12"]),
+    ];
+    for (s, rips) in plan {
         client
-            .call(rvs_api::Command::AddDest {
-                service: svc.key,
-                dest,
-            })
+            .call(rvs_api::Command::AddService(s.clone()))
             .unwrap();
+        for rip in rips {
+            let dest = DestConfig {
+                addr: rip.parse().unwrap(),
+                port: 80,
+                weight: 1,
+                method: ForwardMethod::Masq,
+                u_threshold: 0,
+                l_threshold: 0,
+            };
+            client
+                .call(rvs_api::Command::AddDest {
+                    service: s.key,
+                    dest,
+                })
+                .unwrap();
+        }
     }
     // The director's own address cannot be a VIP: refused, nothing changes.
     let mut local = svc.clone();
@@ -296,7 +315,7 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
         .to_string();
     assert!(err.contains("local address"), "{err}");
     match client.call(rvs_api::Command::ListServices).unwrap() {
-        Reply::Services(s) => assert_eq!(s.len(), 1, "the refused service was not added"),
+        Reply::Services(s) => assert_eq!(s.len(), 2, "the refused service was not added"),
         other => panic!("unexpected reply {other:?}"),
     }
 
@@ -311,12 +330,30 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
     );
     assert!(t.ip("d", "rule show").contains("iif priv0"));
 
-    let bodies = spawn_in(&t.ns("c"), || {
+    let (bodies, bodies6) = spawn_in(&t.ns("c"), || {
         let vip: SocketAddr = "198.51.100.100:80".parse().unwrap();
-        (0..10).map(|_| http_get(vip)).collect::<Vec<_>>()
+        let vip6: SocketAddr = "[2001:db8:100::100]:80".parse().unwrap();
+        let v4: Vec<_> = (0..10).map(|_| http_get(vip)).collect();
+        let v6: Vec<_> = (0..4).map(|_| http_get(vip6)).collect();
+        (v4, v6)
     })
     .join()
     .unwrap();
+    let bodies6: Vec<String> = bodies6
+        .into_iter()
+        .map(|b| b.unwrap_or_else(|e| format!("error: {e}")))
+        .collect();
+    assert_eq!(
+        bodies6,
+        [
+            "rs1 2001:db8:100::10",
+            "rs2 2001:db8:100::10",
+            "rs1 2001:db8:100::10",
+            "rs2 2001:db8:100::10"
+        ],
+        "IPv6 VIP\n{}",
+        log_text(&t)
+    );
     let bodies: Vec<String> = bodies
         .into_iter()
         .map(|b| b.unwrap_or_else(|e| format!("error: {e}")))
@@ -354,8 +391,11 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
     t.rvsd = None;
     assert!(status.success(), "exit status {status}: {}", log_text(&t));
     assert_eq!(t.ip("d", "route show table all proto 114").trim(), "");
+    assert_eq!(t.ip("d", "-6 route show table all proto 114").trim(), "");
     assert!(!t.ip("d", "rule show").contains("7114"));
+    assert!(!t.ip("d", "-6 rule show").contains("7114"));
     assert_eq!(t.ip("d", "neigh show proxy").trim(), "");
+    assert_eq!(t.ip("d", "-6 neigh show proxy").trim(), "");
     assert!(!t.ip("d", "link show").contains("rvs0"));
     assert!(!sock.exists(), "socket file removed");
 }
