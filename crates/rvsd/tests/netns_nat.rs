@@ -367,15 +367,61 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
         log_text(&t)
     );
     let saved = std::fs::read_to_string(&rules).unwrap();
-    assert!(saved.contains("198.51.100.100:80"), "rules saved: {saved}");
+    assert!(
+        saved.contains("-A -t 198.51.100.100:80 -s rr"),
+        "rules saved: {saved}"
+    );
+    assert!(
+        saved.contains("-a -t [2001:db8:100::100]:80 -r [2001:db8:113::12]:80 -m -w 1"),
+        "rules saved: {saved}"
+    );
 
-    // SIGTERM: exit 0, nothing left behind.
-    let pid = t.rvsd.as_ref().unwrap().id();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
+    // SIGHUP reloads an edited rules file: the IPv6 service goes (with its steering), rs2 is quiesced.
+    std::fs::write(
+        &rules,
+        "-A -t 198.51.100.100:80 -s rr\n-a -t 198.51.100.100:80 -r 203.0.113.11:80 -m -w 1\n\
+         -a -t 198.51.100.100:80 -r 203.0.113.12:80 -m -w 0\n",
     )
     .unwrap();
+    let pid = t.rvsd.as_ref().unwrap().id();
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let start = Instant::now();
+    loop {
+        let Reply::Services(s) = client.call(rvs_api::Command::ListServices).unwrap() else {
+            panic!("reply")
+        };
+        if s.len() == 1 && s[0].dests.iter().any(|d| d.config.weight == 0) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "reload not applied: {s:?}\n{}",
+            log_text(&t)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        t.ip("d", "-6 route show proto 114").trim(),
+        "",
+        "IPv6 VIP route removed with its service"
+    );
+    assert_eq!(t.ip("d", "-6 neigh show proxy").trim(), "");
+    let after = spawn_in(&t.ns("c"), || {
+        let vip: SocketAddr = "198.51.100.100:80".parse().unwrap();
+        (0..4)
+            .map(|_| http_get(vip).unwrap_or_else(|e| format!("error: {e}")))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    assert!(
+        after.iter().all(|b| b == "rs1 198.51.100.10"),
+        "quiesced rs2 gets no new connections: {after:?}"
+    );
+
+    // SIGTERM: exit 0, nothing left behind.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let start = Instant::now();
     let status = loop {
         if let Some(st) = t.rvsd.as_mut().unwrap().try_wait().unwrap() {
