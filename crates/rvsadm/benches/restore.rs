@@ -1,1 +1,72 @@
-fn main() {}
+//! `rvsadm -R` cost: 10,000 services with 10 real servers each (110,000 rule lines) through
+//! rules parsing and batch building, then through the control protocol's JSON framing (encode,
+//! and a fake rvsd decoding it on a Unix socket).
+
+use std::hint::black_box;
+use std::io::{BufReader, BufWriter};
+use std::os::unix::net::UnixStream;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use rvs_api::framing::{read_message, write_message};
+use rvs_api::resolve::NoResolver;
+use rvs_api::{Command, Request, rules};
+
+fn rules_text() -> String {
+    let mut s = String::with_capacity(8 << 20);
+    for i in 0..10_000u32 {
+        let vip = format!("198.51.{}.{}", 100 + i / 250, i % 250 + 1);
+        s.push_str(&format!("-A -t {vip}:80 -s wlc\n"));
+        for j in 0..10u32 {
+            s.push_str(&format!(
+                "-a -t {vip}:80 -r 203.0.{}.{}:8080 -m -w 1\n",
+                113 + j,
+                i % 250 + 1
+            ));
+        }
+    }
+    s
+}
+
+fn parse_and_batch(text: &str) -> Command {
+    let lines = rules::parse_lines(text, &NoResolver).expect("valid rules");
+    Command::Batch(lines.into_iter().map(|(_, c)| c).collect())
+}
+
+fn bench(c: &mut Criterion) {
+    let text = rules_text();
+    let mut g = c.benchmark_group("restore_10k_services_x10_dests");
+    g.sample_size(10);
+    g.bench_function("parse+batch", |b| {
+        b.iter(|| parse_and_batch(black_box(&text)))
+    });
+    g.bench_function("parse+batch+json_encode", |b| {
+        b.iter(|| {
+            let req = Request::new(parse_and_batch(black_box(&text)));
+            let mut buf = Vec::new();
+            write_message(&mut buf, &req).expect("encode");
+            buf.len()
+        })
+    });
+    g.bench_function("parse+batch+socket_to_decoding_server", |b| {
+        b.iter(|| {
+            let (a, server) = UnixStream::pair().expect("socketpair");
+            let t = std::thread::spawn(move || {
+                let mut r = BufReader::new(server);
+                let req: Request = read_message(&mut r).expect("decode").expect("a request");
+                match req.command {
+                    Command::Batch(v) => v.len(),
+                    _ => 0,
+                }
+            });
+            let req = Request::new(parse_and_batch(black_box(&text)));
+            let mut w = BufWriter::new(a);
+            write_message(&mut w, &req).expect("send");
+            drop(w);
+            t.join().expect("server thread")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
