@@ -186,7 +186,7 @@ fn addrs4(pkt: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
 /// A director with one service (test-rr) and the given destinations (weight 1, masq).
 fn setup(key: ServiceKey, dests: &[([u8; 4], u16)], persist: Option<Persistence>) -> Director {
     let d = Director::default();
-    let mut spec = ServiceSpec::new(key, "test-rr");
+    let mut spec = ServiceSpec::new(key, "rr");
     spec.persistence = persist;
     let mut ops = vec![ConfigOp::AddService(spec)];
     for (a, p) in dests {
@@ -638,7 +638,7 @@ fn deleting_a_service_drops_its_connections() {
     d.apply_batch(
         Timestamp(0),
         vec![
-            ConfigOp::AddService(ServiceSpec::new(other, "test-rr")),
+            ConfigOp::AddService(ServiceSpec::new(other, "rr")),
             ConfigOp::AddDest(other, DestSpec::masq(ip(RIP2), 53, 1)),
         ],
     )
@@ -671,7 +671,7 @@ fn batch_is_all_or_nothing_and_errors_read_like_ipvsadm() {
     let r = d.apply_batch(
         Timestamp(0),
         vec![
-            ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
             ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
             ConfigOp::AddDest(tcp_key(81), DestSpec::masq(ip(RIP1), 80, 1)),
         ],
@@ -682,13 +682,13 @@ fn batch_is_all_or_nothing_and_errors_read_like_ipvsadm() {
 
     d.apply(
         Timestamp(0),
-        ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+        ConfigOp::AddService(ServiceSpec::new(key, "rr")),
     )
     .unwrap();
     let e = d
         .apply(
             Timestamp(0),
-            ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
         )
         .unwrap_err();
     assert_eq!(e.to_string(), "Service already exists");
@@ -882,7 +882,7 @@ fn ipv6_service_round_trip() {
     d.apply_batch(
         Timestamp(0),
         vec![
-            ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
             ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 8080, 1)),
         ],
     )
@@ -961,7 +961,7 @@ fn zero_and_rates() {
 fn one_packet_udp_is_not_tracked() {
     let key = udp_key(53);
     let d = Director::default();
-    let mut spec = ServiceSpec::new(key, "test-rr");
+    let mut spec = ServiceSpec::new(key, "rr");
     spec.one_packet = true;
     d.apply_batch(
         Timestamp(0),
@@ -1000,7 +1000,7 @@ fn route_destinations_are_tracked_but_not_forwarded() {
     d.apply_batch(
         Timestamp(0),
         vec![
-            ConfigOp::AddService(ServiceSpec::new(key, "test-rr")),
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
             ConfigOp::AddDest(key, ds),
         ],
     )

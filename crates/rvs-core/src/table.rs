@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
 use crate::config::{ConfigError, ConfigOp, TimeoutUpdate};
@@ -59,12 +60,12 @@ pub(crate) type AddrKey = (u8, IpAddr, u16);
 /// One immutable version of the whole service table.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ServiceTable {
-    pub(crate) by_addr: HashMap<AddrKey, Arc<Service>>,
-    pub(crate) by_mark: HashMap<(u32, bool), Arc<Service>>,
+    pub(crate) by_addr: HashMap<AddrKey, Arc<Service>, FixedState>,
+    pub(crate) by_mark: HashMap<(u32, bool), Arc<Service>, FixedState>,
     /// Configuration order (for listings).
     pub(crate) order: Vec<ServiceKey>,
     /// Every VIP with at least one service (any protocol/port).
-    pub(crate) vips: HashSet<IpAddr>,
+    pub(crate) vips: HashSet<IpAddr, FixedState>,
 }
 
 impl ServiceTable {
@@ -151,12 +152,7 @@ pub(crate) struct Pending {
 }
 
 fn make_scheduler(name: &str, flags: SchedFlags) -> Result<Box<dyn Scheduler>, ConfigError> {
-    match new_scheduler(name, flags) {
-        Ok(s) => Ok(s),
-        #[cfg(test)]
-        Err(_) if name == "test-rr" => Ok(Box::new(test_sched::TestRr::default())),
-        Err(_) => Err(ConfigError::SchedulerNotFound),
-    }
+    new_scheduler(name, flags).map_err(|_| ConfigError::SchedulerNotFound)
 }
 
 fn invalid(msg: &str) -> ConfigError {
@@ -374,35 +370,5 @@ impl Pending {
             }
         }
         rest
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod test_sched {
-    //! A tiny round-robin scheduler for the core's own tests (the real ones live in `sched/`).
-    use super::*;
-
-    #[derive(Debug, Default)]
-    pub(crate) struct TestRr {
-        next: usize,
-    }
-
-    impl Scheduler for TestRr {
-        fn name(&self) -> &'static str {
-            "test-rr"
-        }
-        fn update(&mut self, _dests: &[Arc<Destination>]) {
-            self.next = 0;
-        }
-        fn schedule(&mut self, dests: &[Arc<Destination>], _input: &SchedInput) -> Option<usize> {
-            for k in 0..dests.len() {
-                let i = (self.next + k) % dests.len();
-                if dests[i].is_available() {
-                    self.next = i + 1;
-                    return Some(i);
-                }
-            }
-            None
-        }
     }
 }
