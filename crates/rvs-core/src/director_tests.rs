@@ -1069,3 +1069,87 @@ proptest! {
         let _ = d.process(Timestamp(0), 0, &mut p);
     }
 }
+
+#[test]
+fn concurrent_workers_keep_counters_exact() {
+    let key = tcp_key(80);
+    let d = std::sync::Arc::new(setup(key, &[(RIP1, 80), (RIP2, 80)], None));
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                let c = [10, 1, t, 1];
+                for port in 1..=300u16 {
+                    let mut p = tcp4(c, port, VIP, 80, SYN, b"");
+                    assert_eq!(
+                        d.process(Timestamp(0), u64::from(port), &mut p),
+                        Verdict::Forward(Direction::In)
+                    );
+                    let rs = [p[16], p[17], p[18], p[19]];
+                    let mut p = tcp4(c, port, VIP, 80, ACK, b"");
+                    d.process(Timestamp(1), 0, &mut p);
+                    if port % 3 == 0 {
+                        let mut p = tcp4(rs, 80, c, port, FIN, b"");
+                        assert_eq!(
+                            d.process(Timestamp(2), 0, &mut p),
+                            Verdict::Forward(Direction::Out)
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = d.service(&key).unwrap();
+    let active: u32 = s.dests.iter().map(|x| x.active_conns).sum();
+    let inactive: u32 = s.dests.iter().map(|x| x.inactive_conns).sum();
+    assert_eq!(active, 800);
+    assert_eq!(inactive, 400);
+    assert_eq!(s.dests[0].active_conns + s.dests[0].inactive_conns, 600);
+    assert_eq!(s.stats.conns, 1200);
+    assert_eq!(s.stats.inpkts, 2400);
+    assert_eq!(s.stats.outpkts, 400);
+    assert_eq!(d.conn_count(), 1200);
+    // FIN_WAIT (120 s) first, then ESTABLISHED (900 s).
+    assert_eq!(d.expire(Timestamp(120_002)), 400);
+    assert_eq!(d.expire(Timestamp(900_001)), 800);
+    let s = d.service(&key).unwrap();
+    assert!(
+        s.dests
+            .iter()
+            .all(|x| x.active_conns == 0 && x.inactive_conns == 0)
+    );
+}
+
+#[test]
+fn memory_per_ipv4_connection_is_under_96_bytes() {
+    let key = udp_key(53);
+    let d = Director::new(DirectorConfig {
+        shards: 8,
+        ..DirectorConfig::default()
+    });
+    d.apply_batch(
+        Timestamp(0),
+        vec![
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, 1)),
+        ],
+    )
+    .unwrap();
+    let n: u32 = 100_000;
+    for k in 0..n {
+        let c = [10, (k >> 16) as u8, (k >> 8) as u8, k as u8];
+        let mut p = udp4(c, 1000, VIP, 53, b"");
+        assert_eq!(
+            d.process(Timestamp(0), 0, &mut p),
+            Verdict::Forward(Direction::In)
+        );
+    }
+    let m = d.memory();
+    assert_eq!(m.conns, n as usize);
+    let per = m.table_bytes as f64 / f64::from(n);
+    assert!(per <= 96.0, "{per} bytes per connection");
+    assert!(per >= 64.0, "{per}: the entry alone is 64 bytes");
+}
