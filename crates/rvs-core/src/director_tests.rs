@@ -1153,3 +1153,50 @@ fn memory_per_ipv4_connection_is_under_96_bytes() {
     assert!(per <= 96.0, "{per} bytes per connection");
     assert!(per >= 64.0, "{per}: the entry alone is 64 bytes");
 }
+
+#[test]
+fn editing_the_service_keeps_connections() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 80), (RIP2, 80)], None);
+    let fwd_in = Verdict::Forward(Direction::In);
+    // Three connections: RIP1, RIP2, RIP1 (rr).
+    for port in 1..=3 {
+        send(&d, 0, tcp4(CIP, port, VIP, 80, SYN, b""), fwd_in);
+        send(&d, 1, tcp4(CIP, port, VIP, 80, ACK, b""), fwd_in);
+    }
+    assert_eq!(dest_counts(&d, &key, RIP1), (2, 0, 0));
+    d.apply(
+        Timestamp(2),
+        ConfigOp::EditService(ServiceSpec::new(key, "wlc")),
+    )
+    .unwrap();
+    assert_eq!(d.service(&key).unwrap().spec.scheduler, "wlc");
+    // Existing connections continue where they were.
+    let p = send(&d, 3, tcp4(CIP, 1, VIP, 80, ACK, b"x"), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP1);
+    let p = send(&d, 3, tcp4(CIP, 2, VIP, 80, ACK, b"x"), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP2);
+    // wlc sends the next one to the least loaded server.
+    let p = send(&d, 4, tcp4(CIP, 4, VIP, 80, SYN, b""), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP2);
+    assert_eq!(d.conn_count(), 4);
+    // An unknown scheduler is refused and changes nothing.
+    assert_eq!(
+        d.apply(
+            Timestamp(5),
+            ConfigOp::EditService(ServiceSpec::new(key, "bogus"))
+        ),
+        Err(ConfigError::SchedulerNotFound)
+    );
+    assert_eq!(d.service(&key).unwrap().spec.scheduler, "wlc");
+    // Adding a destination does not disturb anything either.
+    d.apply(
+        Timestamp(6),
+        ConfigOp::AddDest(key, DestSpec::masq(ip([203, 0, 113, 3]), 80, 1)),
+    )
+    .unwrap();
+    let p = send(&d, 7, tcp4(CIP, 3, VIP, 80, ACK, b"x"), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP1);
+    assert_eq!(dest_counts(&d, &key, RIP1), (2, 0, 0));
+    assert_eq!(dest_counts(&d, &key, RIP2), (1, 1, 0));
+}
