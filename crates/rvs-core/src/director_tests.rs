@@ -1200,3 +1200,57 @@ fn editing_the_service_keeps_connections() {
     assert_eq!(dest_counts(&d, &key, RIP1), (2, 0, 0));
     assert_eq!(dest_counts(&d, &key, RIP2), (1, 1, 0));
 }
+
+#[test]
+fn icmpv6_error_is_translated_with_pseudo_header_checksum() {
+    let vip: Ipv6Addr = "2001:db8::80".parse().unwrap();
+    let rip: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+    let cip: Ipv6Addr = "2001:db8:2::7".parse().unwrap();
+    let key = ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr: IpAddr::V6(vip),
+        port: 53,
+    };
+    let d = Director::default();
+    d.apply_batch(
+        Timestamp(0),
+        vec![
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+            ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 5353, 1)),
+        ],
+    )
+    .unwrap();
+    let udp6 = |s: Ipv6Addr, sp: u16, dd: Ipv6Addr, dp: u16| {
+        let b = PacketBuilder::ipv6(s.octets(), dd.octets(), 64).udp(sp, dp);
+        let mut v = Vec::new();
+        b.write(&mut v, b"data").unwrap();
+        v
+    };
+    send(
+        &d,
+        0,
+        udp6(cip, 4444, vip, 53),
+        Verdict::Forward(Direction::In),
+    );
+    // The client reports our reply VIP:53 -> CIP:4444 unreachable.
+    let b = PacketBuilder::ipv6(cip.octets(), vip.octets(), 64).icmpv6(
+        etherparse::Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ),
+    );
+    let mut p = Vec::new();
+    b.write(&mut p, &udp6(vip, 53, cip, 4444)).unwrap();
+    let p = send(&d, 1, p, Verdict::Forward(Direction::In));
+    assert_eq!(&p[24..40], &rip.octets());
+    let inner = &p[48..];
+    assert_eq!(&inner[8..24], &rip.octets());
+    assert_eq!(u16::from_be_bytes([inner[40], inner[41]]), 5353);
+    // ICMPv6 checksum over the pseudo-header with the new destination.
+    let icmp = &p[40..];
+    let mut ph = Vec::new();
+    ph.extend_from_slice(&p[8..40]);
+    ph.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+    ph.extend_from_slice(&[0, 0, 0, 58]);
+    ph.extend_from_slice(icmp);
+    assert!(inet_sum_ok(&ph));
+}
