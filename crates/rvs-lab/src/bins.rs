@@ -57,7 +57,7 @@ fn cargo_build(release: bool) -> std::result::Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut c = Command::new(cargo);
     c.current_dir(workspace_root())
-        .args(["build", "-q", "-p", "rvsd", "-p", "rvsadm"]);
+        .args(["build", "-p", "rvsd", "-p", "rvsadm"]);
     if release {
         c.arg("--release");
     }

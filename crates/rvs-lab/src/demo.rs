@@ -151,6 +151,8 @@ pub fn picture(lab: &Lab) -> String {
 
 /// `rvs-lab demo`.
 pub fn run(opts: &DemoOptions) -> Result<()> {
+    // Found (or built) first, so the timing below is the demo's own.
+    crate::bins::find()?;
     let t0 = Instant::now();
     let n = opts.real_servers;
     section(&format!(

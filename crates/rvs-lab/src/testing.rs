@@ -35,12 +35,46 @@ pub fn lab_available(test: &str) -> bool {
     }
 }
 
+/// Removes labs left behind by test processes that no longer run (namespaces `rvst<PID>-...` whose PID is gone,
+/// e.g. after a SIGKILL), with their processes. Runs once per process.
+pub fn reap_stale_test_labs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(list) = crate::cmd::ip(&["netns", "list"]) else {
+            return;
+        };
+        let mut prefixes = std::collections::BTreeSet::new();
+        for line in list.lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let Some(rest) = name.strip_prefix("rvst") else {
+                continue;
+            };
+            let Some((pid, _)) = rest.split_once('-') else {
+                continue;
+            };
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                if let Some((prefix, _)) = name.rsplit_once('-') {
+                    prefixes.insert(prefix.to_string());
+                }
+            }
+        }
+        for prefix in prefixes {
+            eprintln!("removing the stale test lab {prefix} (its test process is gone)");
+            let _ = crate::manage::down(&prefix);
+        }
+    });
+}
+
 /// A lab with a unique prefix, `real_servers` real servers, the servers and (if `rvsd`) rvsd running; `None` when
 /// skipped. Panics with the cause when building fails.
 pub fn lab(test: &str, real_servers: usize, rvsd: bool) -> Option<Lab> {
     if !lab_available(test) {
         return None;
     }
+    reap_stale_test_labs();
     let cfg = LabConfig {
         real_servers,
         rvsd,
