@@ -55,10 +55,10 @@ pub fn reap_stale_test_labs() {
             let Ok(pid) = pid.parse::<u32>() else {
                 continue;
             };
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                if let Some((prefix, _)) = name.rsplit_once('-') {
-                    prefixes.insert(prefix.to_string());
-                }
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                && let Some((prefix, _)) = name.rsplit_once('-')
+            {
+                prefixes.insert(prefix.to_string());
             }
         }
         for prefix in prefixes {
