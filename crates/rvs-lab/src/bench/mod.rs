@@ -175,6 +175,10 @@ pub struct Sample {
     pub cpu_softirq_s: f64,
     /// CPU seconds of the director's user-space process (rvsd or haproxy).
     pub proc_s: Option<f64>,
+    /// UDP: datagrams sent (the rest were lost on the way).
+    pub sent: Option<u64>,
+    /// Bulk: TCP retransmissions of the sender.
+    pub retransmits: Option<u64>,
 }
 
 type Results = BTreeMap<(Workload, PathKind), Vec<Result<Sample, String>>>;
@@ -303,8 +307,20 @@ fn run_network(args: &Args) -> Result<()> {
 fn show_sample(w: Workload, s: &Sample) -> String {
     let main = match w {
         Workload::Keepalive | Workload::Newconn => format!("{:.0} req/s", s.value),
-        Workload::Udp => format!("{:.0} pkt/s", s.value),
-        Workload::Bulk => format!("{:.2} Gbit/s", s.value / 1e9),
+        Workload::Udp => format!(
+            "{:.0} pkt/s (sent {}, lost {:.1}%)",
+            s.value,
+            s.sent.unwrap_or(0),
+            s.sent
+                .filter(|&n| n > 0)
+                .map(|n| 100.0 * (1.0 - s.ops / n as f64))
+                .unwrap_or(0.0)
+        ),
+        Workload::Bulk => format!(
+            "{:.2} Gbit/s ({} retransmits)",
+            s.value / 1e9,
+            s.retransmits.unwrap_or(0)
+        ),
     };
     let lat = match (s.p50_s, s.p99_s) {
         (Some(a), Some(b)) => format!(" p50 {:.0} µs p99 {:.0} µs", a * 1e6, b * 1e6),
@@ -501,6 +517,7 @@ fn to_json(started: &str, machine: &str, args: &Args, results: &Results) -> Resu
                     "workload": w.name(), "path": p.label(), "round": i + 1, "value": s.value,
                     "p50_s": s.p50_s, "p99_s": s.p99_s, "ops": s.ops, "cpu_busy_s": s.cpu_busy_s,
                     "cpu_softirq_s": s.cpu_softirq_s, "proc_s": s.proc_s,
+                    "udp_sent": s.sent, "tcp_retransmits": s.retransmits,
                 }),
                 Err(e) => serde_json::json!({
                     "workload": w.name(), "path": p.label(), "round": i + 1, "error": e,
@@ -558,6 +575,8 @@ mod tests {
             p50_s: Some(1e-4),
             p99_s: Some(1e-3),
             proc_s: None,
+            sent: None,
+            retransmits: None,
         }
     }
 

@@ -90,16 +90,21 @@ pub fn parse_wrk(out: &str) -> Option<WrkResult> {
     })
 }
 
-/// Receiver-side throughput in bits/s from `iperf3 -c ... -J`.
-pub fn parse_iperf3_json(out: &str) -> Result<f64, String> {
+/// Receiver-side throughput in bits/s and the sender's TCP retransmissions from `iperf3 -c ... -J`.
+pub fn parse_iperf3_json(out: &str) -> Result<(f64, Option<u64>), String> {
     let v: serde_json::Value =
         serde_json::from_str(out).map_err(|e| format!("iperf3 JSON: {e}"))?;
     if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
         return Err(format!("iperf3: {err}"));
     }
-    v.pointer("/end/sum_received/bits_per_second")
+    let bps = v
+        .pointer("/end/sum_received/bits_per_second")
         .and_then(|b| b.as_f64())
-        .ok_or_else(|| "iperf3 JSON: no end.sum_received.bits_per_second".to_string())
+        .ok_or_else(|| "iperf3 JSON: no end.sum_received.bits_per_second".to_string())?;
+    let retransmits = v
+        .pointer("/end/sum_sent/retransmits")
+        .and_then(|r| r.as_u64());
+    Ok((bps, retransmits))
 }
 
 /// The machine-wide CPU times from the first line of /proc/stat, in clock ticks.
@@ -213,8 +218,8 @@ Transfer/sec:      6.00MB
 
     #[test]
     fn iperf3() {
-        let ok = r#"{"start":{},"end":{"sum_received":{"bits_per_second":9.5e9},"sum_sent":{"bits_per_second":9.6e9}}}"#;
-        assert_eq!(parse_iperf3_json(ok).unwrap(), 9.5e9);
+        let ok = r#"{"start":{},"end":{"sum_received":{"bits_per_second":9.5e9},"sum_sent":{"bits_per_second":9.6e9,"retransmits":12}}}"#;
+        assert_eq!(parse_iperf3_json(ok).unwrap(), (9.5e9, Some(12)));
         let err =
             r#"{"start":{},"end":{},"error":"unable to connect to server: Connection refused"}"#;
         assert!(

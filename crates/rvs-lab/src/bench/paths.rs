@@ -67,7 +67,7 @@ pub struct Bench {
     udp_size: usize,
     rvsd_args: Vec<String>,
     exe: PathBuf,
-    rvs_bins: Result<(PathBuf, PathBuf), String>,
+    rvs_bins: Result<(PathBuf, Option<PathBuf>), String>,
     /// Servers first so they are stopped before the namespaces go.
     servers: Vec<Daemon>,
     lab: Lab,
@@ -87,10 +87,11 @@ impl Bench {
         let rvs_bins = if args.paths.contains(&PathKind::Rvs) {
             find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
                 .and_then(|(d, a)| {
-                    Ok((
-                        private_copy(&d, &lab.dir, "rvsd")?,
-                        private_copy(&a, &lab.dir, "rvsadm")?,
-                    ))
+                    let a = match a {
+                        Some(a) => Some(private_copy(&a, &lab.dir, "rvsadm")?),
+                        None => None,
+                    };
+                    Ok((private_copy(&d, &lab.dir, "rvsd")?, a))
                 })
                 .map_err(|e| format!("{e:#}"))
         } else {
@@ -337,7 +338,7 @@ impl Bench {
         let m = Meter::start(pid);
         let o = sys::run_timeout(&argv, bound(self.duration))?;
         let m = m.stop();
-        let (_sent, send_secs) = udp::parse_sent(&o.stdout)
+        let (sent, send_secs) = udp::parse_sent(&o.stdout)
             .with_context(|| format!("UDP sender: {} {}", o.stdout.trim(), o.stderr.trim()))?;
         let mut received = 0;
         for s in &mut sinks {
@@ -353,6 +354,7 @@ impl Bench {
         Ok(m.finish(Sample {
             value: received as f64 / send_secs,
             ops: received as f64,
+            sent: Some(sent),
             ..Sample::default()
         }))
     }
@@ -366,9 +368,10 @@ impl Bench {
         );
         let m = Meter::start(pid);
         let o = sys::run_timeout(&argv, bound(self.duration))?;
-        let bps = parse::parse_iperf3_json(&o.stdout).map_err(anyhow::Error::msg)?;
+        let (bps, retransmits) = parse::parse_iperf3_json(&o.stdout).map_err(anyhow::Error::msg)?;
         Ok(m.finish(Sample {
             value: bps,
+            retransmits,
             ops: bps * f64::from(self.duration) / 8.0,
             ..Sample::default()
         }))
@@ -427,20 +430,29 @@ impl Bench {
         }
     }
 
-    fn rvsadm(&self, rvsadm: &Path, args: &[&str]) -> Result<String> {
-        let sock = format!("RVS_SOCKET={}", self.file("rvsd.sock").display());
-        let bin = rvsadm.display().to_string();
-        let mut argv = vec!["env", &sock, &bin];
-        argv.extend_from_slice(args);
-        sh(&argv)
+    /// The virtual services, in `ipvsadm -S` form, loaded by rvsd at start (`--rules`).
+    fn rvs_rules() -> String {
+        let vip = topo::VIP_RVS;
+        let [r1, r2] = topo::RIPS;
+        format!(
+            "-A -t {vip}:{HTTP_PORT} -s rr\n\
+             -a -t {vip}:{HTTP_PORT} -r {r1}:{HTTP_PORT} -m -w 1\n\
+             -a -t {vip}:{HTTP_PORT} -r {r2}:{HTTP_PORT} -m -w 1\n\
+             -A -u {vip}:{UDP_PORT} -s rr\n\
+             -a -u {vip}:{UDP_PORT} -r {r1}:{UDP_PORT} -m -w 1\n\
+             -a -u {vip}:{UDP_PORT} -r {r2}:{UDP_PORT} -m -w 1\n\
+             -A -t {vip}:{BULK_PORT} -s rr\n\
+             -a -t {vip}:{BULK_PORT} -r {r1}:{BULK_PORT} -m -w 1\n"
+        )
     }
 
     fn rvs_up(&mut self) -> Result<Active> {
         let (rvsd, rvsadm) = self.rvs_bins.clone().map_err(anyhow::Error::msg)?;
         let sock = self.file("rvsd.sock");
         let _ = std::fs::remove_file(&sock);
-        let rules = self.file("rvsd.rules").display().to_string();
-        let _ = std::fs::remove_file(&rules);
+        let rules = self.file("rvsd.rules");
+        std::fs::write(&rules, Self::rvs_rules())?;
+        let rules = rules.display().to_string();
         let sock_s = sock.display().to_string();
         let bin = rvsd.display().to_string();
         let mut argv = vec![
@@ -461,10 +473,11 @@ impl Bench {
         let argv = Lab::in_ns(&self.lab.director, &argv);
         let log = self.file("rvsd.log");
         let mut d = Daemon::spawn("rvsd", &argv, &log, &[("RUST_LOG", "warn")])?;
+        // Ready when the control socket accepts (the rules are loaded before it opens).
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             d.check_alive()?;
-            if self.rvsadm(&rvsadm, &["-L", "-n"]).is_ok() {
+            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
                 break;
             }
             if Instant::now() > deadline {
@@ -472,28 +485,14 @@ impl Bench {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        let vip = topo::VIP_RVS;
-        let http = format!("{vip}:{HTTP_PORT}");
-        let udp = format!("{vip}:{UDP_PORT}");
-        let bulk = format!("{vip}:{BULK_PORT}");
-        let r1h = format!("{}:{HTTP_PORT}", topo::RIPS[0]);
-        let r2h = format!("{}:{HTTP_PORT}", topo::RIPS[1]);
-        let r1u = format!("{}:{UDP_PORT}", topo::RIPS[0]);
-        let r2u = format!("{}:{UDP_PORT}", topo::RIPS[1]);
-        let r1b = format!("{}:{BULK_PORT}", topo::RIPS[0]);
-        let cmds: [&[&str]; 8] = [
-            &["-A", "-t", &http, "-s", "rr"],
-            &["-a", "-t", &http, "-r", &r1h, "-m"],
-            &["-a", "-t", &http, "-r", &r2h, "-m"],
-            &["-A", "-u", &udp, "-s", "rr"],
-            &["-a", "-u", &udp, "-r", &r1u, "-m"],
-            &["-a", "-u", &udp, "-r", &r2u, "-m"],
-            &["-A", "-t", &bulk, "-s", "rr"],
-            &["-a", "-t", &bulk, "-r", &r1b, "-m"],
-        ];
-        for c in cmds {
-            self.rvsadm(&rvsadm, c)
-                .with_context(|| format!("rvsadm {}", c.join(" ")))?;
+        if let Some(adm) = rvsadm {
+            let env = format!("RVS_SOCKET={sock_s}");
+            let adm = adm.display().to_string();
+            let list = sh(&["env", &env, &adm, "-L", "-n"])
+                .with_context(|| format!("rvsadm -L -n: {}", sys::log_tail(&log)))?;
+            if !list.contains(&format!("{}:{HTTP_PORT}", topo::VIP_RVS)) {
+                bail!("rvsd did not load the virtual services: {list}");
+            }
         }
         d.check_alive()?;
         Ok(Active { daemon: Some(d) })
@@ -629,16 +628,30 @@ fn private_copy(src: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(dst)
 }
 
-/// rvsd and rvsadm: given on the command line, else found (or built) by the lab's [`crate::bins::find`].
-fn find_rvs_binaries(rvsd: Option<&Path>, rvsadm: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
-    if let (Some(a), Some(b)) = (rvsd, rvsadm) {
-        return Ok((a.to_path_buf(), b.to_path_buf()));
+/// rvsd (required) and rvsadm (optional: only used to check the loaded services): given on the command line,
+/// else next to this executable, else found or built by the lab's [`crate::bins::find`].
+fn find_rvs_binaries(
+    rvsd: Option<&Path>,
+    rvsadm: Option<&Path>,
+) -> Result<(PathBuf, Option<PathBuf>)> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf));
+    let beside = |name: &str| {
+        exe_dir
+            .as_ref()
+            .map(|d| d.join(name))
+            .filter(|p| p.is_file())
+    };
+    let rvsd = rvsd.map(Path::to_path_buf).or_else(|| beside("rvsd"));
+    let rvsadm = rvsadm.map(Path::to_path_buf).or_else(|| beside("rvsadm"));
+    match (rvsd, rvsadm) {
+        (Some(d), a) => Ok((d, a)),
+        (None, a) => {
+            let found = crate::bins::find().context("finding rvsd")?;
+            Ok((found.rvsd, a.or(Some(found.rvsadm))))
+        }
     }
-    let found = crate::bins::find().context("finding rvsd and rvsadm")?;
-    Ok((
-        rvsd.map(Path::to_path_buf).unwrap_or(found.rvsd),
-        rvsadm.map(Path::to_path_buf).unwrap_or(found.rvsadm),
-    ))
 }
 
 /// Removes namespaces of earlier bench runs whose process is gone (e.g. killed with SIGKILL), with the
