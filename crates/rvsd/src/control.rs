@@ -79,6 +79,7 @@ pub fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
             Ok(0) => {}
             Ok(uid) => {
                 tracing::warn!(uid, "control connection from a non-root user refused");
+                refuse(stream, rvs_api::ErrorCode::PermissionDenied);
                 continue;
             }
             Err(e) => {
@@ -100,6 +101,16 @@ pub fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
     }
 }
 
+/// Answer one error line and close (the peer may not even have sent its request yet).
+fn refuse(mut stream: UnixStream, code: rvs_api::ErrorCode) {
+    let resp = rvs_api::Response::Err(rvs_api::ApiError::new(code));
+    if let Ok(mut line) = serde_json::to_string(&resp) {
+        line.push('\n');
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(line.as_bytes());
+    }
+}
+
 /// Longest request line accepted (a batch of a few thousand rules fits).
 const MAX_LINE: u64 = 16 << 20;
 
@@ -112,6 +123,10 @@ fn client(stream: UnixStream, daemon: &Daemon) -> std::io::Result<()> {
         line.clear();
         let n = (&mut reader).take(MAX_LINE).read_line(&mut line)?;
         if n == 0 {
+            return Ok(());
+        }
+        if n as u64 >= MAX_LINE && !line.ends_with('\n') {
+            refuse(writer, rvs_api::ErrorCode::BadRequest);
             return Ok(());
         }
         if line.trim().is_empty() {
@@ -127,6 +142,20 @@ fn client(stream: UnixStream, daemon: &Daemon) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_is_one_protocol_line_with_ipvsadm_text() {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        refuse(a, rvs_api::ErrorCode::PermissionDenied);
+        let mut line = String::new();
+        BufReader::new(b).read_line(&mut line).expect("read");
+        match serde_json::from_str::<rvs_api::Response>(&line).expect("a response") {
+            rvs_api::Response::Err(e) => {
+                assert_eq!(e.message, "Permission denied (you must be root)")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn stale_socket_is_removed_live_one_refused() {
