@@ -695,16 +695,21 @@ fn parse_inner(
             Err(TokErr::Unknown(w)) => return Err(ParseError::popt(w, "unknown option")),
             Err(TokErr::NoArg(w)) => return Err(ParseError::popt(w, "missing argument")),
         };
-        let arg = occ.arg.clone().unwrap_or_default();
-        match occ.opt {
+        let Occ {
+            opt,
+            word,
+            arg: given,
+        } = occ;
+        let arg: &str = given.as_deref().unwrap_or("");
+        match opt {
             Opt::Tcp | Opt::Udp | Opt::Sctp => {
                 set_option(&mut options, OPTC_SERVICE)?;
-                svc.protocol = match occ.opt {
+                svc.protocol = match opt {
                     Opt::Tcp => Protocol::Tcp,
                     Opt::Udp => Protocol::Udp,
                     _ => Protocol::Sctp,
                 };
-                match parse_service(&arg, svc.protocol, resolver) {
+                match parse_service(arg, svc.protocol, resolver) {
                     Some(p) => {
                         svc.addr = p.addr;
                         svc.ipv6 = Some(p.addr.is_ipv6());
@@ -726,16 +731,16 @@ fn parse_inner(
                 set_option(&mut options, OPTC_SERVICE)?;
                 svc.ipv6 = Some(false);
                 svc.protocol = Protocol::Tcp;
-                svc.fwmark = parse_fwmark(&arg)?;
+                svc.fwmark = parse_fwmark(arg)?;
             }
             Opt::Scheduler => {
                 set_option(&mut options, OPTC_SCHEDULER)?;
-                svc.sched = truncate(&arg, 15);
+                svc.sched = truncate(arg, 15);
             }
             Opt::Persistent => {
                 set_option(&mut options, OPTC_PERSISTENT)?;
                 svc.persistent = true;
-                svc.timeout = match occ.arg.as_deref() {
+                svc.timeout = match given.as_deref() {
                     None => DEF_PERSISTENT_TIMEOUT,
                     Some(a) => parse_timeout(a, 1, MAX_TIMEOUT)?,
                 };
@@ -743,7 +748,7 @@ fn parse_inner(
             Opt::Netmask => {
                 set_option(&mut options, OPTC_NETMASK)?;
                 if svc.ipv6 != Some(true) {
-                    match parse_netmask(&arg, resolver) {
+                    match parse_netmask(arg, resolver) {
                         Some(m) => svc.netmask = m,
                         None => {
                             return Err(ParseError::fail(
@@ -752,7 +757,7 @@ fn parse_inner(
                         }
                     }
                 } else {
-                    let n = atoi(&arg);
+                    let n = atoi(arg);
                     if !(1..=128).contains(&n) {
                         return Err(ParseError::fail("illegal ipv6 netmask specified"));
                     }
@@ -761,7 +766,7 @@ fn parse_inner(
             }
             Opt::RealServer => {
                 set_option(&mut options, OPTC_SERVER)?;
-                match parse_service(&arg, svc.protocol, resolver) {
+                match parse_service(arg, svc.protocol, resolver) {
                     Some(p) => {
                         dest.addr = p.addr;
                         dest.ipv6 = p.addr.is_ipv6();
@@ -788,17 +793,17 @@ fn parse_inner(
             }
             Opt::Weight => {
                 set_option(&mut options, OPTC_WEIGHT)?;
-                dest.weight = string_to_number(&arg, 0, 65535)
+                dest.weight = string_to_number(arg, 0, 65535)
                     .ok_or_else(|| ParseError::fail("illegal weight specified"))?;
             }
             Opt::UThreshold => {
                 set_option(&mut options, OPTC_UTHRESHOLD)?;
-                dest.u_threshold = string_to_number(&arg, 0, i32::MAX as u32)
+                dest.u_threshold = string_to_number(arg, 0, i32::MAX as u32)
                     .ok_or_else(|| ParseError::fail("illegal u_threshold specified"))?;
             }
             Opt::LThreshold => {
                 set_option(&mut options, OPTC_LTHRESHOLD)?;
-                dest.l_threshold = string_to_number(&arg, 0, i32::MAX as u32)
+                dest.l_threshold = string_to_number(arg, 0, i32::MAX as u32)
                     .ok_or_else(|| ParseError::fail("illegal l_threshold specified"))?;
             }
             Opt::Connection => set_option(&mut options, OPTC_CONNECTION)?,
@@ -808,11 +813,11 @@ fn parse_inner(
             }
             Opt::McastInterface => {
                 set_option(&mut options, OPTC_MCAST)?;
-                daemon.mcast_ifn = truncate(&arg, 15);
+                daemon.mcast_ifn = truncate(arg, 15);
             }
             Opt::SyncId => {
                 set_option(&mut options, OPTC_SYNCID)?;
-                daemon.syncid = string_to_number(&arg, 0, 255)
+                daemon.syncid = string_to_number(arg, 0, 255)
                     .ok_or_else(|| ParseError::fail("illegal syncid specified"))?
                     as u8;
             }
@@ -857,11 +862,11 @@ fn parse_inner(
             }
             Opt::Pe => {
                 set_option(&mut options, OPTC_PE)?;
-                svc.pe = truncate(&arg, 16);
+                svc.pe = truncate(arg, 16);
             }
             Opt::SchedFlags => {
                 set_option(&mut options, OPTC_SCHED_FLAGS)?;
-                sched_flags_arg = Some(truncate(&arg, 127));
+                sched_flags_arg = Some(truncate(arg, 127));
             }
             Opt::McastGroup => {
                 set_option(&mut options, OPTC_MCAST_GROUP)?;
@@ -887,19 +892,19 @@ fn parse_inner(
             }
             Opt::McastPort => {
                 set_option(&mut options, OPTC_MCAST_PORT)?;
-                daemon.mcast_port = string_to_number(&arg, 1, 65535)
+                daemon.mcast_port = string_to_number(arg, 1, 65535)
                     .ok_or_else(|| ParseError::fail("illegal mcast-port specified"))?
                     as u16;
             }
             Opt::McastTtl => {
                 set_option(&mut options, OPTC_MCAST_TTL)?;
-                daemon.mcast_ttl = string_to_number(&arg, 1, 255)
+                daemon.mcast_ttl = string_to_number(arg, 1, 255)
                     .ok_or_else(|| ParseError::fail("illegal mcast-ttl specified"))?
                     as u8;
             }
             Opt::SyncMaxlen => {
                 set_option(&mut options, OPTC_SYNC_MAXLEN)?;
-                daemon.sync_maxlen = string_to_number(&arg, 1, 65535 - 20 - 8)
+                daemon.sync_maxlen = string_to_number(arg, 1, 65535 - 20 - 8)
                     .ok_or_else(|| ParseError::fail("illegal sync-maxlen specified"))?
                     as u16;
             }
@@ -909,7 +914,7 @@ fn parse_inner(
             }
             Opt::TunType => {
                 set_option(&mut options, OPTC_TUN_TYPE)?;
-                dest.tun_type = match arg.as_str() {
+                dest.tun_type = match arg {
                     "ipip" => TunnelType::Ipip,
                     "gue" => TunnelType::Gue,
                     "gre" => TunnelType::Gre,
@@ -918,7 +923,7 @@ fn parse_inner(
             }
             Opt::TunPort => {
                 set_option(&mut options, OPTC_TUN_PORT)?;
-                dest.tun_port = string_to_number(&arg, 1, 65535)
+                dest.tun_port = string_to_number(arg, 1, 65535)
                     .ok_or_else(|| ParseError::fail("illegal tunnel port specified"))?
                     as u16;
             }
@@ -932,7 +937,7 @@ fn parse_inner(
                 dest.tun_flags |= 2;
             }
             Opt::Cmd(_) | Opt::Help | Opt::Version | Opt::StartDaemon | Opt::StopDaemon => {
-                return Err(ParseError::fail(format!("invalid option `{}'", occ.word)));
+                return Err(ParseError::fail(format!("invalid option `{word}'")));
             }
         }
     }
@@ -1314,15 +1319,15 @@ pub fn inet_aton(s: &str) -> Option<Ipv4Addr> {
     if s.is_empty() {
         return None;
     }
-    let parts: Vec<&str> = s.split('.').collect();
-    if parts.len() > 4 {
-        return None;
+    let mut vals = [0u32; 4];
+    let mut n = 0;
+    for p in s.split('.') {
+        if n == 4 {
+            return None;
+        }
+        vals[n] = parse_c_uint(p)?;
+        n += 1;
     }
-    let mut vals = Vec::with_capacity(4);
-    for p in &parts {
-        vals.push(parse_c_uint(p)?);
-    }
-    let n = vals.len();
     let last = vals[n - 1];
     let mut addr: u32 = 0;
     for (i, v) in vals[..n - 1].iter().enumerate() {
@@ -1383,7 +1388,10 @@ pub fn parse_service(buf: &str, proto: Protocol, resolver: &dyn Resolver) -> Opt
     } else {
         (buf, None)
     };
-    let (addr, portp) = if let Ok(a6) = host.parse::<Ipv6Addr>() {
+    // an IPv6 address has at least two colons: skip the attempt for host:port
+    let maybe_v6 = host.bytes().filter(|&b| b == b':').nth(1).is_some();
+    let (addr, portp) = if let Some(a6) = maybe_v6.then(|| host.parse::<Ipv6Addr>().ok()).flatten()
+    {
         (IpAddr::V6(a6), portp)
     } else {
         let (h, p) = match (portp, host.rfind(':')) {

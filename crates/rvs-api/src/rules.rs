@@ -20,6 +20,17 @@ pub struct RulesError {
 /// word begins a comment. A leading program word (`ipvsadm`, `/sbin/ipvsadm`, `rvsadm`) is dropped.
 pub fn split_line(line: &str) -> Vec<String> {
     let mut words = Vec::new();
+    if !line.contains(['"', '\'']) {
+        // fast path: no quoting
+        for w in line.split_ascii_whitespace() {
+            if w.starts_with('#') {
+                break;
+            }
+            words.push(w.to_owned());
+        }
+        drop_program_word(&mut words);
+        return words;
+    }
     let mut cur = String::new();
     let mut in_word = false;
     let mut quote: Option<char> = None;
@@ -53,13 +64,17 @@ pub fn split_line(line: &str) -> Vec<String> {
     if in_word {
         words.push(cur);
     }
+    drop_program_word(&mut words);
+    words
+}
+
+fn drop_program_word(words: &mut Vec<String>) {
     if let Some(first) = words.first() {
         let base = first.rsplit('/').next().unwrap_or(first);
         if !first.starts_with('-') && (base == "ipvsadm" || base == "rvsadm") {
             words.remove(0);
         }
     }
-    words
 }
 
 /// Parses a rules file with the system resolver (names in the file resolve as with ipvsadm -R).
