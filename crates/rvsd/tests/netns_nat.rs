@@ -111,6 +111,8 @@ impl Topo {
         }
         t.ip("c", "addr add 198.51.100.10/24 dev cl0");
         t.ip("c", "link set cl0 up");
+        // The client reaches the private side through the director (for the real server's own connection).
+        t.ip("c", "route add 203.0.113.0/24 via 198.51.100.1");
         t.ip("d", "addr add 198.51.100.1/24 dev pub0");
         t.ip("d", "link set pub0 up");
         t.ip("d", "addr add 203.0.113.1/24 dev priv0");
@@ -224,6 +226,8 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
     http_server(&t.ns("r2"), "0.0.0.0:80", "rs2", t.stop.clone());
     http_server(&t.ns("r1"), "[2001:db8:113::11]:80", "rs1", t.stop.clone());
     http_server(&t.ns("r2"), "[2001:db8:113::12]:80", "rs2", t.stop.clone());
+    // A server on the client side, for traffic rvsd does not own (a real server connecting out).
+    http_server(&t.ns("c"), "198.51.100.10:8081", "client", t.stop.clone());
 
     let sock = t.dir.join("rvsd.sock");
     let rules = t.dir.join("rules");
@@ -418,6 +422,19 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
     assert!(
         after.iter().all(|b| b == "rs1 198.51.100.10"),
         "quiesced rs2 gets no new connections: {after:?}"
+    );
+
+    // Traffic rvsd does not own flows as if it were not there: a real server's own connection to the client
+    // (its packets come in on priv0, are read by rvsd through the reply rule, and are written back unchanged).
+    let direct = spawn_in(&t.ns("r1"), || {
+        http_get("198.51.100.10:8081".parse().unwrap())
+    })
+    .join()
+    .unwrap()
+    .unwrap_or_else(|e| format!("error: {e}"));
+    assert_eq!(
+        direct, "client 203.0.113.11",
+        "a real server's own connection passes unchanged"
     );
 
     // SIGTERM: exit 0, nothing left behind.
