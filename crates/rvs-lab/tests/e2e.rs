@@ -273,13 +273,23 @@ fn persistence_keeps_a_client_on_one_real_server() {
     let Some(lab) = tcp_lab("persistence", "rr", &[1, 1], &["-p", "60"]) else {
         return;
     };
-    let t = requests(&lab, 30, 2);
+    // The first connection creates the persistence template; then 29 more, two at a time.
+    let first = requests(&lab, 1, 1);
+    let t = requests(&lab, 29, 2);
     assert_eq!(
-        t.per_server.len(),
-        1,
-        "with -p all connections of one client go to one real server: {t:?}"
+        t.per_server.keys().collect::<Vec<_>>(),
+        first.per_server.keys().collect::<Vec<_>>(),
+        "with -p all connections of one client go to one real server: {first:?} then {t:?}"
     );
-    assert_eq!(t.total(), 30);
+    assert_eq!(t.total(), 29);
+    let conns = adm(&lab, &["-L", "-n", "-c"]);
+    assert!(
+        conns.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(2) == Some(&"NONE") && f.get(3) == Some(&"198.51.100.10:0")
+        }),
+        "the persistence template (client port 0, state NONE) is listed:\n{conns}"
+    );
     let listing = adm(&lab, &["-L", "-n"]);
     assert!(listing.contains("persistent 60"), "{listing}");
 }
