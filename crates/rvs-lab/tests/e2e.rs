@@ -590,3 +590,52 @@ fn up_exec_down_by_hand() {
     }
     assert!(!rvs_lab::manage::state_root().join(&prefix).exists());
 }
+
+#[test]
+fn the_demo_runs_and_cleans_up() {
+    if !testing::lab_available("the_demo_runs_and_cleans_up") {
+        return;
+    }
+    let bins = rvs_lab::bins::find().expect("rvsd and rvsadm");
+    let prefix = LabConfig::unique("demo").prefix;
+    let _down = Down(prefix.clone());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvs-lab"))
+        .args([
+            "demo",
+            "--requests",
+            "100",
+            "--real-servers",
+            "2",
+            "--prefix",
+            &prefix,
+        ])
+        .env("RVS_BIN_DIR", bins.dir())
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "demo failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "$ rvsadm -A -t 198.51.100.100:80 -s rr",
+        "$ rvsadm -a -t 198.51.100.100:80 -r 203.0.113.11:80 -m -w 1",
+        "rs1 (203.0.113.11):    50 answers",
+        "rs2 (203.0.113.12):    50 answers",
+        "client address seen by the real servers: 198.51.100.10\n",
+        "== rvsadm -Ln --stats",
+        "-> 198.51.100.100:80",
+        "-> 203.0.113.1",
+        "-> 198.51.100.10:",
+        "all namespaces, processes and files removed",
+    ] {
+        assert!(
+            text.contains(needle),
+            "demo output lacks {needle:?}:\n{text}"
+        );
+    }
+    for ns in lab::ns_names(&prefix, 2) {
+        assert!(!rvs_lab::netns::exists(&ns), "{ns} left behind by the demo");
+    }
+}
