@@ -53,11 +53,14 @@ enum Cmd {
     },
     /// Run a command inside one of the lab's namespaces (PATH finds rvsd/rvsadm, RVS_SOCKET points at the lab's rvsd).
     Exec {
+        /// A namespace of the lab, e.g. rvs-director or rvs-client.
         namespace: String,
+        /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
-    /// Side-by-side benchmarks (arguments are passed on).
+    /// Side-by-side benchmarks (arguments, --help included, are passed on).
+    #[command(disable_help_flag = true)]
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
