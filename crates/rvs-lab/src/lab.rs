@@ -502,6 +502,22 @@ impl Lab {
         Ok(crate::cleanup::stop_proc(&mut p, Duration::from_secs(10)))
     }
 
+    /// Kills rvsd with SIGKILL (a crash: it cannot remove its steering) and reaps it.
+    pub fn crash_rvsd(&mut self) -> Result<()> {
+        let mut p = {
+            let mut res = crate::cleanup::lock(&self.guard.resources);
+            let idx = res
+                .procs
+                .iter()
+                .position(|p| p.name == "rvsd")
+                .ok_or_else(|| LabError::Invalid("rvsd is not running".into()))?;
+            res.procs.remove(idx)
+        };
+        p.child.kill().map_err(LabError::io("killing rvsd"))?;
+        p.child.wait().map_err(LabError::io("reaping rvsd"))?;
+        Ok(())
+    }
+
     fn log_tail(&self, log: &Path) -> String {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

@@ -639,3 +639,37 @@ fn the_demo_runs_and_cleans_up() {
         assert!(!rvs_lab::netns::exists(&ns), "{ns} left behind by the demo");
     }
 }
+
+#[test]
+fn a_restarted_rvsd_cleans_what_a_crashed_one_left() {
+    if !testing::lab_available("crash_leftovers") {
+        return;
+    }
+    let cfg = LabConfig {
+        real_servers: 1,
+        rvsd: false,
+        ..LabConfig::unique("k")
+    };
+    let mut lab = Lab::up(cfg).expect("lab");
+    let clean = steering_snapshot(&lab);
+    lab.start_rvsd().expect("rvsd");
+    adm(&lab, &["-A", "-t", &vip80(), "-s", "rr"]);
+    adm(&lab, &["-a", "-t", &vip80(), "-r", &rs80(1), "-m"]);
+    lab.crash_rvsd().expect("SIGKILL rvsd");
+    assert_ne!(
+        steering_snapshot(&lab),
+        clean,
+        "a killed rvsd cannot have removed its steering"
+    );
+    // The next rvsd removes the leftovers, loads the saved rules and serves again.
+    lab.start_rvsd().expect("rvsd after a crash");
+    let t = requests(&lab, 2, 1);
+    assert_eq!(count(&t, "rs1"), 2);
+    let status = lab.stop_rvsd().expect("stop");
+    assert!(!status.contains("killed"), "{status}");
+    assert_eq!(
+        steering_snapshot(&lab),
+        clean,
+        "steering left behind after crash, restart and stop"
+    );
+}
