@@ -439,46 +439,56 @@ impl<A: ConnAddr> Shard<A> {
         }
     }
 
-    /// Expires every entry due at `now` (wrapping ms), handing each to `on_expire`.
-    pub(crate) fn expire(&mut self, now: u32, mut on_expire: impl FnMut(Conn<A>)) -> usize {
+    /// Expires entries due at `now` (wrapping ms), handing each to `on_expire`. Stops after
+    /// `budget` expiries so the caller can release the shard lock between rounds; returns
+    /// `(expired, finished)`. An unfinished call resumes where it stopped. Entries found not yet
+    /// due (refreshed since they were filed) are re-filed in place or moved to their bucket.
+    pub(crate) fn expire(
+        &mut self,
+        now: u32,
+        budget: usize,
+        mut on_expire: impl FnMut(Conn<A>),
+    ) -> (usize, bool) {
         let now_tick = tick_of(now);
         let start = self.cur_tick.unwrap_or(now_tick);
         let span = now_tick.wrapping_sub(start);
-        let steps = if (span as i32) < 0 {
-            0
-        } else {
-            (span as usize).min(WHEEL - 1)
-        };
+        if (span as i32) < 0 {
+            // The caller's clock went backwards (e.g. a worker's older reading): nothing is due
+            // that was not due before; keep the wheel where it is.
+            return (0, true);
+        }
+        let steps = (span as usize).min(WHEEL - 1);
         let mut expired = 0;
         for k in 0..=steps {
-            let b = bucket_of(start.wrapping_add(k as u32));
-            let mut i = std::mem::replace(&mut self.wheel[b], NIL);
+            let tick = start.wrapping_add(k as u32);
+            let b = bucket_of(tick);
+            let mut i = self.wheel[b];
             while i != NIL {
+                if expired >= budget {
+                    self.cur_tick = Some(tick);
+                    return (expired, false);
+                }
                 let Some(c) = self.get_mut(i) else { break };
                 let next = c.next;
-                c.prev = NIL;
-                c.next = NIL;
                 let deadline = c.deadline();
+                let due_tick = tick_of(deadline);
                 if time_reached(now, deadline) {
-                    // Not linked any more: remove() sees prev == NIL and a head != i.
-                    if let Some(c) = self.remove_unlinked(i) {
+                    if let Some(c) = self.remove(i) {
                         on_expire(c);
                         expired += 1;
                     }
+                } else if bucket_of(due_tick) != b {
+                    self.unlink(i);
+                    self.link(i, due_tick);
                 } else {
-                    self.link(i, tick_of(deadline));
+                    // Same bucket, later round (or later in this tick): stays where it is.
+                    c.armed = due_tick;
                 }
                 i = next;
             }
         }
         self.cur_tick = Some(now_tick);
-        expired
-    }
-
-    fn remove_unlinked(&mut self, i: u32) -> Option<Conn<A>> {
-        // Detached from the wheel: prev/next are NIL and no bucket head is `i`, so the unlink
-        // inside remove() is a no-op.
-        self.remove(i)
+        (expired, true)
     }
 
     /// Removes every entry matching `pred`, handing each to `on_remove` (control plane only).
@@ -643,25 +653,25 @@ mod tests {
     #[test]
     fn wheel_expires_at_the_exact_ms_and_rearms_lazily() {
         let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(2));
-        s.expire(0, |_| {});
+        s.expire(0, usize::MAX, |_| {}).0;
         let a = s.insert(conn(1, 1, 0, 1000)).expect("room");
         let b = s.insert(conn(2, 1, 0, 5000)).expect("room");
-        assert_eq!(s.expire(999, |_| {}), 0);
+        assert_eq!(s.expire(999, usize::MAX, |_| {}).0, 0);
         let mut seen = Vec::new();
-        assert_eq!(s.expire(1000, |c| seen.push(c.caddr)), 1);
+        assert_eq!(s.expire(1000, usize::MAX, |c| seen.push(c.caddr)).0, 1);
         assert_eq!(seen, vec![Ipv4Addr::new(198, 51, 100, 1)]);
         assert!(s.get(a).is_none());
         // Refresh b lazily at 4000: now due at 9000.
         s.get_mut(b).expect("b").last_seen = 4000;
-        assert_eq!(s.expire(8999, |_| {}), 0);
-        assert_eq!(s.expire(9000, |_| {}), 1);
+        assert_eq!(s.expire(8999, usize::MAX, |_| {}).0, 0);
+        assert_eq!(s.expire(9000, usize::MAX, |_| {}).0, 1);
         assert_eq!(s.len(), 0);
     }
 
     #[test]
     fn wheel_handles_long_timeouts_and_clock_jumps() {
         let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(3));
-        s.expire(10, |_| {});
+        s.expire(10, usize::MAX, |_| {}).0;
         // Longer than one wheel revolution (1048 s).
         s.insert(conn(1, 1, 10, 3_600_000)).expect("room");
         s.insert(conn(2, 1, 10, 20_000)).expect("room");
@@ -669,27 +679,63 @@ mod tests {
         let mut n = 0;
         while t + 1000 < 3_600_010 {
             t += 1000;
-            n += s.expire(t, |_| {});
+            n += s.expire(t, usize::MAX, |_| {}).0;
             if t < 20_010 {
                 assert_eq!(n, 0);
             }
         }
         assert_eq!(n, 1);
-        assert_eq!(s.expire(3_600_009, |_| {}), 0);
-        assert_eq!(s.expire(3_600_010, |_| {}), 1);
+        assert_eq!(s.expire(3_600_009, usize::MAX, |_| {}).0, 0);
+        assert_eq!(s.expire(3_600_010, usize::MAX, |_| {}).0, 1);
         // Jump far ahead in one call.
         s.insert(conn(3, 1, 3_600_010, 50)).expect("room");
-        assert_eq!(s.expire(3_600_010 + 86_400_000, |_| {}), 1);
+        assert_eq!(s.expire(3_600_010 + 86_400_000, usize::MAX, |_| {}).0, 1);
+    }
+
+    #[test]
+    fn budgeted_expiry_resumes() {
+        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(6));
+        s.expire(0, usize::MAX, |_| {});
+        for k in 0..250u16 {
+            s.insert(conn((k % 250) as u8, k, 0, 1000 + u32::from(k % 3)))
+                .expect("room");
+        }
+        // Nothing due: a budget-limited pass finishes at once.
+        assert_eq!(s.expire(999, 100, |_| {}), (0, true));
+        assert_eq!(s.len(), 250);
+        let mut total = 0;
+        let mut calls = 0;
+        loop {
+            let (n, done) = s.expire(5000, 64, |_| {});
+            total += n;
+            calls += 1;
+            if done {
+                break;
+            }
+        }
+        assert_eq!(total, 250);
+        assert_eq!(calls, 4);
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn backwards_clock_is_harmless() {
+        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(5));
+        s.expire(100_000, usize::MAX, |_| {}).0;
+        s.insert(conn(1, 1, 100_000, 1000)).expect("room");
+        assert_eq!(s.expire(50_000, usize::MAX, |_| {}).0, 0);
+        assert_eq!(s.expire(100_999, usize::MAX, |_| {}).0, 0);
+        assert_eq!(s.expire(101_000, usize::MAX, |_| {}).0, 1);
     }
 
     #[test]
     fn earlier_deadline_rearms_now() {
         let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(4));
-        s.expire(0, |_| {});
+        s.expire(0, usize::MAX, |_| {}).0;
         let a = s.insert(conn(1, 1, 0, 900_000)).expect("room");
         s.get_mut(a).expect("a").timeout = 10_000;
         s.rearm_if_earlier(a);
-        assert_eq!(s.expire(9_999, |_| {}), 0);
-        assert_eq!(s.expire(10_000, |_| {}), 1);
+        assert_eq!(s.expire(9_999, usize::MAX, |_| {}).0, 0);
+        assert_eq!(s.expire(10_000, usize::MAX, |_| {}).0, 1);
     }
 }

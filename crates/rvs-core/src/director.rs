@@ -337,12 +337,8 @@ impl Director {
     pub fn expire(&self, now: Timestamp) -> usize {
         let n = now32(now);
         let mut total = 0;
-        for shard in self.v4.shards() {
-            total += shard.lock().expire(n, release);
-        }
-        for shard in self.v6.shards() {
-            total += shard.lock().expire(n, release);
-        }
+        total += expire_table(&self.v4, n);
+        total += expire_table(&self.v6, n);
         total + self.templates.expire(now.0)
     }
 
@@ -841,6 +837,23 @@ impl Director {
             }
         }
     }
+}
+
+/// Entries visited per shard-lock hold in `expire` (bounds the pause a worker can see).
+const EXPIRE_BUDGET: usize = 4096;
+
+fn expire_table<A: ConnAddr>(tbl: &ConnTable<A>, now: u32) -> usize {
+    let mut total = 0;
+    for shard in tbl.shards() {
+        loop {
+            let (n, done) = shard.lock().expire(now, EXPIRE_BUDGET, release);
+            total += n;
+            if done {
+                break;
+            }
+        }
+    }
+    total
 }
 
 /// A connection left the table (expired, reset for reuse, or purged): counters and template.
