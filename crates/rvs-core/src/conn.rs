@@ -653,7 +653,7 @@ mod tests {
     #[test]
     fn wheel_expires_at_the_exact_ms_and_rearms_lazily() {
         let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(2));
-        s.expire(0, usize::MAX, |_| {}).0;
+        s.expire(0, usize::MAX, |_| {});
         let a = s.insert(conn(1, 1, 0, 1000)).expect("room");
         let b = s.insert(conn(2, 1, 0, 5000)).expect("room");
         assert_eq!(s.expire(999, usize::MAX, |_| {}).0, 0);
@@ -671,7 +671,7 @@ mod tests {
     #[test]
     fn wheel_handles_long_timeouts_and_clock_jumps() {
         let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(3));
-        s.expire(10, usize::MAX, |_| {}).0;
+        s.expire(10, usize::MAX, |_| {});
         // Longer than one wheel revolution (1048 s).
         s.insert(conn(1, 1, 10, 3_600_000)).expect("room");
         s.insert(conn(2, 1, 10, 20_000)).expect("room");
@@ -721,7 +721,7 @@ mod tests {
     #[test]
     fn backwards_clock_is_harmless() {
         let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(5));
-        s.expire(100_000, usize::MAX, |_| {}).0;
+        s.expire(100_000, usize::MAX, |_| {});
         s.insert(conn(1, 1, 100_000, 1000)).expect("room");
         assert_eq!(s.expire(50_000, usize::MAX, |_| {}).0, 0);
         assert_eq!(s.expire(100_999, usize::MAX, |_| {}).0, 0);
@@ -731,7 +731,7 @@ mod tests {
     #[test]
     fn earlier_deadline_rearms_now() {
         let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(4));
-        s.expire(0, usize::MAX, |_| {}).0;
+        s.expire(0, usize::MAX, |_| {});
         let a = s.insert(conn(1, 1, 0, 900_000)).expect("room");
         s.get_mut(a).expect("a").timeout = 10_000;
         s.rearm_if_earlier(a);
