@@ -15,6 +15,6 @@ pub mod steering;
 pub mod sys;
 pub mod tun;
 
-pub use packet::{PacketBuf, PacketIo};
+pub use packet::{PacketBuf, PacketIo, VnetHdr};
 pub use steering::{Steering, SteeringConfig, SteeringError};
 pub use tun::{TunDevice, TunError, TunQueue};

@@ -80,6 +80,60 @@ pub fn peer_uid(sock: &impl AsRawFd) -> io::Result<u32> {
     Ok(cred.uid)
 }
 
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+#[repr(C)]
+struct IfreqData {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+const ETHTOOL_GTXCSUM: u32 = 0x16;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+
+fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
+    if ifname.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    let mut value = EthtoolValue { cmd, data };
+    let mut ifr = IfreqData {
+        name: [0; libc::IFNAMSIZ],
+        data: (&raw mut value).cast(),
+        _pad: [0; 16],
+    };
+    for (dst, src) in ifr.name.iter_mut().zip(ifname.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCETHTOOL with an ifreq laid out as the kernel expects, whose data points at a live ethtool_value
+    // that the kernel reads and writes during the call only.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &raw mut ifr) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value.data)
+}
+
+/// Turn TX checksum offload of `ifname` on or off (like `ethtool -K IF tx on|off`; TSO follows it). Used by
+/// tests to make the kernel finish checksums in software, so a wrong partial checksum shows.
+pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
+    ethtool_value(ifname, ETHTOOL_STXCSUM, u32::from(on)).map(|_| ())
+}
+
+/// Whether TX checksum offload is on for `ifname`.
+pub fn tx_checksum(ifname: &str) -> io::Result<bool> {
+    ethtool_value(ifname, ETHTOOL_GTXCSUM, 0).map(|v| v != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,10 @@ pub struct Args {
     /// Name of the TUN device rvsd creates.
     #[arg(long, value_name = "NAME", default_value = "rvs0")]
     pub tun: String,
+    /// Experimental: TUN checksum and TCP segmentation offload (IFF_VNET_HDR): TCP super-packets of up to 64 KB
+    /// cross the TUN in one read and one write.
+    #[arg(long)]
+    pub offload: bool,
     /// Data-plane worker threads, one TUN queue each [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
@@ -71,6 +75,7 @@ mod tests {
         let a = parse(&[]).expect("no args is valid");
         assert_eq!(a.tun, "rvs0");
         assert!(!a.no_save);
+        assert!(!a.offload);
         assert_eq!(a.socket_path(None), PathBuf::from("/run/rvsd.sock"));
         assert_eq!(
             a.socket_path(Some("/tmp/x.sock".into())),

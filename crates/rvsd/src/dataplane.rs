@@ -13,7 +13,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rvs_core::{Director, Timestamp, Verdict};
 use rvs_io::packet::MAX_PACKET;
-use rvs_io::{PacketBuf, PacketIo};
+use rvs_io::{PacketBuf, PacketIo, VnetHdr};
 
 use crate::ratelimit::{Admit, RateLimiter};
 
@@ -191,7 +191,36 @@ pub enum Action {
     Drop,
 }
 
+/// Complete a partial L4 checksum in software (what the kernel's skb_checksum_help does): the field holds the
+/// pseudo-header sum; the checksum over `csum_start..` with it in place, complemented, is the full checksum.
+fn complete_checksum(pkt: &mut [u8], vnet: &VnetHdr) -> bool {
+    let start = usize::from(vnet.csum_start());
+    let field = start + usize::from(vnet.csum_offset());
+    if field + 2 > pkt.len() {
+        return false;
+    }
+    let mut c = !rvs_wire::checksum::fold(rvs_wire::checksum::sum(&pkt[start..]));
+    if c == 0 && vnet.csum_offset() == 6 {
+        c = 0xffff; // UDP: a computed 0 is sent as all ones
+    }
+    pkt[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// After a rewrite of a segmentation-offload super-packet, put back the partial checksum the kernel expects: the
+/// folded pseudo-header sum of the new addresses (ports and payload are summed by whoever segments it).
+fn restore_partial_checksum(pkt: &mut [u8], info: &rvs_wire::PacketInfo, vnet: &VnetHdr) {
+    let field = info.l4_offset + usize::from(vnet.csum_offset());
+    if field + 2 > info.ip_len.min(pkt.len()) {
+        return;
+    }
+    let l4_len = (info.ip_len - info.l4_offset) as u32;
+    let s = rvs_wire::checksum::pseudo_header_sum(info.src, info.dst, info.protocol, l4_len);
+    pkt[field..field + 2].copy_from_slice(&rvs_wire::checksum::fold(s).to_be_bytes());
+}
+
 /// The per-packet step, separated from the I/O so it can be tested: process, then the TTL fix on Forward.
+/// `vnet` is the offload header read with the packet (all zero without offloads) and is written back with it.
 #[inline]
 pub fn handle_packet(
     director: &Director,
@@ -199,15 +228,29 @@ pub fn handle_packet(
     now: Timestamp,
     random: u64,
     pkt: &mut [u8],
+    vnet: &mut VnetHdr,
     st: &WorkerStats,
 ) -> Action {
+    // A partial checksum on a plain packet: complete it, so the director's incremental updates stay correct.
+    if vnet.needs_csum() && !vnet.is_gso() {
+        if !complete_checksum(pkt, vnet) {
+            st.dropped.fetch_add(1, Ordering::Relaxed);
+            return Action::Drop;
+        }
+        vnet.set_flags(vnet.flags() & !VnetHdr::F_NEEDS_CSUM);
+    }
     match director.process(now, random, pkt) {
         Verdict::Forward(dir) => {
             // The kernel decrements the TTL on the way in and again on the way out of the TUN; add one back so the
             // director counts as one hop. A packet whose TTL cannot be adjusted goes out unchanged.
             if let Ok(info) = rvs_wire::parse(pkt) {
                 let _ = rvs_wire::rewrite::adjust_ttl(pkt, &info, 1);
+                if vnet.needs_csum() {
+                    restore_partial_checksum(pkt, &info, vnet);
+                }
             }
+            // Checksums were rewritten: let the receiver verify them again.
+            vnet.set_flags(vnet.flags() & VnetHdr::F_NEEDS_CSUM);
             match dir {
                 rvs_core::Direction::In => st.forwarded_in.fetch_add(1, Ordering::Relaxed),
                 rvs_core::Direction::Out => st.forwarded_out.fetch_add(1, Ordering::Relaxed),
@@ -260,8 +303,19 @@ fn run_worker<Q: PacketIo>(
         st.received.fetch_add(n as u64, Ordering::Relaxed);
         let t = now();
         for b in &mut bufs[..n] {
-            if handle_packet(director, vips, t, rng.next_u64(), b.packet_mut(), st) == Action::Send
-                && let Err(e) = q.send(b.packet())
+            let mut vnet = b.vnet;
+            let action = handle_packet(
+                director,
+                vips,
+                t,
+                rng.next_u64(),
+                b.packet_mut(),
+                &mut vnet,
+                st,
+            );
+            b.vnet = vnet;
+            if action == Action::Send
+                && let Err(e) = q.send(b)
             {
                 st.write_errors.fetch_add(1, Ordering::Relaxed);
                 if let Admit::Yes { suppressed } = log_limit.admit(t.0) {
@@ -340,7 +394,15 @@ mod packet_tests {
         let st = WorkerStats::default();
         let mut p = syn(CIP, VIP, 40000, 80, 62);
         assert_eq!(
-            handle_packet(&d, &v, Timestamp(10), 7, &mut p, &st),
+            handle_packet(
+                &d,
+                &v,
+                Timestamp(10),
+                7,
+                &mut p,
+                &mut VnetHdr::default(),
+                &st
+            ),
             Action::Send
         );
         let h = etherparse::Ipv4HeaderSlice::from_slice(&p).expect("ipv4");
@@ -360,7 +422,15 @@ mod packet_tests {
         let orig = syn([203, 0, 113, 12], [198, 51, 100, 20], 5000, 9999, 60);
         let mut p = orig.clone();
         assert_eq!(
-            handle_packet(&d, &v, Timestamp(10), 7, &mut p, &st),
+            handle_packet(
+                &d,
+                &v,
+                Timestamp(10),
+                7,
+                &mut p,
+                &mut VnetHdr::default(),
+                &st
+            ),
             Action::Send
         );
         assert_eq!(p, orig);
@@ -373,7 +443,15 @@ mod packet_tests {
         let st = WorkerStats::default();
         let mut p = syn(CIP, VIP, 40000, 81, 62);
         assert_eq!(
-            handle_packet(&d, &v, Timestamp(10), 7, &mut p, &st),
+            handle_packet(
+                &d,
+                &v,
+                Timestamp(10),
+                7,
+                &mut p,
+                &mut VnetHdr::default(),
+                &st
+            ),
             Action::Drop
         );
         assert_eq!(st.unserved_vip.load(Ordering::Relaxed), 1);
@@ -388,7 +466,60 @@ mod packet_tests {
             let mut p: Vec<u8> = (0..len)
                 .map(|i| (i as u8).wrapping_mul(37) ^ 0x45)
                 .collect();
-            let _ = handle_packet(&d, &v, Timestamp(10), 7, &mut p, &st);
+            let _ = handle_packet(
+                &d,
+                &v,
+                Timestamp(10),
+                7,
+                &mut p,
+                &mut VnetHdr::default(),
+                &st,
+            );
         }
+    }
+}
+
+#[cfg(test)]
+mod offload_tests {
+    use super::*;
+
+    fn tcp_packet() -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ipv4([198, 51, 100, 10], [198, 51, 100, 100], 64)
+            .tcp(40000, 80, 1, 64240)
+            .ack(5);
+        let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let mut out = Vec::new();
+        b.write(&mut out, &payload).expect("build");
+        out
+    }
+
+    fn hdr(csum_start: u16, csum_offset: u16) -> VnetHdr {
+        let mut h = VnetHdr::default();
+        h.set_flags(VnetHdr::F_NEEDS_CSUM);
+        h.0[6..8].copy_from_slice(&csum_start.to_le_bytes());
+        h.0[8..10].copy_from_slice(&csum_offset.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn partial_checksum_completes_to_the_real_one() {
+        let full = tcp_packet();
+        let info = rvs_wire::parse(&full).expect("parse");
+        let mut partial = full.clone();
+        restore_partial_checksum(&mut partial, &info, &hdr(20, 16));
+        assert_ne!(
+            partial, full,
+            "the field now holds the pseudo-header sum only"
+        );
+        assert!(complete_checksum(&mut partial, &hdr(20, 16)));
+        assert_eq!(partial, full, "completing it gives the full checksum back");
+        assert!(rvs_wire::checksum::transport_ok(&partial, &info));
+    }
+
+    #[test]
+    fn bad_offsets_are_refused_not_panicking() {
+        let mut p = tcp_packet();
+        assert!(!complete_checksum(&mut p, &hdr(2000, 16)));
+        assert!(!complete_checksum(&mut p, &hdr(u16::MAX, u16::MAX)));
     }
 }

@@ -77,7 +77,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     control::check_free(&socket)?;
     let workers = args.worker_count();
 
-    let (tun, queues) = TunDevice::create(&args.tun, workers)?;
+    let (tun, queues) = TunDevice::create_with(&args.tun, workers, args.offload)?;
     let mut cfg = SteeringConfig::new(tun.name());
     cfg.public_if = args.public_if.clone();
     cfg.private_if = args.private_if.clone();
@@ -131,6 +131,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         tun = tun.name(),
         workers = args.worker_count(),
+        offload = args.offload,
         socket = %socket.display(),
         services = director.services().len(),
         "rvsd ready"

@@ -74,7 +74,9 @@ impl Topo {
         run(&full)
     }
     fn new() -> Self {
-        let prefix = format!("rvsdt-{}", std::process::id());
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("rvsdt-{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
         std::fs::create_dir_all(&dir).unwrap();
         let t = Topo {
@@ -199,6 +201,47 @@ fn http_server(ns: &str, bind: &'static str, name: &'static str, stop: Arc<Atomi
     }
 }
 
+/// An echo server: reads an 8-byte length, then that many bytes, and sends them back.
+fn echo_server(ns: &str, bind: &'static str, stop: Arc<AtomicBool>) {
+    spawn_in(ns, move || {
+        let l = TcpListener::bind(bind).unwrap();
+        l.set_nonblocking(true).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut len = [0u8; 8];
+                    if s.read_exact(&mut len).is_err() {
+                        continue;
+                    }
+                    let mut data = vec![0u8; u64::from_be_bytes(len).min(16 << 20) as usize];
+                    if s.read_exact(&mut data).is_ok() {
+                        let _ = s.write_all(&data);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+}
+
+/// Send `data` to an echo server and read it back (writing and reading concurrently).
+fn echo(addr: SocketAddr, data: Arc<Vec<u8>>) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut w = s.try_clone()?;
+    let d = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&(d.len() as u64).to_be_bytes())?;
+        w.write_all(&d)
+    });
+    let mut back = vec![0u8; data.len()];
+    s.read_exact(&mut back)?;
+    writer.join().unwrap()?;
+    Ok(back)
+}
+
 fn http_get(addr: SocketAddr) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(3)))?;
@@ -218,16 +261,39 @@ fn key(addr: &str) -> ServiceKey {
 
 #[test]
 fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
+    scenario(false);
+}
+
+#[test]
+fn same_with_tun_offload_and_2_mib_echo_intact() {
+    scenario(true);
+}
+
+fn scenario(offload: bool) {
     if !can_run() {
         return;
     }
     let mut t = Topo::new();
+    if offload {
+        // The director's own interfaces finish checksums and segment in software, so a wrong partial checksum
+        // left by rvsd on a TSO super-packet would reach the real servers (and the client) as corrupt segments.
+        spawn_in(&t.ns("d"), || {
+            for dev in ["pub0", "priv0"] {
+                rvs_io::sys::set_tx_checksum(dev, false).unwrap();
+                assert!(!rvs_io::sys::tx_checksum(dev).unwrap());
+            }
+        })
+        .join()
+        .unwrap();
+    }
     http_server(&t.ns("r1"), "0.0.0.0:80", "rs1", t.stop.clone());
     http_server(&t.ns("r2"), "0.0.0.0:80", "rs2", t.stop.clone());
     http_server(&t.ns("r1"), "[2001:db8:113::11]:80", "rs1", t.stop.clone());
     http_server(&t.ns("r2"), "[2001:db8:113::12]:80", "rs2", t.stop.clone());
     // A server on the client side, for traffic rvsd does not own (a real server connecting out).
     http_server(&t.ns("c"), "198.51.100.10:8081", "client", t.stop.clone());
+    echo_server(&t.ns("r1"), "0.0.0.0:81", t.stop.clone());
+    echo_server(&t.ns("r2"), "0.0.0.0:81", t.stop.clone());
 
     let sock = t.dir.join("rvsd.sock");
     let rules = t.dir.join("rules");
@@ -245,6 +311,7 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
         .arg(&sock)
         .arg("--rules")
         .arg(&rules)
+        .args(offload.then_some("--offload"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -310,6 +377,32 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
                 .unwrap();
         }
     }
+    // An echo service on port 81 for bulk transfers (TCP segmentation offload when --offload).
+    let mut echo_svc = svc.clone();
+    echo_svc.key = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: "198.51.100.100".parse().unwrap(),
+        port: 81,
+    };
+    client
+        .call(rvs_api::Command::AddService(echo_svc.clone()))
+        .unwrap();
+    for rip in ["203.0.113.11", "203.0.113.12"] {
+        let dest = DestConfig {
+            addr: rip.parse().unwrap(),
+            port: 81,
+            weight: 1,
+            method: ForwardMethod::Masq,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        client
+            .call(rvs_api::Command::AddDest {
+                service: echo_svc.key,
+                dest,
+            })
+            .unwrap();
+    }
     // The director's own address cannot be a VIP: refused, nothing changes.
     let mut local = svc.clone();
     local.key = key("198.51.100.1");
@@ -319,7 +412,7 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
         .to_string();
     assert!(err.contains("local address"), "{err}");
     match client.call(rvs_api::Command::ListServices).unwrap() {
-        Reply::Services(s) => assert_eq!(s.len(), 2, "the refused service was not added"),
+        Reply::Services(s) => assert_eq!(s.len(), 3, "the refused service was not added"),
         other => panic!("unexpected reply {other:?}"),
     }
 
@@ -370,6 +463,23 @@ fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
         "rr over two real servers, client address kept: {bodies:?}\n{}",
         log_text(&t)
     );
+    // 2 MiB both ways through each real server, byte for byte.
+    let data: Arc<Vec<u8>> = Arc::new(
+        (0u32..2 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+    );
+    let d = data.clone();
+    let echoed = spawn_in(&t.ns("c"), move || {
+        let vip: SocketAddr = "198.51.100.100:81".parse().unwrap();
+        (0..2).map(|_| echo(vip, d.clone())).collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    for e in echoed {
+        let back = e.unwrap_or_else(|e| panic!("echo failed: {e}\n{}", log_text(&t)));
+        assert!(back == *data, "echoed bytes differ (offload {offload})");
+    }
     let saved = std::fs::read_to_string(&rules).unwrap();
     assert!(
         saved.contains("-A -t 198.51.100.100:80 -s rr"),
