@@ -60,7 +60,15 @@ impl Client {
 
     /// Sends one command and waits for its answer.
     pub fn call(&mut self, command: Command) -> Result<Reply, ClientError> {
-        framing::write_message(&mut self.writer, &Request::new(command))?;
+        if let Err(e) = framing::write_message(&mut self.writer, &Request::new(command)) {
+            // The daemon may have refused the request (e.g. too long) and closed: show its answer.
+            if let Ok(Some(Response::Err(api))) =
+                framing::read_message::<_, Response>(&mut self.reader)
+            {
+                return Err(ClientError::Api(api));
+            }
+            return Err(e.into());
+        }
         match framing::read_message::<_, Response>(&mut self.reader)? {
             None => Err(ClientError::NoAnswer),
             Some(Response::Ok(reply)) => Ok(reply),

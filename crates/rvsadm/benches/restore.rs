@@ -1,6 +1,7 @@
 //! `rvsadm -R` cost: 10,000 services with 10 real servers each (110,000 rule lines) through
 //! rules parsing and batch building, then through the control protocol's JSON framing (encode,
-//! and a fake rvsd decoding it on a Unix socket).
+//! and a fake rvsd decoding it on a Unix socket). `RVSADM_BENCH_WRITE=FILE` also writes the rules
+//! file (for timing `rvsadm -R` against a live rvsd, see benches/restore_rvsd.sh).
 
 use std::hint::black_box;
 use std::io::{BufReader, BufWriter};
@@ -11,16 +12,17 @@ use rvs_api::framing::{read_message, write_message};
 use rvs_api::resolve::NoResolver;
 use rvs_api::{Command, Request, rules};
 
-fn rules_text() -> String {
+/// 10,000 services (250 VIPs in 198.51.100.0/24 x 40 ports), 10 real servers each in
+/// 203.0.113.0/24.
+pub fn rules_text() -> String {
     let mut s = String::with_capacity(8 << 20);
     for i in 0..10_000u32 {
-        let vip = format!("198.51.{}.{}", 100 + i / 250, i % 250 + 1);
-        s.push_str(&format!("-A -t {vip}:80 -s wlc\n"));
+        let vip = format!("198.51.100.{}:{}", i % 250 + 1, 1000 + i / 250);
+        s.push_str(&format!("-A -t {vip} -s wlc\n"));
         for j in 0..10u32 {
             s.push_str(&format!(
-                "-a -t {vip}:80 -r 203.0.{}.{}:8080 -m -w 1\n",
-                113 + j,
-                i % 250 + 1
+                "-a -t {vip} -r 203.0.113.{}:8080 -m -w 1\n",
+                10 + j
             ));
         }
     }
@@ -34,6 +36,9 @@ fn parse_and_batch(text: &str) -> Command {
 
 fn bench(c: &mut Criterion) {
     let text = rules_text();
+    if let Some(path) = std::env::var_os("RVSADM_BENCH_WRITE") {
+        std::fs::write(path, &text).expect("write rules file");
+    }
     let mut g = c.benchmark_group("restore_10k_services_x10_dests");
     g.sample_size(10);
     g.bench_function("parse+batch", |b| {
