@@ -608,6 +608,11 @@ mod tests {
 
     #[test]
     fn entry_sizes() {
+        eprintln!(
+            "slot sizes: IPv4 {} B, IPv6 {} B",
+            std::mem::size_of::<Slot<Ipv4Addr>>(),
+            std::mem::size_of::<Slot<Ipv6Addr>>()
+        );
         assert!(
             std::mem::size_of::<Slot<Ipv4Addr>>() <= 64,
             "{}",
