@@ -1254,3 +1254,34 @@ fn icmpv6_error_is_translated_with_pseudo_header_checksum() {
     ph.extend_from_slice(icmp);
     assert!(inet_sum_ok(&ph));
 }
+
+#[test]
+fn persistence_follows_quiesced_but_not_deleted_destinations() {
+    let key = tcp_key(80);
+    let persist = Persistence {
+        timeout_s: 300,
+        netmask: IpAddr::V4(Ipv4Addr::BROADCAST),
+    };
+    let d = setup(key, &[(RIP1, 80), (RIP2, 80)], Some(persist));
+    let fwd_in = Verdict::Forward(Direction::In);
+    let first = addrs4(&send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in)).2;
+    let second = if first == RIP1 { RIP2 } else { RIP1 };
+    // Quiesced: the client keeps its server (expire_quiescent_template = 0).
+    d.apply(
+        Timestamp(1),
+        ConfigOp::EditDest(key, DestSpec::masq(ip(first), 80, 0)),
+    )
+    .unwrap();
+    let p = send(&d, 2, tcp4(CIP, 2, VIP, 80, SYN, b""), fwd_in);
+    assert_eq!(addrs4(&p).2, first);
+    // Deleted: the template is replaced; the client moves to the other server.
+    d.apply(Timestamp(3), ConfigOp::DeleteDest(key, ip(first), 80))
+        .unwrap();
+    let p = send(&d, 4, tcp4(CIP, 3, VIP, 80, SYN, b""), fwd_in);
+    assert_eq!(addrs4(&p).2, second);
+    assert_eq!(d.template_count(), 1);
+    assert_eq!(dest_counts(&d, &key, second), (0, 1, 1));
+    // The old connections still go to the deleted server.
+    let p = send(&d, 5, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
+    assert_eq!(addrs4(&p).2, first);
+}
