@@ -32,7 +32,8 @@ pub fn up(prefix: &str, real_servers: usize, scheduler: &str) -> Result<()> {
     let lab = Lab::up(cfg)?;
     let (client, director) = (lab.client(), lab.director());
     let vip = lab::VIP;
-    let me = "rvs-lab";
+    // The command as invoked (e.g. target/release/rvs-lab), so the hints can be pasted as they are.
+    let me = std::env::args().next().unwrap_or_else(|| "rvs-lab".into());
     let p = if prefix == "rvs" {
         String::new()
     } else {
