@@ -71,6 +71,54 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // the other direction: listing and saving the same configuration (pure formatting)
+    let Command::Batch(cmds) = parse_and_batch(&text) else {
+        unreachable!("parse_and_batch builds a batch")
+    };
+    let mut services: Vec<rvs_api::ServiceInfo> = Vec::new();
+    for c in cmds {
+        match c {
+            Command::AddService(config) => services.push(rvs_api::ServiceInfo {
+                config,
+                stats: Default::default(),
+                rates: Default::default(),
+                dests: Vec::new(),
+            }),
+            Command::AddDest { dest, .. } => {
+                if let Some(s) = services.last_mut() {
+                    s.dests.push(rvs_api::DestInfo {
+                        config: dest,
+                        active_conns: 0,
+                        inactive_conns: 0,
+                        persistent_conns: 0,
+                        stats: Default::default(),
+                        rates: Default::default(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let info = rvs_api::Info {
+        version: "1.2.1".into(),
+        conn_table_size: 4096,
+    };
+    let mut g = c.benchmark_group("format_10k_services_x10_dests");
+    g.sample_size(10);
+    let numeric = rvs_api::ipvsadm::Format {
+        numeric: true,
+        ..Default::default()
+    };
+    g.bench_function("list_-Ln", |b| {
+        b.iter(|| {
+            rvs_api::listing::list_all(&info, black_box(&services), &numeric, &NoResolver).len()
+        })
+    });
+    g.bench_function("save_-Sn", |b| {
+        b.iter(|| rules::format(black_box(&services)).len())
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);
