@@ -65,6 +65,25 @@ pub fn reap_stale_test_labs() {
             eprintln!("removing the stale test lab {prefix} (its test process is gone)");
             let _ = crate::manage::down(&prefix);
         }
+        // Their state directories (rvsd socket, rules, logs) too.
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("rvs-lab-rvst") else {
+                continue;
+            };
+            let Some((pid, _)) = rest.split_once('-') else {
+                continue;
+            };
+            if pid
+                .parse::<u32>()
+                .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     });
 }
 
