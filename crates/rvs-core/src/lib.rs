@@ -36,14 +36,14 @@ pub mod config;
 mod conn;
 pub mod dest;
 mod director;
+#[cfg(test)]
+mod director_tests;
 pub mod sched;
 pub mod service;
 mod stats;
 mod table;
 pub mod tcp;
 mod template;
-#[cfg(test)]
-mod director_tests;
 pub mod time;
 pub mod verdict;
 
