@@ -666,3 +666,78 @@ pub fn list_daemons(daemons: &[DaemonConfig]) -> String {
 pub fn key_order(a: &ServiceKey, b: &ServiceKey) -> Ordering {
     cmp_services(a, b).cmp(&0)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ln(i: u64, exact: bool) -> String {
+        let mut s = String::new();
+        largenum(&mut s, i, exact);
+        s
+    }
+
+    #[test]
+    fn largenum_boundaries() {
+        let cases: &[(u64, &str)] = &[
+            (0, "        0"),
+            (99_999_999, " 99999999"),
+            (100_000_000, "  100000K"),
+            (999_999_999, "  999999K"),
+            (1_000_000_000, "    1000M"),
+            (99_999_999_999, "   99999M"),
+            (100_000_000_000, "     100G"),
+            (99_999_999_999_999, "   99999G"),
+            (100_000_000_000_000, "     100T"),
+            (u64::MAX, "18446744T"),
+        ];
+        for (i, want) in cases {
+            assert_eq!(ln(*i, false), *want, "{i}");
+        }
+        assert_eq!(ln(5, true), "        5");
+        assert_eq!(ln(12_345_678, true), " 12345678");
+        assert_eq!(ln(123_456_789, true), " 123456789");
+        assert_eq!(ln(u64::MAX, true), " 18446744073709551615");
+    }
+
+    #[test]
+    fn ntop_like_glibc() {
+        assert_eq!(ntop("::1.2.3.4".parse().unwrap()), "::1.2.3.4");
+        assert_eq!(ntop("::ffff:1.2.3.4".parse().unwrap()), "::ffff:1.2.3.4");
+        assert_eq!(ntop("2001:db8::1".parse().unwrap()), "2001:db8::1");
+        assert_eq!(ntop("::1".parse().unwrap()), "::1");
+    }
+
+    #[test]
+    fn service_order_keeps_libipvs_unsigned_difference() {
+        let k = |a: &str, port| ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: a.parse().unwrap(),
+            port,
+        };
+        // (int)(0x0a000001 - 0xc8000001) > 0: libipvs lists 200.0.0.1 before 10.0.0.1
+        assert!(cmp_services(&k("10.0.0.1", 80), &k("200.0.0.1", 80)) > 0);
+        assert!(cmp_services(&k("10.0.0.1", 80), &k("10.0.0.2", 80)) < 0);
+        assert!(cmp_services(&k("10.0.0.1", 80), &k("10.0.0.1", 443)) < 0);
+        let fw = ServiceKey::Fwmark {
+            mark: 1,
+            ipv6: false,
+        };
+        assert!(cmp_services(&k("255.0.0.1", 80), &fw) < 0, "fwmark 0 first");
+    }
+
+    #[test]
+    fn msort_is_stable_merge_and_total_on_garbage() {
+        let v = [3, 1, 2, 1, 0];
+        let idx = msort_indices(&v, |a, b| a - b);
+        assert_eq!(
+            idx.iter().map(|&i| v[i]).collect::<Vec<_>>(),
+            [0, 1, 1, 2, 3]
+        );
+        assert_eq!(idx[1..3], [1, 3], "equal keys keep their order");
+        // an inconsistent comparator must not panic
+        let idx = msort_indices(&v, |_, _| 1);
+        assert_eq!(idx.len(), 5);
+    }
+}

@@ -284,3 +284,135 @@ fn other_commands() {
     assert_eq!(p("-h"), Action::Help);
     assert_eq!(p("-v"), Action::Version);
 }
+
+mod no_panic {
+    use proptest::prelude::*;
+    use rvs_api::ipvsadm::parse;
+    use rvs_api::resolve::NoResolver;
+
+    const WORDS: &[&str] = &[
+        "-A",
+        "-E",
+        "-D",
+        "-C",
+        "-R",
+        "-S",
+        "-a",
+        "-e",
+        "-d",
+        "-L",
+        "-l",
+        "-Z",
+        "--set",
+        "-h",
+        "-v",
+        "--start-daemon",
+        "--stop-daemon",
+        "master",
+        "backup",
+        "-t",
+        "-u",
+        "--sctp-service",
+        "-f",
+        "-6",
+        "-s",
+        "-p",
+        "-M",
+        "-b",
+        "-o",
+        "--ops",
+        "--pe",
+        "-r",
+        "-g",
+        "-i",
+        "-m",
+        "--tun-type",
+        "--tun-port",
+        "--tun-nocsum",
+        "--tun-csum",
+        "--tun-remcsum",
+        "-w",
+        "-x",
+        "-y",
+        "-c",
+        "--timeout",
+        "--daemon",
+        "--stats",
+        "--rate",
+        "--thresholds",
+        "--persistent-conn",
+        "--tun-info",
+        "--nosort",
+        "--sort",
+        "-n",
+        "--exact",
+        "--mcast-interface",
+        "--syncid",
+        "--sync-maxlen",
+        "--mcast-group",
+        "--mcast-port",
+        "--mcast-ttl",
+        "10.0.0.1:80",
+        "[2001:db8::1]:80",
+        "2001:db8::1",
+        "10.0.0.2",
+        "0",
+        "1",
+        "65535",
+        "65536",
+        "-1",
+        "rr",
+        "sh",
+        "mh",
+        "sh-port,sh-fallback",
+        "flag-1,flag-3",
+        "gue",
+        "gre",
+        "ipip",
+        "255.255.255.0",
+        "64",
+        "239.1.1.1",
+        "ff02::1",
+        "--",
+        "-",
+        "-Ln",
+        "-At10.0.0.1:80",
+        "-p300",
+        "é",
+        "-é",
+        ":",
+        "[",
+        "[]:",
+        "0x",
+        "1.2.3.4.5",
+        "--=",
+        "--tcp-service=",
+    ];
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(WORDS).prop_map(str::to_owned),
+            1 => any::<String>(),
+            1 => "-[a-zA-Z0-9]{1,4}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Whatever the words, the parser answers (an action or ipvsadm's error), never panics,
+        /// and its errors use ipvsadm's exit codes.
+        #[test]
+        fn parser_never_panics(args in prop::collection::vec(word(), 0..8)) {
+            match parse(&args, &NoResolver) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(e.exit_code == 2 || e.exit_code == 255),
+            }
+        }
+
+        #[test]
+        fn rules_parser_never_panics(text in prop::collection::vec(prop::collection::vec(word(), 0..8), 0..6)) {
+            let text: String = text.iter().map(|l| l.join(" ") + "\n").collect();
+            let _ = rvs_api::rules::parse_with(&text, &NoResolver);
+        }
+    }
+}
