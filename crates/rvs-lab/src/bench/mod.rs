@@ -505,6 +505,68 @@ fn report(paths: &[PathKind], results: &Results) -> String {
          the kernel paths have none).\n\n",
     );
     out.push_str(&stats::markdown_table(&labels, base, &keep(cpu_rows)));
+    if paths.contains(&PathKind::Nft) {
+        out.push_str(
+            "\nPaired ratios to kernel NAT: each round's figure divided by kernel NAT's figure of the same round \
+             (measured seconds apart), median (min–max) over the rounds. Less sensitive to slow drift of the \
+             machine's load than the ratio of medians.\n\n",
+        );
+        out.push_str(&paired_table(paths, results));
+    }
+    out
+}
+
+/// Per-round ratio of `p`'s figure to kernel NAT's figure of the same round, for the rounds where both exist.
+fn paired_ratios(results: &Results, w: Workload, p: PathKind) -> Vec<f64> {
+    let (Some(a), Some(b)) = (results.get(&(w, p)), results.get(&(w, PathKind::Nft))) else {
+        return Vec::new();
+    };
+    if a.iter().chain(b).any(Result::is_err) {
+        // As in the main table: a path with a failed round has no figure.
+        return Vec::new();
+    }
+    a.iter()
+        .zip(b)
+        .filter_map(|(x, y)| match (x, y) {
+            (Ok(x), Ok(y)) if y.value > 0.0 => Some(x.value / y.value),
+            _ => None,
+        })
+        .collect()
+}
+
+fn paired_table(paths: &[PathKind], results: &Results) -> String {
+    let mut out = String::from("| workload |");
+    for p in paths {
+        out.push_str(&format!(" {} |", p.label()));
+    }
+    out.push_str("\n|---|");
+    for _ in paths {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    for (w, name) in [
+        (Workload::Keepalive, "keep-alive requests/s"),
+        (Workload::Newconn, "new connections/s"),
+        (Workload::Udp, "UDP packets/s"),
+        (Workload::Bulk, "bulk TCP throughput"),
+    ] {
+        if !results.contains_key(&(w, PathKind::Nft)) {
+            continue;
+        }
+        out.push_str(&format!("| {name} |"));
+        for &p in paths {
+            match Summary::of(&paired_ratios(results, w, p)) {
+                Some(s) => out.push_str(&format!(
+                    " {} ({}–{}) |",
+                    stats::format_ratio(Some(s.median)),
+                    stats::format_ratio(Some(s.min)),
+                    stats::format_ratio(Some(s.max))
+                )),
+                None => out.push_str(" – |"),
+            }
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -616,6 +678,15 @@ mod tests {
         assert!(cpu.contains("3.33 µs"), "{cpu}");
         // The director process row has no figures for kernel paths.
         assert!(out.contains("| n/a |"), "{out}");
+        // Paired ratios: direct 30k against 20k, 10k, 15k -> 1.5, 3.0, 2.0 -> median 2.00x.
+        let paired = out
+            .lines()
+            .find(|l| l.starts_with("| keep-alive requests/s"))
+            .unwrap();
+        assert_eq!(
+            paired,
+            "| keep-alive requests/s | 2.00x (1.50x–3.00x) | 1.00x (1.00x–1.00x) | – |"
+        );
         // Workloads that were not run leave no rows.
         assert!(!out.contains("UDP packets/s"), "{out}");
     }
