@@ -71,7 +71,11 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     udp_size: usize,
     /// Paths to compare.
-    #[arg(long, value_delimiter = ',', default_value = "direct,nft,haproxy,rvs")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,nft,haproxy,rvs,rvs-offload"
+    )]
     paths: Vec<PathKind>,
     /// Workloads to run.
     #[arg(

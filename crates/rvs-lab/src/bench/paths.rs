@@ -27,6 +27,9 @@ pub enum PathKind {
     Haproxy,
     /// rvsd in masq mode, round robin.
     Rvs,
+    /// The same with `rvsd --offload` (IFF_VNET_HDR + TSO: TCP super-packets cross the TUN whole).
+    #[value(name = "rvs-offload")]
+    RvsOffload,
 }
 
 impl PathKind {
@@ -36,6 +39,7 @@ impl PathKind {
             PathKind::Nft => "kernel NAT",
             PathKind::Haproxy => "HAProxy",
             PathKind::Rvs => "rvs",
+            PathKind::RvsOffload => "rvs --offload",
         }
     }
 
@@ -45,7 +49,9 @@ impl PathKind {
             PathKind::Direct => topo::RIPS[0],
             PathKind::Nft => topo::VIP_NFT,
             PathKind::Haproxy => topo::HAPROXY_ADDR,
-            PathKind::Rvs => topo::VIP_RVS,
+            // Same VIP and client address as rvs: rvsd restarts in between, and the client's TCP timestamp
+            // offset (per address pair) is the same, so no PAWS artefact between the two.
+            PathKind::Rvs | PathKind::RvsOffload => topo::VIP_RVS,
         }
     }
 }
@@ -84,19 +90,20 @@ impl Bench {
             &lab.dir,
             "rvs-lab",
         )?;
-        let rvs_bins = if args.paths.contains(&PathKind::Rvs) {
-            find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
-                .and_then(|(d, a)| {
-                    let a = match a {
-                        Some(a) => Some(private_copy(&a, &lab.dir, "rvsadm")?),
-                        None => None,
-                    };
-                    Ok((private_copy(&d, &lab.dir, "rvsd")?, a))
-                })
-                .map_err(|e| format!("{e:#}"))
-        } else {
-            Err("not requested".into())
-        };
+        let rvs_bins =
+            if args.paths.contains(&PathKind::Rvs) || args.paths.contains(&PathKind::RvsOffload) {
+                find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
+                    .and_then(|(d, a)| {
+                        let a = match a {
+                            Some(a) => Some(private_copy(&a, &lab.dir, "rvsadm")?),
+                            None => None,
+                        };
+                        Ok((private_copy(&d, &lab.dir, "rvsd")?, a))
+                    })
+                    .map_err(|e| format!("{e:#}"))
+            } else {
+                Err("not requested".into())
+            };
         let mut b = Bench {
             prefix,
             duration: args.duration,
@@ -426,7 +433,8 @@ impl Bench {
                 )?;
                 Ok(Active { daemon: Some(d) })
             }
-            PathKind::Rvs => self.rvs_up(),
+            PathKind::Rvs => self.rvs_up(false),
+            PathKind::RvsOffload => self.rvs_up(true),
         }
     }
 
@@ -446,7 +454,7 @@ impl Bench {
         )
     }
 
-    fn rvs_up(&mut self) -> Result<Active> {
+    fn rvs_up(&mut self, offload: bool) -> Result<Active> {
         let (rvsd, rvsadm) = self.rvs_bins.clone().map_err(anyhow::Error::msg)?;
         let sock = self.file("rvsd.sock");
         let _ = std::fs::remove_file(&sock);
@@ -469,6 +477,9 @@ impl Bench {
             "--tun",
             TUN_NAME,
         ];
+        if offload {
+            argv.push("--offload");
+        }
         argv.extend(self.rvsd_args.iter().map(String::as_str));
         let argv = Lab::in_ns(&self.lab.director, &argv);
         let log = self.file("rvsd.log");
@@ -512,7 +523,7 @@ impl Bench {
                 .map(String::as_str)
                 .collect::<Vec<_>>());
             }
-            PathKind::Rvs => self.rvs_leftovers(),
+            PathKind::Rvs | PathKind::RvsOffload => self.rvs_leftovers(),
             PathKind::Direct | PathKind::Haproxy => {}
         }
     }
