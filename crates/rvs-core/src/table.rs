@@ -90,22 +90,22 @@ impl ServiceTable {
 
     fn insert(&mut self, svc: Arc<Service>) {
         let key = svc.spec.key;
-        match key {
+        let previous = match key {
             ServiceKey::Addr {
                 protocol,
                 addr,
                 port,
             } => {
-                self.by_addr.insert((protocol.number(), addr, port), svc);
+                self.vips.insert(addr);
+                self.by_addr.insert((protocol.number(), addr, port), svc)
             }
-            ServiceKey::Fwmark { mark, ipv6 } => {
-                self.by_mark.insert((mark, ipv6), svc);
-            }
-        }
-        if !self.order.contains(&key) {
+            ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.insert((mark, ipv6), svc),
+        };
+        // A new version of an existing service keeps its place; only a new key is appended. This
+        // keeps a batch of n additions O(n) (a `contains` scan here made `-R` quadratic).
+        if previous.is_none() {
             self.order.push(key);
         }
-        self.rebuild_vips();
     }
 
     fn remove(&mut self, key: &ServiceKey) -> Option<Arc<Service>> {
@@ -117,13 +117,15 @@ impl ServiceTable {
             } => self.by_addr.remove(&(protocol.number(), addr, port)),
             ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.remove(&(mark, ipv6)),
         };
-        self.order.retain(|k| k != key);
-        self.rebuild_vips();
+        if r.is_some() {
+            self.order.retain(|k| k != key);
+            if let ServiceKey::Addr { addr, .. } = *key
+                && !self.by_addr.keys().any(|k| k.1 == addr)
+            {
+                self.vips.remove(&addr);
+            }
+        }
         r
-    }
-
-    fn rebuild_vips(&mut self) {
-        self.vips = self.by_addr.keys().map(|k| k.1).collect();
     }
 
     pub(crate) fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
@@ -146,8 +148,9 @@ pub(crate) enum Effect {
 pub(crate) struct Pending {
     pub(crate) table: ServiceTable,
     pub(crate) effects: Vec<Effect>,
-    /// Services whose scheduler must see a new destination list at commit.
-    changed: Vec<ServiceKey>,
+    /// Services whose scheduler must see a new destination list at commit (a set: a batch of n
+    /// operations must stay O(n)).
+    changed: HashSet<ServiceKey, FixedState>,
     next_id: u64,
 }
 
@@ -202,7 +205,7 @@ impl Pending {
         Self {
             table,
             effects: Vec::new(),
-            changed: Vec::new(),
+            changed: HashSet::default(),
             next_id,
         }
     }
@@ -212,9 +215,7 @@ impl Pending {
     }
 
     fn mark_changed(&mut self, key: ServiceKey) {
-        if !self.changed.contains(&key) {
-            self.changed.push(key);
-        }
+        self.changed.insert(key);
     }
 
     fn svc(&self, key: &ServiceKey) -> Result<&Arc<Service>, ConfigError> {
@@ -350,7 +351,7 @@ impl Pending {
             self.effects.push(Effect::RemoveDest(d.clone()));
         }
         self.effects.push(Effect::DeleteService(old.shared.clone()));
-        self.changed.retain(|k| *k != old.spec.key);
+        self.changed.remove(&old.spec.key);
     }
 
     /// Commit step 1: applies destination edits and tells the schedulers about their new lists.
