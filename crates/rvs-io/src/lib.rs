@@ -1,8 +1,10 @@
 //! Packet I/O backends and kernel plumbing for rvs: the one place for `unsafe` and `libc`.
 //!
-//! - [`packet`]: the [`PacketIo`] trait (batched receive/send over caller-owned buffers) that data-plane workers use,
+//! - [`packet`]: the [`PacketIo`] trait (a round of receive, rewrite in place, send, over backend-owned buffers) that data-plane workers use,
 //!   whatever the backend (TUN today, AF_XDP later beside it).
-//! - [`tun`]: a multi-queue TUN device (`IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE`), one nonblocking fd per queue.
+//! - [`tun`]: a multi-queue TUN device (`IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE`), one nonblocking fd per queue,
+//!   read and written with a system call per packet.
+//! - [`uring`]: the same queue driven by io_uring: reads kept posted, one `io_uring_enter` per round.
 //! - [`netlink`]: a small synchronous rtnetlink client (links, routes, rules, proxy neighbours).
 //! - [`steering`]: recipe R of the TUN steering notes: VIP /32 routes into the TUN, proxy neighbours on the public
 //!   interface, a reply table and `iif <private> lookup <table>` rules; everything tagged so it can be found and
@@ -14,7 +16,9 @@ pub mod packet;
 pub mod steering;
 pub mod sys;
 pub mod tun;
+pub mod uring;
 
-pub use packet::{PacketBuf, PacketIo, VnetHdr};
+pub use packet::{Batch, PacketBuf, PacketIo, VnetHdr};
 pub use steering::{Steering, SteeringConfig, SteeringError};
 pub use tun::{TunDevice, TunError, TunQueue};
+pub use uring::UringTunQueue;

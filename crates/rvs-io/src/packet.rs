@@ -106,23 +106,30 @@ impl PacketBuf {
     }
 }
 
+/// What one round of [`PacketIo::run_batch`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Packets received and handed to the caller.
+    pub received: usize,
+    /// Packets the caller asked to send and that were handed to the kernel.
+    pub sent: usize,
+    /// Sends the kernel refused (no route, bad header, no memory): drops, not device failures. With a
+    /// completion-based backend a refusal may be reported a round later than its packet.
+    pub send_failed: usize,
+}
+
 /// A source and sink of IP packets (no link-layer header), used by one data-plane worker.
 ///
-/// Implementations never allocate per packet and never block in `recv_batch`/`send_batch`; `wait_readable` is the
-/// one place a worker sleeps.
+/// The backend owns the buffers (allocated once); the worker sees each packet in place, rewrites it, and says
+/// whether it goes back out. Implementations never allocate per packet; `run_batch` is the one place a worker
+/// sleeps.
 pub trait PacketIo: Send {
-    /// Receive up to `bufs.len()` packets into `bufs[..n]`; returns `n` (0 when nothing is ready).
-    fn recv_batch(&mut self, bufs: &mut [PacketBuf]) -> io::Result<usize>;
-
-    /// Send the packets `bufs`; returns how many were accepted. A packet the kernel refuses (e.g. no route) counts
-    /// as sent-and-dropped; an `Err` means the device itself failed.
-    fn send_batch(&mut self, bufs: &[&PacketBuf]) -> io::Result<usize>;
-
-    /// Send one packet (with its offload header when the backend uses one).
-    fn send(&mut self, pkt: &PacketBuf) -> io::Result<()>;
-
-    /// Sleep until a packet can be read or `timeout` passed; returns whether a packet is ready.
-    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool>;
+    /// Wait up to `timeout` for packets, then hand each one received to `f` (the packet bytes, rewritable in place
+    /// without changing their length, and its offload header, all zero without offloads) and send it when `f`
+    /// returns true. An `Err` means the device itself failed.
+    fn run_batch<F>(&mut self, timeout: Duration, f: F) -> io::Result<Batch>
+    where
+        F: FnMut(&mut [u8], &mut VnetHdr) -> bool;
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use crate::packet::{PacketBuf, PacketIo, VnetHdr};
+use crate::packet::{Batch, MAX_PACKET, PacketBuf, PacketIo, VnetHdr};
+use crate::uring::UringTunQueue;
 
 /// Errors creating a TUN device.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,9 @@ pub enum TunError {
 }
 
 const IFNAMSIZ: usize = 16;
+
+/// How long [`TunDevice::create_with`] waits for an interface of the same name to go away.
+const EXISTS_GRACE: Duration = Duration::from_secs(1);
 
 /// `struct ifreq` as TUNSETIFF reads it: the name and the flags (the rest of the 40-byte union is padding).
 #[repr(C)]
@@ -81,8 +85,14 @@ impl TunDevice {
         if queues == 0 {
             return Err(TunError::NoQueues);
         }
-        if crate::sys::ifindex(name).is_some() {
-            return Err(TunError::Exists(name.to_owned()));
+        // A TUN goes away when its last queue is closed; after a crash of an io_uring-driven rvsd the kernel closes
+        // the queues asynchronously, shortly after the process is gone. So a name still in use is given a moment.
+        let deadline = std::time::Instant::now() + EXISTS_GRACE;
+        while crate::sys::ifindex(name).is_some() {
+            if std::time::Instant::now() >= deadline {
+                return Err(TunError::Exists(name.to_owned()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         let mut out = Vec::with_capacity(queues);
         for _ in 0..queues {
@@ -165,7 +175,11 @@ fn open_queue(name: &str, offload: bool) -> Result<TunQueue, TunError> {
             });
         }
     }
-    Ok(TunQueue { fd, vnet: offload })
+    Ok(TunQueue {
+        fd,
+        vnet: offload,
+        bufs: Vec::new(),
+    })
 }
 
 /// One queue of a TUN device: a nonblocking fd. Reading yields one IP packet, writing injects one.
@@ -174,7 +188,12 @@ pub struct TunQueue {
     fd: OwnedFd,
     /// Each packet is preceded by a [`VnetHdr`].
     vnet: bool,
+    /// Buffers for one batch (allocated on the first batch, reused after).
+    bufs: Vec<PacketBuf>,
 }
+
+/// Packets read per batch by the plain (system call per packet) queue.
+pub const BATCH: usize = 64;
 
 impl AsRawFd for TunQueue {
     fn as_raw_fd(&self) -> RawFd {
@@ -258,38 +277,13 @@ impl TunQueue {
     }
 }
 
-impl PacketIo for TunQueue {
-    fn recv_batch(&mut self, bufs: &mut [PacketBuf]) -> io::Result<usize> {
-        let mut n = 0;
-        for b in bufs.iter_mut() {
-            match self.read_one(b)? {
-                Some(len) => {
-                    b.set_len(len);
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        Ok(n)
+impl TunQueue {
+    /// This queue driven by io_uring instead of a system call per packet (see [`UringTunQueue`]).
+    pub fn into_uring(self) -> io::Result<UringTunQueue> {
+        UringTunQueue::new(self.fd, self.vnet)
     }
 
-    fn send_batch(&mut self, bufs: &[&PacketBuf]) -> io::Result<usize> {
-        let mut sent = 0;
-        for b in bufs {
-            match self.write_one(b) {
-                Ok(()) => sent += 1,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(sent)
-    }
-
-    fn send(&mut self, pkt: &PacketBuf) -> io::Result<()> {
-        self.write_one(pkt)
-    }
-
-    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+    fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
         let mut pfd = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
@@ -306,6 +300,63 @@ impl PacketIo for TunQueue {
             return Err(e);
         }
         Ok(rc > 0 && pfd.revents & libc::POLLIN != 0)
+    }
+}
+
+impl PacketIo for TunQueue {
+    fn run_batch<F>(&mut self, timeout: Duration, mut f: F) -> io::Result<Batch>
+    where
+        F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
+    {
+        if self.bufs.is_empty() {
+            self.bufs = (0..BATCH).map(|_| PacketBuf::new(MAX_PACKET)).collect();
+        }
+        let mut bufs = std::mem::take(&mut self.bufs);
+        let r = self.batch_with(&mut bufs, timeout, &mut f);
+        self.bufs = bufs;
+        r
+    }
+}
+
+impl TunQueue {
+    fn batch_with<F>(
+        &self,
+        bufs: &mut [PacketBuf],
+        timeout: Duration,
+        f: &mut F,
+    ) -> io::Result<Batch>
+    where
+        F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
+    {
+        let mut batch = Batch::default();
+        let mut n = 0;
+        for b in bufs.iter_mut() {
+            match self.read_one(b)? {
+                Some(len) => {
+                    b.set_len(len);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        if n == 0 {
+            self.wait_readable(timeout)?;
+            return Ok(batch);
+        }
+        batch.received = n;
+        for b in &mut bufs[..n] {
+            let mut vnet = b.vnet;
+            let send = f(b.packet_mut(), &mut vnet);
+            b.vnet = vnet;
+            if send {
+                match self.write_one(b) {
+                    Ok(()) => batch.sent += 1,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => batch.send_failed += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(batch)
     }
 }
 

@@ -30,16 +30,38 @@ pub struct Args {
     /// Name of the TUN device rvsd creates.
     #[arg(long, value_name = "NAME", default_value = "rvs0")]
     pub tun: String,
-    /// Experimental: TUN checksum and TCP segmentation offload (IFF_VNET_HDR): TCP super-packets of up to 64 KB
-    /// cross the TUN in one read and one write.
-    #[arg(long)]
+    /// Turn off the TUN's checksum and TCP segmentation offload (on by default: IFF_VNET_HDR, so TCP
+    /// super-packets of up to 64 KB cross the TUN in one read and one write instead of one per segment).
+    #[arg(long, conflicts_with = "offload")]
+    pub no_offload: bool,
+    /// Offloads on (the default; kept for command lines of earlier versions).
+    #[arg(long, hide = true)]
     pub offload: bool,
+    /// How the workers drive their TUN queues: `uring` (io_uring: reads kept posted, one system call per round of
+    /// packets) or `sync` (poll, then a read and a write system call per packet). `uring` falls back to `sync`
+    /// when the kernel refuses io_uring.
+    #[arg(long, value_enum, default_value_t = IoMode::Uring)]
+    pub io: IoMode,
     /// Data-plane worker threads, one TUN queue each [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
 }
 
+/// The data-plane I/O method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoMode {
+    /// io_uring, one `io_uring_enter` per round.
+    Uring,
+    /// A system call per packet.
+    Sync,
+}
+
 impl Args {
+    /// Whether the TUN uses offloads.
+    pub fn offload(&self) -> bool {
+        !self.no_offload
+    }
+
     /// The socket path: --socket, else $RVS_SOCKET, else /run/rvsd.sock.
     pub fn socket_path(&self, env: Option<std::ffi::OsString>) -> PathBuf {
         if let Some(p) = &self.socket {
@@ -75,7 +97,8 @@ mod tests {
         let a = parse(&[]).expect("no args is valid");
         assert_eq!(a.tun, "rvs0");
         assert!(!a.no_save);
-        assert!(!a.offload);
+        assert!(a.offload(), "offloads are on by default");
+        assert_eq!(a.io, IoMode::Uring);
         assert_eq!(a.socket_path(None), PathBuf::from("/run/rvsd.sock"));
         assert_eq!(
             a.socket_path(Some("/tmp/x.sock".into())),
@@ -112,6 +135,16 @@ mod tests {
         assert_eq!(a.worker_count(), 2);
         assert!(a.no_save);
         assert_eq!(a.tun, "lb0");
+    }
+
+    #[test]
+    fn io_and_offload_switches() {
+        let a = parse(&["--io", "sync", "--no-offload"]).expect("valid");
+        assert_eq!(a.io, IoMode::Sync);
+        assert!(!a.offload());
+        assert!(parse(&["--offload"]).expect("old flag still accepted").offload());
+        assert!(parse(&["--offload", "--no-offload"]).is_err());
+        assert!(parse(&["--io", "epoll"]).is_err());
     }
 
     #[test]

@@ -12,13 +12,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rvs_core::{Director, Timestamp, Verdict};
-use rvs_io::packet::MAX_PACKET;
-use rvs_io::{PacketBuf, PacketIo, VnetHdr};
+use rvs_io::{PacketIo, VnetHdr};
 
 use crate::ratelimit::{Admit, RateLimiter};
 
-/// Packets read per batch.
-pub const BATCH: usize = 64;
 /// How long a worker sleeps waiting for packets before re-checking the stop flag.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
@@ -281,46 +278,33 @@ fn run_worker<Q: PacketIo>(
     st: &WorkerStats,
     seed: u64,
 ) {
-    let mut bufs: Vec<PacketBuf> = (0..BATCH).map(|_| PacketBuf::new(MAX_PACKET)).collect();
     let mut rng = XorShift::new(seed);
     let mut log_limit = RateLimiter::new(5, 10_000);
     tracing::debug!(worker = id, "data-plane worker started");
     while !stop.load(Ordering::Relaxed) {
-        let n = match q.recv_batch(&mut bufs) {
-            Ok(n) => n,
+        // The clock is read once a round (a coarse clock: a few ms resolution anyway).
+        let mut t = None;
+        let r = q.run_batch(IDLE_WAIT, |pkt, vnet| {
+            let now = *t.get_or_insert_with(now);
+            handle_packet(director, vips, now, rng.next_u64(), pkt, vnet, st) == Action::Send
+        });
+        match r {
+            Ok(b) => {
+                if b.received > 0 {
+                    st.received.fetch_add(b.received as u64, Ordering::Relaxed);
+                }
+                if b.send_failed > 0 {
+                    st.write_errors.fetch_add(b.send_failed as u64, Ordering::Relaxed);
+                    if let Admit::Yes { suppressed } = log_limit.admit(now().0) {
+                        tracing::warn!(worker = id, failed = b.send_failed, suppressed, "TUN write refused");
+                    }
+                }
+            }
             Err(e) => {
                 if let Admit::Yes { suppressed } = log_limit.admit(now().0) {
-                    tracing::warn!(worker = id, error = %e, suppressed, "TUN read failed");
+                    tracing::warn!(worker = id, error = %e, suppressed, "TUN I/O failed");
                 }
                 std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        if n == 0 {
-            let _ = q.wait_readable(IDLE_WAIT);
-            continue;
-        }
-        st.received.fetch_add(n as u64, Ordering::Relaxed);
-        let t = now();
-        for b in &mut bufs[..n] {
-            let mut vnet = b.vnet;
-            let action = handle_packet(
-                director,
-                vips,
-                t,
-                rng.next_u64(),
-                b.packet_mut(),
-                &mut vnet,
-                st,
-            );
-            b.vnet = vnet;
-            if action == Action::Send
-                && let Err(e) = q.send(b)
-            {
-                st.write_errors.fetch_add(1, Ordering::Relaxed);
-                if let Admit::Yes { suppressed } = log_limit.admit(t.0) {
-                    tracing::warn!(worker = id, error = %e, suppressed, "TUN write failed");
-                }
             }
         }
     }

@@ -22,7 +22,7 @@ use rvs_core::{Director, DirectorConfig};
 use rvs_io::{Steering, SteeringConfig, TunDevice};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::args::Args;
+use crate::args::{Args, IoMode};
 use crate::daemon::Daemon;
 use crate::dataplane::{Workers, now};
 
@@ -77,7 +77,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     control::check_free(&socket)?;
     let workers = args.worker_count();
 
-    let (tun, queues) = TunDevice::create_with(&args.tun, workers, args.offload)?;
+    let (tun, queues) = TunDevice::create_with(&args.tun, workers, args.offload())?;
     let mut cfg = SteeringConfig::new(tun.name());
     cfg.public_if = args.public_if.clone();
     cfg.private_if = args.private_if.clone();
@@ -115,8 +115,25 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("loading rules from {}", path.display()))?;
     }
 
-    let workers = Workers::start(director.clone(), daemon.vips.clone(), queues)
-        .context("starting data-plane workers")?;
+    let io = match args.io {
+        IoMode::Uring if !rvs_io::uring::available() => {
+            tracing::warn!("io_uring is not available here (kernel.io_uring_disabled?): using --io sync");
+            IoMode::Sync
+        }
+        m => m,
+    };
+    let workers = match io {
+        IoMode::Uring => {
+            let queues = queues
+                .into_iter()
+                .map(|q| q.into_uring())
+                .collect::<std::io::Result<Vec<_>>>()
+                .context("setting up the io_uring queues")?;
+            Workers::start(director.clone(), daemon.vips.clone(), queues)
+        }
+        IoMode::Sync => Workers::start(director.clone(), daemon.vips.clone(), queues),
+    }
+    .context("starting data-plane workers")?;
     let _timers = start_timers(director.clone()).context("starting the timer thread")?;
 
     let listener = control::bind(&socket)?;
@@ -131,7 +148,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         tun = tun.name(),
         workers = args.worker_count(),
-        offload = args.offload,
+        offload = args.offload(),
+        io = ?io,
         socket = %socket.display(),
         services = director.services().len(),
         "rvsd ready"

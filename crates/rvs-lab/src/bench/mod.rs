@@ -74,7 +74,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,nft,haproxy,rvs,rvs-offload"
+        default_value = "direct,nft,haproxy,rvs,rvs-sync"
     )]
     paths: Vec<PathKind>,
     /// Workloads to run.

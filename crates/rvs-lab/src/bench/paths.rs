@@ -25,11 +25,12 @@ pub enum PathKind {
     Nft,
     /// HAProxy in TCP mode on the director (a proxy: real servers see the director's address).
     Haproxy,
-    /// rvsd in masq mode, round robin.
+    /// rvsd in masq mode, round robin, with its defaults (io_uring, TUN offloads).
     Rvs,
-    /// The same with `rvsd --offload` (IFF_VNET_HDR + TSO: TCP super-packets cross the TUN whole).
-    #[value(name = "rvs-offload")]
-    RvsOffload,
+    /// The same with `rvsd --io sync`: the worker loop of a system call per packet (poll, read, write), to show
+    /// what io_uring changes.
+    #[value(name = "rvs-sync")]
+    RvsSync,
 }
 
 impl PathKind {
@@ -39,7 +40,7 @@ impl PathKind {
             PathKind::Nft => "kernel NAT",
             PathKind::Haproxy => "HAProxy",
             PathKind::Rvs => "rvs",
-            PathKind::RvsOffload => "rvs --offload",
+            PathKind::RvsSync => "rvs --io sync",
         }
     }
 
@@ -51,7 +52,7 @@ impl PathKind {
             PathKind::Haproxy => topo::HAPROXY_ADDR,
             // Same VIP and client address as rvs: rvsd restarts in between, and the client's TCP timestamp
             // offset (per address pair) is the same, so no PAWS artefact between the two.
-            PathKind::Rvs | PathKind::RvsOffload => topo::VIP_RVS,
+            PathKind::Rvs | PathKind::RvsSync => topo::VIP_RVS,
         }
     }
 }
@@ -91,7 +92,7 @@ impl Bench {
             "rvs-lab",
         )?;
         let rvs_bins =
-            if args.paths.contains(&PathKind::Rvs) || args.paths.contains(&PathKind::RvsOffload) {
+            if args.paths.contains(&PathKind::Rvs) || args.paths.contains(&PathKind::RvsSync) {
                 find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
                     .and_then(|(d, a)| {
                         let a = match a {
@@ -434,7 +435,7 @@ impl Bench {
                 Ok(Active { daemon: Some(d) })
             }
             PathKind::Rvs => self.rvs_up(false),
-            PathKind::RvsOffload => self.rvs_up(true),
+            PathKind::RvsSync => self.rvs_up(true),
         }
     }
 
@@ -454,7 +455,7 @@ impl Bench {
         )
     }
 
-    fn rvs_up(&mut self, offload: bool) -> Result<Active> {
+    fn rvs_up(&mut self, sync_io: bool) -> Result<Active> {
         let (rvsd, rvsadm) = self.rvs_bins.clone().map_err(anyhow::Error::msg)?;
         let sock = self.file("rvsd.sock");
         let _ = std::fs::remove_file(&sock);
@@ -477,8 +478,8 @@ impl Bench {
             "--tun",
             TUN_NAME,
         ];
-        if offload {
-            argv.push("--offload");
+        if sync_io {
+            argv.extend(["--io", "sync"]);
         }
         argv.extend(self.rvsd_args.iter().map(String::as_str));
         let argv = Lab::in_ns(&self.lab.director, &argv);
@@ -523,7 +524,7 @@ impl Bench {
                 .map(String::as_str)
                 .collect::<Vec<_>>());
             }
-            PathKind::Rvs | PathKind::RvsOffload => self.rvs_leftovers(),
+            PathKind::Rvs | PathKind::RvsSync => self.rvs_leftovers(),
             PathKind::Direct | PathKind::Haproxy => {}
         }
     }
