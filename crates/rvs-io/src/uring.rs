@@ -1,33 +1,103 @@
-//! A TUN queue driven by io_uring: every buffer slot has a read posted in the kernel at all times, and one
-//! `io_uring_enter` per round both sends the previous round's packets and waits for the next ones.
+//! A TUN queue driven by io_uring: one multishot read stays armed on the queue and fills buffers from a provided
+//! buffer ring, so a round of packets costs one `io_uring_enter` to wait (plus one to send, when there is
+//! something to send), where the plain queue ([`TunQueue`](crate::TunQueue)) pays a `poll`, a `read` per packet,
+//! an empty `read` and a `write` per packet.
 //!
-//! Per slot the cycle is: read posted -> completed (the packet is in the slot) -> handed to the worker -> either a
-//! write of the rewritten packet linked to a new read of the same slot (`IOSQE_IO_LINK`; the write's completion is
-//! skipped on success), or straight back to a new read. So a round costs one system call whatever the batch size,
-//! where the plain queue ([`TunQueue`](crate::TunQueue)) pays a `poll`, a `read` per packet, an empty `read` and a
-//! `write` per packet.
+//! Why one multishot read and not many posted reads: every posted read waits on the TUN queue's wait queue, and
+//! a packet wakes them all; one succeeds and the others fail with `EAGAIN` and re-arm (measured: a third of the
+//! worker's time). A multishot read is one waiter that reads as long as there are packets and buffers.
 //!
-//! The ring is created lazily on the worker's own thread (a single-issuer ring with cooperative task work: completions run when the
-//! worker enters the kernel, without interrupting it). The buffers are one allocation,
-//! registered with the ring. The file is deliberately not registered: the kernel tears a ring down asynchronously,
-//! and a registered file would keep the TUN device alive for a while after rvsd exits (or is killed), so a restarted
-//! rvsd would find its interface name taken. Posted reads are cancelled when the process exits.
+//! Buffers: `SLOTS` slots of one allocation, registered with the ring (writes use them as fixed buffers) and
+//! offered to the kernel through a provided-buffer ring. A slot is either in the buffer ring (the kernel may read
+//! into it), or holds a packet being handled, or is being written; it goes back to the buffer ring when the write
+//! completes (or at once when the packet is dropped).
+//!
+//! The ring is created lazily on the worker's own thread, a single-issuer ring with cooperative task work
+//! (completions run when the worker enters the kernel, without interrupting it). The file is deliberately not
+//! registered: the kernel tears a ring down asynchronously, and a registered file would keep the TUN device alive
+//! for a while after rvsd exits or is killed, so a restarted rvsd would find its interface name taken.
 
+use std::alloc::Layout;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::packet::{Batch, MAX_PACKET, PacketIo, VnetHdr};
 
-/// Buffer slots per queue (reads kept posted).
+/// Buffer slots per queue (a power of two: the size of the provided-buffer ring).
 pub const SLOTS: usize = 64;
 
-/// What a completion belongs to: the low bit says read (0) or write (1), the rest is the slot.
-const OP_WRITE: u64 = 1;
+/// `user_data` of the multishot read.
+const READ: u64 = u64::MAX - 1;
+/// `user_data` of a cancel request.
+const CANCEL: u64 = u64::MAX;
+/// The provided-buffer group.
+const BGID: u16 = 0;
 /// The registered buffer holding every slot.
 const BUF_INDEX: u16 = 0;
+/// Submit-and-reap passes in one `run_batch` before it returns to the caller.
+const MAX_PASSES: usize = 8;
+/// Page alignment the kernel requires of a buffer ring.
+const PAGE: usize = 4096;
+
+/// The provided-buffer ring: `SLOTS` entries of 16 bytes in page-aligned memory shared with the kernel. The tail
+/// is the last 16-bit field of entry 0.
+struct BufRing {
+    ptr: NonNull<types::BufRingEntry>,
+    /// Entries added locally, published by [`publish`](Self::publish).
+    tail: u16,
+}
+
+impl BufRing {
+    fn layout() -> Layout {
+        // SLOTS * 16 bytes rounded up to a page; both are nonzero powers of two.
+        Layout::from_size_align(
+            (SLOTS * size_of::<types::BufRingEntry>()).max(PAGE),
+            PAGE,
+        )
+        .unwrap_or_else(|_| Layout::new::<[u8; PAGE]>())
+    }
+
+    fn new() -> io::Result<Self> {
+        // SAFETY: the layout has a nonzero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(Self::layout()) };
+        let ptr = NonNull::new(raw.cast::<types::BufRingEntry>())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        Ok(Self { ptr, tail: 0 })
+    }
+
+    /// Offer buffer `bid` (`len` bytes at `addr`) to the kernel (visible after `publish`).
+    fn add(&mut self, addr: *mut u8, len: u32, bid: u16) {
+        let idx = usize::from(self.tail) & (SLOTS - 1);
+        // SAFETY: idx < SLOTS, within the allocation; the kernel only reads entries up to the published tail, and
+        // this one is past it until `publish`.
+        let e = unsafe { &mut *self.ptr.as_ptr().add(idx) };
+        e.set_addr(addr as u64);
+        e.set_len(len);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Make the added entries visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: the tail field lies inside entry 0 of our allocation, is 2-byte aligned, and is only ever accessed
+        // atomically by us (store) and the kernel (load-acquire).
+        let tail = unsafe { &*types::BufRingEntry::tail(self.ptr.as_ptr()).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the owner unregisters the ring from the kernel first (or
+        // leaks it when it cannot).
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), Self::layout()) };
+    }
+}
 
 /// One queue of a TUN device, read and written through io_uring. Built from a [`TunQueue`](crate::TunQueue) with
 /// [`TunQueue::into_uring`](crate::TunQueue::into_uring).
@@ -36,21 +106,30 @@ pub struct UringTunQueue {
     vnet: bool,
     /// Bytes per slot: the virtio-net header (when used) and the largest packet.
     slot_len: usize,
-    /// All slots, one allocation: slot `i` is `mem[i * slot_len..][..slot_len]`. Never moved or freed while a read
-    /// may still write into it (see `Drop`).
+    /// All slots, one allocation: slot `i` is `mem[i * slot_len..][..slot_len]`. Never moved or freed while the
+    /// kernel may still use it (see `Drop`).
     mem: Box<[u8]>,
     ring: Option<IoUring>,
-    /// Reads posted and not yet completed.
-    in_flight: usize,
+    bufs: Option<BufRing>,
+    /// The multishot read is armed (its last completion had `F_MORE`).
+    armed: bool,
+    /// Writes submitted and not yet completed.
+    writes_in_flight: usize,
+    /// Entries queued since the last submit.
+    queued: usize,
 }
+
+// SAFETY: the raw pointers (the buffer ring) point into memory this value owns; it is used by one thread at a time.
+unsafe impl Send for UringTunQueue {}
 
 impl std::fmt::Debug for UringTunQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UringTunQueue")
             .field("fd", &self.fd)
             .field("vnet", &self.vnet)
-            .field("ring", &self.ring.is_some())
-            .field("in_flight", &self.in_flight)
+            .field("started", &self.ring.is_some())
+            .field("armed", &self.armed)
+            .field("writes_in_flight", &self.writes_in_flight)
             .finish()
     }
 }
@@ -61,17 +140,21 @@ impl AsRawFd for UringTunQueue {
     }
 }
 
-/// Whether io_uring can be used here (a ring can be created: the kernel has it and `kernel.io_uring_disabled`
-/// allows it).
+/// Whether io_uring can be used here: a ring can be created (the kernel has it and `kernel.io_uring_disabled`
+/// allows it) and it knows the multishot read (Linux 6.7).
 pub fn available() -> bool {
-    IoUring::new(2).is_ok()
+    let Ok(ring) = IoUring::new(2) else {
+        return false;
+    };
+    let mut probe = io_uring::register::Probe::new();
+    ring.submitter().register_probe(&mut probe).is_ok()
+        && probe.is_supported(opcode::ReadMulti::CODE)
+        && probe.is_supported(opcode::WriteFixed::CODE)
 }
 
 impl UringTunQueue {
-    /// Wrap a TUN queue fd (switched to blocking mode: io_uring then waits for packets instead of failing with
-    /// `EAGAIN`). `vnet`: packets carry a virtio-net header.
+    /// Wrap a TUN queue fd. `vnet`: packets carry a virtio-net header.
     pub(crate) fn new(fd: OwnedFd, vnet: bool) -> io::Result<Self> {
-        set_blocking(&fd)?;
         let slot_len = MAX_PACKET + if vnet { VnetHdr::LEN } else { 0 };
         Ok(Self {
             fd,
@@ -79,17 +162,29 @@ impl UringTunQueue {
             slot_len,
             mem: vec![0u8; slot_len * SLOTS].into_boxed_slice(),
             ring: None,
-            in_flight: 0,
+            bufs: None,
+            armed: false,
+            writes_in_flight: 0,
+            queued: 0,
         })
     }
 
     fn slot_ptr(&mut self, slot: usize) -> *mut u8 {
-        // In bounds: slot < SLOTS and mem holds SLOTS slots.
+        // In bounds: callers pass slot < SLOTS and mem holds SLOTS slots.
         self.mem[slot * self.slot_len..].as_mut_ptr()
     }
 
-    /// Create the ring (on the calling thread, which becomes its only submitter), register the file and the
-    /// buffers, and post a read in every slot.
+    /// Give slot `bid` back to the kernel (published with the next `publish`).
+    fn recycle(&mut self, bid: u16) {
+        let len = self.slot_len as u32;
+        let addr = self.slot_ptr(usize::from(bid));
+        if let Some(b) = self.bufs.as_mut() {
+            b.add(addr, len, bid);
+        }
+    }
+
+    /// Create the ring (on the calling thread, its only submitter), register the slots as a fixed buffer and as
+    /// the provided-buffer ring, and arm the read.
     fn start(&mut self) -> io::Result<()> {
         let entries = (2 * SLOTS) as u32;
         let ring = IoUring::builder()
@@ -101,51 +196,168 @@ impl UringTunQueue {
             iov_base: self.mem.as_mut_ptr().cast(),
             iov_len: self.mem.len(),
         };
-        // SAFETY: the registered region is `mem`, which lives (unmoved: a boxed slice) as long as the ring: `Drop`
-        // tears the ring down before `mem` is freed.
+        // SAFETY: the registered region is `mem`, which lives (unmoved: a boxed slice) until `Drop` has torn the
+        // ring down or leaked it.
         unsafe { ring.submitter().register_buffers(&[iov])? };
+        let bufs = BufRing::new()?;
+        // SAFETY: the buffer ring is SLOTS entries of page-aligned memory owned by `self.bufs`, unregistered in
+        // `Drop` before it is freed.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(bufs.ptr.as_ptr() as u64, SLOTS as u16, BGID, 0)?
+        };
         self.ring = Some(ring);
-        for slot in 0..SLOTS {
-            let e = self.read_entry(slot);
-            self.push(&[e])?;
-            self.in_flight += 1;
+        self.bufs = Some(bufs);
+        for bid in 0..SLOTS as u16 {
+            self.recycle(bid);
         }
+        if let Some(b) = &self.bufs {
+            b.publish();
+        }
+        self.arm()
+    }
+
+    /// Queue the multishot read.
+    fn arm(&mut self) -> io::Result<()> {
+        let read = opcode::ReadMulti::new(types::Fd(self.fd.as_raw_fd()), 0, BGID)
+            .build()
+            .user_data(READ);
+        self.push(&read)?;
+        self.armed = true;
         Ok(())
     }
 
-    fn read_entry(&mut self, slot: usize) -> squeue::Entry {
-        let len = self.slot_len as u32;
-        opcode::ReadFixed::new(types::Fd(self.fd.as_raw_fd()), self.slot_ptr(slot), len, BUF_INDEX)
-            .build()
-            .user_data((slot as u64) << 1)
-    }
-
-    /// Queue entries (submitting first when the queue is full: at most two entries per slot are ever queued, and
-    /// the ring holds that many, so one submit always makes room).
-    fn push(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
+    /// Queue an entry (submitting first when the queue is full).
+    fn push(&mut self, e: &squeue::Entry) -> io::Result<()> {
         let Some(ring) = self.ring.as_mut() else {
             return Err(io::Error::other("io_uring not started"));
         };
         loop {
-            // SAFETY: every entry points into `mem` (registered, alive until the ring is gone) with a length within
-            // its slot; the slot is not touched by us again until the entry's completion is seen.
-            if unsafe { ring.submission().push_multiple(entries) }.is_ok() {
+            // SAFETY: entries point into `mem` (registered, alive until the ring is gone) within one slot, and the
+            // slot is not touched again until the entry's completion is seen.
+            if unsafe { ring.submission().push(e) }.is_ok() {
+                self.queued += 1;
                 return Ok(());
             }
             ring.submit()?;
+            self.queued = 0;
         }
     }
-}
 
-fn set_blocking(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL on an fd we own; no pointers.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
+    /// Submit what is queued; with `wait`, also wait for a completion or the timeout.
+    fn enter(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        let Some(ring) = self.ring.as_mut() else {
+            return Ok(());
+        };
+        let r = match wait {
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                ring.submitter().submit_with_args(1, &args)
+            }
+            None => ring.submit(),
+        };
+        self.queued = 0;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
-    Ok(())
+
+    /// Handle every completion ready now; returns whether there were any.
+    fn reap<F>(&mut self, f: &mut F, batch: &mut Batch, err: &mut Option<io::Error>) -> io::Result<bool>
+    where
+        F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
+    {
+        // Copy the completions out first (the ring is borrowed while iterating), then act on them.
+        let mut done = [(0u64, 0i32, 0u32); 2 * SLOTS];
+        let mut n = 0;
+        if let Some(ring) = self.ring.as_mut() {
+            for cqe in ring.completion().take(done.len()) {
+                done[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                n += 1;
+            }
+        }
+        for &(data, res, flags) in &done[..n] {
+            match data {
+                READ => {
+                    if !cqueue::more(flags) {
+                        self.armed = false;
+                    }
+                    let bid = cqueue::buffer_select(flags);
+                    match bid {
+                        Some(bid) if res > 0 && usize::from(bid) < SLOTS => {
+                            batch.received += 1;
+                            self.handle(bid, res as usize, f, batch)?;
+                        }
+                        Some(bid) if usize::from(bid) < SLOTS => self.recycle(bid),
+                        _ => {}
+                    }
+                    // ENOBUFS: every slot is busy; the read is re-armed below once slots come back.
+                    if res < 0 && !matches!(-res, libc::ENOBUFS | libc::EAGAIN | libc::EINTR | libc::ECANCELED)
+                    {
+                        err.get_or_insert(io::Error::from_raw_os_error(-res));
+                    }
+                }
+                CANCEL => {}
+                bid => {
+                    // A write finished: its slot goes back to the kernel.
+                    self.writes_in_flight = self.writes_in_flight.saturating_sub(1);
+                    if res < 0 {
+                        batch.send_failed += 1;
+                    }
+                    if (bid as usize) < SLOTS {
+                        self.recycle(bid as u16);
+                    }
+                }
+            }
+        }
+        if n > 0
+            && let Some(b) = &self.bufs
+        {
+            b.publish();
+        }
+        Ok(n > 0)
+    }
+
+    /// Hand the packet in slot `bid` to `f`; queue its write or recycle it.
+    fn handle<F>(&mut self, bid: u16, len: usize, f: &mut F, batch: &mut Batch) -> io::Result<()>
+    where
+        F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
+    {
+        let off = usize::from(bid) * self.slot_len;
+        let len = len.min(self.slot_len);
+        let buf = &mut self.mem[off..off + len];
+        let send = if self.vnet {
+            if buf.len() < VnetHdr::LEN {
+                false
+            } else {
+                let (h, pkt) = buf.split_at_mut(VnetHdr::LEN);
+                let mut vnet = VnetHdr([0; VnetHdr::LEN]);
+                vnet.0.copy_from_slice(h);
+                let send = f(pkt, &mut vnet);
+                h.copy_from_slice(&vnet.0);
+                send
+            }
+        } else {
+            f(buf, &mut VnetHdr::default())
+        };
+        if !send {
+            self.recycle(bid);
+            return Ok(());
+        }
+        let ptr = self.slot_ptr(usize::from(bid));
+        let write = opcode::WriteFixed::new(types::Fd(self.fd.as_raw_fd()), ptr, len as u32, BUF_INDEX)
+            .build()
+            .user_data(u64::from(bid));
+        self.push(&write)?;
+        self.writes_in_flight += 1;
+        batch.sent += 1;
+        Ok(())
+    }
 }
 
 impl PacketIo for UringTunQueue {
@@ -157,86 +369,26 @@ impl PacketIo for UringTunQueue {
             self.start()?;
         }
         let mut batch = Batch::default();
-        let mut first_err: Option<io::Error> = None;
-        // Send what the last round queued, and wait for at least one completion (or the timeout).
-        {
-            let Some(ring) = self.ring.as_mut() else {
-                return Ok(batch);
-            };
-            let ts = types::Timespec::from(timeout);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            match ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => return Err(e),
+        let mut err = None;
+        // Wait for packets (or write completions), then handle them; send what they produced and handle what that
+        // completed in turn, until nothing is left to send (at most a few passes, so the caller regains control).
+        // Each pass is one io_uring_enter.
+        self.enter(Some(timeout))?;
+        let mut passes = 0;
+        while self.reap(&mut f, &mut batch, &mut err)? {
+            passes += 1;
+            if !self.armed {
+                self.arm()?;
             }
+            if self.queued == 0 || passes == MAX_PASSES {
+                break;
+            }
+            self.enter(None)?;
         }
-        // Take the completions out first (the ring is borrowed while iterating), then act on them.
-        let mut done = [(0u64, 0i32); 2 * SLOTS];
-        let mut n = 0;
-        if let Some(ring) = self.ring.as_mut() {
-            for cqe in ring.completion().take(done.len()) {
-                done[n] = (cqe.user_data(), cqe.result());
-                n += 1;
-            }
+        if !self.armed {
+            self.arm()?;
         }
-        for &(data, res) in &done[..n] {
-            let slot = (data >> 1) as usize;
-            if slot >= SLOTS {
-                continue;
-            }
-            if data & OP_WRITE != 0 {
-                // Only failed writes complete (success is skipped); the linked read comes back cancelled.
-                batch.send_failed += 1;
-                continue;
-            }
-            self.in_flight -= 1;
-            let read = self.read_entry(slot);
-            if res <= 0 {
-                // Cancelled after a failed write, interrupted, or a read error: post the slot again.
-                if res < 0
-                    && !matches!(-res, libc::ECANCELED | libc::EAGAIN | libc::EINTR)
-                    && first_err.is_none()
-                {
-                    first_err = Some(io::Error::from_raw_os_error(-res));
-                }
-                self.push(&[read])?;
-                self.in_flight += 1;
-                continue;
-            }
-            batch.received += 1;
-            let len = res as usize;
-            let off = slot * self.slot_len;
-            let buf = &mut self.mem[off..off + len.min(self.slot_len)];
-            let send = if self.vnet {
-                if buf.len() < VnetHdr::LEN {
-                    false
-                } else {
-                    let (h, pkt) = buf.split_at_mut(VnetHdr::LEN);
-                    let mut vnet = VnetHdr([0; VnetHdr::LEN]);
-                    vnet.0.copy_from_slice(h);
-                    let send = f(pkt, &mut vnet);
-                    h.copy_from_slice(&vnet.0);
-                    send
-                }
-            } else {
-                let mut vnet = VnetHdr::default();
-                f(buf, &mut vnet)
-            };
-            if send {
-                let ptr = self.slot_ptr(slot);
-                let write = opcode::WriteFixed::new(types::Fd(self.fd.as_raw_fd()), ptr, len as u32, BUF_INDEX)
-                    .build()
-                    .user_data(((slot as u64) << 1) | OP_WRITE)
-                    .flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS);
-                self.push(&[write, read])?;
-                batch.sent += 1;
-            } else {
-                self.push(&[read])?;
-            }
-            self.in_flight += 1;
-        }
-        match first_err {
+        match err {
             Some(e) if batch.received == 0 => Err(e),
             _ => Ok(batch),
         }
@@ -248,28 +400,31 @@ impl Drop for UringTunQueue {
         let Some(mut ring) = self.ring.take() else {
             return;
         };
-        // Reads still posted would write into `mem` after it is freed: cancel them all and wait until each has
-        // completed. If that does not finish in time, leak the buffers rather than risk it.
+        // The kernel may still read into the slots (the armed read) or from them (writes): cancel the read and
+        // wait until nothing is in flight. If that does not finish in time, leak the memory rather than risk it.
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
             .build()
-            .user_data(u64::MAX);
+            .user_data(CANCEL);
         // SAFETY: a cancel request carries no buffer.
         let _ = unsafe { ring.submission().push(&cancel) };
         let deadline = Instant::now() + Duration::from_secs(2);
-        while self.in_flight > 0 && Instant::now() < deadline {
+        while (self.armed || self.writes_in_flight > 0) && Instant::now() < deadline {
             let ts = types::Timespec::from(Duration::from_millis(50));
             let args = types::SubmitArgs::new().timespec(&ts);
             let _ = ring.submitter().submit_with_args(1, &args);
             for cqe in ring.completion() {
-                let data = cqe.user_data();
-                if data != u64::MAX && data & OP_WRITE == 0 {
-                    self.in_flight = self.in_flight.saturating_sub(1);
+                match cqe.user_data() {
+                    READ if !cqueue::more(cqe.flags()) => self.armed = false,
+                    READ | CANCEL => {}
+                    _ => self.writes_in_flight = self.writes_in_flight.saturating_sub(1),
                 }
             }
         }
-        if self.in_flight > 0 {
+        if self.armed || self.writes_in_flight > 0 {
             std::mem::forget(std::mem::take(&mut self.mem));
+            std::mem::forget(self.bufs.take());
         } else {
+            let _ = ring.submitter().unregister_buf_ring(BGID);
             let _ = ring.submitter().unregister_buffers();
         }
         drop(ring);
