@@ -259,17 +259,47 @@ fn key(addr: &str) -> ServiceKey {
     }
 }
 
+/// How rvsd drives its TUN in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The defaults: io_uring and TUN offloads.
+    Default,
+    /// `--io sync --no-offload`: a system call per packet, plain packets.
+    SyncPlain,
+    /// `--no-offload`: io_uring with plain packets.
+    UringPlain,
+}
+
+impl Mode {
+    fn offload(self) -> bool {
+        self == Mode::Default
+    }
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Mode::Default => &[],
+            Mode::SyncPlain => &["--io", "sync", "--no-offload"],
+            Mode::UringPlain => &["--no-offload"],
+        }
+    }
+}
+
 #[test]
 fn http_through_the_vip_reaches_both_real_servers_and_sigterm_cleans_up() {
-    scenario(false);
+    scenario(Mode::SyncPlain);
 }
 
 #[test]
-fn same_with_tun_offload_and_2_mib_echo_intact() {
-    scenario(true);
+fn same_with_io_uring_without_offloads() {
+    scenario(Mode::UringPlain);
 }
 
-fn scenario(offload: bool) {
+#[test]
+fn same_with_the_defaults_io_uring_and_tun_offload_and_2_mib_echo_intact() {
+    scenario(Mode::Default);
+}
+
+fn scenario(mode: Mode) {
+    let offload = mode.offload();
     if !can_run() {
         return;
     }
@@ -311,7 +341,7 @@ fn scenario(offload: bool) {
         .arg(&sock)
         .arg("--rules")
         .arg(&rules)
-        .args(offload.then_some("--offload"))
+        .args(mode.args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -377,7 +407,7 @@ fn scenario(offload: bool) {
                 .unwrap();
         }
     }
-    // An echo service on port 81 for bulk transfers (TCP segmentation offload when --offload).
+    // An echo service on port 81 for bulk transfers (TCP segmentation offload unless --no-offload).
     let mut echo_svc = svc.clone();
     echo_svc.key = ServiceKey::Addr {
         protocol: Protocol::Tcp,
@@ -478,7 +508,7 @@ fn scenario(offload: bool) {
     .unwrap();
     for e in echoed {
         let back = e.unwrap_or_else(|e| panic!("echo failed: {e}\n{}", log_text(&t)));
-        assert!(back == *data, "echoed bytes differ (offload {offload})");
+        assert!(back == *data, "echoed bytes differ ({mode:?})");
     }
     let saved = std::fs::read_to_string(&rules).unwrap();
     assert!(

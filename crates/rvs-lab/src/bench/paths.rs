@@ -31,6 +31,10 @@ pub enum PathKind {
     /// what io_uring changes.
     #[value(name = "rvs-sync")]
     RvsSync,
+    /// rvsd with one worker (`--workers 1`): on a machine where the clients and servers share the director's cores,
+    /// one worker leaves them more CPU.
+    #[value(name = "rvs-1w")]
+    RvsOneWorker,
 }
 
 impl PathKind {
@@ -41,7 +45,13 @@ impl PathKind {
             PathKind::Haproxy => "HAProxy",
             PathKind::Rvs => "rvs",
             PathKind::RvsSync => "rvs --io sync",
+            PathKind::RvsOneWorker => "rvs --workers 1",
         }
+    }
+
+    /// One of the rvs variants.
+    pub fn is_rvs(self) -> bool {
+        matches!(self, PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker)
     }
 
     /// Where the client sends to on this path.
@@ -52,7 +62,7 @@ impl PathKind {
             PathKind::Haproxy => topo::HAPROXY_ADDR,
             // Same VIP and client address as rvs: rvsd restarts in between, and the client's TCP timestamp
             // offset (per address pair) is the same, so no PAWS artefact between the two.
-            PathKind::Rvs | PathKind::RvsSync => topo::VIP_RVS,
+            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker => topo::VIP_RVS,
         }
     }
 }
@@ -92,7 +102,7 @@ impl Bench {
             "rvs-lab",
         )?;
         let rvs_bins =
-            if args.paths.contains(&PathKind::Rvs) || args.paths.contains(&PathKind::RvsSync) {
+            if args.paths.iter().any(|p| p.is_rvs()) {
                 find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
                     .and_then(|(d, a)| {
                         let a = match a {
@@ -434,8 +444,9 @@ impl Bench {
                 )?;
                 Ok(Active { daemon: Some(d) })
             }
-            PathKind::Rvs => self.rvs_up(false),
-            PathKind::RvsSync => self.rvs_up(true),
+            PathKind::Rvs => self.rvs_up(&[]),
+            PathKind::RvsSync => self.rvs_up(&["--io", "sync"]),
+            PathKind::RvsOneWorker => self.rvs_up(&["--workers", "1"]),
         }
     }
 
@@ -455,7 +466,8 @@ impl Bench {
         )
     }
 
-    fn rvs_up(&mut self, sync_io: bool) -> Result<Active> {
+    /// Start rvsd with the bench's rules and `extra` arguments (then `--rvsd-args`).
+    fn rvs_up(&mut self, extra: &[&str]) -> Result<Active> {
         let (rvsd, rvsadm) = self.rvs_bins.clone().map_err(anyhow::Error::msg)?;
         let sock = self.file("rvsd.sock");
         let _ = std::fs::remove_file(&sock);
@@ -478,9 +490,7 @@ impl Bench {
             "--tun",
             TUN_NAME,
         ];
-        if sync_io {
-            argv.extend(["--io", "sync"]);
-        }
+        argv.extend(extra);
         argv.extend(self.rvsd_args.iter().map(String::as_str));
         let argv = Lab::in_ns(&self.lab.director, &argv);
         let log = self.file("rvsd.log");
@@ -524,7 +534,7 @@ impl Bench {
                 .map(String::as_str)
                 .collect::<Vec<_>>());
             }
-            PathKind::Rvs | PathKind::RvsSync => self.rvs_leftovers(),
+            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker => self.rvs_leftovers(),
             PathKind::Direct | PathKind::Haproxy => {}
         }
     }
