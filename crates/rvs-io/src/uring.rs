@@ -55,11 +55,8 @@ struct BufRing {
 impl BufRing {
     fn layout() -> Layout {
         // SLOTS * 16 bytes rounded up to a page; both are nonzero powers of two.
-        Layout::from_size_align(
-            (SLOTS * size_of::<types::BufRingEntry>()).max(PAGE),
-            PAGE,
-        )
-        .unwrap_or_else(|_| Layout::new::<[u8; PAGE]>())
+        Layout::from_size_align((SLOTS * size_of::<types::BufRingEntry>()).max(PAGE), PAGE)
+            .unwrap_or_else(|_| Layout::new::<[u8; PAGE]>())
     }
 
     fn new() -> io::Result<Self> {
@@ -203,8 +200,12 @@ impl UringTunQueue {
         // SAFETY: the buffer ring is SLOTS entries of page-aligned memory owned by `self.bufs`, unregistered in
         // `Drop` before it is freed.
         unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(bufs.ptr.as_ptr() as u64, SLOTS as u16, BGID, 0)?
+            ring.submitter().register_buf_ring_with_flags(
+                bufs.ptr.as_ptr() as u64,
+                SLOTS as u16,
+                BGID,
+                0,
+            )?
         };
         self.ring = Some(ring);
         self.bufs = Some(bufs);
@@ -260,7 +261,12 @@ impl UringTunQueue {
         self.queued = 0;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
                 Ok(())
             }
             Err(e) => Err(e),
@@ -268,7 +274,12 @@ impl UringTunQueue {
     }
 
     /// Handle every completion ready now; returns whether there were any.
-    fn reap<F>(&mut self, f: &mut F, batch: &mut Batch, err: &mut Option<io::Error>) -> io::Result<bool>
+    fn reap<F>(
+        &mut self,
+        f: &mut F,
+        batch: &mut Batch,
+        err: &mut Option<io::Error>,
+    ) -> io::Result<bool>
     where
         F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
     {
@@ -297,7 +308,11 @@ impl UringTunQueue {
                         _ => {}
                     }
                     // ENOBUFS: every slot is busy; the read is re-armed below once slots come back.
-                    if res < 0 && !matches!(-res, libc::ENOBUFS | libc::EAGAIN | libc::EINTR | libc::ECANCELED)
+                    if res < 0
+                        && !matches!(
+                            -res,
+                            libc::ENOBUFS | libc::EAGAIN | libc::EINTR | libc::ECANCELED
+                        )
                     {
                         err.get_or_insert(io::Error::from_raw_os_error(-res));
                     }
@@ -350,9 +365,10 @@ impl UringTunQueue {
             return Ok(());
         }
         let ptr = self.slot_ptr(usize::from(bid));
-        let write = opcode::WriteFixed::new(types::Fd(self.fd.as_raw_fd()), ptr, len as u32, BUF_INDEX)
-            .build()
-            .user_data(u64::from(bid));
+        let write =
+            opcode::WriteFixed::new(types::Fd(self.fd.as_raw_fd()), ptr, len as u32, BUF_INDEX)
+                .build()
+                .user_data(u64::from(bid));
         self.push(&write)?;
         self.writes_in_flight += 1;
         batch.sent += 1;

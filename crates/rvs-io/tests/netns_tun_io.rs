@@ -171,8 +171,14 @@ fn echo_through_tun(backend: Backend, offload: bool) {
     .unwrap();
     stop.store(true, Ordering::Relaxed);
     let total = w.join().unwrap();
-    assert_eq!(dropped_phase_echoes, 0, "dropped packets must not come back");
-    assert_eq!(received, 300, "{backend:?} offload={offload}: every datagram turned around");
+    assert_eq!(
+        dropped_phase_echoes, 0,
+        "dropped packets must not come back"
+    );
+    assert_eq!(
+        received, 300,
+        "{backend:?} offload={offload}: every datagram turned around"
+    );
     assert!(
         total.received >= 500,
         "{backend:?}: the worker saw {} packets, sent 500",

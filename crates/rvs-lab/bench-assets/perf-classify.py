@@ -36,7 +36,8 @@ def classify(s):
     if "[kernel" not in leaf:
         return "user: rvsd" if "rvsd" in leaf else "user: libc/other"
     if has(s, "tun_chr_write_iter"):
-        if has(s, "tcp_v4_rcv") or has(s, "udp_rcv"):
+        if any(has(s, f) for f in ("tcp_v4_rcv", "udp_rcv", "udp4_lib_rcv", "udp_queue_rcv", "sock_def_readable",
+                                   "udp_enqueue", "ip_local_deliver")):
             return "write(): delivery into the receiving host stack"
         if has(s, "br_"):
             return "write(): bridge"
@@ -49,6 +50,10 @@ def classify(s):
         return "read() from the TUN"
     if has(s, "do_sys_poll"):
         return "poll() incl. sleep/wake"
+    if has(s, "io_cqring_wait") and (has(s, "schedule") or "finish_task_switch" in leaf):
+        return "io_uring: sleeping and waking"
+    if has(s, "io_uring_enter"):
+        return "io_uring: submission, completions, poll, task work"
     if "finish_task_switch" in leaf:
         return "context switch (other)"
     if has(s, "do_syscall_64"):

@@ -142,7 +142,11 @@ mod tests {
         let a = parse(&["--io", "sync", "--no-offload"]).expect("valid");
         assert_eq!(a.io, IoMode::Sync);
         assert!(!a.offload());
-        assert!(parse(&["--offload"]).expect("old flag still accepted").offload());
+        assert!(
+            parse(&["--offload"])
+                .expect("old flag still accepted")
+                .offload()
+        );
         assert!(parse(&["--offload", "--no-offload"]).is_err());
         assert!(parse(&["--io", "epoll"]).is_err());
     }

@@ -294,9 +294,15 @@ fn run_worker<Q: PacketIo>(
                     st.received.fetch_add(b.received as u64, Ordering::Relaxed);
                 }
                 if b.send_failed > 0 {
-                    st.write_errors.fetch_add(b.send_failed as u64, Ordering::Relaxed);
+                    st.write_errors
+                        .fetch_add(b.send_failed as u64, Ordering::Relaxed);
                     if let Admit::Yes { suppressed } = log_limit.admit(now().0) {
-                        tracing::warn!(worker = id, failed = b.send_failed, suppressed, "TUN write refused");
+                        tracing::warn!(
+                            worker = id,
+                            failed = b.send_failed,
+                            suppressed,
+                            "TUN write refused"
+                        );
                     }
                 }
             }

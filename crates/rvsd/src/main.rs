@@ -117,7 +117,9 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let io = match args.io {
         IoMode::Uring if !rvs_io::uring::available() => {
-            tracing::warn!("io_uring is not available here (kernel.io_uring_disabled?): using --io sync");
+            tracing::warn!(
+                "io_uring is not available here (kernel.io_uring_disabled?): using --io sync"
+            );
             IoMode::Sync
         }
         m => m,

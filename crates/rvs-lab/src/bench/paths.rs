@@ -51,7 +51,10 @@ impl PathKind {
 
     /// One of the rvs variants.
     pub fn is_rvs(self) -> bool {
-        matches!(self, PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker)
+        matches!(
+            self,
+            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker
+        )
     }
 
     /// Where the client sends to on this path.
@@ -101,20 +104,19 @@ impl Bench {
             &lab.dir,
             "rvs-lab",
         )?;
-        let rvs_bins =
-            if args.paths.iter().any(|p| p.is_rvs()) {
-                find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
-                    .and_then(|(d, a)| {
-                        let a = match a {
-                            Some(a) => Some(private_copy(&a, &lab.dir, "rvsadm")?),
-                            None => None,
-                        };
-                        Ok((private_copy(&d, &lab.dir, "rvsd")?, a))
-                    })
-                    .map_err(|e| format!("{e:#}"))
-            } else {
-                Err("not requested".into())
-            };
+        let rvs_bins = if args.paths.iter().any(|p| p.is_rvs()) {
+            find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
+                .and_then(|(d, a)| {
+                    let a = match a {
+                        Some(a) => Some(private_copy(&a, &lab.dir, "rvsadm")?),
+                        None => None,
+                    };
+                    Ok((private_copy(&d, &lab.dir, "rvsd")?, a))
+                })
+                .map_err(|e| format!("{e:#}"))
+        } else {
+            Err("not requested".into())
+        };
         let mut b = Bench {
             prefix,
             duration: args.duration,
