@@ -5,12 +5,14 @@
 //! - [`tun`]: a multi-queue TUN device (`IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE`), one nonblocking fd per queue,
 //!   read and written with a system call per packet.
 //! - [`uring`]: the same queue driven by io_uring: reads kept posted, one `io_uring_enter` per round.
+//! - [`l2`]: link-layer transmit (`AF_PACKET`): a rewritten packet sent straight to its next hop, beside the TUN.
 //! - [`netlink`]: a small synchronous rtnetlink client (links, routes, rules, proxy neighbours).
 //! - [`steering`]: recipe R of the TUN steering notes: VIP /32 routes into the TUN, proxy neighbours on the public
 //!   interface, a reply table and `iif <private> lookup <table>` rules; everything tagged so it can be found and
 //!   removed after a crash.
 //! - [`sys`]: sysctls, a coarse monotonic clock, peer credentials of a Unix socket.
 
+pub mod l2;
 pub mod netlink;
 pub mod packet;
 pub mod steering;

@@ -185,8 +185,13 @@ impl Netlink {
                     RouteAttribute::Oif(i) => Some(*i),
                     _ => None,
                 });
+                let gateway = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(g) => route_address(g),
+                    _ => None,
+                });
                 return Ok(RouteLookup {
                     oif,
+                    gateway,
                     kind: r.header.kind,
                 });
             }
@@ -279,6 +284,52 @@ impl Netlink {
             .collect())
     }
 
+    /// The resolved neighbours of one family (state reachable, stale, delay, probe or permanent, with a
+    /// link-layer address): `(ifindex, address, MAC)`.
+    pub fn resolved_neighbours(
+        &mut self,
+        v6: bool,
+    ) -> Result<Vec<(u32, IpAddr, [u8; 6])>, NetlinkError> {
+        let mut m = NeighbourMessage::default();
+        m.header.family = if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        let ans = self.request(
+            "dump neighbours",
+            RouteNetlinkMessage::GetNeighbour(m),
+            NLM_F_DUMP,
+        )?;
+        Ok(ans
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => resolved_neighbour(&n),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The link-layer (MAC) address of interface `index`, if it has a 6-byte one.
+    pub fn link_mac(&mut self, index: u32) -> Result<Option<[u8; 6]>, NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        let ans = self.request(
+            &format!("get link {index}"),
+            RouteNetlinkMessage::GetLink(m),
+            0,
+        )?;
+        for a in ans {
+            if let RouteNetlinkMessage::NewLink(l) = a {
+                return Ok(l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
+                    _ => None,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     /// Add or delete a proxy neighbour entry.
     pub fn neighbour_change(&mut self, add: bool, n: NeighbourMessage) -> Result<(), NetlinkError> {
         let op = format!(
@@ -302,8 +353,20 @@ impl Netlink {
 pub struct RouteLookup {
     /// Output interface.
     pub oif: Option<u32>,
+    /// The next hop when it is not the destination itself.
+    pub gateway: Option<IpAddr>,
     /// Route type (`Local` for the director's own addresses).
     pub kind: RouteType,
+}
+
+impl RouteLookup {
+    /// A unicast route through an interface (not local, not unreachable, not blackhole).
+    pub fn unicast_oif(&self) -> Option<u32> {
+        match self.kind {
+            RouteType::Unicast => self.oif,
+            _ => None,
+        }
+    }
 }
 
 fn describe_route(r: &RouteMessage) -> String {
@@ -423,6 +486,36 @@ pub fn rule_fields(r: &RuleMessage) -> (u32, Option<u32>, Option<String>, Option
         }
     }
     (table, prio, iif, proto)
+}
+
+fn route_address(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+/// `(ifindex, address, MAC)` of a neighbour entry whose link-layer address can be used now.
+fn resolved_neighbour(n: &NeighbourMessage) -> Option<(u32, IpAddr, [u8; 6])> {
+    if n.header.flags.contains(NeighbourFlags::Proxy)
+        || !matches!(
+            n.header.state,
+            NeighbourState::Reachable
+                | NeighbourState::Stale
+                | NeighbourState::Delay
+                | NeighbourState::Probe
+                | NeighbourState::Permanent
+        )
+    {
+        return None;
+    }
+    let (addr, _) = neighbour_fields(n);
+    let mac = n.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(m) => <[u8; 6]>::try_from(m.as_slice()).ok(),
+        _ => None,
+    })?;
+    Some((n.header.ifindex, addr?, mac))
 }
 
 /// Address and protocol tag of a proxy neighbour entry.

@@ -42,6 +42,12 @@ pub struct Args {
     /// when the kernel refuses io_uring.
     #[arg(long, value_enum, default_value_t = IoMode::Uring)]
     pub io: IoMode,
+    /// How forwarded packets leave: `tun` (written back into the TUN, routed on by the kernel) or `link` (sent
+    /// straight to the next hop's MAC on the egress interface through an AF_PACKET socket, skipping the kernel's
+    /// second forwarding pass and the director's netfilter hooks; the TUN is the fallback while a next hop is not
+    /// yet known).
+    #[arg(long, value_enum, default_value_t = TxMode::Tun)]
+    pub tx: TxMode,
     /// Data-plane worker threads, one TUN queue each [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
@@ -54,6 +60,15 @@ pub enum IoMode {
     Uring,
     /// A system call per packet.
     Sync,
+}
+
+/// Where forwarded packets are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TxMode {
+    /// Back into the TUN.
+    Tun,
+    /// On the link, to the next hop's MAC.
+    Link,
 }
 
 impl Args {
@@ -99,6 +114,7 @@ mod tests {
         assert!(!a.no_save);
         assert!(a.offload(), "offloads are on by default");
         assert_eq!(a.io, IoMode::Uring);
+        assert_eq!(a.tx, TxMode::Tun);
         assert_eq!(a.socket_path(None), PathBuf::from("/run/rvsd.sock"));
         assert_eq!(
             a.socket_path(Some("/tmp/x.sock".into())),
@@ -149,6 +165,8 @@ mod tests {
         );
         assert!(parse(&["--offload", "--no-offload"]).is_err());
         assert!(parse(&["--io", "epoll"]).is_err());
+        assert_eq!(parse(&["--tx", "link"]).expect("valid").tx, TxMode::Link);
+        assert!(parse(&["--tx", "xdp"]).is_err());
     }
 
     #[test]

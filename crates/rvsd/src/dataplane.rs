@@ -97,6 +97,10 @@ pub struct WorkerStats {
     pub dropped: AtomicU64,
     pub unserved_vip: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Forwarded packets sent on the link (`--tx link`) rather than through the TUN.
+    pub link_sent: AtomicU64,
+    /// Link sends the kernel refused (the packet then went through the TUN).
+    pub link_refused: AtomicU64,
 }
 
 /// Totals over the workers.
@@ -109,6 +113,15 @@ pub struct Totals {
     pub dropped: u64,
     pub unserved_vip: u64,
     pub write_errors: u64,
+    pub link_sent: u64,
+    pub link_refused: u64,
+}
+
+/// A worker's link-layer transmit (`--tx link`): its socket and the shared next-hop table.
+#[derive(Debug)]
+pub struct LinkTx {
+    pub tx: rvs_io::l2::L2Tx,
+    pub hops: Arc<crate::nexthop::NextHops>,
 }
 
 /// Running workers.
@@ -125,6 +138,7 @@ impl Workers {
         director: Arc<Director>,
         vips: Arc<VipSet>,
         queues: Vec<Q>,
+        hops: Option<(Arc<crate::nexthop::NextHops>, bool)>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
@@ -134,9 +148,16 @@ impl Workers {
             stats.push(st.clone());
             let (d, s, v) = (director.clone(), stop.clone(), vips.clone());
             let seed = random_seed(i as u64);
+            let link = match &hops {
+                Some((h, vnet)) => Some(LinkTx {
+                    tx: rvs_io::l2::L2Tx::new(*vnet)?,
+                    hops: h.clone(),
+                }),
+                None => None,
+            };
             let h = std::thread::Builder::new()
                 .name(format!("rvsd-worker-{i}"))
-                .spawn(move || run_worker(i, q, &d, &v, &s, &st, seed));
+                .spawn(move || run_worker(i, q, &d, &v, link.as_ref(), &s, &st, seed));
             match h {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -166,6 +187,8 @@ impl Workers {
             t.dropped += s.dropped.load(Ordering::Relaxed);
             t.unserved_vip += s.unserved_vip.load(Ordering::Relaxed);
             t.write_errors += s.write_errors.load(Ordering::Relaxed);
+            t.link_sent += s.link_sent.load(Ordering::Relaxed);
+            t.link_refused += s.link_refused.load(Ordering::Relaxed);
         }
         t
     }
@@ -184,6 +207,8 @@ impl Workers {
 pub enum Action {
     /// Write it back (forwarded or passed).
     Send,
+    /// Already sent on the link.
+    Sent,
     /// Counted drop.
     Drop,
 }
@@ -216,12 +241,15 @@ fn restore_partial_checksum(pkt: &mut [u8], info: &rvs_wire::PacketInfo, vnet: &
     pkt[field..field + 2].copy_from_slice(&rvs_wire::checksum::fold(s).to_be_bytes());
 }
 
-/// The per-packet step, separated from the I/O so it can be tested: process, then the TTL fix on Forward.
-/// `vnet` is the offload header read with the packet (all zero without offloads) and is written back with it.
+/// The per-packet step, separated from the I/O so it can be tested: process, then send on the link (`link`) or
+/// fix the TTL for the TUN on Forward. `vnet` is the offload header read with the packet (all zero without
+/// offloads) and is written back with it.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub fn handle_packet(
     director: &Director,
     vips: &VipSet,
+    link: Option<&LinkTx>,
     now: Timestamp,
     random: u64,
     pkt: &mut [u8],
@@ -238,20 +266,34 @@ pub fn handle_packet(
     }
     match director.process(now, random, pkt) {
         Verdict::Forward(dir) => {
-            // The kernel decrements the TTL on the way in and again on the way out of the TUN; add one back so the
-            // director counts as one hop. A packet whose TTL cannot be adjusted goes out unchanged.
-            if let Ok(info) = rvs_wire::parse(pkt) {
-                let _ = rvs_wire::rewrite::adjust_ttl(pkt, &info, 1);
-                if vnet.needs_csum() {
-                    restore_partial_checksum(pkt, &info, vnet);
-                }
-            }
-            // Checksums were rewritten: let the receiver verify them again.
-            vnet.set_flags(vnet.flags() & VnetHdr::F_NEEDS_CSUM);
             match dir {
                 rvs_core::Direction::In => st.forwarded_in.fetch_add(1, Ordering::Relaxed),
                 rvs_core::Direction::Out => st.forwarded_out.fetch_add(1, Ordering::Relaxed),
             };
+            let Ok(info) = rvs_wire::parse(pkt) else {
+                return Action::Send;
+            };
+            if vnet.needs_csum() {
+                restore_partial_checksum(pkt, &info, vnet);
+            }
+            // Checksums were rewritten: let the receiver verify them again.
+            vnet.set_flags(vnet.flags() & VnetHdr::F_NEEDS_CSUM);
+            // On the link the packet has crossed one forwarding step (into the TUN): one hop, as it should.
+            if let Some(l) = link {
+                match l.hops.lookup(info.dst) {
+                    Some(hop) => {
+                        if l.tx.send(&hop, vnet, pkt).is_ok() {
+                            st.link_sent.fetch_add(1, Ordering::Relaxed);
+                            return Action::Sent;
+                        }
+                        st.link_refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => l.hops.miss(info.dst),
+                }
+            }
+            // Through the TUN the kernel decrements the TTL on the way in and again on the way out; add one back so
+            // the director counts as one hop. A packet whose TTL cannot be adjusted goes out unchanged.
+            let _ = rvs_wire::rewrite::adjust_ttl(pkt, &info, 1);
             Action::Send
         }
         Verdict::Pass if vips.is_vip_destination(pkt) => {
@@ -269,11 +311,13 @@ pub fn handle_packet(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_worker<Q: PacketIo>(
     id: usize,
     mut q: Q,
     director: &Director,
     vips: &VipSet,
+    link: Option<&LinkTx>,
     stop: &AtomicBool,
     st: &WorkerStats,
     seed: u64,
@@ -286,7 +330,7 @@ fn run_worker<Q: PacketIo>(
         let mut t = None;
         let r = q.run_batch(IDLE_WAIT, |pkt, vnet| {
             let now = *t.get_or_insert_with(now);
-            handle_packet(director, vips, now, rng.next_u64(), pkt, vnet, st) == Action::Send
+            handle_packet(director, vips, link, now, rng.next_u64(), pkt, vnet, st) == Action::Send
         });
         match r {
             Ok(b) => {
@@ -387,6 +431,7 @@ mod packet_tests {
             handle_packet(
                 &d,
                 &v,
+                None,
                 Timestamp(10),
                 7,
                 &mut p,
@@ -415,6 +460,7 @@ mod packet_tests {
             handle_packet(
                 &d,
                 &v,
+                None,
                 Timestamp(10),
                 7,
                 &mut p,
@@ -436,6 +482,7 @@ mod packet_tests {
             handle_packet(
                 &d,
                 &v,
+                None,
                 Timestamp(10),
                 7,
                 &mut p,
@@ -459,6 +506,7 @@ mod packet_tests {
             let _ = handle_packet(
                 &d,
                 &v,
+                None,
                 Timestamp(10),
                 7,
                 &mut p,

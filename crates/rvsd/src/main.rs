@@ -9,6 +9,7 @@ mod control;
 mod daemon;
 mod dataplane;
 mod mapping;
+mod nexthop;
 mod ratelimit;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use rvs_core::{Director, DirectorConfig};
 use rvs_io::{Steering, SteeringConfig, TunDevice};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::args::{Args, IoMode};
+use crate::args::{Args, IoMode, TxMode};
 use crate::daemon::Daemon;
 use crate::dataplane::{Workers, now};
 
@@ -124,6 +125,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         m => m,
     };
+    let resolver_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hops = match args.tx {
+        TxMode::Tun => None,
+        TxMode::Link => {
+            let (hops, misses) = nexthop::NextHops::new();
+            nexthop::spawn_resolver(hops.clone(), misses, resolver_stop.clone())
+                .context("starting the next-hop resolver")?;
+            Some((hops, args.offload()))
+        }
+    };
     let workers = match io {
         IoMode::Uring => {
             let queues = queues
@@ -131,9 +142,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .map(|q| q.into_uring())
                 .collect::<std::io::Result<Vec<_>>>()
                 .context("setting up the io_uring queues")?;
-            Workers::start(director.clone(), daemon.vips.clone(), queues)
+            Workers::start(director.clone(), daemon.vips.clone(), queues, hops)
         }
-        IoMode::Sync => Workers::start(director.clone(), daemon.vips.clone(), queues),
+        IoMode::Sync => Workers::start(director.clone(), daemon.vips.clone(), queues, hops),
     }
     .context("starting data-plane workers")?;
     let _timers = start_timers(director.clone()).context("starting the timer thread")?;
@@ -152,6 +163,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         workers = args.worker_count(),
         offload = args.offload(),
         io = ?io,
+        tx = ?args.tx,
         socket = %socket.display(),
         services = director.services().len(),
         "rvsd ready"
@@ -177,6 +189,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let removed = daemon.teardown();
     let totals = workers.totals();
     workers.stop();
+    resolver_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(tun);
     let removed = removed.context("removing steering")?;
     tracing::info!(
@@ -187,6 +200,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         passed = totals.passed,
         dropped = totals.dropped,
         unserved_vip = totals.unserved_vip,
+        link_sent = totals.link_sent,
+        link_refused = totals.link_refused,
         "stopped"
     );
     let drops = director.drop_counters();

@@ -268,17 +268,20 @@ enum Mode {
     SyncPlain,
     /// `--no-offload`: io_uring with plain packets.
     UringPlain,
+    /// The defaults with `--tx link`: forwarded packets leave on the link through AF_PACKET.
+    Link,
 }
 
 impl Mode {
     fn offload(self) -> bool {
-        self == Mode::Default
+        matches!(self, Mode::Default | Mode::Link)
     }
     fn args(self) -> &'static [&'static str] {
         match self {
             Mode::Default => &[],
             Mode::SyncPlain => &["--io", "sync", "--no-offload"],
             Mode::UringPlain => &["--no-offload"],
+            Mode::Link => &["--tx", "link"],
         }
     }
 }
@@ -298,8 +301,36 @@ fn same_with_the_defaults_io_uring_and_tun_offload_and_2_mib_echo_intact() {
     scenario(Mode::Default);
 }
 
+#[test]
+fn same_with_link_layer_transmit() {
+    scenario(Mode::Link);
+}
+
+/// The value of `key=N` in rvsd's log (tracing may wrap keys and values in ANSI escapes).
+fn logged_count(log: &str, key: &str) -> Option<u64> {
+    let mut plain = String::with_capacity(log.len());
+    let mut in_escape = false;
+    for c in log.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    let key = format!("{key}=");
+    let rest = &plain[plain.rfind(&key)? + key.len()..];
+    let digits: String = rest
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 fn scenario(mode: Mode) {
     let offload = mode.offload();
+    let tx_link = mode == Mode::Link;
     if !can_run() {
         return;
     }
@@ -593,6 +624,20 @@ fn scenario(mode: Mode) {
     };
     t.rvsd = None;
     assert!(status.success(), "exit status {status}: {}", log_text(&t));
+    let sent_on_link = logged_count(&log_text(&t), "link_sent");
+    if tx_link {
+        // The TUN path is the fallback only until the next hops are learnt: most packets must have left on the link.
+        let forwarded = logged_count(&log_text(&t), "forwarded_in").unwrap_or(0)
+            + logged_count(&log_text(&t), "forwarded_out").unwrap_or(0);
+        let sent = sent_on_link.unwrap_or(0);
+        assert!(
+            sent > forwarded / 2,
+            "{sent} of {forwarded} forwarded packets left on the link: {}",
+            log_text(&t)
+        );
+    } else {
+        assert_eq!(sent_on_link, Some(0), "{}", log_text(&t));
+    }
     assert_eq!(t.ip("d", "route show table all proto 114").trim(), "");
     assert_eq!(t.ip("d", "-6 route show table all proto 114").trim(), "");
     assert!(!t.ip("d", "rule show").contains("7114"));

@@ -35,6 +35,10 @@ pub enum PathKind {
     /// one worker leaves them more CPU.
     #[value(name = "rvs-1w")]
     RvsOneWorker,
+    /// rvsd with `--tx link`: forwarded packets leave through an AF_PACKET socket to the next hop's MAC instead of
+    /// being written back into the TUN (no second forwarding pass).
+    #[value(name = "rvs-link")]
+    RvsLink,
 }
 
 impl PathKind {
@@ -46,6 +50,7 @@ impl PathKind {
             PathKind::Rvs => "rvs",
             PathKind::RvsSync => "rvs --io sync",
             PathKind::RvsOneWorker => "rvs --workers 1",
+            PathKind::RvsLink => "rvs --tx link",
         }
     }
 
@@ -53,7 +58,7 @@ impl PathKind {
     pub fn is_rvs(self) -> bool {
         matches!(
             self,
-            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker
+            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker | PathKind::RvsLink
         )
     }
 
@@ -65,7 +70,9 @@ impl PathKind {
             PathKind::Haproxy => topo::HAPROXY_ADDR,
             // Same VIP and client address as rvs: rvsd restarts in between, and the client's TCP timestamp
             // offset (per address pair) is the same, so no PAWS artefact between the two.
-            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker => topo::VIP_RVS,
+            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker | PathKind::RvsLink => {
+                topo::VIP_RVS
+            }
         }
     }
 }
@@ -449,6 +456,7 @@ impl Bench {
             PathKind::Rvs => self.rvs_up(&[]),
             PathKind::RvsSync => self.rvs_up(&["--io", "sync"]),
             PathKind::RvsOneWorker => self.rvs_up(&["--workers", "1"]),
+            PathKind::RvsLink => self.rvs_up(&["--tx", "link"]),
         }
     }
 
@@ -536,7 +544,9 @@ impl Bench {
                 .map(String::as_str)
                 .collect::<Vec<_>>());
             }
-            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker => self.rvs_leftovers(),
+            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker | PathKind::RvsLink => {
+                self.rvs_leftovers()
+            }
             PathKind::Direct | PathKind::Haproxy => {}
         }
     }

@@ -1,0 +1,179 @@
+//! Link-layer transmit: send a rewritten IP packet straight out of an interface, with an Ethernet header for the
+//! next hop, through an `AF_PACKET` socket (`PACKET_VNET_HDR` when packets carry offload headers, so TCP
+//! super-packets go out whole and are segmented by the device or the kernel on egress). Not `PACKET_QDISC_BYPASS`:
+//! its direct transmit drops any packet that needs software segmentation or checksumming on the way out
+//! (`__dev_direct_xmit`), which a super-packet to a device without TSO does.
+//!
+//! Compared with writing the packet back into the TUN, this skips `tun_get_user`'s flow hashing and the second trip
+//! through IP receive, routing and forwarding. It also skips the director's netfilter hooks for that packet, as
+//! a bridge or an XDP program would. The next hop (interface, MACs) comes from the caller, who learns it from the
+//! kernel's route and neighbour tables (see [`crate::netlink::Netlink::resolved_neighbours`]).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::packet::VnetHdr;
+
+/// `PACKET_VNET_HDR` (linux/if_packet.h; not in the libc crate).
+const PACKET_VNET_HDR: libc::c_int = 15;
+/// Ethernet header length.
+pub const ETH_HLEN: usize = 14;
+
+/// Where a packet goes on the link: the interface and the Ethernet header (destination MAC, source MAC, EtherType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    /// Egress interface index.
+    pub ifindex: u32,
+    /// The Ethernet header to put before the packet.
+    pub eth: [u8; ETH_HLEN],
+}
+
+impl NextHop {
+    /// A next hop on `ifindex` from `src` to `dst` for IPv4 (`v6` false) or IPv6 packets.
+    pub fn new(ifindex: u32, dst: [u8; 6], src: [u8; 6], v6: bool) -> Self {
+        let mut eth = [0u8; ETH_HLEN];
+        eth[..6].copy_from_slice(&dst);
+        eth[6..12].copy_from_slice(&src);
+        let ethertype: u16 = if v6 { 0x86dd } else { 0x0800 };
+        eth[12..].copy_from_slice(&ethertype.to_be_bytes());
+        Self { ifindex, eth }
+    }
+
+    fn ethertype(&self) -> u16 {
+        u16::from_be_bytes([self.eth[12], self.eth[13]])
+    }
+}
+
+/// The offload header of a packet sent with an Ethernet header in front: the header length and checksum start
+/// count from the frame's start, not the IP header's.
+pub fn vnet_for_frame(v: &VnetHdr) -> VnetHdr {
+    let mut out = *v;
+    let hdr_len = u16::from_le_bytes([v.0[2], v.0[3]]);
+    if hdr_len != 0 {
+        out.0[2..4].copy_from_slice(&hdr_len.saturating_add(ETH_HLEN as u16).to_le_bytes());
+    }
+    if v.needs_csum() {
+        out.0[6..8].copy_from_slice(&v.csum_start().saturating_add(ETH_HLEN as u16).to_le_bytes());
+    }
+    out
+}
+
+/// A link-layer transmit socket (sends only: bound to no protocol, it receives nothing).
+#[derive(Debug)]
+pub struct L2Tx {
+    fd: OwnedFd,
+    vnet: bool,
+}
+
+impl L2Tx {
+    /// Open the socket; `vnet`: packets carry a [`VnetHdr`] (offloads).
+    pub fn new(vnet: bool) -> io::Result<Self> {
+        // SAFETY: socket() has no pointer arguments; protocol 0 means the socket receives nothing.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by socket() and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if vnet {
+            set_int(&fd, PACKET_VNET_HDR, 1)?;
+        }
+        Ok(Self { fd, vnet })
+    }
+
+    /// Send `pkt` (an IP packet) to `hop`, with its offload header when the socket uses them. An error is the
+    /// kernel refusing this packet (too big for the link, interface down, no buffer): the caller falls back.
+    pub fn send(&self, hop: &NextHop, vnet: &VnetHdr, pkt: &[u8]) -> io::Result<()> {
+        let frame_vnet = vnet_for_frame(vnet);
+        let iov = [
+            libc::iovec {
+                iov_base: frame_vnet.0.as_ptr() as *mut libc::c_void,
+                iov_len: VnetHdr::LEN,
+            },
+            libc::iovec {
+                iov_base: hop.eth.as_ptr() as *mut libc::c_void,
+                iov_len: ETH_HLEN,
+            },
+            libc::iovec {
+                iov_base: pkt.as_ptr() as *mut libc::c_void,
+                iov_len: pkt.len(),
+            },
+        ];
+        let iov = if self.vnet { &iov[..] } else { &iov[1..] };
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value before the fields are set.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as libc::c_ushort;
+        addr.sll_protocol = hop.ethertype().to_be();
+        addr.sll_ifindex = hop.ifindex as libc::c_int;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&hop.eth[..6]);
+        // SAFETY: msghdr is plain data; all-zero is valid before the fields are set.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_ll).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = iov.len() as _;
+        loop {
+            // SAFETY: msg points to the address and iovecs above, all alive and unchanged for the call; sendmsg
+            // only reads them.
+            let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn set_int(fd: &OwnedFd, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: the option value is a c_int that lives across the call, and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ethernet_header_for_v4_and_v6() {
+        let h = NextHop::new(3, [1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], false);
+        assert_eq!(h.eth, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00]);
+        assert_eq!(h.ethertype(), 0x0800);
+        let h6 = NextHop::new(3, [1; 6], [2; 6], true);
+        assert_eq!(&h6.eth[12..], &[0x86, 0xdd]);
+    }
+
+    #[test]
+    fn offload_offsets_move_by_the_ethernet_header() {
+        let mut v = VnetHdr::default();
+        v.set_flags(VnetHdr::F_NEEDS_CSUM);
+        v.0[1] = 1; // GSO TCPv4
+        v.0[2..4].copy_from_slice(&52u16.to_le_bytes()); // hdr_len
+        v.0[4..6].copy_from_slice(&1448u16.to_le_bytes());
+        v.0[6..8].copy_from_slice(&20u16.to_le_bytes()); // csum_start: the TCP header
+        v.0[8..10].copy_from_slice(&16u16.to_le_bytes());
+        let f = vnet_for_frame(&v);
+        assert_eq!(u16::from_le_bytes([f.0[2], f.0[3]]), 66);
+        assert_eq!(f.csum_start(), 34);
+        assert_eq!(f.csum_offset(), 16, "relative to csum_start: unchanged");
+        assert_eq!(f.gso_size(), 1448);
+        // Without NEEDS_CSUM and without a header length, nothing moves.
+        let plain = VnetHdr::default();
+        assert_eq!(vnet_for_frame(&plain), plain);
+    }
+}
