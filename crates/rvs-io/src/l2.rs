@@ -26,17 +26,24 @@ pub struct NextHop {
     pub ifindex: u32,
     /// The Ethernet header to put before the packet.
     pub eth: [u8; ETH_HLEN],
+    /// The egress interface's MTU: a larger packet (not a segmentation-offload super-packet) cannot go this way.
+    pub mtu: u32,
 }
 
 impl NextHop {
-    /// A next hop on `ifindex` from `src` to `dst` for IPv4 (`v6` false) or IPv6 packets.
-    pub fn new(ifindex: u32, dst: [u8; 6], src: [u8; 6], v6: bool) -> Self {
+    /// A next hop on `ifindex` (MTU `mtu`) from `src` to `dst` for IPv4 (`v6` false) or IPv6 packets.
+    pub fn new(ifindex: u32, mtu: u32, dst: [u8; 6], src: [u8; 6], v6: bool) -> Self {
         let mut eth = [0u8; ETH_HLEN];
         eth[..6].copy_from_slice(&dst);
         eth[6..12].copy_from_slice(&src);
         let ethertype: u16 = if v6 { 0x86dd } else { 0x0800 };
         eth[12..].copy_from_slice(&ethertype.to_be_bytes());
-        Self { ifindex, eth }
+        Self { ifindex, eth, mtu }
+    }
+
+    /// Whether `pkt` (with offload header `vnet`) fits this link.
+    pub fn fits(&self, pkt: &[u8], vnet: &VnetHdr) -> bool {
+        vnet.is_gso() || pkt.len() <= self.mtu as usize
     }
 
     fn ethertype(&self) -> u16 {
@@ -58,11 +65,84 @@ pub fn vnet_for_frame(v: &VnetHdr) -> VnetHdr {
     out
 }
 
+/// One link-layer send as a `sendmsg` message: the header, the iovecs and the address it points to live together,
+/// so a message can be handed to the kernel and completed later (io_uring). It refers to itself and to the packet:
+/// after [`prepare`](Self::prepare) it must not move, and the packet must stay valid and unchanged, until the send
+/// has completed.
+#[repr(C)]
+pub struct LinkMsg {
+    msg: libc::msghdr,
+    iov: [libc::iovec; 3],
+    addr: libc::sockaddr_ll,
+    vnet: VnetHdr,
+    eth: [u8; ETH_HLEN],
+}
+
+impl std::fmt::Debug for LinkMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkMsg").field("eth", &self.eth).finish()
+    }
+}
+
+impl Default for LinkMsg {
+    fn default() -> Self {
+        // SAFETY: every field is plain data (integers, raw pointers, byte arrays) for which all-zero is valid.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+impl LinkMsg {
+    /// Point the message at the `len` bytes at `pkt` (an IP packet) for `hop`, with the offload header `vnet` when
+    /// `with_vnet`. Returns the message for `sendmsg`; see the type's rules on moving and on `pkt`.
+    pub fn prepare(
+        &mut self,
+        with_vnet: bool,
+        hop: &NextHop,
+        vnet: &VnetHdr,
+        pkt: *const u8,
+        len: usize,
+    ) -> *const libc::msghdr {
+        self.vnet = vnet_for_frame(vnet);
+        self.eth = hop.eth;
+        self.addr.sll_family = libc::AF_PACKET as libc::c_ushort;
+        self.addr.sll_protocol = hop.ethertype().to_be();
+        self.addr.sll_ifindex = hop.ifindex as libc::c_int;
+        self.addr.sll_halen = 6;
+        self.addr.sll_addr[..6].copy_from_slice(&hop.eth[..6]);
+        self.iov = [
+            libc::iovec {
+                iov_base: self.vnet.0.as_mut_ptr().cast(),
+                iov_len: VnetHdr::LEN,
+            },
+            libc::iovec {
+                iov_base: self.eth.as_mut_ptr().cast(),
+                iov_len: ETH_HLEN,
+            },
+            libc::iovec {
+                iov_base: pkt as *mut libc::c_void,
+                iov_len: len,
+            },
+        ];
+        let skip = usize::from(!with_vnet);
+        self.msg.msg_name = (&mut self.addr as *mut libc::sockaddr_ll).cast();
+        self.msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        self.msg.msg_iov = self.iov[skip..].as_mut_ptr();
+        self.msg.msg_iovlen = (3 - skip) as _;
+        &self.msg
+    }
+}
+
 /// A link-layer transmit socket (sends only: bound to no protocol, it receives nothing).
 #[derive(Debug)]
 pub struct L2Tx {
     fd: OwnedFd,
     vnet: bool,
+}
+
+impl AsRawFd for L2Tx {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
 }
 
 impl L2Tx {
@@ -76,47 +156,26 @@ impl L2Tx {
         // SAFETY: fd was just returned by socket() and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         if vnet {
-            set_int(&fd, PACKET_VNET_HDR, 1)?;
+            set_int(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
         }
+        // Room for a batch of super-packets in flight (best effort: needs CAP_NET_ADMIN).
+        let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 8 << 20);
         Ok(Self { fd, vnet })
     }
 
-    /// Send `pkt` (an IP packet) to `hop`, with its offload header when the socket uses them. An error is the
-    /// kernel refusing this packet (too big for the link, interface down, no buffer): the caller falls back.
+    /// Whether packets carry an offload header.
+    pub fn vnet(&self) -> bool {
+        self.vnet
+    }
+
+    /// Send `pkt` (an IP packet) to `hop` now, with its offload header when the socket uses them. An error is the
+    /// kernel refusing this packet (too big for the link, interface down, no buffer).
     pub fn send(&self, hop: &NextHop, vnet: &VnetHdr, pkt: &[u8]) -> io::Result<()> {
-        let frame_vnet = vnet_for_frame(vnet);
-        let iov = [
-            libc::iovec {
-                iov_base: frame_vnet.0.as_ptr() as *mut libc::c_void,
-                iov_len: VnetHdr::LEN,
-            },
-            libc::iovec {
-                iov_base: hop.eth.as_ptr() as *mut libc::c_void,
-                iov_len: ETH_HLEN,
-            },
-            libc::iovec {
-                iov_base: pkt.as_ptr() as *mut libc::c_void,
-                iov_len: pkt.len(),
-            },
-        ];
-        let iov = if self.vnet { &iov[..] } else { &iov[1..] };
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value before the fields are set.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as libc::c_ushort;
-        addr.sll_protocol = hop.ethertype().to_be();
-        addr.sll_ifindex = hop.ifindex as libc::c_int;
-        addr.sll_halen = 6;
-        addr.sll_addr[..6].copy_from_slice(&hop.eth[..6]);
-        // SAFETY: msghdr is plain data; all-zero is valid before the fields are set.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = (&mut addr as *mut libc::sockaddr_ll).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = iov.len() as _;
+        let mut m = LinkMsg::default();
+        let msg = m.prepare(self.vnet, hop, vnet, pkt.as_ptr(), pkt.len());
         loop {
-            // SAFETY: msg points to the address and iovecs above, all alive and unchanged for the call; sendmsg
-            // only reads them.
-            let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
+            // SAFETY: msg points into `m` (alive and not moved during the call) and at `pkt`; sendmsg only reads.
+            let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), msg, libc::MSG_DONTWAIT) };
             if n >= 0 {
                 return Ok(());
             }
@@ -128,12 +187,12 @@ impl L2Tx {
     }
 }
 
-fn set_int(fd: &OwnedFd, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+fn set_int(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: the option value is a c_int that lives across the call, and its size is passed.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            libc::SOL_PACKET,
+            level,
             opt,
             (&v as *const libc::c_int).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
@@ -151,10 +210,18 @@ mod tests {
 
     #[test]
     fn ethernet_header_for_v4_and_v6() {
-        let h = NextHop::new(3, [1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], false);
+        let h = NextHop::new(3, 1500, [1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], false);
+        assert!(h.fits(&[0u8; 1500], &VnetHdr::default()));
+        assert!(!h.fits(&[0u8; 1501], &VnetHdr::default()));
+        let mut gso = VnetHdr::default();
+        gso.0[1] = 1;
+        assert!(
+            h.fits(&[0u8; 9000], &gso),
+            "super-packets are segmented on egress"
+        );
         assert_eq!(h.eth, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00]);
         assert_eq!(h.ethertype(), 0x0800);
-        let h6 = NextHop::new(3, [1; 6], [2; 6], true);
+        let h6 = NextHop::new(3, 1500, [1; 6], [2; 6], true);
         assert_eq!(&h6.eth[12..], &[0x86, 0xdd]);
     }
 

@@ -20,7 +20,7 @@ pub mod sys;
 pub mod tun;
 pub mod uring;
 
-pub use packet::{Batch, PacketBuf, PacketIo, VnetHdr};
+pub use packet::{Batch, Disposition, PacketBuf, PacketIo, VnetHdr};
 pub use steering::{Steering, SteeringConfig, SteeringError};
 pub use tun::{TunDevice, TunError, TunQueue};
 pub use uring::UringTunQueue;

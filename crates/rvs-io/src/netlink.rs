@@ -310,8 +310,8 @@ impl Netlink {
             .collect())
     }
 
-    /// The link-layer (MAC) address of interface `index`, if it has a 6-byte one.
-    pub fn link_mac(&mut self, index: u32) -> Result<Option<[u8; 6]>, NetlinkError> {
+    /// The link-layer (MAC) address of interface `index`, if it has a 6-byte one, and its MTU.
+    pub fn link_mac(&mut self, index: u32) -> Result<Option<([u8; 6], u32)>, NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         let ans = self.request(
@@ -321,10 +321,15 @@ impl Netlink {
         )?;
         for a in ans {
             if let RouteNetlinkMessage::NewLink(l) = a {
-                return Ok(l.attributes.iter().find_map(|a| match a {
+                let mac = l.attributes.iter().find_map(|a| match a {
                     LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
                     _ => None,
-                }));
+                });
+                let mtu = l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Mtu(m) => Some(*m),
+                    _ => None,
+                });
+                return Ok(mac.zip(mtu));
             }
         }
         Ok(None)

@@ -3,6 +3,8 @@
 use std::io;
 use std::time::Duration;
 
+use crate::l2::{L2Tx, NextHop};
+
 /// Largest packet a backend hands over (a TUN without offloads never exceeds its MTU; 64 KiB covers any IP packet).
 pub const MAX_PACKET: usize = 65536;
 
@@ -118,18 +120,32 @@ pub struct Batch {
     pub send_failed: usize,
 }
 
+/// What becomes of a packet the worker has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Dropped (the worker counted it).
+    Drop,
+    /// Sent back out of the device it came from (the TUN: the kernel routes it on).
+    Send,
+    /// Sent on the link to this next hop, through the queue's link-layer socket (see
+    /// [`PacketIo::set_link_tx`]); dropped and counted as a failed send when the queue has none.
+    SendTo(NextHop),
+}
+
 /// A source and sink of IP packets (no link-layer header), used by one data-plane worker.
 ///
 /// The backend owns the buffers (allocated once); the worker sees each packet in place, rewrites it, and says
-/// whether it goes back out. Implementations never allocate per packet; `run_batch` is the one place a worker
-/// sleeps.
+/// where it goes. Implementations never allocate per packet; `run_batch` is the one place a worker sleeps.
 pub trait PacketIo: Send {
     /// Wait up to `timeout` for packets, then hand each one received to `f` (the packet bytes, rewritable in place
-    /// without changing their length, and its offload header, all zero without offloads) and send it when `f`
-    /// returns true. An `Err` means the device itself failed.
+    /// without changing their length, and its offload header, all zero without offloads) and do what it returns.
+    /// An `Err` means the device itself failed.
     fn run_batch<F>(&mut self, timeout: Duration, f: F) -> io::Result<Batch>
     where
-        F: FnMut(&mut [u8], &mut VnetHdr) -> bool;
+        F: FnMut(&mut [u8], &mut VnetHdr) -> Disposition;
+
+    /// Give the queue a link-layer socket for [`Disposition::SendTo`].
+    fn set_link_tx(&mut self, tx: L2Tx);
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use crate::packet::{Batch, MAX_PACKET, PacketBuf, PacketIo, VnetHdr};
+use crate::l2::L2Tx;
+use crate::packet::{Batch, Disposition, MAX_PACKET, PacketBuf, PacketIo, VnetHdr};
 use crate::uring::UringTunQueue;
 
 /// Errors creating a TUN device.
@@ -179,6 +180,7 @@ fn open_queue(name: &str, offload: bool) -> Result<TunQueue, TunError> {
         fd,
         vnet: offload,
         bufs: Vec::new(),
+        link: None,
     })
 }
 
@@ -190,6 +192,8 @@ pub struct TunQueue {
     vnet: bool,
     /// Buffers for one batch (allocated on the first batch, reused after).
     bufs: Vec<PacketBuf>,
+    /// Link-layer transmit for [`Disposition::SendTo`].
+    link: Option<L2Tx>,
 }
 
 /// Packets read per batch by the plain (system call per packet) queue.
@@ -280,7 +284,11 @@ impl TunQueue {
 impl TunQueue {
     /// This queue driven by io_uring instead of a system call per packet (see [`UringTunQueue`]).
     pub fn into_uring(self) -> io::Result<UringTunQueue> {
-        UringTunQueue::new(self.fd, self.vnet)
+        let mut q = UringTunQueue::new(self.fd, self.vnet)?;
+        if let Some(tx) = self.link {
+            q.set_link_tx(tx);
+        }
+        Ok(q)
     }
 
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
@@ -306,7 +314,7 @@ impl TunQueue {
 impl PacketIo for TunQueue {
     fn run_batch<F>(&mut self, timeout: Duration, mut f: F) -> io::Result<Batch>
     where
-        F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
+        F: FnMut(&mut [u8], &mut VnetHdr) -> Disposition,
     {
         if self.bufs.is_empty() {
             self.bufs = (0..BATCH).map(|_| PacketBuf::new(MAX_PACKET)).collect();
@@ -315,6 +323,10 @@ impl PacketIo for TunQueue {
         let r = self.batch_with(&mut bufs, timeout, &mut f);
         self.bufs = bufs;
         r
+    }
+
+    fn set_link_tx(&mut self, tx: L2Tx) {
+        self.link = Some(tx);
     }
 }
 
@@ -326,7 +338,7 @@ impl TunQueue {
         f: &mut F,
     ) -> io::Result<Batch>
     where
-        F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
+        F: FnMut(&mut [u8], &mut VnetHdr) -> Disposition,
     {
         let mut batch = Batch::default();
         let mut n = 0;
@@ -346,14 +358,19 @@ impl TunQueue {
         batch.received = n;
         for b in &mut bufs[..n] {
             let mut vnet = b.vnet;
-            let send = f(b.packet_mut(), &mut vnet);
+            let d = f(b.packet_mut(), &mut vnet);
             b.vnet = vnet;
-            if send {
-                match self.write_one(b) {
+            match d {
+                Disposition::Drop => {}
+                Disposition::Send => match self.write_one(b) {
                     Ok(()) => batch.sent += 1,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => batch.send_failed += 1,
                     Err(e) => return Err(e),
-                }
+                },
+                Disposition::SendTo(hop) => match &self.link {
+                    Some(tx) if tx.send(&hop, &b.vnet, b.packet()).is_ok() => batch.sent += 1,
+                    _ => batch.send_failed += 1,
+                },
             }
         }
         Ok(batch)

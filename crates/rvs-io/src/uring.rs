@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use crate::packet::{Batch, MAX_PACKET, PacketIo, VnetHdr};
+use crate::l2::{L2Tx, LinkMsg};
+use crate::packet::{Batch, Disposition, MAX_PACKET, PacketIo, VnetHdr};
 
 /// Buffer slots per queue (a power of two: the size of the provided-buffer ring).
 pub const SLOTS: usize = 64;
@@ -114,6 +115,8 @@ pub struct UringTunQueue {
     writes_in_flight: usize,
     /// Entries queued since the last submit.
     queued: usize,
+    /// Link-layer transmit for [`Disposition::SendTo`], with one message per slot (alive until its send completes).
+    link: Option<(L2Tx, Box<[LinkMsg]>)>,
 }
 
 // SAFETY: the raw pointers (the buffer ring) point into memory this value owns; it is used by one thread at a time.
@@ -163,6 +166,7 @@ impl UringTunQueue {
             armed: false,
             writes_in_flight: 0,
             queued: 0,
+            link: None,
         })
     }
 
@@ -281,7 +285,7 @@ impl UringTunQueue {
         err: &mut Option<io::Error>,
     ) -> io::Result<bool>
     where
-        F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
+        F: FnMut(&mut [u8], &mut VnetHdr) -> Disposition,
     {
         // Copy the completions out first (the ring is borrowed while iterating), then act on them.
         let mut done = [(0u64, 0i32, 0u32); 2 * SLOTS];
@@ -341,37 +345,61 @@ impl UringTunQueue {
     /// Hand the packet in slot `bid` to `f`; queue its write or recycle it.
     fn handle<F>(&mut self, bid: u16, len: usize, f: &mut F, batch: &mut Batch) -> io::Result<()>
     where
-        F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
+        F: FnMut(&mut [u8], &mut VnetHdr) -> Disposition,
     {
         let off = usize::from(bid) * self.slot_len;
         let len = len.min(self.slot_len);
         let buf = &mut self.mem[off..off + len];
-        let send = if self.vnet {
+        let (d, vnet) = if self.vnet {
             if buf.len() < VnetHdr::LEN {
-                false
+                (Disposition::Drop, VnetHdr::default())
             } else {
                 let (h, pkt) = buf.split_at_mut(VnetHdr::LEN);
                 let mut vnet = VnetHdr([0; VnetHdr::LEN]);
                 vnet.0.copy_from_slice(h);
-                let send = f(pkt, &mut vnet);
+                let d = f(pkt, &mut vnet);
                 h.copy_from_slice(&vnet.0);
-                send
+                (d, vnet)
             }
         } else {
-            f(buf, &mut VnetHdr::default())
+            let mut vnet = VnetHdr::default();
+            (f(buf, &mut vnet), vnet)
         };
-        if !send {
-            self.recycle(bid);
-            return Ok(());
-        }
         let ptr = self.slot_ptr(usize::from(bid));
-        let write =
-            opcode::WriteFixed::new(types::Fd(self.fd.as_raw_fd()), ptr, len as u32, BUF_INDEX)
-                .build()
-                .user_data(u64::from(bid));
-        self.push(&write)?;
-        self.writes_in_flight += 1;
-        batch.sent += 1;
+        let entry = match d {
+            Disposition::Drop => None,
+            Disposition::Send => Some(
+                opcode::WriteFixed::new(types::Fd(self.fd.as_raw_fd()), ptr, len as u32, BUF_INDEX)
+                    .build(),
+            ),
+            Disposition::SendTo(hop) => match self.link.as_mut() {
+                Some((tx, msgs)) => {
+                    // The packet follows the offload header in the slot (when there is one).
+                    let skip = if self.vnet { VnetHdr::LEN } else { 0 };
+                    let pkt_len = len - skip;
+                    // SAFETY: skip <= len <= slot_len, so the packet lies within the slot.
+                    let pkt = unsafe { ptr.add(skip) };
+                    let msg = msgs[usize::from(bid)].prepare(tx.vnet(), &hop, &vnet, pkt, pkt_len);
+                    Some(
+                        opcode::SendMsg::new(types::Fd(tx.as_raw_fd()), msg)
+                            .flags(libc::MSG_DONTWAIT as u32)
+                            .build(),
+                    )
+                }
+                None => {
+                    batch.send_failed += 1;
+                    None
+                }
+            },
+        };
+        match entry {
+            None => self.recycle(bid),
+            Some(e) => {
+                self.push(&e.user_data(u64::from(bid)))?;
+                self.writes_in_flight += 1;
+                batch.sent += 1;
+            }
+        }
         Ok(())
     }
 }
@@ -379,7 +407,7 @@ impl UringTunQueue {
 impl PacketIo for UringTunQueue {
     fn run_batch<F>(&mut self, timeout: Duration, mut f: F) -> io::Result<Batch>
     where
-        F: FnMut(&mut [u8], &mut VnetHdr) -> bool,
+        F: FnMut(&mut [u8], &mut VnetHdr) -> Disposition,
     {
         if self.ring.is_none() {
             self.start()?;
@@ -408,6 +436,11 @@ impl PacketIo for UringTunQueue {
             Some(e) if batch.received == 0 => Err(e),
             _ => Ok(batch),
         }
+    }
+
+    fn set_link_tx(&mut self, tx: L2Tx) {
+        let msgs = (0..SLOTS).map(|_| LinkMsg::default()).collect();
+        self.link = Some((tx, msgs));
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use rvs_io::{Batch, PacketIo, TunDevice, VnetHdr};
+use rvs_io::{Batch, Disposition, PacketIo, TunDevice, VnetHdr};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -93,7 +93,11 @@ fn worker<Q: PacketIo>(mut q: Q, echo: Arc<AtomicBool>, stop: Arc<AtomicBool>) -
     while !stop.load(Ordering::Relaxed) {
         let b = q
             .run_batch(Duration::from_millis(20), |pkt, _vnet: &mut VnetHdr| {
-                echo.load(Ordering::Relaxed) && turn_around(pkt)
+                if echo.load(Ordering::Relaxed) && turn_around(pkt) {
+                    Disposition::Send
+                } else {
+                    Disposition::Drop
+                }
             })
             .unwrap();
         total.received += b.received;

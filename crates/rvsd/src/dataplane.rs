@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rvs_core::{Director, Timestamp, Verdict};
-use rvs_io::{PacketIo, VnetHdr};
+use rvs_io::{Disposition, PacketIo, VnetHdr};
+
+use crate::nexthop::NextHops;
 
 use crate::ratelimit::{Admit, RateLimiter};
 
@@ -97,10 +99,8 @@ pub struct WorkerStats {
     pub dropped: AtomicU64,
     pub unserved_vip: AtomicU64,
     pub write_errors: AtomicU64,
-    /// Forwarded packets sent on the link (`--tx link`) rather than through the TUN.
+    /// Forwarded packets handed to the link (`--tx link`) rather than the TUN (failures count in `write_errors`).
     pub link_sent: AtomicU64,
-    /// Link sends the kernel refused (the packet then went through the TUN).
-    pub link_refused: AtomicU64,
 }
 
 /// Totals over the workers.
@@ -114,14 +114,6 @@ pub struct Totals {
     pub unserved_vip: u64,
     pub write_errors: u64,
     pub link_sent: u64,
-    pub link_refused: u64,
-}
-
-/// A worker's link-layer transmit (`--tx link`): its socket and the shared next-hop table.
-#[derive(Debug)]
-pub struct LinkTx {
-    pub tx: rvs_io::l2::L2Tx,
-    pub hops: Arc<crate::nexthop::NextHops>,
 }
 
 /// Running workers.
@@ -148,16 +140,17 @@ impl Workers {
             stats.push(st.clone());
             let (d, s, v) = (director.clone(), stop.clone(), vips.clone());
             let seed = random_seed(i as u64);
+            let mut q = q;
             let link = match &hops {
-                Some((h, vnet)) => Some(LinkTx {
-                    tx: rvs_io::l2::L2Tx::new(*vnet)?,
-                    hops: h.clone(),
-                }),
+                Some((h, vnet)) => {
+                    q.set_link_tx(rvs_io::l2::L2Tx::new(*vnet)?);
+                    Some(h.clone())
+                }
                 None => None,
             };
             let h = std::thread::Builder::new()
                 .name(format!("rvsd-worker-{i}"))
-                .spawn(move || run_worker(i, q, &d, &v, link.as_ref(), &s, &st, seed));
+                .spawn(move || run_worker(i, q, &d, &v, link.as_deref(), &s, &st, seed));
             match h {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -188,7 +181,6 @@ impl Workers {
             t.unserved_vip += s.unserved_vip.load(Ordering::Relaxed);
             t.write_errors += s.write_errors.load(Ordering::Relaxed);
             t.link_sent += s.link_sent.load(Ordering::Relaxed);
-            t.link_refused += s.link_refused.load(Ordering::Relaxed);
         }
         t
     }
@@ -200,17 +192,6 @@ impl Workers {
             let _ = h.join();
         }
     }
-}
-
-/// What to do with one packet after the director saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Write it back (forwarded or passed).
-    Send,
-    /// Already sent on the link.
-    Sent,
-    /// Counted drop.
-    Drop,
 }
 
 /// Complete a partial L4 checksum in software (what the kernel's skb_checksum_help does): the field holds the
@@ -249,18 +230,18 @@ fn restore_partial_checksum(pkt: &mut [u8], info: &rvs_wire::PacketInfo, vnet: &
 pub fn handle_packet(
     director: &Director,
     vips: &VipSet,
-    link: Option<&LinkTx>,
+    hops: Option<&NextHops>,
     now: Timestamp,
     random: u64,
     pkt: &mut [u8],
     vnet: &mut VnetHdr,
     st: &WorkerStats,
-) -> Action {
+) -> Disposition {
     // A partial checksum on a plain packet: complete it, so the director's incremental updates stay correct.
     if vnet.needs_csum() && !vnet.is_gso() {
         if !complete_checksum(pkt, vnet) {
             st.dropped.fetch_add(1, Ordering::Relaxed);
-            return Action::Drop;
+            return Disposition::Drop;
         }
         vnet.set_flags(vnet.flags() & !VnetHdr::F_NEEDS_CSUM);
     }
@@ -271,7 +252,7 @@ pub fn handle_packet(
                 rvs_core::Direction::Out => st.forwarded_out.fetch_add(1, Ordering::Relaxed),
             };
             let Ok(info) = rvs_wire::parse(pkt) else {
-                return Action::Send;
+                return Disposition::Send;
             };
             if vnet.needs_csum() {
                 restore_partial_checksum(pkt, &info, vnet);
@@ -279,34 +260,34 @@ pub fn handle_packet(
             // Checksums were rewritten: let the receiver verify them again.
             vnet.set_flags(vnet.flags() & VnetHdr::F_NEEDS_CSUM);
             // On the link the packet has crossed one forwarding step (into the TUN): one hop, as it should.
-            if let Some(l) = link {
-                match l.hops.lookup(info.dst) {
-                    Some(hop) => {
-                        if l.tx.send(&hop, vnet, pkt).is_ok() {
-                            st.link_sent.fetch_add(1, Ordering::Relaxed);
-                            return Action::Sent;
-                        }
-                        st.link_refused.fetch_add(1, Ordering::Relaxed);
+            // A failed link send is a drop (counted as a write error), like a full device queue. A packet too big for
+            // the egress link goes through the TUN, where the kernel fragments it or answers "fragmentation needed".
+            if let Some(h) = hops {
+                match h.lookup(info.dst) {
+                    Some(hop) if hop.fits(pkt, vnet) => {
+                        st.link_sent.fetch_add(1, Ordering::Relaxed);
+                        return Disposition::SendTo(hop);
                     }
-                    None => l.hops.miss(info.dst),
+                    Some(_) => {}
+                    None => h.miss(info.dst),
                 }
             }
             // Through the TUN the kernel decrements the TTL on the way in and again on the way out; add one back so
             // the director counts as one hop. A packet whose TTL cannot be adjusted goes out unchanged.
             let _ = rvs_wire::rewrite::adjust_ttl(pkt, &info, 1);
-            Action::Send
+            Disposition::Send
         }
         Verdict::Pass if vips.is_vip_destination(pkt) => {
             st.unserved_vip.fetch_add(1, Ordering::Relaxed);
-            Action::Drop
+            Disposition::Drop
         }
         Verdict::Pass => {
             st.passed.fetch_add(1, Ordering::Relaxed);
-            Action::Send
+            Disposition::Send
         }
         Verdict::Drop(_) => {
             st.dropped.fetch_add(1, Ordering::Relaxed);
-            Action::Drop
+            Disposition::Drop
         }
     }
 }
@@ -317,7 +298,7 @@ fn run_worker<Q: PacketIo>(
     mut q: Q,
     director: &Director,
     vips: &VipSet,
-    link: Option<&LinkTx>,
+    hops: Option<&NextHops>,
     stop: &AtomicBool,
     st: &WorkerStats,
     seed: u64,
@@ -330,7 +311,7 @@ fn run_worker<Q: PacketIo>(
         let mut t = None;
         let r = q.run_batch(IDLE_WAIT, |pkt, vnet| {
             let now = *t.get_or_insert_with(now);
-            handle_packet(director, vips, link, now, rng.next_u64(), pkt, vnet, st) == Action::Send
+            handle_packet(director, vips, hops, now, rng.next_u64(), pkt, vnet, st)
         });
         match r {
             Ok(b) => {
@@ -345,7 +326,7 @@ fn run_worker<Q: PacketIo>(
                             worker = id,
                             failed = b.send_failed,
                             suppressed,
-                            "TUN write refused"
+                            "sends refused (TUN write or link)"
                         );
                     }
                 }
@@ -438,7 +419,7 @@ mod packet_tests {
                 &mut VnetHdr::default(),
                 &st
             ),
-            Action::Send
+            Disposition::Send
         );
         let h = etherparse::Ipv4HeaderSlice::from_slice(&p).expect("ipv4");
         assert_eq!(h.destination(), RIP);
@@ -467,7 +448,7 @@ mod packet_tests {
                 &mut VnetHdr::default(),
                 &st
             ),
-            Action::Send
+            Disposition::Send
         );
         assert_eq!(p, orig);
         assert_eq!(st.passed.load(Ordering::Relaxed), 1);
@@ -489,7 +470,7 @@ mod packet_tests {
                 &mut VnetHdr::default(),
                 &st
             ),
-            Action::Drop
+            Disposition::Drop
         );
         assert_eq!(st.unserved_vip.load(Ordering::Relaxed), 1);
         assert_eq!(st.passed.load(Ordering::Relaxed), 0);

@@ -201,7 +201,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         dropped = totals.dropped,
         unserved_vip = totals.unserved_vip,
         link_sent = totals.link_sent,
-        link_refused = totals.link_refused,
+        write_errors = totals.write_errors,
         "stopped"
     );
     let drops = director.drop_counters();

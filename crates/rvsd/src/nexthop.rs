@@ -145,7 +145,7 @@ impl Resolver {
                 neigh.insert((ifindex, addr), mac);
             }
         }
-        let mut macs: HashMap<u32, Option<[u8; 6]>> = HashMap::new();
+        let mut links: HashMap<u32, Option<([u8; 6], u32)>> = HashMap::new();
         let mut table = Table::default();
         let mut drop = Vec::new();
         for (&dst, &last_miss) in &self.wanted {
@@ -162,11 +162,11 @@ impl Resolver {
             };
             let hop = route.and_then(|(oif, via)| {
                 let mac = *neigh.get(&(oif, via))?;
-                let src = *macs
+                let (src, mtu) = *links
                     .entry(oif)
                     .or_insert_with(|| nl.link_mac(oif).ok().flatten())
                     .as_ref()?;
-                Some(NextHop::new(oif, mac, src, dst.is_ipv6()))
+                Some(NextHop::new(oif, mtu, mac, src, dst.is_ipv6()))
             });
             match hop {
                 Some(h) => {

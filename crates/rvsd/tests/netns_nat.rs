@@ -635,6 +635,12 @@ fn scenario(mode: Mode) {
             "{sent} of {forwarded} forwarded packets left on the link: {}",
             log_text(&t)
         );
+        assert_eq!(
+            logged_count(&log_text(&t), "write_errors"),
+            Some(0),
+            "no link send refused: {}",
+            log_text(&t)
+        );
     } else {
         assert_eq!(sent_on_link, Some(0), "{}", log_text(&t));
     }

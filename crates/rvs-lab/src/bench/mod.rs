@@ -74,7 +74,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,nft,haproxy,rvs,rvs-sync,rvs-1w"
+        default_value = "direct,nft,haproxy,rvs,rvs-sync,rvs-1w,rvs-link"
     )]
     paths: Vec<PathKind>,
     /// Workloads to run.
