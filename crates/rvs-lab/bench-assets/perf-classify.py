@@ -35,17 +35,19 @@ def classify(s):
     leaf = s["frames"][0] if s["frames"] else ""
     if "[kernel" not in leaf:
         return "user: rvsd" if "rvsd" in leaf else "user: libc/other"
-    if has(s, "tun_chr_write_iter"):
+    for entry, name in (("tun_chr_write_iter", "write()"), ("packet_sendmsg", "link send")):
+        if not has(s, entry):
+            continue
         if any(has(s, f) for f in ("tcp_v4_rcv", "udp_rcv", "udp4_lib_rcv", "udp_queue_rcv", "sock_def_readable",
                                    "udp_enqueue", "ip_local_deliver")):
-            return "write(): delivery into the receiving host stack"
+            return f"{name}: delivery into the receiving host stack"
         if has(s, "br_"):
-            return "write(): bridge"
+            return f"{name}: bridge"
         if has(s, "veth_xmit") or has(s, "dev_hard_start_xmit"):
-            return "write(): veth transmit"
+            return f"{name}: veth transmit"
         if has(s, "ip_forward") or has(s, "fib_") or has(s, "ip_rcv") or has(s, "ip_route"):
-            return "write(): IP receive + routing + forward"
-        return "write(): tun_get_user itself"
+            return f"{name}: IP receive + routing + forward"
+        return "write(): tun_get_user itself" if name == "write()" else "link send: packet_snd itself"
     if has(s, "tun_chr_read_iter"):
         return "read() from the TUN"
     if has(s, "do_sys_poll"):
