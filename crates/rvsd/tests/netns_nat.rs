@@ -268,13 +268,15 @@ enum Mode {
     SyncPlain,
     /// `--no-offload`: io_uring with plain packets.
     UringPlain,
-    /// The defaults with `--tx link`: forwarded packets leave on the link through AF_PACKET.
+    /// The defaults with `--tx link`: forwarded packets leave on the link through AF_PACKET (sent by io_uring).
     Link,
+    /// `--io sync --tx link`: the same, sent by a `sendmsg` per packet.
+    LinkSync,
 }
 
 impl Mode {
     fn offload(self) -> bool {
-        matches!(self, Mode::Default | Mode::Link)
+        matches!(self, Mode::Default | Mode::Link | Mode::LinkSync)
     }
     fn args(self) -> &'static [&'static str] {
         match self {
@@ -282,6 +284,7 @@ impl Mode {
             Mode::SyncPlain => &["--io", "sync", "--no-offload"],
             Mode::UringPlain => &["--no-offload"],
             Mode::Link => &["--tx", "link"],
+            Mode::LinkSync => &["--io", "sync", "--tx", "link"],
         }
     }
 }
@@ -304,6 +307,11 @@ fn same_with_the_defaults_io_uring_and_tun_offload_and_2_mib_echo_intact() {
 #[test]
 fn same_with_link_layer_transmit() {
     scenario(Mode::Link);
+}
+
+#[test]
+fn same_with_link_layer_transmit_and_the_sync_loop() {
+    scenario(Mode::LinkSync);
 }
 
 /// The value of `key=N` in rvsd's log (tracing may wrap keys and values in ANSI escapes).
@@ -330,7 +338,7 @@ fn logged_count(log: &str, key: &str) -> Option<u64> {
 
 fn scenario(mode: Mode) {
     let offload = mode.offload();
-    let tx_link = mode == Mode::Link;
+    let tx_link = matches!(mode, Mode::Link | Mode::LinkSync);
     if !can_run() {
         return;
     }
