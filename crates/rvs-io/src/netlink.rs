@@ -257,45 +257,17 @@ impl Netlink {
         }
     }
 
-    /// All proxy neighbour entries of one family.
-    pub fn proxy_neighbours(&mut self, v6: bool) -> Result<Vec<NeighbourMessage>, NetlinkError> {
+    /// Dump the neighbour table of one family (`proxy`: the proxy entries only).
+    fn neighbours(&mut self, v6: bool, proxy: bool) -> Result<Vec<NeighbourMessage>, NetlinkError> {
         let mut m = NeighbourMessage::default();
         m.header.family = if v6 {
             AddressFamily::Inet6
         } else {
             AddressFamily::Inet
         };
-        m.header.flags = NeighbourFlags::Proxy;
-        let ans = self.request(
-            "dump proxy neighbours",
-            RouteNetlinkMessage::GetNeighbour(m),
-            NLM_F_DUMP,
-        )?;
-        Ok(ans
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewNeighbour(n)
-                    if n.header.flags.contains(NeighbourFlags::Proxy) =>
-                {
-                    Some(n)
-                }
-                _ => None,
-            })
-            .collect())
-    }
-
-    /// The resolved neighbours of one family (state reachable, stale, delay, probe or permanent, with a
-    /// link-layer address): `(ifindex, address, MAC)`.
-    pub fn resolved_neighbours(
-        &mut self,
-        v6: bool,
-    ) -> Result<Vec<(u32, IpAddr, [u8; 6])>, NetlinkError> {
-        let mut m = NeighbourMessage::default();
-        m.header.family = if v6 {
-            AddressFamily::Inet6
-        } else {
-            AddressFamily::Inet
-        };
+        if proxy {
+            m.header.flags = NeighbourFlags::Proxy;
+        }
         let ans = self.request(
             "dump neighbours",
             RouteNetlinkMessage::GetNeighbour(m),
@@ -304,9 +276,29 @@ impl Netlink {
         Ok(ans
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewNeighbour(n) => resolved_neighbour(&n),
+                RouteNetlinkMessage::NewNeighbour(n) => Some(n),
                 _ => None,
             })
+            .collect())
+    }
+
+    /// All proxy neighbour entries of one family.
+    pub fn proxy_neighbours(&mut self, v6: bool) -> Result<Vec<NeighbourMessage>, NetlinkError> {
+        let mut all = self.neighbours(v6, true)?;
+        all.retain(|n| n.header.flags.contains(NeighbourFlags::Proxy));
+        Ok(all)
+    }
+
+    /// The resolved neighbours of one family (state reachable, stale, delay, probe or permanent, with a
+    /// link-layer address): `(ifindex, address, MAC)`.
+    pub fn resolved_neighbours(
+        &mut self,
+        v6: bool,
+    ) -> Result<Vec<(u32, IpAddr, [u8; 6])>, NetlinkError> {
+        Ok(self
+            .neighbours(v6, false)?
+            .iter()
+            .filter_map(resolved_neighbour)
             .collect())
     }
 

@@ -4,63 +4,15 @@
 //! Needs root and /dev/net/tun: FAILS under CI=true without them, skips (printing why) otherwise.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::UdpSocket;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use common::{Netns, can_run, enter};
 use rvs_io::{Batch, Disposition, PacketIo, TunDevice, VnetHdr};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn can_run() -> bool {
-    let root = rvs_io::sys::euid() == 0;
-    let tun = std::path::Path::new("/dev/net/tun").exists();
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if root && tun && ip {
-        return true;
-    }
-    let why = format!("needs root ({root}), /dev/net/tun ({tun}) and iproute2 ({ip})");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: {why}");
-    }
-    eprintln!("SKIP: {why}");
-    false
-}
-
-struct Netns(String);
-impl Netns {
-    fn new() -> Self {
-        let name = format!(
-            "rvsio-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        run(&["ip", "netns", "add", &name]);
-        Netns(name)
-    }
-    fn ip(&self, args: &str) -> String {
-        let mut full = vec!["ip", "-n", &self.0];
-        full.extend(args.split_whitespace());
-        run(&full)
-    }
-}
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Swap the IPv4 addresses and the UDP ports of `pkt` in place (checksums stay valid: the sums are the same).
 /// Returns false (drop) for anything else.
@@ -195,12 +147,6 @@ fn echo_through_tun(backend: Backend, offload: bool) {
         assert!(Instant::now() < deadline, "the TUN outlived its last queue");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Move the calling thread into namespace `name`.
-fn enter(name: &str) {
-    let fd = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-    nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
 }
 
 #[test]
