@@ -472,6 +472,7 @@ impl Drop for UringTunQueue {
         if self.armed || self.writes_in_flight > 0 {
             std::mem::forget(std::mem::take(&mut self.mem));
             std::mem::forget(self.bufs.take());
+            std::mem::forget(self.link.take());
         } else {
             let _ = ring.submitter().unregister_buf_ring(BGID);
             let _ = ring.submitter().unregister_buffers();
