@@ -303,7 +303,7 @@ impl Netlink {
     }
 
     /// The link-layer (MAC) address of interface `index`, if it has a 6-byte one, and its MTU.
-    pub fn link_mac(&mut self, index: u32) -> Result<Option<([u8; 6], u32)>, NetlinkError> {
+    pub fn link_address(&mut self, index: u32) -> Result<Option<([u8; 6], u32)>, NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         let ans = self.request(

@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use crate::l2::{L2Tx, NextHop};
+use crate::l2::NextHop;
 
 /// Largest packet a backend hands over (a TUN without offloads never exceeds its MTU; 64 KiB covers any IP packet).
 pub const MAX_PACKET: usize = 65536;
@@ -128,7 +128,7 @@ pub enum Disposition {
     /// Sent back out of the device it came from (the TUN: the kernel routes it on).
     Send,
     /// Sent on the link to this next hop, through the queue's link-layer socket (see
-    /// [`PacketIo::set_link_tx`]); dropped and counted as a failed send when the queue has none.
+    /// [`PacketIo::enable_link_tx`]); dropped and counted as a failed send when the queue has none.
     SendTo(NextHop),
 }
 
@@ -144,8 +144,8 @@ pub trait PacketIo: Send {
     where
         F: FnMut(&mut [u8], &mut VnetHdr) -> Disposition;
 
-    /// Give the queue a link-layer socket for [`Disposition::SendTo`].
-    fn set_link_tx(&mut self, tx: L2Tx);
+    /// Open the queue's link-layer socket for [`Disposition::SendTo`] (with the queue's own offload setting).
+    fn enable_link_tx(&mut self) -> io::Result<()>;
 }
 
 #[cfg(test)]

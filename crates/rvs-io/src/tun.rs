@@ -285,8 +285,8 @@ impl TunQueue {
     /// This queue driven by io_uring instead of a system call per packet (see [`UringTunQueue`]).
     pub fn into_uring(self) -> io::Result<UringTunQueue> {
         let mut q = UringTunQueue::new(self.fd, self.vnet)?;
-        if let Some(tx) = self.link {
-            q.set_link_tx(tx);
+        if self.link.is_some() {
+            q.enable_link_tx()?;
         }
         Ok(q)
     }
@@ -325,8 +325,9 @@ impl PacketIo for TunQueue {
         r
     }
 
-    fn set_link_tx(&mut self, tx: L2Tx) {
-        self.link = Some(tx);
+    fn enable_link_tx(&mut self) -> io::Result<()> {
+        self.link = Some(L2Tx::new(self.vnet)?);
+        Ok(())
     }
 }
 

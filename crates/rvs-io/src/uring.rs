@@ -438,9 +438,10 @@ impl PacketIo for UringTunQueue {
         }
     }
 
-    fn set_link_tx(&mut self, tx: L2Tx) {
+    fn enable_link_tx(&mut self) -> io::Result<()> {
         let msgs = (0..SLOTS).map(|_| LinkMsg::default()).collect();
-        self.link = Some((tx, msgs));
+        self.link = Some((L2Tx::new(self.vnet)?, msgs));
+        Ok(())
     }
 }
 

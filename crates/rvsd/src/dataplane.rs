@@ -130,7 +130,7 @@ impl Workers {
         director: Arc<Director>,
         vips: Arc<VipSet>,
         queues: Vec<Q>,
-        hops: Option<(Arc<crate::nexthop::NextHops>, bool)>,
+        hops: Option<Arc<NextHops>>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
@@ -141,13 +141,10 @@ impl Workers {
             let (d, s, v) = (director.clone(), stop.clone(), vips.clone());
             let seed = random_seed(i as u64);
             let mut q = q;
-            let link = match &hops {
-                Some((h, vnet)) => {
-                    q.set_link_tx(rvs_io::l2::L2Tx::new(*vnet)?);
-                    Some(h.clone())
-                }
-                None => None,
-            };
+            if hops.is_some() {
+                q.enable_link_tx()?;
+            }
+            let link = hops.clone();
             let h = std::thread::Builder::new()
                 .name(format!("rvsd-worker-{i}"))
                 .spawn(move || run_worker(i, q, &d, &v, link.as_deref(), &s, &st, seed));
@@ -403,24 +400,17 @@ mod packet_tests {
         (d, v)
     }
 
+    /// One packet through `handle_packet` without offloads or link transmit.
+    fn handle(d: &Director, v: &VipSet, p: &mut [u8], st: &WorkerStats) -> Disposition {
+        handle_packet(d, v, None, Timestamp(10), 7, p, &mut VnetHdr::default(), st)
+    }
+
     #[test]
     fn forward_rewrites_and_gives_back_one_ttl() {
         let (d, v) = director();
         let st = WorkerStats::default();
         let mut p = syn(CIP, VIP, 40000, 80, 62);
-        assert_eq!(
-            handle_packet(
-                &d,
-                &v,
-                None,
-                Timestamp(10),
-                7,
-                &mut p,
-                &mut VnetHdr::default(),
-                &st
-            ),
-            Disposition::Send
-        );
+        assert_eq!(handle(&d, &v, &mut p, &st), Disposition::Send);
         let h = etherparse::Ipv4HeaderSlice::from_slice(&p).expect("ipv4");
         assert_eq!(h.destination(), RIP);
         assert_eq!(h.ttl(), 63, "TTL + 1");
@@ -437,19 +427,7 @@ mod packet_tests {
         let st = WorkerStats::default();
         let orig = syn([203, 0, 113, 12], [198, 51, 100, 20], 5000, 9999, 60);
         let mut p = orig.clone();
-        assert_eq!(
-            handle_packet(
-                &d,
-                &v,
-                None,
-                Timestamp(10),
-                7,
-                &mut p,
-                &mut VnetHdr::default(),
-                &st
-            ),
-            Disposition::Send
-        );
+        assert_eq!(handle(&d, &v, &mut p, &st), Disposition::Send);
         assert_eq!(p, orig);
         assert_eq!(st.passed.load(Ordering::Relaxed), 1);
     }
@@ -459,19 +437,7 @@ mod packet_tests {
         let (d, v) = director();
         let st = WorkerStats::default();
         let mut p = syn(CIP, VIP, 40000, 81, 62);
-        assert_eq!(
-            handle_packet(
-                &d,
-                &v,
-                None,
-                Timestamp(10),
-                7,
-                &mut p,
-                &mut VnetHdr::default(),
-                &st
-            ),
-            Disposition::Drop
-        );
+        assert_eq!(handle(&d, &v, &mut p, &st), Disposition::Drop);
         assert_eq!(st.unserved_vip.load(Ordering::Relaxed), 1);
         assert_eq!(st.passed.load(Ordering::Relaxed), 0);
     }
@@ -484,16 +450,7 @@ mod packet_tests {
             let mut p: Vec<u8> = (0..len)
                 .map(|i| (i as u8).wrapping_mul(37) ^ 0x45)
                 .collect();
-            let _ = handle_packet(
-                &d,
-                &v,
-                None,
-                Timestamp(10),
-                7,
-                &mut p,
-                &mut VnetHdr::default(),
-                &st,
-            );
+            let _ = handle(&d, &v, &mut p, &st);
         }
     }
 }

@@ -132,7 +132,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             let (hops, misses) = nexthop::NextHops::new();
             nexthop::spawn_resolver(hops.clone(), misses, resolver_stop.clone())
                 .context("starting the next-hop resolver")?;
-            Some((hops, args.offload()))
+            Some(hops)
         }
     };
     let workers = match io {

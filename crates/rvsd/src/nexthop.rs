@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -38,7 +38,7 @@ const MISS_QUEUE: usize = 4096;
 #[derive(Debug)]
 pub struct NextHops {
     table: ArcSwap<Table>,
-    misses: Mutex<Option<SyncSender<IpAddr>>>,
+    misses: SyncSender<IpAddr>,
 }
 
 impl NextHops {
@@ -48,7 +48,7 @@ impl NextHops {
         (
             Arc::new(Self {
                 table: ArcSwap::from_pointee(Table::default()),
-                misses: Mutex::new(Some(tx)),
+                misses: tx,
             }),
             rx,
         )
@@ -63,11 +63,7 @@ impl NextHops {
     /// Report a destination with no next hop (never blocks, never allocates; dropped when the queue is full).
     #[inline]
     pub fn miss(&self, dst: IpAddr) {
-        if let Ok(guard) = self.misses.try_lock()
-            && let Some(tx) = guard.as_ref()
-        {
-            let _ = tx.try_send(dst);
-        }
+        let _ = self.misses.try_send(dst);
     }
 
     fn store(&self, t: Table) {
@@ -164,7 +160,7 @@ impl Resolver {
                 let mac = *neigh.get(&(oif, via))?;
                 let (src, mtu) = *links
                     .entry(oif)
-                    .or_insert_with(|| nl.link_mac(oif).ok().flatten())
+                    .or_insert_with(|| nl.link_address(oif).ok().flatten())
                     .as_ref()?;
                 Some(NextHop::new(oif, mtu, mac, src, dst.is_ipv6()))
             });
