@@ -95,38 +95,8 @@ impl fmt::Display for ServiceKey {
     }
 }
 
-/// Tunnel encapsulation type (`--tun-type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TunnelKind {
-    /// IP-in-IP (default).
-    #[default]
-    Ipip,
-    /// Generic UDP Encapsulation.
-    Gue,
-    /// GRE.
-    Gre,
-}
-
-/// Tunnel checksum option (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TunnelCsum {
-    /// No checksum (default).
-    #[default]
-    NoCsum,
-    /// Checksum.
-    Csum,
-    /// Remote checksum offload.
-    RemCsum,
-}
-
-/// Tunnel parameters of a tunnel destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct TunnelConfig {
-    pub kind: TunnelKind,
-    /// UDP port for GUE.
-    pub port: u16,
-    pub csum: TunnelCsum,
-}
+/// Tunnel parameters: defined once, beside the encapsulation that uses them.
+pub use rvs_wire::encap::{TunnelConfig, TunnelCsum, TunnelKind};
 
 /// Forwarding method of a destination (bound to a connection when it is created).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -13,6 +13,8 @@
 //! * [`rewrite`] changes source/destination address and port (also of the packet quoted inside
 //!   an ICMP/ICMPv6 error) and the TTL, keeping every checksum right.
 //! * [`checksum`] holds the Internet checksum helpers.
+//! * [`encap`] builds LVS-TUN encapsulations (IPIP, IPv6-in-IPv6, GUE, GRE, with ipvsadm's
+//!   checksum options) and the ICMP "fragmentation needed" / ICMPv6 "packet too big" replies.
 //!
 //! ```
 //! use std::net::{IpAddr, Ipv4Addr};
@@ -39,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod encap;
 mod field;
 mod icmp;
 mod ipv4;

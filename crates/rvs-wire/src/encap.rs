@@ -1,0 +1,449 @@
+//! Tunnel encapsulation for LVS-TUN (IPIP / IPv6-in-IPv6, GUE, GRE) and the ICMP "fragmentation
+//! needed" / ICMPv6 "packet too big" a director answers when an encapsulated packet no longer fits.
+//!
+//! Follows net/netfilter/ipvs/ip_vs_xmit.c (`ip_vs_tunnel_xmit`, `ip_vs_tunnel_xmit_v6`,
+//! `ip_vs_prepare_tunneled_skb`, `ipvs_gue_encap`, `ipvs_gre_encap`, `__ip_vs_get_out_rt`):
+//!
+//! * Outer IPv4: no options, DF copied from an IPv4 inner packet (sysctl `pmtu_disc=1`, the default;
+//!   an IPv6 inner packet gives DF clear), TTL = the inner TTL / hop limit, TOS = the inner DSCP with
+//!   `INET_ECN_encapsulate`'s ECN (CE becomes ECT(0)), identification from the caller.
+//! * Outer IPv6: flow label 0, traffic class as above, hop limit = the inner one.
+//! * Next protocol: 4 (IPv4 inner) or 41 (IPv6 inner) for IPIP; 17 for GUE, 47 for GRE.
+//! * GUE (`--tun-type gue --tun-port N`): UDP from a flow-hashed source port
+//!   ([`flow_src_port`], as `udp_flow_src_port`) to N, then a 4-byte GUE header (version 0, no
+//!   options, proto/ctype = 4 or 41). UDP checksum 0 with `--tun-nocsum` (also over IPv6, as
+//!   `udp6_set_csum(nocheck)` does), computed with `--tun-csum`. `--tun-remcsum` only differs from
+//!   `--tun-csum` for packets whose inner checksum is still partial (`CHECKSUM_PARTIAL`); packets
+//!   reaching here always carry complete checksums, so it encapsulates exactly as `--tun-csum`.
+//! * GRE (`--tun-type gre`): a 4-byte header (no key, no sequence) with protocol 0x0800 / 0x86dd,
+//!   or 8 bytes with the checksum present (`--tun-csum`; IPVS ignores `--tun-remcsum` for GRE).
+//!
+//! Nothing here allocates; an `Err` writes nothing.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::checksum;
+use crate::field as f;
+use crate::{WireError, proto};
+
+/// GRE's IP protocol number.
+pub const PROTO_GRE: u8 = 47;
+/// IPv4-in-IP (IPIP) protocol number.
+pub const PROTO_IPIP: u8 = 4;
+/// IPv6-in-IP protocol number.
+pub const PROTO_IPV6: u8 = 41;
+
+/// Tunnel encapsulation type (`--tun-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunnelKind {
+    /// IP-in-IP (default).
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation.
+    Gue,
+    /// GRE.
+    Gre,
+}
+
+/// Tunnel checksum option (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunnelCsum {
+    /// No checksum (default).
+    #[default]
+    NoCsum,
+    /// Checksum.
+    Csum,
+    /// Remote checksum offload.
+    RemCsum,
+}
+
+/// Tunnel parameters of a tunnel destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TunnelConfig {
+    pub kind: TunnelKind,
+    /// UDP port for GUE.
+    pub port: u16,
+    pub csum: TunnelCsum,
+}
+
+impl TunnelConfig {
+    /// Bytes this tunnel puts before the inner packet when the outer header is IPv6 (`outer_v6`)
+    /// or IPv4 (as `__ip_vs_get_out_rt` subtracts them from the route's MTU).
+    #[must_use]
+    pub const fn overhead(&self, outer_v6: bool) -> usize {
+        let ip = if outer_v6 { 40 } else { 20 };
+        ip + match self.kind {
+            TunnelKind::Ipip => 0,
+            TunnelKind::Gue => UDP_LEN + GUE_LEN,
+            TunnelKind::Gre => match self.csum {
+                TunnelCsum::Csum => 8,
+                TunnelCsum::NoCsum | TunnelCsum::RemCsum => 4,
+            },
+        }
+    }
+}
+
+const UDP_LEN: usize = 8;
+const GUE_LEN: usize = 4;
+
+/// The longest outer header [`encapsulate`] writes (IPv6 + UDP + GUE).
+pub const MAX_OVERHEAD: usize = 40 + UDP_LEN + GUE_LEN;
+
+/// Lowest and highest source port [`flow_src_port`] picks (Linux's default `ip_local_port_range`).
+pub const FLOW_PORT_RANGE: (u16, u16) = (32768, 60999);
+
+/// The GUE source port for a flow hash, spread over [`FLOW_PORT_RANGE`] as `udp_flow_src_port`
+/// does (`((hash * (max - min)) >> 32) + min`), so one flow always uses one port and receivers can
+/// spread flows by it.
+#[must_use]
+pub fn flow_src_port(hash: u32) -> u16 {
+    let (min, max) = FLOW_PORT_RANGE;
+    let span = u64::from(max - min);
+    let off = (u64::from(hash) * span) >> 32;
+    min + u16::try_from(off).unwrap_or(0)
+}
+
+/// The outer addresses and per-packet values of one encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    /// The director's source address for the tunnel (the route's preferred source to `dst`).
+    pub src: IpAddr,
+    /// The real server (RIP).
+    pub dst: IpAddr,
+    /// IPv4 identification of the outer header (ignored for IPv6).
+    pub ident: u16,
+    /// Hash of the inner flow (GUE source port, see [`flow_src_port`]).
+    pub flow_hash: u32,
+}
+
+/// What the inner packet contributes to the outer header.
+#[derive(Debug, Clone, Copy)]
+struct Inner {
+    protocol: u8,
+    ethertype: u16,
+    dsfield: u8,
+    ttl: u8,
+    df: bool,
+    len: usize,
+}
+
+fn inner_fields(inner: &[u8]) -> Result<Inner, WireError> {
+    match inner.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = crate::Ipv4Packet::new_checked(inner)?;
+            Ok(Inner {
+                protocol: PROTO_IPIP,
+                ethertype: 0x0800,
+                dsfield: f::u8_at(inner, 1),
+                ttl: ip.ttl(),
+                df: ip.dont_frag(),
+                len: usize::from(ip.total_len()),
+            })
+        }
+        Some(6) => {
+            let ip = crate::Ipv6Packet::new_checked(inner)?;
+            Ok(Inner {
+                protocol: PROTO_IPV6,
+                ethertype: 0x86dd,
+                dsfield: ip.traffic_class(),
+                ttl: ip.hop_limit(),
+                df: false,
+                len: ip.total_len(),
+            })
+        }
+        None => Err(WireError::Truncated),
+        Some(_) => Err(WireError::BadVersion),
+    }
+}
+
+/// `INET_ECN_encapsulate(outer = inner, inner)`: the DSCP is kept; ECN is copied unless it is CE,
+/// which becomes ECT(0).
+const fn ecn_encapsulate(dsfield: u8) -> u8 {
+    if dsfield & 3 == 3 {
+        (dsfield & !3) | 2
+    } else {
+        dsfield
+    }
+}
+
+/// Writes `tun`'s headers for `inner` (a complete IPv4 or IPv6 packet; bytes past its IP length
+/// are ignored) followed by a copy of `inner` into `out`, and returns the encapsulated length.
+///
+/// Errors (nothing written): `inner` is not a valid IP packet; `outer.src` and `outer.dst` are of
+/// different families ([`WireError::AddressFamilyMismatch`]); the result would exceed 65535 bytes
+/// (IPv4 total length / IPv6 payload length: [`WireError::BadLength`]) or `out`
+/// ([`WireError::Truncated`]).
+pub fn encapsulate(
+    inner: &[u8],
+    tun: &TunnelConfig,
+    outer: &Outer,
+    out: &mut [u8],
+) -> Result<usize, WireError> {
+    let i = inner_fields(inner)?;
+    let outer_v6 = match (outer.src, outer.dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => false,
+        (IpAddr::V6(_), IpAddr::V6(_)) => true,
+        _ => return Err(WireError::AddressFamilyMismatch),
+    };
+    let hlen = tun.overhead(outer_v6);
+    let total = hlen.checked_add(i.len).ok_or(WireError::BadLength)?;
+    let ip_len = if outer_v6 { 40 } else { 20 };
+    let len_field = if outer_v6 { total - ip_len } else { total };
+    let len_field = u16::try_from(len_field).map_err(|_| WireError::BadLength)?;
+    let body_len = total - ip_len;
+    let body_len16 = u16::try_from(body_len).map_err(|_| WireError::BadLength)?;
+    let inner = inner.get(..i.len).ok_or(WireError::Truncated)?;
+    let out = out.get_mut(..total).ok_or(WireError::Truncated)?;
+    // Everything is checked: write.
+    out.fill(0);
+    out[hlen..].copy_from_slice(inner);
+    let next = match tun.kind {
+        TunnelKind::Ipip => i.protocol,
+        TunnelKind::Gue => proto::UDP,
+        TunnelKind::Gre => PROTO_GRE,
+    };
+    let tos = ecn_encapsulate(i.dsfield);
+    match (outer.src, outer.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let h = V4Hdr {
+                total: len_field,
+                tos,
+                ttl: i.ttl,
+                df: i.df,
+                next,
+                ident: outer.ident,
+            };
+            write_ipv4(out, s, d, h);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => write_ipv6(out, s, d, len_field, tos, i.ttl, next),
+        _ => {}
+    }
+    let body = &mut out[ip_len..];
+    match tun.kind {
+        TunnelKind::Ipip => {}
+        TunnelKind::Gue => {
+            f::set_u16(body, 0, flow_src_port(outer.flow_hash));
+            f::set_u16(body, 2, tun.port);
+            f::set_u16(body, 4, body_len16);
+            // GUE: version 0, C 0, hlen 0 (no options), proto/ctype, flags 0.
+            f::set_u8(body, UDP_LEN + 1, i.protocol);
+            if tun.csum != TunnelCsum::NoCsum {
+                let ph = checksum::pseudo_header_sum(
+                    outer.src,
+                    outer.dst,
+                    proto::UDP,
+                    u32::from(body_len16),
+                );
+                let mut c = !checksum::fold(ph + checksum::sum(body));
+                if c == 0 {
+                    c = 0xffff;
+                }
+                f::set_u16(body, 6, c);
+            }
+        }
+        TunnelKind::Gre => {
+            f::set_u16(body, 2, i.ethertype);
+            if tun.csum == TunnelCsum::Csum {
+                f::set_u16(body, 0, 0x8000);
+                let c = checksum::checksum(body);
+                f::set_u16(body, 4, c);
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The fields of an outer IPv4 header that vary.
+#[derive(Debug, Clone, Copy)]
+struct V4Hdr {
+    total: u16,
+    tos: u8,
+    ttl: u8,
+    df: bool,
+    next: u8,
+    ident: u16,
+}
+
+fn write_ipv4(out: &mut [u8], s: Ipv4Addr, d: Ipv4Addr, h: V4Hdr) {
+    f::set_u8(out, 0, 0x45);
+    f::set_u8(out, 1, h.tos);
+    f::set_u16(out, 2, h.total);
+    f::set_u16(out, 4, h.ident);
+    f::set_u16(out, 6, if h.df { 0x4000 } else { 0 });
+    f::set_u8(out, 8, h.ttl);
+    f::set_u8(out, 9, h.next);
+    f::set_bytes(out, 12, s.octets());
+    f::set_bytes(out, 16, d.octets());
+    let c = checksum::ipv4_header(f::slice(out, 0..20));
+    f::set_u16(out, 10, c);
+}
+
+fn write_ipv6(out: &mut [u8], s: Ipv6Addr, d: Ipv6Addr, payload: u16, tc: u8, hops: u8, next: u8) {
+    // Version 6, traffic class, flow label 0.
+    f::set_u16(out, 0, 0x6000 | (u16::from(tc) << 4));
+    f::set_u16(out, 4, payload);
+    f::set_u8(out, 6, next);
+    f::set_u8(out, 7, hops);
+    f::set_bytes(out, 8, s.octets());
+    f::set_bytes(out, 24, d.octets());
+}
+
+/// How a tunnelled packet looks from outside: the decapsulation a real server does, for the lab's
+/// user-space decapsulator and for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decapsulated {
+    /// The tunnel type recognised.
+    pub kind: TunnelKind,
+    /// Outer source (the director).
+    pub outer_src: IpAddr,
+    /// Start of the inner IP packet in the buffer.
+    pub inner_offset: usize,
+    /// End of the inner IP packet (its own length field, not the outer one).
+    pub inner_end: usize,
+}
+
+/// Finds the inner packet of an IPIP, IPv6-in-IP, GRE (version 0, no routing, optional checksum,
+/// key and sequence) or GUE (version 0, to `gue_port`, options skipped) packet. Checksums are not
+/// verified (a real server's stack verifies the inner packet's own). `Ok(None)`: not a tunnel
+/// packet this understands.
+pub fn decapsulate(buf: &[u8], gue_port: Option<u16>) -> Result<Option<Decapsulated>, WireError> {
+    let info = crate::parse(buf)?;
+    let (mut kind, mut off) = (TunnelKind::Ipip, info.l4_offset);
+    match info.protocol {
+        PROTO_IPIP | PROTO_IPV6 => {}
+        PROTO_GRE => {
+            let flags = f::u16_at(buf, off);
+            if flags & 0x4007 != 0 || buf.len() < off + 4 {
+                return Ok(None);
+            }
+            let mut hl = 4;
+            for bit in [0x8000u16, 0x2000, 0x1000] {
+                if flags & bit != 0 {
+                    hl += 4;
+                }
+            }
+            kind = TunnelKind::Gre;
+            off += hl;
+        }
+        proto::UDP => {
+            let crate::Transport::Udp { dport, .. } = info.transport else {
+                return Ok(None);
+            };
+            if Some(dport) != gue_port {
+                return Ok(None);
+            }
+            let g = off + UDP_LEN;
+            let b0 = f::u8_at(buf, g);
+            if buf.len() < g + GUE_LEN || b0 >> 6 != 0 || b0 & 0x20 != 0 {
+                return Ok(None);
+            }
+            kind = TunnelKind::Gue;
+            off = g + GUE_LEN + usize::from(b0 & 0x1f) * 4;
+        }
+        _ => return Ok(None),
+    }
+    let rest = buf.get(off..info.ip_len).ok_or(WireError::Truncated)?;
+    let inner_len = match rest.first().map(|b| b >> 4) {
+        Some(4) => usize::from(crate::Ipv4Packet::new_checked(rest)?.total_len()),
+        Some(6) => crate::Ipv6Packet::new_checked(rest)?.total_len(),
+        None => return Err(WireError::Truncated),
+        Some(_) => return Err(WireError::BadVersion),
+    };
+    Ok(Some(Decapsulated {
+        kind,
+        outer_src: info.src,
+        inner_offset: off,
+        inner_end: off + inner_len,
+    }))
+}
+
+/// Bytes of the offending packet an ICMPv4 error quotes at most (`icmp_send` keeps the error within
+/// 576 bytes: 576 - 20 - 8).
+pub const ICMP_QUOTE_V4: usize = 548;
+/// Bytes an ICMPv6 error quotes at most (the error fits the IPv6 minimum MTU: 1280 - 40 - 8).
+pub const ICMP_QUOTE_V6: usize = 1232;
+
+/// Writes into `out` the error a director sends back when `offending` (an IPv4 packet with DF, or
+/// any IPv6 packet) does not fit the path: ICMP "fragmentation needed" (type 3 code 4, next-hop
+/// MTU `mtu`) or ICMPv6 "packet too big" (type 2, MTU `mtu`), from `src` (the VIP the packet was
+/// sent to: IPVS's VIP is a local address, so `icmp_send` answers from it) to the packet's source,
+/// TTL / hop limit 64, quoting as much of the packet as [`ICMP_QUOTE_V4`] / [`ICMP_QUOTE_V6`] allow.
+/// Returns the error's length.
+///
+/// As the kernel, never answers an ICMP error, a non-first fragment, or a packet from an
+/// unspecified, multicast or broadcast source ([`WireError::Unsupported`]); `src` must be of the
+/// packet's family ([`WireError::AddressFamilyMismatch`]). Nothing is written on error.
+pub fn too_big(
+    offending: &[u8],
+    src: IpAddr,
+    mtu: u32,
+    out: &mut [u8],
+) -> Result<usize, WireError> {
+    let info = crate::parse(offending)?;
+    match info.transport {
+        crate::Transport::Icmp { error: Some(_), .. } => return Err(WireError::Unsupported),
+        crate::Transport::Fragment { offset, .. } if offset != 0 => {
+            return Err(WireError::Unsupported);
+        }
+        _ => {}
+    }
+    let bad_src = match info.src {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+    };
+    if bad_src {
+        return Err(WireError::Unsupported);
+    }
+    let quote = offending.get(..info.ip_len).ok_or(WireError::Truncated)?;
+    match (info.src, src) {
+        (IpAddr::V4(dst), IpAddr::V4(s)) => {
+            let q = &quote[..quote.len().min(ICMP_QUOTE_V4)];
+            let total = 28 + q.len();
+            let out = out.get_mut(..total).ok_or(WireError::Truncated)?;
+            out.fill(0);
+            let h = V4Hdr {
+                total: u16::try_from(total).unwrap_or(u16::MAX),
+                tos: 0,
+                ttl: 64,
+                df: false,
+                next: proto::ICMP,
+                ident: 0,
+            };
+            write_ipv4(out, s, dst, h);
+            let icmp = &mut out[20..];
+            f::set_u8(icmp, 0, 3);
+            f::set_u8(icmp, 1, 4);
+            f::set_u16(icmp, 6, u16::try_from(mtu).unwrap_or(u16::MAX));
+            icmp[8..].copy_from_slice(q);
+            let c = checksum::checksum(icmp);
+            f::set_u16(icmp, 2, c);
+            Ok(total)
+        }
+        (IpAddr::V6(dst), IpAddr::V6(s)) => {
+            let q = &quote[..quote.len().min(ICMP_QUOTE_V6)];
+            let total = 48 + q.len();
+            let out = out.get_mut(..total).ok_or(WireError::Truncated)?;
+            out.fill(0);
+            write_ipv6(
+                out,
+                s,
+                dst,
+                u16::try_from(8 + q.len()).unwrap_or(u16::MAX),
+                0,
+                64,
+                proto::ICMPV6,
+            );
+            let icmp = &mut out[40..];
+            f::set_u8(icmp, 0, 2);
+            f::set_bytes(icmp, 4, mtu.to_be_bytes());
+            icmp[8..].copy_from_slice(q);
+            let mut m = crate::Icmpv6Packet::new_unchecked(icmp);
+            m.fill_checksum(IpAddr::V6(s), IpAddr::V6(dst));
+            Ok(total)
+        }
+        _ => Err(WireError::AddressFamilyMismatch),
+    }
+}
+
+#[cfg(test)]
+mod tests;
