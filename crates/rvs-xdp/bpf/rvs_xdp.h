@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * The rvs fast path's map layout, shared by the XDP program (rvs_xdp.c) and mirrored by crates/rvs-xdp/src/maps.rs
+ * (#[repr(C)] types with the same size and offset asserts on both sides).
+ *
+ * A connection is two entries of rvs_flows: one keyed by what the client sends (CIP:cport -> VIP:vport) and one
+ * keyed by what the real server answers (RIP:rport -> CIP:cport). Each holds the rewrite of its direction, the
+ * egress and its next hop, and that direction's counters. User space (rvsd) is the authority: it inserts both when
+ * the core moves a connection to ESTABLISHED and deletes them when the connection leaves it.
+ *
+ * Addresses and ports are in network byte order. An IPv4 address is the first 4 bytes of its 16; the rest are 0.
+ */
+#ifndef RVS_XDP_H
+#define RVS_XDP_H
+
+#include <linux/types.h>
+
+#define RVS_FAMILY_V4 4
+#define RVS_FAMILY_V6 6
+
+struct rvs_flow_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family; /* RVS_FAMILY_V4 or RVS_FAMILY_V6 */
+	__u8 pad[2]; /* always 0 (the key is hashed as bytes) */
+};
+
+struct rvs_flow {
+	/* The rewrite: the packet leaves with these addresses and ports. */
+	__u8 new_saddr[16];
+	__u8 new_daddr[16];
+	__be16 new_sport;
+	__be16 new_dport;
+	/* Egress: an interface index present in rvs_tx_ports, and the Ethernet header to put on. */
+	__u32 ifindex;
+	__u8 dmac[6];
+	__u8 smac[6];
+	/* The largest IP packet (bytes, L3) the egress takes; a larger one goes up to the slow path. */
+	__u16 mtu;
+	/*
+	 * One's-complement deltas (RFC 1624 eqn 3, HC' = ~(~HC + delta)), as 16-bit words in network byte order,
+	 * computed by user space from the key and the rewrite: the IPv4 header's (addresses and the TTL decrement) and
+	 * the TCP/UDP checksum's (pseudo-header addresses and ports). They are correct only for complete checksums,
+	 * which is what a NIC delivers.
+	 */
+	__u16 ip_csum_delta;
+	__u16 l4_csum_delta;
+	__u16 pad0;
+	__u32 pad1;
+	/* Counters of this direction, written by the program (atomic adds), read by user space. */
+	__u64 packets;
+	__u64 bytes;        /* IP bytes (L3), as IPVS counts them */
+	__u64 last_seen_ns; /* CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns) of the last packet forwarded */
+};
+
+/* Why a packet was passed up (or dropped): the indexes of rvs_stats (a per-CPU array of __u64). */
+enum rvs_stat {
+	RVS_STAT_FORWARDED = 0,     /* rewritten and redirected */
+	RVS_STAT_PASS_NOT_IP = 1,   /* not IPv4/IPv6 (ARP, VLAN, ...) or truncated Ethernet */
+	RVS_STAT_PASS_MALFORMED = 2, /* truncated or inconsistent IP/L4 header: the kernel judges it */
+	RVS_STAT_PASS_OPTIONS = 3,  /* IPv4 options or an IPv6 extension header */
+	RVS_STAT_PASS_FRAGMENT = 4, /* any fragment */
+	RVS_STAT_PASS_PROTO = 5,    /* not TCP or UDP (ICMP errors are translated by the slow path) */
+	RVS_STAT_PASS_TTL = 6,      /* TTL / hop limit <= 1: the kernel answers Time Exceeded */
+	RVS_STAT_PASS_TCP_FLAGS = 7, /* SYN, FIN or RST: the state machine must see it */
+	RVS_STAT_PASS_MISS = 8,     /* no entry: not an established connection of ours */
+	RVS_STAT_PASS_MTU = 9,      /* larger than the egress MTU: the slow path fragments or answers */
+	RVS_STAT_PASS_UDP_NOCSUM6 = 10, /* IPv6 UDP with a zero checksum (invalid): the kernel drops it */
+	RVS_STAT_DROP_REDIRECT = 11, /* the egress is not in rvs_tx_ports (user space broke its own rule) */
+	RVS_STAT_COUNT = 12,
+};
+
+#define RVS_FLOWS_DEFAULT_MAX 65536
+#define RVS_TX_PORTS_MAX 64
+
+#endif
