@@ -63,6 +63,10 @@ pub(crate) const F_INACTIVE: u8 = 1;
 pub(crate) const F_MASQ: u8 = 2;
 /// No packet from the real server seen yet (route/tunnel: IPVS's NOOUTPUT).
 pub(crate) const F_NOOUTPUT: u8 = 4;
+/// Bound to direct routing when created.
+pub(crate) const F_ROUTE: u8 = 8;
+/// Bound to tunnelling when created.
+pub(crate) const F_TUNNEL: u8 = 16;
 
 /// Sentinel for "no entry" in the wheel lists and the free list.
 const NIL: u32 = u32::MAX;

@@ -7,9 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
-
-use crate::service::{DestSpec, ForwardMethod};
+use crate::service::{DestSpec, ForwardMethod, TunnelConfig, TunnelCsum, TunnelKind};
 use crate::stats::{Rates, Stats, StatsCell};
 
 /// State shared by every version of one virtual service (kept across edits): its counters and
@@ -30,6 +28,48 @@ impl ServiceShared {
     }
 }
 
+/// `ForwardMethod` in one word: bits 0-1 method (0 masq, 1 route, 2 tunnel), 2-3 tunnel type,
+/// 4-5 tunnel checksum option, 16-31 GUE port.
+fn pack_method(m: ForwardMethod) -> u32 {
+    match m {
+        ForwardMethod::Masq => 0,
+        ForwardMethod::Route => 1,
+        ForwardMethod::Tunnel(t) => {
+            let kind = match t.kind {
+                TunnelKind::Ipip => 0,
+                TunnelKind::Gue => 1,
+                TunnelKind::Gre => 2,
+            };
+            let csum = match t.csum {
+                TunnelCsum::NoCsum => 0,
+                TunnelCsum::Csum => 1,
+                TunnelCsum::RemCsum => 2,
+            };
+            2 | (kind << 2) | (csum << 4) | (u32::from(t.port) << 16)
+        }
+    }
+}
+
+fn unpack_method(v: u32) -> ForwardMethod {
+    match v & 3 {
+        0 => ForwardMethod::Masq,
+        1 => ForwardMethod::Route,
+        _ => ForwardMethod::Tunnel(TunnelConfig {
+            kind: match (v >> 2) & 3 {
+                1 => TunnelKind::Gue,
+                2 => TunnelKind::Gre,
+                _ => TunnelKind::Ipip,
+            },
+            csum: match (v >> 4) & 3 {
+                1 => TunnelCsum::Csum,
+                2 => TunnelCsum::RemCsum,
+                _ => TunnelCsum::NoCsum,
+            },
+            port: (v >> 16) as u16,
+        }),
+    }
+}
+
 /// A real server of one virtual service.
 #[derive(Debug)]
 pub struct Destination {
@@ -44,9 +84,8 @@ pub struct Destination {
     available: AtomicBool,
     u_threshold: AtomicU32,
     l_threshold: AtomicU32,
-    /// True when the forwarding method is masq (the only one this data plane forwards).
-    masq: AtomicBool,
-    method: Mutex<ForwardMethod>,
+    /// The forwarding method, packed (see [`pack_method`]) so the packet path reads it without a lock.
+    method: AtomicU32,
     /// Generation of the last edit (for snapshots/debugging).
     edits: AtomicU64,
     pub(crate) stats: StatsCell,
@@ -71,8 +110,7 @@ impl Destination {
             available: AtomicBool::new(true),
             u_threshold: AtomicU32::new(spec.u_threshold),
             l_threshold: AtomicU32::new(spec.l_threshold),
-            masq: AtomicBool::new(matches!(spec.method, ForwardMethod::Masq)),
-            method: Mutex::new(spec.method),
+            method: AtomicU32::new(pack_method(spec.method)),
             edits: AtomicU64::new(0),
             stats: StatsCell::default(),
             svc,
@@ -148,7 +186,7 @@ impl Destination {
 
     /// Forwarding method.
     pub fn method(&self) -> ForwardMethod {
-        *self.method.lock()
+        unpack_method(self.method.load(Ordering::Relaxed))
     }
 
     /// Still part of its service (false after deletion; its connections may live on).
@@ -178,8 +216,14 @@ impl Destination {
         }
     }
 
-    pub(crate) fn is_masq(&self) -> bool {
-        self.masq.load(Ordering::Relaxed)
+    /// The tunnel parameters a tunnel connection uses now (IPVS reads `cp->dest->tun_type` and
+    /// `tun_flags` per packet; a destination edited to another method keeps IPIP for the tunnel
+    /// connections it still has).
+    pub(crate) fn tunnel(&self) -> TunnelConfig {
+        match self.method() {
+            ForwardMethod::Tunnel(t) => t,
+            ForwardMethod::Masq | ForwardMethod::Route => TunnelConfig::default(),
+        }
     }
 
     pub(crate) fn set_unavailable(&self) {
@@ -194,11 +238,8 @@ impl Destination {
         if spec.u_threshold == 0 || spec.u_threshold > old_u {
             self.overloaded.store(false, Ordering::Relaxed);
         }
-        *self.method.lock() = spec.method;
-        self.masq.store(
-            matches!(spec.method, ForwardMethod::Masq),
-            Ordering::Relaxed,
-        );
+        self.method
+            .store(pack_method(spec.method), Ordering::Relaxed);
         self.edits.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -284,6 +325,21 @@ mod tests {
         s.u_threshold = u;
         s.l_threshold = l;
         Destination::from_spec(&s, Arc::default())
+    }
+
+    #[test]
+    fn method_packs_and_unpacks() {
+        let mut ms = vec![ForwardMethod::Masq, ForwardMethod::Route];
+        for kind in [TunnelKind::Ipip, TunnelKind::Gue, TunnelKind::Gre] {
+            for csum in [TunnelCsum::NoCsum, TunnelCsum::Csum, TunnelCsum::RemCsum] {
+                for port in [0, 6080, u16::MAX] {
+                    ms.push(ForwardMethod::Tunnel(TunnelConfig { kind, port, csum }));
+                }
+            }
+        }
+        for m in ms {
+            assert_eq!(unpack_method(pack_method(m)), m);
+        }
     }
 
     #[test]

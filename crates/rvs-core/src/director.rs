@@ -9,10 +9,12 @@ use parking_lot::Mutex;
 use rvs_wire::{IcmpError, PacketInfo, TcpFlags, Transport, proto, rewrite};
 
 use crate::config::{ConfigError, ConfigOp, Timeouts};
-use crate::conn::{Conn, ConnAddr, ConnTable, F_INACTIVE, F_MASQ, F_NOOUTPUT, Shard};
+use crate::conn::{
+    Conn, ConnAddr, ConnTable, F_INACTIVE, F_MASQ, F_NOOUTPUT, F_ROUTE, F_TUNNEL, Shard,
+};
 use crate::dest::Destination;
 use crate::sched::SchedInput;
-use crate::service::{DestSpec, Protocol, ServiceKey, ServiceSpec};
+use crate::service::{DestSpec, ForwardMethod, Protocol, ServiceKey, ServiceSpec, TunnelConfig};
 use crate::stats::{Rates, STAT_SLOTS, Stats};
 use crate::table::{Effect, Pending, Service, ServiceTable};
 use crate::tcp::{TCP_STATES, TcpDir, TcpState, next_state};
@@ -110,7 +112,48 @@ pub struct Director {
 struct InHit<A> {
     daddr: A,
     dport: u16,
-    masq: bool,
+    xmit: Xmit,
+}
+
+/// How a connection's packets reach its real server: bound when the connection is created (IPVS's
+/// `ip_vs_bind_xmit`), whatever its destination's method becomes later.
+#[derive(Debug, Clone, Copy)]
+enum Xmit {
+    Masq,
+    Route,
+    /// The tunnel parameters are the destination's current ones (as IPVS reads `cp->dest`).
+    Tunnel(TunnelConfig),
+}
+
+impl Xmit {
+    fn of<A>(c: &Conn<A>) -> Self {
+        if c.flags & F_ROUTE != 0 {
+            Self::Route
+        } else if c.flags & F_TUNNEL != 0 {
+            Self::Tunnel(c.dest.tunnel())
+        } else {
+            Self::Masq
+        }
+    }
+
+    /// The connection flags a new connection to a destination with `method` starts with (IPVS's
+    /// `__ip_vs_update_dest`: INACTIVE, and NOOUTPUT unless masq).
+    fn conn_flags(method: ForwardMethod) -> u8 {
+        F_INACTIVE
+            | match method {
+                ForwardMethod::Masq => F_MASQ,
+                ForwardMethod::Route => F_ROUTE | F_NOOUTPUT,
+                ForwardMethod::Tunnel(_) => F_TUNNEL | F_NOOUTPUT,
+            }
+    }
+
+    fn from_method(method: ForwardMethod) -> Self {
+        match method {
+            ForwardMethod::Masq => Self::Masq,
+            ForwardMethod::Route => Self::Route,
+            ForwardMethod::Tunnel(t) => Self::Tunnel(t),
+        }
+    }
 }
 
 impl Default for Director {
@@ -460,16 +503,30 @@ impl Director {
 
     /// THE data-plane entry point: classify, track and rewrite one IP packet in place.
     pub fn process(&self, now: Timestamp, random: u64, pkt: &mut [u8]) -> Verdict {
+        self.process_marked(now, random, 0, pkt)
+    }
+
+    /// [`process`](Self::process) for a packet carrying firewall mark `mark` (0: none). As IPVS's
+    /// `ip_vs_service_find`, a new connection goes to the fwmark service of that mark (of the
+    /// packet's family) first, then to the service of its address and port; a marked packet needs
+    /// no VIP as destination.
+    pub fn process_marked(
+        &self,
+        now: Timestamp,
+        random: u64,
+        mark: u32,
+        pkt: &mut [u8],
+    ) -> Verdict {
         let Ok(info) = rvs_wire::parse(pkt) else {
             return self.dropped(DropReason::Malformed, random as usize);
         };
         let table = self.services.load();
         match (info.src, info.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                self.process_af(&self.v4, &table, now, random, pkt, &info, s, d)
+                self.process_af(&self.v4, &table, now, random, mark, pkt, &info, s, d)
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
-                self.process_af(&self.v6, &table, now, random, pkt, &info, s, d)
+                self.process_af(&self.v6, &table, now, random, mark, pkt, &info, s, d)
             }
             _ => self.dropped(DropReason::Malformed, random as usize),
         }
@@ -483,11 +540,17 @@ impl Director {
         svcs: &ServiceTable,
         now: Timestamp,
         random: u64,
+        mark: u32,
         pkt: &mut [u8],
         info: &PacketInfo,
         src: A,
         dst: A,
     ) -> Verdict {
+        let marked = if mark == 0 {
+            None
+        } else {
+            svcs.by_mark.get(&(mark, info.dst.is_ipv6()))
+        };
         let (sport, dport, flags) = match info.transport {
             Transport::Tcp {
                 sport,
@@ -496,7 +559,7 @@ impl Director {
             } => (sport, dport, Some(flags)),
             Transport::Udp { sport, dport } => (sport, dport, None),
             Transport::Fragment { .. } => {
-                return if svcs.vips.contains(&info.dst) {
+                return if marked.is_some() || svcs.vips.contains(&info.dst) {
                     self.dropped(DropReason::Fragment, random as usize)
                 } else {
                     Verdict::Pass
@@ -510,9 +573,10 @@ impl Director {
         let proto = info.protocol;
         let len = info.ip_len as u64;
         let n = now32(now);
-        if svcs.vips.contains(&info.dst) {
+        if marked.is_some() || svcs.vips.contains(&info.dst) {
+            let at = (now, random, n);
             self.inbound(
-                tbl, svcs, now, random, pkt, info, proto, src, sport, dst, dport, flags, len, n,
+                tbl, svcs, marked, at, pkt, info, proto, src, sport, dst, dport, flags, len,
             )
         } else {
             // Reply from a real server? (out: RS -> client; the client is the destination.)
@@ -533,14 +597,16 @@ impl Director {
                             return self.dropped(DropReason::ServiceDeleted, si);
                         }
                         self.touch(&mut sh, i, n, TcpDir::Output, flags, len, si);
-                        sh.get(i).map(|c| (c.vaddr, c.vport, c.flags & F_MASQ != 0))
+                        sh.get(i).map(|c| (c.vaddr, c.vport))
                     }
                 }
             };
+            // Any method: a reply that does come back through the director is masqueraded, as
+            // IPVS's handle_response does for every connection its out-lookup finds (a route or
+            // tunnel real server answers from the VIP, so its replies never match here).
             match hit {
                 None => Verdict::Pass,
-                Some((_, _, false)) => self.dropped(DropReason::UnsupportedMethod, si),
-                Some((vaddr, vport, true)) => {
+                Some((vaddr, vport)) => {
                     match rewrite::set_src(pkt, info, vaddr.to_ip(), Some(vport)) {
                         Ok(()) => Verdict::Forward(Direction::Out),
                         Err(_) => self.dropped(DropReason::RewriteFailed, si),
@@ -556,8 +622,8 @@ impl Director {
         &self,
         tbl: &ConnTable<A>,
         svcs: &ServiceTable,
-        now: Timestamp,
-        random: u64,
+        marked: Option<&Arc<Service>>,
+        (now, random, n): (Timestamp, u64, u32),
         pkt: &mut [u8],
         info: &PacketInfo,
         proto: u8,
@@ -567,7 +633,6 @@ impl Director {
         vport: u16,
         flags: Option<TcpFlags>,
         len: u64,
-        n: u32,
     ) -> Verdict {
         let si = tbl.shard_index(proto, caddr, cport);
         let is_syn = flags.is_some_and(|f| f.syn() && !f.rst());
@@ -599,7 +664,7 @@ impl Director {
                         sh.get(i).map(|c| InHit {
                             daddr: c.daddr,
                             dport: c.dport,
-                            masq: c.flags & F_MASQ != 0,
+                            xmit: Xmit::of(c),
                         })
                     }
                 }
@@ -609,7 +674,7 @@ impl Director {
             return self.forward_in(pkt, info, h, si);
         }
         // 2. A new connection to a virtual service.
-        let Some(svc) = svcs.lookup(proto, info.dst, vport) else {
+        let Some(svc) = marked.or_else(|| svcs.lookup(proto, info.dst, vport)) else {
             return Verdict::Pass;
         };
         if flags.is_some() && !is_syn {
@@ -634,7 +699,7 @@ impl Director {
             return self.dropped(DropReason::UnsupportedMethod, si);
         };
         let dport = if dest.port() == 0 { vport } else { dest.port() };
-        let masq = dest.is_masq();
+        let method = dest.method();
         if svc.spec.one_packet && flags.is_none() {
             // One-packet scheduling: forwarded, counted, never tracked.
             if let Some(t) = tmpl {
@@ -644,7 +709,8 @@ impl Director {
             svc.shared.stats.add_conn(si);
             dest.stats.add_in(si, len);
             svc.shared.stats.add_in(si, len);
-            return self.forward_in(pkt, info, InHit { daddr, dport, masq }, si);
+            let xmit = Xmit::from_method(method);
+            return self.forward_in(pkt, info, InHit { daddr, dport, xmit }, si);
         }
         let hit = {
             let mut sh = tbl.shard(si).lock();
@@ -669,7 +735,7 @@ impl Director {
                     } else {
                         self.udp_timeout.load(Ordering::Relaxed)
                     };
-                    let cflags = F_INACTIVE | if masq { F_MASQ } else { F_NOOUTPUT };
+                    let cflags = Xmit::conn_flags(method);
                     let conn = Conn::new(
                         proto,
                         caddr,
@@ -705,7 +771,7 @@ impl Director {
             sh.get(i).map(|c| InHit {
                 daddr: c.daddr,
                 dport: c.dport,
-                masq: c.flags & F_MASQ != 0,
+                xmit: Xmit::of(c),
             })
         };
         match hit {
@@ -722,12 +788,18 @@ impl Director {
         h: InHit<A>,
         si: usize,
     ) -> Verdict {
-        if !h.masq {
-            return self.dropped(DropReason::UnsupportedMethod, si);
-        }
-        match rewrite::set_dst(pkt, info, h.daddr.to_ip(), Some(h.dport)) {
-            Ok(()) => Verdict::Forward(Direction::In),
-            Err(_) => self.dropped(DropReason::RewriteFailed, si),
+        match h.xmit {
+            Xmit::Masq => match rewrite::set_dst(pkt, info, h.daddr.to_ip(), Some(h.dport)) {
+                Ok(()) => Verdict::Forward(Direction::In),
+                Err(_) => self.dropped(DropReason::RewriteFailed, si),
+            },
+            Xmit::Route => Verdict::Route {
+                rip: h.daddr.to_ip(),
+            },
+            Xmit::Tunnel(tunnel) => Verdict::Tunnel {
+                rip: h.daddr.to_ip(),
+                tunnel,
+            },
         }
     }
 
@@ -746,16 +818,22 @@ impl Director {
             IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask as u32)),
             IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)),
         };
-        let vport = match svc.spec.key {
-            ServiceKey::Addr { port, .. } => port,
-            ServiceKey::Fwmark { .. } => 0,
+        // A fwmark service's template stands for the mark, whatever the address and port: IPVS
+        // keys it with the mark in place of the VIP (`{ .ip = htonl(fwmark) }`) and port 0, so
+        // ports 80 and 443 grouped under one mark reach the same real server.
+        let (vaddr, vport, fwmark) = match svc.spec.key {
+            ServiceKey::Addr { port, .. } => (input.vaddr, port, 0),
+            ServiceKey::Fwmark { mark, ipv6: false } => (IpAddr::V4(Ipv4Addr::from(mark)), 0, mark),
+            ServiceKey::Fwmark { mark, ipv6: true } => {
+                (IpAddr::V6(Ipv6Addr::from(u128::from(mark) << 96)), 0, mark)
+            }
         };
         let key = TemplateKey {
             proto: input.protocol,
             caddr,
-            vaddr: input.vaddr,
+            vaddr,
             vport,
-            fwmark: 0,
+            fwmark,
         };
         if let Lookup::Hit(t) = self.templates.lookup(&key, input.now.0) {
             return Some((t.dest.clone(), Some(t)));
@@ -795,13 +873,16 @@ impl Director {
                     .map(|c| {
                         c.dest.stats.add_in(si, len);
                         c.dest.svc.stats.add_in(si, len);
-                        (c.daddr.to_ip(), c.dport, c.flags & F_MASQ != 0)
+                        (c.daddr.to_ip(), c.dport, Xmit::of(c))
                     })
             };
+            // Route and tunnel connections carry the ICMP error to the real server unchanged
+            // (ip_vs_icmp_xmit: "no need to translate address/port back").
             match hit {
                 None => Verdict::Pass,
-                Some((_, _, false)) => self.dropped(DropReason::UnsupportedMethod, si),
-                Some((daddr, dport, true)) => {
+                Some((rip, _, Xmit::Route)) => Verdict::Route { rip },
+                Some((rip, _, Xmit::Tunnel(tunnel))) => Verdict::Tunnel { rip, tunnel },
+                Some((daddr, dport, Xmit::Masq)) => {
                     let r = rewrite::set_dst(pkt, info, daddr, None)
                         .and_then(|()| rewrite::set_inner_src(pkt, info, daddr, Some(dport)));
                     match r {
@@ -824,8 +905,8 @@ impl Director {
                     })
             };
             match hit {
-                None => Verdict::Pass,
-                Some((_, _, false)) => self.dropped(DropReason::UnsupportedMethod, si),
+                // Route/tunnel: the real server answers the client itself; not ours to translate.
+                None | Some((_, _, false)) => Verdict::Pass,
                 Some((vaddr, vport, true)) => {
                     let r = rewrite::set_src(pkt, info, vaddr, None)
                         .and_then(|()| rewrite::set_inner_dst(pkt, info, vaddr, Some(vport)));

@@ -991,33 +991,6 @@ fn one_packet_udp_is_not_tracked() {
     assert_eq!(d.service(&key).unwrap().stats.conns, 2);
 }
 
-#[test]
-fn route_destinations_are_tracked_but_not_forwarded() {
-    let key = tcp_key(80);
-    let d = Director::default();
-    let mut ds = DestSpec::masq(ip(RIP1), 80, 1);
-    ds.method = ForwardMethod::Route;
-    d.apply_batch(
-        Timestamp(0),
-        vec![
-            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-            ConfigOp::AddDest(key, ds),
-        ],
-    )
-    .unwrap();
-    send(
-        &d,
-        0,
-        tcp4(CIP, 1, VIP, 80, SYN, b""),
-        Verdict::Drop(DropReason::UnsupportedMethod),
-    );
-    assert_eq!(
-        d.service(&key).unwrap().dests[0].spec.method,
-        ForwardMethod::Route
-    );
-    assert_eq!(d.conn_count(), 1);
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
     #[test]

@@ -25,12 +25,33 @@
 //!   count in the destination's persistent counter only.
 //! - Counters per service and destination, rate estimates as ip_vs_est.c (2 s samples,
 //!   `avg += (rate - avg) >> 2`, rates x2^10, byte rates x2^5).
-//! - Masq rewrites in place (VIP->RIP in, RIP->VIP out); ICMP errors about a tracked connection
-//!   are translated, quoted header included. Route/tunnel destinations are stored (their
-//!   connections tracked) but their packets are dropped as [`DropReason::UnsupportedMethod`].
-//! - Differences: fwmark services are stored but never matched (no mark reaches
-//!   [`Director::process`]); SCTP services are stored only; a re-added destination is a fresh
-//!   object (IPVS would revive it from its trash).
+//! - Forwarding methods, bound to each connection when it is created (`ip_vs_bind_xmit`; an edit
+//!   of the destination's method applies to new connections only): masq rewrites in place
+//!   (VIP->RIP in, RIP->VIP out, [`Verdict::Forward`]); direct routing and tunnelling leave the
+//!   packet unchanged and answer [`Verdict::Route`] / [`Verdict::Tunnel`] with the real server (and
+//!   the destination's current tunnel parameters, read per packet as IPVS reads `cp->dest`): the
+//!   data plane sends it on the link to the RIP's MAC, or encapsulates it
+//!   ([`rvs_wire::encap`]). Services may mix methods.
+//! - Route and tunnel connections start with NOOUTPUT: until a packet from the real server is
+//!   seen (it normally never is), TCP uses the INPUT-ONLY rows of the state table, so a client's
+//!   FIN moves ESTABLISHED to FIN_WAIT (not CLOSE_WAIT) and timeouts, `-L -c` states and
+//!   ActiveConn/InActConn are IPVS's with one-way traffic; OutPkts/OutBytes stay 0.
+//! - ICMP errors about a tracked connection: masq translates the outer and the quoted header;
+//!   route/tunnel carry the error to the real server unchanged (`ip_vs_icmp_xmit`). A reply that
+//!   does cross the director and matches a connection is masqueraded whatever its method
+//!   (`handle_response`).
+//! - fwmark services ([`Director::process_marked`]): a marked packet looks up the fwmark service
+//!   of its mark and family first, then the address service (`ip_vs_service_find`); persistence
+//!   templates of a fwmark service are keyed by the mark in place of the VIP and port 0, so the
+//!   ports a mark groups (e.g. 80 and 443) stick to one real server.
+//!
+//! # Differences
+//! - A fwmark service's template keeps the packet's protocol (IPVS uses IPPROTO_IP there, so TCP
+//!   and UDP under one mark share a template; here they do not).
+//! - A real server of the other address family than its service (IPVS allows it for tunnels) is
+//!   stored, but its packets are dropped as [`DropReason::UnsupportedMethod`].
+//! - SCTP services are stored only; a re-added destination is a fresh object (IPVS would revive it
+//!   from its trash).
 
 pub mod config;
 mod conn;
@@ -38,6 +59,8 @@ pub mod dest;
 mod director;
 #[cfg(test)]
 mod director_tests;
+#[cfg(test)]
+mod methods_tests;
 pub mod sched;
 pub mod service;
 mod stats;

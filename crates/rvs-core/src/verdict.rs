@@ -1,5 +1,9 @@
 //! What `Director::process` answers.
 
+use std::net::IpAddr;
+
+use crate::service::TunnelConfig;
+
 /// Direction of a forwarded packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -21,7 +25,8 @@ pub enum DropReason {
     NoDestination,
     /// A TCP packet other than SYN to a virtual service with no connection.
     NotSyn,
-    /// The connection's forwarding method is not supported by this data plane (route, tunnel).
+    /// The connection's forwarding method cannot carry this packet (a real server of the other
+    /// address family than its service).
     UnsupportedMethod,
     /// The packet could not be rewritten (e.g. address family mismatch).
     RewriteFailed,
@@ -76,8 +81,22 @@ impl DropReason {
 /// The answer to one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
-    /// Rewritten in place; send it on in this direction.
+    /// Masq: rewritten in place; send it on in this direction.
     Forward(Direction),
+    /// Direct routing (`-g`): the packet is unchanged (still to the VIP); send it in a frame to the
+    /// real server `rip`'s link-layer address on the network both share.
+    Route {
+        /// The real server.
+        rip: IpAddr,
+    },
+    /// IP tunnelling (`-i`): the packet is unchanged; encapsulate it as `tunnel` says and send it
+    /// to the real server `rip`, wherever it is routed.
+    Tunnel {
+        /// The real server.
+        rip: IpAddr,
+        /// The destination's encapsulation.
+        tunnel: TunnelConfig,
+    },
     /// Dropped (and counted).
     Drop(DropReason),
     /// Not ours (not a VIP, not a tracked reply): untouched, hand it to the normal stack.

@@ -282,7 +282,8 @@ pub fn handle_packet(
             st.passed.fetch_add(1, Ordering::Relaxed);
             Disposition::Send
         }
-        Verdict::Drop(_) => {
+        // Route and tunnel transmit come with the next commit; until then their packets are drops.
+        Verdict::Drop(_) | Verdict::Route { .. } | Verdict::Tunnel { .. } => {
             st.dropped.fetch_add(1, Ordering::Relaxed);
             Disposition::Drop
         }
