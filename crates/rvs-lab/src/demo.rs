@@ -164,7 +164,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
         servers: true,
         rvsd: true,
         state_dir: None,
-        rvsd_args: vec![],
+        ..LabConfig::default()
     };
     let lab = Lab::up(cfg)?;
     print!("{}", picture(&lab));

@@ -1,20 +1,36 @@
-//! The LVS-NAT picture in network namespaces.
+//! The LVS picture in network namespaces, shaped like a real site: the director has one NIC to a public switch and
+//! one to a private switch; clients hang on the public switch, real servers on the private one.
 //!
 //! ```text
-//!   client ns                 director ns                                   real-server ns (one per RS)
-//!  +---------------+        +-------------------------------------+        +------------------------------+
-//!  | eth0          |--veth--| pub0  198.51.100.1/24               |        | eth0 203.0.113.11/24 (rs1)   |
-//!  | 198.51.100.10 |        |       VIP 198.51.100.100 (rvsd)     |        | default via 203.0.113.1      |
-//!  | default via   |        | priv0 203.0.113.1/24 (DIP; bridge)  |--veth--| HTTP :80, UDP echo :53       |
-//!  | 198.51.100.1  |        |   ports rs1, rs2, ...               |--veth--| eth0 203.0.113.12/24 (rs2)...|
-//!  +---------------+        +-------------------------------------+        +------------------------------+
+//!  client ns              PREFIX-pubsw                director ns (PREFIX-director, -director2, ...)
+//!  +--------------+      +-------------+      +-----------------------------------------+
+//!  | eth0         |------| c1          |      | pub0  198.51.100.1/24  2001:db8:0:1::1  |
+//!  | 198.51.100.10|      |  br0        |------|       VIP 198.51.100.100, 2001:db8:0:1::100 (rvsd)
+//!  | 2001:db8:0:1::10    | d1 (GRO on) |      | priv0 203.0.113.1/24   2001:db8:0:2::1  |
+//!  | default via director| [r0 router] |      |       (DIP: the real servers' gateway)  |
+//!  +--------------+      +-------------+      +-----------------------------------------+
+//!                                                  |
+//!                         PREFIX-privsw            |     real-server ns (PREFIX-rs1, ...)
+//!                        +-------------+           |    +-------------------------------+
+//!                        | d1 (GRO on) |-----------+    | eth0 203.0.113.11/24          |
+//!                        |  br0        |----------------|      2001:db8:0:2::11/64      |
+//!                        | rs1, rs2 ...|                | default via the DIP (both)    |
+//!                        | [r0 router] |                | HTTP :80, UDP echo :53        |
+//!                        +-------------+                +-------------------------------+
 //! ```
 //!
+//! With [`LabConfig::router`], a router namespace `PREFIX-router` sits between the client and the public switch
+//! (client 198.18.0.10 / 2001:db8:0:3::10 on its own link, the router at .254 / ::254 on both switches), so clients
+//! reach the VIP through a router, as in direct routing and ECMP scale-out. IPv6 host parts read like the IPv4 last
+//! octet (203.0.113.11 is 2001:db8:0:2::11).
+//!
+//! GRO is on for the switch-side peers of every director veth (native XDP_REDIRECT into a veth needs NAPI on its
+//! peer) and TX checksum offload is off on every sender (packets carry complete checksums, as a NIC delivers them).
 //! Every `ip` command is confined to a lab namespace (`ip -n NS ...`); nothing touches the root namespace's
 //! interfaces, routes or rules. Everything is registered with [`crate::cleanup`] and removed on drop.
 
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -27,30 +43,76 @@ use crate::cmd::{ip, ip_in};
 use crate::error::{LabError, Result};
 use crate::netns;
 
-/// The client's address (CIP).
+/// The client's address (CIP) on the public switch.
 pub const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
-/// The director's public address.
+/// The (first) director's public address.
 pub const PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// The virtual IP the services live on.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
-/// The director's private address, the real servers' gateway.
+/// The (first) director's private address, the real servers' gateway.
 pub const DIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The router's address on the public switch (with [`LabConfig::router`]).
+pub const ROUTER_PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 254);
+/// The router's address on the private switch (a gateway for real servers whose replies bypass the director).
+pub const ROUTER_PRIVATE_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+/// The router's address on the client's link (with [`LabConfig::router`]).
+pub const ROUTER_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The client's address behind the router (with [`LabConfig::router`]).
+pub const ROUTED_CIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+
+/// The IPv6 client address on the public switch.
+pub const CIP6: Ipv6Addr = v6(1, 0x10);
+/// The (first) director's public IPv6 address.
+pub const PUBLIC_IP6: Ipv6Addr = v6(1, 0x1);
+/// The IPv6 virtual IP.
+pub const VIP6: Ipv6Addr = v6(1, 0x100);
+/// The (first) director's private IPv6 address.
+pub const DIP6: Ipv6Addr = v6(2, 0x1);
+/// The router's IPv6 addresses: public switch, private switch, client link.
+pub const ROUTER_PUBLIC_IP6: Ipv6Addr = v6(1, 0x254);
+pub const ROUTER_PRIVATE_IP6: Ipv6Addr = v6(2, 0x254);
+pub const ROUTER_CLIENT_IP6: Ipv6Addr = v6(3, 0x1);
+/// The client's IPv6 address behind the router.
+pub const ROUTED_CIP6: Ipv6Addr = v6(3, 0x10);
+
 /// Port of the real servers' HTTP server.
 pub const HTTP_PORT: u16 = 80;
 /// Port of the real servers' UDP echo server.
 pub const UDP_PORT: u16 = 53;
-/// The two /24s the lab uses.
-pub const RANGES: [(Ipv4Addr, u8); 2] = [
-    (Ipv4Addr::new(198, 51, 100, 0), 24),
-    (Ipv4Addr::new(203, 0, 113, 0), 24),
+/// The networks the lab uses: public, private, the router's client links, and IPv6 (2001:db8:0:N::/64, N = 1
+/// public, 2 private, 3 client link). A root namespace address in any of them stops the lab from starting.
+pub const RANGES: [(IpAddr, u8); 4] = [
+    (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 0)), 24),
+    (IpAddr::V4(Ipv4Addr::new(203, 0, 113, 0)), 24),
+    (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 0)), 15),
+    (
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)),
+        48,
+    ),
 ];
 /// Most real servers a lab can have (RIPs .11 to .210).
 pub const MAX_REAL_SERVERS: usize = 200;
-/// The director's public and private interfaces (names inside the director namespace).
+/// Most directors a lab can have (public .1 to .8, private .1 to .8).
+pub const MAX_DIRECTORS: usize = 8;
+/// A director's (and the router's) interfaces to the public and the private switch.
 pub const PUBLIC_IF: &str = "pub0";
 pub const PRIVATE_IF: &str = "priv0";
+/// The router's interface to the client's link.
+pub const ROUTER_CLIENT_IF: &str = "cli0";
 /// The client's and each real server's interface.
 pub const HOST_IF: &str = "eth0";
+/// The bridge inside each switch namespace.
+pub const BRIDGE: &str = "br0";
+
+/// 2001:db8:0:NET::HOST.
+const fn v6(net: u16, host: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, net, 0, 0, 0, host)
+}
+
+/// The IPv6 host part that reads like the decimal IPv4 last octet `n` (11 -> ::11).
+fn hex_like(n: usize) -> u16 {
+    u16::from_str_radix(&n.to_string(), 16).unwrap_or(0)
+}
 
 /// RIP of real server `i` (1-based): 203.0.113.(10 + i).
 pub fn rip(i: usize) -> Ipv4Addr {
@@ -58,25 +120,66 @@ pub fn rip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(203, 0, 113, last)
 }
 
+/// IPv6 RIP of real server `i` (1-based): 2001:db8:0:2::(10 + i), e.g. rs1 2001:db8:0:2::11.
+pub fn rip6(i: usize) -> Ipv6Addr {
+    v6(2, hex_like(10 + i.min(MAX_REAL_SERVERS)))
+}
+
+/// Public address of director `k` (1-based): 198.51.100.k.
+pub fn public_ip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 51, 100, k.clamp(1, MAX_DIRECTORS) as u8)
+}
+
+/// Private address (DIP) of director `k` (1-based): 203.0.113.k.
+pub fn dip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(203, 0, 113, k.clamp(1, MAX_DIRECTORS) as u8)
+}
+
+/// Public IPv6 address of director `k`: 2001:db8:0:1::k.
+pub fn public_ip6(k: usize) -> Ipv6Addr {
+    v6(1, hex_like(k.clamp(1, MAX_DIRECTORS)))
+}
+
+/// Private IPv6 address of director `k`: 2001:db8:0:2::k.
+pub fn dip6(k: usize) -> Ipv6Addr {
+    v6(2, hex_like(k.clamp(1, MAX_DIRECTORS)))
+}
+
 /// VIP:port.
 pub fn vip(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(VIP, port))
 }
 
-/// How to build a lab.
+/// [VIP6]:port.
+pub fn vip6(port: u16) -> SocketAddr {
+    SocketAddr::V6(SocketAddrV6::new(VIP6, port, 0, 0))
+}
+
+/// How to build a lab. The defaults give one client, one director (running rvsd) and two real servers.
 #[derive(Debug, Clone)]
 pub struct LabConfig {
-    /// Namespace names are `PREFIX-client`, `PREFIX-director`, `PREFIX-rs1`, ...
+    /// Namespace names are `PREFIX-client`, `PREFIX-director`, `PREFIX-pubsw`, `PREFIX-privsw`, `PREFIX-rs1`, ...
     pub prefix: String,
     pub real_servers: usize,
     /// Start `rvs-lab serve` in each real-server namespace.
     pub servers: bool,
-    /// Start rvsd in the director namespace.
+    /// Start rvsd (in the first [`LabConfig::rvsd_directors`] directors).
     pub rvsd: bool,
     /// Where the rvsd socket, rules file and logs live; a fresh temp dir when `None`.
     pub state_dir: Option<PathBuf>,
     /// Extra arguments for rvsd.
     pub rvsd_args: Vec<String>,
+    /// Number of directors, 1..=[`MAX_DIRECTORS`]: namespaces `PREFIX-director`, `PREFIX-director2`, ..., each
+    /// with one veth to each switch; director k has public 198.51.100.k / 2001:db8:0:1::k and private 203.0.113.k /
+    /// 2001:db8:0:2::k.
+    pub directors: usize,
+    /// How many directors (the first ones) get an rvsd when `rvsd` is set; default 1 (more answer ARP for the
+    /// same VIP: use it with a router that picks one, e.g. ECMP).
+    pub rvsd_directors: usize,
+    /// A router namespace `PREFIX-router` between the client and the public switch: client -> router -> public
+    /// switch. The client then has [`ROUTED_CIP`] / [`ROUTED_CIP6`]; the router has a leg on the private switch too
+    /// (a gateway for real servers whose replies bypass the directors) and forwards with an L4 multipath hash.
+    pub router: bool,
 }
 
 impl Default for LabConfig {
@@ -88,6 +191,9 @@ impl Default for LabConfig {
             rvsd: true,
             state_dir: None,
             rvsd_args: vec![],
+            directors: 1,
+            rvsd_directors: 1,
+            router: false,
         }
     }
 }
@@ -103,22 +209,94 @@ impl LabConfig {
             ..LabConfig::default()
         }
     }
+
+    /// The namespace of director `k` (1-based): `PREFIX-director`, `PREFIX-director2`, ...
+    pub fn director_ns(&self, k: usize) -> String {
+        if k <= 1 {
+            format!("{}-director", self.prefix)
+        } else {
+            format!("{}-director{k}", self.prefix)
+        }
+    }
+
+    /// Every namespace of this lab, switches first.
+    pub fn namespaces(&self) -> Vec<String> {
+        let p = &self.prefix;
+        let mut v = vec![format!("{p}-pubsw"), format!("{p}-privsw")];
+        if self.router {
+            v.push(format!("{p}-router"));
+        }
+        v.push(format!("{p}-client"));
+        v.extend((1..=self.directors).map(|k| self.director_ns(k)));
+        v.extend((1..=self.real_servers).map(|i| format!("{p}-rs{i}")));
+        v
+    }
+
+    /// Checks the numbers and the prefix.
+    pub fn validate(&self) -> Result<()> {
+        if self.real_servers == 0 || self.real_servers > MAX_REAL_SERVERS {
+            return Err(LabError::Invalid(format!(
+                "real servers must be 1..={MAX_REAL_SERVERS}"
+            )));
+        }
+        if self.directors == 0 || self.directors > MAX_DIRECTORS {
+            return Err(LabError::Invalid(format!(
+                "directors must be 1..={MAX_DIRECTORS}"
+            )));
+        }
+        if self.rvsd && (self.rvsd_directors == 0 || self.rvsd_directors > self.directors) {
+            return Err(LabError::Invalid(format!(
+                "rvsd can run in 1..={} directors",
+                self.directors
+            )));
+        }
+        if self.prefix.is_empty()
+            || !self
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(LabError::Invalid(format!(
+                "prefix {:?}: use letters, digits, - and _",
+                self.prefix
+            )));
+        }
+        Ok(())
+    }
 }
 
-/// Namespace names of a lab with `prefix`.
+/// Namespace names of a default-shaped lab (one director, no router) with `prefix`.
 pub fn ns_names(prefix: &str, real_servers: usize) -> Vec<String> {
-    let mut v = vec![format!("{prefix}-client"), format!("{prefix}-director")];
-    v.extend((1..=real_servers).map(|i| format!("{prefix}-rs{i}")));
-    v
+    LabConfig {
+        prefix: prefix.into(),
+        real_servers,
+        ..LabConfig::default()
+    }
+    .namespaces()
 }
 
-/// Parses `a.b.c.d/len` tokens after `inet` in `ip -o addr` output.
-pub fn parse_inet_addrs(text: &str) -> Vec<(Ipv4Addr, u8)> {
+/// True when `suffix` (the part after `PREFIX-`) names one of a lab's namespaces (for `rvs-lab down`).
+pub fn is_lab_ns_suffix(suffix: &str) -> bool {
+    let numbered = |name: &str, min: u32| {
+        suffix.strip_prefix(name).is_some_and(|n| {
+            n.is_empty() && min == 0
+                || (!n.is_empty()
+                    && n.bytes().all(|b| b.is_ascii_digit())
+                    && n.parse::<u32>().is_ok_and(|x| x >= min))
+        })
+    };
+    matches!(suffix, "client" | "pubsw" | "privsw" | "router")
+        || numbered("director", 0)
+        || numbered("rs", 1)
+}
+
+/// Parses the `a.b.c.d/len` and `x:y::z/len` tokens after `inet` / `inet6` in `ip -o addr` output.
+pub fn parse_addrs(text: &str) -> Vec<(IpAddr, u8)> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut it = line.split_whitespace();
         while let Some(tok) = it.next() {
-            if tok == "inet"
+            if (tok == "inet" || tok == "inet6")
                 && let Some((a, l)) = it.next().and_then(|s| s.split_once('/'))
                 && let (Ok(a), Ok(l)) = (a.parse(), l.parse())
             {
@@ -129,19 +307,27 @@ pub fn parse_inet_addrs(text: &str) -> Vec<(Ipv4Addr, u8)> {
     out
 }
 
-fn range_of(a: Ipv4Addr, len: u8) -> (u32, u32) {
-    let len = len.min(32);
-    let mask = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
+/// The first and last address of a network, as 128-bit numbers within its family.
+fn range_of(a: IpAddr, len: u8) -> (u128, u128) {
+    let (bits, v) = match a {
+        IpAddr::V4(a) => (32u32, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (128u32, u128::from(a)),
     };
-    let start = u32::from(a) & mask;
-    (start, start | !mask)
+    let len = u32::from(len).min(bits);
+    let host_bits = bits - len;
+    let host_mask = if host_bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    (v & !host_mask, v | host_mask)
 }
 
-/// True when the two networks share any address.
-pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
+/// True when the two networks share any address (never across families).
+pub fn overlaps(a: (IpAddr, u8), b: (IpAddr, u8)) -> bool {
+    if a.0.is_ipv4() != b.0.is_ipv4() {
+        return false;
+    }
     let (a0, a1) = range_of(a.0, a.1);
     let (b0, b1) = range_of(b.0, b.1);
     a0 <= b1 && b0 <= a1
@@ -154,8 +340,8 @@ pub fn preflight() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         return Err(LabError::NotRoot);
     }
-    let text = ip(&["-o", "-4", "addr", "show"])?;
-    for (a, l) in parse_inet_addrs(&text) {
+    let text = ip(&["-o", "addr", "show"])?;
+    for (a, l) in parse_addrs(&text) {
         for r in RANGES {
             if overlaps((a, l), r) {
                 return Err(LabError::Overlap {
@@ -181,25 +367,9 @@ pub struct Lab {
 impl Lab {
     /// Builds the topology, starts the servers and rvsd as configured.
     pub fn up(cfg: LabConfig) -> Result<Lab> {
-        if cfg.real_servers == 0 || cfg.real_servers > MAX_REAL_SERVERS {
-            return Err(LabError::Invalid(format!(
-                "real servers must be 1..={MAX_REAL_SERVERS}"
-            )));
-        }
-        if cfg.prefix.is_empty()
-            || !cfg
-                .prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(LabError::Invalid(format!(
-                "prefix {:?}: use letters, digits, - and _",
-                cfg.prefix
-            )));
-        }
+        cfg.validate()?;
         preflight()?;
-        let names = ns_names(&cfg.prefix, cfg.real_servers);
-        if let Some(ns) = names.iter().find(|n| netns::exists(n)) {
+        if let Some(ns) = cfg.namespaces().iter().find(|n| netns::exists(n)) {
             return Err(LabError::StillUp {
                 prefix: cfg.prefix.clone(),
                 what: format!("namespace {ns}"),
@@ -238,7 +408,9 @@ impl Lab {
             lab.start_servers()?;
         }
         if lab.cfg.rvsd {
-            lab.start_rvsd()?;
+            for k in 1..=lab.cfg.rvsd_directors {
+                lab.start_rvsd_in(k)?;
+            }
         }
         Ok(lab)
     }
@@ -247,9 +419,25 @@ impl Lab {
     pub fn client(&self) -> String {
         format!("{}-client", self.cfg.prefix)
     }
-    /// The director namespace.
+    /// The (first) director namespace.
     pub fn director(&self) -> String {
-        format!("{}-director", self.cfg.prefix)
+        self.cfg.director_ns(1)
+    }
+    /// Director `k`'s namespace (1-based).
+    pub fn director_n(&self, k: usize) -> String {
+        self.cfg.director_ns(k)
+    }
+    /// The public switch namespace (bridge [`BRIDGE`]; ports `c1` client, `dK` director K, `r0` router).
+    pub fn pubsw(&self) -> String {
+        format!("{}-pubsw", self.cfg.prefix)
+    }
+    /// The private switch namespace (bridge [`BRIDGE`]; ports `dK` director K, `rsI` real server I, `r0` router).
+    pub fn privsw(&self) -> String {
+        format!("{}-privsw", self.cfg.prefix)
+    }
+    /// The router namespace (present with [`LabConfig::router`]).
+    pub fn router(&self) -> String {
+        format!("{}-router", self.cfg.prefix)
     }
     /// Real server `i`'s namespace (1-based).
     pub fn rs(&self, i: usize) -> String {
@@ -257,95 +445,213 @@ impl Lab {
     }
     /// All namespaces.
     pub fn namespaces(&self) -> Vec<String> {
-        ns_names(&self.cfg.prefix, self.cfg.real_servers)
+        self.cfg.namespaces()
     }
-    /// rvsd's control socket.
+    /// The client's IPv4 address in this lab ([`CIP`], or [`ROUTED_CIP`] behind the router).
+    pub fn cip(&self) -> Ipv4Addr {
+        if self.cfg.router { ROUTED_CIP } else { CIP }
+    }
+    /// The client's IPv6 address in this lab.
+    pub fn cip6(&self) -> Ipv6Addr {
+        if self.cfg.router { ROUTED_CIP6 } else { CIP6 }
+    }
+    /// rvsd's control socket (first director).
     pub fn socket(&self) -> PathBuf {
-        self.state_dir.join("rvsd.sock")
+        self.socket_in(1)
     }
-    /// rvsd's rules file.
+    /// rvsd's rules file (first director).
     pub fn rules(&self) -> PathBuf {
-        self.state_dir.join("rules")
+        self.rules_in(1)
     }
-    /// rvsd's log.
+    /// rvsd's log (first director).
     pub fn rvsd_log(&self) -> PathBuf {
-        self.state_dir.join("rvsd.log")
+        self.rvsd_log_in(1)
+    }
+    /// The control socket of director `k`'s rvsd: `rvsd.sock`, `rvsd2.sock`, ...
+    pub fn socket_in(&self, k: usize) -> PathBuf {
+        self.state_dir.join(format!("{}.sock", rvsd_name(k)))
+    }
+    /// Director `k`'s rvsd rules file: `rules`, `rules2`, ...
+    pub fn rules_in(&self, k: usize) -> PathBuf {
+        if k <= 1 {
+            self.state_dir.join("rules")
+        } else {
+            self.state_dir.join(format!("rules{k}"))
+        }
+    }
+    /// Director `k`'s rvsd log: `rvsd.log`, `rvsd2.log`, ...
+    pub fn rvsd_log_in(&self, k: usize) -> PathBuf {
+        self.state_dir.join(format!("{}.log", rvsd_name(k)))
     }
     /// The binaries (when rvsd is part of this lab).
     pub fn binaries(&self) -> Option<&Binaries> {
         self.bins.as_ref()
     }
 
+    /// A veth from switch namespace `sw` (port `port`, enslaved to its bridge) to `ifname` in namespace `ns`; both
+    /// ends up.
+    fn plug(&self, sw: &str, port: &str, ns: &str, ifname: &str) -> Result<()> {
+        ip_in(
+            sw,
+            &[
+                "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns,
+            ],
+        )?;
+        ip_in(sw, &["link", "set", port, "master", BRIDGE, "up"])?;
+        ip_in(ns, &["link", "set", ifname, "up"])?;
+        Ok(())
+    }
+
+    /// Adds an IPv4 /24 and an IPv6 /64 (no duplicate address detection) to `ifname` in `ns`.
+    fn addrs(ns: &str, ifname: &str, a4: Ipv4Addr, a6: Ipv6Addr) -> Result<()> {
+        ip_in(ns, &["addr", "add", &format!("{a4}/24"), "dev", ifname])?;
+        ip_in(
+            ns,
+            &["addr", "add", &format!("{a6}/64"), "dev", ifname, "nodad"],
+        )?;
+        Ok(())
+    }
+
+    /// Default routes of both families in `ns`.
+    fn default_routes(ns: &str, gw4: Ipv4Addr, gw6: Ipv6Addr) -> Result<()> {
+        ip_in(ns, &["route", "add", "default", "via", &gw4.to_string()])?;
+        ip_in(
+            ns,
+            &["-6", "route", "add", "default", "via", &gw6.to_string()],
+        )?;
+        Ok(())
+    }
+
     fn build_topology(&mut self) -> Result<()> {
-        let (client, director) = (self.client(), self.director());
+        let cfg = self.cfg.clone();
+        let (client, pubsw, privsw, router) =
+            (self.client(), self.pubsw(), self.privsw(), self.router());
         for ns in self.namespaces() {
             ip(&["netns", "add", ns.as_str()])?;
             self.guard.add_namespace(&ns);
             ip_in(&ns, &["link", "set", "lo", "up"])?;
         }
-        for ns in
-            std::iter::once(client.clone()).chain((1..=self.cfg.real_servers).map(|i| self.rs(i)))
-        {
-            netns::run_in(&ns, || {
+        // Switches are layer 2 only: no IPv6 on their ports, no multicast snooping (VRRP and NDP flood).
+        for sw in [&pubsw, &privsw] {
+            netns::run_in(sw, || {
                 netns::write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
                 netns::write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
             })?;
-        }
-        netns::run_in(&director, || {
-            netns::write_sysctl("net.ipv4.ip_forward", "1")
-        })?;
-
-        // Public side.
-        ip_in(
-            &director,
-            &[
-                "link", "add", PUBLIC_IF, "type", "veth", "peer", "name", HOST_IF, "netns", &client,
-            ],
-        )?;
-        ip_in(
-            &director,
-            &["addr", "add", &format!("{PUBLIC_IP}/24"), "dev", PUBLIC_IF],
-        )?;
-        ip_in(&director, &["link", "set", PUBLIC_IF, "up"])?;
-        ip_in(
-            &client,
-            &["addr", "add", &format!("{CIP}/24"), "dev", HOST_IF],
-        )?;
-        ip_in(&client, &["link", "set", HOST_IF, "up"])?;
-        ip_in(
-            &client,
-            &["route", "add", "default", "via", &PUBLIC_IP.to_string()],
-        )?;
-
-        // Private side: a bridge holding the DIP, one veth port per real server.
-        ip_in(&director, &["link", "add", PRIVATE_IF, "type", "bridge"])?;
-        ip_in(
-            &director,
-            &["addr", "add", &format!("{DIP}/24"), "dev", PRIVATE_IF],
-        )?;
-        ip_in(&director, &["link", "set", PRIVATE_IF, "up"])?;
-        for i in 1..=self.cfg.real_servers {
-            let (rs, port) = (self.rs(i), format!("rs{i}"));
             ip_in(
-                &director,
+                sw,
                 &[
-                    "link", "add", &port, "type", "veth", "peer", "name", HOST_IF, "netns", &rs,
+                    "link",
+                    "add",
+                    BRIDGE,
+                    "type",
+                    "bridge",
+                    "mcast_snooping",
+                    "0",
                 ],
             )?;
-            ip_in(
-                &director,
-                &["link", "set", &port, "master", PRIVATE_IF, "up"],
-            )?;
-            ip_in(
-                &rs,
-                &["addr", "add", &format!("{}/24", rip(i)), "dev", HOST_IF],
-            )?;
-            ip_in(&rs, &["link", "set", HOST_IF, "up"])?;
-            ip_in(&rs, &["route", "add", "default", "via", &DIP.to_string()])?;
+            ip_in(sw, &["link", "set", BRIDGE, "up"])?;
         }
-        // Packets sent from the client and real-server namespaces carry complete checksums.
-        for ns in std::iter::once(client).chain((1..=self.cfg.real_servers).map(|i| self.rs(i))) {
-            netns::run_in(&ns, || netns::tx_checksum_off(HOST_IF))?;
+        // Hosts: dual stack, addresses usable at once.
+        let mut hosts: Vec<String> = vec![client.clone()];
+        if cfg.router {
+            hosts.push(router.clone());
+        }
+        hosts.extend((1..=cfg.directors).map(|k| self.director_n(k)));
+        hosts.extend((1..=cfg.real_servers).map(|i| self.rs(i)));
+        for ns in &hosts {
+            let forwards = *ns == router || (1..=cfg.directors).any(|k| *ns == self.director_n(k));
+            let is_router = *ns == router;
+            netns::run_in(ns, move || {
+                netns::write_sysctl("net.ipv6.conf.all.disable_ipv6", "0")?;
+                netns::write_sysctl("net.ipv6.conf.default.disable_ipv6", "0")?;
+                netns::write_sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+                netns::write_sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+                if forwards {
+                    netns::write_sysctl("net.ipv4.ip_forward", "1")?;
+                    netns::write_sysctl("net.ipv6.conf.all.forwarding", "1")?;
+                }
+                if is_router {
+                    // ECMP spreads flows by their 5-tuple, not only by addresses.
+                    netns::write_sysctl("net.ipv4.fib_multipath_hash_policy", "1")?;
+                    netns::write_sysctl("net.ipv6.fib_multipath_hash_policy", "1")?;
+                }
+                Ok(())
+            })?;
+        }
+
+        // Directors: one veth to each switch; GRO on the switch-side peers so XDP can redirect into the director's
+        // veths.
+        for k in 1..=cfg.directors {
+            let d = self.director_n(k);
+            let port = format!("d{k}");
+            self.plug(&pubsw, &port, &d, PUBLIC_IF)?;
+            self.plug(&privsw, &port, &d, PRIVATE_IF)?;
+            Self::addrs(&d, PUBLIC_IF, public_ip(k), public_ip6(k))?;
+            Self::addrs(&d, PRIVATE_IF, dip(k), dip6(k))?;
+            for sw in [&pubsw, &privsw] {
+                let p = port.clone();
+                netns::run_in(sw, move || netns::set_gro(&p, true))?;
+            }
+            if cfg.router {
+                Self::default_routes(&d, ROUTER_PUBLIC_IP, ROUTER_PUBLIC_IP6)?;
+            }
+        }
+
+        // The client: on the public switch, or behind the router.
+        if cfg.router {
+            ip_in(
+                &router,
+                &[
+                    "link",
+                    "add",
+                    ROUTER_CLIENT_IF,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    HOST_IF,
+                    "netns",
+                    &client,
+                ],
+            )?;
+            ip_in(&router, &["link", "set", ROUTER_CLIENT_IF, "up"])?;
+            ip_in(&client, &["link", "set", HOST_IF, "up"])?;
+            Self::addrs(
+                &router,
+                ROUTER_CLIENT_IF,
+                ROUTER_CLIENT_IP,
+                ROUTER_CLIENT_IP6,
+            )?;
+            self.plug(&pubsw, "r0", &router, PUBLIC_IF)?;
+            self.plug(&privsw, "r0", &router, PRIVATE_IF)?;
+            Self::addrs(&router, PUBLIC_IF, ROUTER_PUBLIC_IP, ROUTER_PUBLIC_IP6)?;
+            Self::addrs(&router, PRIVATE_IF, ROUTER_PRIVATE_IP, ROUTER_PRIVATE_IP6)?;
+            Self::addrs(&client, HOST_IF, ROUTED_CIP, ROUTED_CIP6)?;
+            Self::default_routes(&client, ROUTER_CLIENT_IP, ROUTER_CLIENT_IP6)?;
+        } else {
+            self.plug(&pubsw, "c1", &client, HOST_IF)?;
+            Self::addrs(&client, HOST_IF, CIP, CIP6)?;
+            Self::default_routes(&client, PUBLIC_IP, PUBLIC_IP6)?;
+        }
+
+        // Real servers: on the private switch, the (first) director's DIP as gateway.
+        for i in 1..=cfg.real_servers {
+            let rs = self.rs(i);
+            self.plug(&privsw, &format!("rs{i}"), &rs, HOST_IF)?;
+            Self::addrs(&rs, HOST_IF, rip(i), rip6(i))?;
+            Self::default_routes(&rs, DIP, DIP6)?;
+        }
+
+        // Every sender hands the wire complete checksums (the client, the real servers, the router).
+        let mut senders: Vec<(String, &'static str)> = vec![(client, HOST_IF)];
+        senders.extend((1..=cfg.real_servers).map(|i| (self.rs(i), HOST_IF)));
+        if cfg.router {
+            for ifname in [ROUTER_CLIENT_IF, PUBLIC_IF, PRIVATE_IF] {
+                senders.push((router.clone(), ifname));
+            }
+        }
+        for (ns, ifname) in senders {
+            netns::run_in(&ns, move || netns::tx_checksum_off(ifname))?;
         }
         Ok(())
     }
@@ -363,9 +669,9 @@ impl Lab {
                 .args(["serve", "--name", &name])
                 .args([
                     "--http",
-                    &format!("0.0.0.0:{HTTP_PORT}"),
+                    &format!("[::]:{HTTP_PORT}"),
                     "--udp",
-                    &format!("0.0.0.0:{UDP_PORT}"),
+                    &format!("[::]:{UDP_PORT}"),
                 ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -400,52 +706,73 @@ impl Lab {
             .ok_or_else(|| LabError::Invalid("this lab was built without rvsd".into()))
     }
 
-    /// True while an rvsd of this lab is running.
+    /// True while an rvsd of this lab is running in the first director.
     pub fn rvsd_running(&self) -> bool {
-        crate::cleanup::lock(&self.guard.resources)
-            .procs
-            .iter()
-            .any(|p| p.name == "rvsd")
+        self.rvsd_running_in(1)
     }
 
-    /// The pid of this lab's rvsd.
-    pub fn rvsd_pid(&self) -> Option<u32> {
+    /// True while director `k`'s rvsd is running.
+    pub fn rvsd_running_in(&self, k: usize) -> bool {
+        let name = rvsd_name(k);
         crate::cleanup::lock(&self.guard.resources)
             .procs
             .iter()
-            .find(|p| p.name == "rvsd")
+            .any(|p| p.name == name)
+    }
+
+    /// The pid of the first director's rvsd.
+    pub fn rvsd_pid(&self) -> Option<u32> {
+        let name = rvsd_name(1);
+        crate::cleanup::lock(&self.guard.resources)
+            .procs
+            .iter()
+            .find(|p| p.name == name)
             .map(|p| p.child.id())
     }
 
-    /// Starts rvsd in the director namespace and waits until its control socket answers.
+    /// Starts rvsd in the first director namespace and waits until its control socket answers.
     pub fn start_rvsd(&mut self) -> Result<()> {
+        self.start_rvsd_in(1)
+    }
+
+    /// Starts rvsd in director `k`'s namespace (with [`LabConfig::rvsd_args`]) and waits until its control socket
+    /// answers.
+    pub fn start_rvsd_in(&mut self, k: usize) -> Result<()> {
+        if k == 0 || k > self.cfg.directors {
+            return Err(LabError::Invalid(format!(
+                "no director {k} (this lab has {})",
+                self.cfg.directors
+            )));
+        }
         if self.bins.is_none() {
             self.bins = Some(crate::bins::find()?);
         }
         let bins = self.bins()?.clone();
-        let log = self.rvsd_log();
+        let (name, socket, log) = (rvsd_name(k), self.socket_in(k), self.rvsd_log_in(k));
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .map_err(LabError::io(format!("opening {}", log.display())))?;
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.director()])
+        c.args(["netns", "exec", &self.director_n(k)])
             .arg(&bins.rvsd)
             .arg("--socket")
-            .arg(self.socket())
+            .arg(&socket)
             .arg("--rules")
-            .arg(self.rules())
+            .arg(self.rules_in(k))
             .args(["--public-if", PUBLIC_IF, "--private-if", PRIVATE_IF])
             .args(&self.cfg.rvsd_args)
-            .env("RVS_SOCKET", self.socket())
+            .env("RVS_SOCKET", &socket)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(logf)
             .process_group(0);
-        let child = c.spawn().map_err(LabError::io("starting rvsd"))?;
+        let child = c
+            .spawn()
+            .map_err(LabError::io(format!("starting {name}")))?;
         self.guard.add_proc(Proc {
-            name: "rvsd".into(),
+            name: name.clone(),
             child,
             stop: StopSignal::Term,
         });
@@ -454,22 +781,22 @@ impl Lab {
         loop {
             {
                 let mut res = crate::cleanup::lock(&self.guard.resources);
-                if let Some(p) = res.procs.iter_mut().find(|p| p.name == "rvsd")
+                if let Some(p) = res.procs.iter_mut().find(|p| p.name == name)
                     && let Ok(Some(status)) = p.child.try_wait()
                 {
-                    res.procs.retain(|p| p.name != "rvsd");
+                    res.procs.retain(|p| p.name != name);
                     drop(res);
                     return Err(LabError::Process {
                         what: format!(
-                            "rvsd exited at start ({status}); its log says:\n{}",
+                            "{name} exited at start ({status}); its log says:\n{}",
                             self.log_tail(&log)
                         ),
                     });
                 }
             }
-            if self.socket().exists()
+            if socket.exists()
                 && self
-                    .rvsadm_output(&["-L", "-n"])
+                    .rvsadm_output_in(k, &["-L", "-n"])
                     .is_ok_and(|o| o.status.success())
             {
                 return Ok(());
@@ -477,7 +804,7 @@ impl Lab {
             if start.elapsed() > limit {
                 return Err(LabError::Timeout {
                     what: format!(
-                        "rvsd's control socket to answer; its log says:\n{}",
+                        "{name}'s control socket to answer; its log says:\n{}",
                         self.log_tail(&log)
                     ),
                     ms: limit.as_millis(),
@@ -487,32 +814,36 @@ impl Lab {
         }
     }
 
-    /// Stops rvsd with SIGTERM and waits for it; returns its exit status text.
+    fn take_rvsd(&mut self, k: usize) -> Result<Proc> {
+        let name = rvsd_name(k);
+        let mut res = crate::cleanup::lock(&self.guard.resources);
+        let idx = res
+            .procs
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| LabError::Invalid(format!("{name} is not running")))?;
+        Ok(res.procs.remove(idx))
+    }
+
+    /// Stops the first director's rvsd with SIGTERM and waits for it; returns its exit status text.
     pub fn stop_rvsd(&mut self) -> Result<String> {
-        let p = {
-            let mut res = crate::cleanup::lock(&self.guard.resources);
-            let idx = res
-                .procs
-                .iter()
-                .position(|p| p.name == "rvsd")
-                .ok_or_else(|| LabError::Invalid("rvsd is not running".into()))?;
-            res.procs.remove(idx)
-        };
-        let mut p = p;
+        self.stop_rvsd_in(1)
+    }
+
+    /// Stops director `k`'s rvsd with SIGTERM and waits for it; returns its exit status text.
+    pub fn stop_rvsd_in(&mut self, k: usize) -> Result<String> {
+        let mut p = self.take_rvsd(k)?;
         Ok(crate::cleanup::stop_proc(&mut p, Duration::from_secs(10)))
     }
 
-    /// Kills rvsd with SIGKILL (a crash: it cannot remove its steering) and reaps it.
+    /// Kills the first director's rvsd with SIGKILL (a crash: it cannot remove its steering) and reaps it.
     pub fn crash_rvsd(&mut self) -> Result<()> {
-        let mut p = {
-            let mut res = crate::cleanup::lock(&self.guard.resources);
-            let idx = res
-                .procs
-                .iter()
-                .position(|p| p.name == "rvsd")
-                .ok_or_else(|| LabError::Invalid("rvsd is not running".into()))?;
-            res.procs.remove(idx)
-        };
+        self.crash_rvsd_in(1)
+    }
+
+    /// Kills director `k`'s rvsd with SIGKILL and reaps it.
+    pub fn crash_rvsd_in(&mut self, k: usize) -> Result<()> {
+        let mut p = self.take_rvsd(k)?;
         p.child.kill().map_err(LabError::io("killing rvsd"))?;
         p.child.wait().map_err(LabError::io("reaping rvsd"))?;
         Ok(())
@@ -524,25 +855,40 @@ impl Lab {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// rvsd's log so far (for failure messages).
+    /// The first director's rvsd log so far (for failure messages).
     pub fn rvsd_log_text(&self) -> String {
         self.log_tail(&self.rvsd_log())
     }
 
-    /// Runs `rvsadm ARGS` against this lab's rvsd and returns its raw output (any exit status).
+    /// Director `k`'s rvsd log so far.
+    pub fn rvsd_log_text_in(&self, k: usize) -> String {
+        self.log_tail(&self.rvsd_log_in(k))
+    }
+
+    /// Runs `rvsadm ARGS` against the first director's rvsd and returns its raw output (any exit status).
     pub fn rvsadm_output(&self, args: &[&str]) -> Result<Output> {
+        self.rvsadm_output_in(1, args)
+    }
+
+    /// Runs `rvsadm ARGS` against director `k`'s rvsd and returns its raw output (any exit status).
+    pub fn rvsadm_output_in(&self, k: usize, args: &[&str]) -> Result<Output> {
         let bins = self.bins()?;
         Command::new(&bins.rvsadm)
             .args(args)
-            .env("RVS_SOCKET", self.socket())
+            .env("RVS_SOCKET", self.socket_in(k))
             .stdin(Stdio::null())
             .output()
             .map_err(LabError::io("running rvsadm"))
     }
 
-    /// Runs `rvsadm ARGS`; a failure is an error with rvsadm's message. Returns stdout.
+    /// Runs `rvsadm ARGS` against the first director; a failure is an error with rvsadm's message. Returns stdout.
     pub fn rvsadm(&self, args: &[&str]) -> Result<String> {
-        let out = self.rvsadm_output(args)?;
+        self.rvsadm_in(1, args)
+    }
+
+    /// Runs `rvsadm ARGS` against director `k`; a failure is an error with rvsadm's message. Returns stdout.
+    pub fn rvsadm_in(&self, k: usize, args: &[&str]) -> Result<String> {
+        let out = self.rvsadm_output_in(k, args)?;
         if !out.status.success() {
             return Err(LabError::Command {
                 command: crate::cmd::render("rvsadm", args),
@@ -586,6 +932,10 @@ impl Lab {
         let namespaces = self.namespaces();
         let prefix = self.cfg.prefix.clone();
         let socket = self.socket();
+        // Each director's rvsd socket, for `rvs-lab exec PREFIX-directorK`.
+        let sockets: serde_json::Map<String, serde_json::Value> = (1..=self.cfg.directors)
+            .map(|k| (self.director_n(k), serde_json::json!(self.socket_in(k))))
+            .collect();
         let res = self.guard.detach();
         let procs: Vec<serde_json::Value> = res
             .procs
@@ -597,6 +947,7 @@ impl Lab {
             "namespaces": namespaces,
             "procs": procs,
             "socket": socket,
+            "sockets": sockets,
             "bin_dir": bins.as_ref().map(|b| b.dir().to_path_buf()),
         });
         std::fs::write(
@@ -608,38 +959,167 @@ impl Lab {
     }
 }
 
+/// The name of director `k`'s rvsd process (and of its socket and log files): `rvsd`, `rvsd2`, ...
+pub fn rvsd_name(k: usize) -> String {
+    if k <= 1 {
+        "rvsd".into()
+    } else {
+        format!("rvsd{k}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
     #[test]
     fn overlap_and_parsing() {
-        let text = "1: lo    inet 127.0.0.1/8 scope host lo\n2: eth0    inet 198.51.100.7/16 brd x scope global eth0\n";
-        let addrs = parse_inet_addrs(text);
+        let text = "1: lo    inet 127.0.0.1/8 scope host lo\n2: eth0    inet 198.51.100.7/16 brd x scope global eth0\n\
+                    2: eth0    inet6 2001:db8:0:5::7/64 scope global\n2: eth0    inet6 fd00::2/64 scope global\n";
+        let addrs = parse_addrs(text);
         assert_eq!(
             addrs,
             vec![
-                (Ipv4Addr::new(127, 0, 0, 1), 8),
-                (Ipv4Addr::new(198, 51, 100, 7), 16)
+                (v4(127, 0, 0, 1), 8),
+                (v4(198, 51, 100, 7), 16),
+                ("2001:db8:0:5::7".parse().unwrap_or(VIP.into()), 64),
+                ("fd00::2".parse().unwrap_or(VIP.into()), 64),
             ]
         );
         assert!(!overlaps(addrs[0], RANGES[0]));
         assert!(overlaps(addrs[1], RANGES[0]));
-        assert!(overlaps((Ipv4Addr::new(203, 0, 113, 200), 32), RANGES[1]));
-        assert!(!overlaps((Ipv4Addr::new(203, 0, 114, 1), 24), RANGES[1]));
-        assert!(overlaps((Ipv4Addr::new(10, 0, 0, 1), 0), RANGES[1]));
+        assert!(
+            overlaps(addrs[2], RANGES[3]),
+            "2001:db8:0:5::/64 is inside 2001:db8::/48"
+        );
+        assert!(!overlaps(addrs[3], RANGES[3]));
+        assert!(
+            RANGES
+                .iter()
+                .all(|r| !overlaps(addrs[3], *r) && !overlaps(addrs[0], *r))
+        );
+        assert!(overlaps((v4(203, 0, 113, 200), 32), RANGES[1]));
+        assert!(!overlaps((v4(203, 0, 114, 1), 24), RANGES[1]));
+        assert!(overlaps((v4(10, 0, 0, 1), 0), RANGES[1]));
+        assert!(overlaps((v4(198, 19, 7, 1), 24), RANGES[2]));
+        assert!(!overlaps((v4(198, 20, 0, 1), 24), RANGES[2]));
+        // The uplink (192.0.2.0/24) is none of the lab's.
+        assert!(RANGES.iter().all(|r| !overlaps((v4(192, 0, 2, 2), 24), *r)));
+        // Families never overlap, not even ::/0 with an IPv4 range.
+        assert!(!overlaps(
+            ("::".parse().unwrap_or(VIP.into()), 0),
+            RANGES[0]
+        ));
+        assert!(overlaps(("::".parse().unwrap_or(VIP.into()), 0), RANGES[3]));
     }
 
     #[test]
     fn names_and_addresses() {
         assert_eq!(
             ns_names("rvs", 2),
-            vec!["rvs-client", "rvs-director", "rvs-rs1", "rvs-rs2"]
+            vec![
+                "rvs-pubsw",
+                "rvs-privsw",
+                "rvs-client",
+                "rvs-director",
+                "rvs-rs1",
+                "rvs-rs2"
+            ]
         );
+        let big = LabConfig {
+            directors: 3,
+            router: true,
+            real_servers: 1,
+            ..LabConfig::default()
+        };
+        assert_eq!(
+            big.namespaces(),
+            vec![
+                "rvs-pubsw",
+                "rvs-privsw",
+                "rvs-router",
+                "rvs-client",
+                "rvs-director",
+                "rvs-director2",
+                "rvs-director3",
+                "rvs-rs1"
+            ]
+        );
+        for n in big.namespaces() {
+            assert!(is_lab_ns_suffix(n.trim_start_matches("rvs-")), "{n}");
+        }
+        for not in ["rs", "rs0", "directorx", "client2", "sw", "rs1a"] {
+            assert!(!is_lab_ns_suffix(not), "{not}");
+        }
         assert_eq!(rip(1), Ipv4Addr::new(203, 0, 113, 11));
         assert_eq!(rip(2), Ipv4Addr::new(203, 0, 113, 12));
+        assert_eq!(rip6(1).to_string(), "2001:db8:0:2::11");
+        assert_eq!(rip6(200).to_string(), "2001:db8:0:2::210");
+        assert_eq!(VIP6.to_string(), "2001:db8:0:1::100");
+        assert_eq!(CIP6.to_string(), "2001:db8:0:1::10");
+        assert_eq!((public_ip(1), dip(1)), (PUBLIC_IP, DIP));
+        assert_eq!((public_ip6(1), dip6(1)), (PUBLIC_IP6, DIP6));
+        assert_eq!(public_ip(3), Ipv4Addr::new(198, 51, 100, 3));
+        assert_eq!(dip6(3).to_string(), "2001:db8:0:2::3");
+        assert_eq!(ROUTER_PUBLIC_IP6.to_string(), "2001:db8:0:1::254");
+        assert_eq!(vip6(80).to_string(), "[2001:db8:0:1::100]:80");
+        // Every address the lab hands out lies in one of its ranges.
+        let all: Vec<IpAddr> = vec![
+            CIP.into(),
+            VIP.into(),
+            DIP.into(),
+            PUBLIC_IP.into(),
+            ROUTER_PUBLIC_IP.into(),
+            ROUTER_PRIVATE_IP.into(),
+            ROUTER_CLIENT_IP.into(),
+            ROUTED_CIP.into(),
+            rip(200).into(),
+            CIP6.into(),
+            VIP6.into(),
+            DIP6.into(),
+            PUBLIC_IP6.into(),
+            ROUTER_CLIENT_IP6.into(),
+            ROUTED_CIP6.into(),
+            rip6(200).into(),
+            public_ip(MAX_DIRECTORS).into(),
+        ];
+        for a in all {
+            assert!(RANGES.iter().any(|r| overlaps((a, 128), *r)), "{a}");
+        }
+        assert_eq!(rvsd_name(1), "rvsd");
+        assert_eq!(rvsd_name(2), "rvsd2");
         let a = LabConfig::unique("x");
         let b = LabConfig::unique("x");
         assert_ne!(a.prefix, b.prefix);
+        assert!(
+            LabConfig {
+                directors: 0,
+                ..LabConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            LabConfig {
+                directors: 2,
+                rvsd_directors: 3,
+                ..LabConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            LabConfig {
+                directors: 2,
+                rvsd_directors: 2,
+                ..LabConfig::default()
+            }
+            .validate()
+            .is_ok()
+        );
     }
 }

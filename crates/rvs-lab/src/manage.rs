@@ -27,10 +27,11 @@ pub fn up(prefix: &str, real_servers: usize, scheduler: &str) -> Result<()> {
         servers: true,
         rvsd: true,
         state_dir: Some(state_dir),
-        rvsd_args: vec![],
+        ..LabConfig::default()
     };
     let lab = Lab::up(cfg)?;
     let (client, director) = (lab.client(), lab.director());
+    let (pubsw, privsw) = (lab.pubsw(), lab.privsw());
     let vip = lab::VIP;
     // The command as invoked (e.g. target/release/rvs-lab), so the hints can be pasted as they are.
     let me = std::env::args().next().unwrap_or_else(|| "rvs-lab".into());
@@ -52,9 +53,11 @@ pub fn up(prefix: &str, real_servers: usize, scheduler: &str) -> Result<()> {
     let _state = lab.detach()?;
     println!(
         "The lab is up:
-  client    {client}: {cip}
-  director  {director}: public {pubip} (VIP {vip}), private {dip} (DIP); rvsd running, no services
-  real servers {rs}: {rips} (HTTP :80 answers with its name and the client address it saw; UDP echo :53)
+  client    {client}: {cip}, {cip6}
+  director  {director}: public {pubip}, {pubip6} (VIP {vip}, {vip6}), private {dip}, {dip6} (DIP); rvsd running, no services
+  switches  {pubsw} (client, director's pub0), {privsw} (director's priv0, real servers): a bridge each
+  real servers {rs}: {rips} and 2001:db8:0:2::11, ... (HTTP :80 answers with its name and the client address it saw;
+               UDP echo :53)
   rvsd socket {socket}, log {log}
 
 Try:
@@ -65,8 +68,12 @@ Try:
 Remove it with:
   {me} down{p}",
         cip = lab::CIP,
+        cip6 = lab::CIP6,
         pubip = lab::PUBLIC_IP,
+        pubip6 = lab::PUBLIC_IP6,
+        vip6 = lab::VIP6,
         dip = lab::DIP,
+        dip6 = lab::DIP6,
         rs = rs_names.join(", "),
         rips = (1..=real_servers).map(|i| lab::rip(i).to_string()).collect::<Vec<_>>().join(", "),
         socket = socket.display(),
@@ -96,7 +103,7 @@ fn stop_pid(pid: u32, what: &str) {
     if !(cl.contains("rvsd") || cl.contains("rvs-lab")) {
         return; // gone, or the pid was reused by something else: not ours
     }
-    let sig = if what == "rvsd" {
+    let sig = if what.starts_with("rvsd") {
         libc::SIGTERM
     } else {
         libc::SIGKILL
@@ -145,12 +152,7 @@ pub fn down(prefix: &str) -> Result<()> {
             .strip_prefix(prefix)
             .and_then(|r| r.strip_prefix('-'))
             .unwrap_or("");
-        let ours = rest == "client"
-            || rest == "director"
-            || rest
-                .strip_prefix("rs")
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if ours && !namespaces.iter().any(|n| n == name) {
+        if lab::is_lab_ns_suffix(rest) && !namespaces.iter().any(|n| n == name) {
             namespaces.push(name.to_string());
         }
     }
@@ -199,8 +201,13 @@ fn lab_of(ns: &str) -> Option<(PathBuf, Option<PathBuf>)> {
             .as_array()
             .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(ns)))
         {
+            // A director's own rvsd, else the first director's.
+            let socket = v["sockets"][ns]
+                .as_str()
+                .or_else(|| v["socket"].as_str())
+                .unwrap_or_default();
             return Some((
-                PathBuf::from(v["socket"].as_str().unwrap_or_default()),
+                PathBuf::from(socket),
                 v["bin_dir"].as_str().map(PathBuf::from),
             ));
         }

@@ -1,6 +1,6 @@
 //! Running code inside a network namespace from this process: a thread that `setns()`s into the namespace
 //! (setns is per thread; every socket it then creates belongs to that namespace), plus the few raw ioctls the lab
-//! needs there (TX checksum offload off).
+//! needs there (TX checksum offload off, GRO on).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -83,6 +83,8 @@ struct IfreqData {
 
 const ETHTOOL_GTXCSUM: u32 = 0x0000_0016;
 const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
+const ETHTOOL_GGRO: u32 = 0x0000_002b;
+const ETHTOOL_SGRO: u32 = 0x0000_002c;
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 
 /// Turns TX checksum offload off on `ifname` in the calling thread's namespace (like `ethtool -K IF tx off`), so
@@ -94,6 +96,17 @@ pub fn tx_checksum_off(ifname: &str) -> Result<()> {
 /// Whether TX checksum offload is on for `ifname` in the calling thread's namespace.
 pub fn tx_checksum_on(ifname: &str) -> Result<bool> {
     ethtool_value(ifname, ETHTOOL_GTXCSUM, 0).map(|v| v != 0)
+}
+
+/// Turns GRO on or off on `ifname` in the calling thread's namespace (like `ethtool -K IF gro on`). On a veth, GRO
+/// gives the device NAPI, which XDP_REDIRECT into its peer needs.
+pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
+    ethtool_value(ifname, ETHTOOL_SGRO, u32::from(on)).map(|_| ())
+}
+
+/// Whether GRO is on for `ifname` in the calling thread's namespace.
+pub fn gro_on(ifname: &str) -> Result<bool> {
+    ethtool_value(ifname, ETHTOOL_GGRO, 0).map(|v| v != 0)
 }
 
 fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> Result<u32> {

@@ -90,8 +90,14 @@ pub fn read_request_head<R: BufRead>(r: &mut R) -> Result<Option<RequestHead>> {
     Ok(Some(head))
 }
 
+/// A peer address as the client knows itself: an IPv4 client of a dual-stack (`[::]`) socket shows as IPv4, not as
+/// `::ffff:a.b.c.d`.
+pub fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 fn serve_conn(name: &str, stream: TcpStream) -> Result<()> {
-    let peer = stream.peer_addr().map_err(LabError::io("peer address"))?;
+    let peer = canonical(stream.peer_addr().map_err(LabError::io("peer address"))?);
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(LabError::io("read timeout"))?;
@@ -163,7 +169,7 @@ pub fn udp_loop(name: Arc<str>, sock: UdpSocket) {
         let Ok((n, peer)) = sock.recv_from(&mut buf) else {
             continue;
         };
-        let mut answer = format!("{name} {peer}\n").into_bytes();
+        let mut answer = format!("{name} {}\n", canonical(peer)).into_bytes();
         answer.extend_from_slice(&buf[..n]);
         let _ = sock.send_to(&answer, peer);
     }

@@ -673,3 +673,61 @@ fn a_restarted_rvsd_cleans_what_a_crashed_one_left() {
         "steering left behind after crash, restart and stop"
     );
 }
+
+#[test]
+fn ipv6_service_through_the_switches() {
+    let Some(lab) = testing::lab("ipv6_service", 2, true) else {
+        return;
+    };
+    let vip = format!("[{}]:80", lab::VIP6);
+    adm(&lab, &["-A", "-t", &vip, "-s", "rr"]);
+    for i in 1..=2 {
+        adm(
+            &lab,
+            &[
+                "-a",
+                "-t",
+                &vip,
+                "-r",
+                &format!("[{}]:80", lab::rip6(i)),
+                "-m",
+            ],
+        );
+    }
+    let t = lab
+        .in_client(|| client::run_requests(lab::vip6(80), 20, 2, Duration::from_secs(30)))
+        .unwrap_or_else(|e| panic!("IPv6 through the VIP: {e}\n{}", lab.rvsd_log_text()));
+    assert_eq!((count(&t, "rs1"), count(&t, "rs2")), (10, 10), "{t:?}");
+    assert_eq!(
+        t.client_ips.keys().cloned().collect::<Vec<_>>(),
+        vec![lab::CIP6.to_string()]
+    );
+}
+
+#[test]
+fn nat_through_a_router_with_two_directors() {
+    if !testing::lab_available("nat_through_a_router") {
+        return;
+    }
+    testing::reap_stale_test_labs();
+    let cfg = LabConfig {
+        real_servers: 2,
+        directors: 2,
+        router: true,
+        ..LabConfig::unique("nr")
+    };
+    let lab = Lab::up(cfg).expect("lab");
+    assert!(lab.rvsd_running_in(1) && !lab.rvsd_running_in(2));
+    adm(&lab, &["-A", "-t", &vip80(), "-s", "rr"]);
+    for i in 1..=2 {
+        adm(&lab, &["-a", "-t", &vip80(), "-r", &rs80(i), "-m"]);
+    }
+    // client -> router -> public switch -> director 1 (rvsd answers ARP for the VIP) -> real server, and the
+    // replies back through director 1's default route to the router.
+    let t = requests(&lab, 10, 2);
+    assert_eq!((count(&t, "rs1"), count(&t, "rs2")), (5, 5), "{t:?}");
+    assert_eq!(
+        t.client_ips.keys().cloned().collect::<Vec<_>>(),
+        vec![lab::ROUTED_CIP.to_string()]
+    );
+}

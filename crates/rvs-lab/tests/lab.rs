@@ -33,6 +33,31 @@ fn plain_router_http_udp_and_cleanup() {
         on,
         "the probe should see the director's untouched veth with offload on"
     );
+    // GRO (NAPI) on the switch-side peers of the director's veths, so XDP can redirect into them; not elsewhere.
+    for (sw, other) in [(lab.pubsw(), "c1"), (lab.privsw(), "rs1")] {
+        let (d1, other) = netns::run_in(&sw, move || {
+            Ok((netns::gro_on("d1")?, netns::gro_on(other)?))
+        })
+        .expect("GGRO");
+        assert!(d1, "GRO off on the director's switch port");
+        assert!(!other, "GRO should stay at the veth default elsewhere");
+    }
+    // The director's private side is a plain veth to the switch, not a bridge.
+    let link = lab
+        .ip(&lab.director(), &["-d", "link", "show", lab::PRIVATE_IF])
+        .expect("ip link");
+    assert!(link.contains("veth") && !link.contains("bridge"), "{link}");
+
+    // IPv6 through the director: the real server sees the client's IPv6 address.
+    let a6 = SocketAddr::new(lab::rip6(1).into(), 80);
+    let r6 = lab
+        .in_client(move || client::get(a6, Duration::from_secs(5)))
+        .expect("GET over IPv6 through the router");
+    let (name6, seen6) = r6.who().expect("who");
+    assert_eq!(
+        (name6.as_str(), seen6.ip()),
+        ("rs1", std::net::IpAddr::V6(lab::CIP6))
+    );
 
     // HTTP through the director, routed: the real server sees the client's address.
     let (a1, a2) = (rs_addr(1, 80), rs_addr(2, 80));
@@ -182,5 +207,114 @@ fn drop_on_panic_removes_everything() {
     assert!(
         names.iter().all(|n| !netns::exists(n)),
         "a panic left namespaces behind"
+    );
+}
+
+/// Accepts `n` TCP connections on `[::]:port` in `ns`; returns the peers' addresses.
+fn accept_peers(
+    ns: &str,
+    port: u16,
+    n: usize,
+) -> std::thread::JoinHandle<rvs_lab::Result<Vec<std::net::IpAddr>>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = netns::spawn_in(ns, move || {
+        let l = std::net::TcpListener::bind(("::", port))
+            .map_err(rvs_lab::LabError::io("binding the test listener"))?;
+        let _ = tx.send(());
+        let mut peers = Vec::new();
+        for _ in 0..n {
+            let (_, peer) = l.accept().map_err(rvs_lab::LabError::io("accept"))?;
+            peers.push(peer.ip().to_canonical());
+        }
+        Ok(peers)
+    })
+    .expect("listener thread");
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("listener up");
+    h
+}
+
+#[test]
+fn router_and_three_directors_dual_stack() {
+    if !testing::lab_available("router_and_three_directors_dual_stack") {
+        return;
+    }
+    testing::reap_stale_test_labs();
+    let cfg = LabConfig {
+        real_servers: 1,
+        rvsd: false,
+        directors: 3,
+        router: true,
+        ..LabConfig::unique("r")
+    };
+    let lab = Lab::up(cfg).expect("lab with a router and three directors");
+    let names = lab.namespaces();
+    assert!(names.contains(&lab.router()) && names.contains(&lab.director_n(3)));
+    assert!(names.iter().all(|n| netns::exists(n)));
+    assert_eq!(lab.cip(), lab::ROUTED_CIP);
+    // The router hashes multipath flows on their 5-tuple.
+    let policy = netns::run_in(&lab.router(), || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/fib_multipath_hash_policy")
+            .map_err(rvs_lab::LabError::io("sysctl"))
+    })
+    .expect("sysctl");
+    assert_eq!(policy.trim(), "1");
+
+    // Client -> router -> real server, both families; the real server sees the routed client address.
+    for (addr, cip) in [
+        (
+            SocketAddr::new(lab::rip(1).into(), 80),
+            std::net::IpAddr::V4(lab::ROUTED_CIP),
+        ),
+        (
+            SocketAddr::new(lab::rip6(1).into(), 80),
+            std::net::IpAddr::V6(lab::ROUTED_CIP6),
+        ),
+    ] {
+        let r = lab
+            .in_client(move || client::get(addr, Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("GET {addr} from behind the router: {e}"));
+        assert_eq!(r.who().expect("who").1.ip(), cip, "{addr}");
+    }
+
+    // Each director: its private leg reaches the real server (which sees that director's DIP), its public leg and
+    // default route reach the client behind the router (which sees that director's public address).
+    let client_peers = accept_peers(&lab.client(), 8080, 2 * 3);
+    for k in 1..=3 {
+        let (d4, d6) = (lab::dip(k), lab::dip6(k));
+        let (to4, to6) = (
+            SocketAddr::new(lab::ROUTED_CIP.into(), 8080),
+            SocketAddr::new(lab::ROUTED_CIP6.into(), 8080),
+        );
+        let seen = netns::run_in(&lab.director_n(k), move || {
+            let a = client::get(
+                SocketAddr::new(lab::rip(1).into(), 80),
+                Duration::from_secs(5),
+            )?;
+            let b = client::get(
+                SocketAddr::new(lab::rip6(1).into(), 80),
+                Duration::from_secs(5),
+            )?;
+            for to in [to4, to6] {
+                std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))
+                    .map_err(rvs_lab::LabError::io(format!("connect {to}")))?;
+            }
+            Ok((a.who()?.1.ip(), b.who()?.1.ip()))
+        })
+        .unwrap_or_else(|e| panic!("director {k}: {e}"));
+        assert_eq!(seen, (d4.into(), d6.into()), "director {k}");
+    }
+    let mut peers = client_peers.join().expect("join").expect("accepts");
+    peers.sort();
+    let mut want: Vec<std::net::IpAddr> = (1..=3)
+        .flat_map(|k| [lab::public_ip(k).into(), lab::public_ip6(k).into()])
+        .collect();
+    want.sort();
+    assert_eq!(peers, want);
+
+    lab.down().expect("down");
+    assert!(
+        names.iter().all(|n| !netns::exists(n)),
+        "namespaces left behind"
     );
 }
