@@ -107,6 +107,8 @@ pub(crate) struct Conn<A> {
     /// `TcpState as u8` (0 = NONE for UDP).
     pub(crate) state: u8,
     pub(crate) flags: u8,
+    /// Fast-path generation this connection was offered in (0: not offered; see fastpath.rs).
+    pub(crate) fast_gen: u8,
     /// Last packet, wrapping ms.
     pub(crate) last_seen: u32,
     /// Current timeout in ms.
@@ -145,6 +147,7 @@ impl<A> Conn<A> {
             proto,
             state: 0,
             flags,
+            fast_gen: 0,
             last_seen: now,
             timeout,
             armed: 0,

@@ -99,13 +99,16 @@ pub struct Director {
     services: ArcSwap<ServiceTable>,
     /// Serialises configuration writers (the packet path never takes it).
     config: Mutex<u64>,
-    v4: ConnTable<Ipv4Addr>,
-    v6: ConnTable<Ipv6Addr>,
+    pub(crate) v4: ConnTable<Ipv4Addr>,
+    pub(crate) v6: ConnTable<Ipv6Addr>,
     templates: TemplateTable,
     /// TCP timeouts by state, ms.
     tcp_timeouts: [AtomicU32; TCP_STATES],
     udp_timeout: AtomicU32,
     drops: Box<[DropSlot; STAT_SLOTS]>,
+    /// The fast path's hook and generation (fastpath.rs; 0: no fast path).
+    pub(crate) fast: std::sync::OnceLock<Arc<dyn crate::fastpath::FastPathSink>>,
+    pub(crate) fast_gen: std::sync::atomic::AtomicU8,
 }
 
 /// What a hit on an inbound connection yields.
@@ -181,6 +184,8 @@ impl Director {
             tcp_timeouts,
             udp_timeout: AtomicU32::new(300_000),
             drops: Box::default(),
+            fast: std::sync::OnceLock::new(),
+            fast_gen: std::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -483,11 +488,13 @@ impl Director {
     ) {
         let Some(c) = sh.get_mut(i) else { return };
         let old_timeout = c.timeout;
+        let old_state = c.state;
         match flags {
             Some(f) => self.tcp_transition(c, dir, f),
             None => c.timeout = self.udp_timeout.load(Ordering::Relaxed),
         }
         c.last_seen = now;
+        self.fast_path_step(c, old_state);
         if dir == TcpDir::Output {
             c.flags &= !F_NOOUTPUT;
             c.dest.stats.add_out(slot, len);

@@ -61,6 +61,7 @@ mod director;
 mod director_tests;
 #[cfg(test)]
 mod methods_tests;
+mod fastpath;
 pub mod sched;
 pub mod service;
 mod stats;
@@ -75,6 +76,7 @@ pub use dest::Destination;
 pub use director::{
     ConnSnapshot, DestSnapshot, Director, DirectorConfig, MemoryUsage, ServiceSnapshot,
 };
+pub use fastpath::{FastConn, FastCredit, FastPathSink};
 pub use sched::SchedFlags;
 pub use service::{
     DestSpec, ForwardMethod, Persistence, Protocol, ServiceKey, ServiceSpec, TunnelConfig,

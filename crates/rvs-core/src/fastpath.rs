@@ -1,0 +1,321 @@
+//! The hook for a fast path outside the core (rvs-xdp's XDP program): the core stays the authority and tells the
+//! fast path which connections it may forward; the fast path credits back what it forwarded.
+//!
+//! - A connection is *offered* ([`FastPathSink::offload`]) at a packet of the slow path that finds it ESTABLISHED
+//!   (TCP) or at any packet (UDP), once per fast-path generation, masq only, while its destination is available.
+//! - It is *withdrawn* ([`FastPathSink::withdraw`]) at the slow-path packet that moves it out of ESTABLISHED (the
+//!   fast path passes SYN/FIN/RST up, so the core sees every such packet).
+//! - [`Director::fast_path_reset`] starts a new generation: every connection is offered again at its next slow-path
+//!   packet (after a configuration change the fast path drops everything, and what is still valid comes back).
+//! - [`Director::fast_path_credit`] adds what the fast path forwarded to the counters and moves the connection's
+//!   last-seen time, so expiry, `--stats`, `--rate` and `-L -c` see it. It returns the connection's state (None: the
+//!   core no longer has it), which is how the fast path learns that a connection expired or was removed.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use rvs_wire::proto;
+
+use crate::conn::{Conn, ConnAddr, ConnTable, F_MASQ};
+use crate::director::Director;
+use crate::tcp::TcpState;
+use crate::time::Timestamp;
+
+/// A connection as the fast path needs it: the client side, the virtual service, the real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FastConn {
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub protocol: u8,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+}
+
+/// Where the core's offers go. Called with a connection-table shard locked: it must not block or call back
+/// into the director.
+pub trait FastPathSink: Send + Sync + std::fmt::Debug {
+    /// The connection may be forwarded by the fast path. False: not taken (it will be offered again at the next
+    /// slow-path packet).
+    fn offload(&self, c: &FastConn) -> bool;
+    /// The connection left ESTABLISHED: its packets must come back to the slow path.
+    fn withdraw(&self, c: &FastConn);
+}
+
+/// What the fast path forwarded for one connection since its last credit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastCredit {
+    /// Client -> real server.
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    /// Real server -> client.
+    pub out_packets: u64,
+    pub out_bytes: u64,
+    /// The last packet the fast path forwarded (the daemon's millisecond clock), if any.
+    pub last_seen: Option<Timestamp>,
+}
+
+fn fast_conn<A: ConnAddr>(c: &Conn<A>) -> FastConn {
+    FastConn {
+        protocol: c.proto,
+        caddr: c.caddr.to_ip(),
+        cport: c.cport,
+        vaddr: c.vaddr.to_ip(),
+        vport: c.vport,
+        daddr: c.daddr.to_ip(),
+        dport: c.dport,
+    }
+}
+
+impl Director {
+    /// Send offers and withdrawals to `sink` from now on (once; later calls are ignored).
+    pub fn set_fast_path(&self, sink: std::sync::Arc<dyn FastPathSink>) {
+        if self.fast.set(sink).is_ok() {
+            self.fast_gen.store(1, Ordering::Release);
+        }
+    }
+
+    /// Start a new generation: every connection is offered again at its next slow-path packet.
+    pub fn fast_path_reset(&self) {
+        let g = self.fast_gen.load(Ordering::Acquire);
+        if g != 0 {
+            let next = g.wrapping_add(1);
+            self.fast_gen
+                .store(if next == 0 { 1 } else { next }, Ordering::Release);
+        }
+    }
+
+    /// Per slow-path packet, after the connection's state moved (`old_state`): offer or withdraw.
+    #[inline]
+    pub(crate) fn fast_path_step<A: ConnAddr>(&self, c: &mut Conn<A>, old_state: u8) {
+        let Some(sink) = self.fast.get() else { return };
+        let g = self.fast_gen.load(Ordering::Relaxed);
+        let established = c.proto == proto::UDP || c.state == TcpState::Established as u8;
+        if established {
+            if c.fast_gen != g
+                && c.flags & F_MASQ != 0
+                && c.dest.is_available()
+                && sink.offload(&fast_conn(c))
+            {
+                c.fast_gen = g;
+            }
+        } else if c.fast_gen != 0 && old_state == TcpState::Established as u8 {
+            sink.withdraw(&fast_conn(c));
+            c.fast_gen = 0;
+        }
+    }
+
+    /// Credit what the fast path forwarded for `c` (see the module docs). Returns the connection's state, or None
+    /// when the core no longer has it.
+    pub fn fast_path_credit(&self, c: &FastConn, credit: &FastCredit) -> Option<TcpState> {
+        match (c.caddr, c.vaddr) {
+            (IpAddr::V4(ca), IpAddr::V4(va)) => credit_in(&self.v4, c, ca, va, credit),
+            (IpAddr::V6(ca), IpAddr::V6(va)) => credit_in(&self.v6, c, ca, va, credit),
+            _ => None,
+        }
+    }
+}
+
+fn credit_in<A: ConnAddr>(
+    tbl: &ConnTable<A>,
+    fc: &FastConn,
+    caddr: A,
+    vaddr: A,
+    credit: &FastCredit,
+) -> Option<TcpState> {
+    let si = tbl.shard_index(fc.protocol, caddr, fc.cport);
+    let mut sh = tbl.shard(si).lock();
+    let i = sh.find_in(fc.protocol, caddr, fc.cport, vaddr, fc.vport)?;
+    let c = sh.get_mut(i)?;
+    if credit.in_packets > 0 {
+        c.dest
+            .stats
+            .add_in_n(si, credit.in_packets, credit.in_bytes);
+        c.dest
+            .svc
+            .stats
+            .add_in_n(si, credit.in_packets, credit.in_bytes);
+    }
+    if credit.out_packets > 0 {
+        c.dest
+            .stats
+            .add_out_n(si, credit.out_packets, credit.out_bytes);
+        c.dest
+            .svc
+            .stats
+            .add_out_n(si, credit.out_packets, credit.out_bytes);
+    }
+    if let Some(t) = credit.last_seen {
+        let t = t.0 as u32;
+        if crate::conn::time_reached(t, c.last_seen) {
+            // A later last-seen only pushes the deadline out: the wheel re-files the entry lazily.
+            c.last_seen = t;
+        }
+    }
+    Some(TcpState::from_u8(c.state))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::{ConfigOp, DestSpec, Direction, Protocol, ServiceKey, ServiceSpec, Verdict};
+
+    const VIP: [u8; 4] = [198, 51, 100, 250];
+    const CIP: [u8; 4] = [198, 51, 100, 10];
+    const RIP: [u8; 4] = [203, 0, 113, 1];
+
+    #[derive(Debug, Default)]
+    struct Recorder {
+        events: Mutex<Vec<(&'static str, FastConn)>>,
+        refuse: std::sync::atomic::AtomicBool,
+    }
+    impl FastPathSink for Recorder {
+        fn offload(&self, c: &FastConn) -> bool {
+            if self.refuse.load(Ordering::Relaxed) {
+                return false;
+            }
+            self.events.lock().unwrap().push(("offload", *c));
+            true
+        }
+        fn withdraw(&self, c: &FastConn) {
+            self.events.lock().unwrap().push(("withdraw", *c));
+        }
+    }
+    impl Recorder {
+        fn take(&self) -> Vec<&'static str> {
+            self.events.lock().unwrap().drain(..).map(|e| e.0).collect()
+        }
+    }
+
+    fn setup(protocol: Protocol, port: u16) -> (Director, Arc<Recorder>) {
+        let d = Director::default();
+        let key = ServiceKey::Addr {
+            protocol,
+            addr: VIP.into(),
+            port,
+        };
+        d.apply_batch(
+            Timestamp(0),
+            vec![
+                ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+                ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, 1)),
+            ],
+        )
+        .unwrap();
+        let r = Arc::new(Recorder::default());
+        d.set_fast_path(r.clone());
+        (d, r)
+    }
+
+    fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str) -> Vec<u8> {
+        let mut b = etherparse::PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1, 4096);
+        for f in flags.chars() {
+            b = match f {
+                'S' => b.syn(),
+                'A' => b.ack(1),
+                'F' => b.fin(),
+                'R' => b.rst(),
+                _ => b,
+            };
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, b"x").unwrap();
+        v
+    }
+
+    fn send(d: &Director, now: u64, mut p: Vec<u8>) -> Verdict {
+        d.process(Timestamp(now), 1, &mut p)
+    }
+
+    #[test]
+    fn tcp_is_offered_once_established_and_withdrawn_at_fin() {
+        let (d, r) = setup(Protocol::Tcp, 80);
+        assert!(matches!(
+            send(&d, 10, tcp(CIP, 40000, VIP, 80, "S")),
+            Verdict::Forward(_)
+        ));
+        send(&d, 11, tcp(RIP, 8080, CIP, 40000, "SA"));
+        assert!(r.take().is_empty(), "not before ESTABLISHED");
+        send(&d, 12, tcp(CIP, 40000, VIP, 80, "A"));
+        let ev = r.events.lock().unwrap().clone();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            ev[0].1,
+            FastConn {
+                protocol: 6,
+                caddr: CIP.into(),
+                cport: 40000,
+                vaddr: VIP.into(),
+                vport: 80,
+                daddr: RIP.into(),
+                dport: 8080,
+            }
+        );
+        r.take();
+        send(&d, 13, tcp(RIP, 8080, CIP, 40000, "A"));
+        assert!(r.take().is_empty(), "offered once per generation");
+        d.fast_path_reset();
+        send(&d, 14, tcp(RIP, 8080, CIP, 40000, "A"));
+        assert_eq!(r.take(), ["offload"], "offered again after a reset");
+        send(&d, 15, tcp(CIP, 40000, VIP, 80, "FA"));
+        assert_eq!(r.take(), ["withdraw"]);
+        send(&d, 16, tcp(RIP, 8080, CIP, 40000, "FA"));
+        assert!(r.take().is_empty());
+    }
+
+    #[test]
+    fn refused_offers_come_again_and_udp_is_offered_at_once() {
+        let (d, r) = setup(Protocol::Udp, 53);
+        r.refuse.store(true, Ordering::Relaxed);
+        let udp = |now| {
+            let b = etherparse::PacketBuilder::ipv4(CIP, VIP, 64).udp(5000, 53);
+            let mut v = Vec::new();
+            b.write(&mut v, b"q").unwrap();
+            send(&d, now, v)
+        };
+        assert_eq!(udp(1), Verdict::Forward(Direction::In));
+        r.refuse.store(false, Ordering::Relaxed);
+        udp(2);
+        assert_eq!(r.take(), ["offload"]);
+        udp(3);
+        assert!(r.take().is_empty());
+    }
+
+    #[test]
+    fn credit_moves_counters_and_last_seen_so_expiry_waits() {
+        let (d, r) = setup(Protocol::Tcp, 80);
+        send(&d, 10, tcp(CIP, 40000, VIP, 80, "S"));
+        send(&d, 11, tcp(RIP, 8080, CIP, 40000, "SA"));
+        send(&d, 12, tcp(CIP, 40000, VIP, 80, "A"));
+        let fc = r.events.lock().unwrap()[0].1;
+        let before = d.services()[0].stats;
+        let credit = FastCredit {
+            in_packets: 5,
+            in_bytes: 500,
+            out_packets: 3,
+            out_bytes: 3000,
+            last_seen: Some(Timestamp(800_000)),
+        };
+        assert_eq!(
+            d.fast_path_credit(&fc, &credit),
+            Some(TcpState::Established)
+        );
+        let after = d.services()[0].stats;
+        assert_eq!(after.inpkts - before.inpkts, 5);
+        assert_eq!(after.outbytes - before.outbytes, 3000);
+        assert_eq!(after.conns, before.conns, "no new connection");
+        // ESTABLISHED lasts 900 s from the last packet the fast path saw, not from the core's last one.
+        assert_eq!(d.expire(Timestamp(12 + 900_000)), 0);
+        assert_eq!(
+            d.connections(Timestamp(12 + 900_000))[0].expires_in_ms,
+            800_000 - 12
+        );
+        assert_eq!(d.expire(Timestamp(800_000 + 900_000)), 1);
+        assert_eq!(d.fast_path_credit(&fc, &credit), None, "gone");
+    }
+}
