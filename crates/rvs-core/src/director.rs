@@ -22,6 +22,9 @@ use crate::template::{Lookup, TemplateKey, TemplateTable};
 use crate::time::Timestamp;
 use crate::verdict::{Direction, DropCounters, DropReason, Verdict};
 
+/// Connection sync (export for a master, install for a backup): src/director/sync.rs.
+pub(crate) mod sync;
+
 /// Longest accepted protocol timeout (connection deadlines are kept on a wrapping 32-bit ms clock).
 const MAX_TIMEOUT_S: u32 = 2_000_000;
 

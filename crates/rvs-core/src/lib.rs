@@ -44,6 +44,11 @@
 //!   of its mark and family first, then the address service (`ip_vs_service_find`); persistence
 //!   templates of a fwmark service are keyed by the mark in place of the VIP and port 0, so the
 //!   ports a mark groups (e.g. 80 and 443) stick to one real server.
+//! - Connection sync ([`Director::sync_export`], [`Director::sync_install`], for rvs-sync): a
+//!   backup installs synced connections and templates as ip_vs_proc_conn does (state, timeout,
+//!   active/inactive with the real server's counters; a connection synced to another real server
+//!   replaces the known one unless it is a closing message) but only for a configured service
+//!   and real server (IPVS would create an unbound connection).
 //!
 //! # Differences
 //! - A fwmark service's template keeps the packet's protocol (IPVS uses IPPROTO_IP there, so TCP
@@ -73,6 +78,7 @@ pub mod verdict;
 
 pub use config::{ConfigError, ConfigOp, TimeoutUpdate, Timeouts};
 pub use dest::Destination;
+pub use director::sync::SyncExport;
 pub use director::{
     ConnSnapshot, DestSnapshot, Director, DirectorConfig, MemoryUsage, ServiceSnapshot,
 };

@@ -150,6 +150,50 @@ impl TemplateTable {
         t
     }
 
+    /// Installs or refreshes a template learnt from a sync master (no connection reference is
+    /// taken: synced connections are not linked to templates, as in IPVS). True if new.
+    pub(crate) fn install_synced(
+        &self,
+        key: TemplateKey,
+        dest: &Arc<Destination>,
+        timeout_ms: u64,
+        now: u64,
+    ) -> bool {
+        let mut sh = self.shard(&key).lock();
+        if let Some(t) = sh.map.get(&key)
+            && Arc::ptr_eq(&t.dest, dest)
+            && t.timeout_ms == timeout_ms
+        {
+            t.last_used.store(now, Ordering::Relaxed);
+            return false;
+        }
+        let fresh = match sh.map.remove(&key) {
+            Some(old) => {
+                old.dest.unbind(true, false);
+                false
+            }
+            None => true,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        dest.bind(true, false);
+        let t = Arc::new(Template {
+            key,
+            dest: dest.clone(),
+            id,
+            timeout_ms,
+            last_used: AtomicU64::new(now),
+            n_control: AtomicU32::new(0),
+        });
+        sh.heap.push(Reverse((t.deadline(), id, key)));
+        sh.map.insert(key, t);
+        fresh
+    }
+
+    /// The template's timeout in ms.
+    pub(crate) fn timeout_of(t: &Template) -> u64 {
+        t.timeout_ms
+    }
+
     /// Expires due templates; returns how many.
     pub(crate) fn expire(&self, now: u64) -> usize {
         let mut n = 0;
