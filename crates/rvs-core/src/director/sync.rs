@@ -16,8 +16,8 @@ use std::sync::atomic::Ordering;
 
 use rvs_sync::{Installed, Skipped, SyncConn, flags};
 
-use super::{Director, MAX_TIMEOUT_S, now32, release};
-use crate::conn::{Conn, ConnAddr, ConnTable, F_INACTIVE, F_MASQ, F_NOOUTPUT};
+use super::{Director, MAX_TIMEOUT_S, Xmit, now32, release};
+use crate::conn::{Conn, ConnAddr, ConnTable, F_INACTIVE, F_NOOUTPUT, F_ROUTE, F_TUNNEL};
 use crate::dest::Destination;
 use crate::service::ForwardMethod;
 use crate::tcp::TcpState;
@@ -39,14 +39,23 @@ pub struct SyncExport {
     pub in_persistence: bool,
 }
 
-fn method_flags(dest: &Destination, masq: bool) -> u32 {
-    if masq {
-        return flags::MASQ;
-    }
-    match dest.method() {
+/// IPVS's forwarding-method bits of a destination's method.
+fn method_flags(method: ForwardMethod) -> u32 {
+    match method {
         ForwardMethod::Masq => flags::MASQ,
         ForwardMethod::Route => flags::DROUTE,
         ForwardMethod::Tunnel(_) => flags::TUNNEL,
+    }
+}
+
+/// IPVS's forwarding-method bits of a connection (bound when it was created).
+fn conn_method_flags(cflags: u8) -> u32 {
+    if cflags & F_ROUTE != 0 {
+        flags::DROUTE
+    } else if cflags & F_TUNNEL != 0 {
+        flags::TUNNEL
+    } else {
+        flags::MASQ
     }
 }
 
@@ -61,7 +70,7 @@ impl Director {
             let e = SyncExport {
                 conn: SyncConn {
                     protocol: t.key.proto,
-                    flags: flags::TEMPLATE | method_flags(&t.dest, t.dest.is_masq()),
+                    flags: flags::TEMPLATE | method_flags(t.dest.method()),
                     state: 0,
                     caddr: t.key.caddr,
                     cport: 0,
@@ -117,7 +126,7 @@ impl Director {
                 caddr: c.caddr,
                 vaddr: c.vaddr,
                 vport: c.vport,
-                fwmark: 0,
+                fwmark: c.fwmark,
             };
             let fresh = self.templates.install_synced(key, &dest, timeout_ms, now.0);
             return Ok(if fresh {
@@ -152,7 +161,7 @@ fn export_table<A: ConnAddr>(tbl: &ConnTable<A>, now: Timestamp, f: &mut impl Fn
         batch.clear();
         shard.lock().for_each(|c| {
             let left = c.deadline().wrapping_sub(n) as i32;
-            let mut fl = method_flags(&c.dest, c.flags & F_MASQ != 0);
+            let mut fl = conn_method_flags(c.flags);
             if !c.is_active() {
                 fl |= flags::INACTIVE;
             }
@@ -237,10 +246,11 @@ fn install_conn<A: ConnAddr>(
         }
         replaced = true;
     }
-    let masq = dest.is_masq();
-    let mut cflags = if masq { F_MASQ } else { F_NOOUTPUT };
-    if !active {
-        cflags |= F_INACTIVE;
+    // The method comes from the destination, not the message (ip_vs_bind_dest on a synced
+    // connection); the connection starts inactive unless synced active.
+    let mut cflags = Xmit::conn_flags(dest.method());
+    if active {
+        cflags &= !F_INACTIVE;
     }
     let mut conn = Conn::new(
         proto,
