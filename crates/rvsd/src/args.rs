@@ -51,6 +51,10 @@ pub struct Args {
     /// Data-plane worker threads, one TUN queue each [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
+    /// Serve Prometheus metrics (`/metrics`, node_exporter's ipvs names plus `rvs_*`) and the live view (`/`) over
+    /// HTTP on this address, e.g. 127.0.0.1:9100 (nothing listens unless given). Read-only.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The data-plane I/O method.
@@ -121,6 +125,18 @@ mod tests {
             PathBuf::from("/tmp/x.sock")
         );
         assert!(a.worker_count() >= 1);
+        assert_eq!(a.metrics, None, "nothing listens unless asked");
+    }
+
+    #[test]
+    fn metrics_address() {
+        let a = parse(&["--metrics", "127.0.0.1:9100"]).expect("valid");
+        assert_eq!(a.metrics, Some("127.0.0.1:9100".parse().expect("addr")));
+        assert!(parse(&["--metrics", "[::1]:9100"]).is_ok());
+        assert!(
+            parse(&["--metrics", "localhost"]).is_err(),
+            "needs ADDR:PORT"
+        );
     }
 
     #[test]

@@ -166,6 +166,11 @@ impl Workers {
         })
     }
 
+    /// Each worker's counters (read with relaxed loads by the metrics).
+    pub fn stats(&self) -> Vec<Arc<WorkerStats>> {
+        self.stats.clone()
+    }
+
     /// Sum of all workers' counters.
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();

@@ -9,6 +9,7 @@ mod control;
 mod daemon;
 mod dataplane;
 mod mapping;
+mod metrics;
 mod nexthop;
 mod ratelimit;
 
@@ -148,6 +149,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     .context("starting data-plane workers")?;
     let _timers = start_timers(director.clone()).context("starting the timer thread")?;
+    let _metrics = match args.metrics {
+        Some(addr) => {
+            let m = metrics::Metrics::new(director.clone(), workers.stats());
+            let (registry, sources) = m.finish();
+            let l = metrics::Listener::start(addr, registry, sources)?;
+            tracing::info!(addr = %l.addr(), "serving /metrics and the live view");
+            Some(l)
+        }
+        None => None,
+    };
 
     let listener = control::bind(&socket)?;
     let _socket_file = SocketFile(socket.clone());

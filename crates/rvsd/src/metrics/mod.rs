@@ -1,0 +1,491 @@
+//! Prometheus metrics and the live view (`rvsd --metrics ADDR:PORT`).
+//!
+//! Everything here is read at scrape time from what the control path already exposes: the director's
+//! service snapshot (an `ArcSwap` load plus relaxed atomic reads of the counter slots), its drop counters and
+//! connection counts, and the workers' relaxed atomic counters. A scrape never takes a lock the data plane
+//! waits on (the per-shard connection locks are not touched: `conn_count` reads shard lengths kept in atomics).
+//!
+//! Names, labels, types and help strings of node_exporter's ipvs collector (collector/ipvs_linux.go) are kept
+//! exactly, so IPVS dashboards and alerts work unchanged; rvs's own metrics are under `rvs_`.
+//!
+//! # Adding metrics from another module
+//!
+//! [`Metrics::registry`] is the `rvs_`-prefixed [`Registry`] of prometheus-client. Before the listener starts
+//! (see `main.rs`), register either live metrics you update yourself (cheap atomics, e.g. a health checker's
+//! failure counter) or a [`Collector`] that reads your state at scrape time (e.g. VRRP state):
+//!
+//! ```ignore
+//! let failures = Family::<Vec<(&'static str, String)>, Counter>::default();
+//! metrics.registry().register("health_check_failures", "Failed health checks by real server", failures.clone());
+//! // later, in the checker:
+//! failures.get_or_create(&vec![("remote_address", rip.to_string())]).inc();
+//! ```
+//!
+//! A data path with its own per-worker counters (the XDP fast path) adds a [`PathSource`] with
+//! [`Metrics::add_path`]: its counters then appear in the same `rvs_dataplane_*` families under its `path`
+//! label. The live view asks an optional [`HealthView`] for each real server's check state.
+
+mod http;
+mod page;
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use rvs_core::{Director, DropReason, ServiceKey, ServiceSnapshot, Stats};
+
+use crate::dataplane::WorkerStats;
+
+pub use http::Listener;
+
+/// Counters of one worker of one data path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    pub worker: usize,
+    pub received: u64,
+    pub forwarded_in: u64,
+    pub forwarded_out: u64,
+    pub passed: u64,
+    pub dropped: u64,
+}
+
+/// A data path's per-worker counters, read at scrape time (must not block the path).
+pub trait PathSource: Send + Sync + std::fmt::Debug + 'static {
+    /// The `path` label ("tun", "link", "xdp", ...).
+    fn path(&self) -> &'static str;
+    /// Current counters of each worker.
+    fn read(&self, out: &mut Vec<WorkerCounters>);
+}
+
+/// A real server's health as the live view shows it.
+pub trait HealthView: Send + Sync + std::fmt::Debug + 'static {
+    /// Check state of `addr:port` in `service` (e.g. "up", "down"), or `None` when it is not checked.
+    fn state(&self, service: &ServiceKey, addr: IpAddr, port: u16) -> Option<String>;
+}
+
+/// The workers of the TUN data plane as a [`PathSource`]: forwarded packets are split by where they left
+/// (`path="link"` for `--tx link` sends, `path="tun"` for the rest).
+#[derive(Debug)]
+pub struct TunWorkers {
+    pub stats: Vec<Arc<WorkerStats>>,
+}
+
+/// Everything the metrics and the live view read.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub director: Arc<Director>,
+    pub workers: Arc<TunWorkers>,
+    pub paths: Vec<Arc<dyn PathSource>>,
+    pub health: Option<Arc<dyn HealthView>>,
+}
+
+/// The metrics registry being assembled (before the listener starts).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    sources: Sources,
+}
+
+// `add_path` and `set_health` are the registration points of the XDP fast path and the health checkers.
+#[allow(dead_code)]
+impl Metrics {
+    /// Metrics over the director and the TUN workers, with node_exporter's ipvs families and rvs's own.
+    pub fn new(director: Arc<Director>, workers: Vec<Arc<WorkerStats>>) -> Self {
+        let sources = Sources {
+            director,
+            workers: Arc::new(TunWorkers { stats: workers }),
+            paths: Vec::new(),
+            health: None,
+        };
+        Self {
+            registry: Registry::default(),
+            sources,
+        }
+    }
+
+    /// The `rvs_`-prefixed registry other modules add their metrics to.
+    pub fn registry(&mut self) -> &mut Registry {
+        self.registry.sub_registry_with_prefix("rvs")
+    }
+
+    /// Another data path's per-worker counters (shown in `rvs_dataplane_*` under its `path` label).
+    pub fn add_path(&mut self, p: Arc<dyn PathSource>) {
+        self.sources.paths.push(p);
+    }
+
+    /// Where the live view reads each real server's health.
+    pub fn set_health(&mut self, h: Arc<dyn HealthView>) {
+        self.sources.health = Some(h);
+    }
+
+    /// Freeze: the registry with the built-in collectors, and the sources the live view reads.
+    pub fn finish(mut self) -> (Registry, Sources) {
+        self.registry
+            .register_collector(Box::new(IpvsCollector(self.sources.clone())));
+        let own = RvsCollector(self.sources.clone());
+        self.registry().register_collector(Box::new(own));
+        (self.registry, self.sources)
+    }
+}
+
+/// Render a registry in the Prometheus text format (version 0.0.4).
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::with_capacity(64 * 1024);
+    prometheus_client::encoding::prometheus_text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+// ------------------------------------------------------------------------------------------ labels
+
+/// node_exporter's backend labels, in its order: local_address, local_port, remote_address, remote_port, proto,
+/// local_mark. Values as procfs gives them: an fwmark service has an empty local_address, local_port "0",
+/// proto "FWM" and local_mark the mark as 8 upper-case hex digits (/proc/net/ip_vs's `%08X`).
+fn service_labels(key: &ServiceKey) -> [(&'static str, String); 4] {
+    match *key {
+        ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => [
+            ("local_address", addr.to_string()),
+            ("local_port", port.to_string()),
+            ("proto", protocol.name().to_owned()),
+            ("local_mark", String::new()),
+        ],
+        ServiceKey::Fwmark { mark, .. } => [
+            ("local_address", String::new()),
+            ("local_port", "0".to_owned()),
+            ("proto", "FWM".to_owned()),
+            ("local_mark", format!("{mark:08X}")),
+        ],
+    }
+}
+
+fn backend_labels(key: &ServiceKey, addr: IpAddr, port: u16) -> [(&'static str, String); 6] {
+    let [la, lp, proto, mark] = service_labels(key);
+    [
+        la,
+        lp,
+        ("remote_address", addr.to_string()),
+        ("remote_port", port.to_string()),
+        proto,
+        mark,
+    ]
+}
+
+// ------------------------------------------------------------------------------------------ collectors
+
+/// node_exporter's ipvs collector over the director's snapshot.
+#[derive(Debug)]
+struct IpvsCollector(Sources);
+
+/// Sum of the services' counters: what /proc/net/ip_vs_stats reports (see the README for the difference after a
+/// service is deleted).
+fn totals(services: &[ServiceSnapshot]) -> Stats {
+    services.iter().fold(Stats::default(), |mut t, s| {
+        t.conns = t.conns.wrapping_add(s.stats.conns);
+        t.inpkts = t.inpkts.wrapping_add(s.stats.inpkts);
+        t.outpkts = t.outpkts.wrapping_add(s.stats.outpkts);
+        t.inbytes = t.inbytes.wrapping_add(s.stats.inbytes);
+        t.outbytes = t.outbytes.wrapping_add(s.stats.outbytes);
+        t
+    })
+}
+
+/// The five IPVS counters with their node_exporter names (without `_total`, which the encoder appends) and
+/// help strings.
+/// (name, help, read) of one counter family.
+type Family<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+const STAT_FAMILIES: [Family<Stats>; 5] = [
+    (
+        "connections",
+        "The total number of connections made.",
+        |s| s.conns,
+    ),
+    (
+        "incoming_packets",
+        "The total number of incoming packets.",
+        |s| s.inpkts,
+    ),
+    (
+        "outgoing_packets",
+        "The total number of outgoing packets.",
+        |s| s.outpkts,
+    ),
+    (
+        "incoming_bytes",
+        "The total amount of incoming data.",
+        |s| s.inbytes,
+    ),
+    (
+        "outgoing_bytes",
+        "The total amount of outgoing data.",
+        |s| s.outbytes,
+    ),
+];
+
+type Enc<'a> = DescriptorEncoder<'a>;
+
+fn counter(enc: &mut Enc<'_>, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(v).encode(m)
+}
+
+impl Collector for IpvsCollector {
+    fn encode(&self, mut enc: Enc<'_>) -> std::fmt::Result {
+        let services = self.0.director.services();
+        let t = totals(&services);
+        for (name, help, get) in STAT_FAMILIES {
+            counter(&mut enc, &format!("node_ipvs_{name}"), help, get(&t))?;
+        }
+        type DestGet = fn(&rvs_core::DestSnapshot) -> i64;
+        let backend: [(&str, &str, DestGet); 3] = [
+            (
+                "node_ipvs_backend_connections_active",
+                "The current active connections by local and remote address.",
+                |d| i64::from(d.active_conns),
+            ),
+            (
+                "node_ipvs_backend_connections_inactive",
+                "The current inactive connections by local and remote address.",
+                |d| i64::from(d.inactive_conns),
+            ),
+            (
+                "node_ipvs_backend_weight",
+                "The current backend weight by local and remote address.",
+                |d| i64::from(d.spec.weight),
+            ),
+        ];
+        for (name, help, get) in backend {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for s in &services {
+                for d in &s.dests {
+                    let l = backend_labels(&s.spec.key, d.spec.addr, d.spec.port);
+                    ConstGauge::new(get(d)).encode(m.encode_family(&l)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// rvs's own metrics (registered under the `rvs` prefix).
+#[derive(Debug)]
+struct RvsCollector(Sources);
+
+impl Collector for RvsCollector {
+    fn encode(&self, mut enc: Enc<'_>) -> std::fmt::Result {
+        let d = &self.0.director;
+        let services = d.services();
+        let mut name = String::new();
+        for (stat, help, get) in STAT_FAMILIES {
+            name.clear();
+            let _ = write!(name, "service_{stat}");
+            let mut m = enc.encode_descriptor(
+                &name,
+                &format!("{} By virtual service.", help.trim_end_matches('.')),
+                None,
+                MetricType::Counter,
+            )?;
+            for s in &services {
+                let l = service_labels(&s.spec.key);
+                ConstCounter::new(get(&s.stats)).encode(m.encode_family(&l)?)?;
+            }
+            name.clear();
+            let _ = write!(name, "backend_{stat}");
+            let mut m = enc.encode_descriptor(
+                &name,
+                &format!("{} By real server.", help.trim_end_matches('.')),
+                None,
+                MetricType::Counter,
+            )?;
+            for s in &services {
+                for dst in &s.dests {
+                    let l = backend_labels(&s.spec.key, dst.spec.addr, dst.spec.port);
+                    ConstCounter::new(get(&dst.stats)).encode(m.encode_family(&l)?)?;
+                }
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "service_info",
+            "Virtual service configuration (value 1): scheduler and persistence timeout.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &services {
+            let [a, b, c, e] = service_labels(&s.spec.key);
+            let persist = s.spec.persistence.map_or(0, |p| p.timeout_s).to_string();
+            let l = [
+                a,
+                b,
+                c,
+                e,
+                ("scheduler", s.spec.scheduler.clone()),
+                ("persistence_timeout", persist),
+            ];
+            ConstGauge::new(1i64).encode(m.encode_family(&l)?)?;
+        }
+        type DestGet = fn(&rvs_core::DestSnapshot) -> i64;
+        let gauges: [(&str, &str, DestGet); 2] = [
+            (
+                "backend_connections_persistent",
+                "Persistence templates pointing at the real server.",
+                |x| i64::from(x.persistent_conns),
+            ),
+            (
+                "backend_overloaded",
+                "1 while the real server is over its upper connection threshold.",
+                |x| i64::from(x.overloaded),
+            ),
+        ];
+        for (name, help, get) in gauges {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for s in &services {
+                for dst in &s.dests {
+                    let l = backend_labels(&s.spec.key, dst.spec.addr, dst.spec.port);
+                    ConstGauge::new(get(dst)).encode(m.encode_family(&l)?)?;
+                }
+            }
+        }
+
+        let drops = d.drop_counters();
+        let mut m = enc.encode_descriptor(
+            "dropped_packets",
+            "Packets the director dropped, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for r in DropReason::ALL {
+            ConstCounter::new(drops.get(r)).encode(m.encode_family(&[("reason", r.name())])?)?;
+        }
+        // Connection-table size from the real servers' own atomic counters (every connection is bound to one):
+        // `Director::conn_count` would take every shard lock the workers use.
+        let (conns, templates) =
+            services
+                .iter()
+                .flat_map(|s| &s.dests)
+                .fold((0u64, 0u64), |(c, t), x| {
+                    (
+                        c + u64::from(x.active_conns) + u64::from(x.inactive_conns),
+                        t + u64::from(x.persistent_conns),
+                    )
+                });
+        drop(services);
+        let gauges = [
+            (
+                "connections",
+                "Connections in the connection table (active + inactive of every real server).",
+                conns,
+            ),
+            (
+                "connection_templates",
+                "Persistence templates in the connection table.",
+                templates,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(m)?;
+        }
+        self.encode_dataplane(&mut enc)
+    }
+}
+
+impl PathSource for TunWorkers {
+    fn path(&self) -> &'static str {
+        "tun"
+    }
+    fn read(&self, out: &mut Vec<WorkerCounters>) {
+        for (i, s) in self.stats.iter().enumerate() {
+            out.push(WorkerCounters {
+                worker: i,
+                received: s.received.load(Ordering::Relaxed),
+                forwarded_in: s.forwarded_in.load(Ordering::Relaxed),
+                forwarded_out: s.forwarded_out.load(Ordering::Relaxed),
+                passed: s.passed.load(Ordering::Relaxed),
+                dropped: s.dropped.load(Ordering::Relaxed),
+            });
+        }
+    }
+}
+
+impl RvsCollector {
+    fn encode_dataplane(&self, enc: &mut Enc<'_>) -> std::fmt::Result {
+        let mut rows: Vec<(&'static str, WorkerCounters)> = Vec::new();
+        let mut buf = Vec::new();
+        let tun = self.0.workers.clone() as Arc<dyn PathSource>;
+        for p in std::iter::once(&tun).chain(&self.0.paths) {
+            buf.clear();
+            p.read(&mut buf);
+            rows.extend(buf.iter().map(|c| (p.path(), *c)));
+        }
+        let worker = |c: &WorkerCounters| c.worker.to_string();
+        let mut m = enc.encode_descriptor(
+            "dataplane_packets",
+            "Packets the data-plane workers handled, by path, worker and outcome (received = read; forwarded_in/forwarded_out = rewritten and sent on; passed = not for a virtual service, handed back to the stack; dropped = refused by the director or unserved).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (path, c) in &rows {
+            for (outcome, v) in [
+                ("received", c.received),
+                ("forwarded_in", c.forwarded_in),
+                ("forwarded_out", c.forwarded_out),
+                ("passed", c.passed),
+                ("dropped", c.dropped),
+            ] {
+                let l = [
+                    ("path", *path),
+                    ("worker", &worker(c)),
+                    ("outcome", outcome),
+                ];
+                ConstCounter::new(v).encode(m.encode_family(&l)?)?;
+            }
+        }
+        let tun_extra: [Family<WorkerStats>; 3] = [
+            (
+                "dataplane_link_sent_packets",
+                "Forwarded packets the TUN workers sent straight to the next hop's MAC (--tx link).",
+                |s| s.link_sent.load(Ordering::Relaxed),
+            ),
+            (
+                "dataplane_unserved_vip_packets",
+                "Packets to a VIP with no matching virtual service (dropped).",
+                |s| s.unserved_vip.load(Ordering::Relaxed),
+            ),
+            (
+                "dataplane_write_errors",
+                "Packets the TUN workers failed to send.",
+                |s| s.write_errors.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, get) in tun_extra {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (i, s) in self.0.workers.stats.iter().enumerate() {
+                let l = [("worker", i.to_string())];
+                ConstCounter::new(get(s)).encode(m.encode_family(&l)?)?;
+            }
+        }
+        let m = enc.encode_descriptor(
+            "dataplane_workers",
+            "Data-plane worker threads of the TUN path.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.0.workers.stats.len() as i64).encode(m)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceSpec};
+
+use super::*;
+use crate::dataplane::now;
+
+fn director() -> Arc<Director> {
+    let d = Arc::new(Director::default());
+    let k = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: "198.51.100.100".parse().expect("ip"),
+        port: 80,
+    };
+    let k6 = ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr: "2001:db8::100".parse().expect("ip"),
+        port: 53,
+    };
+    let fw = ServiceKey::Fwmark {
+        mark: 26,
+        ipv6: false,
+    };
+    d.apply_batch(
+        now(),
+        vec![
+            ConfigOp::AddService(ServiceSpec::new(k, "wrr")),
+            ConfigOp::AddDest(
+                k,
+                DestSpec::masq("203.0.113.11".parse().expect("ip"), 8080, 3),
+            ),
+            ConfigOp::AddDest(
+                k,
+                DestSpec::masq("203.0.113.12".parse().expect("ip"), 8080, 0),
+            ),
+            ConfigOp::AddService(ServiceSpec::new(k6, "rr")),
+            ConfigOp::AddDest(
+                k6,
+                DestSpec::masq("2001:db8:113::11".parse().expect("ip"), 53, 1),
+            ),
+            ConfigOp::AddService(ServiceSpec::new(fw, "rr")),
+            ConfigOp::AddDest(
+                fw,
+                DestSpec::masq("203.0.113.13".parse().expect("ip"), 0, 2),
+            ),
+        ],
+    )
+    .expect("config applies");
+    d
+}
+
+#[derive(Debug)]
+struct FakeXdp;
+impl PathSource for FakeXdp {
+    fn path(&self) -> &'static str {
+        "xdp"
+    }
+    fn read(&self, out: &mut Vec<WorkerCounters>) {
+        out.push(WorkerCounters {
+            worker: 1,
+            received: 77,
+            ..WorkerCounters::default()
+        });
+    }
+}
+
+#[derive(Debug)]
+struct AllUp;
+impl HealthView for AllUp {
+    fn state(&self, _: &ServiceKey, _: IpAddr, _: u16) -> Option<String> {
+        Some("up".into())
+    }
+}
+
+fn metrics() -> (Registry, Sources) {
+    let w = Arc::new(WorkerStats::default());
+    w.received.store(5, Ordering::Relaxed);
+    w.link_sent.store(2, Ordering::Relaxed);
+    let mut m = Metrics::new(director(), vec![w]);
+    m.add_path(Arc::new(FakeXdp));
+    m.set_health(Arc::new(AllUp));
+    m.finish()
+}
+
+#[test]
+fn node_exporter_families_are_kept_exactly() {
+    let (reg, _) = metrics();
+    let text = render(&reg).expect("renders");
+    for (name, help) in [
+        ("connections_total", "The total number of connections made."),
+        (
+            "incoming_packets_total",
+            "The total number of incoming packets.",
+        ),
+        (
+            "outgoing_packets_total",
+            "The total number of outgoing packets.",
+        ),
+        ("incoming_bytes_total", "The total amount of incoming data."),
+        ("outgoing_bytes_total", "The total amount of outgoing data."),
+    ] {
+        let head = format!(
+            "# HELP node_ipvs_{name} {help}\n# TYPE node_ipvs_{name} counter\nnode_ipvs_{name} 0\n"
+        );
+        assert!(text.contains(&head), "missing {head:?} in\n{text}");
+    }
+    for (name, help) in [
+        (
+            "backend_connections_active",
+            "The current active connections by local and remote address.",
+        ),
+        (
+            "backend_connections_inactive",
+            "The current inactive connections by local and remote address.",
+        ),
+        (
+            "backend_weight",
+            "The current backend weight by local and remote address.",
+        ),
+    ] {
+        let head = format!("# HELP node_ipvs_{name} {help}\n# TYPE node_ipvs_{name} gauge\n");
+        assert!(text.contains(&head), "missing {head:?}");
+    }
+    for line in [
+        r#"node_ipvs_backend_weight{local_address="198.51.100.100",local_port="80",remote_address="203.0.113.11",remote_port="8080",proto="TCP",local_mark=""} 3"#,
+        r#"node_ipvs_backend_weight{local_address="198.51.100.100",local_port="80",remote_address="203.0.113.12",remote_port="8080",proto="TCP",local_mark=""} 0"#,
+        r#"node_ipvs_backend_weight{local_address="2001:db8::100",local_port="53",remote_address="2001:db8:113::11",remote_port="53",proto="UDP",local_mark=""} 1"#,
+        r#"node_ipvs_backend_weight{local_address="",local_port="0",remote_address="203.0.113.13",remote_port="0",proto="FWM",local_mark="0000001A"} 2"#,
+        r#"node_ipvs_backend_connections_active{local_address="198.51.100.100",local_port="80",remote_address="203.0.113.11",remote_port="8080",proto="TCP",local_mark=""} 0"#,
+    ] {
+        assert!(
+            text.contains(&format!("{line}\n")),
+            "missing {line} in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn rvs_families_cover_services_backends_drops_and_paths() {
+    let (reg, _) = metrics();
+    let text = render(&reg).expect("renders");
+    for needle in [
+        "# TYPE rvs_service_connections_total counter\n",
+        r#"rvs_service_incoming_packets_total{local_address="198.51.100.100",local_port="80",proto="TCP",local_mark=""} 0"#,
+        r#"rvs_backend_outgoing_bytes_total{local_address="198.51.100.100",local_port="80",remote_address="203.0.113.12",remote_port="8080",proto="TCP",local_mark=""} 0"#,
+        r#"rvs_service_info{local_address="198.51.100.100",local_port="80",proto="TCP",local_mark="",scheduler="wrr",persistence_timeout="0"} 1"#,
+        "# TYPE rvs_dropped_packets_total counter\n",
+        "rvs_dropped_packets_total{reason=\"table_full\"} 0\n",
+        "rvs_connections 0\n",
+        r#"rvs_dataplane_packets_total{path="tun",worker="0",outcome="received"} 5"#,
+        r#"rvs_dataplane_packets_total{path="xdp",worker="1",outcome="received"} 77"#,
+        r#"rvs_dataplane_link_sent_packets_total{worker="0"} 2"#,
+        "rvs_dataplane_workers 1\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    // Every family once: a second HELP line for one name is invalid exposition.
+    let mut helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
+    let n = helps.len();
+    helps.sort_unstable();
+    helps.dedup_by(|a, b| a.split(' ').nth(2) == b.split(' ').nth(2));
+    assert_eq!(helps.len(), n, "a family is described twice");
+}
+
+#[test]
+fn other_modules_register_in_a_few_lines() {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    let mut m = Metrics::new(director(), Vec::new());
+    let failures = Family::<Vec<(&'static str, String)>, Counter>::default();
+    m.registry().register(
+        "health_check_failures",
+        "Failed health checks by real server",
+        failures.clone(),
+    );
+    failures
+        .get_or_create(&vec![("remote_address", "203.0.113.11".to_owned())])
+        .inc();
+    let (reg, _) = m.finish();
+    let text = render(&reg).expect("renders");
+    assert!(
+        text.contains("rvs_health_check_failures_total{remote_address=\"203.0.113.11\"} 1\n"),
+        "{text}"
+    );
+}
+
+fn get(addr: std::net::SocketAddr, req: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("a response");
+    (head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn listener_serves_metrics_page_and_status_read_only() {
+    let (reg, src) = metrics();
+    let l = Listener::start("127.0.0.1:0".parse().expect("addr"), reg, src).expect("binds");
+    let a = l.addr();
+    let (head, body) = get(a, "GET /metrics HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(body.contains("node_ipvs_connections_total 0"));
+    let (head, body) = get(a, "GET / HTTP/1.0\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.0 200") && head.contains("text/html"),
+        "{head}"
+    );
+    assert!(
+        body.contains("rvs live view") && !body.contains("http://") && !body.contains("https://")
+    );
+    let (_, body) = get(a, "GET /status.json HTTP/1.0\r\n\r\n");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["services"][0]["name"], "TCP 198.51.100.100:80");
+    assert_eq!(v["services"][0]["dests"][0]["weight"], 3);
+    assert_eq!(v["services"][0]["dests"][0]["health"], "up");
+    assert_eq!(
+        v["services"][1]["dests"][0]["addr"],
+        "[2001:db8:113::11]:53"
+    );
+    assert_eq!(v["dataplane"]["received"], 82);
+    let (head, _) = get(a, "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.0 405"), "{head}");
+    let (head, _) = get(a, "GET /nope HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.0 404"), "{head}");
+    drop(l); // joins the serving thread: must not hang
+}
