@@ -15,6 +15,7 @@
 pub mod l2;
 pub mod netlink;
 pub mod packet;
+pub mod raw;
 pub mod steering;
 pub mod sys;
 pub mod tun;

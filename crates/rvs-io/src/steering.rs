@@ -53,8 +53,23 @@ pub enum SteeringError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "real server {rip}: direct routing (-g) needs it on a directly connected network, but {how}: use -i (tunnel) or -m (masquerading)"
+    )]
+    NotDirectlyConnected { rip: IpAddr, how: String },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+}
+
+/// How the director reaches an address (for route and tunnel destinations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    /// Egress interface.
+    pub oif: u32,
+    /// The router in between, if the address is not on a directly connected network.
+    pub gateway: Option<IpAddr>,
+    /// The egress interface's MTU.
+    pub mtu: u32,
 }
 
 /// Where and how to steer.
@@ -345,6 +360,50 @@ impl Steering {
                 rip,
                 "is private (give --private-if)",
             )),
+        }
+    }
+
+    /// How `dst` is reached: a unicast route's interface, gateway and MTU (like `ip route get`).
+    pub fn path(&mut self, dst: IpAddr) -> Result<Path, SteeringError> {
+        let no_route = |e: &NetlinkError| {
+            matches!(
+                e.errno(),
+                Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH)
+            )
+        };
+        let look = match self.nl.route_get(dst) {
+            Ok(l) => l,
+            Err(e) if no_route(&e) => return Err(SteeringError::NoRoute(dst, "leads there")),
+            Err(e) => return Err(e.into()),
+        };
+        let oif = match look.unicast_oif() {
+            Some(i) if Some(i) != self.tun_index => i,
+            _ => return Err(SteeringError::NoRoute(dst, "leads there")),
+        };
+        let mtu = self.nl.link_address(oif)?.map_or(1500, |(_, mtu)| mtu);
+        Ok(Path {
+            oif,
+            gateway: look.gateway,
+            mtu,
+        })
+    }
+
+    /// Check that direct-routing real server `rip` is on a directly connected network (no gateway), as IPVS's
+    /// `IP_VS_RT_MODE_KNOWN_NH` requires. Changes nothing.
+    pub fn check_direct(&mut self, rip: IpAddr) -> Result<Path, SteeringError> {
+        let p = self.path(rip).map_err(|e| match e {
+            SteeringError::NoRoute(..) => SteeringError::NotDirectlyConnected {
+                rip,
+                how: "there is no route to it".into(),
+            },
+            e => e,
+        })?;
+        match p.gateway {
+            Some(gw) => Err(SteeringError::NotDirectlyConnected {
+                rip,
+                how: format!("it is reached through the router {gw}"),
+            }),
+            None => Ok(p),
         }
     }
 

@@ -43,6 +43,7 @@
 pub mod checksum;
 pub mod encap;
 mod field;
+pub mod gso;
 mod icmp;
 mod ipv4;
 mod ipv6;

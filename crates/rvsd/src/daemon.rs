@@ -1,7 +1,7 @@
 //! The daemon's shared state: the director, the steering, the rules file, and the one place configuration changes
 //! (so a change and its steering happen together, or not at all).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +10,7 @@ use rvs_core::{ConfigError, ConfigOp, DestSpec, Director, ForwardMethod, Service
 use rvs_io::{Steering, SteeringError};
 
 use crate::dataplane::{VipSet, now};
+use crate::xmit::{MethodPaths, TunnelPath};
 
 /// Why a configuration change was refused. `Display` is the message the control client shows.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +48,15 @@ pub struct Daemon {
     control: Mutex<Control>,
     rules: Option<PathBuf>,
     save: bool,
+    /// Route and tunnel paths the workers read (kept here, where destinations change).
+    paths: Arc<MethodPaths>,
 }
 
 /// A whole configuration: services with their destinations.
 pub type ConfigSet = Vec<(ServiceSpec, Vec<DestSpec>)>;
 
-/// Addresses that need steering for a configuration: VIPs of address services, and masq real servers.
+/// Addresses that need steering for a configuration: VIPs of address services, and masq real servers (route and
+/// tunnel real servers answer the client themselves: no reply comes back to steer).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SteeringNeeds {
     pub vips: BTreeSet<IpAddr>,
@@ -68,7 +72,9 @@ impl SteeringNeeds {
                 n.vips.insert(addr);
             }
             for dest in s.dests {
-                n.rips.insert(dest.spec.addr);
+                if dest.spec.method == ForwardMethod::Masq {
+                    n.rips.insert(dest.spec.addr);
+                }
             }
         }
         n
@@ -83,7 +89,9 @@ impl SteeringNeeds {
                         self.vips.insert(addr);
                     }
                 }
-                ConfigOp::AddDest(_, d) | ConfigOp::EditDest(_, d) => {
+                ConfigOp::AddDest(_, d) | ConfigOp::EditDest(_, d)
+                    if d.method == ForwardMethod::Masq =>
+                {
                     self.rips.insert(d.addr);
                 }
                 _ => {}
@@ -92,7 +100,8 @@ impl SteeringNeeds {
     }
 }
 
-/// Refuse what rvsd cannot serve, before anything changes.
+/// Refuse what rvsd cannot serve, before anything changes. (Route and tunnel destinations are checked against
+/// the routing table in [`Daemon::apply`].)
 pub fn check_supported(ops: &[ConfigOp]) -> Result<(), ApplyError> {
     for op in ops {
         match op {
@@ -103,20 +112,6 @@ pub fn check_supported(ops: &[ConfigOp]) -> Result<(), ApplyError> {
                     )));
                 }
             }
-            ConfigOp::AddDest(_, d) | ConfigOp::EditDest(_, d) => match d.method {
-                ForwardMethod::Masq => {}
-                ForwardMethod::Route | ForwardMethod::Tunnel(_) => {
-                    return Err(ApplyError::Refused(format!(
-                        "real server {}: rvsd forwards in masquerading mode only (-m); {} destinations are not supported",
-                        d.addr,
-                        if matches!(d.method, ForwardMethod::Route) {
-                            "route (-g)"
-                        } else {
-                            "tunnel (-i)"
-                        }
-                    )));
-                }
-            },
             _ => {}
         }
     }
@@ -130,6 +125,7 @@ impl Daemon {
         steering: Steering,
         rules: Option<PathBuf>,
         save: bool,
+        paths: Arc<MethodPaths>,
     ) -> Self {
         Self {
             director,
@@ -140,6 +136,7 @@ impl Daemon {
             }),
             rules,
             save,
+            paths,
         }
     }
 
@@ -167,6 +164,7 @@ impl Daemon {
 
     fn apply_steered(&self, ctl: &mut Control, ops: Vec<ConfigOp>) -> Result<(), ApplyError> {
         check_supported(&ops)?;
+        check_paths(&mut ctl.steering, &ops)?;
         let before = SteeringNeeds::of_director(&self.director);
         let mut union = before.clone();
         union.add_ops(&ops);
@@ -190,7 +188,39 @@ impl Daemon {
         {
             tracing::error!(error = %e, "removing steering no longer needed failed");
         }
+        self.refresh_paths(&mut ctl.steering);
         Ok(())
+    }
+
+    /// Recompute what the workers need to reach route and tunnel real servers: route destinations go to the
+    /// next-hop resolver (and the kernel is asked to resolve them now, so first packets find their MAC); tunnel
+    /// destinations get the outer source address and MTU the kernel's route gives.
+    fn refresh_paths(&self, steering: &mut Steering) {
+        let mut tunnels = HashMap::new();
+        for s in self.director.services() {
+            for d in s.dests {
+                let rip = d.spec.addr;
+                match d.spec.method {
+                    ForwardMethod::Masq => {}
+                    ForwardMethod::Route => {
+                        crate::nexthop::probe(rip);
+                        self.paths.hops.miss(rip);
+                    }
+                    ForwardMethod::Tunnel(_) => match (steering.path(rip), tunnel_source(rip)) {
+                        (Ok(p), Some(src)) => {
+                            tunnels.insert(rip, TunnelPath { src, mtu: p.mtu });
+                        }
+                        (Err(e), _) => {
+                            tracing::warn!(%rip, error = %e, "no path to tunnel real server")
+                        }
+                        (_, None) => {
+                            tracing::warn!(%rip, "no source address toward tunnel real server")
+                        }
+                    },
+                }
+            }
+        }
+        self.paths.set_tunnels(tunnels);
     }
 
     /// Replace the whole configuration with `ops` (a rules file): only the difference is applied, so the
@@ -236,6 +266,37 @@ impl Daemon {
         self.vips.set(Vec::new());
         ctl.steering.remove_all()
     }
+}
+
+/// Route destinations must be on a directly connected network and tunnel destinations routable: checked before
+/// anything changes, so a refused add leaves everything as it was.
+fn check_paths(steering: &mut Steering, ops: &[ConfigOp]) -> Result<(), ApplyError> {
+    for op in ops {
+        if let ConfigOp::AddDest(_, d) | ConfigOp::EditDest(_, d) = op {
+            match d.method {
+                ForwardMethod::Masq => {}
+                ForwardMethod::Route => {
+                    steering.check_direct(d.addr)?;
+                }
+                ForwardMethod::Tunnel(_) => {
+                    steering.path(d.addr)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The address the kernel would send from toward `rip` (a connected UDP socket's local address; nothing is sent).
+fn tunnel_source(rip: IpAddr) -> Option<IpAddr> {
+    let any: IpAddr = if rip.is_ipv6() {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    };
+    let s = std::net::UdpSocket::bind((any, 0)).ok()?;
+    s.connect((rip, 9)).ok()?;
+    Some(s.local_addr().ok()?.ip())
 }
 
 /// The configuration a list of operations (from a rules file) describes when applied to an empty director, in
@@ -378,11 +439,12 @@ mod tests {
     }
 
     #[test]
-    fn refuses_route_tunnel_and_fwmark() {
+    fn accepts_route_and_tunnel_refuses_fwmark() {
         let mut d = dest(11, 1);
         d.method = ForwardMethod::Route;
-        let e = check_supported(&[ConfigOp::AddDest(key(80), d)]).expect_err("route refused");
-        assert!(e.to_string().contains("masquerading mode only"), "{e}");
+        assert!(check_supported(&[ConfigOp::AddDest(key(80), d)]).is_ok());
+        d.method = ForwardMethod::Tunnel(rvs_core::TunnelConfig::default());
+        assert!(check_supported(&[ConfigOp::AddDest(key(80), d)]).is_ok());
         let fw = ServiceSpec::new(
             ServiceKey::Fwmark {
                 mark: 1,

@@ -15,6 +15,7 @@ use rvs_core::{Director, Timestamp, Verdict};
 use rvs_io::{Disposition, PacketIo, VnetHdr};
 
 use crate::nexthop::NextHops;
+use crate::xmit::{MethodPaths, MethodTx};
 
 use crate::ratelimit::{Admit, RateLimiter};
 
@@ -101,6 +102,14 @@ pub struct WorkerStats {
     pub write_errors: AtomicU64,
     /// Forwarded packets handed to the link (`--tx link`) rather than the TUN (failures count in `write_errors`).
     pub link_sent: AtomicU64,
+    /// Packets of route (`-g`) connections sent to their real server's MAC.
+    pub routed: AtomicU64,
+    /// Encapsulated packets (segments) sent to tunnel (`-i`) real servers.
+    pub tunnelled: AtomicU64,
+    /// ICMP "fragmentation needed" / "packet too big" errors sent back to clients.
+    pub too_big: AtomicU64,
+    /// Route/tunnel packets dropped for want of a next hop or tunnel path.
+    pub no_path: AtomicU64,
 }
 
 /// Totals over the workers.
@@ -114,6 +123,10 @@ pub struct Totals {
     pub unserved_vip: u64,
     pub write_errors: u64,
     pub link_sent: u64,
+    pub routed: u64,
+    pub tunnelled: u64,
+    pub too_big: u64,
+    pub no_path: u64,
 }
 
 /// Running workers.
@@ -131,6 +144,7 @@ impl Workers {
         vips: Arc<VipSet>,
         queues: Vec<Q>,
         hops: Option<Arc<NextHops>>,
+        paths: Option<Arc<MethodPaths>>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
@@ -141,13 +155,18 @@ impl Workers {
             let (d, s, v) = (director.clone(), stop.clone(), vips.clone());
             let seed = random_seed(i as u64);
             let mut q = q;
-            if hops.is_some() {
+            // Route destinations always leave through the link socket; masq packets only with --tx link.
+            if hops.is_some() || paths.is_some() {
                 q.enable_link_tx()?;
             }
             let link = hops.clone();
+            let paths = paths.clone();
             let h = std::thread::Builder::new()
                 .name(format!("rvsd-worker-{i}"))
-                .spawn(move || run_worker(i, q, &d, &v, link.as_deref(), &s, &st, seed));
+                .spawn(move || {
+                    let mut mx = MethodTx::new(paths);
+                    run_worker(i, q, &d, &v, link.as_deref(), &mut mx, &s, &st, seed)
+                });
             match h {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -183,6 +202,10 @@ impl Workers {
             t.unserved_vip += s.unserved_vip.load(Ordering::Relaxed);
             t.write_errors += s.write_errors.load(Ordering::Relaxed);
             t.link_sent += s.link_sent.load(Ordering::Relaxed);
+            t.routed += s.routed.load(Ordering::Relaxed);
+            t.tunnelled += s.tunnelled.load(Ordering::Relaxed);
+            t.too_big += s.too_big.load(Ordering::Relaxed);
+            t.no_path += s.no_path.load(Ordering::Relaxed);
         }
         t
     }
@@ -233,6 +256,7 @@ pub fn handle_packet(
     director: &Director,
     vips: &VipSet,
     hops: Option<&NextHops>,
+    mx: &mut MethodTx,
     now: Timestamp,
     random: u64,
     pkt: &mut [u8],
@@ -287,8 +311,9 @@ pub fn handle_packet(
             st.passed.fetch_add(1, Ordering::Relaxed);
             Disposition::Send
         }
-        // Route and tunnel transmit come with the next commit; until then their packets are drops.
-        Verdict::Drop(_) | Verdict::Route { .. } | Verdict::Tunnel { .. } => {
+        Verdict::Route { rip } => mx.route(pkt, vnet, rip, st),
+        Verdict::Tunnel { rip, tunnel } => mx.tunnel(pkt, vnet, rip, &tunnel, st),
+        Verdict::Drop(_) => {
             st.dropped.fetch_add(1, Ordering::Relaxed);
             Disposition::Drop
         }
@@ -302,6 +327,7 @@ fn run_worker<Q: PacketIo>(
     director: &Director,
     vips: &VipSet,
     hops: Option<&NextHops>,
+    mx: &mut MethodTx,
     stop: &AtomicBool,
     st: &WorkerStats,
     seed: u64,
@@ -314,7 +340,7 @@ fn run_worker<Q: PacketIo>(
         let mut t = None;
         let r = q.run_batch(IDLE_WAIT, |pkt, vnet| {
             let now = *t.get_or_insert_with(now);
-            handle_packet(director, vips, hops, now, rng.next_u64(), pkt, vnet, st)
+            handle_packet(director, vips, hops, mx, now, rng.next_u64(), pkt, vnet, st)
         });
         match r {
             Ok(b) => {
@@ -408,7 +434,9 @@ mod packet_tests {
 
     /// One packet through `handle_packet` without offloads or link transmit.
     fn handle(d: &Director, v: &VipSet, p: &mut [u8], st: &WorkerStats) -> Disposition {
-        handle_packet(d, v, None, Timestamp(10), 7, p, &mut VnetHdr::default(), st)
+        let mut mx = MethodTx::disabled();
+        let vnet = &mut VnetHdr::default();
+        handle_packet(d, v, None, &mut mx, Timestamp(10), 7, p, vnet, st)
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod mapping;
 mod metrics;
 mod nexthop;
 mod ratelimit;
+mod xmit;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -104,11 +105,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         hash_seed: dataplane::random_seed(0x7276_7364),
         ..DirectorConfig::default()
     }));
+    // Next hops serve route destinations always, and masq packets with --tx link.
+    let resolver_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (link_hops, misses) = nexthop::NextHops::new();
+    nexthop::spawn_resolver(link_hops.clone(), misses, resolver_stop.clone())
+        .context("starting the next-hop resolver")?;
+    let paths = Arc::new(xmit::MethodPaths::new(link_hops.clone()));
     let daemon = Arc::new(Daemon::new(
         director.clone(),
         steering,
         args.rules.clone(),
         !args.no_save,
+        paths.clone(),
     ));
     let mut guard = SteeringGuard(Some(&daemon));
 
@@ -126,15 +134,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         m => m,
     };
-    let resolver_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hops = match args.tx {
         TxMode::Tun => None,
-        TxMode::Link => {
-            let (hops, misses) = nexthop::NextHops::new();
-            nexthop::spawn_resolver(hops.clone(), misses, resolver_stop.clone())
-                .context("starting the next-hop resolver")?;
-            Some(hops)
-        }
+        TxMode::Link => Some(link_hops),
     };
     let workers = match io {
         IoMode::Uring => {
@@ -143,9 +145,21 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .map(|q| q.into_uring())
                 .collect::<std::io::Result<Vec<_>>>()
                 .context("setting up the io_uring queues")?;
-            Workers::start(director.clone(), daemon.vips.clone(), queues, hops)
+            Workers::start(
+                director.clone(),
+                daemon.vips.clone(),
+                queues,
+                hops,
+                Some(paths.clone()),
+            )
         }
-        IoMode::Sync => Workers::start(director.clone(), daemon.vips.clone(), queues, hops),
+        IoMode::Sync => Workers::start(
+            director.clone(),
+            daemon.vips.clone(),
+            queues,
+            hops,
+            Some(paths.clone()),
+        ),
     }
     .context("starting data-plane workers")?;
     let _timers = start_timers(director.clone()).context("starting the timer thread")?;

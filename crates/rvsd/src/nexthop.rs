@@ -104,6 +104,19 @@ pub fn spawn_resolver(
     Ok(())
 }
 
+/// Make the kernel resolve `dst`'s link-layer address (or its gateway's): one empty UDP datagram to its discard
+/// port (9). Route destinations need this: their packets bypass the kernel, which would otherwise never ask.
+pub fn probe(dst: IpAddr) {
+    let any: IpAddr = if dst.is_ipv6() {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    };
+    if let Ok(s) = std::net::UdpSocket::bind((any, 0)) {
+        let _ = s.send_to(&[], (dst, 9));
+    }
+}
+
 /// The resolver's own state (thread-local, allocates freely).
 #[derive(Debug)]
 struct Resolver {
@@ -164,6 +177,10 @@ impl Resolver {
                     .as_ref()?;
                 Some(NextHop::new(oif, mtu, mac, src, dst.is_ipv6()))
             });
+            if hop.is_none() && route.is_some() {
+                // The kernel resolves a neighbour only when it sends to it: give it a reason.
+                probe(dst);
+            }
             match hop {
                 Some(h) => {
                     table.insert(dst, h);

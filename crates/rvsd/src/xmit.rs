@@ -1,0 +1,335 @@
+//! Transmit for the two forwarding methods that leave the packet unchanged (IPVS's `ip_vs_dr_xmit` and
+//! `ip_vs_tunnel_xmit`).
+//!
+//! - **Route** (`-g`): the packet, still addressed to the VIP, goes in an Ethernet frame to the real server's MAC
+//!   on the network both share, through the queue's link-layer socket ([`Disposition::SendTo`], the next hop
+//!   learnt by the resolver of [`crate::nexthop`]). The TUN cannot carry it: written back, it would be routed to the
+//!   VIP, into the TUN again. A real server without a resolved neighbour yet is reported to the resolver and the
+//!   packet dropped (the daemon asks the kernel to resolve every route destination when it is configured, so this
+//!   is rare).
+//! - **Tunnel** (`-i`): the packet is encapsulated ([`rvs_wire::encap`]) from the director's source address for
+//!   the real server (the route's preferred source, found when the destination is configured) and sent through a
+//!   raw socket: the kernel routes it to the RIP wherever it is. A TCP super-packet (offloads) is segmented first
+//!   ([`rvs_wire::gso`]): the kernel cannot segment an IPIP/GUE/GRE packet handed to it from user space.
+//! - The TUN decremented the TTL once on the way in: it is given back, so the real server sees the client's packet
+//!   exactly as IPVS would hand it over (IPVS takes it at LOCAL_IN, where no TTL was spent).
+//! - **Too big**: a packet that does not fit the egress MTU (minus the tunnel's headers) is answered as IPVS does
+//!   (`__ip_vs_get_out_rt` / `ensure_mtu_is_adequate`): an IPv4 packet with DF gets ICMP "fragmentation needed", an
+//!   IPv6 packet ICMPv6 "packet too big", from the VIP to the client, with the MTU left for it; an IPv4 tunnel
+//!   packet without DF is sent and fragmented by the kernel. The errors leave through the raw socket.
+//!
+//! Per packet: no allocation (the worker's buffers are made once), no lock (the path tables are read through
+//! `ArcSwap`). A tunnelled packet costs one `sendto` per segment (the io_uring batching of the TUN path is the next
+//! step for it: see the crate README).
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+use rvs_core::TunnelConfig;
+use rvs_io::raw::RawTx;
+use rvs_io::{Disposition, VnetHdr};
+use rvs_wire::encap::{self, Outer};
+use rvs_wire::{IpVersion, PacketInfo, Transport};
+
+use crate::dataplane::WorkerStats;
+use crate::nexthop::NextHops;
+
+/// How the director reaches a tunnel real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelPath {
+    /// The outer source address (the route's preferred source toward the real server).
+    pub src: IpAddr,
+    /// The egress interface's MTU.
+    pub mtu: u32,
+}
+
+/// Paths shared by the workers: the link next hops (route) and the tunnel paths, both kept by the control plane.
+#[derive(Debug)]
+pub struct MethodPaths {
+    /// Link-layer next hops (also used by `--tx link` for masq).
+    pub hops: Arc<NextHops>,
+    tunnels: ArcSwap<HashMap<IpAddr, TunnelPath>>,
+}
+
+impl MethodPaths {
+    /// No tunnel paths yet.
+    pub fn new(hops: Arc<NextHops>) -> Self {
+        Self {
+            hops,
+            tunnels: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    /// Replace the tunnel paths.
+    pub fn set_tunnels(&self, t: HashMap<IpAddr, TunnelPath>) {
+        self.tunnels.store(Arc::new(t));
+    }
+
+    /// The path to tunnel real server `rip`.
+    pub fn tunnel(&self, rip: IpAddr) -> Option<TunnelPath> {
+        self.tunnels.load().get(&rip).copied()
+    }
+}
+
+/// Largest packet a worker segments or encapsulates (a TCP super-packet is at most 64 KiB).
+const BUF: usize = 65_536 + encap::MAX_OVERHEAD;
+
+/// One worker's transmit state for route and tunnel: its raw socket and buffers, made once.
+#[derive(Debug)]
+pub struct MethodTx {
+    paths: Option<Arc<MethodPaths>>,
+    raw: Option<RawTx>,
+    seg: Box<[u8]>,
+    out: Box<[u8]>,
+    ident: u16,
+}
+
+impl MethodTx {
+    /// Transmit over `paths`; without a raw socket (no CAP_NET_RAW) tunnel packets and ICMP errors are dropped.
+    pub fn new(paths: Option<Arc<MethodPaths>>) -> Self {
+        let raw = match paths {
+            Some(_) => RawTx::new()
+                .inspect_err(|e| tracing::warn!(error = %e, "no raw socket: tunnel destinations cannot be served"))
+                .ok(),
+            None => None,
+        };
+        Self {
+            paths,
+            raw,
+            seg: vec![0; BUF].into_boxed_slice(),
+            out: vec![0; BUF].into_boxed_slice(),
+            ident: 1,
+        }
+    }
+
+    /// Nothing configured (tests): every route/tunnel packet is dropped and counted.
+    #[cfg(test)]
+    pub fn disabled() -> Self {
+        Self {
+            paths: None,
+            raw: None,
+            seg: Box::default(),
+            out: Box::default(),
+            ident: 1,
+        }
+    }
+
+    /// A packet of a route connection (see the module docs).
+    pub fn route(
+        &mut self,
+        pkt: &mut [u8],
+        vnet: &VnetHdr,
+        rip: IpAddr,
+        st: &WorkerStats,
+    ) -> Disposition {
+        let hop = self.paths.as_ref().and_then(|p| {
+            let h = p.hops.lookup(rip);
+            if h.is_none() {
+                p.hops.miss(rip);
+            }
+            h
+        });
+        match hop {
+            Some(hop) if hop.fits(pkt, vnet) => {
+                restore_ttl(pkt);
+                st.routed.fetch_add(1, Ordering::Relaxed);
+                Disposition::SendTo(hop)
+            }
+            Some(hop) => {
+                if let Ok(info) = rvs_wire::parse(pkt) {
+                    self.too_big(pkt, &info, hop.mtu, st);
+                }
+                st.dropped.fetch_add(1, Ordering::Relaxed);
+                Disposition::Drop
+            }
+            None => unreachable_path(st),
+        }
+    }
+
+    /// A packet of a tunnel connection (see the module docs).
+    pub fn tunnel(
+        &mut self,
+        pkt: &mut [u8],
+        vnet: &VnetHdr,
+        rip: IpAddr,
+        tun: &TunnelConfig,
+        st: &WorkerStats,
+    ) -> Disposition {
+        let Some(path) = self.paths.as_ref().and_then(|p| p.tunnel(rip)) else {
+            return unreachable_path(st);
+        };
+        restore_ttl(pkt);
+        let Ok(info) = rvs_wire::parse(pkt) else {
+            st.dropped.fetch_add(1, Ordering::Relaxed);
+            return Disposition::Drop;
+        };
+        let overhead = tun.overhead(rip.is_ipv6());
+        let room = (path.mtu as usize).saturating_sub(overhead);
+        let outer = Outer {
+            src: path.src,
+            dst: rip,
+            ident: 0,
+            flow_hash: flow_hash(&info),
+        };
+        if vnet.is_gso() && matches!(info.transport, Transport::Tcp { .. }) {
+            let mss = usize::from(vnet.gso_size());
+            let n = rvs_wire::gso::tcp_segments(pkt, &info, mss).unwrap_or(0);
+            for k in 0..n {
+                let Ok(len) = rvs_wire::gso::tcp_segment(pkt, &info, mss, k, &mut self.seg) else {
+                    st.dropped.fetch_add(1, Ordering::Relaxed);
+                    break;
+                };
+                if len > room && must_not_fragment(pkt, &info) {
+                    self.too_big(pkt, &info, room as u32, st);
+                    break;
+                }
+                self.ident = self.ident.wrapping_add(1);
+                let o = Outer {
+                    ident: self.ident,
+                    ..outer
+                };
+                send_encapsulated(
+                    self.raw.as_ref(),
+                    &self.seg[..len],
+                    tun,
+                    &o,
+                    &mut self.out,
+                    st,
+                );
+            }
+            return Disposition::Drop;
+        }
+        if pkt.len() > room && must_not_fragment(pkt, &info) {
+            self.too_big(pkt, &info, room as u32, st);
+            st.dropped.fetch_add(1, Ordering::Relaxed);
+            return Disposition::Drop;
+        }
+        self.ident = self.ident.wrapping_add(1);
+        let o = Outer {
+            ident: self.ident,
+            ..outer
+        };
+        send_encapsulated(self.raw.as_ref(), pkt, tun, &o, &mut self.out, st);
+        Disposition::Drop
+    }
+
+    /// Answer `pkt` with "fragmentation needed" / "packet too big" from the VIP it was sent to.
+    #[cold]
+    fn too_big(&mut self, pkt: &[u8], info: &PacketInfo, mtu: u32, st: &WorkerStats) {
+        let Some(raw) = &self.raw else { return };
+        if let Ok(n) = encap::too_big(pkt, info.dst, mtu, &mut self.out)
+            && raw.send(&self.out[..n]).is_ok()
+        {
+            st.too_big.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn unreachable_path(st: &WorkerStats) -> Disposition {
+    st.no_path.fetch_add(1, Ordering::Relaxed);
+    Disposition::Drop
+}
+
+fn send_encapsulated(
+    raw: Option<&RawTx>,
+    inner: &[u8],
+    tun: &TunnelConfig,
+    outer: &Outer,
+    out: &mut [u8],
+    st: &WorkerStats,
+) {
+    let sent = raw.is_some_and(|r| match encap::encapsulate(inner, tun, outer, out) {
+        Ok(n) => r.send(&out[..n]).is_ok(),
+        Err(_) => false,
+    });
+    if sent {
+        st.tunnelled.fetch_add(1, Ordering::Relaxed);
+    } else {
+        st.write_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// IPv6 is never fragmented on the way; IPv4 only without DF.
+fn must_not_fragment(pkt: &[u8], info: &PacketInfo) -> bool {
+    match info.version {
+        IpVersion::V6 => true,
+        IpVersion::V4 => pkt.get(6).is_some_and(|b| b & 0x40 != 0),
+    }
+}
+
+/// Give back the TTL / hop limit the TUN's forwarding took (none at 255: there is nothing to give back).
+fn restore_ttl(pkt: &mut [u8]) {
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) if pkt.len() >= 20 && pkt[8] < 255 => {
+            let old = u16::from_be_bytes([pkt[8], pkt[9]]);
+            pkt[8] += 1;
+            let new = u16::from_be_bytes([pkt[8], pkt[9]]);
+            let c = rvs_wire::checksum::update16(u16::from_be_bytes([pkt[10], pkt[11]]), old, new);
+            pkt[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        Some(6) if pkt.len() >= 40 && pkt[7] < 255 => pkt[7] += 1,
+        _ => {}
+    }
+}
+
+/// A hash of the flow (GUE source port): one flow, one port.
+fn flow_hash(info: &PacketInfo) -> u32 {
+    let ports = match info.transport {
+        Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => (sport, dport),
+        _ => (0, 0),
+    };
+    let h = foldhash::fast::FixedState::with_seed(0x6775_6520).hash_one((
+        info.src,
+        info.dst,
+        info.protocol,
+        ports,
+    ));
+    (h >> 32) as u32 ^ h as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_given_back_with_a_valid_checksum() {
+        let b =
+            etherparse::PacketBuilder::ipv4([198, 51, 100, 10], [198, 51, 100, 100], 62).udp(1, 2);
+        let mut p = Vec::new();
+        b.write(&mut p, b"x").expect("build");
+        restore_ttl(&mut p);
+        assert_eq!(p[8], 63);
+        assert!(rvs_wire::checksum::ipv4_header_ok(&p));
+        p[8] = 255;
+        let before = p.clone();
+        restore_ttl(&mut p);
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn without_paths_route_and_tunnel_are_counted_drops() {
+        let st = WorkerStats::default();
+        let mut mx = MethodTx::disabled();
+        let mut p = vec![0x45u8; 40];
+        let rip: IpAddr = [203, 0, 113, 11].into();
+        assert_eq!(
+            mx.route(&mut p, &VnetHdr::default(), rip, &st),
+            Disposition::Drop
+        );
+        assert_eq!(
+            mx.tunnel(
+                &mut p,
+                &VnetHdr::default(),
+                rip,
+                &TunnelConfig::default(),
+                &st
+            ),
+            Disposition::Drop
+        );
+        assert_eq!(st.no_path.load(Ordering::Relaxed), 2);
+    }
+}
