@@ -64,9 +64,9 @@ pub mod dest;
 mod director;
 #[cfg(test)]
 mod director_tests;
+mod fastpath;
 #[cfg(test)]
 mod methods_tests;
-mod fastpath;
 pub mod sched;
 pub mod service;
 mod stats;

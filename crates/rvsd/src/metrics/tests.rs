@@ -227,3 +227,61 @@ fn listener_serves_metrics_page_and_status_read_only() {
     assert!(head.starts_with("HTTP/1.0 404"), "{head}");
     drop(l); // joins the serving thread: must not hang
 }
+
+/// Metric names (`node_ipvs_*`, `rvs_*`) used in a text.
+fn names_in(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for start in ["node_ipvs_", "rvs_"] {
+        for (i, _) in text.match_indices(start) {
+            if text[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                continue;
+            }
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.push(name);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn dashboard_and_alerts_use_only_exported_metrics() {
+    let (reg, _) = metrics();
+    let text = render(&reg).expect("renders");
+    let exported: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for (file, body) in [
+        (
+            "dist/grafana/rvs-dashboard.json",
+            include_str!("../../../../dist/grafana/rvs-dashboard.json"),
+        ),
+        (
+            "dist/prometheus/rvs-alerts.yml",
+            include_str!("../../../../dist/prometheus/rvs-alerts.yml"),
+        ),
+    ] {
+        let used = names_in(body);
+        assert!(used.len() >= 3, "{file} uses metrics");
+        for n in used {
+            // `rvs_` also starts names like the dashboard's uid; only metric-looking names are checked.
+            if n == "rvs_" || n.ends_with('_') {
+                continue;
+            }
+            assert!(
+                exported.contains(&n.as_str()),
+                "{file} uses {n}, which rvsd does not export"
+            );
+        }
+    }
+}
