@@ -48,6 +48,14 @@ pub struct Args {
     /// yet known).
     #[arg(long, value_enum, default_value_t = TxMode::Tun)]
     pub tx: TxMode,
+    /// The XDP fast path for established connections (needs --public-if and --private-if): `off`; `auto` (used
+    /// where it loads and attaches natively, otherwise rvsd says so once and runs on the TUN alone); `xdp` (refuse
+    /// to start without it).
+    #[arg(long, value_enum, default_value_t = FastPathMode::Off)]
+    pub fast_path: FastPathMode,
+    /// Entries of the fast-path map (two per connection; beyond, connections stay on the slow path).
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    pub fast_path_entries: u32,
     /// Data-plane worker threads, one TUN queue each [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
@@ -64,6 +72,17 @@ pub enum IoMode {
     Uring,
     /// A system call per packet.
     Sync,
+}
+
+/// Whether established connections take the XDP fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FastPathMode {
+    /// The TUN alone.
+    Off,
+    /// XDP where it works, else the TUN alone (said once).
+    Auto,
+    /// XDP or refuse to start.
+    Xdp,
 }
 
 /// Where forwarded packets are sent.

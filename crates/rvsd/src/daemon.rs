@@ -50,6 +50,8 @@ pub struct Daemon {
     save: bool,
     /// Route and tunnel paths the workers read (kept here, where destinations change).
     paths: Arc<MethodPaths>,
+    /// The XDP fast path, when on: flushed after every configuration change, before it is acknowledged.
+    pub fast: std::sync::OnceLock<Arc<crate::fastpath::FastPathCtl>>,
 }
 
 /// A whole configuration: services with their destinations.
@@ -137,6 +139,7 @@ impl Daemon {
             rules,
             save,
             paths,
+            fast: std::sync::OnceLock::new(),
         }
     }
 
@@ -159,6 +162,11 @@ impl Daemon {
     fn apply_locked(&self, ctl: &mut Control, ops: Vec<ConfigOp>) -> Result<(), ApplyError> {
         let res = self.apply_steered(ctl, ops);
         self.vips.set(ctl.steering.vips().collect());
+        if res.is_ok()
+            && let Some(f) = self.fast.get()
+        {
+            f.flush(&self.director);
+        }
         res
     }
 

@@ -8,6 +8,7 @@ mod args;
 mod control;
 mod daemon;
 mod dataplane;
+mod fastpath;
 mod mapping;
 mod metrics;
 mod nexthop;
@@ -25,7 +26,7 @@ use rvs_core::{Director, DirectorConfig};
 use rvs_io::{Steering, SteeringConfig, TunDevice};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::args::{Args, IoMode, TxMode};
+use crate::args::{Args, FastPathMode, IoMode, TxMode};
 use crate::daemon::Daemon;
 use crate::dataplane::{Workers, now};
 
@@ -134,6 +135,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         m => m,
     };
+    let fast = start_fast_path(&args, &daemon, Some(link_hops.clone()), &resolver_stop)?;
     let hops = match args.tx {
         TxMode::Tun => None,
         TxMode::Link => Some(link_hops),
@@ -162,7 +164,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         ),
     }
     .context("starting data-plane workers")?;
-    let _timers = start_timers(director.clone()).context("starting the timer thread")?;
+    let _timers =
+        start_timers(director.clone(), fast.clone()).context("starting the timer thread")?;
     let _metrics = match args.metrics {
         Some(addr) => {
             let m = metrics::Metrics::new(director.clone(), workers.stats());
@@ -209,6 +212,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
+    // The fast path first: its packets go back to the slow path while the steering is still there.
+    if let Some(f) = &fast {
+        f.detach();
+        let stats: Vec<String> = f
+            .stats()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        tracing::info!(connections = f.connections(), packets = %stats.join(" "), "fast path detached");
+    }
     // Steering first (no new traffic is sent into the TUN), then the workers (their queues close, the TUN goes).
     guard.0 = None;
     let removed = daemon.teardown();
@@ -242,21 +256,82 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Background work: connection expiry every 100 ms, rate estimation every 2 s.
-fn start_timers(director: Arc<Director>) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// Expiry and rate estimation. With the fast path, expiry runs once a second right after the fast path's counters
+/// and last-seen times were credited to the core (a connection busy on the fast path is never expired).
+fn start_timers(
+    director: Arc<Director>,
+    fast: Option<Arc<fastpath::FastPathCtl>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("rvsd-timers".into())
         .spawn(move || {
             let mut last_est = now();
+            let mut ticks = 0u32;
             loop {
                 std::thread::sleep(Duration::from_millis(100));
+                ticks = ticks.wrapping_add(1);
+                match &fast {
+                    Some(f) if ticks.is_multiple_of(10) => {
+                        f.sync(&director);
+                        director.expire(now());
+                    }
+                    Some(_) => {}
+                    None => {
+                        director.expire(now());
+                    }
+                }
                 let t = now();
-                director.expire(t);
                 if t.0.saturating_sub(last_est.0) >= 2000 {
                     director.estimate_rates(t);
                     last_est = t;
                 }
             }
         })
+}
+
+/// Start the XDP fast path as `--fast-path` asks: None when off, or (auto) when XDP cannot be used here.
+fn start_fast_path(
+    args: &Args,
+    daemon: &Daemon,
+    hops: Option<Arc<nexthop::NextHops>>,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Option<Arc<fastpath::FastPathCtl>>> {
+    if args.fast_path == FastPathMode::Off {
+        return Ok(None);
+    }
+    let demanded = args.fast_path == FastPathMode::Xdp;
+    let started = match (args.public_if.as_deref(), args.private_if.as_deref(), hops) {
+        (Some(p), Some(q), Some(h)) => {
+            fastpath::FastPathCtl::start(&[p, q], h, args.fast_path_entries)
+                .map_err(anyhow::Error::from)
+        }
+        _ => Err(anyhow::anyhow!("it needs --public-if and --private-if")),
+    };
+    let ctl = match started {
+        Ok(c) => Arc::new(c),
+        Err(e) if demanded => {
+            return Err(e.context("--fast-path xdp: the XDP fast path cannot run here"));
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "XDP fast path unavailable: running on the TUN alone"
+            );
+            return Ok(None);
+        }
+    };
+    let (sink, events) = fastpath::channel();
+    fastpath::spawn(ctl.clone(), daemon.director.clone(), events, stop.clone())
+        .context("starting the fast-path thread")?;
+    daemon.director.set_fast_path(sink);
+    let _ = daemon.fast.set(ctl.clone());
+    tracing::info!(
+        public = args.public_if.as_deref().unwrap_or(""),
+        private = args.private_if.as_deref().unwrap_or(""),
+        entries = args.fast_path_entries,
+        "XDP fast path attached (native)"
+    );
+    Ok(Some(ctl))
 }
 
 type RulesOps = (Vec<rvs_core::ConfigOp>, Vec<usize>);

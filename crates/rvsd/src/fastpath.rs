@@ -1,0 +1,360 @@
+//! `--fast-path xdp`: established connections forwarded by rvs-xdp's XDP program on the public and private
+//! interfaces; the TUN and the workers stay the slow path for everything else.
+//!
+//! The core offers a connection when it becomes ESTABLISHED (UDP: at once) through [`Sink`], which only queues it
+//! (it is called under a connection-table lock). The `rvsd-fastpath` thread installs both entries (client -> VIP
+//! and real server -> client) with the next hops the resolver knows ([`NextHops`]); a connection whose next hop is
+//! not known yet is retried for a few seconds and otherwise stays on the slow path, as does one the full map
+//! refuses. Once a second [`FastPathCtl::sync`] credits what the program forwarded to the core (counters,
+//! last-seen) *before* the core expires anything, and removes the entries of connections the core no longer has
+//! in ESTABLISHED. A configuration change flushes every entry before the control command returns
+//! ([`FastPathCtl::flush`]); what is still valid comes back at its next slow-path packet.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rvs_core::{Director, FastConn, FastCredit, FastPathSink, TcpState, Timestamp};
+use rvs_xdp::{Egress, FastPath, Flow, FlowCounters, FlowKey, L4, Stat};
+
+use crate::nexthop::NextHops;
+use crate::ratelimit::{Admit, RateLimiter};
+
+/// Offers and withdrawals queued for the fast-path thread (beyond, offers are refused and come again).
+const QUEUE: usize = 8192;
+/// How long a connection whose next hop is unknown is retried.
+const NEXT_HOP_RETRY: Duration = Duration::from_secs(3);
+
+/// What the core told the fast path.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    Offload(FastConn),
+    Withdraw(FastConn),
+}
+
+/// The core's hook: queues, never blocks.
+#[derive(Debug)]
+pub struct Sink(SyncSender<Event>);
+
+impl FastPathSink for Sink {
+    fn offload(&self, c: &FastConn) -> bool {
+        self.0.try_send(Event::Offload(*c)).is_ok()
+    }
+    fn withdraw(&self, c: &FastConn) {
+        // Best effort: the once-a-second sync removes what a full queue lost.
+        let _ = self.0.try_send(Event::Withdraw(*c));
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Managed {
+    kin: FlowKey,
+    kout: FlowKey,
+    credited_in: FlowCounters,
+    credited_out: FlowCounters,
+}
+
+#[derive(Debug)]
+struct Inner {
+    fp: FastPath,
+    conns: HashMap<FastConn, Managed>,
+    pending: Vec<(FastConn, Instant)>,
+    full_log: RateLimiter,
+}
+
+/// The fast path as rvsd drives it.
+#[derive(Debug)]
+pub struct FastPathCtl {
+    inner: Mutex<Inner>,
+    hops: Arc<NextHops>,
+    /// The interfaces the program is attached to (the only allowed egresses).
+    egress: Vec<u32>,
+}
+
+fn ifindex(name: &str) -> std::io::Result<u32> {
+    let c = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(i)
+    }
+}
+
+/// Why the fast path could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("interface {0}: {1}")]
+    Interface(String, std::io::Error),
+    #[error(transparent)]
+    Xdp(#[from] rvs_xdp::Error),
+}
+
+impl FastPathCtl {
+    /// Load the program and attach it natively to `ifaces`. Nothing stays attached on error.
+    pub fn start(
+        ifaces: &[&str],
+        hops: Arc<NextHops>,
+        max_entries: u32,
+    ) -> Result<Self, StartError> {
+        let mut fp = FastPath::load(rvs_xdp::Options {
+            max_flow_entries: max_entries,
+        })?;
+        let mut egress = Vec::new();
+        for name in ifaces {
+            let i = ifindex(name).map_err(|e| StartError::Interface((*name).to_owned(), e))?;
+            fp.attach(i)?; // on error, dropping fp detaches what was attached
+            egress.push(i);
+        }
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                fp,
+                conns: HashMap::new(),
+                pending: Vec::new(),
+                full_log: RateLimiter::new(1, 60_000),
+            }),
+            hops,
+            egress,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The egress towards `ip`, if the resolver knows it and it is one of ours.
+    fn egress_to(&self, ip: IpAddr) -> Option<Egress> {
+        let Some(h) = self.hops.lookup(ip) else {
+            self.hops.miss(ip);
+            return None;
+        };
+        if !self.egress.contains(&h.ifindex) {
+            return None;
+        }
+        let mut dst_mac = [0u8; 6];
+        let mut src_mac = [0u8; 6];
+        dst_mac.copy_from_slice(&h.eth[..6]);
+        src_mac.copy_from_slice(&h.eth[6..12]);
+        Some(Egress {
+            ifindex: h.ifindex,
+            dst_mac,
+            src_mac,
+            mtu: h.mtu.min(u32::from(u16::MAX)) as u16,
+        })
+    }
+
+    /// Install both entries of `c`. Ok(false): not now (next hop unknown), retry later.
+    fn install(&self, inner: &mut Inner, c: &FastConn) -> Result<bool, rvs_xdp::Error> {
+        if inner.conns.contains_key(c) {
+            return Ok(true);
+        }
+        let proto = match c.protocol {
+            6 => L4::Tcp,
+            17 => L4::Udp,
+            _ => return Ok(true), // never offered by the core; nothing to do
+        };
+        let (Some(to_rs), Some(to_client)) = (self.egress_to(c.daddr), self.egress_to(c.caddr))
+        else {
+            return Ok(false);
+        };
+        let client = SocketAddr::new(c.caddr, c.cport);
+        let vip = SocketAddr::new(c.vaddr, c.vport);
+        let rs = SocketAddr::new(c.daddr, c.dport);
+        let bad = |e: rvs_xdp::FamilyMismatch| rvs_xdp::Error::TestRun(std::io::Error::other(e));
+        let kin = FlowKey::new(proto, client, vip).map_err(bad)?;
+        let kout = FlowKey::new(proto, rs, client).map_err(bad)?;
+        let fin = Flow::new(&kin, client, rs, to_rs).map_err(bad)?;
+        let fout = Flow::new(&kout, vip, client, to_client).map_err(bad)?;
+        inner.fp.insert(&kin, &fin)?;
+        if let Err(e) = inner.fp.insert(&kout, &fout) {
+            let _ = inner.fp.remove(&kin);
+            return Err(e);
+        }
+        inner.conns.insert(
+            *c,
+            Managed {
+                kin,
+                kout,
+                credited_in: FlowCounters::default(),
+                credited_out: FlowCounters::default(),
+            },
+        );
+        Ok(true)
+    }
+
+    fn offload(&self, inner: &mut Inner, c: FastConn, first: Instant) {
+        match self.install(inner, &c) {
+            Ok(true) => {}
+            Ok(false) => {
+                if first.elapsed() < NEXT_HOP_RETRY {
+                    inner.pending.push((c, first));
+                }
+            }
+            Err(rvs_xdp::Error::Full) => {
+                if let Admit::Yes { suppressed } = inner.full_log.admit(crate::dataplane::now().0) {
+                    tracing::warn!(
+                        suppressed,
+                        "fast-path map full: new connections stay on the slow path"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "installing a fast-path connection failed"),
+        }
+    }
+
+    /// Remove `c`'s entries, crediting what they forwarded since the last sync.
+    fn remove(director: &Director, inner: &mut Inner, c: &FastConn) {
+        let Some(m) = inner.conns.remove(c) else {
+            return;
+        };
+        let lin = inner
+            .fp
+            .remove(&m.kin)
+            .ok()
+            .flatten()
+            .unwrap_or(m.credited_in);
+        let lout = inner
+            .fp
+            .remove(&m.kout)
+            .ok()
+            .flatten()
+            .unwrap_or(m.credited_out);
+        let credit = credit_of(&m, lin, lout);
+        if credit != FastCredit::default() {
+            director.fast_path_credit(c, &credit);
+        }
+    }
+
+    /// Credit what the program forwarded, and drop the entries of connections that left ESTABLISHED or the table.
+    /// Run before every expiry.
+    pub fn sync(&self, director: &Director) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let mut gone = Vec::new();
+        for (c, m) in inner.conns.iter_mut() {
+            let lin = inner.fp.counters(&m.kin).ok().flatten();
+            let lout = inner.fp.counters(&m.kout).ok().flatten();
+            let (Some(lin), Some(lout)) = (lin, lout) else {
+                gone.push(*c);
+                continue;
+            };
+            let credit = credit_of(m, lin, lout);
+            let state = director.fast_path_credit(c, &credit);
+            m.credited_in = lin;
+            m.credited_out = lout;
+            let keep = match state {
+                None => false,
+                Some(s) => c.protocol == 17 || s == TcpState::Established,
+            };
+            if !keep {
+                gone.push(*c);
+            }
+        }
+        for c in gone {
+            Self::remove(director, inner, &c);
+        }
+    }
+
+    /// Remove every entry (crediting them) and start a new generation in the core: what is still valid is offered
+    /// again at its next slow-path packet. Called after every configuration change, before it is acknowledged.
+    pub fn flush(&self, director: &Director) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let all: Vec<FastConn> = inner.conns.keys().copied().collect();
+        for c in &all {
+            Self::remove(director, inner, c);
+        }
+        inner.pending.clear();
+        director.fast_path_reset();
+    }
+
+    /// Connections on the fast path now.
+    pub fn connections(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    /// Detach the program from every interface (at shutdown, before the steering goes).
+    pub fn detach(&self) {
+        self.lock().fp.detach_all();
+    }
+
+    /// The program's counters by reason.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        let inner = self.lock();
+        match inner.fp.stats() {
+            Ok(s) => Stat::ALL
+                .iter()
+                .map(|r| (r.name(), s[*r as usize]))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn handle(&self, director: &Director, ev: Event) {
+        let mut inner = self.lock();
+        match ev {
+            Event::Offload(c) => self.offload(&mut inner, c, Instant::now()),
+            Event::Withdraw(c) => Self::remove(director, &mut inner, &c),
+        }
+    }
+
+    fn retry_pending(&self) {
+        let mut inner = self.lock();
+        let pending = std::mem::take(&mut inner.pending);
+        for (c, first) in pending {
+            self.offload(&mut inner, c, first);
+        }
+    }
+}
+
+fn credit_of(m: &Managed, lin: FlowCounters, lout: FlowCounters) -> FastCredit {
+    let last = lin.last_seen_ns.max(lout.last_seen_ns);
+    let fresh = lin.packets > m.credited_in.packets || lout.packets > m.credited_out.packets;
+    FastCredit {
+        in_packets: lin.packets.saturating_sub(m.credited_in.packets),
+        in_bytes: lin.bytes.saturating_sub(m.credited_in.bytes),
+        out_packets: lout.packets.saturating_sub(m.credited_out.packets),
+        out_bytes: lout.bytes.saturating_sub(m.credited_out.bytes),
+        last_seen: (fresh && last > 0).then_some(Timestamp(last / 1_000_000)),
+    }
+}
+
+/// The core's sink and the receiving end for [`spawn`].
+pub fn channel() -> (Arc<Sink>, Receiver<Event>) {
+    let (tx, rx) = sync_channel(QUEUE);
+    (Arc::new(Sink(tx)), rx)
+}
+
+/// The fast-path thread: installs offered connections, removes withdrawn ones, retries unknown next hops.
+pub fn spawn(
+    ctl: Arc<FastPathCtl>,
+    director: Arc<Director>,
+    events: Receiver<Event>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("rvsd-fastpath".into())
+        .spawn(move || {
+            let mut last_retry = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                match events.recv_timeout(Duration::from_millis(100)) {
+                    Ok(ev) => {
+                        ctl.handle(&director, ev);
+                        while let Ok(ev) = events.try_recv() {
+                            ctl.handle(&director, ev);
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                if last_retry.elapsed() >= Duration::from_millis(100) {
+                    ctl.retry_pending();
+                    last_retry = Instant::now();
+                }
+            }
+        })
+}
