@@ -87,6 +87,14 @@ pub fn reap_stale_test_labs() {
     });
 }
 
+/// Extra rvsd arguments for every test lab, from `RVS_LAB_RVSD_ARGS` (whitespace-separated): how the suite runs
+/// in another mode, e.g. `RVS_LAB_RVSD_ARGS="--fast-path xdp" cargo test -p rvs-lab --test e2e`.
+pub fn extra_rvsd_args() -> Vec<String> {
+    std::env::var("RVS_LAB_RVSD_ARGS")
+        .map(|v| v.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 /// A lab with a unique prefix, `real_servers` real servers, the servers and (if `rvsd`) rvsd running; `None` when
 /// skipped. Panics with the cause when building fails.
 pub fn lab(test: &str, real_servers: usize, rvsd: bool) -> Option<Lab> {
@@ -97,6 +105,7 @@ pub fn lab(test: &str, real_servers: usize, rvsd: bool) -> Option<Lab> {
     let cfg = LabConfig {
         real_servers,
         rvsd,
+        rvsd_args: extra_rvsd_args(),
         ..LabConfig::unique("")
     };
     match Lab::up(cfg) {
