@@ -52,6 +52,8 @@ pub struct Daemon {
     paths: Arc<MethodPaths>,
     /// The XDP fast path, when on: flushed after every configuration change, before it is acknowledged.
     pub fast: std::sync::OnceLock<Arc<crate::fastpath::FastPathCtl>>,
+    /// The connection sync daemons (`--start-daemon`).
+    pub sync: crate::sync::SyncDaemons,
 }
 
 /// A whole configuration: services with their destinations.
@@ -140,6 +142,7 @@ impl Daemon {
             save,
             paths,
             fast: std::sync::OnceLock::new(),
+            sync: crate::sync::SyncDaemons::default(),
         }
     }
 

@@ -14,6 +14,7 @@ mod metrics;
 mod nexthop;
 mod ratelimit;
 mod xmit;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -223,6 +224,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .collect();
         tracing::info!(connections = f.connections(), packets = %stats.join(" "), "fast path detached");
     }
+    daemon.sync.stop_all();
     // Steering first (no new traffic is sent into the TUN), then the workers (their queues close, the TUN goes).
     guard.0 = None;
     let removed = daemon.teardown();

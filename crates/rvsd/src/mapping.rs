@@ -357,10 +357,12 @@ pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
             version: IPVS_VERSION.to_owned(),
             conn_table_size: CONN_TABLE_SIZE,
         })),
-        Command::ListDaemons => Ok(Reply::Daemons(Vec::new())),
-        Command::StartDaemon(_) | Command::StopDaemon(_) => Err(ApiError::not_supported(
-            "rvsd has no connection synchronisation daemon (--start-daemon/--stop-daemon are not supported)",
-        )),
+        Command::ListDaemons => Ok(Reply::Daemons(d.sync.list())),
+        Command::StartDaemon(cfg) => d
+            .sync
+            .start(&d.director, cfg.clone())
+            .map(|()| Reply::Done),
+        Command::StopDaemon(state) => d.sync.stop(*state).map(|()| Reply::Done),
         change => {
             // A batch's errors carry the index of the failing command within the batch (rvsadm -R names the line).
             let (batched, cmds) = match change {
