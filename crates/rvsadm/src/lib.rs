@@ -105,13 +105,6 @@ pub fn run(
         Action::List { target, format } => list(target, &format, json, director, resolver, io),
         Action::Save { format } => list(ListTarget::All, &format, json, director, resolver, io),
         Action::Restore => restore(director, resolver, io),
-        Action::Apply(Command::StartDaemon(_)) | Action::Apply(Command::StopDaemon(_)) => {
-            let _ = writeln!(
-                io.stderr,
-                "The connection synchronization daemon is not supported by rvsd"
-            );
-            EXIT_DIRECTOR
-        }
         Action::Apply(cmd) => match director.call(cmd) {
             Ok(_) => 0,
             Err(e) => report(&e, io, None),
@@ -306,7 +299,7 @@ fn restore(director: &mut dyn Director, r: &dyn Resolver, io: &mut Io<'_>) -> i3
     {
         let _ = writeln!(
             io.stderr,
-            "line {line}: The connection synchronization daemon is not supported by rvsd"
+            "line {line}: --start-daemon/--stop-daemon cannot be part of a -R transaction (run them on their own)"
         );
         return EXIT_DIRECTOR;
     }

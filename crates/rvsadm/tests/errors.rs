@@ -402,16 +402,30 @@ fn missing_service_wording_follows_libipvs() {
 }
 
 #[test]
-fn sync_daemon_is_refused_clearly() {
-    for args in ["--start-daemon master", "--stop-daemon backup"] {
+fn sync_daemon_commands_reach_rvsd_and_its_errors_print_as_ipvsadm() {
+    for (args, err_code, text) in [
+        (
+            "--start-daemon master --mcast-interface eth1 --syncid 7",
+            ErrorCode::DaemonRunning,
+            "Daemon has already run\n",
+        ),
+        (
+            "--stop-daemon backup",
+            ErrorCode::NoDaemon,
+            "No daemon is running\n",
+        ),
+    ] {
         let mut fake = Fake::with_fixture();
         let (code, _, err) = run_with(&mut fake, args, "");
-        assert_eq!(code, 255, "{args}");
-        assert_eq!(
-            err,
-            "The connection synchronization daemon is not supported by rvsd\n"
-        );
-        assert!(fake.calls.is_empty());
+        assert_eq!((code, err.as_str()), (0, ""), "{args}");
+        assert!(matches!(
+            fake.calls.last(),
+            Some(Command::StartDaemon(_) | Command::StopDaemon(_))
+        ));
+        let mut fake = Fake::with_fixture();
+        fake.fail_with = Some(ApiError::new(err_code));
+        let (code, _, err) = run_with(&mut fake, args, "");
+        assert_eq!((code, err.as_str()), (255, text), "{args}");
     }
 }
 

@@ -358,10 +358,7 @@ pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
             conn_table_size: CONN_TABLE_SIZE,
         })),
         Command::ListDaemons => Ok(Reply::Daemons(d.sync.list())),
-        Command::StartDaemon(cfg) => d
-            .sync
-            .start(&d.director, cfg.clone())
-            .map(|()| Reply::Done),
+        Command::StartDaemon(cfg) => d.sync.start(&d.director, cfg.clone()).map(|()| Reply::Done),
         Command::StopDaemon(state) => d.sync.stop(*state).map(|()| Reply::Done),
         change => {
             // A batch's errors carry the index of the failing command within the batch (rvsadm -R names the line).

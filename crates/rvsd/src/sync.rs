@@ -196,12 +196,6 @@ impl SyncDaemons {
             .collect()
     }
 
-    /// Counters of the running daemons (master, backup).
-    pub fn stats(&self) -> (Option<SyncStats>, Option<SyncStats>) {
-        let get = |m: &Mutex<Option<Running>>| lock(m).as_ref().map(|r| *lock(&r.stats));
-        (get(&self.master), get(&self.backup))
-    }
-
     /// Stops whatever runs (shutdown).
     pub fn stop_all(&self) {
         for s in [DaemonState::Master, DaemonState::Backup] {
@@ -399,7 +393,10 @@ mod tests {
             mcast_ttl: 0,
         };
         let e = effective(cfg.clone());
-        assert_eq!(e.mcast_group, Some(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81))));
+        assert_eq!(
+            e.mcast_group,
+            Some(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81)))
+        );
         assert_eq!((e.mcast_port, e.mcast_ttl, e.sync_maxlen), (8848, 1, 1472));
         assert_eq!(
             rvs_api::listing::list_daemons(&[e]),
@@ -408,7 +405,11 @@ mod tests {
         let b = effective(DaemonConfig {
             state: DaemonState::Backup,
             sync_maxlen: 100,
-            mcast_group: Some("ff02::81".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))),
+            mcast_group: Some(
+                "ff02::81"
+                    .parse()
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            ),
             ..cfg
         });
         assert_eq!(b.sync_maxlen, 1024, "a backup's maxlen is at least 1024");
