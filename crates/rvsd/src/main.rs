@@ -13,8 +13,8 @@ mod mapping;
 mod metrics;
 mod nexthop;
 mod ratelimit;
-mod xmit;
 mod sync;
+mod xmit;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
