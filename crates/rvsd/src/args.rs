@@ -63,6 +63,19 @@ pub struct Args {
     /// HTTP on this address, e.g. 127.0.0.1:9100 (nothing listens unless given). Read-only.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Log format on stderr: `text` (colours only on a terminal, no timestamps under journald) or `json` (one
+    /// object a line, for log shippers). The level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The data-plane I/O method.

@@ -14,6 +14,7 @@ mod metrics;
 mod nexthop;
 mod ratelimit;
 mod sync;
+mod systemd;
 mod xmit;
 
 use std::path::{Path, PathBuf};
@@ -27,19 +28,13 @@ use rvs_core::{Director, DirectorConfig};
 use rvs_io::{Steering, SteeringConfig, TunDevice};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::args::{Args, FastPathMode, IoMode, TxMode};
+use crate::args::{Args, FastPathMode, IoMode, LogFormat, TxMode};
 use crate::daemon::Daemon;
 use crate::dataplane::{Workers, now};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging(args.log_format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -71,7 +66,26 @@ impl Drop for SteeringGuard<'_> {
     }
 }
 
+/// Logs on stderr: colours only on a terminal; no timestamps under journald (it stamps every line itself);
+/// `--log-format json` for log shippers (one JSON object a line).
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Json => b.json().flatten_event(true).init(),
+        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            b.with_ansi(false).without_time().init()
+        }
+        LogFormat::Text => b.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
+    let notifier = systemd::Notifier::from_env();
     if rvs_io::sys::euid() != 0 {
         bail!("must run as root (it creates a TUN device and changes routes)");
     }
@@ -165,8 +179,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         ),
     }
     .context("starting data-plane workers")?;
-    let _timers =
-        start_timers(director.clone(), fast.clone()).context("starting the timer thread")?;
+    let _timers = start_timers(director.clone(), fast.clone(), notifier.clone())
+        .context("starting the timer thread")?;
     let _metrics = match args.metrics {
         Some(addr) => {
             let m = metrics::Metrics::new(director.clone(), workers.stats());
@@ -197,21 +211,34 @@ fn run(args: Args) -> anyhow::Result<()> {
         services = director.services().len(),
         "rvsd ready"
     );
+    let workers_n = args.worker_count();
+    let status = |d: &Director| {
+        format!(
+            "{} virtual services, {workers_n} workers",
+            d.services().len()
+        )
+    };
+    notifier.ready(&status(&director));
 
     for sig in signals.forever() {
         match sig {
-            SIGHUP => match &args.rules {
-                Some(path) => match reload_rules(&daemon, path) {
-                    Ok(()) => tracing::info!(path = %path.display(), "rules reloaded"),
-                    Err(e) => {
-                        tracing::error!(path = %path.display(), error = format!("{e:#}"), "reload failed; configuration unchanged")
-                    }
-                },
-                None => tracing::info!("SIGHUP without --rules: nothing to reload"),
-            },
+            SIGHUP => {
+                notifier.reloading();
+                match &args.rules {
+                    Some(path) => match reload_rules(&daemon, path) {
+                        Ok(()) => tracing::info!(path = %path.display(), "rules reloaded"),
+                        Err(e) => {
+                            tracing::error!(path = %path.display(), error = format!("{e:#}"), "reload failed; configuration unchanged")
+                        }
+                    },
+                    None => tracing::info!("SIGHUP without --rules: nothing to reload"),
+                }
+                notifier.ready(&status(&director));
+            }
             _ => break,
         }
     }
+    notifier.notify("STOPPING=1\nSTATUS=stopping");
     tracing::info!("stopping");
     // The fast path first: its packets go back to the slow path while the steering is still there.
     if let Some(f) = &fast {
@@ -257,18 +284,22 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Background work: connection expiry every 100 ms, rate estimation every 2 s.
 /// Expiry and rate estimation. With the fast path, expiry runs once a second right after the fast path's counters
-/// and last-seen times were credited to the core (a connection busy on the fast path is never expired).
+/// and last-seen times were credited to the core (a connection busy on the fast path is never expired). Also
+/// systemd's watchdog: a `WATCHDOG=1` each half period while this loop keeps turning (a wedged expiry loop gets
+/// rvsd restarted).
 fn start_timers(
     director: Arc<Director>,
     fast: Option<Arc<fastpath::FastPathCtl>>,
+    notifier: systemd::Notifier,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("rvsd-timers".into())
         .spawn(move || {
             let mut last_est = now();
             let mut ticks = 0u32;
+            let watchdog = notifier.watchdog_interval();
+            let mut last_ping = std::time::Instant::now();
             loop {
                 std::thread::sleep(Duration::from_millis(100));
                 ticks = ticks.wrapping_add(1);
@@ -286,6 +317,12 @@ fn start_timers(
                 if t.0.saturating_sub(last_est.0) >= 2000 {
                     director.estimate_rates(t);
                     last_est = t;
+                }
+                if let Some(every) = watchdog
+                    && last_ping.elapsed() >= every
+                {
+                    notifier.notify("WATCHDOG=1");
+                    last_ping = std::time::Instant::now();
                 }
             }
         })

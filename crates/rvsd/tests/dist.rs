@@ -98,3 +98,63 @@ fn every_dashboard_query_parses() {
         String::from_utf8_lossy(&res.stderr)
     );
 }
+
+/// The unit with ExecStart pointing at the rvsd just built (verify checks that the binary exists).
+fn unit_for_test(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(dist().join("systemd/rvsd.service")).unwrap();
+    assert!(
+        text.contains("ExecStart=/usr/sbin/rvsd "),
+        "the packaged path"
+    );
+    let unit = dir.join("rvsd.service");
+    std::fs::write(
+        &unit,
+        text.replace("/usr/sbin/rvsd", env!("CARGO_BIN_EXE_rvsd")),
+    )
+    .unwrap();
+    unit
+}
+
+#[test]
+fn unit_passes_systemd_analyze_verify_and_security() {
+    if !have("systemd_unit", "systemd-analyze") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rvs-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = unit_for_test(&dir);
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    // verify exits 0 on unknown keys and bad values (it only says "ignoring"): any diagnostic is a failure.
+    let diag =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && diag.trim().is_empty(),
+        "systemd-analyze verify: {diag}"
+    );
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for must in [
+        "Type=notify\n",
+        "ExecReload=/bin/kill -HUP $MAINPID\n",
+        "WatchdogSec=",
+        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n",
+    ] {
+        assert!(text.contains(must), "the unit has {must:?}");
+    }
+    // The sandboxing as systemd scores it (0 = locked down, 10 = exposed): the unit must stay "OK" (< 3.0 here
+    // even though rvsd runs as root, which alone costs a lot of the score).
+    let sec = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=30", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        sec.status.success(),
+        "exposure above 3.0: {}",
+        String::from_utf8_lossy(&sec.stdout)
+    );
+}
