@@ -117,6 +117,41 @@ pub fn find() -> Result<Binaries> {
     Ok(b)
 }
 
+/// Finds another workspace binary (e.g. `rvs-announce` for scale-out labs) beside rvsd, building its package with
+/// cargo when it is missing (and not under `$RVS_BIN_DIR`).
+pub fn find_tool(name: &str) -> Result<PathBuf> {
+    let (dirs, _) = candidates();
+    if let Some(p) = find_in(&dirs, name) {
+        return Ok(p);
+    }
+    let mut reason = "not attempted ($RVS_BIN_DIR is set)".to_string();
+    if std::env::var_os("RVS_BIN_DIR").is_none() {
+        let release = dirs
+            .last()
+            .is_some_and(|d| d.file_name().is_some_and(|n| n == "release"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut c = Command::new(cargo);
+        c.current_dir(workspace_root()).args(["build", "-p", name]);
+        if release {
+            c.arg("--release");
+        }
+        eprintln!("rvs-lab: building {name} with cargo ...");
+        reason = match c.status() {
+            Ok(s) if s.success() => "built, but still not found".into(),
+            Ok(s) => format!("cargo build -p {name} exited with {s}"),
+            Err(e) => format!("cannot run cargo: {e}"),
+        };
+        if let Some(p) = find_in(&dirs, name) {
+            return Ok(p);
+        }
+    }
+    Err(LabError::BinaryMissing {
+        name: name.into(),
+        searched: dirs,
+        reason,
+    })
+}
+
 /// Finds only the rvs-lab binary (for labs without rvsd).
 pub fn find_lab() -> Result<PathBuf> {
     if let Ok(p) = std::env::current_exe()

@@ -180,6 +180,10 @@ pub struct LabConfig {
     /// switch. The client then has [`ROUTED_CIP`] / [`ROUTED_CIP6`]; the router has a leg on the private switch too
     /// (a gateway for real servers whose replies bypass the directors) and forwards with an L4 multipath hash.
     pub router: bool,
+    /// Scale-out: the router runs BIRD with ECMP (5-tuple hash) over every director announcing the VIP over BGP;
+    /// each director runs BIRD and, beside its rvsd, `rvs-announce` (announce only while rvsd serves the VIP). Needs
+    /// `router`; give every director an rvsd (`rvsd_directors = directors`). See [`crate::bgp`].
+    pub bgp: bool,
 }
 
 impl Default for LabConfig {
@@ -194,6 +198,7 @@ impl Default for LabConfig {
             directors: 1,
             rvsd_directors: 1,
             router: false,
+            bgp: false,
         }
     }
 }
@@ -249,6 +254,11 @@ impl LabConfig {
                 "rvsd can run in 1..={} directors",
                 self.directors
             )));
+        }
+        if self.bgp && !self.router {
+            return Err(LabError::Invalid(
+                "ECMP over BGP needs the router namespace (router: true)".into(),
+            ));
         }
         if self.prefix.is_empty()
             || !self
@@ -412,6 +422,9 @@ impl Lab {
                 lab.start_rvsd_in(k)?;
             }
         }
+        if lab.cfg.bgp {
+            lab.start_bgp()?;
+        }
         Ok(lab)
     }
 
@@ -522,6 +535,54 @@ impl Lab {
         Ok(())
     }
 
+    /// Director `k`'s veths to both switches, its addresses, GRO on the switch-side peers (so XDP can redirect into
+    /// the director's veths) and, behind a router, its default routes.
+    pub(crate) fn plug_director(&self, k: usize) -> Result<()> {
+        let (pubsw, privsw, d) = (self.pubsw(), self.privsw(), self.director_n(k));
+        let port = format!("d{k}");
+        self.plug(&pubsw, &port, &d, PUBLIC_IF)?;
+        self.plug(&privsw, &port, &d, PRIVATE_IF)?;
+        Self::addrs(&d, PUBLIC_IF, public_ip(k), public_ip6(k))?;
+        Self::addrs(&d, PRIVATE_IF, dip(k), dip6(k))?;
+        for sw in [&pubsw, &privsw] {
+            let p = port.clone();
+            netns::run_in(sw, move || netns::set_gro(&p, true))?;
+        }
+        if self.cfg.router {
+            Self::default_routes(&d, ROUTER_PUBLIC_IP, ROUTER_PUBLIC_IP6)?;
+        }
+        Ok(())
+    }
+
+    /// Registers a process with the cleanup guard.
+    pub(crate) fn guard_add(&self, p: Proc) {
+        self.guard.add_proc(p);
+    }
+
+    /// If the registered process `name` has exited: forgets it and returns its status.
+    pub(crate) fn proc_exited(&self, name: &str) -> Option<String> {
+        let mut res = crate::cleanup::lock(&self.guard.resources);
+        let p = res.procs.iter_mut().find(|p| p.name == name)?;
+        let status = p.child.try_wait().ok().flatten()?;
+        res.procs.retain(|p| p.name != name);
+        Some(status.to_string())
+    }
+
+    /// SIGKILLs and reaps the registered process `name` (a crash); false if there was none.
+    pub(crate) fn kill_named(&self, name: &str) -> bool {
+        let p = {
+            let mut res = crate::cleanup::lock(&self.guard.resources);
+            let Some(i) = res.procs.iter().position(|p| p.name == name) else {
+                return false;
+            };
+            res.procs.remove(i)
+        };
+        let mut p = p;
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+        true
+    }
+
     fn build_topology(&mut self) -> Result<()> {
         let cfg = self.cfg.clone();
         let (client, pubsw, privsw, router) =
@@ -571,6 +632,10 @@ impl Lab {
                     netns::write_sysctl("net.ipv6.conf.all.forwarding", "1")?;
                 }
                 if is_router {
+                    // Direct-routing replies come from the VIP on the private leg while the VIP's route points at
+                    // the public side: no reverse-path filter on a router in the middle of asymmetric paths.
+                    netns::write_sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+                    netns::write_sysctl("net.ipv4.conf.default.rp_filter", "0")?;
                     // ECMP spreads flows by their 5-tuple, not only by addresses.
                     netns::write_sysctl("net.ipv4.fib_multipath_hash_policy", "1")?;
                     netns::write_sysctl("net.ipv6.fib_multipath_hash_policy", "1")?;
@@ -579,22 +644,9 @@ impl Lab {
             })?;
         }
 
-        // Directors: one veth to each switch; GRO on the switch-side peers so XDP can redirect into the director's
-        // veths.
+        // Directors: one veth to each switch.
         for k in 1..=cfg.directors {
-            let d = self.director_n(k);
-            let port = format!("d{k}");
-            self.plug(&pubsw, &port, &d, PUBLIC_IF)?;
-            self.plug(&privsw, &port, &d, PRIVATE_IF)?;
-            Self::addrs(&d, PUBLIC_IF, public_ip(k), public_ip6(k))?;
-            Self::addrs(&d, PRIVATE_IF, dip(k), dip6(k))?;
-            for sw in [&pubsw, &privsw] {
-                let p = port.clone();
-                netns::run_in(sw, move || netns::set_gro(&p, true))?;
-            }
-            if cfg.router {
-                Self::default_routes(&d, ROUTER_PUBLIC_IP, ROUTER_PUBLIC_IP6)?;
-            }
+            self.plug_director(k)?;
         }
 
         // The client: on the public switch, or behind the router.

@@ -7,6 +7,7 @@
 //! - [`demo`] is `rvs-lab demo`; [`manage`] is `rvs-lab up/down/exec`; [`testing`] helps the end-to-end tests.
 
 pub mod bench;
+pub mod bgp;
 pub mod bins;
 pub mod capture;
 pub mod cleanup;

@@ -100,7 +100,11 @@ fn alive(pid: u32) -> bool {
 
 fn stop_pid(pid: u32, what: &str) {
     let cl = cmdline(pid);
-    if !(cl.contains("rvsd") || cl.contains("rvs-lab")) {
+    if !(cl.contains("rvsd")
+        || cl.contains("rvs-lab")
+        || cl.contains("rvs-announce")
+        || cl.contains("bird"))
+    {
         return; // gone, or the pid was reused by something else: not ours
     }
     let sig = if what.starts_with("rvsd") {
