@@ -96,3 +96,65 @@ impl RawTx {
         Ok(())
     }
 }
+
+/// A raw socket receiving one IP protocol (for a user-space decapsulator: IPIP, IPv6-in-IP, GRE). An IPv4 socket
+/// receives whole packets (IP header first); an IPv6 socket receives the payload only. Its existence also stops
+/// the kernel from answering the protocol with "protocol unreachable".
+#[derive(Debug)]
+pub struct RawRx {
+    fd: OwnedFd,
+}
+
+impl RawRx {
+    /// Open a socket for `protocol` in IPv4 (`v6` false) or IPv6, with a receive timeout of `timeout`.
+    pub fn open(v6: bool, protocol: u8, timeout: std::time::Duration) -> io::Result<Self> {
+        let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+        // SAFETY: socket() has no pointer arguments.
+        let fd = unsafe {
+            libc::socket(
+                family,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::c_int::from(protocol),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by socket() and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
+        };
+        // SAFETY: setsockopt reads a timeval of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { fd })
+    }
+
+    /// Receive one packet into `buf`: its length, or `Ok(None)` when the timeout passed.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        // SAFETY: buf is a valid writable region of buf.len() bytes for the call.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
+                Ok(None)
+            }
+            _ => Err(e),
+        }
+    }
+}

@@ -282,6 +282,14 @@ impl TunQueue {
 }
 
 impl TunQueue {
+    /// Inject one IP packet (as if it arrived on the device) on a queue without offload headers.
+    pub fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        let mut b = PacketBuf::new(pkt.len());
+        b.storage_mut().copy_from_slice(pkt);
+        b.set_len(pkt.len());
+        self.write_one(&b)
+    }
+
     /// This queue driven by io_uring instead of a system call per packet (see [`UringTunQueue`]).
     pub fn into_uring(self) -> io::Result<UringTunQueue> {
         let mut q = UringTunQueue::new(self.fd, self.vnet)?;

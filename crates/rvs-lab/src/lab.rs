@@ -155,6 +155,46 @@ pub fn vip6(port: u16) -> SocketAddr {
     SocketAddr::V6(SocketAddrV6::new(VIP6, port, 0, 0))
 }
 
+/// UDP port the tunnel real servers take GUE on (`--tun-type gue --tun-port 6080`).
+pub const GUE_PORT: u16 = 6080;
+
+/// The LVS forwarding method a lab is shaped for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// LVS-NAT: real servers route their replies back through the director (their gateway is the DIP).
+    #[default]
+    Nat,
+    /// LVS-DR: real servers share the director's private network, hold the VIP on `lo` without answering ARP/ND
+    /// for it (`arp_ignore=1`, `arp_announce=2`) and route replies to the router, never through the director.
+    Dr,
+    /// LVS-TUN: as DR, and each real server runs `rvs-lab decap` (IPIP, IPv6-in-IP, GRE, GUE on [`GUE_PORT`]), the
+    /// lab's stand-in for the kernel's ipip/fou/gre modules this machine lacks.
+    Tun,
+}
+
+impl Method {
+    /// `nat`, `dr` or `tun`.
+    pub fn parse(s: &str) -> Result<Method> {
+        match s {
+            "nat" => Ok(Method::Nat),
+            "dr" => Ok(Method::Dr),
+            "tun" => Ok(Method::Tun),
+            _ => Err(LabError::Invalid(format!(
+                "method {s:?}: use nat, dr or tun"
+            ))),
+        }
+    }
+
+    /// rvsadm's flag for real servers of this method.
+    pub fn rvsadm_flag(self) -> &'static str {
+        match self {
+            Method::Nat => "-m",
+            Method::Dr => "-g",
+            Method::Tun => "-i",
+        }
+    }
+}
+
 /// How to build a lab. The defaults give one client, one director (running rvsd) and two real servers.
 #[derive(Debug, Clone)]
 pub struct LabConfig {
@@ -184,6 +224,9 @@ pub struct LabConfig {
     /// each director runs BIRD and, beside its rvsd, `rvs-announce` (announce only while rvsd serves the VIP). Needs
     /// `router`; give every director an rvsd (`rvsd_directors = directors`). See [`crate::bgp`].
     pub bgp: bool,
+    /// The forwarding method the real servers are set up for (DR and TUN need [`LabConfig::router`]: the replies
+    /// go to it, not to a director).
+    pub method: Method,
 }
 
 impl Default for LabConfig {
@@ -199,6 +242,7 @@ impl Default for LabConfig {
             rvsd_directors: 1,
             router: false,
             bgp: false,
+            method: Method::Nat,
         }
     }
 }
@@ -258,6 +302,11 @@ impl LabConfig {
         if self.bgp && !self.router {
             return Err(LabError::Invalid(
                 "ECMP over BGP needs the router namespace (router: true)".into(),
+            ));
+        }
+        if self.method != Method::Nat && !self.router {
+            return Err(LabError::Invalid(
+                "direct routing and tunnelling need the router (real servers answer clients through it)".into(),
             ));
         }
         if self.prefix.is_empty()
@@ -414,6 +463,9 @@ impl Lab {
             lab_exe,
         };
         lab.build_topology()?;
+        if lab.cfg.method == Method::Tun {
+            lab.start_decapsulators()?;
+        }
         if lab.cfg.servers {
             lab.start_servers()?;
         }
@@ -691,7 +743,36 @@ impl Lab {
             let rs = self.rs(i);
             self.plug(&privsw, &format!("rs{i}"), &rs, HOST_IF)?;
             Self::addrs(&rs, HOST_IF, rip(i), rip6(i))?;
-            Self::default_routes(&rs, DIP, DIP6)?;
+            if cfg.method == Method::Nat {
+                Self::default_routes(&rs, DIP, DIP6)?;
+            } else {
+                // DR/TUN: replies leave from the VIP straight to the router; the VIP lives on lo, silent on the wire.
+                // The default routes prefer the VIP as source, so a UDP server bound to the wildcard address answers
+                // from the VIP too (a production DNS server would bind the VIP itself).
+                ip_in(&rs, &["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+                ip_in(&rs, &["addr", "add", &format!("{VIP6}/128"), "dev", "lo"])?;
+                let (gw4, gw6) = (
+                    ROUTER_PRIVATE_IP.to_string(),
+                    ROUTER_PRIVATE_IP6.to_string(),
+                );
+                let (src4, src6) = (VIP.to_string(), VIP6.to_string());
+                ip_in(&rs, &["route", "add", "default", "via", &gw4, "src", &src4])?;
+                ip_in(
+                    &rs,
+                    &["-6", "route", "add", "default", "via", &gw6, "src", &src6],
+                )?;
+                netns::run_in(&rs, || {
+                    for (k, v) in [
+                        ("net.ipv4.conf.all.arp_ignore", "1"),
+                        ("net.ipv4.conf.all.arp_announce", "2"),
+                        ("net.ipv4.conf.eth0.arp_ignore", "1"),
+                        ("net.ipv4.conf.eth0.arp_announce", "2"),
+                    ] {
+                        netns::write_sysctl(k, v)?;
+                    }
+                    Ok(())
+                })?;
+            }
         }
 
         // Every sender hands the wire complete checksums (the client, the real servers, the router).
@@ -704,6 +785,44 @@ impl Lab {
         }
         for (ns, ifname) in senders {
             netns::run_in(&ns, move || netns::tx_checksum_off(ifname))?;
+        }
+        Ok(())
+    }
+
+    /// `rvs-lab decap` in every real server (tunnel labs).
+    fn start_decapsulators(&mut self) -> Result<()> {
+        for i in 1..=self.cfg.real_servers {
+            let ns = self.rs(i);
+            let log = self.state_dir.join(format!("decap-rs{i}.log"));
+            let logf = std::fs::File::create(&log)
+                .map_err(LabError::io(format!("creating {}", log.display())))?;
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns])
+                .arg(&self.lab_exe)
+                .args(["decap", "--gue-port", &GUE_PORT.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(logf)
+                .process_group(0);
+            let mut child = c
+                .spawn()
+                .map_err(LabError::io(format!("starting the decapsulator in {ns}")))?;
+            let stdout = child.stdout.take();
+            self.guard.add_proc(Proc {
+                name: format!("decap rs{i}"),
+                child,
+                stop: StopSignal::Kill,
+            });
+            let mut line = String::new();
+            if let Some(out) = stdout {
+                let _ = BufReader::new(out).read_line(&mut line);
+            }
+            if line.trim() != "ready" {
+                let err = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(LabError::Process {
+                    what: format!("the decapsulator in {ns} did not start: {}", err.trim()),
+                });
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod capture;
 pub mod cleanup;
 pub mod client;
 pub mod cmd;
+pub mod decap;
 pub mod demo;
 pub mod error;
 pub mod lab;

@@ -45,6 +45,10 @@ enum Cmd {
         /// Namespace name prefix.
         #[arg(long, default_value = "rvs")]
         prefix: String,
+        /// Forwarding method the lab is shaped for: nat, dr (real servers hold the VIP on lo, reply through a
+        /// router) or tun (the same, decapsulating with `rvs-lab decap`).
+        #[arg(long, default_value = "nat")]
+        method: String,
     },
     /// Remove a lab left running by `up`.
     Down {
@@ -64,6 +68,16 @@ enum Cmd {
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Decapsulate IPIP/GUE/GRE into a TUN device: a tunnel real server's stand-in for the kernel's ipip/fou/gre
+    /// modules (run inside a real-server namespace; until killed).
+    Decap {
+        /// The TUN device to create.
+        #[arg(long, default_value = "tunl-rvs")]
+        tun: String,
+        /// Also take GUE on this UDP port (ipvsadm's --tun-port).
+        #[arg(long)]
+        gue_port: Option<u16>,
     },
     /// (internal) The real servers' HTTP and UDP echo server.
     #[command(hide = true)]
@@ -92,6 +106,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Serve { name, http, udp } => rvs_lab::servers::serve(&name, http, udp)?,
         Cmd::Bench { args } => rvs_lab::bench::main(args)?,
+        Cmd::Decap { tun, gue_port } => rvs_lab::decap::run(&tun, gue_port)?,
         Cmd::Demo {
             real_servers,
             scheduler,
@@ -111,9 +126,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             real_servers,
             scheduler,
             prefix,
+            method,
         } => {
+            let method = rvs_lab::lab::Method::parse(&method)?;
             rvs_lab::cleanup::install_signal_handler()?;
-            rvs_lab::manage::up(&prefix, real_servers, &scheduler)?
+            rvs_lab::manage::up_with(&prefix, real_servers, &scheduler, method)?
         }
         Cmd::Down { prefix } => rvs_lab::manage::down(&prefix)?,
         Cmd::Exec { namespace, command } => {

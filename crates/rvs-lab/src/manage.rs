@@ -12,8 +12,19 @@ pub fn state_root() -> PathBuf {
     PathBuf::from("/run/rvs-lab")
 }
 
-/// `rvs-lab up`.
+/// `rvs-lab up` (LVS-NAT).
 pub fn up(prefix: &str, real_servers: usize, scheduler: &str) -> Result<()> {
+    up_with(prefix, real_servers, scheduler, lab::Method::Nat)
+}
+
+/// `rvs-lab up --method M`: DR and TUN labs put a router in front (clients at 198.18.0.10) and shape the real
+/// servers for the method (see [`lab::Method`]).
+pub fn up_with(
+    prefix: &str,
+    real_servers: usize,
+    scheduler: &str,
+    method: lab::Method,
+) -> Result<()> {
     let state_dir = state_root().join(prefix);
     if state_dir.join("state.json").exists() {
         return Err(LabError::StillUp {
@@ -27,9 +38,12 @@ pub fn up(prefix: &str, real_servers: usize, scheduler: &str) -> Result<()> {
         servers: true,
         rvsd: true,
         state_dir: Some(state_dir),
+        router: method != lab::Method::Nat,
+        method,
         ..LabConfig::default()
     };
     let lab = Lab::up(cfg)?;
+    let flag = method.rvsadm_flag();
     let (client, director) = (lab.client(), lab.director());
     let (pubsw, privsw) = (lab.pubsw(), lab.privsw());
     let vip = lab::VIP;
@@ -43,7 +57,7 @@ pub fn up(prefix: &str, real_servers: usize, scheduler: &str) -> Result<()> {
     let mut rs_lines = String::new();
     for i in 1..=real_servers {
         rs_lines.push_str(&format!(
-            "  {me} exec {director} rvsadm -a -t {vip}:80 -r {}:80 -m -w 1\n",
+            "  {me} exec {director} rvsadm -a -t {vip}:80 -r {}:80 {flag} -w 1\n",
             lab::rip(i)
         ));
     }

@@ -302,58 +302,78 @@ pub struct Decapsulated {
     pub inner_end: usize,
 }
 
-/// Finds the inner packet of an IPIP, IPv6-in-IP, GRE (version 0, no routing, optional checksum,
-/// key and sequence) or GUE (version 0, to `gue_port`, options skipped) packet. Checksums are not
-/// verified (a real server's stack verifies the inner packet's own). `Ok(None)`: not a tunnel
-/// packet this understands.
+/// Where the inner packet starts in the payload of an outer IP header of protocol `protocol` (4 or 41: at once;
+/// 47: after a version-0 GRE header without routing, with optional checksum, key and sequence). `None`: not a
+/// tunnel this understands. (GUE, carried in UDP, is [`gue_inner_offset`].)
+#[must_use]
+pub fn tunnel_inner_offset(protocol: u8, payload: &[u8]) -> Option<(TunnelKind, usize)> {
+    match protocol {
+        PROTO_IPIP | PROTO_IPV6 => Some((TunnelKind::Ipip, 0)),
+        PROTO_GRE => {
+            let flags = f::u16_at(payload, 0);
+            if flags & 0x4007 != 0 || payload.len() < 4 {
+                return None;
+            }
+            let extra = [0x8000u16, 0x2000, 0x1000]
+                .iter()
+                .filter(|bit| flags & **bit != 0)
+                .count();
+            Some((TunnelKind::Gre, 4 + 4 * extra))
+        }
+        _ => None,
+    }
+}
+
+/// Where the inner packet starts in a UDP payload that is a GUE packet (version 0, data message; options
+/// skipped by their length).
+#[must_use]
+pub fn gue_inner_offset(udp_payload: &[u8]) -> Option<usize> {
+    let b0 = *udp_payload.first()?;
+    if udp_payload.len() < GUE_LEN || b0 >> 6 != 0 || b0 & 0x20 != 0 {
+        return None;
+    }
+    Some(GUE_LEN + usize::from(b0 & 0x1f) * 4)
+}
+
+/// The length of the IP packet at the start of `buf`, by its own length field.
+pub fn ip_packet_len(buf: &[u8]) -> Result<usize, WireError> {
+    match buf.first().map(|b| b >> 4) {
+        Some(4) => Ok(usize::from(
+            crate::Ipv4Packet::new_checked(buf)?.total_len(),
+        )),
+        Some(6) => Ok(crate::Ipv6Packet::new_checked(buf)?.total_len()),
+        None => Err(WireError::Truncated),
+        Some(_) => Err(WireError::BadVersion),
+    }
+}
+
+/// Finds the inner packet of an IPIP, IPv6-in-IP, GRE or GUE (to `gue_port`) packet, outer header included (what
+/// a real server's ipip/ip6_tunnel/gre/fou modules take off). Checksums are not verified (the inner packet's own
+/// are, by the stack it is handed to). `Ok(None)`: not a tunnel packet this understands.
 pub fn decapsulate(buf: &[u8], gue_port: Option<u16>) -> Result<Option<Decapsulated>, WireError> {
     let info = crate::parse(buf)?;
-    let (mut kind, mut off) = (TunnelKind::Ipip, info.l4_offset);
-    match info.protocol {
-        PROTO_IPIP | PROTO_IPV6 => {}
-        PROTO_GRE => {
-            let flags = f::u16_at(buf, off);
-            if flags & 0x4007 != 0 || buf.len() < off + 4 {
-                return Ok(None);
-            }
-            let mut hl = 4;
-            for bit in [0x8000u16, 0x2000, 0x1000] {
-                if flags & bit != 0 {
-                    hl += 4;
-                }
-            }
-            kind = TunnelKind::Gre;
-            off += hl;
+    let payload = buf
+        .get(info.l4_offset..info.ip_len)
+        .ok_or(WireError::Truncated)?;
+    let found = match (info.protocol, info.transport) {
+        (proto::UDP, crate::Transport::Udp { dport, .. }) if Some(dport) == gue_port => {
+            gue_inner_offset(f::slice(payload, UDP_LEN..payload.len()))
+                .map(|o| (TunnelKind::Gue, UDP_LEN + o))
         }
-        proto::UDP => {
-            let crate::Transport::Udp { dport, .. } = info.transport else {
-                return Ok(None);
-            };
-            if Some(dport) != gue_port {
-                return Ok(None);
-            }
-            let g = off + UDP_LEN;
-            let b0 = f::u8_at(buf, g);
-            if buf.len() < g + GUE_LEN || b0 >> 6 != 0 || b0 & 0x20 != 0 {
-                return Ok(None);
-            }
-            kind = TunnelKind::Gue;
-            off = g + GUE_LEN + usize::from(b0 & 0x1f) * 4;
-        }
-        _ => return Ok(None),
-    }
-    let rest = buf.get(off..info.ip_len).ok_or(WireError::Truncated)?;
-    let inner_len = match rest.first().map(|b| b >> 4) {
-        Some(4) => usize::from(crate::Ipv4Packet::new_checked(rest)?.total_len()),
-        Some(6) => crate::Ipv6Packet::new_checked(rest)?.total_len(),
-        None => return Err(WireError::Truncated),
-        Some(_) => return Err(WireError::BadVersion),
+        (proto::UDP, _) => None,
+        (p, _) => tunnel_inner_offset(p, payload),
     };
+    let Some((kind, off)) = found else {
+        return Ok(None);
+    };
+    let inner = payload.get(off..).ok_or(WireError::Truncated)?;
+    let inner_len = ip_packet_len(inner)?;
+    let inner_offset = info.l4_offset + off;
     Ok(Some(Decapsulated {
         kind,
         outer_src: info.src,
-        inner_offset: off,
-        inner_end: off + inner_len,
+        inner_offset,
+        inner_end: inner_offset + inner_len,
     }))
 }
 

@@ -25,6 +25,8 @@ type Table = HashMap<IpAddr, NextHop, foldhash::fast::RandomState>;
 const REFRESH: Duration = Duration::from_secs(1);
 /// And at most this often (misses arrive per packet).
 const MIN_PASS_INTERVAL: Duration = Duration::from_millis(100);
+/// How soon the table is rebuilt after probing an unresolved destination.
+const PROBE_RECHECK: Duration = Duration::from_millis(20);
 /// How long a destination that cannot be resolved is retried after its last miss.
 const RETRY_FOR: Duration = Duration::from_secs(10);
 /// How long a route lookup is reused.
@@ -83,7 +85,10 @@ pub fn spawn_resolver(
         .spawn(move || {
             let mut r = Resolver::default();
             while !stop.load(Ordering::Relaxed) {
-                match misses.recv_timeout(REFRESH) {
+                // Soon again while a probed destination waits for its neighbour (route destinations have no other
+                // path: every packet to them is dropped until then).
+                let wait = if r.probing { PROBE_RECHECK } else { REFRESH };
+                match misses.recv_timeout(wait) {
                     Ok(dst) => {
                         r.wanted(dst);
                         while let Ok(dst) = misses.try_recv() {
@@ -93,7 +98,7 @@ pub fn spawn_resolver(
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
-                if r.last_pass.elapsed() >= MIN_PASS_INTERVAL {
+                if r.last_pass.elapsed() >= MIN_PASS_INTERVAL || r.probing {
                     match r.pass(&mut nl) {
                         Ok(t) => hops.store(t),
                         Err(e) => tracing::warn!(error = %e, "next-hop refresh failed; keeping the last table"),
@@ -125,6 +130,8 @@ struct Resolver {
     /// Route lookups: destination -> (interface, next-hop address), with when they were made.
     routes: HashMap<IpAddr, (Option<(u32, IpAddr)>, Instant)>,
     last_pass: Instant,
+    /// The last pass probed a destination that has a route but no neighbour yet.
+    probing: bool,
 }
 
 impl Default for Resolver {
@@ -133,6 +140,7 @@ impl Default for Resolver {
             wanted: HashMap::new(),
             routes: HashMap::new(),
             last_pass: Instant::now() - REFRESH,
+            probing: false,
         }
     }
 }
@@ -148,6 +156,7 @@ impl Resolver {
     fn pass(&mut self, nl: &mut Netlink) -> Result<Table, rvs_io::netlink::NetlinkError> {
         let now = Instant::now();
         self.last_pass = now;
+        self.probing = false;
         let mut neigh: HashMap<(u32, IpAddr), [u8; 6]> = HashMap::new();
         for v6 in [false, true] {
             for (ifindex, addr, mac) in nl.resolved_neighbours(v6)? {
@@ -179,7 +188,10 @@ impl Resolver {
             });
             if hop.is_none() && route.is_some() {
                 // The kernel resolves a neighbour only when it sends to it: give it a reason.
-                probe(dst);
+                if now.duration_since(last_miss) < RETRY_FOR {
+                    probe(dst);
+                    self.probing = true;
+                }
             }
             match hop {
                 Some(h) => {

@@ -1,0 +1,348 @@
+//! Direct routing and tunnelling end to end, in one lab shaped for them (`Method::Tun`: client -> router -> public
+//! switch -> director; real servers on the private switch with the VIP on lo, replies to the router, `rvs-lab
+//! decap` standing in for the kernel's tunnel modules).
+//!
+//! One lab, shared by every assertion (CI time): TCP and UDP, IPv4 and IPv6, route and tunnel (IPIP, GUE with
+//! checksum, GRE with checksum), methods mixed in one service, rr over two real servers, the client's own address at
+//! the real server, only the VIP seen by the client, 1 MiB both ways byte-identical, no reply crossing the
+//! director, `-L -c` states and counters as IPVS keeps them for one-way traffic, and the tunnel MTU answered with
+//! ICMP "fragmentation needed" / ICMPv6 "packet too big".
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rvs_lab::capture::Capture;
+use rvs_lab::client;
+use rvs_lab::lab::{self, GUE_PORT, Lab, LabConfig, Method, ROUTED_CIP, ROUTED_CIP6, VIP, VIP6};
+use rvs_lab::testing;
+
+fn adm(lab: &Lab, args: &[&str]) -> String {
+    match lab.rvsadm(args) {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "rvsadm {}: {e}\nrvsd log:\n{}",
+            args.join(" "),
+            lab.rvsd_log_text()
+        ),
+    }
+}
+
+fn v4(port: u16) -> String {
+    format!("{VIP}:{port}")
+}
+
+fn v6(port: u16) -> String {
+    format!("[{VIP6}]:{port}")
+}
+
+fn rip(i: usize, v6: bool) -> String {
+    if v6 {
+        format!("[{}]:0", lab::rip6(i))
+    } else {
+        format!("{}:0", lab::rip(i))
+    }
+}
+
+/// Two GETs (new connections): (real server, client address it saw) each.
+fn two_gets(lab: &Lab, vip: SocketAddr) -> Vec<(String, IpAddr)> {
+    let r = lab.in_client(move || {
+        (0..2)
+            .map(|_| {
+                let (name, seen) = client::get(vip, Duration::from_secs(10))?.who()?;
+                Ok((name, seen.ip().to_canonical()))
+            })
+            .collect::<rvs_lab::error::Result<Vec<_>>>()
+    });
+    r.unwrap_or_else(|e| panic!("GET {vip}: {e}\n{}", diagnostics(lab)))
+}
+
+/// Two UDP queries from two client ports: (real server, client address it saw) each; the answer must come from the
+/// VIP itself (checked by `udp_query`).
+fn two_queries(lab: &Lab, vip: SocketAddr) -> Vec<(String, IpAddr)> {
+    let r = lab.in_client(move || {
+        (0..2)
+            .map(|i| {
+                let any: SocketAddr = if vip.is_ipv6() {
+                    "[::]:0".parse().expect("addr")
+                } else {
+                    "0.0.0.0:0".parse().expect("addr")
+                };
+                let s = std::net::UdpSocket::bind(any)
+                    .map_err(rvs_lab::error::LabError::io("udp bind"))?;
+                let payload = format!("q{i}");
+                // UDP may lose a datagram (a route destination's first packets wait for nothing: without a known
+                // neighbour they are dropped): one retry, as a resolver would.
+                let (name, seen, echoed) =
+                    client::udp_query_on(&s, vip, payload.as_bytes(), Duration::from_secs(3))
+                        .or_else(|_| {
+                            client::udp_query_on(
+                                &s,
+                                vip,
+                                payload.as_bytes(),
+                                Duration::from_secs(3),
+                            )
+                        })?;
+                assert_eq!(echoed, payload.as_bytes());
+                Ok((name, seen.ip().to_canonical()))
+            })
+            .collect::<rvs_lab::error::Result<Vec<_>>>()
+    });
+    r.unwrap_or_else(|e| panic!("UDP {vip}: {e}\n{}", diagnostics(lab)))
+}
+
+/// What a failure message needs: the connections, the director's neighbours, rvsd's log.
+fn diagnostics(lab: &Lab) -> String {
+    let d = lab.director();
+    format!(
+        "connections:\n{}\nneighbours:\n{}{}\nrvsd log:\n{}",
+        lab.rvsadm(&["-L", "-n", "-c"]).unwrap_or_default(),
+        lab.ip(&d, &["neigh"]).unwrap_or_default(),
+        lab.ip(&d, &["-6", "neigh"]).unwrap_or_default(),
+        lab.rvsd_log_text()
+    )
+}
+
+fn check_split(what: &str, got: &[(String, IpAddr)], cip: IpAddr) {
+    let mut names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["rs1", "rs2"], "{what}: rr over both real servers");
+    for (_, seen) in got {
+        assert_eq!(
+            *seen, cip,
+            "{what}: the real server sees the client's own address"
+        );
+    }
+}
+
+/// 1 MiB up and the same 1 MiB back, compared byte for byte.
+fn mib_echo(lab: &Lab, vip: SocketAddr) {
+    let body: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sent = body.clone();
+    let r = lab.in_client(move || client::echo(vip, &sent, Duration::from_secs(60)));
+    match r {
+        Ok(resp) => assert!(
+            resp.body == body,
+            "{vip}: 1 MiB came back different ({} bytes)",
+            resp.body.len()
+        ),
+        Err(e) => panic!(
+            "1 MiB echo via {vip}: {e}\nrvsd log:\n{}",
+            lab.rvsd_log_text()
+        ),
+    }
+}
+
+#[test]
+fn route_and_tunnel_tcp_udp_ipv4_ipv6_end_to_end() {
+    if !testing::lab_available("route_and_tunnel") {
+        return;
+    }
+    testing::reap_stale_test_labs();
+    let cfg = LabConfig {
+        router: true,
+        method: Method::Tun,
+        ..LabConfig::unique("m")
+    };
+    let lab = Lab::up(cfg).unwrap_or_else(|e| panic!("building the lab: {e}"));
+    let (cip, cip6) = (IpAddr::V4(ROUTED_CIP), IpAddr::V6(ROUTED_CIP6));
+    let gue = GUE_PORT.to_string();
+
+    // A route real server must be on a directly connected network: the router's client link is not.
+    adm(&lab, &["-A", "-t", &v4(80), "-s", "rr"]);
+    let err = lab
+        .rvsadm_output(&["-a", "-t", &v4(80), "-r", "198.18.0.10:0", "-g"])
+        .expect("rvsadm runs");
+    let text = String::from_utf8_lossy(&err.stderr).into_owned();
+    assert!(
+        !err.status.success() && text.contains("directly connected"),
+        "{text}"
+    );
+    assert!(
+        !adm(&lab, &["-L", "-n"]).contains("198.18.0.10"),
+        "nothing changed"
+    );
+
+    // Phase 1: TCP v4 routed, UDP v4 tunnelled (IPIP + GUE with checksum: mixed in one service), TCP v6
+    // tunnelled (IPv6-in-IPv6 + GRE with checksum), UDP v6 routed.
+    for i in 1..=2 {
+        adm(&lab, &["-a", "-t", &v4(80), "-r", &rip(i, false), "-g"]);
+    }
+    adm(&lab, &["-A", "-u", &v4(53), "-s", "rr"]);
+    adm(&lab, &["-a", "-u", &v4(53), "-r", &rip(1, false), "-i"]);
+    adm(
+        &lab,
+        &[
+            "-a",
+            "-u",
+            &v4(53),
+            "-r",
+            &rip(2, false),
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            &gue,
+            "--tun-csum",
+        ],
+    );
+    adm(&lab, &["-A", "-t", &v6(80), "-s", "rr"]);
+    adm(&lab, &["-a", "-t", &v6(80), "-r", &rip(1, true), "-i"]);
+    adm(
+        &lab,
+        &[
+            "-a",
+            "-t",
+            &v6(80),
+            "-r",
+            &rip(2, true),
+            "-i",
+            "--tun-type",
+            "gre",
+            "--tun-csum",
+        ],
+    );
+    adm(&lab, &["-A", "-u", &v6(53), "-s", "rr"]);
+    for i in 1..=2 {
+        adm(&lab, &["-a", "-u", &v6(53), "-r", &rip(i, true), "-g"]);
+    }
+    let listing = adm(&lab, &["-L", "-n"]);
+    assert!(
+        listing.contains("Route") && listing.contains("Tunnel"),
+        "{listing}"
+    );
+
+    let d = lab.director();
+    let cap_pub = Capture::start(&d, lab::PUBLIC_IF, 200_000).expect("capture pub0");
+    let cap_priv = Capture::start(&d, lab::PRIVATE_IF, 200_000).expect("capture priv0");
+
+    check_split("TCP v4 route", &two_gets(&lab, lab::vip(80)), cip);
+    check_split(
+        "UDP v4 tunnel (ipip, gue)",
+        &two_queries(&lab, lab::vip(53)),
+        cip,
+    );
+    check_split(
+        "TCP v6 tunnel (ipip, gre)",
+        &two_gets(&lab, lab::vip6(80)),
+        cip6,
+    );
+    check_split("UDP v6 route", &two_queries(&lab, lab::vip6(53)), cip6);
+    mib_echo(&lab, lab::vip(80));
+    mib_echo(&lab, lab::vip6(80));
+
+    // Phase 2: every method swapped (edits bind new connections only): TCP v4 tunnelled, UDP v4 routed, TCP v6
+    // routed, UDP v6 tunnelled.
+    for i in 1..=2 {
+        adm(&lab, &["-e", "-t", &v4(80), "-r", &rip(i, false), "-i"]);
+        adm(&lab, &["-e", "-u", &v4(53), "-r", &rip(i, false), "-g"]);
+        adm(&lab, &["-e", "-t", &v6(80), "-r", &rip(i, true), "-g"]);
+        adm(
+            &lab,
+            &[
+                "-e",
+                "-u",
+                &v6(53),
+                "-r",
+                &rip(i, true),
+                "-i",
+                "--tun-type",
+                "gue",
+                "--tun-port",
+                &gue,
+            ],
+        );
+    }
+    check_split("TCP v4 tunnel", &two_gets(&lab, lab::vip(80)), cip);
+    check_split("UDP v4 route", &two_queries(&lab, lab::vip(53)), cip);
+    check_split("TCP v6 route", &two_gets(&lab, lab::vip6(80)), cip6);
+    check_split(
+        "UDP v6 tunnel (gue)",
+        &two_queries(&lab, lab::vip6(53)),
+        cip6,
+    );
+    mib_echo(&lab, lab::vip(80));
+    mib_echo(&lab, lab::vip6(80));
+
+    let seen_pub = cap_pub.finish().expect("capture");
+    let seen_priv = cap_priv.finish().expect("capture");
+    // No reply ever crosses the director: nothing from the VIP arrives on either side.
+    let replies: Vec<_> = seen_pub
+        .iter()
+        .chain(&seen_priv)
+        .filter(|s| !s.outgoing && *s.src.ip() == VIP)
+        .collect();
+    assert!(
+        replies.is_empty(),
+        "replies seen at the director: {:?}",
+        &replies[..replies.len().min(5)]
+    );
+    // The routed packets leave on the private side unchanged (still to the VIP); the tunnelled ones as GUE to the
+    // real server (IPIP/GRE are not TCP/UDP, the capture does not list them).
+    assert!(
+        seen_priv
+            .iter()
+            .any(|s| s.outgoing && *s.dst.ip() == VIP && s.src.ip() == &ROUTED_CIP)
+    );
+    assert!(seen_priv.iter().any(|s| s.outgoing
+        && s.protocol == 17
+        && s.dst.port() == GUE_PORT
+        && *s.dst.ip() == lab::rip(2)));
+
+    // The tunnels' MTU: the client learnt it from the director's ICMP errors (1500 - 20 for IPIP over IPv4,
+    // 1500 - 40 for IPv6-in-IPv6), or the 1 MiB above could not have crossed.
+    let client_ns = lab.client();
+    let route4 = lab
+        .ip(&client_ns, &["route", "get", &VIP.to_string()])
+        .expect("route get");
+    assert!(
+        route4.contains("mtu 1480"),
+        "frag needed not learnt: {route4}"
+    );
+    let route6 = lab
+        .ip(&client_ns, &["-6", "route", "get", &VIP6.to_string()])
+        .expect("route get");
+    assert!(
+        route6.contains("mtu 1460"),
+        "packet too big not learnt: {route6}"
+    );
+
+    // Connection states with one-way traffic, as IPVS shows them: the client's FIN moves ESTABLISHED to FIN_WAIT
+    // (the input-only table), UDP shows UDP; nothing counts as active once the clients closed; no reply counted.
+    let conns = adm(&lab, &["-L", "-n", "-c"]);
+    assert!(conns.contains("FIN_WAIT"), "{conns}");
+    assert!(conns.contains("UDP"), "{conns}");
+    assert!(
+        !conns.contains("CLOSE_WAIT"),
+        "input-only states never wait for a server FIN: {conns}"
+    );
+    let stats = adm(&lab, &["-L", "-n", "--stats"]);
+    let v4_80 = stats
+        .lines()
+        .find(|l| l.contains(&v4(80)) && l.starts_with("TCP"))
+        .unwrap_or_else(|| panic!("{stats}"));
+    let cols: Vec<&str> = v4_80.split_whitespace().collect();
+    assert_eq!(
+        cols.get(2),
+        Some(&"6"),
+        "6 connections (2 GETs + 1 echo, twice): {v4_80}"
+    );
+    assert_eq!(
+        cols.get(4),
+        Some(&"0"),
+        "OutPkts 0 (replies bypass the director): {v4_80}"
+    );
+    let rates = adm(&lab, &["-L", "-n"]);
+    for l in rates
+        .lines()
+        .filter(|l| l.contains("->") && (l.contains("Route") || l.contains("Tunnel")))
+    {
+        let c: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(
+            c.get(4),
+            Some(&"0"),
+            "no active connection left: {l}\n{rates}"
+        );
+    }
+}
