@@ -89,7 +89,7 @@ fn addrs(v: IpVersion, seed: u8) -> (IpAddr, u16) {
 
 fuzz_target!(|data: &[u8]| {
     views(data);
-    let Ok(info) = parse(data) else { return };
+    let Ok(mut info) = parse(data) else { return };
     assert!(info.ip_len <= data.len() && info.l4_offset <= info.ip_len);
     let seed = data.last().copied().unwrap_or(0);
     let (addr, port) = addrs(info.version, seed);
@@ -102,17 +102,17 @@ fuzz_target!(|data: &[u8]| {
         Transport::Tcp { .. } | Transport::Udp { .. }
     );
     let p = with_port.then_some(port);
-    rewrite::set_src(&mut buf, &info, addr, p).expect("outer set_src on a parsed packet");
-    rewrite::set_dst(&mut buf, &info, addr, p).expect("outer set_dst on a parsed packet");
-    let _ = rewrite::adjust_ttl(&mut buf, &info, -1);
-    let _ = rewrite::set_src(&mut buf, &info, addrs(IpVersion::V6, seed).0, None);
-    let _ = rewrite::set_src(&mut buf, &info, addrs(IpVersion::V4, seed).0, None);
+    rewrite::set_src(&mut buf, &mut info, addr, p).expect("outer set_src on a parsed packet");
+    rewrite::set_dst(&mut buf, &mut info, addr, p).expect("outer set_dst on a parsed packet");
+    let _ = rewrite::adjust_ttl(&mut buf, &mut info, -1);
+    let _ = rewrite::set_src(&mut buf, &mut info, addrs(IpVersion::V6, seed).0, None);
+    let _ = rewrite::set_src(&mut buf, &mut info, addrs(IpVersion::V4, seed).0, None);
     if let Transport::Icmp { error: Some(e), .. } = info.transport {
         let inner_ok = info.version == IpVersion::V6
             || ipv4_header_ok(data.get(e.inner_offset..info.ip_len).unwrap_or(&[]));
         let ip = e.ports.map(|_| port);
-        rewrite::set_inner_src(&mut buf, &info, addr, ip).expect("inner src");
-        rewrite::set_inner_dst(&mut buf, &info, addr, ip).expect("inner dst");
+        rewrite::set_inner_src(&mut buf, &mut info, addr, ip).expect("inner src");
+        rewrite::set_inner_dst(&mut buf, &mut info, addr, ip).expect("inner dst");
         if inner_ok {
             assert!(
                 ipv4_header_ok(buf.get(e.inner_offset..info.ip_len).unwrap_or(&[]))
@@ -124,6 +124,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again.ip_len, info.ip_len);
     assert_eq!(again.l4_offset, info.l4_offset);
     assert_eq!(again.dst, addr);
+    assert_eq!(again, info, "the rewrites kept the PacketInfo current");
     if v4_ok {
         assert!(
             info.version == IpVersion::V6 || ipv4_header_ok(&buf),
@@ -137,7 +138,7 @@ fuzz_target!(|data: &[u8]| {
     let mut lie = info;
     lie.l4_offset = usize::from(seed) * 3;
     lie.ip_len = data.len().saturating_sub(usize::from(seed % 7));
-    let _ = rewrite::set_src(&mut buf, &lie, addr, Some(1));
-    let _ = rewrite::set_inner_dst(&mut buf, &lie, addr, Some(1));
-    let _ = rewrite::adjust_ttl(&mut buf, &lie, 1);
+    let _ = rewrite::set_src(&mut buf, &mut lie, addr, Some(1));
+    let _ = rewrite::set_inner_dst(&mut buf, &mut lie, addr, Some(1));
+    let _ = rewrite::adjust_ttl(&mut buf, &mut lie, 1);
 });

@@ -333,7 +333,7 @@ impl Director {
             match hit {
                 None => Verdict::Pass,
                 Some((vaddr, vport)) => {
-                    match rewrite::set_src(pkt, info, vaddr.to_ip(), Some(vport)) {
+                    match rewrite::set_src(pkt, &mut { *info }, vaddr.to_ip(), Some(vport)) {
                         Ok(()) => Verdict::Forward(Direction::Out),
                         Err(_) => self.dropped(DropReason::RewriteFailed, si),
                     }
@@ -515,10 +515,12 @@ impl Director {
         si: usize,
     ) -> Verdict {
         match h.xmit {
-            Xmit::Masq => match rewrite::set_dst(pkt, info, h.daddr.to_ip(), Some(h.dport)) {
-                Ok(()) => Verdict::Forward(Direction::In),
-                Err(_) => self.dropped(DropReason::RewriteFailed, si),
-            },
+            Xmit::Masq => {
+                match rewrite::set_dst(pkt, &mut { *info }, h.daddr.to_ip(), Some(h.dport)) {
+                    Ok(()) => Verdict::Forward(Direction::In),
+                    Err(_) => self.dropped(DropReason::RewriteFailed, si),
+                }
+            }
             Xmit::Route => Verdict::Route {
                 rip: h.daddr.to_ip(),
             },
@@ -609,8 +611,9 @@ impl Director {
                 Some((rip, _, Xmit::Route)) => Verdict::Route { rip },
                 Some((rip, _, Xmit::Tunnel(tunnel))) => Verdict::Tunnel { rip, tunnel },
                 Some((daddr, dport, Xmit::Masq)) => {
-                    let r = rewrite::set_dst(pkt, info, daddr, None)
-                        .and_then(|()| rewrite::set_inner_src(pkt, info, daddr, Some(dport)));
+                    let r = rewrite::set_dst(pkt, &mut { *info }, daddr, None).and_then(|()| {
+                        rewrite::set_inner_src(pkt, &mut { *info }, daddr, Some(dport))
+                    });
                     match r {
                         Ok(()) => Verdict::Forward(Direction::In),
                         Err(_) => self.dropped(DropReason::RewriteFailed, si),
@@ -634,8 +637,9 @@ impl Director {
                 // Route/tunnel: the real server answers the client itself; not ours to translate.
                 None | Some((_, _, false)) => Verdict::Pass,
                 Some((vaddr, vport, true)) => {
-                    let r = rewrite::set_src(pkt, info, vaddr, None)
-                        .and_then(|()| rewrite::set_inner_dst(pkt, info, vaddr, Some(vport)));
+                    let r = rewrite::set_src(pkt, &mut { *info }, vaddr, None).and_then(|()| {
+                        rewrite::set_inner_dst(pkt, &mut { *info }, vaddr, Some(vport))
+                    });
                     match r {
                         Ok(()) => Verdict::Forward(Direction::Out),
                         Err(_) => self.dropped(DropReason::RewriteFailed, si),

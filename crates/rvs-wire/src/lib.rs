@@ -11,7 +11,8 @@
 //! * [`parse`] summarises a packet as a small `Copy` [`PacketInfo`] (addresses, final protocol
 //!   after IPv6 extension headers, ports/flags, fragment, the packet quoted in an ICMP error).
 //! * [`rewrite`] changes source/destination address and port (also of the packet quoted inside
-//!   an ICMP/ICMPv6 error) and the TTL, keeping every checksum right.
+//!   an ICMP/ICMPv6 error) and the TTL, keeping every checksum right and the [`PacketInfo`]
+//!   current, so a packet is parsed once whatever rewrites it.
 //! * [`checksum`] holds the Internet checksum helpers.
 //! * [`encap`] builds LVS-TUN encapsulations (IPIP, IPv6-in-IPv6, GUE, GRE, with ipvsadm's
 //!   checksum options) and the ICMP "fragmentation needed" / ICMPv6 "packet too big" replies.
@@ -26,15 +27,16 @@
 //!     0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0,
 //! ];
 //! rvs_wire::Ipv4Packet::new_checked(&mut pkt[..])?.fill_checksum();
-//! let info = parse(&pkt)?;
+//! let mut info = parse(&pkt)?;
 //! rvs_wire::TcpPacket::new_checked(&mut pkt[20..])?.fill_checksum(info.src, info.dst);
 //! assert!(matches!(info.transport, Transport::Tcp { dport: 80, flags, .. } if flags.syn()));
 //!
-//! // Masq inbound: VIP:80 -> RIP:8080, checksums updated incrementally.
+//! // Masq inbound: VIP:80 -> RIP:8080, checksums updated incrementally, `info` kept current.
 //! let rip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
-//! rewrite::set_dst(&mut pkt, &info, rip, Some(8080))?;
+//! rewrite::set_dst(&mut pkt, &mut info, rip, Some(8080))?;
 //! let after = parse(&pkt)?;
 //! assert_eq!(after.dst, rip);
+//! assert_eq!(after, info);
 //! assert!(checksum::ipv4_header_ok(&pkt) && checksum::transport_ok(&pkt, &after));
 //! # Ok::<(), rvs_wire::WireError>(())
 //! ```

@@ -1,8 +1,10 @@
 //! In-place rewrite of addresses, ports and TTL with incremental checksum updates (RFC 1624).
 //!
 //! Every function validates everything it will touch *before* writing, so an `Err` leaves the
-//! packet unchanged. Offsets come from the [`PacketInfo`] returned by [`crate::parse`] for the
-//! same buffer; they are re-checked, so a mismatched `PacketInfo` gives an error, never a panic.
+//! packet (and the [`PacketInfo`]) unchanged. Offsets come from the [`PacketInfo`] returned by
+//! [`crate::parse`] for the same buffer; they are re-checked, so a mismatched `PacketInfo` gives an
+//! error, never a panic. A successful rewrite updates the `PacketInfo` too (addresses, ports, TTL),
+//! so the packet is parsed once however many steps rewrite it.
 //!
 //! Checksums kept right:
 //! * the IPv4 header checksum;
@@ -107,7 +109,7 @@ fn family_matches(version: IpVersion, addr: IpAddr) -> bool {
 /// Fragments and other protocols may have their address rewritten (IPv4 header checksum kept).
 pub fn set_src(
     buf: &mut [u8],
-    info: &PacketInfo,
+    info: &mut PacketInfo,
     addr: IpAddr,
     port: Option<u16>,
 ) -> Result<(), WireError> {
@@ -117,7 +119,7 @@ pub fn set_src(
 /// Rewrites the destination address (and port, if `Some`) in place. See [`set_src`].
 pub fn set_dst(
     buf: &mut [u8],
-    info: &PacketInfo,
+    info: &mut PacketInfo,
     addr: IpAddr,
     port: Option<u16>,
 ) -> Result<(), WireError> {
@@ -127,7 +129,7 @@ pub fn set_dst(
 #[inline]
 fn outer(
     buf: &mut [u8],
-    info: &PacketInfo,
+    info: &mut PacketInfo,
     side: Side,
     addr: IpAddr,
     port: Option<u16>,
@@ -175,6 +177,18 @@ fn outer(
             update_csum(buf, c, l4_delta, udp);
         }
     }
+    match side {
+        Side::Src => info.src = addr,
+        Side::Dst => info.dst = addr,
+    }
+    if let (Some(p), Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport }) =
+        (port, &mut info.transport)
+    {
+        match side {
+            Side::Src => *sport = p,
+            Side::Dst => *dport = p,
+        }
+    }
     Ok(())
 }
 
@@ -184,7 +198,7 @@ fn outer(
 /// port is given but the quoted packet has none.
 pub fn set_inner_src(
     buf: &mut [u8],
-    info: &PacketInfo,
+    info: &mut PacketInfo,
     addr: IpAddr,
     port: Option<u16>,
 ) -> Result<(), WireError> {
@@ -195,7 +209,7 @@ pub fn set_inner_src(
 /// See [`set_inner_src`].
 pub fn set_inner_dst(
     buf: &mut [u8],
-    info: &PacketInfo,
+    info: &mut PacketInfo,
     addr: IpAddr,
     port: Option<u16>,
 ) -> Result<(), WireError> {
@@ -204,7 +218,7 @@ pub fn set_inner_dst(
 
 fn inner(
     buf: &mut [u8],
-    info: &PacketInfo,
+    info: &mut PacketInfo,
     side: Side,
     addr: IpAddr,
     port: Option<u16>,
@@ -263,6 +277,18 @@ fn inner(
         icmp_delta = icmp_delta.add(update_csum(buf, c, l4_delta, udp));
     }
     update_csum(buf, outer_csum, icmp_delta, false);
+    if let Transport::Icmp { error: Some(e), .. } = &mut info.transport {
+        match side {
+            Side::Src => e.src = addr,
+            Side::Dst => e.dst = addr,
+        }
+        if let (Some(p), Some((sport, dport))) = (port, &mut e.ports) {
+            match side {
+                Side::Src => *sport = p,
+                Side::Dst => *dport = p,
+            }
+        }
+    }
     Ok(())
 }
 
@@ -270,7 +296,7 @@ fn inner(
 ///
 /// Errors with [`WireError::TtlExceeded`] (packet unchanged) if the result would be 0 or less;
 /// a result above 255 is clamped to 255.
-pub fn adjust_ttl(buf: &mut [u8], info: &PacketInfo, delta: i8) -> Result<(), WireError> {
+pub fn adjust_ttl(buf: &mut [u8], info: &mut PacketInfo, delta: i8) -> Result<(), WireError> {
     let off = match info.version {
         IpVersion::V4 => 8,
         IpVersion::V6 => 7,
@@ -297,6 +323,7 @@ pub fn adjust_ttl(buf: &mut [u8], info: &PacketInfo, delta: i8) -> Result<(), Wi
         update_csum(buf, 10, d, false);
     }
     f::set_u8(buf, off, new);
+    info.ttl = new;
     Ok(())
 }
 

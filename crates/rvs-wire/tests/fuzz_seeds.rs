@@ -29,7 +29,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn seeds_are_valid_and_survive_rewrites() {
     for (name, bytes) in seeds() {
-        let info = parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut info = parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
             info.version == IpVersion::V6 || ipv4_header_ok(&bytes),
             "{name}: IPv4 header checksum"
@@ -47,12 +47,12 @@ fn seeds_are_valid_and_survive_rewrites() {
             Transport::Tcp { .. } | Transport::Udp { .. }
         );
         let mut b = bytes.clone();
-        rewrite::set_dst(&mut b, &info, new, with_port.then_some(port)).unwrap();
-        rewrite::set_src(&mut b, &info, new, with_port.then_some(port + 1)).unwrap();
-        rewrite::adjust_ttl(&mut b, &info, -1).unwrap();
+        rewrite::set_dst(&mut b, &mut info, new, with_port.then_some(port)).unwrap();
+        rewrite::set_src(&mut b, &mut info, new, with_port.then_some(port + 1)).unwrap();
+        rewrite::adjust_ttl(&mut b, &mut info, -1).unwrap();
         if let Transport::Icmp { error: Some(e), .. } = info.transport {
-            rewrite::set_inner_src(&mut b, &info, new, e.ports.map(|_| 1)).unwrap();
-            rewrite::set_inner_dst(&mut b, &info, new, e.ports.map(|_| 2)).unwrap();
+            rewrite::set_inner_src(&mut b, &mut info, new, e.ports.map(|_| 1)).unwrap();
+            rewrite::set_inner_dst(&mut b, &mut info, new, e.ports.map(|_| 2)).unwrap();
             if info.version == IpVersion::V4 {
                 assert!(
                     ipv4_header_ok(&b[e.inner_offset..]),

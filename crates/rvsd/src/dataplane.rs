@@ -277,7 +277,7 @@ pub fn handle_packet(
                 rvs_core::Direction::In => st.forwarded_in.fetch_add(1, Ordering::Relaxed),
                 rvs_core::Direction::Out => st.forwarded_out.fetch_add(1, Ordering::Relaxed),
             };
-            let Ok(info) = rvs_wire::parse(pkt) else {
+            let Ok(mut info) = rvs_wire::parse(pkt) else {
                 return Disposition::Send;
             };
             if vnet.needs_csum() {
@@ -300,7 +300,7 @@ pub fn handle_packet(
             }
             // Through the TUN the kernel decrements the TTL on the way in and again on the way out; add one back so
             // the director counts as one hop. A packet whose TTL cannot be adjusted goes out unchanged.
-            let _ = rvs_wire::rewrite::adjust_ttl(pkt, &info, 1);
+            let _ = rvs_wire::rewrite::adjust_ttl(pkt, &mut info, 1);
             Disposition::Send
         }
         Verdict::Pass if vips.is_vip_destination(pkt) => {

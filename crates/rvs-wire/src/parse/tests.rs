@@ -309,7 +309,7 @@ fn every_prefix_parses_to_err_or_consistent_info() {
                     .copy_from_slice(&u16::try_from(n - 40).expect("small").to_be_bytes()),
                 _ => {}
             }
-            if let Ok(i) = parse(&fixed) {
+            if let Ok(mut i) = parse(&fixed) {
                 assert!(
                     i.ip_len <= fixed.len() && i.l4_offset <= i.ip_len,
                     "fixed prefix {n}"
@@ -318,11 +318,12 @@ fn every_prefix_parses_to_err_or_consistent_info() {
                 let with_port =
                     matches!(i.transport, Transport::Tcp { .. } | Transport::Udp { .. });
                 let p = with_port.then_some(9);
-                crate::rewrite::set_src(&mut fixed, &i, i.dst, p).expect("rewrite parsed prefix");
-                crate::rewrite::adjust_ttl(&mut fixed, &i, -1).expect("ttl");
+                let dst = i.dst;
+                crate::rewrite::set_src(&mut fixed, &mut i, dst, p).expect("rewrite parsed prefix");
+                crate::rewrite::adjust_ttl(&mut fixed, &mut i, -1).expect("ttl");
                 if let Transport::Icmp { error: Some(e), .. } = i.transport {
                     let ip = e.ports.map(|_| 7);
-                    crate::rewrite::set_inner_dst(&mut fixed, &i, e.src, ip)
+                    crate::rewrite::set_inner_dst(&mut fixed, &mut i, e.src, ip)
                         .expect("inner rewrite");
                 }
                 assert!(parse(&fixed).is_ok(), "rewritten prefix {n} still parses");
