@@ -21,7 +21,7 @@ use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 use crate::dest::Destination;
-use crate::template::Template;
+use crate::template::TemplateHold;
 
 /// An address as stored in a connection entry.
 pub(crate) trait ConnAddr: Copy + Eq + Hash + Debug + Send + Sync + 'static {
@@ -118,7 +118,8 @@ pub(crate) struct Conn<A> {
     next: u32,
     prev: u32,
     pub(crate) dest: Arc<Destination>,
-    pub(crate) tmpl: Option<Arc<Template>>,
+    /// The persistence template's hold, given back when the connection drops.
+    pub(crate) tmpl: Option<TemplateHold>,
 }
 
 impl<A> Conn<A> {
@@ -132,7 +133,7 @@ impl<A> Conn<A> {
         daddr: A,
         dport: u16,
         dest: Arc<Destination>,
-        tmpl: Option<Arc<Template>>,
+        tmpl: Option<TemplateHold>,
         flags: u8,
         now: u32,
         timeout: u32,

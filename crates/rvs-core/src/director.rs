@@ -24,7 +24,7 @@ use crate::service::{ForwardMethod, ServiceKey, TunnelConfig};
 use crate::stats::STAT_SLOTS;
 use crate::table::{Service, ServiceTable};
 use crate::tcp::{TCP_STATES, TcpDir, TcpState, next_state};
-use crate::template::{Lookup, TemplateKey, TemplateTable};
+use crate::template::{Lookup, TemplateHold, TemplateKey, TemplateTable};
 use crate::time::Timestamp;
 use crate::verdict::{Direction, DropReason, Verdict};
 
@@ -57,8 +57,9 @@ struct DropSlot([AtomicU64; DropReason::ALL.len()]);
 #[derive(Debug)]
 pub struct Director {
     services: ArcSwap<ServiceTable>,
-    /// Serialises configuration writers (the packet path never takes it).
-    config: Mutex<u64>,
+    /// The id the next new virtual service gets; its lock serialises configuration writers (the
+    /// packet path never takes it).
+    next_service_id: Mutex<u64>,
     pub(crate) v4: ConnTable<Ipv4Addr>,
     pub(crate) v6: ConnTable<Ipv6Addr>,
     templates: TemplateTable,
@@ -69,13 +70,6 @@ pub struct Director {
     /// The fast path's hook and generation (fastpath.rs; 0: no fast path).
     pub(crate) fast: std::sync::OnceLock<Arc<dyn crate::fastpath::FastPathSink>>,
     pub(crate) fast_gen: std::sync::atomic::AtomicU8,
-}
-
-/// What a hit on an inbound connection yields.
-struct InHit<A> {
-    daddr: A,
-    dport: u16,
-    xmit: Xmit,
 }
 
 /// How a connection's packets reach its real server: bound when the connection is created (IPVS's
@@ -137,7 +131,7 @@ impl Director {
             std::array::from_fn(|i| AtomicU32::new(TcpState::ALL[i].default_timeout_s() * 1000));
         Self {
             services: ArcSwap::from_pointee(ServiceTable::default()),
-            config: Mutex::new(0),
+            next_service_id: Mutex::new(0),
             v4: ConnTable::new(cfg.shards, cfg.hash_seed),
             v6: ConnTable::new(cfg.shards, cfg.hash_seed ^ 0x9e37_79b9_7f4a_7c15),
             templates: TemplateTable::new(cfg.shards, cfg.hash_seed),
@@ -193,49 +187,33 @@ impl Director {
     }
 
     /// Per-packet connection update (state, timer, counters).
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn touch<A: ConnAddr>(
-        &self,
-        sh: &mut Shard<A>,
-        i: u32,
-        now: u32,
-        dir: TcpDir,
-        flags: Option<TcpFlags>,
-        len: u64,
-        slot: usize,
-    ) {
+    #[inline(always)]
+    fn touch<A: ConnAddr>(&self, sh: &mut Shard<A>, i: u32, now: u32, flow: &Flow<A>, slot: usize) {
         let Some(c) = sh.get_mut(i) else { return };
         let old_timeout = c.timeout;
         let old_state = c.state;
-        match flags {
-            Some(f) => self.tcp_transition(c, dir, f),
+        match flow.tcp {
+            Some(f) => self.tcp_transition(c, tcp_dir(flow.dir), f),
             None => c.timeout = self.udp_timeout.load(Ordering::Relaxed),
         }
         c.last_seen = now;
         self.fast_path_step(c, old_state);
-        if dir == TcpDir::Output {
+        if flow.dir == Direction::Out {
             c.flags &= !F_NOOUTPUT;
-            c.dest.stats.add_out(slot, len);
-            c.dest.svc.stats.add_out(slot, len);
-        } else {
-            c.dest.stats.add_in(slot, len);
-            c.dest.svc.stats.add_in(slot, len);
         }
+        count(c, flow.dir, slot, flow.len);
         if c.timeout < old_timeout {
             sh.rearm_if_earlier(i);
         }
     }
 
-    /// THE data-plane entry point: classify, track and rewrite one IP packet in place.
+    /// THE data-plane entry point: parses one IP packet (no firewall mark), then
+    /// [`Self::process_parsed`].
     pub fn process(&self, now: Timestamp, random: u64, pkt: &mut [u8]) -> Verdict {
         self.process_marked(now, random, 0, pkt)
     }
 
-    /// [`process`](Self::process) for a packet carrying firewall mark `mark` (0: none). As IPVS's
-    /// `ip_vs_service_find`, a new connection goes to the fwmark service of that mark (of the
-    /// packet's family) first, then to the service of its address and port; a marked packet needs
-    /// no VIP as destination.
+    /// [`process`](Self::process) for a packet carrying firewall mark `mark` (0: none).
     pub fn process_marked(
         &self,
         now: Timestamp,
@@ -243,41 +221,84 @@ impl Director {
         mark: u32,
         pkt: &mut [u8],
     ) -> Verdict {
-        let Ok(info) = rvs_wire::parse(pkt) else {
-            return self.dropped(DropReason::Malformed, random as usize);
-        };
-        let table = self.services.load();
-        match (info.src, info.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                self.process_af(&self.v4, &table, now, random, mark, pkt, &info, s, d)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                self.process_af(&self.v6, &table, now, random, mark, pkt, &info, s, d)
-            }
-            _ => self.dropped(DropReason::Malformed, random as usize),
+        match rvs_wire::parse(pkt) {
+            Ok(mut info) => self.process_parsed(now, random, mark, pkt, &mut info),
+            Err(_) => self.malformed(random),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Counts a packet its caller could not parse (`rvs_wire::parse` failed) as
+    /// [`DropReason::Malformed`].
     #[inline]
-    fn process_af<A: ConnAddr>(
+    pub fn malformed(&self, random: u64) -> Verdict {
+        self.dropped(DropReason::Malformed, random as usize)
+    }
+
+    /// Classifies, tracks and rewrites one IP packet in place. `info` is `rvs_wire::parse(pkt)`,
+    /// owned by the caller and kept current by the rewrites: after a Forward it describes the
+    /// packet as it leaves (addresses, ports), so the caller never parses it again.
+    ///
+    /// `mark` is the packet's firewall mark (0: none). As IPVS's `ip_vs_service_find`, a new
+    /// connection goes to the fwmark service of that mark (of the packet's family) first, then to
+    /// the service of its address and port; a marked packet needs no VIP as destination.
+    #[inline]
+    pub fn process_parsed(
         &self,
-        tbl: &ConnTable<A>,
-        svcs: &ServiceTable,
         now: Timestamp,
         random: u64,
         mark: u32,
         pkt: &mut [u8],
-        info: &PacketInfo,
-        src: A,
-        dst: A,
+        info: &mut PacketInfo,
     ) -> Verdict {
+        let svcs = self.services.load();
         let marked = if mark == 0 {
             None
         } else {
             svcs.by_mark.get(&(mark, info.dst.is_ipv6()))
         };
-        let (sport, dport, flags) = match info.transport {
+        match (info.src, info.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let path = Path {
+                    conns: &self.v4,
+                    svcs: &svcs,
+                    marked,
+                    now,
+                    random,
+                };
+                self.process_af(&path, pkt, info, s, d)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let path = Path {
+                    conns: &self.v6,
+                    svcs: &svcs,
+                    marked,
+                    now,
+                    random,
+                };
+                self.process_af(&path, pkt, info, s, d)
+            }
+            _ => self.malformed(random),
+        }
+    }
+
+    /// One packet of one address family: its direction (to a VIP or a marked service: in; else
+    /// perhaps a reply: out), its flow, and the path for that direction.
+    #[inline(always)]
+    fn process_af<A: ConnAddr>(
+        &self,
+        path: &Path<'_, A>,
+        pkt: &mut [u8],
+        info: &mut PacketInfo,
+        src: A,
+        dst: A,
+    ) -> Verdict {
+        let to_vip = path.svcs.vips.contains(&info.dst);
+        let dir = if path.marked.is_some() || to_vip {
+            Direction::In
+        } else {
+            Direction::Out
+        };
+        let (sport, dport, tcp) = match info.transport {
             Transport::Tcp {
                 sport,
                 dport,
@@ -285,259 +306,265 @@ impl Director {
             } => (sport, dport, Some(flags)),
             Transport::Udp { sport, dport } => (sport, dport, None),
             Transport::Fragment { .. } => {
-                return if marked.is_some() || svcs.vips.contains(&info.dst) {
-                    self.dropped(DropReason::Fragment, random as usize)
-                } else {
-                    Verdict::Pass
+                return match dir {
+                    Direction::In => self.dropped(DropReason::Fragment, path.random as usize),
+                    Direction::Out => Verdict::Pass,
                 };
             }
             Transport::Icmp { error: Some(e), .. } => {
-                return self.icmp_error(tbl, svcs, now, pkt, info, &e);
+                // An error's side is where it is addressed: a VIP (the client side) or not.
+                let side = if to_vip {
+                    Direction::In
+                } else {
+                    Direction::Out
+                };
+                return self.icmp_error(path, pkt, info, side, &e);
             }
             Transport::Icmp { .. } | Transport::Other => return Verdict::Pass,
         };
-        let proto = info.protocol;
-        let len = info.ip_len as u64;
-        let n = now32(now);
-        if marked.is_some() || svcs.vips.contains(&info.dst) {
-            let at = (now, random, n);
-            self.inbound(
-                tbl, svcs, marked, at, pkt, info, proto, src, sport, dst, dport, flags, len,
-            )
-        } else {
-            // Reply from a real server? (out: RS -> client; the client is the destination.)
-            let si = tbl.shard_index(proto, dst, dport);
-            let hit = {
-                let mut sh = tbl.shard(si).lock();
-                match sh.find_out(proto, src, sport, dst, dport) {
-                    None => None,
-                    Some(i) => {
-                        if sh
-                            .get(i)
-                            .is_some_and(|c| c.dest.svc.deleted.load(Ordering::Relaxed))
-                        {
-                            if let Some(c) = sh.remove(i) {
-                                release(c);
-                            }
-                            drop(sh);
-                            return self.dropped(DropReason::ServiceDeleted, si);
-                        }
-                        self.touch(&mut sh, i, n, TcpDir::Output, flags, len, si);
-                        sh.get(i).map(|c| (c.vaddr, c.vport))
-                    }
-                }
-            };
-            // Any method: a reply that does come back through the director is masqueraded, as
-            // IPVS's handle_response does for every connection its out-lookup finds (a route or
-            // tunnel real server answers from the VIP, so its replies never match here).
-            match hit {
-                None => Verdict::Pass,
-                Some((vaddr, vport)) => {
-                    match rewrite::set_src(pkt, &mut { *info }, vaddr.to_ip(), Some(vport)) {
-                        Ok(()) => Verdict::Forward(Direction::Out),
-                        Err(_) => self.dropped(DropReason::RewriteFailed, si),
-                    }
-                }
-            }
+        let flow = Flow {
+            dir,
+            proto: info.protocol,
+            src,
+            sport,
+            dst,
+            dport,
+            tcp,
+            len: info.ip_len as u64,
+        };
+        match dir {
+            Direction::In => self.inbound(path, pkt, info, &flow),
+            Direction::Out => self.outbound(path, pkt, info, &flow),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
+    /// Client -> VIP: the flow's connection, else a new one to the virtual service.
+    #[inline(always)]
     fn inbound<A: ConnAddr>(
         &self,
-        tbl: &ConnTable<A>,
-        svcs: &ServiceTable,
-        marked: Option<&Arc<Service>>,
-        (now, random, n): (Timestamp, u64, u32),
+        path: &Path<'_, A>,
         pkt: &mut [u8],
-        info: &PacketInfo,
-        proto: u8,
-        caddr: A,
-        cport: u16,
-        vaddr: A,
-        vport: u16,
-        flags: Option<TcpFlags>,
-        len: u64,
+        info: &mut PacketInfo,
+        flow: &Flow<A>,
     ) -> Verdict {
-        let si = tbl.shard_index(proto, caddr, cport);
-        let is_syn = flags.is_some_and(|f| f.syn() && !f.rst());
-        // 1. An existing connection?
-        let hit = {
-            let mut sh = tbl.shard(si).lock();
-            match sh.find_in(proto, caddr, cport, vaddr, vport) {
-                None => None,
-                Some(i) => {
-                    let (deleted, reuse) = match sh.get(i) {
-                        Some(c) => (
-                            c.dest.svc.deleted.load(Ordering::Relaxed),
-                            // conn_reuse_mode=1: a SYN on a TIME_WAIT connection starts anew.
-                            is_syn && c.state == TcpState::TimeWait as u8,
-                        ),
-                        None => (false, false),
-                    };
-                    if deleted || reuse {
-                        if let Some(c) = sh.remove(i) {
-                            release(c);
-                        }
-                        if deleted {
-                            drop(sh);
-                            return self.dropped(DropReason::ServiceDeleted, si);
-                        }
-                        None
-                    } else {
-                        self.touch(&mut sh, i, n, TcpDir::Input, flags, len, si);
-                        sh.get(i).map(|c| InHit {
-                            daddr: c.daddr,
-                            dport: c.dport,
-                            xmit: Xmit::of(c),
-                        })
-                    }
-                }
-            }
-        };
-        if let Some(h) = hit {
-            return self.forward_in(pkt, info, h, si);
+        let si = flow.shard(path.conns);
+        match self.existing(path, flow, si) {
+            Existing::Hit(to) => self.forward_in(pkt, info, to, si),
+            Existing::Deleted => self.dropped(DropReason::ServiceDeleted, si),
+            Existing::Missing => self.new_connection(path, pkt, info, flow, si),
         }
-        // 2. A new connection to a virtual service.
-        let Some(svc) = marked.or_else(|| svcs.lookup(proto, info.dst, vport)) else {
+    }
+
+    /// Anything else: a real server's reply on a tracked connection, else not ours.
+    #[inline(always)]
+    fn outbound<A: ConnAddr>(
+        &self,
+        path: &Path<'_, A>,
+        pkt: &mut [u8],
+        info: &mut PacketInfo,
+        flow: &Flow<A>,
+    ) -> Verdict {
+        let si = flow.shard(path.conns);
+        match self.existing(path, flow, si) {
+            Existing::Hit(to) => self.forward_out(pkt, info, to, si),
+            Existing::Deleted => self.dropped(DropReason::ServiceDeleted, si),
+            Existing::Missing => Verdict::Pass,
+        }
+    }
+
+    /// The tracked connection `flow` belongs to, updated by this packet. A connection of a deleted service is
+    /// removed; so is a TIME_WAIT one a client SYN reuses (conn_reuse_mode=1), which then counts as missing.
+    #[inline(always)]
+    fn existing<A: ConnAddr>(&self, path: &Path<'_, A>, flow: &Flow<A>, si: usize) -> Existing<A> {
+        let mut sh = path.conns.shard(si).lock();
+        let Some(i) = flow.find(&sh) else {
+            return Existing::Missing;
+        };
+        let (deleted, reuse) = match sh.get(i) {
+            Some(c) => (
+                c.dest.svc.deleted.load(Ordering::Relaxed),
+                flow.dir == Direction::In && flow.opens() && c.state == TcpState::TimeWait as u8,
+            ),
+            None => (false, false),
+        };
+        if deleted || reuse {
+            if let Some(c) = sh.remove(i) {
+                release(c);
+            }
+            return if deleted {
+                Existing::Deleted
+            } else {
+                Existing::Missing
+            };
+        }
+        self.touch(&mut sh, i, now32(path.now), flow, si);
+        sh.get(i).map_or(Existing::Missing, |c| {
+            Existing::Hit(Target::of(c, flow.dir))
+        })
+    }
+
+    /// A new connection to a virtual service: scheduled (through its persistence template),
+    /// tracked (unless one-packet scheduling), forwarded.
+    fn new_connection<A: ConnAddr>(
+        &self,
+        path: &Path<'_, A>,
+        pkt: &mut [u8],
+        info: &mut PacketInfo,
+        flow: &Flow<A>,
+        si: usize,
+    ) -> Verdict {
+        let lookup = || path.svcs.lookup(flow.proto, info.dst, flow.dport);
+        let Some(svc) = path.marked.or_else(lookup) else {
             return Verdict::Pass;
         };
-        if flags.is_some() && !is_syn {
+        if flow.tcp.is_some() && !flow.opens() {
             return self.dropped(DropReason::NotSyn, si);
         }
         let input = SchedInput {
-            now,
-            protocol: proto,
-            caddr: caddr.to_ip(),
-            cport,
+            now: path.now,
+            protocol: flow.proto,
+            caddr: flow.src.to_ip(),
+            cport: flow.sport,
             vaddr: info.dst,
-            vport,
-            random,
+            vport: flow.dport,
+            random: path.random,
         };
-        let Some((dest, tmpl)) = self.pick(svc, &input) else {
+        // From here on `hold` (the template's hold, if persistent) goes with the connection, or is given back
+        // when this function returns without one.
+        let Some((dest, hold)) = self.pick(svc, &input) else {
             return self.dropped(DropReason::NoDestination, si);
         };
         let Some(daddr) = A::from_ip(dest.addr()) else {
-            if let Some(t) = tmpl {
-                t.release();
-            }
             return self.dropped(DropReason::UnsupportedMethod, si);
         };
-        let dport = if dest.port() == 0 { vport } else { dest.port() };
-        let method = dest.method();
-        if svc.spec.one_packet && flags.is_none() {
+        let to = Target {
+            addr: daddr,
+            port: if dest.port() == 0 {
+                flow.dport
+            } else {
+                dest.port()
+            },
+            xmit: Xmit::from_method(dest.method()),
+        };
+        if svc.spec.one_packet && flow.tcp.is_none() {
             // One-packet scheduling: forwarded, counted, never tracked.
-            if let Some(t) = tmpl {
-                t.release();
-            }
             dest.stats.add_conn(si);
             svc.shared.stats.add_conn(si);
-            dest.stats.add_in(si, len);
-            svc.shared.stats.add_in(si, len);
-            let xmit = Xmit::from_method(method);
-            return self.forward_in(pkt, info, InHit { daddr, dport, xmit }, si);
+            dest.stats.add_in(si, flow.len);
+            svc.shared.stats.add_in(si, flow.len);
+            return self.forward_in(pkt, info, to, si);
         }
-        let hit = {
-            let mut sh = tbl.shard(si).lock();
-            if svc.shared.deleted.load(Ordering::SeqCst) {
-                drop(sh);
-                if let Some(t) = tmpl {
-                    t.release();
-                }
-                return self.dropped(DropReason::ServiceDeleted, si);
+        let mut sh = path.conns.shard(si).lock();
+        if svc.shared.deleted.load(Ordering::SeqCst) {
+            return self.dropped(DropReason::ServiceDeleted, si);
+        }
+        let i = match flow.find(&sh) {
+            // Another worker created it meanwhile: use theirs.
+            Some(i) => i,
+            None => {
+                let timeout = if flow.tcp.is_some() {
+                    self.tcp_timeout(TcpState::None)
+                } else {
+                    self.udp_timeout.load(Ordering::Relaxed)
+                };
+                let cflags = Xmit::conn_flags(dest.method());
+                let conn = Conn::new(
+                    flow.proto,
+                    flow.src,
+                    flow.sport,
+                    flow.dst,
+                    flow.dport,
+                    to.addr,
+                    to.port,
+                    dest.clone(),
+                    hold,
+                    cflags,
+                    now32(path.now),
+                    timeout,
+                );
+                let Ok(i) = sh.insert(conn) else {
+                    return self.dropped(DropReason::TableFull, si);
+                };
+                dest.bind(false, false);
+                dest.stats.add_conn(si);
+                svc.shared.stats.add_conn(si);
+                i
             }
-            let i = match sh.find_in(proto, caddr, cport, vaddr, vport) {
-                Some(i) => {
-                    // Another worker created it meanwhile: use theirs.
-                    if let Some(t) = tmpl {
-                        t.release();
-                    }
-                    i
-                }
-                None => {
-                    let timeout = if flags.is_some() {
-                        self.tcp_timeout(TcpState::None)
-                    } else {
-                        self.udp_timeout.load(Ordering::Relaxed)
-                    };
-                    let cflags = Xmit::conn_flags(method);
-                    let conn = Conn::new(
-                        proto,
-                        caddr,
-                        cport,
-                        vaddr,
-                        vport,
-                        daddr,
-                        dport,
-                        dest.clone(),
-                        tmpl,
-                        cflags,
-                        n,
-                        timeout,
-                    );
-                    match sh.insert(conn) {
-                        Ok(i) => {
-                            dest.bind(false, false);
-                            dest.stats.add_conn(si);
-                            svc.shared.stats.add_conn(si);
-                            i
-                        }
-                        Err(c) => {
-                            if let Some(t) = c.tmpl {
-                                t.release();
-                            }
-                            drop(sh);
-                            return self.dropped(DropReason::TableFull, si);
-                        }
-                    }
-                }
-            };
-            self.touch(&mut sh, i, n, TcpDir::Input, flags, len, si);
-            sh.get(i).map(|c| InHit {
-                daddr: c.daddr,
-                dport: c.dport,
-                xmit: Xmit::of(c),
-            })
         };
-        match hit {
-            Some(h) => self.forward_in(pkt, info, h, si),
-            None => self.dropped(DropReason::TableFull, si),
-        }
+        self.touch(&mut sh, i, now32(path.now), flow, si);
+        let Some(to) = sh.get(i).map(|c| Target::of(c, Direction::In)) else {
+            return self.dropped(DropReason::TableFull, si);
+        };
+        drop(sh);
+        self.forward_in(pkt, info, to, si)
     }
 
-    #[inline]
+    /// Client -> real server, by the connection's method. Masq: VIP:vport becomes RIP:dport (for an
+    /// ICMP error from the client side, the outer destination and the quoted source, the reply it
+    /// is about). Route and tunnel: the packet goes to the real server unchanged, ICMP errors
+    /// included (ip_vs_icmp_xmit: "no need to translate address/port back").
+    #[inline(always)]
     fn forward_in<A: ConnAddr>(
         &self,
         pkt: &mut [u8],
-        info: &PacketInfo,
-        h: InHit<A>,
+        info: &mut PacketInfo,
+        to: Target<A>,
         si: usize,
     ) -> Verdict {
-        match h.xmit {
-            Xmit::Masq => {
-                match rewrite::set_dst(pkt, &mut { *info }, h.daddr.to_ip(), Some(h.dport)) {
-                    Ok(()) => Verdict::Forward(Direction::In),
-                    Err(_) => self.dropped(DropReason::RewriteFailed, si),
-                }
-            }
-            Xmit::Route => Verdict::Route {
-                rip: h.daddr.to_ip(),
-            },
-            Xmit::Tunnel(tunnel) => Verdict::Tunnel {
-                rip: h.daddr.to_ip(),
-                tunnel,
-            },
+        let (addr, port) = (to.addr.to_ip(), Some(to.port));
+        match to.xmit {
+            Xmit::Masq => {}
+            Xmit::Route => return Verdict::Route { rip: addr },
+            Xmit::Tunnel(tunnel) => return Verdict::Tunnel { rip: addr, tunnel },
+        }
+        let r = if is_icmp_error(info) {
+            rewrite::set_dst(pkt, info, addr, None)
+                .and_then(|()| rewrite::set_inner_src(pkt, info, addr, port))
+        } else {
+            rewrite::set_dst(pkt, info, addr, port)
+        };
+        self.rewritten(r, Direction::In, si)
+    }
+
+    /// Real server -> client: RIP:dport becomes VIP:vport. For an ICMP error from the real-server
+    /// side the outer source and the quoted destination (the packet it is about) are translated.
+    /// Any method: a reply that does come back through the director is masqueraded, as IPVS's
+    /// handle_response does for every connection its out-lookup finds (a route or tunnel real
+    /// server answers from the VIP, so its replies never match here).
+    #[inline(always)]
+    fn forward_out<A: ConnAddr>(
+        &self,
+        pkt: &mut [u8],
+        info: &mut PacketInfo,
+        to: Target<A>,
+        si: usize,
+    ) -> Verdict {
+        let (addr, port) = (to.addr.to_ip(), Some(to.port));
+        let r = if is_icmp_error(info) {
+            rewrite::set_src(pkt, info, addr, None)
+                .and_then(|()| rewrite::set_inner_dst(pkt, info, addr, port))
+        } else {
+            rewrite::set_src(pkt, info, addr, port)
+        };
+        self.rewritten(r, Direction::Out, si)
+    }
+
+    #[inline(always)]
+    fn rewritten(&self, r: Result<(), rvs_wire::WireError>, dir: Direction, si: usize) -> Verdict {
+        match r {
+            Ok(()) => Verdict::Forward(dir),
+            Err(_) => self.dropped(DropReason::RewriteFailed, si),
         }
     }
 
     /// Picks a destination for a new connection: through the persistence template when the
-    /// service is persistent (ip_vs_sched_persist), else from the scheduler.
+    /// service is persistent (ip_vs_sched_persist), else from the scheduler. The hold on the
+    /// template, if any, is the new connection's to keep.
     fn pick(
         &self,
         svc: &Service,
         input: &SchedInput,
-    ) -> Option<(Arc<Destination>, Option<Arc<crate::template::Template>>)> {
+    ) -> Option<(Arc<Destination>, Option<TemplateHold>)> {
         let Some(mask) = svc.mask else {
             let d = svc.sched.lock().schedule(input)?;
             return Some((d, None));
@@ -564,96 +591,178 @@ impl Director {
             fwmark,
         };
         if let Lookup::Hit(t) = self.templates.lookup(&key, input.now.0) {
-            return Some((t.dest.clone(), Some(t)));
+            return Some((t.dest().clone(), Some(t)));
         }
         let d = svc.sched.lock().schedule(input)?;
         let t = self.templates.insert(key, d, svc.persist_ms, input.now.0);
-        Some((t.dest.clone(), Some(t)))
+        Some((t.dest().clone(), Some(t)))
     }
 
-    /// ICMP errors about tracked connections: translate the outer and the quoted header.
+    /// An ICMP error about a tracked connection goes where that connection's packets go. The packet
+    /// it quotes went the other way, so the quote reversed is the flow: from the client side
+    /// (to a VIP) a reply VIP -> client reversed is inbound; from the real-server side a packet
+    /// client -> RIP reversed is outbound. Counted, never a state change.
     fn icmp_error<A: ConnAddr>(
         &self,
-        tbl: &ConnTable<A>,
-        svcs: &ServiceTable,
-        _now: Timestamp,
+        path: &Path<'_, A>,
         pkt: &mut [u8],
-        info: &PacketInfo,
+        info: &mut PacketInfo,
+        dir: Direction,
         e: &IcmpError,
     ) -> Verdict {
         if e.protocol != proto::TCP && e.protocol != proto::UDP {
             return Verdict::Pass;
         }
-        let Some((isport, idport)) = e.ports else {
+        let Some((qsport, qdport)) = e.ports else {
             return Verdict::Pass;
         };
-        let (Some(isrc), Some(idst)) = (A::from_ip(e.src), A::from_ip(e.dst)) else {
+        let (Some(qsrc), Some(qdst)) = (A::from_ip(e.src), A::from_ip(e.dst)) else {
             return Verdict::Pass;
         };
-        let len = info.ip_len as u64;
-        if svcs.vips.contains(&info.dst) {
-            // From the client side about a packet we sent VIP -> client.
-            let si = tbl.shard_index(e.protocol, idst, idport);
-            let hit = {
-                let sh = tbl.shard(si).lock();
-                sh.find_in(e.protocol, idst, idport, isrc, isport)
-                    .and_then(|i| sh.get(i))
-                    .map(|c| {
-                        c.dest.stats.add_in(si, len);
-                        c.dest.svc.stats.add_in(si, len);
-                        (c.daddr.to_ip(), c.dport, Xmit::of(c))
-                    })
+        let flow = Flow {
+            dir,
+            proto: e.protocol,
+            src: qdst,
+            sport: qdport,
+            dst: qsrc,
+            dport: qsport,
+            tcp: None,
+            len: info.ip_len as u64,
+        };
+        let si = flow.shard(path.conns);
+        let to = {
+            let sh = path.conns.shard(si).lock();
+            let Some(c) = flow.find(&sh).and_then(|i| sh.get(i)) else {
+                return Verdict::Pass;
             };
-            // Route and tunnel connections carry the ICMP error to the real server unchanged
-            // (ip_vs_icmp_xmit: "no need to translate address/port back").
-            match hit {
-                None => Verdict::Pass,
-                Some((rip, _, Xmit::Route)) => Verdict::Route { rip },
-                Some((rip, _, Xmit::Tunnel(tunnel))) => Verdict::Tunnel { rip, tunnel },
-                Some((daddr, dport, Xmit::Masq)) => {
-                    let r = rewrite::set_dst(pkt, &mut { *info }, daddr, None).and_then(|()| {
-                        rewrite::set_inner_src(pkt, &mut { *info }, daddr, Some(dport))
-                    });
-                    match r {
-                        Ok(()) => Verdict::Forward(Direction::In),
-                        Err(_) => self.dropped(DropReason::RewriteFailed, si),
-                    }
-                }
-            }
-        } else {
-            // From the real-server side about a packet client -> RS.
-            let si = tbl.shard_index(e.protocol, isrc, isport);
-            let hit = {
-                let sh = tbl.shard(si).lock();
-                sh.find_out(e.protocol, idst, idport, isrc, isport)
-                    .and_then(|i| sh.get(i))
-                    .map(|c| {
-                        c.dest.stats.add_out(si, len);
-                        c.dest.svc.stats.add_out(si, len);
-                        (c.vaddr.to_ip(), c.vport, c.flags & F_MASQ != 0)
-                    })
-            };
-            match hit {
-                // Route/tunnel: the real server answers the client itself; not ours to translate.
-                None | Some((_, _, false)) => Verdict::Pass,
-                Some((vaddr, vport, true)) => {
-                    let r = rewrite::set_src(pkt, &mut { *info }, vaddr, None).and_then(|()| {
-                        rewrite::set_inner_dst(pkt, &mut { *info }, vaddr, Some(vport))
-                    });
-                    match r {
-                        Ok(()) => Verdict::Forward(Direction::Out),
-                        Err(_) => self.dropped(DropReason::RewriteFailed, si),
-                    }
-                }
-            }
+            count(c, dir, si, flow.len);
+            Target::of(c, dir)
+        };
+        match (dir, to.xmit) {
+            (Direction::In, _) => self.forward_in(pkt, info, to, si),
+            (Direction::Out, Xmit::Masq) => self.forward_out(pkt, info, to, si),
+            // Route/tunnel: the real server answers the client itself; not ours to translate.
+            (Direction::Out, Xmit::Route | Xmit::Tunnel(_)) => Verdict::Pass,
         }
     }
 }
 
-/// A connection left the table (expired, reset for reuse, or purged): counters and template.
+/// What every step of one packet's path reads: its family's connection table, the service
+/// snapshot, the clock and the packet's random draw.
+struct Path<'a, A> {
+    conns: &'a ConnTable<A>,
+    svcs: &'a ServiceTable,
+    /// The fwmark service of the packet's mark, if any.
+    marked: Option<&'a Arc<Service>>,
+    now: Timestamp,
+    random: u64,
+}
+
+/// One packet's connection key in its direction, read once from its parse. In (client -> VIP):
+/// `src` is the client; out (real server -> client): `dst` is.
+#[derive(Debug, Clone, Copy)]
+struct Flow<A> {
+    dir: Direction,
+    proto: u8,
+    src: A,
+    sport: u16,
+    dst: A,
+    dport: u16,
+    /// TCP flags (`None`: UDP, or an ICMP error about a connection).
+    tcp: Option<TcpFlags>,
+    /// IP length, for the byte counters.
+    len: u64,
+}
+
+impl<A: ConnAddr> Flow<A> {
+    /// The connection-table shard (hashed by the client's side, whichever way the packet goes).
+    #[inline(always)]
+    fn shard(&self, tbl: &ConnTable<A>) -> usize {
+        match self.dir {
+            Direction::In => tbl.shard_index(self.proto, self.src, self.sport),
+            Direction::Out => tbl.shard_index(self.proto, self.dst, self.dport),
+        }
+    }
+
+    #[inline(always)]
+    fn find(&self, sh: &Shard<A>) -> Option<u32> {
+        match self.dir {
+            Direction::In => sh.find_in(self.proto, self.src, self.sport, self.dst, self.dport),
+            Direction::Out => sh.find_out(self.proto, self.src, self.sport, self.dst, self.dport),
+        }
+    }
+
+    /// A TCP SYN without RST: may open a connection.
+    #[inline]
+    fn opens(&self) -> bool {
+        self.tcp.is_some_and(|f| f.syn() && !f.rst())
+    }
+}
+
+/// Where a tracked connection sends a packet: in, the real server (daddr:dport) by the
+/// connection's method; out, the virtual service (vaddr:vport).
+#[derive(Debug, Clone, Copy)]
+struct Target<A> {
+    addr: A,
+    port: u16,
+    xmit: Xmit,
+}
+
+impl<A: Copy> Target<A> {
+    #[inline]
+    fn of(c: &Conn<A>, dir: Direction) -> Self {
+        let (addr, port) = match dir {
+            Direction::In => (c.daddr, c.dport),
+            Direction::Out => (c.vaddr, c.vport),
+        };
+        Self {
+            addr,
+            port,
+            xmit: Xmit::of(c),
+        }
+    }
+}
+
+/// What the connection table knows of a flow.
+enum Existing<A> {
+    /// Tracked (and updated by this packet): send it to the target.
+    Hit(Target<A>),
+    /// Its virtual service was deleted (the connection is gone now).
+    Deleted,
+    /// Not tracked.
+    Missing,
+}
+
+#[inline]
+fn tcp_dir(dir: Direction) -> TcpDir {
+    match dir {
+        Direction::In => TcpDir::Input,
+        Direction::Out => TcpDir::Output,
+    }
+}
+
+#[inline]
+fn is_icmp_error(info: &PacketInfo) -> bool {
+    matches!(info.transport, Transport::Icmp { error: Some(_), .. })
+}
+
+/// Counts a packet of connection `c` in the destination's and the service's stats.
+#[inline]
+fn count<A>(c: &Conn<A>, dir: Direction, slot: usize, len: u64) {
+    match dir {
+        Direction::In => {
+            c.dest.stats.add_in(slot, len);
+            c.dest.svc.stats.add_in(slot, len);
+        }
+        Direction::Out => {
+            c.dest.stats.add_out(slot, len);
+            c.dest.svc.stats.add_out(slot, len);
+        }
+    }
+}
+
+/// A connection left the table (expired, reset for reuse, or purged): its destination's counters.
+/// Its template hold, if any, is given back as it drops.
 fn release<A>(c: Conn<A>) {
     c.dest.unbind(false, c.is_active());
-    if let Some(t) = &c.tmpl {
-        t.release();
-    }
 }

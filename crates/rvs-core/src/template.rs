@@ -36,8 +36,8 @@ pub(crate) struct Template {
     id: u64,
     timeout_ms: u64,
     last_used: AtomicU64,
-    /// Connections created under this template that are still alive.
-    pub(crate) n_control: AtomicU32,
+    /// Connections created under this template that are still alive (one [`TemplateHold`] each).
+    n_control: AtomicU32,
 }
 
 impl Template {
@@ -47,9 +47,30 @@ impl Template {
             .saturating_add(self.timeout_ms)
     }
 
-    /// A connection under this template ended.
-    pub(crate) fn release(&self) {
+    /// Takes a hold for a new connection.
+    fn hold(self: &Arc<Self>) -> TemplateHold {
+        self.n_control.fetch_add(1, Ordering::Relaxed);
+        TemplateHold(self.clone())
+    }
+}
+
+/// A connection's hold on its persistence template: while any hold lives the template does not
+/// expire (IPVS's n_control). Taken only by [`TemplateTable::lookup`] and [`TemplateTable::insert`];
+/// given back by dropping it, so a connection that ends, or is never created, cannot leak one.
+#[derive(Debug)]
+pub(crate) struct TemplateHold(Arc<Template>);
+
+impl TemplateHold {
+    /// The destination the template pins.
+    pub(crate) fn dest(&self) -> &Arc<Destination> {
+        &self.0.dest
+    }
+}
+
+impl Drop for TemplateHold {
+    fn drop(&mut self) {
         let _ = self
+            .0
             .n_control
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some(v.saturating_sub(1))
@@ -74,8 +95,8 @@ pub(crate) struct TemplateTable {
 /// Result of a template lookup.
 #[derive(Debug)]
 pub(crate) enum Lookup {
-    /// A live template with an available destination (its timer refreshed, n_control taken).
-    Hit(Arc<Template>),
+    /// A live template with an available destination (its timer refreshed, a hold taken).
+    Hit(TemplateHold),
     /// None (an unusable one was removed).
     Miss,
 }
@@ -106,8 +127,7 @@ impl TemplateTable {
         };
         if t.dest.is_in_service() {
             t.last_used.store(now, Ordering::Relaxed);
-            t.n_control.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Hit(t.clone());
+            return Lookup::Hit(t.hold());
         }
         if let Some(t) = sh.map.remove(key) {
             t.dest.unbind(true, false);
@@ -123,14 +143,13 @@ impl TemplateTable {
         dest: Arc<Destination>,
         timeout_ms: u64,
         now: u64,
-    ) -> Arc<Template> {
+    ) -> TemplateHold {
         let mut sh = self.shard(&key).lock();
         if let Some(t) = sh.map.get(&key)
             && t.dest.is_in_service()
         {
             t.last_used.store(now, Ordering::Relaxed);
-            t.n_control.fetch_add(1, Ordering::Relaxed);
-            return t.clone();
+            return t.hold();
         }
         if let Some(old) = sh.map.remove(&key) {
             old.dest.unbind(true, false);
@@ -143,11 +162,11 @@ impl TemplateTable {
             id,
             timeout_ms,
             last_used: AtomicU64::new(now),
-            n_control: AtomicU32::new(1),
+            n_control: AtomicU32::new(0),
         });
         sh.heap.push(Reverse((t.deadline(), id, key)));
         sh.map.insert(key, t.clone());
-        t
+        t.hold()
     }
 
     /// Installs or refreshes a template learnt from a sync master (no connection reference is

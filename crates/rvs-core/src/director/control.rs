@@ -76,7 +76,7 @@ impl Director {
         ops: Vec<ConfigOp>,
     ) -> Result<(), (usize, ConfigError)> {
         let _ = now;
-        let mut next_id = self.config.lock();
+        let mut next_id = self.next_service_id.lock();
         let current = self.services.load_full();
         let mut pending = Pending::new((*current).clone(), *next_id);
         for (i, op) in ops.into_iter().enumerate() {
