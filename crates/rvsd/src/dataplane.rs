@@ -1,7 +1,8 @@
 //! Data-plane workers: one thread per TUN queue, all sharing the `Director`.
 //!
-//! Per packet: `director.process(now, random, buf)`; Forward -> TTL + 1 (the TUN path decrements twice, a router
-//! once) and write back; Pass -> write back unchanged (traffic rvsd does not own flows as if rvsd were not there);
+//! Per packet: parse once, `director.process_parsed(now, random, mark, buf, &mut info)` (which keeps `info` current
+//! through its rewrites); Forward -> partial checksum, next hop or TTL + 1 (the TUN path decrements twice, a router
+//! once) from that same `info`, and write back; Pass -> write back unchanged (traffic rvsd does not own flows as if rvsd were not there);
 //! Drop -> counted by the director per reason. No allocation, no lock of our own, logs rate-limited.
 
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rvs_core::{Director, Timestamp, Verdict};
 use rvs_io::{Disposition, PacketIo, VnetHdr};
+use rvs_wire::PacketInfo;
 
 use crate::nexthop::NextHops;
 use crate::xmit::{MethodPaths, MethodTx};
@@ -73,19 +75,10 @@ impl VipSet {
         self.0.store(Arc::new(vips));
     }
 
-    /// Whether `pkt`'s destination address is a steered VIP (no parsing beyond the fixed IP header fields).
+    /// Whether the parsed packet's destination address is a steered VIP.
     #[inline]
-    pub fn is_vip_destination(&self, pkt: &[u8]) -> bool {
-        let dst = match pkt.first().map(|b| b >> 4) {
-            Some(4) if pkt.len() >= 20 => IpAddr::from([pkt[16], pkt[17], pkt[18], pkt[19]]),
-            Some(6) if pkt.len() >= 40 => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(&pkt[24..40]);
-                IpAddr::from(a)
-            }
-            _ => return false,
-        };
-        self.0.load().contains(&dst)
+    pub fn is_vip_destination(&self, info: &PacketInfo) -> bool {
+        self.0.load().contains(&info.dst)
     }
 }
 
@@ -237,7 +230,7 @@ fn complete_checksum(pkt: &mut [u8], vnet: &VnetHdr) -> bool {
 
 /// After a rewrite of a segmentation-offload super-packet, put back the partial checksum the kernel expects: the
 /// folded pseudo-header sum of the new addresses (ports and payload are summed by whoever segments it).
-fn restore_partial_checksum(pkt: &mut [u8], info: &rvs_wire::PacketInfo, vnet: &VnetHdr) {
+fn restore_partial_checksum(pkt: &mut [u8], info: &PacketInfo, vnet: &VnetHdr) {
     let field = info.l4_offset + usize::from(vnet.csum_offset());
     if field + 2 > info.ip_len.min(pkt.len()) {
         return;
@@ -271,15 +264,18 @@ pub fn handle_packet(
         }
         vnet.set_flags(vnet.flags() & !VnetHdr::F_NEEDS_CSUM);
     }
-    match director.process(now, random, pkt) {
+    let Ok(mut info) = rvs_wire::parse(pkt) else {
+        director.malformed(random);
+        st.dropped.fetch_add(1, Ordering::Relaxed);
+        return Disposition::Drop;
+    };
+    match director.process_parsed(now, random, 0, pkt, &mut info) {
         Verdict::Forward(dir) => {
             match dir {
                 rvs_core::Direction::In => st.forwarded_in.fetch_add(1, Ordering::Relaxed),
                 rvs_core::Direction::Out => st.forwarded_out.fetch_add(1, Ordering::Relaxed),
             };
-            let Ok(mut info) = rvs_wire::parse(pkt) else {
-                return Disposition::Send;
-            };
+            // `info` describes the rewritten packet: no second parse.
             if vnet.needs_csum() {
                 restore_partial_checksum(pkt, &info, vnet);
             }
@@ -303,7 +299,7 @@ pub fn handle_packet(
             let _ = rvs_wire::rewrite::adjust_ttl(pkt, &mut info, 1);
             Disposition::Send
         }
-        Verdict::Pass if vips.is_vip_destination(pkt) => {
+        Verdict::Pass if vips.is_vip_destination(&info) => {
             st.unserved_vip.fetch_add(1, Ordering::Relaxed);
             Disposition::Drop
         }
