@@ -126,7 +126,7 @@ pub fn set_dst(
     outer(buf, info, Side::Dst, addr, port)
 }
 
-#[inline]
+#[inline(always)]
 fn outer(
     buf: &mut [u8],
     info: &mut PacketInfo,
