@@ -4,7 +4,9 @@
 //!
 //! - [`Director`]: virtual services (RCU snapshots), the sharded connection table with IPVS's
 //!   TCP state machine and timeouts, persistence templates, counters and rate estimates, and
-//!   [`Director::process`], the packet path (masq rewrite in place).
+//!   [`Director::process_parsed`], the packet path (masq rewrite in place; the caller owns the
+//!   packet's parse, which the rewrites keep current). Configuration and listings:
+//!   `director/control.rs`.
 //! - [`sched`]: the schedulers.
 //!
 //! # IPVS semantics kept
