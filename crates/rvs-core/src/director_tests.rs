@@ -1258,3 +1258,74 @@ fn persistence_follows_quiesced_but_not_deleted_destinations() {
     let p = send(&d, 5, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
     assert_eq!(addrs4(&p).2, first);
 }
+
+/// A template controls its connections through holds that go back however a connection ends or is never made:
+/// one-packet datagrams (no connection at all), a TIME_WAIT connection replaced by a new SYN, expiry. A leaked hold would re-arm the template forever.
+#[test]
+fn template_holds_are_given_back_on_every_path() {
+    let persist = Persistence {
+        timeout_s: 10,
+        netmask: IpAddr::V4(Ipv4Addr::BROADCAST),
+    };
+    // One-packet UDP: scheduled through the template, never tracked.
+    let ukey = udp_key(53);
+    let d = Director::default();
+    let mut spec = ServiceSpec::new(ukey, "rr");
+    spec.one_packet = true;
+    spec.persistence = Some(persist);
+    d.apply_batch(
+        Timestamp(0),
+        vec![
+            ConfigOp::AddService(spec),
+            ConfigOp::AddDest(ukey, DestSpec::masq(ip(RIP1), 53, 1)),
+        ],
+    )
+    .unwrap();
+    for t in 0..3 {
+        send(
+            &d,
+            t,
+            udp4(CIP, 1, VIP, 53, b"q"),
+            Verdict::Forward(Direction::In),
+        );
+    }
+    assert_eq!((d.conn_count(), d.template_count()), (0, 1));
+    assert_eq!(
+        d.expire(Timestamp(10_003)),
+        1,
+        "no hold left: the template expires on time"
+    );
+    assert_eq!(dest_counts(&d, &ukey, RIP1), (0, 0, 0));
+
+    // TCP: a connection replaced from TIME_WAIT, then expired; the template follows within its timeout.
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 8080), (RIP2, 8080)], Some(persist));
+    let fwd_in = Verdict::Forward(Direction::In);
+    send(&d, 0, tcp4(CIP, 9, VIP, 80, SYN, b""), fwd_in);
+    send(&d, 1, tcp4(CIP, 9, VIP, 80, ACK, b""), fwd_in);
+    send(&d, 2, tcp4(CIP, 9, VIP, 80, FIN, b""), fwd_in);
+    send(
+        &d,
+        3,
+        tcp4(RIP1, 8080, CIP, 9, FIN, b""),
+        Verdict::Forward(Direction::Out),
+    );
+    assert_eq!(only_conn(&d, 3).state, "TIME_WAIT");
+    let p = send(&d, 4, tcp4(CIP, 9, VIP, 80, SYN, b""), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP1, "the template still pins the client");
+    let mut t = 4;
+    let mut conn_gone = None;
+    while d.template_count() > 0 && t < 300_000 {
+        t += 1000;
+        d.expire(Timestamp(t));
+        if conn_gone.is_none() && d.conn_count() == 0 {
+            conn_gone = Some(t);
+        }
+    }
+    let conn_gone = conn_gone.expect("the connection expires");
+    assert!(
+        t <= conn_gone + 11_000,
+        "connection gone at {conn_gone} ms, template at {t} ms: a hold leaked"
+    );
+    assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
+}
