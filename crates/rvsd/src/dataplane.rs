@@ -307,8 +307,8 @@ pub fn handle_packet(
             st.passed.fetch_add(1, Ordering::Relaxed);
             Disposition::Send
         }
-        Verdict::Route { rip } => mx.route(pkt, vnet, rip, st),
-        Verdict::Tunnel { rip, tunnel } => mx.tunnel(pkt, vnet, rip, &tunnel, st),
+        Verdict::Route { rip } => mx.route(pkt, &mut info, vnet, rip, st),
+        Verdict::Tunnel { rip, tunnel } => mx.tunnel(pkt, &mut info, vnet, rip, &tunnel, st),
         Verdict::Drop(_) => {
             st.dropped.fetch_add(1, Ordering::Relaxed);
             Disposition::Drop

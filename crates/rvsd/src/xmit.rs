@@ -122,6 +122,7 @@ impl MethodTx {
     pub fn route(
         &mut self,
         pkt: &mut [u8],
+        info: &mut PacketInfo,
         vnet: &VnetHdr,
         rip: IpAddr,
         st: &WorkerStats,
@@ -135,14 +136,12 @@ impl MethodTx {
         });
         match hop {
             Some(hop) if hop.fits(pkt, vnet) => {
-                restore_ttl(pkt);
+                restore_ttl(pkt, info);
                 st.routed.fetch_add(1, Ordering::Relaxed);
                 Disposition::SendTo(hop)
             }
             Some(hop) => {
-                if let Ok(info) = rvs_wire::parse(pkt) {
-                    self.too_big(pkt, &info, hop.mtu, st);
-                }
+                self.too_big(pkt, info, hop.mtu, st);
                 st.dropped.fetch_add(1, Ordering::Relaxed);
                 Disposition::Drop
             }
@@ -154,6 +153,7 @@ impl MethodTx {
     pub fn tunnel(
         &mut self,
         pkt: &mut [u8],
+        info: &mut PacketInfo,
         vnet: &VnetHdr,
         rip: IpAddr,
         tun: &TunnelConfig,
@@ -162,29 +162,26 @@ impl MethodTx {
         let Some(path) = self.paths.as_ref().and_then(|p| p.tunnel(rip)) else {
             return unreachable_path(st);
         };
-        restore_ttl(pkt);
-        let Ok(info) = rvs_wire::parse(pkt) else {
-            st.dropped.fetch_add(1, Ordering::Relaxed);
-            return Disposition::Drop;
-        };
+        restore_ttl(pkt, info);
+        let info = &*info;
         let overhead = tun.overhead(rip.is_ipv6());
         let room = (path.mtu as usize).saturating_sub(overhead);
         let outer = Outer {
             src: path.src,
             dst: rip,
             ident: 0,
-            flow_hash: flow_hash(&info),
+            flow_hash: flow_hash(info),
         };
         if vnet.is_gso() && matches!(info.transport, Transport::Tcp { .. }) {
             let mss = usize::from(vnet.gso_size());
-            let n = rvs_wire::gso::tcp_segments(pkt, &info, mss).unwrap_or(0);
+            let n = rvs_wire::gso::tcp_segments(pkt, info, mss).unwrap_or(0);
             for k in 0..n {
-                let Ok(len) = rvs_wire::gso::tcp_segment(pkt, &info, mss, k, &mut self.seg) else {
+                let Ok(len) = rvs_wire::gso::tcp_segment(pkt, info, mss, k, &mut self.seg) else {
                     st.dropped.fetch_add(1, Ordering::Relaxed);
                     break;
                 };
-                if len > room && must_not_fragment(pkt, &info) {
-                    self.too_big(pkt, &info, room as u32, st);
+                if len > room && must_not_fragment(pkt, info) {
+                    self.too_big(pkt, info, room as u32, st);
                     break;
                 }
                 self.ident = self.ident.wrapping_add(1);
@@ -203,8 +200,8 @@ impl MethodTx {
             }
             return Disposition::Drop;
         }
-        if pkt.len() > room && must_not_fragment(pkt, &info) {
-            self.too_big(pkt, &info, room as u32, st);
+        if pkt.len() > room && must_not_fragment(pkt, info) {
+            self.too_big(pkt, info, room as u32, st);
             st.dropped.fetch_add(1, Ordering::Relaxed);
             return Disposition::Drop;
         }
@@ -262,18 +259,8 @@ fn must_not_fragment(pkt: &[u8], info: &PacketInfo) -> bool {
 }
 
 /// Give back the TTL / hop limit the TUN's forwarding took (none at 255: there is nothing to give back).
-fn restore_ttl(pkt: &mut [u8]) {
-    match pkt.first().map(|b| b >> 4) {
-        Some(4) if pkt.len() >= 20 && pkt[8] < 255 => {
-            let old = u16::from_be_bytes([pkt[8], pkt[9]]);
-            pkt[8] += 1;
-            let new = u16::from_be_bytes([pkt[8], pkt[9]]);
-            let c = rvs_wire::checksum::update16(u16::from_be_bytes([pkt[10], pkt[11]]), old, new);
-            pkt[10..12].copy_from_slice(&c.to_be_bytes());
-        }
-        Some(6) if pkt.len() >= 40 && pkt[7] < 255 => pkt[7] += 1,
-        _ => {}
-    }
+fn restore_ttl(pkt: &mut [u8], info: &mut PacketInfo) {
+    let _ = rvs_wire::rewrite::adjust_ttl(pkt, info, 1);
 }
 
 /// A hash of the flow (GUE source port): one flow, one port.
@@ -301,12 +288,15 @@ mod tests {
             etherparse::PacketBuilder::ipv4([198, 51, 100, 10], [198, 51, 100, 100], 62).udp(1, 2);
         let mut p = Vec::new();
         b.write(&mut p, b"x").expect("build");
-        restore_ttl(&mut p);
+        let mut info = rvs_wire::parse(&p).expect("parse");
+        restore_ttl(&mut p, &mut info);
         assert_eq!(p[8], 63);
+        assert_eq!(info.ttl, 63);
         assert!(rvs_wire::checksum::ipv4_header_ok(&p));
         p[8] = 255;
+        let mut info = rvs_wire::parse(&p).expect("parse");
         let before = p.clone();
-        restore_ttl(&mut p);
+        restore_ttl(&mut p, &mut info);
         assert_eq!(p, before);
     }
 
@@ -314,15 +304,20 @@ mod tests {
     fn without_paths_route_and_tunnel_are_counted_drops() {
         let st = WorkerStats::default();
         let mut mx = MethodTx::disabled();
-        let mut p = vec![0x45u8; 40];
+        let b =
+            etherparse::PacketBuilder::ipv4([198, 51, 100, 10], [198, 51, 100, 100], 62).udp(1, 2);
+        let mut p = Vec::new();
+        b.write(&mut p, b"x").expect("build");
+        let mut info = rvs_wire::parse(&p).expect("parse");
         let rip: IpAddr = [203, 0, 113, 11].into();
         assert_eq!(
-            mx.route(&mut p, &VnetHdr::default(), rip, &st),
+            mx.route(&mut p, &mut info, &VnetHdr::default(), rip, &st),
             Disposition::Drop
         );
         assert_eq!(
             mx.tunnel(
                 &mut p,
+                &mut info,
                 &VnetHdr::default(),
                 rip,
                 &TunnelConfig::default(),
