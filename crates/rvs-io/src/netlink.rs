@@ -429,6 +429,24 @@ pub fn device_route(
 }
 
 /// A rule `pref prio iif iifname lookup table proto proto`.
+/// `from all fwmark MARK lookup TABLE` at priority `prio`, tagged with `proto`.
+pub fn fwmark_rule(v6: bool, prio: u32, mark: u32, table: u32, proto: u8) -> RuleMessage {
+    let mut r = RuleMessage::default();
+    r.header.family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    r.header.table = header_table(table);
+    r.header.action = RuleAction::ToTable;
+    r.attributes.push(RuleAttribute::Priority(prio));
+    r.attributes.push(RuleAttribute::FwMark(mark));
+    r.attributes.push(RuleAttribute::Table(table));
+    r.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::Other(proto)));
+    r
+}
+
 pub fn iif_rule(v6: bool, prio: u32, iifname: &str, table: u32, proto: u8) -> RuleMessage {
     let mut r = RuleMessage::default();
     r.header.family = if v6 {

@@ -57,6 +57,12 @@ pub enum SteeringError {
         "real server {rip}: direct routing (-g) needs it on a directly connected network, but {how}: use -i (tunnel) or -m (masquerading)"
     )]
     NotDirectlyConnected { rip: IpAddr, how: String },
+    #[error("{context}: {source}")]
+    Device {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
 }
@@ -361,6 +367,38 @@ impl Steering {
                 "is private (give --private-if)",
             )),
         }
+    }
+
+    /// Steer packets carrying firewall mark `mark` into the device `ifindex`, for both families: a rule
+    /// `fwmark MARK lookup TABLE` (priority just before the reply rules) and `default dev IFINDEX table TABLE`. The
+    /// mark is set by the user's nftables/iptables rules in mangle prerouting, as for IPVS. IPv6 is best effort
+    /// (skipped when the namespace has it off).
+    pub fn add_mark(&mut self, mark: u32, ifindex: u32, table: u32) -> Result<(), SteeringError> {
+        let (p, prio) = (self.cfg.proto, self.cfg.rule_priority.saturating_sub(1));
+        for v6 in [false, true] {
+            let route = self
+                .nl
+                .route_change(true, netlink::device_route(None, v6, ifindex, table, p));
+            match route {
+                Ok(()) => {}
+                Err(_) if v6 => continue,
+                Err(e) => return Err(e.into()),
+            }
+            self.nl
+                .rule_change(true, netlink::fwmark_rule(v6, prio, mark, table, p))?;
+        }
+        Ok(())
+    }
+
+    /// Undo [`add_mark`](Self::add_mark) (the routes go with the device too).
+    pub fn remove_mark(&mut self, mark: u32, table: u32) -> Result<(), SteeringError> {
+        let (p, prio) = (self.cfg.proto, self.cfg.rule_priority.saturating_sub(1));
+        for v6 in [false, true] {
+            let _ = self
+                .nl
+                .rule_change(false, netlink::fwmark_rule(v6, prio, mark, table, p));
+        }
+        Ok(())
     }
 
     /// How `dst` is reached: a unicast route's interface, gateway and MTU (like `ip route get`).

@@ -750,7 +750,10 @@ impl Lab {
                 // The default routes prefer the VIP as source, so a UDP server bound to the wildcard address answers
                 // from the VIP too (a production DNS server would bind the VIP itself).
                 ip_in(&rs, &["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-                ip_in(&rs, &["addr", "add", &format!("{VIP6}/128"), "dev", "lo"])?;
+                ip_in(
+                    &rs,
+                    &["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"],
+                )?;
                 let (gw4, gw6) = (
                     ROUTER_PRIVATE_IP.to_string(),
                     ROUTER_PRIVATE_IP6.to_string(),

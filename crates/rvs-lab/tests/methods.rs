@@ -346,3 +346,144 @@ fn route_and_tunnel_tcp_udp_ipv4_ipv6_end_to_end() {
         );
     }
 }
+
+/// Kills the processes a test started (by PID) when dropped.
+struct Children(Vec<std::process::Child>);
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn fwmark_service_groups_80_and_443_with_persistence_end_to_end() {
+    if !testing::lab_available("fwmark_service") {
+        return;
+    }
+    let nft_ok = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nft_ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: nft (nftables) is missing"
+        );
+        eprintln!("SKIPPED fwmark_service: nft (nftables) is not installed");
+        return;
+    }
+    testing::reap_stale_test_labs();
+    let cfg = LabConfig {
+        router: true,
+        method: Method::Dr,
+        ..LabConfig::unique("f")
+    };
+    let lab = Lab::up(cfg).unwrap_or_else(|e| panic!("building the lab: {e}"));
+    let d = lab.director();
+    // The user's side, as for IPVS: mark ports 80 and 443 of the VIP in mangle prerouting.
+    let ruleset = format!(
+        "table inet lvs {{\n  chain pre {{\n    type filter hook prerouting priority mangle;\n    \
+         ip daddr {VIP} tcp dport {{ 80, 443 }} meta mark set 1\n  }}\n}}\n"
+    );
+    let file = std::env::temp_dir().join(format!("{}-lvs.nft", LabConfig::unique("n").prefix));
+    std::fs::write(&file, ruleset).expect("write the ruleset");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &d, "nft", "-f"])
+        .arg(&file)
+        .output()
+        .expect("nft");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The router routes the VIP to the director (rvsd steers no address for an fwmark service).
+    lab.ip(
+        &lab.router(),
+        &[
+            "route",
+            "add",
+            &format!("{VIP}/32"),
+            "via",
+            &lab::PUBLIC_IP.to_string(),
+        ],
+    )
+    .expect("route the VIP to the director");
+    // A second HTTP server on 443 in each real server.
+    let exe = env!("CARGO_BIN_EXE_rvs-lab");
+    let mut kids = Children(Vec::new());
+    for i in 1..=2 {
+        let c = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.rs(i),
+                exe,
+                "serve",
+                "--name",
+                &format!("rs{i}"),
+            ])
+            .args(["--http", "[::]:443", "--udp", "[::]:5443"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("serve 443");
+        kids.0.push(c);
+    }
+    for c in &mut kids.0 {
+        let mut line = String::new();
+        if let Some(out) = c.stdout.as_mut() {
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
+        }
+        assert_eq!(line.trim(), "ready");
+    }
+
+    adm(&lab, &["-A", "-f", "1", "-s", "rr", "-p", "300"]);
+    adm(
+        &lab,
+        &["-a", "-f", "1", "-r", &lab::rip(1).to_string(), "-g"],
+    );
+    adm(
+        &lab,
+        &["-a", "-f", "1", "-r", &lab::rip(2).to_string(), "-g"],
+    );
+    assert!(lab.ip(&d, &["rule"]).expect("rules").contains("fwmark 0x1"));
+
+    let cip = IpAddr::V4(ROUTED_CIP);
+    let mut seen = Vec::new();
+    for port in [80, 443, 80, 443] {
+        let got = two_gets(&lab, lab::vip(port));
+        seen.extend(got);
+    }
+    let first = seen[0].0.clone();
+    for (name, addr) in &seen {
+        assert_eq!(
+            *name, first,
+            "one persistent real server for both ports: {seen:?}"
+        );
+        assert_eq!(*addr, cip);
+    }
+    let listing = adm(&lab, &["-L", "-n"]);
+    assert!(listing.contains("FWM  1 rr persistent 300"), "{listing}");
+    let conns = adm(&lab, &["-L", "-n", "-c"]);
+    let tcp443 = conns
+        .lines()
+        .filter(|l| l.contains(&format!("{VIP}:443")))
+        .count();
+    let tcp80 = conns
+        .lines()
+        .filter(|l| l.contains(&format!("{VIP}:80")))
+        .count();
+    assert_eq!((tcp80, tcp443), (4, 4), "{conns}");
+    assert!(
+        conns.contains("0.0.0.1:0"),
+        "one template keyed by the mark: {conns}"
+    );
+    // Deleting the service removes its TUN and rule.
+    adm(&lab, &["-D", "-f", "1"]);
+    assert!(!lab.ip(&d, &["rule"]).expect("rules").contains("fwmark 0x1"));
+    assert!(!lab.ip(&d, &["link"]).expect("links").contains("rvsm1"));
+}

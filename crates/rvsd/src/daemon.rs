@@ -10,6 +10,7 @@ use rvs_core::{ConfigError, ConfigOp, DestSpec, Director, ForwardMethod, Service
 use rvs_io::{Steering, SteeringError};
 
 use crate::dataplane::{VipSet, now};
+use crate::marks::MarkPlanes;
 use crate::xmit::{MethodPaths, TunnelPath};
 
 /// Why a configuration change was refused. `Display` is the message the control client shows.
@@ -18,9 +19,6 @@ pub enum ApplyError {
     /// The director refused operation `index` of the batch (ipvsadm's message).
     #[error("{1}")]
     Config(usize, ConfigError),
-    /// rvsd cannot serve this configuration (route/tunnel destinations, fwmark services, ...).
-    #[error("{0}")]
-    Refused(String),
     /// The kernel plumbing failed (a VIP routed by something else, ...).
     #[error(transparent)]
     Steering(#[from] SteeringError),
@@ -36,6 +34,8 @@ pub enum ApplyError {
 #[derive(Debug)]
 pub struct Control {
     pub steering: Steering,
+    /// The TUNs and workers of the fwmark services.
+    pub marks: MarkPlanes,
     pub shutting_down: bool,
 }
 
@@ -104,24 +104,6 @@ impl SteeringNeeds {
     }
 }
 
-/// Refuse what rvsd cannot serve, before anything changes. (Route and tunnel destinations are checked against
-/// the routing table in [`Daemon::apply`].)
-pub fn check_supported(ops: &[ConfigOp]) -> Result<(), ApplyError> {
-    for op in ops {
-        match op {
-            ConfigOp::AddService(s) | ConfigOp::EditService(s) => {
-                if let ServiceKey::Fwmark { mark, .. } = s.key {
-                    return Err(ApplyError::Refused(format!(
-                        "fwmark service {mark}: rvsd cannot steer fwmark virtual services (use -t/-u with an address)"
-                    )));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 impl Daemon {
     /// The daemon state over an installed base steering.
     pub fn new(
@@ -136,6 +118,7 @@ impl Daemon {
             vips: Arc::new(VipSet::default()),
             control: Mutex::new(Control {
                 steering,
+                marks: MarkPlanes::default(),
                 shutting_down: false,
             }),
             rules,
@@ -174,8 +157,22 @@ impl Daemon {
     }
 
     fn apply_steered(&self, ctl: &mut Control, ops: Vec<ConfigOp>) -> Result<(), ApplyError> {
-        check_supported(&ops)?;
         check_paths(&mut ctl.steering, &ops)?;
+        // fwmark services: their TUNs and steering first (nothing else changed yet if that fails).
+        let marks_before = ctl.marks.marks();
+        let mut marks_union = marks_before.clone();
+        marks_union.extend(ops.iter().filter_map(|op| match op {
+            ConfigOp::AddService(s) | ConfigOp::EditService(s) => match s.key {
+                ServiceKey::Fwmark { mark, .. } => Some(mark),
+                ServiceKey::Addr { .. } => None,
+            },
+            _ => None,
+        }));
+        let shared = self.plane_shared();
+        let Control {
+            steering, marks, ..
+        } = &mut *ctl;
+        marks.add(&marks_union, steering, &shared)?;
         let before = SteeringNeeds::of_director(&self.director);
         let mut union = before.clone();
         union.add_ops(&ops);
@@ -191,6 +188,10 @@ impl Daemon {
             if let Err(e2) = ctl.steering.reconcile(&before.vips, &before.rips) {
                 tracing::error!(error = %e2, "undoing steering after a refused change failed");
             }
+            let Control {
+                steering, marks, ..
+            } = &mut *ctl;
+            marks.retain(&marks_before, steering);
             return Err(ApplyError::Config(i, e));
         }
         let after = SteeringNeeds::of_director(&self.director);
@@ -200,7 +201,20 @@ impl Daemon {
             tracing::error!(error = %e, "removing steering no longer needed failed");
         }
         self.refresh_paths(&mut ctl.steering);
+        let marks_after = fwmarks(&self.director);
+        let Control {
+            steering, marks, ..
+        } = &mut *ctl;
+        marks.retain(&marks_after, steering);
         Ok(())
+    }
+
+    fn plane_shared(&self) -> crate::marks::Shared {
+        crate::marks::Shared {
+            director: self.director.clone(),
+            vips: self.vips.clone(),
+            paths: self.paths.clone(),
+        }
     }
 
     /// Recompute what the workers need to reach route and tunnel real servers: route destinations go to the
@@ -275,6 +289,10 @@ impl Daemon {
         let mut ctl = self.lock();
         ctl.shutting_down = true;
         self.vips.set(Vec::new());
+        let Control {
+            steering, marks, ..
+        } = &mut *ctl;
+        marks.stop_all(steering);
         ctl.steering.remove_all()
     }
 }
@@ -296,6 +314,17 @@ fn check_paths(steering: &mut Steering, ops: &[ConfigOp]) -> Result<(), ApplyErr
         }
     }
     Ok(())
+}
+
+/// The marks of the configured fwmark services (one plane per mark, both families).
+fn fwmarks(d: &Director) -> BTreeSet<u32> {
+    d.services()
+        .iter()
+        .filter_map(|s| match s.spec.key {
+            ServiceKey::Fwmark { mark, .. } => Some(mark),
+            ServiceKey::Addr { .. } => None,
+        })
+        .collect()
 }
 
 /// The address the kernel would send from toward `rip` (a connected UDP socket's local address; nothing is sent).
@@ -447,25 +476,6 @@ mod tests {
     }
     fn dest(last: u8, w: u32) -> DestSpec {
         DestSpec::masq(IpAddr::from([203, 0, 113, last]), 80, w)
-    }
-
-    #[test]
-    fn accepts_route_and_tunnel_refuses_fwmark() {
-        let mut d = dest(11, 1);
-        d.method = ForwardMethod::Route;
-        assert!(check_supported(&[ConfigOp::AddDest(key(80), d)]).is_ok());
-        d.method = ForwardMethod::Tunnel(rvs_core::TunnelConfig::default());
-        assert!(check_supported(&[ConfigOp::AddDest(key(80), d)]).is_ok());
-        let fw = ServiceSpec::new(
-            ServiceKey::Fwmark {
-                mark: 1,
-                ipv6: false,
-            },
-            "rr",
-        );
-        let e = check_supported(&[ConfigOp::AddService(fw)]).expect_err("fwmark refused");
-        assert!(e.to_string().contains("fwmark"), "{e}");
-        assert!(check_supported(&[ConfigOp::AddDest(key(80), dest(11, 1))]).is_ok());
     }
 
     #[test]

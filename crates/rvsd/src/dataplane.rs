@@ -158,7 +158,7 @@ impl Workers {
                 .name(format!("rvsd-worker-{i}"))
                 .spawn(move || {
                     let mut mx = MethodTx::new(paths);
-                    run_worker(i, q, &d, &v, link.as_deref(), &mut mx, &s, &st, seed)
+                    run_worker(i, 0, q, &d, &v, link.as_deref(), &mut mx, &s, &st, seed)
                 });
             match h {
                 Ok(h) => handles.push(h),
@@ -250,6 +250,7 @@ pub fn handle_packet(
     vips: &VipSet,
     hops: Option<&NextHops>,
     mx: &mut MethodTx,
+    mark: u32,
     now: Timestamp,
     random: u64,
     pkt: &mut [u8],
@@ -269,7 +270,7 @@ pub fn handle_packet(
         st.dropped.fetch_add(1, Ordering::Relaxed);
         return Disposition::Drop;
     };
-    match director.process_parsed(now, random, 0, pkt, &mut info) {
+    match director.process_parsed(now, random, mark, pkt, &mut info) {
         Verdict::Forward(dir) => {
             match dir {
                 rvs_core::Direction::In => st.forwarded_in.fetch_add(1, Ordering::Relaxed),
@@ -317,8 +318,9 @@ pub fn handle_packet(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_worker<Q: PacketIo>(
+pub(crate) fn run_worker<Q: PacketIo>(
     id: usize,
+    mark: u32,
     mut q: Q,
     director: &Director,
     vips: &VipSet,
@@ -336,7 +338,18 @@ fn run_worker<Q: PacketIo>(
         let mut t = None;
         let r = q.run_batch(IDLE_WAIT, |pkt, vnet| {
             let now = *t.get_or_insert_with(now);
-            handle_packet(director, vips, hops, mx, now, rng.next_u64(), pkt, vnet, st)
+            handle_packet(
+                director,
+                vips,
+                hops,
+                mx,
+                mark,
+                now,
+                rng.next_u64(),
+                pkt,
+                vnet,
+                st,
+            )
         });
         match r {
             Ok(b) => {
@@ -432,7 +445,7 @@ mod packet_tests {
     fn handle(d: &Director, v: &VipSet, p: &mut [u8], st: &WorkerStats) -> Disposition {
         let mut mx = MethodTx::disabled();
         let vnet = &mut VnetHdr::default();
-        handle_packet(d, v, None, &mut mx, Timestamp(10), 7, p, vnet, st)
+        handle_packet(d, v, None, &mut mx, 0, Timestamp(10), 7, p, vnet, st)
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod daemon;
 mod dataplane;
 mod fastpath;
 mod mapping;
+mod marks;
 mod metrics;
 mod nexthop;
 mod ratelimit;

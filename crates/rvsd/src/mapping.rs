@@ -316,7 +316,6 @@ fn apply_error(e: ApplyError, origin: &[(usize, &Command)], batched: bool) -> Ap
             let a = config_error(ce, cmd);
             if batched { a.at_index(top) } else { a }
         }
-        ApplyError::Refused(m) => ApiError::not_supported(m.clone()),
         ApplyError::Rules(_, ce) => {
             ApiError::with_message(ErrorCode::InvalidArgument, ce.to_string())
         }
