@@ -440,6 +440,8 @@ pub enum Command {
     StopDaemon(DaemonState),
     /// `-L --daemon` (replies `Daemons`)
     ListDaemons,
+    /// Health of the real servers rvsd checks (`rvsd --keepalived`; replies `Health`, empty without checks).
+    GetHealth,
 }
 
 impl Command {
@@ -473,6 +475,54 @@ pub enum Reply {
     Timeouts(Timeouts),
     Info(Info),
     Daemons(Vec<DaemonConfig>),
+    Health(Vec<ServiceHealth>),
+}
+
+/// Health of one keepalived virtual server (`GetHealth`; `rvsadm -L --json` shows it as `"health"`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServiceHealth {
+    /// The IPVS services this virtual server stands for (several for a `virtual_server group`).
+    pub keys: Vec<ServiceKey>,
+    pub quorum_up: bool,
+    /// Sum of the weights of the alive real servers.
+    pub live_weight: u64,
+    pub sorry_server_active: bool,
+    /// Every configured real server, in the pool or not.
+    pub real_servers: Vec<RealServerHealth>,
+}
+
+/// Health of one real server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RealServerHealth {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// `"up"` (in the pool), `"down"` (removed, or weight 0 with inhibit_on_failure), `"sorry"` (alive but out of
+    /// the pool while the sorry server serves).
+    pub state: String,
+    /// Weight in the pool; `null` when removed.
+    pub weight: Option<u32>,
+    /// `"success"`, `"failure"` or `"none"` (not checked yet).
+    pub last_result: String,
+    /// Why it is in its state (the failing checker's reason when down).
+    pub reason: String,
+    /// When the state last changed (Unix time in milliseconds).
+    pub changed_unix_ms: u64,
+    pub checkers: Vec<CheckerHealth>,
+}
+
+/// Health of one checker of a real server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CheckerHealth {
+    /// keepalived's name: `"TCP_CHECK"`, `"HTTP_GET"`, ...
+    pub kind: String,
+    /// `IP:port` checked.
+    pub target: String,
+    pub up: bool,
+    pub last_result: String,
+    pub reason: String,
+    pub changed_unix_ms: u64,
+    /// Failures in the current retry cycle.
+    pub retries: u32,
 }
 
 /// One request line.

@@ -2,12 +2,10 @@
 //! [`MAX_IN_FLIGHT`] at once), feeds results to the [`Monitor`], runs notify scripts, and hands the live
 //! configuration to the caller's `apply` whenever it changed (coalesced: once per burst of results).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rvs_api::{DestConfig, ServiceConfig, ServiceKey};
-use serde::{Deserialize, Serialize};
+use rvs_api::{DestConfig, ServiceConfig};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::state::{CheckId, Event, Monitor, Outcome, RsId};
@@ -26,46 +24,7 @@ pub struct Desired {
 /// the next change.
 pub type ApplyFn = Box<dyn FnMut(&Desired) -> Result<(), String> + Send>;
 
-/// Health of one real server, as `rvsadm --json` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RealServerHealth {
-    pub addr: IpAddr,
-    pub port: u16,
-    /// "up" (in the pool), "down" (removed or at weight 0), "sorry" (alive but replaced by the sorry server
-    /// while the virtual server has no quorum).
-    pub state: String,
-    /// Weight in the pool (`None`: removed).
-    pub weight: Option<u32>,
-    /// Last result: "success", "failure", or "none" before the first check.
-    pub last_result: String,
-    pub reason: String,
-    /// When the state last changed (Unix time, milliseconds).
-    pub changed_unix_ms: u64,
-    pub checkers: Vec<CheckerHealth>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckerHealth {
-    /// "TCP_CHECK", "HTTP_GET", ...
-    pub kind: String,
-    pub target: String,
-    pub up: bool,
-    pub last_result: String,
-    pub reason: String,
-    pub changed_unix_ms: u64,
-    /// Failures in the current retry cycle.
-    pub retries: u32,
-}
-
-/// Health of one virtual server (for each of its IPVS services).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceHealth {
-    pub keys: Vec<ServiceKey>,
-    pub quorum_up: bool,
-    pub live_weight: u64,
-    pub sorry_server_active: bool,
-    pub real_servers: Vec<RealServerHealth>,
-}
+pub use rvs_api::{CheckerHealth, RealServerHealth, ServiceHealth};
 
 enum Cmd {
     Reload(
@@ -245,7 +204,12 @@ impl Health {
         rx.blocking_recv().unwrap_or_default()
     }
 
-    /// Stop all checks (running scripts are killed).
+    /// Ask the checks to stop (running scripts are killed); returns at once.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Cmd::Stop);
+    }
+
+    /// Stop all checks (running scripts are killed) and wait for the thread.
     pub fn stop(mut self) {
         let _ = self.tx.send(Cmd::Stop);
         if let Some(t) = self.thread.take() {

@@ -185,10 +185,18 @@ fn list(
                 } else {
                     listing::sorted_services(&services)
                 };
-                return json_out(
-                    io,
-                    &serde_json::json!({ "info": info, "services": ordered }),
-                );
+                // Health of checked real servers (rvsd --keepalived); absent when nothing is checked.
+                let health = match director.call(Command::GetHealth) {
+                    Ok(Reply::Health(h)) if !h.is_empty() => Some(h),
+                    _ => None,
+                };
+                let v = match health {
+                    Some(h) => {
+                        serde_json::json!({ "info": info, "services": ordered, "health": h })
+                    }
+                    None => serde_json::json!({ "info": info, "services": ordered }),
+                };
+                return json_out(io, &v);
             }
             let text = match &info {
                 Some(i) => listing::list_all(i, &services, f, r),

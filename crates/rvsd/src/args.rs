@@ -18,6 +18,18 @@ pub struct Args {
     /// reloaded on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// keepalived.conf: its LVS side (virtual servers, real servers, health checkers) is applied and checked as
+    /// keepalived would; SIGHUP re-reads it and applies the difference. VRRP blocks are reported, not run. The
+    /// file owns the configuration: --rules is then not loaded, only written (a snapshot of the live table).
+    #[arg(long, value_name = "FILE")]
+    pub keepalived: Option<PathBuf>,
+    /// Check the --keepalived file (syntax, values, what rvsd can serve), print warnings, and exit (like
+    /// `keepalived -t`); needs neither root nor a TUN.
+    #[arg(short = 't', long, requires = "keepalived")]
+    pub config_test: bool,
+    /// keepalived's configuration id (`-i`): `@ID` lines apply only when it matches.
+    #[arg(long, value_name = "ID", requires = "keepalived")]
+    pub config_id: Option<String>,
     /// Do not write the rules file back after changes.
     #[arg(long)]
     pub no_save: bool,
@@ -108,6 +120,14 @@ pub enum TxMode {
 }
 
 impl Args {
+    /// keepalived.conf reading options.
+    pub fn keepalived_options(&self) -> rvs_keepalived::LexOptions {
+        rvs_keepalived::LexOptions {
+            config_id: self.config_id.clone(),
+            no_include: false,
+        }
+    }
+
     /// Whether the TUN uses offloads.
     pub fn offload(&self) -> bool {
         !self.no_offload
@@ -215,6 +235,15 @@ mod tests {
         assert!(parse(&["--io", "epoll"]).is_err());
         assert_eq!(parse(&["--tx", "link"]).expect("valid").tx, TxMode::Link);
         assert!(parse(&["--tx", "xdp"]).is_err());
+    }
+
+    #[test]
+    fn keepalived_switches() {
+        let a = parse(&["--keepalived", "/etc/keepalived/keepalived.conf", "-t"]).expect("valid");
+        assert!(a.config_test);
+        assert!(parse(&["-t"]).is_err(), "-t needs --keepalived");
+        let a = parse(&["--keepalived", "k", "--config-id", "lb1"]).expect("valid");
+        assert_eq!(a.keepalived_options().config_id.as_deref(), Some("lb1"));
     }
 
     #[test]

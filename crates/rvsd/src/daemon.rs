@@ -54,6 +54,8 @@ pub struct Daemon {
     pub fast: std::sync::OnceLock<Arc<crate::fastpath::FastPathCtl>>,
     /// The connection sync daemons (`--start-daemon`).
     pub sync: crate::sync::SyncDaemons,
+    /// The health checks of `--keepalived` (set once at start).
+    pub health: std::sync::OnceLock<rvs_health::engine::Health>,
 }
 
 /// A whole configuration: services with their destinations.
@@ -126,6 +128,7 @@ impl Daemon {
             paths,
             fast: std::sync::OnceLock::new(),
             sync: crate::sync::SyncDaemons::default(),
+            health: std::sync::OnceLock::new(),
         }
     }
 

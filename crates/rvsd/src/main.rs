@@ -2,13 +2,15 @@
 //!
 //! Start-up: check root and the control socket, create the TUN (one queue per worker), clean what a crashed run
 //! left, install the base steering, load the rules, start the workers, open the control socket. SIGTERM/SIGINT:
-//! stop the workers, remove all steering, the TUN and the socket file, exit 0. SIGHUP: reload the rules file.
+//! stop the workers, remove all steering, the TUN and the socket file, exit 0. SIGHUP: reload the rules file (or the
+//! --keepalived file).
 
 mod args;
 mod control;
 mod daemon;
 mod dataplane;
 mod fastpath;
+mod keepalived;
 mod mapping;
 mod marks;
 mod metrics;
@@ -86,6 +88,11 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if args.config_test
+        && let Some(path) = &args.keepalived
+    {
+        return keepalived::config_test(path, &args.keepalived_options());
+    }
     let notifier = systemd::Notifier::from_env();
     if rvs_io::sys::euid() != 0 {
         bail!("must run as root (it creates a TUN device and changes routes)");
@@ -137,9 +144,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     ));
     let mut guard = SteeringGuard(Some(&daemon));
 
-    if let Some(path) = &args.rules {
+    if let (Some(path), None) = (&args.rules, &args.keepalived) {
         load_rules(&daemon, path)
             .with_context(|| format!("loading rules from {}", path.display()))?;
+    }
+    if let Some(path) = &args.keepalived {
+        keepalived::start(&daemon, path, &args.keepalived_options())?;
     }
 
     let io = match args.io {
@@ -225,14 +235,25 @@ fn run(args: Args) -> anyhow::Result<()> {
         match sig {
             SIGHUP => {
                 notifier.reloading();
-                match &args.rules {
-                    Some(path) => match reload_rules(&daemon, path) {
-                        Ok(()) => tracing::info!(path = %path.display(), "rules reloaded"),
+                if let Some(path) = &args.keepalived {
+                    match keepalived::reload(&daemon, path, &args.keepalived_options()) {
+                        Ok(()) => {
+                            tracing::info!(path = %path.display(), "keepalived configuration reloaded")
+                        }
                         Err(e) => {
                             tracing::error!(path = %path.display(), error = format!("{e:#}"), "reload failed; configuration unchanged")
                         }
-                    },
-                    None => tracing::info!("SIGHUP without --rules: nothing to reload"),
+                    }
+                } else {
+                    match &args.rules {
+                        Some(path) => match reload_rules(&daemon, path) {
+                            Ok(()) => tracing::info!(path = %path.display(), "rules reloaded"),
+                            Err(e) => {
+                                tracing::error!(path = %path.display(), error = format!("{e:#}"), "reload failed; configuration unchanged")
+                            }
+                        },
+                        None => tracing::info!("SIGHUP without --rules: nothing to reload"),
+                    }
                 }
                 notifier.ready(&status(&director));
             }
@@ -255,6 +276,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     daemon.sync.stop_all();
     // Steering first (no new traffic is sent into the TUN), then the workers (their queues close, the TUN goes).
     guard.0 = None;
+    if let Some(h) = daemon.health.get() {
+        h.shutdown();
+    }
     let removed = daemon.teardown();
     let totals = workers.totals();
     workers.stop();

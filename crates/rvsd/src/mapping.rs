@@ -359,6 +359,9 @@ pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
         Command::ListDaemons => Ok(Reply::Daemons(d.sync.list())),
         Command::StartDaemon(cfg) => d.sync.start(&d.director, cfg.clone()).map(|()| Reply::Done),
         Command::StopDaemon(state) => d.sync.stop(*state).map(|()| Reply::Done),
+        Command::GetHealth => Ok(Reply::Health(
+            d.health.get().map(|h| h.status()).unwrap_or_default(),
+        )),
         change => {
             // A batch's errors carry the index of the failing command within the batch (rvsadm -R names the line).
             let (batched, cmds) = match change {

@@ -1,0 +1,163 @@
+//! `rvsd --keepalived FILE`: the LVS side of keepalived.conf applied through the same atomic, diffed batch as the
+//! rules file, changed by the health checks (rvs-health) as keepalived changes IPVS; SIGHUP re-reads the file;
+//! `--config-test` validates a file and exits (like `keepalived -t`).
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
+
+use anyhow::{Context, bail};
+use rvs_api::Command;
+use rvs_core::ConfigOp;
+use rvs_health::engine::{Desired, Health};
+use rvs_keepalived::{Config, LexOptions, Loaded};
+
+use crate::daemon::{self, Daemon};
+use crate::mapping;
+
+/// Read the file; every warning is logged once with its file:line.
+pub fn load(path: &Path, opts: &LexOptions) -> anyhow::Result<Config> {
+    let loaded = rvs_keepalived::load(path, opts)?;
+    for w in warnings(&loaded) {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded.config)
+}
+
+/// The loader's warnings, plus one per VRRP block: rvsd does not run VRRP itself (issue 13's engine consumes the
+/// same typed model).
+pub fn warnings(l: &Loaded) -> Vec<String> {
+    let mut v: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+    let vrrp = &l.config.vrrp;
+    for i in &vrrp.instances {
+        v.push(format!(
+            "{}: vrrp_instance {}: VRRP is not run by rvsd: ignored",
+            i.loc, i.name
+        ));
+    }
+    for g in &vrrp.sync_groups {
+        v.push(format!(
+            "{}: vrrp_sync_group {}: VRRP is not run by rvsd: ignored",
+            g.loc, g.name
+        ));
+    }
+    for s in &vrrp.scripts {
+        v.push(format!(
+            "{}: vrrp_script {}: VRRP is not run by rvsd: ignored",
+            s.loc, s.name
+        ));
+    }
+    if let Some(sd) = &l.config.global.lvs_sync_daemon {
+        v.push(format!(
+            "{}: lvs_sync_daemon: connection sync is not run by rvsd: ignored",
+            sd.loc
+        ));
+    }
+    v
+}
+
+/// Director operations for a desired configuration (plus `lvs_timeouts` when given).
+fn ops_of(desired: &Desired, timeouts: Option<&Command>) -> Result<Vec<ConfigOp>, String> {
+    let mut cmds = Vec::new();
+    for (svc, dests) in &desired.services {
+        cmds.push(Command::AddService(svc.clone()));
+        for d in dests {
+            cmds.push(Command::AddDest {
+                service: svc.key,
+                dest: *d,
+            });
+        }
+    }
+    cmds.extend(timeouts.cloned());
+    let mut ops = Vec::new();
+    let mut origin = Vec::new();
+    mapping::commands_to_ops(&cmds, &mut ops, &mut origin, None).map_err(|e| e.message)?;
+    Ok(ops)
+}
+
+fn timeouts(cfg: &Config) -> Option<Command> {
+    cfg.global
+        .lvs_timeouts
+        .as_ref()
+        .map(rvs_keepalived::convert::timeouts_command)
+}
+
+/// `rvsd --config-test`: parse, convert, check every operation as rvsd would apply it, report, exit.
+pub fn config_test(path: &Path, opts: &LexOptions) -> anyhow::Result<()> {
+    let loaded = rvs_keepalived::load(path, opts)?;
+    let ws = warnings(&loaded);
+    for w in &ws {
+        eprintln!("warning: {w}");
+    }
+    let cfg = &loaded.config;
+    let Command::Batch(cmds) = cfg.static_batch()? else {
+        bail!("internal: the configuration is not a batch");
+    };
+    let mut ops = Vec::new();
+    let mut origin = Vec::new();
+    mapping::commands_to_ops(&cmds, &mut ops, &mut origin, None)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    daemon::check_supported(&ops).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (set, _) = daemon::desired_config(&ops).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let checkers: usize = cfg
+        .virtual_servers
+        .iter()
+        .flat_map(|v| &v.real_servers)
+        .map(|r| r.checkers.len())
+        .sum();
+    let rs: usize = set.iter().map(|(_, d)| d.len()).sum();
+    println!(
+        "{}: configuration OK: {} virtual services, {} real servers, {} checkers, {} warnings",
+        path.display(),
+        set.len(),
+        rs,
+        checkers,
+        ws.len()
+    );
+    Ok(())
+}
+
+/// Apply the file's configuration and start its checks.
+pub fn start(daemon: &Arc<Daemon>, path: &Path, opts: &LexOptions) -> anyhow::Result<()> {
+    let cfg = load(path, opts).with_context(|| format!("reading {}", path.display()))?;
+    let mut first_timeouts = timeouts(&cfg);
+    let weak: Weak<Daemon> = Arc::downgrade(daemon);
+    let apply = Box::new(move |d: &Desired| -> Result<(), String> {
+        let Some(daemon) = weak.upgrade() else {
+            return Err("rvsd is stopping".into());
+        };
+        let ops = ops_of(d, first_timeouts.take().as_ref())?;
+        daemon.replace(ops).map_err(|e| e.to_string())
+    });
+    let (vs, rs) = (
+        cfg.virtual_servers.len(),
+        cfg.virtual_servers
+            .iter()
+            .map(|v| v.real_servers.len())
+            .sum::<usize>(),
+    );
+    let health = Health::start(cfg, apply)
+        .map_err(|e| anyhow::anyhow!("applying {}: {e}", path.display()))?;
+    if daemon.health.set(health).is_err() {
+        bail!("health checks already running");
+    }
+    tracing::info!(path = %path.display(), virtual_servers = vs, real_servers = rs, "keepalived configuration applied; checks running");
+    Ok(())
+}
+
+/// SIGHUP: re-read the file and apply the difference (real servers that stay keep their connections and their
+/// check state). On any error the running configuration stays.
+pub fn reload(daemon: &Daemon, path: &Path, opts: &LexOptions) -> anyhow::Result<()> {
+    let cfg = load(path, opts)?;
+    let Some(h) = daemon.health.get() else {
+        bail!("health checks are not running");
+    };
+    // lvs_timeouts first (a no-op when unchanged), then the checked configuration.
+    if let Some(t) = timeouts(&cfg) {
+        let mut ops = Vec::new();
+        let mut origin = Vec::new();
+        mapping::commands_to_ops(std::slice::from_ref(&t), &mut ops, &mut origin, None)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        daemon.apply(ops)?;
+    }
+    h.reload(cfg).map_err(|e| anyhow::anyhow!("{e}"))
+}
