@@ -39,6 +39,7 @@ enum Cmd {
 #[derive(Debug)]
 pub struct Health {
     tx: mpsc::UnboundedSender<Cmd>,
+    checks: Arc<std::sync::atomic::AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -162,6 +163,8 @@ impl Health {
         };
         apply(&first)?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let checks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = checks.clone();
         let thread = std::thread::Builder::new()
             .name("rvsd-health".into())
             .spawn(move || {
@@ -175,11 +178,12 @@ impl Health {
                         return;
                     }
                 };
-                rt.block_on(run(monitor, clock, apply, rx, first));
+                rt.block_on(run(monitor, clock, apply, rx, first, counter));
             })
             .map_err(|e| format!("starting the health-check thread: {e}"))?;
         Ok(Self {
             tx,
+            checks,
             thread: Some(thread),
         })
     }
@@ -202,6 +206,11 @@ impl Health {
             return Vec::new();
         }
         rx.blocking_recv().unwrap_or_default()
+    }
+
+    /// Checks completed since the start.
+    pub fn checks_done(&self) -> u64 {
+        self.checks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Ask the checks to stop (running scripts are killed); returns at once.
@@ -355,6 +364,7 @@ async fn run(
     mut apply: ApplyFn,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     first: Desired,
+    checks: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let tls = crate::check::tls_config();
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -393,6 +403,7 @@ async fn run(
                 let mut next = Some(first_result);
                 // Drain every result already there: one apply per burst.
                 while let Some((g, id, outcome)) = next {
+                    checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if g == generation {
                         let events = monitor.report(id, clock.now(), outcome);
                         changed |= handle_events(&monitor, &events);

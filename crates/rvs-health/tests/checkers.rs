@@ -234,3 +234,99 @@ fn smtp_check() {
     );
     assert_eq!(failure(run(&c)), "SMTP: expected 250, got '554 go away'");
 }
+
+/// `openssl s_server -www` on loopback, with SNI enforcement (`-servername_fatal`); killed by PID when dropped.
+struct SServer(std::process::Child, std::path::PathBuf);
+
+impl Drop for SServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn s_server(port: u16) -> Option<SServer> {
+    let Ok(o) = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+    else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("openssl is not installed (CI=true: .ci/run installs it)");
+        }
+        eprintln!("SKIPPED ssl_get: openssl is not installed");
+        return None;
+    };
+    assert!(o.status.success());
+    let dir = std::env::temp_dir().join(format!("rvs-health-tls-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=www.example.invalid", "-batch", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl req");
+    assert!(st.success(), "self-signed certificate");
+    let child = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .args(["-servername", "www.example.invalid", "-cert2"])
+        .arg(&cert)
+        .arg("-key2")
+        .arg(&key)
+        .arg("-servername_fatal")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let srv = SServer(child, dir);
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "s_server did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(srv)
+}
+
+#[test]
+fn ssl_get_with_sni() {
+    let port = free_port();
+    let Some(_srv) = s_server(port) else { return };
+    let ok = "SSL_GET {\n url {\n path /\n virtualhost www.example.invalid\n }\n enable_sni\n connect_timeout 3\n }";
+    assert_eq!(run(&checker(ok, port)), Outcome::Success { weight: None });
+    let no_sni = "SSL_GET {\n url {\n path /\n }\n connect_timeout 3\n }";
+    assert_eq!(
+        run(&checker(no_sni, port)),
+        Outcome::Success { weight: None },
+        "no SNI sent: no mismatch"
+    );
+    let wrong =
+        "SSL_GET {\n url {\n path /\n }\n sni_name other.example.invalid\n connect_timeout 3\n }";
+    let why = failure(run(&checker(wrong, port)));
+    assert!(why.starts_with("TLS handshake"), "{why}");
+    let status = "SSL_GET {\n url {\n path /\n status_code 500\n }\n connect_timeout 3\n }";
+    assert_eq!(failure(run(&checker(status, port))), "/: HTTP status 200");
+}
