@@ -96,7 +96,6 @@ pub fn config_test(path: &Path, opts: &LexOptions) -> anyhow::Result<()> {
     let mut origin = Vec::new();
     mapping::commands_to_ops(&cmds, &mut ops, &mut origin, None)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    daemon::check_supported(&ops).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (set, _) = daemon::desired_config(&ops).map_err(|e| anyhow::anyhow!("{e}"))?;
     let checkers: usize = cfg
         .virtual_servers
