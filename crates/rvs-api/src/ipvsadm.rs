@@ -401,6 +401,36 @@ const OPTIONS: &[OptDef] = &[
     o("tun-remcsum", None, N, Opt::TunRemCsum),
 ];
 
+/// Whether an option takes an argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionArg {
+    None,
+    Required,
+    Optional,
+}
+
+/// One option of ipvsadm's command line as the parser knows it (for man pages and shell completions, so they
+/// cannot drift from what is accepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionInfo {
+    pub long: &'static str,
+    pub short: Option<char>,
+    pub arg: OptionArg,
+}
+
+/// The parser's option table, in order (`--list` appears twice: `-L` and `-l`).
+pub fn options() -> impl Iterator<Item = OptionInfo> {
+    OPTIONS.iter().map(|d| OptionInfo {
+        long: d.long,
+        short: d.short,
+        arg: match d.arg {
+            ArgKind::None => OptionArg::None,
+            ArgKind::Required => OptionArg::Required,
+            ArgKind::Optional => OptionArg::Optional,
+        },
+    })
+}
+
 /// One option occurrence from the tokenizer.
 #[derive(Debug)]
 struct Occ<'a> {

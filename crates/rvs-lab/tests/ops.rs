@@ -40,13 +40,21 @@ fn tool(test: &str, tool: &str) -> bool {
 
 /// A lab whose rvsd serves metrics, with a TCP rr service on VIP:80 over two real servers.
 fn metrics_lab(test: &str) -> Option<Lab> {
+    metrics_lab_with(test, &[])
+}
+
+fn metrics_lab_with(test: &str, extra: &[&str]) -> Option<Lab> {
     if !testing::lab_available(test) {
         return None;
     }
     testing::reap_stale_test_labs();
     let cfg = LabConfig {
         real_servers: 2,
-        rvsd_args: vec!["--metrics".into(), METRICS.into()],
+        rvsd_args: ["--metrics", METRICS]
+            .iter()
+            .chain(extra)
+            .map(|s| (*s).to_owned())
+            .collect(),
         ..LabConfig::unique("")
     };
     let lab = Lab::up(cfg).unwrap_or_else(|e| panic!("{test}: building the lab failed: {e}"));
@@ -496,5 +504,40 @@ fn live_view_in_headless_chromium_shows_services_and_moving_numbers() {
         "the chart is drawn: {dom}"
     );
     let _ = std::fs::remove_dir_all(&profile);
+    lab.down().unwrap();
+}
+
+#[test]
+fn fast_path_counters_are_scraped() {
+    let Some(lab) = metrics_lab_with("metrics_fastpath", &["--fast-path", "xdp"]) else {
+        return;
+    };
+    // One keep-alive connection: established, it moves to the XDP fast path, whose packets the metrics count.
+    let answered = lab
+        .in_client(|| {
+            let mut c = client::HttpConn::connect(lab::vip(80), Duration::from_secs(5))?;
+            c.get(false)?; // handshake and first request on the slow path; then the core offers the connection
+            std::thread::sleep(Duration::from_millis(500));
+            let mut n = 0;
+            for _ in 0..200 {
+                c.get(false)?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "keep-alive requests: {e}\nrvsd log:\n{}",
+                lab.rvsd_log_text()
+            )
+        });
+    assert_eq!(answered, 200);
+    let m = samples(&scrape(&lab));
+    let fwd = m
+        .get("rvs_fastpath_packets_total{reason=\"forwarded\"}")
+        .copied()
+        .unwrap_or_else(|| panic!("no fast-path counters in the scrape: {m:?}"));
+    assert!(fwd > 0.0, "the fast path forwarded packets ({fwd})");
+    assert!(m.contains_key("rvs_fastpath_connections"));
     lab.down().unwrap();
 }

@@ -194,7 +194,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("starting the timer thread")?;
     let _metrics = match args.metrics {
         Some(addr) => {
-            let m = metrics::Metrics::new(director.clone(), workers.stats());
+            let mut m = metrics::Metrics::new(director.clone(), workers.stats());
+            if let Some(f) = &fast {
+                let c = metrics::FastPathCollector(f.clone());
+                m.registry().register_collector(Box::new(c));
+            }
             let (registry, sources) = m.finish();
             let l = metrics::Listener::start(addr, registry, sources)?;
             tracing::info!(addr = %l.addr(), "serving /metrics and the live view");

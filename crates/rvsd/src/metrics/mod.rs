@@ -487,5 +487,33 @@ impl RvsCollector {
     }
 }
 
+/// The XDP fast path's program counters by reason (`forwarded` on the fast path, `pass_*` handed up to the TUN
+/// path, `drop_*`) and its connection count, read at scrape time from the fast path's control state (its BPF
+/// per-CPU stats map; the kernel's program never waits on it). Registered with
+/// `metrics.registry().register_collector(Box::new(FastPathCollector(ctl)))`.
+#[derive(Debug)]
+pub struct FastPathCollector(pub Arc<crate::fastpath::FastPathCtl>);
+
+impl Collector for FastPathCollector {
+    fn encode(&self, mut enc: Enc<'_>) -> std::fmt::Result {
+        let mut m = enc.encode_descriptor(
+            "fastpath_packets",
+            "Packets the XDP fast path handled, by reason (forwarded, or pass_* handed up to the TUN path).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in self.0.stats() {
+            ConstCounter::new(n).encode(m.encode_family(&[("reason", reason)])?)?;
+        }
+        let m = enc.encode_descriptor(
+            "fastpath_connections",
+            "Connections installed on the XDP fast path.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::try_from(self.0.connections()).unwrap_or(i64::MAX)).encode(m)
+    }
+}
+
 #[cfg(test)]
 mod tests;

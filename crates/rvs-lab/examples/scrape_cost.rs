@@ -1,0 +1,154 @@
+//! What a Prometheus scrape of a big configuration costs, and whether it moves the data plane's rate.
+//!
+//! `cargo build --release -p rvsd -p rvsadm -p rvs-lab --examples && RVS_BIN_DIR=target/release \
+//!  target/release/examples/scrape_cost [SERVICES] [REAL_SERVERS] [ROUNDS] [SECONDS]` (as root; default
+//! 10000 x 10, 3 rounds of 5 s).
+//!
+//! A lab whose rvsd (`--metrics 127.0.0.1:9100`) starts from a rules file of SERVICES TCP services on the VIP (ports
+//! 80, 10001, 10002, ...) with REAL_SERVERS real servers each (port 80 goes to the lab's two HTTP servers). Then:
+//! 1. the time of a full `/metrics` scrape from the director's loopback (median of 10) and its size;
+//! 2. HTTP connections per second through VIP:80 (concurrency 4) for SECONDS, alternating rounds without scraping
+//!    and with a scraper fetching `/metrics` back to back, reported as the ratio of the medians (same run, same
+//!    machine).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rvs_lab::lab::{self, Lab, LabConfig, VIP};
+use rvs_lab::{LabError, client, netns};
+
+const METRICS: &str = "127.0.0.1:9100";
+
+fn scrape(addr: SocketAddr) -> rvs_lab::Result<usize> {
+    let mut s = TcpStream::connect(addr).map_err(LabError::io("connecting to /metrics"))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .map_err(LabError::io("sending"))?;
+    let mut buf = Vec::with_capacity(64 << 20);
+    s.read_to_end(&mut buf).map_err(LabError::io("reading"))?;
+    if !buf.starts_with(b"HTTP/1.0 200") && !buf.starts_with(b"HTTP/1.1 200") {
+        return Err(LabError::Check("scrape did not answer 200".into()));
+    }
+    Ok(buf.len())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> rvs_lab::Result<()> {
+    let arg = |i: usize, d: usize| {
+        std::env::args()
+            .nth(i)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(d)
+    };
+    let (services, reals, rounds, secs) = (arg(1, 10_000), arg(2, 10), arg(3, 3), arg(4, 5));
+    let cfg = LabConfig {
+        rvsd: false,
+        rvsd_args: vec!["--metrics".into(), METRICS.into()],
+        ..LabConfig::unique("scrape")
+    };
+    let mut lab = Lab::up(cfg)?;
+    let mut rules = String::with_capacity(services * reals * 64);
+    for s in 0..services {
+        let port = if s == 0 { 80 } else { 10_000 + s };
+        rules += &format!("-A -t {VIP}:{port} -s wlc\n");
+        if s == 0 {
+            for i in 1..=2 {
+                rules += &format!("-a -t {VIP}:80 -r {}:80 -m -w 1\n", lab::rip(i));
+            }
+            continue;
+        }
+        for r in 0..reals {
+            rules += &format!(
+                "-a -t {VIP}:{port} -r 203.0.113.{}:{port} -m -w 1\n",
+                11 + r
+            );
+        }
+    }
+    std::fs::write(lab.rules(), rules).map_err(LabError::io("writing the rules"))?;
+    let t = Instant::now();
+    lab.start_rvsd()?;
+    eprintln!(
+        "rvsd up with {services} services x {reals} real servers in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let addr: SocketAddr = METRICS
+        .parse()
+        .map_err(|_| LabError::Invalid("addr".into()))?;
+
+    let (mut times, size) = netns::run_in(&lab.director(), move || {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..10 {
+            let t = Instant::now();
+            size = scrape(addr)?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        Ok((times, size))
+    })?;
+    let scrape_s = median(&mut times);
+    println!(
+        "scrape of {services} services x {reals} real servers: median {:.3} s over 10 (min {:.3}, max {:.3}), {:.1} MB",
+        scrape_s,
+        times[0],
+        times[times.len() - 1],
+        size as f64 / 1e6
+    );
+
+    let (mut quiet, mut scraped, mut scrapes) = (Vec::new(), Vec::new(), 0usize);
+    for _ in 0..rounds {
+        quiet.push(paced(&lab, secs)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let scraper = netns::spawn_in(&lab.director(), move || {
+            let mut n = 0usize;
+            while !s2.load(Ordering::Relaxed) {
+                scrape(addr)?;
+                n += 1;
+            }
+            Ok(n)
+        })?;
+        scraped.push(paced(&lab, secs)?);
+        stop.store(true, Ordering::Relaxed);
+        scrapes += scraper
+            .join()
+            .map_err(|_| LabError::Check("scraper panicked".into()))??;
+    }
+    let (q, s) = (median(&mut quiet), median(&mut scraped));
+    println!(
+        "HTTP connections/s through the VIP: {q:.0} without scraping, {s:.0} while scraping back to back \
+         ({scrapes} scrapes); ratio {:.3} (medians of {rounds} rounds of {secs} s)",
+        s / q
+    );
+    lab.down()
+}
+
+/// Connections per second through VIP:80 for `secs` seconds (4 at a time, each a new connection).
+fn paced(lab: &Lab, secs: usize) -> rvs_lab::Result<f64> {
+    lab.in_client(move || {
+        let end = Instant::now() + Duration::from_secs(secs as u64);
+        let t = Instant::now();
+        let n = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    sc.spawn(|| {
+                        let mut n = 0u64;
+                        while Instant::now() < end {
+                            if client::get(lab::vip(80), Duration::from_secs(5)).is_ok() {
+                                n += 1;
+                            }
+                        }
+                        n
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap_or(0)).sum::<u64>()
+        });
+        Ok(n as f64 / t.elapsed().as_secs_f64())
+    })
+}
