@@ -213,6 +213,10 @@ fn feed(d: &Director, now: u64, random: u64, pkt: &mut [u8]) -> Verdict {
                 assert!(checksums_ok(pkt, &i), "forwarding broke a checksum: {i:?}");
             }
         }
+        // Direct routing and tunnelling hand the packet on unchanged (the encapsulation is the caller's).
+        Verdict::Route { .. } | Verdict::Tunnel { .. } => {
+            assert_eq!(pkt, &before[..], "Route/Tunnel must leave the packet unchanged")
+        }
         Verdict::Drop(_) => {}
     }
     v
