@@ -623,7 +623,13 @@ fn virtual_server(n: &Node, d: &mut Diagnostics) -> R<VirtualServer> {
                     "'ha_suspend' has no effect in rvs (checks always run)",
                 );
             }
-            "omega" => vs.omega = true,
+            "omega" => {
+                vs.omega = true;
+                d.warn(
+                    &c.loc,
+                    "'omega' is read but rvsd runs no notify scripts at shutdown",
+                );
+            }
             "quorum" => {
                 let q: u64 = num(c, 0)?;
                 if q == 0 {
@@ -816,7 +822,10 @@ fn checker(n: &Node, rs: &RealServer, parent: &Inherit, d: &mut Diagnostics) -> 
             (_, "bind_port") => bind_port = Some(port(c, 0)?),
             (_, "bind_if") => bind_if = Some(arg(c, 0)?.to_owned()),
             (_, "fwmark") => fwmark = Some(num(c, 0)?),
-            (_, "log_all_failures") => log_all_failures = boolean(c, 0)?,
+            (_, "log_all_failures") => {
+                log_all_failures = boolean(c, 0)?;
+                d.warn(&c.loc, "'log_all_failures' has no effect in rvs (state changes are logged, with their reason)");
+            }
             ("HTTP_GET" | "SSL_GET", "url") => urls.push(c),
             ("HTTP_GET" | "SSL_GET", "http_protocol") => {
                 http.protocol = match arg(c, 0)? {
@@ -832,7 +841,9 @@ fn checker(n: &Node, rs: &RealServer, parent: &Inherit, d: &mut Diagnostics) -> 
                 http.sni_name = Some(arg(c, 0)?.to_owned());
                 http.enable_sni = true;
             }
-            ("SSL_GET", "tls_compliant") => {}
+            ("SSL_GET", "tls_compliant") => {
+                d.warn(&c.loc, "'tls_compliant' has no effect in rvs (the TLS session is dropped after the response)")
+            }
             ("MISC_CHECK", "misc_path") => misc_path = Some(script(c)?),
             ("MISC_CHECK", "misc_timeout") => misc_timeout = Some(timer(c, 0)?),
             ("MISC_CHECK", "misc_dynamic") => misc_dynamic = boolean(c, 0)?,
@@ -981,7 +992,10 @@ fn url(n: &Node, virtualhost: Option<&str>, d: &mut Diagnostics) -> R<HttpUrl> {
             "virtualhost" => u.virtualhost = Some(arg(c, 0)?.to_owned()),
             "regex" | "regex_no_match" | "regex_options" | "regex_stack" | "regex_min_offset"
             | "regex_max_offset" => unsupported(d, c, "regex matching of HTTP bodies"),
-            "tls_compliant" => {}
+            "tls_compliant" => d.warn(
+                &c.loc,
+                "'tls_compliant' has no effect in rvs (the TLS session is dropped after the response)",
+            ),
             _ => unknown(d, c, "url"),
         }
     }
