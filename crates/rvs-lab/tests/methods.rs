@@ -265,6 +265,42 @@ fn route_and_tunnel_tcp_udp_ipv4_ipv6_end_to_end() {
     mib_echo(&lab, lab::vip(80));
     mib_echo(&lab, lab::vip6(80));
 
+    // One-armed: the router now sends VIP traffic to the director's address on the shared (private) network, so
+    // it arrives and leaves by the same interface, as with a classic single-NIC LVS-DR director.
+    let router = lab.router();
+    lab.ip(
+        &router,
+        &[
+            "route",
+            "add",
+            &format!("{VIP}/32"),
+            "via",
+            &lab::DIP.to_string(),
+        ],
+    )
+    .expect("VIP via the DIP");
+    lab.ip(
+        &router,
+        &[
+            "-6",
+            "route",
+            "add",
+            &format!("{VIP6}/128"),
+            "via",
+            &lab::DIP6.to_string(),
+        ],
+    )
+    .expect("VIP6 via the DIP");
+    check_split(
+        "one-armed UDP v4 route",
+        &two_queries(&lab, lab::vip(53)),
+        cip,
+    );
+    check_split(
+        "one-armed TCP v6 route",
+        &two_gets(&lab, lab::vip6(80)),
+        cip6,
+    );
     let seen_pub = cap_pub.finish().expect("capture");
     let seen_priv = cap_priv.finish().expect("capture");
     // No reply ever crosses the director: nothing from the VIP arrives on either side.
@@ -289,6 +325,17 @@ fn route_and_tunnel_tcp_udp_ipv4_ipv6_end_to_end() {
         && s.protocol == 17
         && s.dst.port() == GUE_PORT
         && *s.dst.ip() == lab::rip(2)));
+    // One-armed: client packets to the VIP arrived on the private side and left by it again.
+    let one_armed_in = seen_priv
+        .iter()
+        .any(|s| !s.outgoing && *s.dst.ip() == VIP && s.dst.port() == 53);
+    let one_armed_out = seen_priv
+        .iter()
+        .any(|s| s.outgoing && *s.dst.ip() == VIP && s.dst.port() == 53);
+    assert!(
+        one_armed_in && one_armed_out,
+        "one-armed DR not seen on priv0"
+    );
 
     // The tunnels' MTU: the client learnt it from the director's ICMP errors (1500 - 20 for IPIP over IPv4,
     // 1500 - 40 for IPv6-in-IPv6), or the 1 MiB above could not have crossed.
