@@ -22,6 +22,9 @@ pub struct Seen {
     pub tcp_flags: u8,
     /// Sent by this namespace (PACKET_OUTGOING) rather than received.
     pub outgoing: bool,
+    /// The outer addresses when the packet was seen inside an IPIP tunnel (LVS-TUN); the fields above are the inner
+    /// packet's.
+    pub tunnel: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
 impl Seen {
@@ -31,7 +34,7 @@ impl Seen {
     }
 }
 
-/// Parses an Ethernet frame carrying IPv4 TCP/UDP.
+/// Parses an Ethernet frame carrying IPv4 TCP/UDP, directly or inside IPIP.
 pub fn parse_frame(frame: &[u8], outgoing: bool) -> Option<Seen> {
     let mut off = 12;
     let mut ethertype = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
@@ -44,6 +47,25 @@ pub fn parse_frame(frame: &[u8], outgoing: bool) -> Option<Seen> {
         return None;
     }
     let ip = frame.get(off..)?;
+    if ip.len() < 20 || ip[0] >> 4 != 4 {
+        return None;
+    }
+    if ip[9] == 4 && u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0 {
+        let outer = (
+            Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+            Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        );
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let inner = parse_ip(ip.get(ihl..)?, outgoing)?;
+        return Some(Seen {
+            tunnel: Some(outer),
+            ..inner
+        });
+    }
+    parse_ip(ip, outgoing)
+}
+
+fn parse_ip(ip: &[u8], outgoing: bool) -> Option<Seen> {
     if ip.len() < 20 || ip[0] >> 4 != 4 {
         return None;
     }
@@ -65,6 +87,7 @@ pub fn parse_frame(frame: &[u8], outgoing: bool) -> Option<Seen> {
         dst: SocketAddrV4::new(dst, dport),
         tcp_flags,
         outgoing,
+        tunnel: None,
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::capture::{Capture, Seen};
 use crate::client::{self, HttpConn};
 use crate::error::{LabError, Result};
-use crate::lab::{self, Lab, LabConfig};
+use crate::lab::{self, Lab, LabConfig, Method};
 
 /// Demo options (`rvs-lab demo --help`).
 #[derive(Debug, Clone)]
@@ -15,6 +15,8 @@ pub struct DemoOptions {
     pub scheduler: String,
     pub requests: usize,
     pub prefix: String,
+    /// The forwarding method of the demo's real servers (DR and TUN put a router in front).
+    pub method: Method,
 }
 
 impl Default for DemoOptions {
@@ -24,6 +26,7 @@ impl Default for DemoOptions {
             scheduler: "rr".into(),
             requests: 1000,
             prefix: "rvs-demo".into(),
+            method: Method::Nat,
         }
     }
 }
@@ -115,9 +118,134 @@ pub fn trace_one_connection(lab: &Lab, vip_port: SocketAddr) -> Result<(WirePair
     Ok((pairs, name))
 }
 
+/// One DR/TUN connection on the wire: the client's request, the frame (or tunnel packet) the director sends, what
+/// the real server receives and answers, the reply passing the router, and how many reply packets the director saw
+/// (none).
+pub fn trace_direct(
+    lab: &Lab,
+    vip_port: SocketAddr,
+) -> Result<(Vec<(String, Seen, &'static str)>, usize)> {
+    let mut caps = vec![
+        Capture::start(&lab.client(), lab::HOST_IF, 10_000)?,
+        Capture::start(&lab.director(), lab::PUBLIC_IF, 10_000)?,
+        Capture::start(&lab.director(), lab::PRIVATE_IF, 10_000)?,
+        Capture::start(&lab.router(), lab::PRIVATE_IF, 10_000)?,
+    ];
+    for i in 1..=lab.cfg.real_servers {
+        caps.push(Capture::start(&lab.rs(i), lab::HOST_IF, 10_000)?);
+    }
+    let outcome = lab.in_client(move || {
+        let mut conn = HttpConn::connect(vip_port, Duration::from_secs(5))?;
+        let local = conn.local_addr()?;
+        let resp = conn.get(true)?;
+        Ok((local, resp.who()?.0))
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut seen: Vec<Vec<Seen>> = Vec::new();
+    for c in caps {
+        seen.push(c.finish()?);
+    }
+    let (local, name) = outcome?;
+    let (SocketAddr::V4(c), SocketAddr::V4(v)) = (local, vip_port) else {
+        return Err(LabError::Check("the wire trace is IPv4 only".into()));
+    };
+    let idx: usize = name
+        .strip_prefix("rs")
+        .and_then(|n| n.parse().ok())
+        .filter(|&i| (1..=lab.cfg.real_servers).contains(&i))
+        .ok_or_else(|| LabError::Check(format!("unknown real server {name:?}")))?;
+    let find = |list: &[Seen], out: bool, src: SocketAddrV4, dst: SocketAddrV4, what: &str| {
+        list.iter()
+            .find(|s| s.protocol == 6 && s.outgoing == out && s.src == src && s.dst == dst)
+            .copied()
+            .ok_or_else(|| {
+                LabError::Check(format!(
+                    "no packet {src} -> {dst} ({what}) was seen on the wire"
+                ))
+            })
+    };
+    let rs = &seen[3 + idx];
+    let rows = vec![
+        (
+            "client, leaving".to_string(),
+            find(&seen[0], true, c, v, "at the client")?,
+            "CIP -> VIP",
+        ),
+        (
+            "director priv0, leaving".to_string(),
+            find(&seen[2], true, c, v, "leaving the director")?,
+            "unchanged, to the real server's MAC (DR) or inside IPIP (TUN)",
+        ),
+        (
+            format!("{name}, arriving"),
+            find(rs, false, c, v, "at the real server")?,
+            "the real server sees the client",
+        ),
+        (
+            format!("{name}, answering"),
+            find(rs, true, v, c, "the reply")?,
+            "from the VIP it holds on lo",
+        ),
+        (
+            "router, from rs".to_string(),
+            find(&seen[3], false, v, c, "at the router")?,
+            "straight to the router",
+        ),
+        (
+            "client, arriving".to_string(),
+            find(&seen[0], false, v, c, "at the client")?,
+            "the client only sees the VIP",
+        ),
+    ];
+    let at_director = seen[1]
+        .iter()
+        .chain(&seen[2])
+        .filter(|s| !s.outgoing && s.src == v && s.dst == c)
+        .count();
+    Ok((rows, at_director))
+}
+
 /// The lab as a picture, with its namespace names.
 pub fn picture(lab: &Lab) -> String {
     let n = lab.cfg.real_servers;
+    if lab.cfg.method != Method::Nat {
+        let how = if lab.cfg.method == Method::Dr {
+            "frame to the real server's MAC, packet unchanged (DR)"
+        } else {
+            "packet inside IPIP/GUE/GRE to the RIP (TUN)"
+        };
+        let mut out = format!(
+            "
+      client {cip}  [netns {client}]
+         |  CIP -> VIP:80                              VIP:80 -> CIP  ^
+         v                                                            |
+      router {rpub} / {rpriv}  [netns {router}] <-------------+
+         |                                                            |
+   +------------------------------------------------------+           |
+   | director  VIP {vip} steered into rvsd  |  [netns {director}]
+   |           private {dip}: {how}
+   +------------------------------------------------------+           |
+         |  CIP -> VIP:80                                             |
+         v                                                            |
+",
+            cip = lab.cip(),
+            client = lab.client(),
+            rpub = lab::ROUTER_PUBLIC_IP,
+            rpriv = lab::ROUTER_PRIVATE_IP,
+            router = lab.router(),
+            vip = lab::VIP,
+            director = lab.director(),
+            dip = lab::DIP,
+        );
+        for i in 1..=n {
+            out.push_str(&format!(
+                "      rs{i} {:<15} VIP on lo (arp_ignore=1, arp_announce=2), gateway the router --+   [netns {}]\n",
+                lab::rip(i).to_string(),
+                lab.rs(i)
+            ));
+        }
+        return out;
+    }
     let mut out = format!(
         "
       client {cip}                                  [netns {client}]
@@ -164,9 +292,12 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
         servers: true,
         rvsd: true,
         state_dir: None,
+        router: opts.method != Method::Nat,
+        method: opts.method,
         ..LabConfig::default()
     };
     let lab = Lab::up(cfg)?;
+    let flag = opts.method.rvsadm_flag();
     print!("{}", picture(&lab));
     println!(
         "   rvsd is running in {} (socket {})",
@@ -186,7 +317,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
                 &vip80,
                 "-r",
                 &format!("{}:80", lab::rip(i)),
-                "-m",
+                flag,
                 "-w",
                 "1",
             ],
@@ -202,7 +333,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
                 &vip53,
                 "-r",
                 &format!("{}:53", lab::rip(i)),
-                "-m",
+                flag,
                 "-w",
                 "1",
             ],
@@ -212,7 +343,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
     section(&format!(
         "Sending {} HTTP requests from the client {} to http://{}/ (one connection each)",
         opts.requests,
-        lab::CIP,
+        lab.cip(),
         lab::VIP
     ));
     let requests = opts.requests;
@@ -241,10 +372,10 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
             tally.total()
         )));
     }
-    if ips != [&lab::CIP.to_string()] {
+    if ips != [&lab.cip().to_string()] {
         return Err(LabError::Check(format!(
             "the real servers saw {ips:?}, not the client's own address {}",
-            lab::CIP
+            lab.cip()
         )));
     }
     if opts.scheduler == "rr" {
@@ -295,6 +426,37 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
     print!("{}", indent(&lab.rvsadm(&["-L", "-n", "--stats"])?));
 
     section("One more connection, as seen on the wire (AF_PACKET captures in each namespace)");
+    if opts.method != Method::Nat {
+        let (rows, at_director) = trace_direct(&lab, lab::vip(80))?;
+        println!(
+            "   {:<24} {:<21}    {:<21}",
+            "seen at", "source", "destination"
+        );
+        for (at, s, what) in rows {
+            let tun = s
+                .tunnel
+                .map(|(a, b)| format!(" [in IPIP {a} -> {b}]"))
+                .unwrap_or_default();
+            println!(
+                "   {at:<24} {:<21} -> {:<21} {what}{tun}",
+                s.src.to_string(),
+                s.dst.to_string()
+            );
+        }
+        println!(
+            "   reply packets (VIP -> CIP) seen at the director: {at_director}: the reply never crosses it"
+        );
+        if at_director != 0 {
+            return Err(LabError::Check("a reply crossed the director".into()));
+        }
+        section("Removing the lab");
+        lab.down()?;
+        println!(
+            "   all namespaces, processes and files removed; the demo took {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let (p, name) = trace_one_connection(&lab, lab::vip(80))?;
     let rows = [
         ("client, leaving", p.client_out, "CIP -> VIP"),

@@ -33,6 +33,9 @@ enum Cmd {
         /// Namespace name prefix.
         #[arg(long, default_value = "rvs-demo")]
         prefix: String,
+        /// Forwarding method: nat, dr or tun (DR and TUN put a router in front; the real servers answer through it).
+        #[arg(long, default_value = "nat")]
+        method: String,
     },
     /// Build the lab and leave it running (namespaces, real servers, rvsd with no services).
     Up {
@@ -112,13 +115,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             scheduler,
             requests,
             prefix,
+            method,
         } => {
+            let method = rvs_lab::lab::Method::parse(&method)?;
             rvs_lab::cleanup::install_signal_handler()?;
             let opts = rvs_lab::demo::DemoOptions {
                 real_servers,
                 scheduler,
                 requests,
                 prefix,
+                method,
             };
             rvs_lab::demo::run(&opts)?
         }

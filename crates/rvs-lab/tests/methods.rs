@@ -534,3 +534,40 @@ fn fwmark_service_groups_80_and_443_with_persistence_end_to_end() {
     assert!(!lab.ip(&d, &["rule"]).expect("rules").contains("fwmark 0x1"));
     assert!(!lab.ip(&d, &["link"]).expect("links").contains("rvsm1"));
 }
+
+#[test]
+fn demo_with_tunnelling_shows_every_hop_and_no_reply_at_the_director() {
+    if !testing::lab_available("demo_tun") {
+        return;
+    }
+    let prefix = LabConfig::unique("d").prefix;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvs-lab"))
+        .args([
+            "demo",
+            "--method",
+            "tun",
+            "--requests",
+            "20",
+            "--prefix",
+            &prefix,
+        ])
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("-i -w 1"), "{text}");
+    assert!(
+        text.contains("[in IPIP 203.0.113.1 -> 203.0.113."),
+        "{text}"
+    );
+    assert!(text.contains("seen at the director: 0"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains(", answering")
+            && l.split_whitespace().nth(2) == Some("198.51.100.100:80")),
+        "the real server answers from the VIP: {text}"
+    );
+}
