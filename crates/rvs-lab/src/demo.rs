@@ -118,13 +118,16 @@ pub fn trace_one_connection(lab: &Lab, vip_port: SocketAddr) -> Result<(WirePair
     Ok((pairs, name))
 }
 
+/// One hop of a traced connection: where it was seen, the packet, what it shows.
+pub type Hop = (String, Seen, &'static str);
+
 /// One DR/TUN connection on the wire: the client's request, the frame (or tunnel packet) the director sends, what
 /// the real server receives and answers, the reply passing the router, and how many reply packets the director saw
 /// (none).
 pub fn trace_direct(
     lab: &Lab,
     vip_port: SocketAddr,
-) -> Result<(Vec<(String, Seen, &'static str)>, usize)> {
+) -> Result<(Vec<Hop>, usize)> {
     let mut caps = vec![
         Capture::start(&lab.client(), lab::HOST_IF, 10_000)?,
         Capture::start(&lab.director(), lab::PUBLIC_IF, 10_000)?,
