@@ -9,7 +9,7 @@ pub use control::{ConnSnapshot, DestSnapshot, MemoryUsage, ServiceSnapshot};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -38,6 +38,10 @@ pub struct DirectorConfig {
     pub shards: usize,
     /// Seed of the connection-table hashes (a caller-supplied secret makes hash flooding hard).
     pub hash_seed: u64,
+    /// IPVS's `sloppy_tcp`: a TCP packet without SYN (and without RST) may create a connection.
+    pub sloppy_tcp: bool,
+    /// IPVS's `sloppy_sctp` (stored; SCTP is not forwarded yet).
+    pub sloppy_sctp: bool,
 }
 
 impl Default for DirectorConfig {
@@ -45,6 +49,8 @@ impl Default for DirectorConfig {
         Self {
             shards: 64,
             hash_seed: 0x0123_4567_89ab_cdef,
+            sloppy_tcp: false,
+            sloppy_sctp: false,
         }
     }
 }
@@ -70,6 +76,9 @@ pub struct Director {
     /// The fast path's hook and generation (fastpath.rs; 0: no fast path).
     pub(crate) fast: std::sync::OnceLock<Arc<dyn crate::fastpath::FastPathSink>>,
     pub(crate) fast_gen: std::sync::atomic::AtomicU8,
+    /// `sloppy_tcp` and `sloppy_sctp` (sysctls in IPVS: changeable at run time).
+    sloppy_tcp: AtomicBool,
+    sloppy_sctp: AtomicBool,
 }
 
 /// How a connection's packets reach its real server: bound when the connection is created (IPVS's
@@ -140,7 +149,23 @@ impl Director {
             drops: Box::default(),
             fast: std::sync::OnceLock::new(),
             fast_gen: std::sync::atomic::AtomicU8::new(0),
+            sloppy_tcp: AtomicBool::new(cfg.sloppy_tcp),
+            sloppy_sctp: AtomicBool::new(cfg.sloppy_sctp),
         }
+    }
+
+    /// Sets `sloppy_tcp` and `sloppy_sctp` (IPVS's sysctls; applies from the next packet).
+    pub fn set_sloppy(&self, tcp: bool, sctp: bool) {
+        self.sloppy_tcp.store(tcp, Ordering::Relaxed);
+        self.sloppy_sctp.store(sctp, Ordering::Relaxed);
+    }
+
+    /// `(sloppy_tcp, sloppy_sctp)`.
+    pub fn sloppy(&self) -> (bool, bool) {
+        (
+            self.sloppy_tcp.load(Ordering::Relaxed),
+            self.sloppy_sctp.load(Ordering::Relaxed),
+        )
     }
 
     // ---------------------------------------------------------------- data plane
@@ -417,7 +442,13 @@ impl Director {
         let Some(svc) = path.marked.or_else(lookup) else {
             return Verdict::Pass;
         };
-        if flow.tcp.is_some() && !flow.opens() {
+        if let Some(f) = flow.tcp
+            && !crate::sloppy::tcp_may_schedule(
+                f.syn(),
+                f.rst(),
+                self.sloppy_tcp.load(Ordering::Relaxed),
+            )
+        {
             return self.dropped(DropReason::NotSyn, si);
         }
         let input = SchedInput {

@@ -42,6 +42,10 @@
 //!   route/tunnel carry the error to the real server unchanged (`ip_vs_icmp_xmit`). A reply that
 //!   does cross the director and matches a connection is masqueraded whatever its method
 //!   (`handle_response`).
+//! - `sloppy_tcp` / `sloppy_sctp` ([`DirectorConfig`], [`Director::set_sloppy`], [`sloppy`]): off by default; on,
+//!   a TCP packet without RST creates a connection even without SYN (`tcp_conn_schedule`), and an input ACK moves a
+//!   connection in NONE to ESTABLISHED (the kernel's table since 3.12), so a director taking over a flow from
+//!   another (ECMP rehash) keeps it going with a consistent scheduler.
 //! - fwmark services ([`Director::process_marked`]): a marked packet looks up the fwmark service
 //!   of its mark and family first, then the address service (`ip_vs_service_find`); persistence
 //!   templates of a fwmark service are keyed by the mark in place of the VIP and port 0, so the
@@ -57,6 +61,7 @@
 //!   and UDP under one mark share a template; here they do not).
 //! - A real server of the other address family than its service (IPVS allows it for tunnels) is
 //!   stored, but its packets are dropped as [`DropReason::UnsupportedMethod`].
+//! - `sloppy_sctp` is stored and its rule is [`sloppy::sctp_may_schedule`], but SCTP is not forwarded yet.
 //! - SCTP services are stored only; a re-added destination is a fresh object (IPVS would revive it
 //!   from its trash).
 
@@ -71,6 +76,9 @@ mod fastpath;
 mod methods_tests;
 pub mod sched;
 pub mod service;
+pub mod sloppy;
+#[cfg(test)]
+mod sloppy_tests;
 mod stats;
 mod table;
 pub mod tcp;

@@ -109,14 +109,16 @@ use TcpState::{
     SynRecv as SR, SynSent as SS, TimeWait as TW,
 };
 
-/// tcp_states[] from ip_vs_proto_tcp.c: [dir][syn/fin/ack/rst][current state].
+/// tcp_states[] from ip_vs_proto_tcp.c: [dir][syn/fin/ack/rst][current state]. As in the kernel since sloppy TCP
+/// (3.12), an input ACK on a connection in NONE moves it to ESTABLISHED (a connection created from a mid-stream
+/// packet, [`crate::sloppy`]; also a synced connection in NONE).
 #[rustfmt::skip]
 const TABLE: [[[TcpState; TCP_STATES]; 4]; 3] = [
     // INPUT
     [
         /*syn*/ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
         /*fin*/ [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
-        /*ack*/ [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        /*ack*/ [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
         /*rst*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR],
     ],
     // OUTPUT
@@ -130,7 +132,7 @@ const TABLE: [[[TcpState; TCP_STATES]; 4]; 3] = [
     [
         /*syn*/ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
         /*fin*/ [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
-        /*ack*/ [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        /*ack*/ [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
         /*rst*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
     ],
 ];

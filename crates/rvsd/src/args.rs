@@ -71,6 +71,14 @@ pub struct Args {
     /// Data-plane worker threads, one TUN queue each [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
+    /// IPVS's sloppy_tcp: a TCP packet without SYN (and without RST) for a connection this director does not know
+    /// creates one (a flow moved here by the router's ECMP, or seen after a restart) instead of being dropped. With
+    /// a consistent scheduler (mh, sh) every director picks the same real server, so the flow survives.
+    #[arg(long)]
+    pub sloppy_tcp: bool,
+    /// IPVS's sloppy_sctp: the same for SCTP (any chunk but ABORT); accepted and kept, SCTP is not forwarded yet.
+    #[arg(long)]
+    pub sloppy_sctp: bool,
     /// Serve Prometheus metrics (`/metrics`, node_exporter's ipvs names plus `rvs_*`) and the live view (`/`) over
     /// HTTP on this address, e.g. 127.0.0.1:9100 (nothing listens unless given). Read-only.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -178,6 +186,17 @@ mod tests {
         );
         assert!(a.worker_count() >= 1);
         assert_eq!(a.metrics, None, "nothing listens unless asked");
+    }
+
+    #[test]
+    fn sloppy_flags() {
+        let a = parse(&[]).expect("valid");
+        assert!(!a.sloppy_tcp && !a.sloppy_sctp, "off by default, as IPVS");
+        let a = parse(&["--sloppy-tcp"]).expect("valid");
+        assert!(a.sloppy_tcp && !a.sloppy_sctp);
+        let a = parse(&["--sloppy-tcp", "--sloppy-sctp"]).expect("valid");
+        assert!(a.sloppy_tcp && a.sloppy_sctp);
+        assert!(parse(&["--sloppy-tcp=1"]).is_err(), "a switch, not a value");
     }
 
     #[test]

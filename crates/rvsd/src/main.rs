@@ -127,6 +127,8 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let director = Arc::new(Director::new(DirectorConfig {
         hash_seed: dataplane::random_seed(0x7276_7364),
+        sloppy_tcp: args.sloppy_tcp,
+        sloppy_sctp: args.sloppy_sctp,
         ..DirectorConfig::default()
     }));
     // Next hops serve route destinations always, and masq packets with --tx link.
