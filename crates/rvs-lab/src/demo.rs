@@ -124,10 +124,7 @@ pub type Hop = (String, Seen, &'static str);
 /// One DR/TUN connection on the wire: the client's request, the frame (or tunnel packet) the director sends, what
 /// the real server receives and answers, the reply passing the router, and how many reply packets the director saw
 /// (none).
-pub fn trace_direct(
-    lab: &Lab,
-    vip_port: SocketAddr,
-) -> Result<(Vec<Hop>, usize)> {
+pub fn trace_direct(lab: &Lab, vip_port: SocketAddr) -> Result<(Vec<Hop>, usize)> {
     let mut caps = vec![
         Capture::start(&lab.client(), lab::HOST_IF, 10_000)?,
         Capture::start(&lab.director(), lab::PUBLIC_IF, 10_000)?,

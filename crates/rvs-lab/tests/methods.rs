@@ -59,6 +59,8 @@ fn two_gets(lab: &Lab, vip: SocketAddr) -> Vec<(String, IpAddr)> {
 /// Two UDP queries from two client ports: (real server, client address it saw) each; the answer must come from the
 /// VIP itself (checked by `udp_query`).
 fn two_queries(lab: &Lab, vip: SocketAddr) -> Vec<(String, IpAddr)> {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let r = lab.in_client(move || {
         (0..2)
             .map(|i| {
@@ -74,7 +76,10 @@ fn two_queries(lab: &Lab, vip: SocketAddr) -> Vec<(String, IpAddr)> {
                 // neighbour they are dropped): one retry, as a resolver would.
                 let (name, seen, echoed) =
                     client::udp_query_on(&s, vip, payload.as_bytes(), Duration::from_secs(3))
-                        .or_else(|_| {
+                        .or_else(|e| {
+                            eprintln!(
+                                "UDP {vip} (call {call}, query {i}): retrying once after: {e}"
+                            );
                             client::udp_query_on(
                                 &s,
                                 vip,
