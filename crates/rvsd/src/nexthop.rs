@@ -84,21 +84,31 @@ pub fn spawn_resolver(
         .name("rvsd-nexthops".into())
         .spawn(move || {
             let mut r = Resolver::default();
+            // Misses received since the last pass (a pass waits at most MIN_PASS_INTERVAL for them).
+            let mut pending = false;
             while !stop.load(Ordering::Relaxed) {
-                // Soon again while a probed destination waits for its neighbour (route destinations have no other
-                // path: every packet to them is dropped until then).
-                let wait = if r.probing { PROBE_RECHECK } else { REFRESH };
+                // Soon again while a probed destination waits for its neighbour, or new misses wait for a pass
+                // (route destinations have no other path: every packet to them is dropped until then).
+                let wait = if r.probing {
+                    PROBE_RECHECK
+                } else if pending {
+                    MIN_PASS_INTERVAL.saturating_sub(r.last_pass.elapsed())
+                } else {
+                    REFRESH
+                };
                 match misses.recv_timeout(wait) {
                     Ok(dst) => {
                         r.wanted(dst);
                         while let Ok(dst) = misses.try_recv() {
                             r.wanted(dst);
                         }
+                        pending = true;
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
                 if r.last_pass.elapsed() >= MIN_PASS_INTERVAL || r.probing {
+                    pending = false;
                     match r.pass(&mut nl) {
                         Ok(t) => hops.store(t),
                         Err(e) => tracing::warn!(error = %e, "next-hop refresh failed; keeping the last table"),
