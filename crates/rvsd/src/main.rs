@@ -201,6 +201,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                 let c = metrics::FastPathCollector(f.clone());
                 m.registry().register_collector(Box::new(c));
             }
+            let health = Arc::new(metrics::KeepalivedHealth(daemon.clone()));
+            m.set_health(health.clone());
+            m.registry().register_collector(Box::new(health));
             let (registry, sources) = m.finish();
             let l = metrics::Listener::start(addr, registry, sources)?;
             tracing::info!(addr = %l.addr(), "serving /metrics and the live view");

@@ -64,10 +64,10 @@ pub trait PathSource: Send + Sync + std::fmt::Debug + 'static {
     fn read(&self, out: &mut Vec<WorkerCounters>);
 }
 
-/// A real server's health as the live view shows it.
+/// The real servers' health as the live view shows it.
 pub trait HealthView: Send + Sync + std::fmt::Debug + 'static {
-    /// Check state of `addr:port` in `service` (e.g. "up", "down"), or `None` when it is not checked.
-    fn state(&self, service: &ServiceKey, addr: IpAddr, port: u16) -> Option<String>;
+    /// Check state ("up", "down", ...) of every checked real server: (service, address, port, state).
+    fn states(&self) -> Vec<(ServiceKey, IpAddr, u16, String)>;
 }
 
 /// The workers of the TUN data plane as a [`PathSource`]: forwarded packets are split by where they left
@@ -513,6 +513,130 @@ impl Collector for FastPathCollector {
         )?;
         ConstGauge::new(i64::try_from(self.0.connections()).unwrap_or(i64::MAX)).encode(m)
     }
+}
+
+/// keepalived-style health checks (`rvsd --keepalived`, rvs-health) in the metrics and the live view, read at
+/// scrape time from the checkers' event loop (one request over its channel; the data plane is not involved).
+#[derive(Debug)]
+pub struct KeepalivedHealth(pub Arc<crate::daemon::Daemon>);
+
+impl KeepalivedHealth {
+    fn status(&self) -> Option<(Vec<rvs_api::ServiceHealth>, u64)> {
+        let h = self.0.health.get()?;
+        Some((h.status(), h.checks_done()))
+    }
+}
+
+impl HealthView for KeepalivedHealth {
+    fn states(&self) -> Vec<(ServiceKey, IpAddr, u16, String)> {
+        let Some((status, _)) = self.status() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for vs in &status {
+            for k in &vs.keys {
+                let key = crate::mapping::key_in(*k);
+                for rs in &vs.real_servers {
+                    out.push((key, rs.addr, rs.port, rs.state.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Collector for KeepalivedHealth {
+    fn encode(&self, enc: Enc<'_>) -> std::fmt::Result {
+        match self.status() {
+            Some((status, checks)) => encode_health(enc, &status, checks),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The health families from a status snapshot (separate from the daemon so it can be tested).
+fn encode_health(
+    mut enc: Enc<'_>,
+    status: &[rvs_api::ServiceHealth],
+    checks: u64,
+) -> std::fmt::Result {
+    counter(
+        &mut enc,
+        "health_checks",
+        "Health checks completed since rvsd started.",
+        checks,
+    )?;
+    // (service key, real server, checker index or None) for every row, in order.
+    let rows = || {
+        status.iter().flat_map(|vs| {
+            vs.keys.iter().flat_map(move |k| {
+                let key = crate::mapping::key_in(*k);
+                vs.real_servers.iter().map(move |rs| (key, rs))
+            })
+        })
+    };
+    type RsGet = fn(&rvs_api::RealServerHealth) -> f64;
+    let rs_families: [(&str, &str, RsGet); 3] = [
+        (
+            "health_real_server_up",
+            "1 while the real server passes its checks and is in the pool (keepalived's state up), else 0.",
+            |r| f64::from(u8::from(r.state == "up")),
+        ),
+        (
+            "health_real_server_weight",
+            "The real server's weight in the pool as the health checks set it (absent when removed).",
+            |r| r.weight.map_or(f64::NAN, f64::from),
+        ),
+        (
+            "health_real_server_last_change_timestamp_seconds",
+            "When the real server's health state last changed (Unix time).",
+            |r| r.changed_unix_ms as f64 / 1000.0,
+        ),
+    ];
+    for (name, help, get) in rs_families {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (key, rs) in rows() {
+            let v = get(rs);
+            if v.is_nan() {
+                continue;
+            }
+            let l = backend_labels(&key, rs.addr, rs.port);
+            ConstGauge::new(v).encode(m.encode_family(&l)?)?;
+        }
+    }
+    type CkGet = fn(&rvs_api::CheckerHealth) -> f64;
+    let ck_families: [(&str, &str, CkGet); 2] = [
+        (
+            "health_checker_up",
+            "1 while the checker succeeds, by real server, checker kind and target.",
+            |c| f64::from(u8::from(c.up)),
+        ),
+        (
+            "health_checker_failures",
+            "Failed attempts of the checker in its current retry cycle.",
+            |c| f64::from(c.retries),
+        ),
+    ];
+    for (name, help, get) in ck_families {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (key, rs) in rows() {
+            for c in &rs.checkers {
+                let [a, b, r, p, proto, mark] = backend_labels(&key, rs.addr, rs.port);
+                let l = [
+                    a,
+                    b,
+                    r,
+                    p,
+                    proto,
+                    mark,
+                    ("checker", c.kind.clone()),
+                    ("target", c.target.clone()),
+                ];
+                ConstGauge::new(get(c)).encode(m.encode_family(&l)?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -50,6 +50,16 @@ pub fn status_json(src: &Sources) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let services = src.director.services();
+    let health: std::collections::HashMap<(ServiceKey, IpAddr, u16), String> = src
+        .health
+        .as_ref()
+        .map(|h| {
+            h.states()
+                .into_iter()
+                .map(|(k, a, p, s)| ((k, a, p), s))
+                .collect()
+        })
+        .unwrap_or_default();
     let svc: Vec<Value> = services
         .iter()
         .map(|s| {
@@ -57,10 +67,7 @@ pub fn status_json(src: &Sources) -> String {
                 .dests
                 .iter()
                 .map(|d| {
-                    let health = src
-                        .health
-                        .as_ref()
-                        .and_then(|h| h.state(&s.spec.key, d.spec.addr, d.spec.port));
+                    let health = health.get(&(s.spec.key, d.spec.addr, d.spec.port));
                     json!({
                         "addr": addr_port(d.spec.addr, d.spec.port),
                         "method": d.spec.method.name(),

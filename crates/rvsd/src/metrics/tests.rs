@@ -68,8 +68,17 @@ impl PathSource for FakeXdp {
 #[derive(Debug)]
 struct AllUp;
 impl HealthView for AllUp {
-    fn state(&self, _: &ServiceKey, _: IpAddr, _: u16) -> Option<String> {
-        Some("up".into())
+    fn states(&self) -> Vec<(ServiceKey, IpAddr, u16, String)> {
+        director()
+            .services()
+            .iter()
+            .flat_map(|s| {
+                s.dests
+                    .iter()
+                    .map(|d| (s.spec.key, d.spec.addr, d.spec.port, "up".to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 }
 
@@ -284,4 +293,82 @@ fn dashboard_and_alerts_use_only_exported_metrics() {
             );
         }
     }
+}
+
+#[test]
+fn health_families_from_a_status_snapshot() {
+    #[derive(Debug)]
+    struct Snap;
+    impl Collector for Snap {
+        fn encode(&self, enc: Enc<'_>) -> std::fmt::Result {
+            let rs = |last: u8, state: &str, weight: Option<u32>, up: bool, retries: u32| {
+                rvs_api::RealServerHealth {
+                    addr: IpAddr::from([203, 0, 113, last]),
+                    port: 80,
+                    state: state.into(),
+                    weight,
+                    last_result: "success".into(),
+                    reason: String::new(),
+                    changed_unix_ms: 1_700_000_000_500,
+                    checkers: vec![rvs_api::CheckerHealth {
+                        kind: "TCP_CHECK".into(),
+                        target: format!("203.0.113.{last}:80"),
+                        up,
+                        last_result: "success".into(),
+                        reason: String::new(),
+                        changed_unix_ms: 0,
+                        retries,
+                    }],
+                }
+            };
+            let status = [rvs_api::ServiceHealth {
+                keys: vec![rvs_api::ServiceKey::Addr {
+                    protocol: rvs_api::Protocol::Tcp,
+                    addr: "198.51.100.100".parse().expect("ip"),
+                    port: 80,
+                }],
+                quorum_up: true,
+                live_weight: 2,
+                sorry_server_active: false,
+                real_servers: vec![
+                    rs(11, "up", Some(2), true, 0),
+                    rs(12, "down", None, false, 3),
+                ],
+            }];
+            encode_health(enc, &status, 42)
+        }
+    }
+    let mut reg = Registry::default();
+    reg.sub_registry_with_prefix("rvs")
+        .register_collector(Box::new(Snap));
+    let text = render(&reg).expect("renders");
+    let l = |last: u8| {
+        format!(
+            "local_address=\"198.51.100.100\",local_port=\"80\",remote_address=\"203.0.113.{last}\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\""
+        )
+    };
+    for needle in [
+        "rvs_health_checks_total 42\n".to_owned(),
+        format!("rvs_health_real_server_up{{{}}} 1.0\n", l(11)),
+        format!("rvs_health_real_server_up{{{}}} 0.0\n", l(12)),
+        format!("rvs_health_real_server_weight{{{}}} 2.0\n", l(11)),
+        format!(
+            "rvs_health_real_server_last_change_timestamp_seconds{{{}}} 1700000000.5\n",
+            l(11)
+        ),
+        format!(
+            "rvs_health_checker_failures{{{},checker=\"TCP_CHECK\",target=\"203.0.113.12:80\"}} 3.0\n",
+            l(12)
+        ),
+        format!(
+            "rvs_health_checker_up{{{},checker=\"TCP_CHECK\",target=\"203.0.113.11:80\"}} 1.0\n",
+            l(11)
+        ),
+    ] {
+        assert!(text.contains(&needle), "missing {needle} in\n{text}");
+    }
+    assert!(
+        !text.contains(&format!("rvs_health_real_server_weight{{{}}}", l(12))),
+        "a removed real server has no weight"
+    );
 }
