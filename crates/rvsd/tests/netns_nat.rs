@@ -584,6 +584,14 @@ fn scenario(mode: Mode) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The director shows the new configuration before the steering it no longer needs is removed (that follows
+    // the change): give it a moment.
+    let start = Instant::now();
+    while !t.ip("d", "-6 route show proto 114").trim().is_empty()
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         t.ip("d", "-6 route show proto 114").trim(),
         "",
