@@ -226,6 +226,11 @@ impl Destination {
         }
     }
 
+    /// Whether it was deleted from its service (IPVS's IP_VS_DEST_F_AVAILABLE cleared).
+    pub(crate) fn is_deleted(&self) -> bool {
+        !self.available.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_unavailable(&self) {
         self.available.store(false, Ordering::Relaxed);
     }

@@ -2,7 +2,8 @@
 //! fast path which connections it may forward; the fast path credits back what it forwarded.
 //!
 //! - A connection is *offered* ([`FastPathSink::offload`]) at a packet of the slow path that finds it ESTABLISHED
-//!   (TCP) or at any packet (UDP), once per fast-path generation, masq only, while its destination is available.
+//!   (TCP) or at any packet (UDP), once per fast-path generation, masq only, while its destination was not
+//!   deleted (a deleted real server's connections keep forwarding, expire_nodest_conn=0, on the slow path).
 //! - It is *withdrawn* ([`FastPathSink::withdraw`]) at the slow-path packet that moves it out of ESTABLISHED (the
 //!   fast path passes SYN/FIN/RST up, so the core sees every such packet).
 //! - [`Director::fast_path_reset`] starts a new generation: every connection is offered again at its next slow-path
@@ -96,7 +97,7 @@ impl Director {
         if established {
             if c.fast_gen != g
                 && c.flags & F_MASQ != 0
-                && c.dest.is_available()
+                && !c.dest.is_deleted()
                 && sink.offload(&fast_conn(c))
             {
                 c.fast_gen = g;

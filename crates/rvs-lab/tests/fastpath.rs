@@ -241,3 +241,160 @@ fn nothing_stays_attached_after_stop_or_crash() {
     lab.stop_rvsd().unwrap();
     assert!(!xdp_on(&lab), "SIGTERM detaches");
 }
+
+/// A keep-alive connection opened in the client namespace (the socket stays there when used from the test thread),
+/// after its first request and the time for rvsd to install it.
+fn warm_conn(lab: &Lab) -> (HttpConn, String) {
+    let (c, rs) = lab
+        .in_client(|| {
+            let mut c = HttpConn::connect(lab::vip(80), T)?;
+            let r = c.get(false)?;
+            Ok((c, r.real_server.unwrap_or_default()))
+        })
+        .unwrap_or_else(|e| panic!("client: {e}\n{}", lab.rvsd_log_text()));
+    std::thread::sleep(Duration::from_millis(500));
+    (c, rs)
+}
+
+/// `n` requests on `c`; returns how many packets reached the TUN meanwhile.
+fn burst(lab: &Lab, c: &mut HttpConn, n: usize) -> u64 {
+    let before = tun_packets(lab);
+    for i in 0..n {
+        c.get(false)
+            .unwrap_or_else(|e| panic!("request {i}: {e}\n{}", lab.rvsd_log_text()));
+    }
+    tun_packets(lab) - before
+}
+
+#[test]
+fn a_service_edit_flushes_the_fast_path_and_valid_flows_come_back() {
+    let Some(lab) = fast_lab("fastpath_edit", &[]) else {
+        return;
+    };
+    let (mut c, _) = warm_conn(&lab);
+    let fast = burst(&lab, &mut c, 50);
+    assert!(fast < 25, "{fast} packets through the TUN before the edit");
+    adm(&lab, &["-E", "-t", &format!("{VIP}:80"), "-s", "wlc"]);
+    // The edit flushed every entry before rvsadm returned: the next request goes through the slow path...
+    let after_edit = burst(&lab, &mut c, 1);
+    assert!(
+        after_edit >= 1,
+        "the request after the edit bypassed the slow path"
+    );
+    // ... where the core offers the connection again (its service is still there).
+    std::thread::sleep(Duration::from_millis(500));
+    let back = burst(&lab, &mut c, 50);
+    assert!(
+        back < 25,
+        "{back} packets through the TUN after the flow came back"
+    );
+}
+
+#[test]
+fn a_deleted_real_server_takes_its_flows_off_the_fast_path() {
+    let Some(lab) = fast_lab("fastpath_delete_rs", &[]) else {
+        return;
+    };
+    let (mut c, rs) = warm_conn(&lab);
+    let i: usize = rs
+        .trim_start_matches("rs")
+        .parse()
+        .unwrap_or_else(|_| panic!("real server {rs:?}"));
+    assert!(burst(&lab, &mut c, 30) < 15);
+    adm(
+        &lab,
+        &[
+            "-d",
+            "-t",
+            &format!("{VIP}:80"),
+            "-r",
+            &format!("{}:80", lab::rip(i)),
+        ],
+    );
+    // IPVS keeps forwarding a deleted real server's connections (expire_nodest_conn=0): the slow path does.
+    std::thread::sleep(Duration::from_millis(500));
+    let slow = burst(&lab, &mut c, 30);
+    assert!(
+        slow >= 30,
+        "only {slow} packets through the TUN for 30 requests to a deleted real server"
+    );
+}
+
+#[test]
+fn a_busy_fast_path_flow_does_not_expire_and_an_idle_one_does() {
+    let Some(lab) = fast_lab("fastpath_expiry", &[]) else {
+        return;
+    };
+    adm(&lab, &["--set", "3", "3", "3"]);
+    let (mut c, _) = warm_conn(&lab);
+    // 6 s of requests on the fast path, twice the timeout: last-seen is credited before every expiry.
+    let start = std::time::Instant::now();
+    let mut tun = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        tun += burst(&lab, &mut c, 1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        tun < 10,
+        "{tun} packets through the TUN: not on the fast path"
+    );
+    assert_eq!(
+        conn_states(&lab),
+        ["ESTABLISHED"],
+        "busy on the fast path, still there"
+    );
+    // Idle beyond the timeout: the core expires it (and the fast path forgets it).
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(conn_states(&lab).is_empty(), "{:?}", conn_states(&lab));
+}
+
+#[test]
+fn a_udp_flow_takes_the_fast_path_and_is_counted() {
+    let Some(lab) = fast_lab("fastpath_udp", &[]) else {
+        return;
+    };
+    let vip53 = format!("{VIP}:53");
+    adm(&lab, &["-A", "-u", &vip53, "-s", "rr"]);
+    adm(
+        &lab,
+        &[
+            "-a",
+            "-u",
+            &vip53,
+            "-r",
+            &format!("{}:53", lab::rip(1)),
+            "-m",
+        ],
+    );
+    let sock = lab
+        .in_client(|| {
+            let s =
+                std::net::UdpSocket::bind("0.0.0.0:0").map_err(rvs_lab::LabError::io("bind"))?;
+            rvs_lab::client::udp_query_on(&s, lab::vip(53), b"first", T)?;
+            Ok(s)
+        })
+        .unwrap_or_else(|e| panic!("udp: {e}\n{}", lab.rvsd_log_text()));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = tun_packets(&lab);
+    for k in 0..100u8 {
+        let (_, seen, payload) = rvs_lab::client::udp_query_on(&sock, lab::vip(53), &[b'q', k], T)
+            .unwrap_or_else(|e| panic!("query {k}: {e}\n{}", lab.rvsd_log_text()));
+        assert_eq!(seen.ip(), std::net::IpAddr::V4(lab::CIP));
+        assert_eq!(payload, [b'q', k]);
+    }
+    let slow = tun_packets(&lab) - before;
+    assert!(slow < 20, "{slow} of 200 datagrams through the TUN");
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = adm(&lab, &["-L", "-n", "--stats", "--exact"]);
+    let line = out.lines().find(|l| l.starts_with("UDP")).unwrap();
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert_eq!(f[0], 1, "one UDP connection: {line}");
+    assert!(
+        f[1] >= 101 && f[2] >= 101,
+        "datagrams in/out counted: {line}"
+    );
+}
