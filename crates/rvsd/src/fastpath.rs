@@ -272,26 +272,25 @@ impl FastPathCtl {
         director.fast_path_reset();
     }
 
-    /// Connections on the fast path now.
-    pub fn connections(&self) -> usize {
-        self.lock().conns.len()
-    }
-
-    /// Detach the program from every interface (at shutdown, before the steering goes).
+    /// Detach the program from every interface (at shutdown, before the steering goes) and log what it did.
     pub fn detach(&self) {
-        self.lock().fp.detach_all();
-    }
-
-    /// The program's counters by reason.
-    pub fn stats(&self) -> Vec<(&'static str, u64)> {
-        let inner = self.lock();
-        match inner.fp.stats() {
-            Ok(s) => Stat::ALL
-                .iter()
-                .map(|r| (r.name(), s[*r as usize]))
-                .collect(),
-            Err(_) => Vec::new(),
-        }
+        let mut inner = self.lock();
+        inner.fp.detach_all();
+        let stats = inner.fp.stats().unwrap_or([0; rvs_xdp::STAT_COUNT]);
+        let forwarded = stats[Stat::Forwarded as usize];
+        let passed: u64 = stats.iter().sum::<u64>() - forwarded;
+        let reasons: Vec<String> = Stat::ALL
+            .iter()
+            .filter(|r| **r != Stat::Forwarded && stats[**r as usize] > 0)
+            .map(|r| format!("{}={}", r.name(), stats[*r as usize]))
+            .collect();
+        tracing::info!(
+            connections = inner.conns.len(),
+            forwarded,
+            passed,
+            reasons = %reasons.join(" "),
+            "fast path detached"
+        );
     }
 
     fn handle(&self, director: &Director, ev: Event) {

@@ -274,13 +274,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     // The fast path first: its packets go back to the slow path while the steering is still there.
     if let Some(f) = &fast {
         f.detach();
-        let stats: Vec<String> = f
-            .stats()
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| format!("{r}={n}"))
-            .collect();
-        tracing::info!(connections = f.connections(), packets = %stats.join(" "), "fast path detached");
     }
     daemon.sync.stop_all();
     // Steering first (no new traffic is sent into the TUN), then the workers (their queues close, the TUN goes).

@@ -74,7 +74,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,nft,haproxy,rvs,rvs-sync,rvs-1w,rvs-link"
+        default_value = "direct,nft,haproxy,rvs,rvs-sync,rvs-1w,rvs-link,rvs-xdp"
     )]
     paths: Vec<PathKind>,
     /// Workloads to run.

@@ -39,6 +39,10 @@ pub enum PathKind {
     /// being written back into the TUN (no second forwarding pass).
     #[value(name = "rvs-link")]
     RvsLink,
+    /// rvsd with `--fast-path xdp`: established connections forwarded by the XDP program on pub0 and priv0, the
+    /// TUN for the rest (handshakes, closes).
+    #[value(name = "rvs-xdp")]
+    RvsXdp,
 }
 
 impl PathKind {
@@ -51,6 +55,7 @@ impl PathKind {
             PathKind::RvsSync => "rvs --io sync",
             PathKind::RvsOneWorker => "rvs --workers 1",
             PathKind::RvsLink => "rvs --tx link",
+            PathKind::RvsXdp => "rvs --fast-path xdp",
         }
     }
 
@@ -58,7 +63,11 @@ impl PathKind {
     pub fn is_rvs(self) -> bool {
         matches!(
             self,
-            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker | PathKind::RvsLink
+            PathKind::Rvs
+                | PathKind::RvsSync
+                | PathKind::RvsOneWorker
+                | PathKind::RvsLink
+                | PathKind::RvsXdp
         )
     }
 
@@ -70,9 +79,11 @@ impl PathKind {
             PathKind::Haproxy => topo::HAPROXY_ADDR,
             // Same VIP and client address as rvs: rvsd restarts in between, and the client's TCP timestamp
             // offset (per address pair) is the same, so no PAWS artefact between the two.
-            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker | PathKind::RvsLink => {
-                topo::VIP_RVS
-            }
+            PathKind::Rvs
+            | PathKind::RvsSync
+            | PathKind::RvsOneWorker
+            | PathKind::RvsLink
+            | PathKind::RvsXdp => topo::VIP_RVS,
         }
     }
 }
@@ -457,6 +468,7 @@ impl Bench {
             PathKind::RvsSync => self.rvs_up(&["--io", "sync"]),
             PathKind::RvsOneWorker => self.rvs_up(&["--workers", "1"]),
             PathKind::RvsLink => self.rvs_up(&["--tx", "link"]),
+            PathKind::RvsXdp => self.rvs_up(&["--fast-path", "xdp"]),
         }
     }
 
@@ -504,7 +516,12 @@ impl Bench {
         argv.extend(self.rvsd_args.iter().map(String::as_str));
         let argv = Lab::in_ns(&self.lab.director, &argv);
         let log = self.file("rvsd.log");
-        let mut d = Daemon::spawn("rvsd", &argv, &log, &[("RUST_LOG", "warn")])?;
+        let mut d = Daemon::spawn(
+            "rvsd",
+            &argv,
+            &log,
+            &[("RUST_LOG", "warn,rvsd::fastpath=info")],
+        )?;
         // Ready when the control socket accepts (the rules are loaded before it opens).
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -544,11 +561,39 @@ impl Bench {
                 .map(String::as_str)
                 .collect::<Vec<_>>());
             }
+            PathKind::RvsXdp => {
+                self.fast_path_share();
+                self.rvs_leftovers()
+            }
             PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker | PathKind::RvsLink => {
                 self.rvs_leftovers()
             }
             PathKind::Direct | PathKind::Haproxy => {}
         }
+    }
+
+    /// The share of packets the XDP program forwarded in the last measurement, from rvsd's last summary line
+    /// (`fast path detached ... forwarded=N passed=M`), printed beside the figures.
+    fn fast_path_share(&self) {
+        let raw = std::fs::read_to_string(self.file("rvsd.log")).unwrap_or_default();
+        let log = strip_ansi(&raw);
+        let Some(line) = log.lines().rev().find(|l| l.contains("fast path detached")) else {
+            eprintln!("bench: rvs --fast-path xdp: no fast-path summary in rvsd's log");
+            return;
+        };
+        let field = |k: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+                .unwrap_or(0)
+        };
+        let (fwd, passed) = (field("forwarded="), field("passed="));
+        let total = (fwd + passed).max(1);
+        eprintln!(
+            "bench: rvs --fast-path xdp: {:.1} % of the packets on the fast path ({fwd} forwarded by XDP, {passed} \
+             passed up)",
+            100.0 * fwd as f64 / total as f64
+        );
     }
 
     /// rvsd must remove its TUN, routes, rules and proxy neighbour on SIGTERM; anything left would distort the
@@ -584,6 +629,24 @@ impl Bench {
             );
         }
     }
+}
+
+/// The text without ANSI colour sequences (`ESC [ ... m`), as rvsd's log may carry them.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for c in it.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// CPU accounting around the load phase of a measurement: machine-wide busy and softirq time from /proc/stat,

@@ -6,8 +6,11 @@
 //!       198.51.100.11 (direct)    198.51.100.101 (kernel NAT VIP, local)   default via 203.0.113.1
 //!       198.51.100.12 (nft)       198.51.100.102 (HAProxy, local)
 //!       198.51.100.13 (haproxy)   VIP 198.51.100.100 (rvsd routes it into its TUN)
-//!                           priv0 bridge 203.0.113.1/24 (DIP) -- r1, r2 veths
+//!                           priv0 203.0.113.1/24 (DIP) -- switch ns (bridge br0) -- r1, r2
 //! ```
+//! The director has one NIC to the client and one to a switch with the real servers (the shape native XDP
+//! redirect needs: GRO on the switch-side peer of priv0 and on the client's veth). Senders (client, real servers)
+//! send complete checksums (`tx off`), as NICs deliver them, on every path.
 //! Each path has its own client source address (chosen by per-destination routes with `src`), so the real
 //! servers never see one 4-tuple arrive over two paths with different TCP timestamp offsets (PAWS), and no
 //! path's leftover conntrack or TIME_WAIT state touches another's.
@@ -34,6 +37,8 @@ pub const PRIVATE_IF: &str = "priv0";
 pub struct Lab {
     pub client: String,
     pub director: String,
+    /// The private switch (a bridge between priv0 and the real servers).
+    pub switch: String,
     pub rs: [String; 2],
     pub dir: PathBuf,
     created: Vec<String>,
@@ -41,13 +46,14 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the topology with namespace names `<prefix>-c`, `-d`, `-r1`, `-r2`.
+    /// Builds the topology with namespace names `<prefix>-c`, `-d`, `-s`, `-r1`, `-r2`.
     pub fn up(prefix: &str) -> Result<Lab> {
         let dir = std::env::temp_dir().join(prefix);
         std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
         let mut lab = Lab {
             client: format!("{prefix}-c"),
             director: format!("{prefix}-d"),
+            switch: format!("{prefix}-s"),
             rs: [format!("{prefix}-r1"), format!("{prefix}-r2")],
             dir,
             created: Vec::new(),
@@ -69,6 +75,20 @@ impl Lab {
         Ok(())
     }
 
+    /// GRO on `ifname` in `ns` (the lab's ethtool ioctl: no ethtool binary needed).
+    fn set_gro(ns: &str, ifname: &str) -> Result<()> {
+        let i = ifname.to_owned();
+        crate::netns::run_in(ns, move || crate::netns::set_gro(&i, true))
+            .with_context(|| format!("GRO on {ifname} in {ns}"))
+    }
+
+    /// TX checksum offload off on `ifname` in `ns`: the sender completes its checksums.
+    fn tx_checksum_off(ns: &str, ifname: &str) -> Result<()> {
+        let i = ifname.to_owned();
+        crate::netns::run_in(ns, move || crate::netns::tx_checksum_off(&i))
+            .with_context(|| format!("tx checksum off on {ifname} in {ns}"))
+    }
+
     fn sysctl(ns: &str, kv: &str) -> Result<()> {
         sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", kv])?;
         Ok(())
@@ -79,6 +99,8 @@ impl Lab {
         let rs = self.rs.clone();
         self.add_ns(&c)?;
         self.add_ns(&d)?;
+        let sw = self.switch.clone();
+        self.add_ns(&sw)?;
         for r in &rs {
             self.add_ns(r)?;
         }
@@ -133,8 +155,20 @@ impl Lab {
         ])?;
         sh(&["ip", "-n", &d, "link", "set", PUBLIC_IF, "up"])?;
 
-        // Director's private side: a bridge holding the DIP, one veth per real server.
-        sh(&["ip", "-n", &d, "link", "add", PRIVATE_IF, "type", "bridge"])?;
+        // Director's private side: one NIC (priv0, holding the DIP) to a switch (a bridge in its own namespace),
+        // the real servers on the switch's other ports. A bridge cannot be an XDP redirect target, a veth can: this
+        // is the shape of a real director, and the XDP fast path needs it. GRO on the switch-side peer of priv0
+        // gives it NAPI, which native XDP_REDIRECT into priv0 needs.
+        let sw = self.switch.clone();
+        sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        sh(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+        sh(&[
+            "ip", "-n", &d, "link", "add", PRIVATE_IF, "type", "veth", "peer", "name", "d1",
+            "netns", &sw,
+        ])?;
+        sh(&["ip", "-n", &sw, "link", "set", "d1", "master", "br0"])?;
+        sh(&["ip", "-n", &sw, "link", "set", "d1", "up"])?;
+        Self::set_gro(&sw, "d1")?;
         sh(&[
             "ip",
             "-n",
@@ -149,11 +183,11 @@ impl Lab {
         for (i, r) in rs.iter().enumerate() {
             let port = format!("r{}", i + 1);
             sh(&[
-                "ip", "-n", &d, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
                 "netns", r,
             ])?;
-            sh(&["ip", "-n", &d, "link", "set", &port, "master", PRIVATE_IF])?;
-            sh(&["ip", "-n", &d, "link", "set", &port, "up"])?;
+            sh(&["ip", "-n", &sw, "link", "set", &port, "master", "br0"])?;
+            sh(&["ip", "-n", &sw, "link", "set", &port, "up"])?;
             sh(&[
                 "ip",
                 "-n",
@@ -165,10 +199,15 @@ impl Lab {
                 "eth0",
             ])?;
             sh(&["ip", "-n", r, "link", "set", "eth0", "up"])?;
+            // Complete checksums, as a NIC delivers them (an XDP program cannot complete a partial one).
+            Self::tx_checksum_off(r, "eth0")?;
             sh(&["ip", "-n", r, "route", "add", "default", "via", DIP])?;
             Self::sysctl(r, "net.core.somaxconn=8192")?;
             Self::sysctl(r, "net.ipv4.tcp_max_syn_backlog=8192")?;
         }
+        // The client's veth is the peer of pub0: GRO on (NAPI for redirects into pub0), complete checksums.
+        Self::set_gro(&c, "eth0")?;
+        Self::tx_checksum_off(&c, "eth0")?;
 
         // Client routes: one source address per path.
         sh(&[
