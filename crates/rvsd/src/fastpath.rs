@@ -293,6 +293,20 @@ impl FastPathCtl {
         );
     }
 
+    /// Connections on the fast path now.
+    pub fn connections(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    /// The program's counters by reason (forwarded, and why the rest went up).
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        let inner = self.lock();
+        match inner.fp.stats() {
+            Ok(s) => Stat::ALL.iter().map(|r| (r.name(), s[*r as usize])).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     fn handle(&self, director: &Director, ev: Event) {
         let mut inner = self.lock();
         match ev {
