@@ -432,14 +432,8 @@ async fn run(
                             monitor = next;
                             generation += 1;
                             // Checks running for the old configuration are dropped: re-run what the new one
-                            // kept running (their next_at is None).
-                            for rs in monitor.rs.iter_mut().flatten() {
-                                for c in rs.checkers.iter_mut() {
-                                    if c.next_at.is_none() {
-                                        c.next_at = Some(clock.now());
-                                    }
-                                }
-                            }
+                            // kept running.
+                            monitor.restart_running(clock.now());
                             let _ = reply.send(Ok(()));
                         }
                         Err(e) => {

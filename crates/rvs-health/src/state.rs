@@ -13,6 +13,8 @@
 //!   `quorum - hysteresis` (or to 0), and gains it back at `quorum + hysteresis`. Without quorum the sorry
 //!   server (if any) replaces every alive real server; `sorry_server_inhibit` keeps it at weight 0 while unused.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use rvs_api::{DestConfig, ServiceConfig};
@@ -108,6 +110,10 @@ pub struct Monitor {
     pub config: Config,
     pub vs: Vec<VsState>,
     pub rs: Vec<Vec<RsState>>,
+    /// Due times, earliest first (an entry is live while it equals its checker's `next_at`): `due` and
+    /// `next_due` cost O(log n) per check instead of a scan of every checker (10,000 real servers: the scans were
+    /// a fifth of the checker thread's CPU).
+    queue: BinaryHeap<Reverse<(Duration, CheckId)>>,
 }
 
 fn xorshift(s: &mut u64) -> u64 {
@@ -216,7 +222,21 @@ impl Monitor {
             vs: Vec::new(),
             rs: rs_states,
             config,
+            queue: BinaryHeap::new(),
         };
+        for (v, rss) in m.rs.iter().enumerate() {
+            for (r, rs) in rss.iter().enumerate() {
+                for (c, ck) in rs.checkers.iter().enumerate() {
+                    if let Some(t) = ck.next_at {
+                        let id = CheckId {
+                            rs: RsId { vs: v, rs: r },
+                            checker: c,
+                        };
+                        m.queue.push(Reverse((t, id)));
+                    }
+                }
+            }
+        }
         // set_quorum_states(), then update_quorum_state(init) for the sorry server.
         for i in 0..m.config.virtual_servers.len() {
             let vs = &m.config.virtual_servers[i];
@@ -265,30 +285,60 @@ impl Monitor {
     /// Checks due at `now`; they are marked running until [`Monitor::report`].
     pub fn due(&mut self, now: Duration) -> Vec<CheckId> {
         let mut out = Vec::new();
-        for (v, rss) in self.rs.iter_mut().enumerate() {
-            for (r, rs) in rss.iter_mut().enumerate() {
-                for (c, ck) in rs.checkers.iter_mut().enumerate() {
-                    if ck.next_at.is_some_and(|t| t <= now) {
-                        ck.next_at = None;
-                        out.push(CheckId {
-                            rs: RsId { vs: v, rs: r },
-                            checker: c,
-                        });
-                    }
-                }
+        while let Some(&Reverse((t, id))) = self.queue.peek() {
+            if t > now {
+                break;
+            }
+            self.queue.pop();
+            let Some(ck) = self
+                .rs
+                .get_mut(id.rs.vs)
+                .and_then(|v| v.get_mut(id.rs.rs))
+                .and_then(|r| r.checkers.get_mut(id.checker))
+            else {
+                continue;
+            };
+            if ck.next_at == Some(t) {
+                ck.next_at = None;
+                out.push(id);
             }
         }
         out
     }
 
     /// The earliest time a check is due.
-    pub fn next_due(&self) -> Option<Duration> {
-        self.rs
-            .iter()
-            .flatten()
-            .flat_map(|r| r.checkers.iter())
-            .filter_map(|c| c.next_at)
-            .min()
+    pub fn next_due(&mut self) -> Option<Duration> {
+        while let Some(&Reverse((t, id))) = self.queue.peek() {
+            let live = self
+                .rs
+                .get(id.rs.vs)
+                .and_then(|v| v.get(id.rs.rs))
+                .and_then(|r| r.checkers.get(id.checker))
+                .is_some_and(|c| c.next_at == Some(t));
+            if live {
+                return Some(t);
+            }
+            self.queue.pop();
+        }
+        None
+    }
+
+    /// Schedule every running check (one whose result will not come: a reload dropped it) at `now`.
+    pub fn restart_running(&mut self, now: Duration) {
+        for (v, rss) in self.rs.iter_mut().enumerate() {
+            for (r, rs) in rss.iter_mut().enumerate() {
+                for (c, ck) in rs.checkers.iter_mut().enumerate() {
+                    if ck.next_at.is_none() {
+                        ck.next_at = Some(now);
+                        let id = CheckId {
+                            rs: RsId { vs: v, rs: r },
+                            checker: c,
+                        };
+                        self.queue.push(Reverse((now, id)));
+                    }
+                }
+            }
+        }
     }
 
     /// The checker definition of `id`.
@@ -352,6 +402,9 @@ impl Monitor {
             }
         }
         ck.last = Some(outcome.clone());
+        if let Some(t) = ck.next_at {
+            self.queue.push(Reverse((t, id)));
+        }
         self.settle(id.rs, now, &outcome, &mut events);
         let weight_after = self.effective_weight(id.rs);
         if weight_after != weight_before && self.rs[id.rs.vs][id.rs.rs].alive {
