@@ -121,6 +121,10 @@ pub struct Steering {
     reply_ifs: BTreeSet<(bool, String)>,
     /// IPv6 turned on for the TUN, with the reply table's IPv6 default route.
     ipv6: bool,
+    /// VIPs this director may answer for (proxy neighbour): `None` = all (no VRRP); with VRRP, the addresses of
+    /// the instances it is master of. A VIP outside the set keeps its route into the TUN (synced connections are
+    /// ready) but gets no proxy neighbour, so nobody sends it traffic.
+    owned: Option<BTreeSet<IpAddr>>,
 }
 
 impl Steering {
@@ -138,7 +142,32 @@ impl Steering {
             vips: BTreeMap::new(),
             reply_ifs: BTreeSet::new(),
             ipv6: false,
+            owned: None,
         })
+    }
+
+    fn announced(&self, vip: &IpAddr) -> bool {
+        self.owned.as_ref().is_none_or(|o| o.contains(vip))
+    }
+
+    /// Which VIPs get a proxy neighbour (answered for): `None` = every steered VIP; `Some(set)` = only those (VRRP
+    /// master of them). Adds and removes the proxy neighbours of steered VIPs to match.
+    pub fn set_owned(&mut self, owned: Option<BTreeSet<IpAddr>>) -> Result<(), SteeringError> {
+        let p = self.cfg.proto;
+        let before: Vec<(IpAddr, u32, bool)> = self
+            .vips
+            .iter()
+            .map(|(v, i)| (*v, *i, self.announced(v)))
+            .collect();
+        self.owned = owned;
+        for (vip, idx, was) in before {
+            let now = self.announced(&vip);
+            if now != was {
+                self.nl
+                    .neighbour_change(now, netlink::proxy_neighbour(vip, idx, p))?;
+            }
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -481,10 +510,12 @@ impl Steering {
                 true,
                 netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
             )?;
-            if let Err(e) = self
-                .nl
-                .neighbour_change(true, netlink::proxy_neighbour(vip, pub_idx, p))
-            {
+            if let Err(e) = if self.announced(&vip) {
+                self.nl
+                    .neighbour_change(true, netlink::proxy_neighbour(vip, pub_idx, p))
+            } else {
+                Ok(())
+            } {
                 let _ = self.nl.route_change(
                     false,
                     netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
@@ -510,8 +541,10 @@ impl Steering {
             .map(|(v, i)| (*v, *i))
             .collect();
         for (vip, pub_idx) in stale {
-            self.nl
-                .neighbour_change(false, netlink::proxy_neighbour(vip, pub_idx, p))?;
+            if self.announced(&vip) {
+                self.nl
+                    .neighbour_change(false, netlink::proxy_neighbour(vip, pub_idx, p))?;
+            }
             self.nl.route_change(
                 false,
                 netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
@@ -526,6 +559,15 @@ impl Steering {
             self.reply_ifs.remove(&(v6, name));
         }
         Ok(())
+    }
+
+    /// The VIPs currently answered for (steered and owned), with their public interface index.
+    pub fn announced_vips(&self) -> Vec<(IpAddr, u32)> {
+        self.vips
+            .iter()
+            .filter(|(v, _)| self.announced(v))
+            .map(|(v, i)| (*v, *i))
+            .collect()
     }
 
     /// The VIPs currently steered.

@@ -87,6 +87,13 @@ pub struct Args {
     /// object a line, for log shippers). The level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A VRRP instance (repeatable), for directors without keepalived:
+    /// `interface=IF,vrid=N,address=IP[,address=IP...][,name=VI_1][,priority=100][,advert-int=1][,version=2|3]
+    /// [,nopreempt][,preempt-delay=S][,unicast-peer=IP][,auth-pass=PW][,track-interface=IF][,notify=SCRIPT]`.
+    /// VIPs among the addresses are answered for only while master; other addresses (e.g. the real servers'
+    /// gateway) are added to the interface while master.
+    #[arg(long, value_name = "SPEC")]
+    pub vrrp: Vec<String>,
 }
 
 /// How logs are written.

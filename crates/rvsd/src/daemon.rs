@@ -287,6 +287,14 @@ impl Daemon {
         }
     }
 
+    /// Which VIPs this director answers for (`None`: all; VRRP: those of its master instances).
+    pub fn set_owned(
+        &self,
+        owned: Option<std::collections::BTreeSet<IpAddr>>,
+    ) -> Result<(), SteeringError> {
+        self.lock().steering.set_owned(owned)
+    }
+
     /// Stop accepting changes and remove all steering. Returns how many kernel objects were removed.
     pub fn teardown(&self) -> Result<usize, SteeringError> {
         let mut ctl = self.lock();

@@ -18,6 +18,7 @@ mod nexthop;
 mod ratelimit;
 mod sync;
 mod systemd;
+mod vrrp;
 mod xmit;
 
 use std::path::{Path, PathBuf};
@@ -124,6 +125,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         let _ = steering.remove_all();
         return Err(e).context("installing the reply steering");
     }
+    let vrrp_specs = args
+        .vrrp
+        .iter()
+        .map(|s| vrrp::parse_spec(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if !vrrp_specs.is_empty() {
+        // With VRRP, VIPs are answered for only once an instance is master of them.
+        steering
+            .set_owned(Some(std::collections::BTreeSet::new()))
+            .context("VRRP: starting as backup")?;
+    }
 
     let director = Arc::new(Director::new(DirectorConfig {
         hash_seed: dataplane::random_seed(0x7276_7364),
@@ -153,6 +166,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(path) = &args.keepalived {
         keepalived::start(&daemon, path, &args.keepalived_options())?;
     }
+
+    let vrrp = if vrrp_specs.is_empty() {
+        None
+    } else {
+        Some(vrrp::start(&daemon, vrrp_specs)?)
+    };
 
     let io = match args.io {
         IoMode::Uring if !rvs_io::uring::available() => {
@@ -274,6 +293,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     // The fast path first: its packets go back to the slow path while the steering is still there.
     if let Some(f) = &fast {
         f.detach();
+    }
+    if let Some(v) = &vrrp {
+        v.stop();
+        // Let the instances resign (priority 0) before the steering goes.
+        std::thread::sleep(Duration::from_millis(50));
     }
     daemon.sync.stop_all();
     // Steering first (no new traffic is sent into the TUN), then the workers (their queues close, the TUN goes).
