@@ -434,14 +434,16 @@ pub enum Command {
     GetTimeouts,
     /// Header data (replies `Info`)
     GetInfo,
-    /// `--start-daemon` (refused today)
+    /// `--start-daemon`
     StartDaemon(DaemonConfig),
-    /// `--stop-daemon` (refused today)
+    /// `--stop-daemon`
     StopDaemon(DaemonState),
     /// `-L --daemon` (replies `Daemons`)
     ListDaemons,
     /// Health of the real servers rvsd checks (`rvsd --keepalived`; replies `Health`, empty without checks).
     GetHealth,
+    /// VRRP instances and sync daemon counters (replies `Ha`; `rvsadm --json -L --daemon`)
+    GetHa,
 }
 
 impl Command {
@@ -476,6 +478,7 @@ pub enum Reply {
     Info(Info),
     Daemons(Vec<DaemonConfig>),
     Health(Vec<ServiceHealth>),
+    Ha(HaStatus),
 }
 
 /// Health of one keepalived virtual server (`GetHealth`; `rvsadm -L --json` shows it as `"health"`).
@@ -523,6 +526,36 @@ pub struct CheckerHealth {
     pub changed_unix_ms: u64,
     /// Failures in the current retry cycle.
     pub retries: u32,
+}
+
+/// High availability state: VRRP instances and sync daemon counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct HaStatus {
+    pub vrrp: Vec<VrrpStatus>,
+    pub sync: Vec<SyncStatus>,
+}
+
+/// One VRRP instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    pub name: String,
+    pub vrid: u8,
+    pub interface: String,
+    /// keepalived's state name: INIT, BACKUP, MASTER, FAULT.
+    pub state: String,
+    pub priority: u8,
+    /// State changes since start.
+    pub transitions: u64,
+}
+
+/// Counters of one running sync daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SyncStatus {
+    pub state: DaemonState,
+    /// Name -> value (master: sent_messages, sent_conns, send_errors; backup: messages, bad_messages,
+    /// foreign_syncid, created, updated, replaced, no_service, no_destination, stale, unsupported, bad_state,
+    /// table_full).
+    pub counters: Vec<(String, u64)>,
 }
 
 /// One request line.

@@ -428,6 +428,29 @@ pub fn device_route(
     r
 }
 
+/// A `blackhole default table T proto P metric M` route: the reply table's last resort. While the TUN lives its
+/// default route wins; once the TUN is gone (rvsd killed), replies from the real servers are dropped here instead
+/// of being forwarded to the clients un-NATed (whose RSTs would kill connections another director now serves).
+pub fn blackhole_default(v6: bool, table: u32, proto: u8, metric: u32) -> RouteMessage {
+    let mut r = RouteMessage::default();
+    r.header = RouteHeader {
+        address_family: if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        },
+        destination_prefix_length: 0,
+        table: header_table(table),
+        protocol: RouteProtocol::Other(proto),
+        scope: RouteScope::Universe,
+        kind: RouteType::BlackHole,
+        ..RouteHeader::default()
+    };
+    r.attributes.push(RouteAttribute::Table(table));
+    r.attributes.push(RouteAttribute::Priority(metric));
+    r
+}
+
 /// A rule `pref prio iif iifname lookup table proto proto`.
 /// `from all fwmark MARK lookup TABLE` at priority `prio`, tagged with `proto`.
 pub fn fwmark_rule(v6: bool, prio: u32, mark: u32, table: u32, proto: u8) -> RuleMessage {

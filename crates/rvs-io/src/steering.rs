@@ -29,6 +29,8 @@ pub const RVS_RTPROT: u8 = 114;
 pub const DEFAULT_TABLE: u32 = 7114;
 /// Default priority of the reply rules (before `main` at 32766).
 pub const DEFAULT_RULE_PRIORITY: u32 = 7114;
+/// Metric of the reply table's blackhole default route (behind the TUN's default route).
+pub const BLACKHOLE_METRIC: u32 = 0xffff_0000;
 /// TUN transmit queue length (the default 500 drops under load).
 pub const TUN_TXQUEUELEN: u32 = 5000;
 
@@ -263,6 +265,9 @@ impl Steering {
         })?;
         let r = netlink::device_route(None, false, idx, self.cfg.table, self.cfg.proto);
         self.nl.route_change(true, r)?;
+        // If this process dies without cleaning up, replies are dropped rather than leaked un-NATed.
+        let b = netlink::blackhole_default(false, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC);
+        self.nl.route_change(true, b)?;
         Ok(())
     }
 
@@ -292,6 +297,12 @@ impl Steering {
         set("net/ipv6/conf/all/forwarding".into(), "1")?;
         let r = netlink::device_route(None, true, tun, self.cfg.table, self.cfg.proto);
         match self.nl.route_change(true, r) {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let b = netlink::blackhole_default(true, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC);
+        match self.nl.route_change(true, b) {
             Ok(()) => {}
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e.into()),

@@ -75,6 +75,17 @@ pub const ROUTER_CLIENT_IP6: Ipv6Addr = v6(3, 0x1);
 /// The client's IPv6 address behind the router.
 pub const ROUTED_CIP6: Ipv6Addr = v6(3, 0x10);
 
+/// With [`LabConfig::ha`]: the real servers' gateway, a VRRP address on the private side.
+pub const HA_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
+/// With [`LabConfig::ha`]: the VRID of the VIP's instance (public side).
+pub const HA_VRID_PUBLIC: u8 = 51;
+/// With [`LabConfig::ha`]: the VRID of the gateway's instance (private side).
+pub const HA_VRID_PRIVATE: u8 = 52;
+/// With [`LabConfig::ha`]: VRRP priority of director `k` (the first one preferred).
+pub fn ha_priority(k: usize) -> u8 {
+    if k <= 1 { 150 } else { 100 }
+}
+
 /// Port of the real servers' HTTP server.
 pub const HTTP_PORT: u16 = 80;
 /// Port of the real servers' UDP echo server.
@@ -227,6 +238,15 @@ pub struct LabConfig {
     /// The forwarding method the real servers are set up for (DR and TUN need [`LabConfig::router`]: the replies
     /// go to it, not to a director).
     pub method: Method,
+    /// High availability (`rvs-lab up --ha`): two directors running VRRP (rvsd `--vrrp`) for the VIP on the public
+    /// side (VRID [`HA_VRID_PUBLIC`]) and for the real servers' gateway [`HA_GATEWAY`] on the private side (VRID
+    /// [`HA_VRID_PRIVATE`]), director 1 preferred (priority 150 against 100), and IPVS connection sync both ways on
+    /// the private network. Needs `directors >= 2` and `rvsd_directors >= 2`.
+    pub ha: bool,
+    /// Extra `--vrrp` keys for both HA instances, e.g. `version=3,advert-int=0.3` (default: keepalived's v2, 1 s,
+    /// with a 12 s preempt delay so a restarted preferred director learns the connections by sync before it takes
+    /// over).
+    pub ha_vrrp: String,
 }
 
 impl Default for LabConfig {
@@ -243,6 +263,8 @@ impl Default for LabConfig {
             router: false,
             bgp: false,
             method: Method::Nat,
+            ha: false,
+            ha_vrrp: String::new(),
         }
     }
 }
@@ -307,6 +329,11 @@ impl LabConfig {
         if self.method != Method::Nat && !self.router {
             return Err(LabError::Invalid(
                 "direct routing and tunnelling need the router (real servers answer clients through it)".into(),
+            ));
+        }
+        if self.ha && (self.directors < 2 || (self.rvsd && self.rvsd_directors < 2)) {
+            return Err(LabError::Invalid(
+                "--ha needs two directors running rvsd".into(),
             ));
         }
         if self.prefix.is_empty()
@@ -466,12 +493,36 @@ impl Lab {
         if lab.cfg.method == Method::Tun {
             lab.start_decapsulators()?;
         }
+        if lab.cfg.ha {
+            // The real servers' gateway is the VRRP address, wherever it lives.
+            for i in 1..=lab.cfg.real_servers {
+                ip_in(
+                    &lab.rs(i),
+                    &[
+                        "route",
+                        "replace",
+                        "default",
+                        "via",
+                        &HA_GATEWAY.to_string(),
+                    ],
+                )?;
+            }
+        }
         if lab.cfg.servers {
             lab.start_servers()?;
         }
         if lab.cfg.rvsd {
             for k in 1..=lab.cfg.rvsd_directors {
                 lab.start_rvsd_in(k)?;
+                if lab.cfg.ha {
+                    // Sync both ways: every director is master and backup on the private network.
+                    for state in ["master", "backup"] {
+                        lab.rvsadm_in(
+                            k,
+                            &["--start-daemon", state, "--mcast-interface", PRIVATE_IF],
+                        )?;
+                    }
+                }
             }
         }
         if lab.cfg.bgp {
@@ -937,6 +988,7 @@ impl Lab {
             .arg(self.rules_in(k))
             .args(["--public-if", PUBLIC_IF, "--private-if", PRIVATE_IF])
             .args(&self.cfg.rvsd_args)
+            .args(self.ha_args(k))
             .env("RVS_SOCKET", &socket)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1037,6 +1089,29 @@ impl Lab {
     /// Director `k`'s rvsd log so far.
     pub fn rvsd_log_text_in(&self, k: usize) -> String {
         self.log_tail(&self.rvsd_log_in(k))
+    }
+
+    /// rvsd's `--vrrp` arguments for director `k` with [`LabConfig::ha`].
+    fn ha_args(&self, k: usize) -> Vec<String> {
+        if !self.cfg.ha {
+            return Vec::new();
+        }
+        let p = ha_priority(k);
+        let extra = if self.cfg.ha_vrrp.is_empty() {
+            "advert-int=1,preempt-delay=12".to_owned()
+        } else {
+            self.cfg.ha_vrrp.clone()
+        };
+        vec![
+            "--vrrp".into(),
+            format!(
+                "name=VI_PUBLIC,interface={PUBLIC_IF},vrid={HA_VRID_PUBLIC},priority={p},address={VIP},{extra}"
+            ),
+            "--vrrp".into(),
+            format!(
+                "name=VI_GATEWAY,interface={PRIVATE_IF},vrid={HA_VRID_PRIVATE},priority={p},address={HA_GATEWAY},{extra}"
+            ),
+        ]
     }
 
     /// Runs `rvsadm ARGS` against the first director's rvsd and returns its raw output (any exit status).

@@ -52,6 +52,9 @@ enum Cmd {
         /// router) or tun (the same, decapsulating with `rvs-lab decap`).
         #[arg(long, default_value = "nat")]
         method: String,
+        /// Two directors with VRRP for the VIP and the real servers' gateway, and connection sync both ways.
+        #[arg(long)]
+        ha: bool,
     },
     /// Remove a lab left running by `up`.
     Down {
@@ -133,10 +136,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             scheduler,
             prefix,
             method,
+            ha,
         } => {
             let method = rvs_lab::lab::Method::parse(&method)?;
             rvs_lab::cleanup::install_signal_handler()?;
-            rvs_lab::manage::up_with(&prefix, real_servers, &scheduler, method)?
+            rvs_lab::manage::up_with(&prefix, real_servers, &scheduler, method, ha)?
         }
         Cmd::Down { prefix } => rvs_lab::manage::down(&prefix)?,
         Cmd::Exec { namespace, command } => {

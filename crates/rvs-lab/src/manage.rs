@@ -14,7 +14,7 @@ pub fn state_root() -> PathBuf {
 
 /// `rvs-lab up` (LVS-NAT).
 pub fn up(prefix: &str, real_servers: usize, scheduler: &str) -> Result<()> {
-    up_with(prefix, real_servers, scheduler, lab::Method::Nat)
+    up_with(prefix, real_servers, scheduler, lab::Method::Nat, false)
 }
 
 /// `rvs-lab up --method M`: DR and TUN labs put a router in front (clients at 198.18.0.10) and shape the real
@@ -24,6 +24,7 @@ pub fn up_with(
     real_servers: usize,
     scheduler: &str,
     method: lab::Method,
+    ha: bool,
 ) -> Result<()> {
     let state_dir = state_root().join(prefix);
     if state_dir.join("state.json").exists() {
@@ -40,9 +41,25 @@ pub fn up_with(
         state_dir: Some(state_dir),
         router: method != lab::Method::Nat,
         method,
+        ha,
+        directors: if ha { 2 } else { 1 },
+        rvsd_directors: if ha { 2 } else { 1 },
         ..LabConfig::default()
     };
     let lab = Lab::up(cfg)?;
+    if ha {
+        println!(
+            "HA: {d1} (VRRP priority 150) and {d2} (100) share the VIP {vip} (VRID {v1}) and the real servers' gateway \
+             {gw} (VRID {v2}); connection sync both ways on {priv_if}. Configure the same services on both.",
+            d1 = lab.director_n(1),
+            d2 = lab.director_n(2),
+            vip = lab::VIP,
+            v1 = lab::HA_VRID_PUBLIC,
+            gw = lab::HA_GATEWAY,
+            v2 = lab::HA_VRID_PRIVATE,
+            priv_if = lab::PRIVATE_IF,
+        );
+    }
     let flag = method.rvsadm_flag();
     let (client, director) = (lab.client(), lab.director());
     let (pubsw, privsw) = (lab.pubsw(), lab.privsw());

@@ -253,7 +253,14 @@ fn list(
         ListTarget::Daemon => match director.call(Command::ListDaemons) {
             Ok(Reply::Daemons(d)) => {
                 if json {
-                    return json_out(io, &d);
+                    // With the VRRP instances and the sync counters, when rvsd has them.
+                    return match director.call(Command::GetHa) {
+                        Ok(Reply::Ha(ha)) => json_out(
+                            io,
+                            &serde_json::json!({ "daemons": d, "vrrp": ha.vrrp, "sync": ha.sync }),
+                        ),
+                        _ => json_out(io, &d),
+                    };
                 }
                 let _ = io.stdout.write_all(listing::list_daemons(&d).as_bytes());
                 0

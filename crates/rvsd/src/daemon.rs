@@ -56,6 +56,8 @@ pub struct Daemon {
     pub sync: crate::sync::SyncDaemons,
     /// The health checks of `--keepalived` (set once at start).
     pub health: std::sync::OnceLock<rvs_health::engine::Health>,
+    /// The VRRP instances (`--vrrp`), once started.
+    pub vrrp: std::sync::OnceLock<Arc<crate::vrrp::Vrrp>>,
 }
 
 /// A whole configuration: services with their destinations.
@@ -129,6 +131,7 @@ impl Daemon {
             fast: std::sync::OnceLock::new(),
             sync: crate::sync::SyncDaemons::default(),
             health: std::sync::OnceLock::new(),
+            vrrp: std::sync::OnceLock::new(),
         }
     }
 

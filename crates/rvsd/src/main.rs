@@ -170,7 +170,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let vrrp = if vrrp_specs.is_empty() {
         None
     } else {
-        Some(vrrp::start(&daemon, vrrp_specs)?)
+        let v = vrrp::start(&daemon, vrrp_specs)?;
+        let _ = daemon.vrrp.set(v.clone());
+        Some(v)
     };
 
     let io = match args.io {

@@ -362,6 +362,10 @@ pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
         Command::GetHealth => Ok(Reply::Health(
             d.health.get().map(|h| h.status()).unwrap_or_default(),
         )),
+        Command::GetHa => Ok(Reply::Ha(rvs_api::HaStatus {
+            vrrp: d.vrrp.get().map(|v| v.status()).unwrap_or_default(),
+            sync: d.sync.status(),
+        })),
         change => {
             // A batch's errors carry the index of the failing command within the batch (rvsadm -R names the line).
             let (batched, cmds) = match change {

@@ -196,6 +196,50 @@ impl SyncDaemons {
             .collect()
     }
 
+    /// Counters of the running daemons (master first).
+    pub fn status(&self) -> Vec<rvs_api::SyncStatus> {
+        let mut out = Vec::new();
+        for (state, m) in [
+            (DaemonState::Master, &self.master),
+            (DaemonState::Backup, &self.backup),
+        ] {
+            let Some(st) = lock(m).as_ref().map(|r| *lock(&r.stats)) else {
+                continue;
+            };
+            let r = st.received;
+            let counters: Vec<(&str, u64)> = match state {
+                DaemonState::Master => vec![
+                    ("sent_messages", st.sent_messages),
+                    ("sent_conns", st.sent_conns),
+                    ("send_errors", st.send_errors),
+                ],
+                DaemonState::Backup => vec![
+                    ("messages", r.messages),
+                    ("bad_messages", r.bad_messages),
+                    ("foreign_syncid", r.foreign_syncid),
+                    ("v0_messages", r.v0_messages),
+                    ("created", r.created),
+                    ("updated", r.updated),
+                    ("replaced", r.replaced),
+                    ("no_service", r.no_service),
+                    ("no_destination", r.no_destination),
+                    ("stale", r.stale),
+                    ("unsupported", r.unsupported),
+                    ("bad_state", r.bad_state),
+                    ("table_full", r.table_full),
+                ],
+            };
+            out.push(rvs_api::SyncStatus {
+                state,
+                counters: counters
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+            });
+        }
+        out
+    }
+
     /// Stops whatever runs (shutdown).
     pub fn stop_all(&self) {
         for s in [DaemonState::Master, DaemonState::Backup] {

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -98,7 +98,7 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
     if addrs.is_empty() {
         return Err("--vrrp: at least one address= is required".into());
     }
-    if version == Version::V2 && interval_cs % 100 != 0 {
+    if version == Version::V2 && !interval_cs.is_multiple_of(100) {
         return Err("--vrrp: version 2 advertises whole seconds".into());
     }
     Ok(VrrpSpec {
@@ -147,8 +147,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Vrrp {
     /// Status of every instance.
-    pub fn status(&self) -> Vec<InstanceStatus> {
-        lock(&self.status).clone()
+    pub fn status(&self) -> Vec<rvs_api::VrrpStatus> {
+        lock(&self.status)
+            .iter()
+            .map(|s| rvs_api::VrrpStatus {
+                name: s.name.clone(),
+                vrid: s.vrid,
+                interface: s.interface.clone(),
+                state: s.state.to_owned(),
+                priority: s.priority,
+                transitions: s.transitions,
+            })
+            .collect()
     }
 
     /// Stops the instances (a master resigns with priority 0).
@@ -179,7 +189,15 @@ fn if_up(ifn: &str) -> bool {
 /// Starts every instance (before the rules load, VIPs are not answered for: see main).
 pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<Vrrp>> {
     let v = Arc::new(Vrrp::default());
+    let vips = crate::daemon::SteeringNeeds::of_director(&daemon.director).vips;
     for (k, mut spec) in specs.into_iter().enumerate() {
+        // Addresses a killed predecessor left on the interface go first (we start as backup).
+        for a in spec.config.addrs.iter().filter(|a| !vips.contains(a)) {
+            let _ = std::process::Command::new("ip")
+                .args(["addr", "del", &format!("{a}/32"), "dev", &spec.interface])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         let primary = ifaddr_v4(&spec.interface).ok_or_else(|| {
             anyhow::anyhow!("--vrrp: interface {} has no IPv4 address", spec.interface)
         })?;
@@ -214,7 +232,7 @@ fn vrrp_socket(ifn: &str, primary: Ipv4Addr) -> std::io::Result<Socket> {
     s.set_multicast_loop_v4(false)?;
     s.set_multicast_if_v4(&primary)?;
     s.join_multicast_v4(&wire::GROUP_V4, &primary)?;
-    s.bind(&SocketAddr::V4(SocketAddrV4::new(primary, 0)).into())?;
+    // Not bound to the primary address: a raw socket bound to an address receives only packets sent to it.
     Ok(s)
 }
 
@@ -231,12 +249,32 @@ fn run(daemon: &Daemon, v: &Vrrp, k: usize, spec: &VrrpSpec, sock: &Socket) {
     let mut faulty = false;
     loop {
         for a in actions.drain(..) {
-            act(daemon, v, k, spec, &inst, sock, &mut out, a, &mut garps_left);
+            act(
+                daemon,
+                v,
+                k,
+                spec,
+                &inst,
+                sock,
+                &mut out,
+                a,
+                &mut garps_left,
+            );
         }
         if v.stop.load(Ordering::Relaxed) {
             let a = inst.shutdown();
             for x in a {
-                act(daemon, v, k, spec, &inst, sock, &mut out, x, &mut garps_left);
+                act(
+                    daemon,
+                    v,
+                    k,
+                    spec,
+                    &inst,
+                    sock,
+                    &mut out,
+                    x,
+                    &mut garps_left,
+                );
             }
             return;
         }
@@ -255,8 +293,7 @@ fn run(daemon: &Daemon, v: &Vrrp, k: usize, spec: &VrrpSpec, sock: &Socket) {
         match (&*sock).read(&mut buf) {
             Ok(n) => {
                 let t = now().0;
-                if let Some((src, dst, ttl, payload)) = ipv4_payload(buf.get(..n).unwrap_or(&[]))
-                {
+                if let Some((src, dst, ttl, payload)) = ipv4_payload(buf.get(..n).unwrap_or(&[])) {
                     match Advert::parse(payload, src, dst) {
                         Ok(adv) => match inst.on_advert(t, src, ttl, &adv) {
                             Ok(a) => actions = a,
@@ -472,10 +509,15 @@ mod tests {
 
     #[test]
     fn raw_packet_payload() {
-        let mut p = vec![0x45, 0, 0, 32, 0, 0, 0, 0, 255, 112, 0, 0, 198, 51, 100, 1, 224, 0, 0, 18];
+        let mut p = vec![
+            0x45, 0, 0, 32, 0, 0, 0, 0, 255, 112, 0, 0, 198, 51, 100, 1, 224, 0, 0, 18,
+        ];
         p.extend_from_slice(&[0x21, 51, 100, 1, 0, 1, 0, 0, 1, 2, 3, 4]);
         let (s, d, ttl, pl) = ipv4_payload(&p).unwrap_or_else(|| panic!("parses"));
-        assert_eq!((s.to_string(), d.to_string(), ttl, pl.len()), ("198.51.100.1".into(), "224.0.0.18".into(), 255, 12));
+        assert_eq!(
+            (s.to_string(), d.to_string(), ttl, pl.len()),
+            ("198.51.100.1".into(), "224.0.0.18".into(), 255, 12)
+        );
         p[9] = 6;
         assert!(ipv4_payload(&p).is_none());
         assert!(ipv4_payload(&p[..10]).is_none());
