@@ -70,7 +70,11 @@ fn install_check_and_remove_all() {
     let (before, n) = removed_again;
     assert!(before.contains("198.51.100.100 dev rvs0"), "{before}");
     assert!(before.contains("default dev rvs0 table 7114"), "{before}");
-    assert_eq!(n, 4, "route, reply route, rule, proxy neighbour");
+    assert!(before.contains("blackhole default table 7114"), "{before}");
+    assert_eq!(
+        n, 5,
+        "route, reply route, reply blackhole, rule, proxy neighbour"
+    );
     assert_eq!(ns.ip("route show proto 114 table all").trim(), "");
     assert!(!ns.ip("rule show").contains("7114"));
     assert_eq!(ns.ip("neigh show proxy").trim(), "");
