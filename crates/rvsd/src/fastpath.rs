@@ -302,7 +302,10 @@ impl FastPathCtl {
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         let inner = self.lock();
         match inner.fp.stats() {
-            Ok(s) => Stat::ALL.iter().map(|r| (r.name(), s[*r as usize])).collect(),
+            Ok(s) => Stat::ALL
+                .iter()
+                .map(|r| (r.name(), s[*r as usize]))
+                .collect(),
             Err(_) => Vec::new(),
         }
     }

@@ -225,6 +225,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             let health = Arc::new(metrics::KeepalivedHealth(daemon.clone()));
             m.set_health(health.clone());
             m.registry().register_collector(Box::new(health));
+            let sync = metrics::SyncCollector(daemon.clone());
+            m.registry().register_collector(Box::new(sync));
             let (registry, sources) = m.finish();
             let l = metrics::Listener::start(addr, registry, sources)?;
             tracing::info!(addr = %l.addr(), "serving /metrics and the live view");

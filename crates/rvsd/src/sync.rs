@@ -240,6 +240,17 @@ impl SyncDaemons {
         out
     }
 
+    /// The running daemons' counters, master first (for the metrics; each daemon's own small lock).
+    pub fn stats(&self) -> Vec<(DaemonState, SyncStats)> {
+        [
+            (&self.master, DaemonState::Master),
+            (&self.backup, DaemonState::Backup),
+        ]
+        .into_iter()
+        .filter_map(|(m, st)| lock(m).as_ref().map(|r| (st, *lock(&r.stats))))
+        .collect()
+    }
+
     /// Stops whatever runs (shutdown).
     pub fn stop_all(&self) {
         for s in [DaemonState::Master, DaemonState::Backup] {

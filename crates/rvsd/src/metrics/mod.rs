@@ -639,5 +639,108 @@ fn encode_health(
     Ok(())
 }
 
+/// The connection sync daemons (`--start-daemon`): which run and their counters, read at scrape time.
+#[derive(Debug)]
+pub struct SyncCollector(pub Arc<crate::daemon::Daemon>);
+
+impl Collector for SyncCollector {
+    fn encode(&self, enc: Enc<'_>) -> std::fmt::Result {
+        encode_sync(enc, &self.0.sync.stats())
+    }
+}
+
+fn encode_sync(
+    mut enc: Enc<'_>,
+    daemons: &[(rvs_api::DaemonState, crate::sync::SyncStats)],
+) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(
+        "sync_daemon_running",
+        "1 while the connection sync daemon of this state (master/backup) runs.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for st in [rvs_api::DaemonState::Master, rvs_api::DaemonState::Backup] {
+        let on = daemons.iter().any(|(s, _)| *s == st);
+        ConstGauge::new(i64::from(on)).encode(m.encode_family(&[("state", st.name())])?)?;
+    }
+    type Get = fn(&crate::sync::SyncStats) -> u64;
+    let master: [(&str, &str, Get); 3] = [
+        (
+            "sync_sent_messages",
+            "Sync messages the master sent.",
+            |s| s.sent_messages,
+        ),
+        (
+            "sync_sent_connections",
+            "Connection entries the master sent.",
+            |s| s.sent_conns,
+        ),
+        (
+            "sync_send_errors",
+            "Sync messages the master failed to send.",
+            |s| s.send_errors,
+        ),
+    ];
+    let backup: [(&str, &str, Get); 4] = [
+        (
+            "sync_received_messages",
+            "Sync messages the backup accepted (its syncid, parsed).",
+            |s| s.received.messages,
+        ),
+        (
+            "sync_bad_messages",
+            "Sync datagrams the backup dropped because they did not parse.",
+            |s| s.received.bad_messages,
+        ),
+        (
+            "sync_foreign_syncid_messages",
+            "Sync datagrams for another syncid.",
+            |s| s.received.foreign_syncid,
+        ),
+        (
+            "sync_v0_messages",
+            "Version-0 sync messages the backup accepted.",
+            |s| s.received.v0_messages,
+        ),
+    ];
+    for (state, fams) in [
+        (rvs_api::DaemonState::Master, &master[..]),
+        (rvs_api::DaemonState::Backup, &backup[..]),
+    ] {
+        let Some((_, st)) = daemons.iter().find(|(s, _)| *s == state) else {
+            continue;
+        };
+        for (name, help, get) in fams {
+            counter(&mut enc, name, help, get(st))?;
+        }
+    }
+    if let Some((_, st)) = daemons
+        .iter()
+        .find(|(s, _)| *s == rvs_api::DaemonState::Backup)
+    {
+        let r = &st.received;
+        let mut m = enc.encode_descriptor(
+            "sync_received_connections",
+            "Connection entries the backup received, by what became of them.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, v) in [
+            ("created", r.created),
+            ("updated", r.updated),
+            ("replaced", r.replaced),
+            ("no_service", r.no_service),
+            ("no_destination", r.no_destination),
+            ("stale", r.stale),
+            ("unsupported", r.unsupported),
+            ("bad_state", r.bad_state),
+            ("table_full", r.table_full),
+        ] {
+            ConstCounter::new(v).encode(m.encode_family(&[("result", result)])?)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -372,3 +372,35 @@ fn health_families_from_a_status_snapshot() {
         "a removed real server has no weight"
     );
 }
+
+#[test]
+fn sync_families_for_the_running_daemons() {
+    #[derive(Debug)]
+    struct Snap;
+    impl Collector for Snap {
+        fn encode(&self, enc: Enc<'_>) -> std::fmt::Result {
+            let mut b = crate::sync::SyncStats::default();
+            b.received.messages = 7;
+            b.received.created = 5;
+            b.received.stale = 1;
+            encode_sync(enc, &[(rvs_api::DaemonState::Backup, b)])
+        }
+    }
+    let mut reg = Registry::default();
+    reg.sub_registry_with_prefix("rvs")
+        .register_collector(Box::new(Snap));
+    let text = render(&reg).expect("renders");
+    for needle in [
+        "rvs_sync_daemon_running{state=\"master\"} 0\n",
+        "rvs_sync_daemon_running{state=\"backup\"} 1\n",
+        "rvs_sync_received_messages_total 7\n",
+        "rvs_sync_received_connections_total{result=\"created\"} 5\n",
+        "rvs_sync_received_connections_total{result=\"stale\"} 1\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    assert!(
+        !text.contains("rvs_sync_sent_messages"),
+        "no master running: {text}"
+    );
+}
