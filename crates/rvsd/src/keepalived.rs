@@ -23,33 +23,21 @@ pub fn load(path: &Path, opts: &LexOptions) -> anyhow::Result<Config> {
     Ok(loaded.config)
 }
 
-/// The loader's warnings, plus one per VRRP block: rvsd does not run VRRP itself (issue 13's engine consumes the
-/// same typed model).
+/// The loader's warnings, plus one per VRRP block rvsd does not run (vrrp_sync_group, vrrp_script; vrrp_instance and
+/// lvs_sync_daemon are run by rvsd's VRRP engine and sync daemons, see vrrp.rs).
 pub fn warnings(l: &Loaded) -> Vec<String> {
     let mut v: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
     let vrrp = &l.config.vrrp;
-    for i in &vrrp.instances {
-        v.push(format!(
-            "{}: vrrp_instance {}: VRRP is not run by rvsd: ignored",
-            i.loc, i.name
-        ));
-    }
     for g in &vrrp.sync_groups {
         v.push(format!(
-            "{}: vrrp_sync_group {}: VRRP is not run by rvsd: ignored",
+            "{}: vrrp_sync_group {}: sync groups are not run by rvsd (each instance changes state alone): ignored",
             g.loc, g.name
         ));
     }
     for s in &vrrp.scripts {
         v.push(format!(
-            "{}: vrrp_script {}: VRRP is not run by rvsd: ignored",
+            "{}: vrrp_script {}: tracking scripts are not run by rvsd: ignored",
             s.loc, s.name
-        ));
-    }
-    if let Some(sd) = &l.config.global.lvs_sync_daemon {
-        v.push(format!(
-            "{}: lvs_sync_daemon: connection sync is not run by rvsd: ignored",
-            sd.loc
         ));
     }
     v

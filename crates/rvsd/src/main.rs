@@ -125,12 +125,22 @@ fn run(args: Args) -> anyhow::Result<()> {
         let _ = steering.remove_all();
         return Err(e).context("installing the reply steering");
     }
-    let vrrp_specs = args
+    let mut vrrp_specs = args
         .vrrp
         .iter()
         .map(|s| vrrp::parse_spec(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!(e))?;
+    // keepalived.conf's vrrp_instance and lvs_sync_daemon blocks (the same typed model the health side reads).
+    let mut keepalived_sync = None;
+    if let Some(path) = &args.keepalived {
+        let loaded = rvs_keepalived::load(path, &args.keepalived_options())
+            .with_context(|| format!("reading {}", path.display()))?;
+        let (specs, sync) =
+            vrrp::from_keepalived(&loaded.config).map_err(|e| anyhow::anyhow!(e))?;
+        vrrp_specs.extend(specs);
+        keepalived_sync = sync;
+    }
     if !vrrp_specs.is_empty() {
         // With VRRP, VIPs are answered for only once an instance is master of them.
         steering
@@ -174,6 +184,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         let _ = daemon.vrrp.set(v.clone());
         Some(v)
     };
+    if let Some(cfg) = keepalived_sync {
+        // keepalived switches one daemon between master and backup with the instance; rvsd runs both at once (IPVS
+        // allows it), so a director that was backup keeps what it learnt and failback loses nothing.
+        for state in [rvs_api::DaemonState::Master, rvs_api::DaemonState::Backup] {
+            let c = rvs_api::DaemonConfig {
+                state,
+                ..cfg.clone()
+            };
+            daemon
+                .sync
+                .start(&daemon.director, c)
+                .map_err(|e| anyhow::anyhow!("lvs_sync_daemon: {e}"))?;
+        }
+    }
 
     let io = match args.io {
         IoMode::Uring if !rvs_io::uring::available() => {

@@ -32,7 +32,12 @@ pub struct VrrpSpec {
     pub config: Config,
     pub interface: String,
     pub unicast_peers: Vec<Ipv4Addr>,
+    /// keepalived's `notify`: run through `sh -c` with `INSTANCE NAME STATE PRIORITY` appended.
     pub notify: Option<String>,
+    /// keepalived's `notify_master` / `notify_backup` / `notify_fault`: run through `sh -c` on that state.
+    pub notify_master: Option<String>,
+    pub notify_backup: Option<String>,
+    pub notify_fault: Option<String>,
     pub track: Vec<String>,
 }
 
@@ -117,8 +122,127 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
         interface,
         unicast_peers: spec_peers,
         notify,
+        notify_master: None,
+        notify_backup: None,
+        notify_fault: None,
         track,
     })
+}
+
+/// The `vrrp_instance` blocks of keepalived.conf (rvs-keepalived's typed model) as instances, and its
+/// `lvs_sync_daemon` (or an instance's old `lvs_sync_daemon_interface`) as sync daemon parameters.
+pub fn from_keepalived(
+    cfg: &rvs_keepalived::Config,
+) -> Result<(Vec<VrrpSpec>, Option<rvs_api::DaemonConfig>), String> {
+    let mut specs = Vec::new();
+    let global_version = cfg.global.vrrp_version;
+    for i in &cfg.vrrp.instances {
+        let at = format!("{}: vrrp_instance {}", i.loc, i.name);
+        let interface = i
+            .interface
+            .clone()
+            .ok_or_else(|| format!("{at}: no interface"))?;
+        let vrid = i
+            .virtual_router_id
+            .ok_or_else(|| format!("{at}: no virtual_router_id"))?;
+        let version = match i.version.or(global_version).unwrap_or(2) {
+            2 => Version::V2,
+            3 => Version::V3,
+            v => return Err(format!("{at}: vrrp_version {v}")),
+        };
+        let auth = match &i.authentication {
+            None => Auth::None,
+            Some(rvs_keepalived::VrrpAuth::Pass(p)) => {
+                let mut b = [0u8; wire::AUTH_LEN];
+                let n = p.len().min(wire::AUTH_LEN);
+                b[..n].copy_from_slice(&p.as_bytes()[..n]);
+                Auth::Simple(b)
+            }
+            Some(rvs_keepalived::VrrpAuth::Ah(_)) => {
+                return Err(format!("{at}: auth_type AH is not supported"));
+            }
+        };
+        let mut addrs = Vec::new();
+        for v in &i.virtual_ipaddress {
+            if v.addr.is_ipv6() {
+                return Err(format!(
+                    "{}: IPv6 virtual addresses are not supported yet",
+                    v.loc
+                ));
+            }
+            addrs.push(v.addr);
+        }
+        if addrs.is_empty() {
+            return Err(format!("{at}: no virtual_ipaddress"));
+        }
+        let mut peers = Vec::new();
+        for p in &i.unicast_peer {
+            match p {
+                IpAddr::V4(a) => peers.push(*a),
+                IpAddr::V6(_) => {
+                    return Err(format!("{at}: IPv6 unicast peers are not supported yet"));
+                }
+            }
+        }
+        let interval_cs = u16::try_from(i.advert_int.as_millis() / 10)
+            .unwrap_or(u16::MAX)
+            .clamp(1, 4095);
+        let sh = |s: &Option<rvs_keepalived::Script>| s.as_ref().map(|s| s.command.clone());
+        specs.push(VrrpSpec {
+            config: Config {
+                name: i.name.clone(),
+                vrid,
+                priority: i.priority,
+                interval_cs,
+                version,
+                preempt: !i.nopreempt,
+                preempt_delay_ms: u64::try_from(i.preempt_delay.as_millis()).unwrap_or(u64::MAX),
+                auth,
+                addrs,
+                primary: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            },
+            interface,
+            unicast_peers: peers,
+            notify: sh(&i.notify),
+            notify_master: sh(&i.notify_master),
+            notify_backup: sh(&i.notify_backup),
+            notify_fault: sh(&i.notify_fault),
+            track: i.track_interface.iter().map(|t| t.name.clone()).collect(),
+        });
+    }
+    let sync = if let Some(sd) = &cfg.global.lvs_sync_daemon {
+        let vrid = sd.instance.as_ref().and_then(|n| {
+            cfg.vrrp
+                .instances
+                .iter()
+                .find(|i| &i.name == n)
+                .and_then(|i| i.virtual_router_id)
+        });
+        Some(rvs_api::DaemonConfig {
+            state: rvs_api::DaemonState::Master,
+            mcast_ifn: sd.interface.clone(),
+            syncid: sd.syncid.or(vrid).unwrap_or(0),
+            sync_maxlen: sd.maxlen.unwrap_or(0),
+            mcast_group: sd.group,
+            mcast_port: sd.port.unwrap_or(0),
+            mcast_ttl: sd.ttl.unwrap_or(0),
+        })
+    } else {
+        cfg.vrrp.instances.iter().find_map(|i| {
+            i.lvs_sync_daemon_interface
+                .as_ref()
+                .map(|ifn| rvs_api::DaemonConfig {
+                    state: rvs_api::DaemonState::Master,
+                    mcast_ifn: ifn.clone(),
+                    syncid: i.virtual_router_id.unwrap_or(0),
+                    sync_maxlen: 0,
+                    mcast_group: None,
+                    mcast_port: 0,
+                    mcast_ttl: 0,
+                })
+        })
+    };
+    Ok((specs, sync))
 }
 
 /// What `rvsadm` shows of one instance.
@@ -417,22 +541,37 @@ fn act(
                 s.transitions += 1;
             }
             if let Some(script) = &spec.notify {
-                let r = std::process::Command::new(script)
-                    .args(["INSTANCE", &c.name, to.name(), &c.priority.to_string()])
-                    .stdin(std::process::Stdio::null())
-                    .spawn();
-                match r {
-                    // Reaped by a thread of its own so a slow script never holds VRRP up.
-                    Ok(mut child) => {
-                        let _ = std::thread::Builder::new()
-                            .name("rvs-notify".into())
-                            .spawn(move || child.wait());
-                    }
-                    Err(e) => tracing::warn!(script, error = %e, "notify script failed"),
-                }
+                let line = format!("{script} INSTANCE {} {} {}", c.name, to.name(), c.priority);
+                run_script(&line);
+            }
+            let specific = match to {
+                State::Master => &spec.notify_master,
+                State::Backup => &spec.notify_backup,
+                State::Fault => &spec.notify_fault,
+                State::Init => &None,
+            };
+            if let Some(script) = specific {
+                run_script(script);
             }
             let _ = inst;
         }
+    }
+}
+
+/// Runs a notify script through `sh -c` (as keepalived); reaped by a thread of its own so a slow script never holds
+/// VRRP up.
+fn run_script(line: &str) {
+    let r = std::process::Command::new("/bin/sh")
+        .args(["-c", line])
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    match r {
+        Ok(mut child) => {
+            let _ = std::thread::Builder::new()
+                .name("rvs-notify".into())
+                .spawn(move || child.wait());
+        }
+        Err(e) => tracing::warn!(script = line, error = %e, "notify script failed"),
     }
 }
 
@@ -505,6 +644,34 @@ mod tests {
         let v3 = parse_spec("interface=pub0,vrid=1,address=198.51.100.1,advert-int=0.5,version=3")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v3.config.interval_cs, 50);
+    }
+
+    #[test]
+    fn keepalived_conf_blocks() {
+        let text = "global_defs {\n  lvs_sync_daemon priv0 VI_1\n}\n\
+            vrrp_instance VI_1 {\n  state MASTER\n  interface pub0\n  virtual_router_id 51\n  priority 150\n\
+              advert_int 2\n  nopreempt\n  authentication {\n    auth_type PASS\n    auth_pass secret\n  }\n\
+              virtual_ipaddress {\n    198.51.100.100/32 dev pub0\n  }\n  unicast_peer {\n    198.51.100.2\n  }\n\
+              track_interface {\n    priv0\n  }\n  notify /etc/rvs/notify.sh\n}\n";
+        let loaded = rvs_keepalived::parse_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let (specs, sync) = from_keepalived(&loaded.config).unwrap_or_else(|e| panic!("{e}"));
+        let s = &specs[0];
+        assert_eq!(
+            (s.config.vrid, s.config.priority, s.config.interval_cs),
+            (51, 150, 200)
+        );
+        assert!(!s.config.preempt);
+        assert_eq!(s.config.version, Version::V2);
+        assert_eq!(s.config.auth, Auth::Simple(*b"secret\0\0"));
+        assert_eq!(
+            s.config.addrs,
+            vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 100))]
+        );
+        assert_eq!(s.unicast_peers, vec![Ipv4Addr::new(198, 51, 100, 2)]);
+        assert_eq!(s.track, vec!["priv0".to_owned()]);
+        assert_eq!(s.notify.as_deref(), Some("/etc/rvs/notify.sh"));
+        let sync = sync.unwrap_or_else(|| panic!("lvs_sync_daemon"));
+        assert_eq!((sync.mcast_ifn.as_str(), sync.syncid), ("priv0", 51));
     }
 
     #[test]
