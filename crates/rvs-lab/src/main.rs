@@ -53,8 +53,12 @@ enum Cmd {
         #[arg(long, default_value = "nat")]
         method: String,
         /// Two directors with VRRP for the VIP and the real servers' gateway, and connection sync both ways.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "directors")]
         ha: bool,
+        /// Directors behind the router's ECMP, each announcing the VIP over BGP with BIRD (needs --method dr or
+        /// tun; see SCALING.md).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+        directors: u8,
     },
     /// Remove a lab left running by `up`.
     Down {
@@ -137,10 +141,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             prefix,
             method,
             ha,
+            directors,
         } => {
             let method = rvs_lab::lab::Method::parse(&method)?;
             rvs_lab::cleanup::install_signal_handler()?;
-            rvs_lab::manage::up_with(&prefix, real_servers, &scheduler, method, ha)?
+            if directors > 1 {
+                rvs_lab::manage::up_ecmp(&prefix, real_servers, method, usize::from(directors))?
+            } else {
+                rvs_lab::manage::up_with(&prefix, real_servers, &scheduler, method, ha)?
+            }
         }
         Cmd::Down { prefix } => rvs_lab::manage::down(&prefix)?,
         Cmd::Exec { namespace, command } => {

@@ -113,6 +113,80 @@ Remove it with:
     Ok(())
 }
 
+/// `rvs-lab up --directors N` (N > 1): the router runs BIRD with ECMP over N directors, each running rvsd
+/// (`--sloppy-tcp`), BIRD and rvs-announce (see [`crate::bgp`] and SCALING.md). Needs `--method dr` or `tun`.
+pub fn up_ecmp(
+    prefix: &str,
+    real_servers: usize,
+    method: lab::Method,
+    directors: usize,
+) -> Result<()> {
+    if method == lab::Method::Nat {
+        return Err(LabError::Invalid(
+            "several directors need --method dr or tun: with NAT a reply must come back through the director \
+             that saw the request, which ECMP cannot promise (SCALING.md)"
+                .into(),
+        ));
+    }
+    let state_dir = state_root().join(prefix);
+    if state_dir.join("state.json").exists() {
+        return Err(LabError::StillUp {
+            prefix: prefix.into(),
+            what: format!("{}", state_dir.display()),
+        });
+    }
+    let cfg = LabConfig {
+        prefix: prefix.into(),
+        real_servers,
+        state_dir: Some(state_dir),
+        router: true,
+        bgp: true,
+        directors,
+        rvsd_directors: directors,
+        rvsd_args: vec!["--sloppy-tcp".into()],
+        method,
+        ..LabConfig::default()
+    };
+    let lab = Lab::up(cfg)?;
+    let me = std::env::args().next().unwrap_or_else(|| "rvs-lab".into());
+    let p = if prefix == "rvs" {
+        String::new()
+    } else {
+        format!(" --prefix {prefix}")
+    };
+    let (vip, flag) = (lab::VIP, method.rvsadm_flag());
+    let mut conf = String::new();
+    for i in 1..=real_servers {
+        conf.push_str(&format!(
+            " rvsadm -a -t {vip}:80 -r {}:80 {flag};",
+            lab::rip(i)
+        ));
+    }
+    let dirs: Vec<String> = (1..=directors).map(|k| lab.director_n(k)).collect();
+    let (client, router) = (lab.client(), lab.router());
+    let _state = lab.detach()?;
+    println!(
+        "The scale-out lab is up:
+  client   {client}: {cip} -> router {router} (BIRD, ECMP with a 5-tuple hash) -> {n} directors
+  directors {dirs}: 198.51.100.1..{n} each running rvsd --sloppy-tcp, BIRD (AS 65001) and rvs-announce
+  real servers on the private switch ({method:?}: the VIP on lo, replies through the router)
+
+Configure every director alike (mh with mh-port: each maps a flow to the same real server), e.g.:
+  for d in {dirs}; do
+    {me} exec $d sh -c 'rvsadm -A -t {vip}:80 -s mh -b mh-port;{conf}'
+  done
+  {me} exec {router} ip route show {vip}        # one next hop per director announcing the VIP
+  {me} exec {client} curl -s http://{vip}/
+
+Remove it with:
+  {me} down{p}",
+        cip = lab::ROUTED_CIP,
+        n = directors,
+        dirs = dirs.join(" "),
+    );
+    Ok(())
+}
+
 fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
