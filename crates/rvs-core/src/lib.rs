@@ -8,6 +8,9 @@
 //!   packet's parse, which the rewrites keep current). Configuration and listings:
 //!   `director/control.rs`.
 //! - [`sched`]: the schedulers.
+//! - [`FastPathSink`] / [`Director::fast_path_credit`]: the hook of a fast path outside the core
+//!   (rvs-xdp): connections offered when ESTABLISHED (UDP at once) and withdrawn when they leave
+//!   it; what the fast path forwarded credited back (counters, last-seen) before expiry.
 //!
 //! # IPVS semantics kept
 //! - Connections are keyed both ways (in: caddr:cport -> vaddr:vport; out: daddr:dport ->

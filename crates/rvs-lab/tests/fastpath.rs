@@ -398,3 +398,43 @@ fn a_udp_flow_takes_the_fast_path_and_is_counted() {
         "datagrams in/out counted: {line}"
     );
 }
+
+#[test]
+fn an_ipv6_keep_alive_flow_takes_the_fast_path() {
+    let Some(lab) = fast_lab("fastpath_ipv6", &[]) else {
+        return;
+    };
+    let vip = format!("[{}]:80", lab::VIP6);
+    adm(&lab, &["-A", "-t", &vip, "-s", "rr"]);
+    adm(
+        &lab,
+        &[
+            "-a",
+            "-t",
+            &vip,
+            "-r",
+            &format!("[{}]:80", lab::rip6(1)),
+            "-m",
+        ],
+    );
+    let mut c = lab
+        .in_client(|| {
+            let mut c = HttpConn::connect(lab::vip6(80), T)?;
+            c.get(false)?;
+            Ok(c)
+        })
+        .unwrap_or_else(|e| panic!("client: {e}\n{}", lab.rvsd_log_text()));
+    std::thread::sleep(Duration::from_millis(500));
+    let slow = burst(&lab, &mut c, 50);
+    assert!(
+        slow < 25,
+        "{slow} packets through the TUN for 50 IPv6 keep-alive requests"
+    );
+    let r = c.get(false).unwrap();
+    let (_, seen) = r.who().unwrap();
+    assert_eq!(
+        seen.ip(),
+        std::net::IpAddr::V6(lab::CIP6),
+        "the real server sees the client"
+    );
+}
