@@ -374,3 +374,66 @@ pub fn spawn(
             }
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn managed(credited_in: FlowCounters, credited_out: FlowCounters) -> Managed {
+        let c: SocketAddr = "198.51.100.10:40000".parse().expect("addr");
+        let v: SocketAddr = "198.51.100.100:80".parse().expect("addr");
+        let k = FlowKey::new(L4::Tcp, c, v).expect("key");
+        Managed {
+            kin: k,
+            kout: k,
+            credited_in,
+            credited_out,
+        }
+    }
+
+    fn counters(packets: u64, bytes: u64, last_seen_ns: u64) -> FlowCounters {
+        FlowCounters {
+            packets,
+            bytes,
+            last_seen_ns,
+        }
+    }
+
+    #[test]
+    fn credit_is_the_delta_since_the_last_sync() {
+        let m = managed(counters(10, 1000, 5_000_000), counters(4, 4000, 6_000_000));
+        let c = credit_of(
+            &m,
+            counters(15, 1600, 9_000_000),
+            counters(4, 4000, 6_000_000),
+        );
+        assert_eq!(
+            c,
+            FastCredit {
+                in_packets: 5,
+                in_bytes: 600,
+                out_packets: 0,
+                out_bytes: 0,
+                last_seen: Some(Timestamp(9)),
+            }
+        );
+    }
+
+    #[test]
+    fn nothing_new_moves_no_clock() {
+        let m = managed(counters(10, 1000, 5_000_000), counters(4, 4000, 6_000_000));
+        let c = credit_of(&m, m.credited_in, m.credited_out);
+        assert_eq!(
+            c,
+            FastCredit::default(),
+            "an idle connection keeps its core last-seen"
+        );
+    }
+
+    #[test]
+    fn a_replaced_entry_never_credits_negative_amounts() {
+        let m = managed(counters(10, 1000, 5_000_000), counters(0, 0, 0));
+        let c = credit_of(&m, counters(2, 100, 7_000_000), counters(0, 0, 0));
+        assert_eq!((c.in_packets, c.in_bytes), (0, 0));
+    }
+}
