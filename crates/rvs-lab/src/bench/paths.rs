@@ -43,6 +43,14 @@ pub enum PathKind {
     /// TUN for the rest (handshakes, closes).
     #[value(name = "rvs-xdp")]
     RvsXdp,
+    /// rvsd with direct-routing real servers (`-g`): requests go unchanged to the real server's MAC; replies leave
+    /// the real servers from the VIP (held on their lo) and are routed by the director's kernel, never by rvsd.
+    #[value(name = "rvs-dr")]
+    RvsDr,
+    /// rvsd with tunnel real servers (`-i`, IPIP): requests go encapsulated (segmented first when offloaded);
+    /// each real server runs `rvs-lab decap`; replies as with `rvs-dr`.
+    #[value(name = "rvs-tun")]
+    RvsTun,
 }
 
 impl PathKind {
@@ -56,6 +64,8 @@ impl PathKind {
             PathKind::RvsOneWorker => "rvs --workers 1",
             PathKind::RvsLink => "rvs --tx link",
             PathKind::RvsXdp => "rvs --fast-path xdp",
+            PathKind::RvsDr => "rvs DR (-g)",
+            PathKind::RvsTun => "rvs TUN (-i)",
         }
     }
 
@@ -68,6 +78,8 @@ impl PathKind {
                 | PathKind::RvsOneWorker
                 | PathKind::RvsLink
                 | PathKind::RvsXdp
+                | PathKind::RvsDr
+                | PathKind::RvsTun
         )
     }
 
@@ -83,7 +95,9 @@ impl PathKind {
             | PathKind::RvsSync
             | PathKind::RvsOneWorker
             | PathKind::RvsLink
-            | PathKind::RvsXdp => topo::VIP_RVS,
+            | PathKind::RvsXdp
+            | PathKind::RvsDr
+            | PathKind::RvsTun => topo::VIP_RVS,
         }
     }
 }
@@ -92,6 +106,8 @@ impl PathKind {
 #[derive(Debug, Default)]
 struct Active {
     daemon: Option<Daemon>,
+    /// Helpers of the path (the tunnel real servers' decapsulators).
+    helpers: Vec<Daemon>,
 }
 
 /// The lab with its permanent servers (nginx on both real servers, iperf3 on the first).
@@ -462,39 +478,66 @@ impl Bench {
                     &format!("{}:{HTTP_PORT}", topo::HAPROXY_ADDR),
                     Some(&mut d),
                 )?;
-                Ok(Active { daemon: Some(d) })
+                Ok(Active {
+                    daemon: Some(d),
+                    helpers: Vec::new(),
+                })
             }
             PathKind::Rvs => self.rvs_up(&[]),
             PathKind::RvsSync => self.rvs_up(&["--io", "sync"]),
             PathKind::RvsOneWorker => self.rvs_up(&["--workers", "1"]),
             PathKind::RvsLink => self.rvs_up(&["--tx", "link"]),
             PathKind::RvsXdp => self.rvs_up(&["--fast-path", "xdp"]),
+            PathKind::RvsDr => self.rvs_up_method("-g", &[]),
+            PathKind::RvsTun => {
+                let mut helpers = Vec::new();
+                for (i, r) in self.lab.rs.clone().iter().enumerate() {
+                    let exe = self.exe.display().to_string();
+                    let argv = Lab::in_ns(r, &[exe.as_str(), "decap"]);
+                    helpers.push(Daemon::spawn(
+                        "rvs-lab decap",
+                        &argv,
+                        &self.file(&format!("decap{}.log", i + 1)),
+                        &[],
+                    )?);
+                }
+                thread::sleep(Duration::from_millis(300));
+                let mut a = self.rvs_up_method("-i", &[])?;
+                a.helpers = helpers;
+                Ok(a)
+            }
         }
     }
 
-    /// The virtual services, in `ipvsadm -S` form, loaded by rvsd at start (`--rules`).
-    fn rvs_rules() -> String {
+    /// The virtual services, in `ipvsadm -S` form, loaded by rvsd at start (`--rules`), with real servers of
+    /// forwarding method `flag` (`-m`, `-g`, `-i`).
+    fn rvs_rules_with(flag: &str) -> String {
         let vip = topo::VIP_RVS;
         let [r1, r2] = topo::RIPS;
         format!(
             "-A -t {vip}:{HTTP_PORT} -s rr\n\
-             -a -t {vip}:{HTTP_PORT} -r {r1}:{HTTP_PORT} -m -w 1\n\
-             -a -t {vip}:{HTTP_PORT} -r {r2}:{HTTP_PORT} -m -w 1\n\
+             -a -t {vip}:{HTTP_PORT} -r {r1}:{HTTP_PORT} {flag} -w 1\n\
+             -a -t {vip}:{HTTP_PORT} -r {r2}:{HTTP_PORT} {flag} -w 1\n\
              -A -u {vip}:{UDP_PORT} -s rr\n\
-             -a -u {vip}:{UDP_PORT} -r {r1}:{UDP_PORT} -m -w 1\n\
-             -a -u {vip}:{UDP_PORT} -r {r2}:{UDP_PORT} -m -w 1\n\
+             -a -u {vip}:{UDP_PORT} -r {r1}:{UDP_PORT} {flag} -w 1\n\
+             -a -u {vip}:{UDP_PORT} -r {r2}:{UDP_PORT} {flag} -w 1\n\
              -A -t {vip}:{BULK_PORT} -s rr\n\
-             -a -t {vip}:{BULK_PORT} -r {r1}:{BULK_PORT} -m -w 1\n"
+             -a -t {vip}:{BULK_PORT} -r {r1}:{BULK_PORT} {flag} -w 1\n"
         )
     }
 
     /// Start rvsd with the bench's rules and `extra` arguments (then `--rvsd-args`).
     fn rvs_up(&mut self, extra: &[&str]) -> Result<Active> {
+        self.rvs_up_method("-m", extra)
+    }
+
+    /// [`rvs_up`](Self::rvs_up) with real servers of forwarding method `flag`.
+    fn rvs_up_method(&mut self, flag: &str, extra: &[&str]) -> Result<Active> {
         let (rvsd, rvsadm) = self.rvs_bins.clone().map_err(anyhow::Error::msg)?;
         let sock = self.file("rvsd.sock");
         let _ = std::fs::remove_file(&sock);
         let rules = self.file("rvsd.rules");
-        std::fs::write(&rules, Self::rvs_rules())?;
+        std::fs::write(&rules, Self::rvs_rules_with(flag))?;
         let rules = rules.display().to_string();
         let sock_s = sock.display().to_string();
         let bin = rvsd.display().to_string();
@@ -544,12 +587,18 @@ impl Bench {
             }
         }
         d.check_alive()?;
-        Ok(Active { daemon: Some(d) })
+        Ok(Active {
+            daemon: Some(d),
+            helpers: Vec::new(),
+        })
     }
 
     fn down(&mut self, p: PathKind, active: &mut Active) {
         if let Some(d) = active.daemon.as_mut() {
             d.stop();
+        }
+        for h in &mut active.helpers {
+            h.stop();
         }
         match p {
             PathKind::Nft => {
@@ -565,9 +614,12 @@ impl Bench {
                 self.fast_path_share();
                 self.rvs_leftovers()
             }
-            PathKind::Rvs | PathKind::RvsSync | PathKind::RvsOneWorker | PathKind::RvsLink => {
-                self.rvs_leftovers()
-            }
+            PathKind::Rvs
+            | PathKind::RvsSync
+            | PathKind::RvsOneWorker
+            | PathKind::RvsLink
+            | PathKind::RvsDr
+            | PathKind::RvsTun => self.rvs_leftovers(),
             PathKind::Direct | PathKind::Haproxy => {}
         }
     }

@@ -202,6 +202,20 @@ impl Lab {
             // Complete checksums, as a NIC delivers them (an XDP program cannot complete a partial one).
             Self::tx_checksum_off(r, "eth0")?;
             sh(&["ip", "-n", r, "route", "add", "default", "via", DIP])?;
+            // For the DR and TUN paths: the VIP on lo, never answered on the wire (harmless to the others, which
+            // address the real servers by their RIP).
+            sh(&[
+                "ip",
+                "-n",
+                r,
+                "addr",
+                "add",
+                &format!("{VIP_RVS}/32"),
+                "dev",
+                "lo",
+            ])?;
+            Self::sysctl(r, "net.ipv4.conf.all.arp_ignore=1")?;
+            Self::sysctl(r, "net.ipv4.conf.all.arp_announce=2")?;
             Self::sysctl(r, "net.core.somaxconn=8192")?;
             Self::sysctl(r, "net.ipv4.tcp_max_syn_backlog=8192")?;
         }
