@@ -24,6 +24,11 @@
 //! reach the VIP through a router, as in direct routing and ECMP scale-out. IPv6 host parts read like the IPv4 last
 //! octet (203.0.113.11 is 2001:db8:0:2::11).
 //!
+//! With [`LabConfig::method`] `Dr` or `Tun` (which need the router), the real servers are shaped for direct routing
+//! or tunnelling: the VIP on `lo` (`nodad` for IPv6), `arp_ignore=1` / `arp_announce=2`, default routes to the router
+//! with the VIP as preferred source (so UDP answers leave from the VIP), and for `Tun` an `rvs-lab decap` per real
+//! server (the stand-in for the kernel's ipip/fou/gre modules; see [`crate::decap`]).
+//!
 //! GRO is on for the switch-side peers of every director veth (native XDP_REDIRECT into a veth needs NAPI on its
 //! peer) and TX checksum offload is off on every sender (packets carry complete checksums, as a NIC delivers them).
 //! Every `ip` command is confined to a lab namespace (`ip -n NS ...`); nothing touches the root namespace's
