@@ -28,6 +28,20 @@ pub fn load(path: &Path, opts: &LexOptions) -> anyhow::Result<Config> {
 pub fn warnings(l: &Loaded) -> Vec<String> {
     let mut v: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
     let vrrp = &l.config.vrrp;
+    for i in &vrrp.instances {
+        for t in i.track_interface.iter().filter(|t| t.weight.is_some()) {
+            v.push(format!(
+                "{}: track_interface {} weight: not supported by rvsd, the interface going down puts {} in FAULT",
+                t.loc, t.name, i.name
+            ));
+        }
+        for t in &i.track_script {
+            v.push(format!(
+                "{}: track_script {} in {}: tracking scripts are not run by rvsd: ignored",
+                t.loc, t.name, i.name
+            ));
+        }
+    }
     for g in &vrrp.sync_groups {
         v.push(format!(
             "{}: vrrp_sync_group {}: sync groups are not run by rvsd (each instance changes state alone): ignored",
@@ -85,6 +99,8 @@ pub fn config_test(path: &Path, opts: &LexOptions) -> anyhow::Result<()> {
     mapping::commands_to_ops(&cmds, &mut ops, &mut origin, None)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let (set, _) = daemon::desired_config(&ops).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The VRRP side as rvsd would run it (vrrp_instance, lvs_sync_daemon).
+    crate::vrrp::from_keepalived(cfg).map_err(|e| anyhow::anyhow!(e))?;
     let checkers: usize = cfg
         .virtual_servers
         .iter()
