@@ -70,11 +70,29 @@ fn main() -> rvs_lab::Result<()> {
             );
         }
     }
-    std::fs::write(lab.rules(), rules).map_err(LabError::io("writing the rules"))?;
-    let t = Instant::now();
     lab.start_rvsd()?;
+    // Loaded with `rvsadm -R` (one batch), as an operator would restore a saved table.
+    let file = std::env::temp_dir().join(format!("rvs-scrape-rules-{}", std::process::id()));
+    std::fs::write(&file, rules).map_err(LabError::io("writing the rules"))?;
+    let t = Instant::now();
+    let rvsadm = lab
+        .binaries()
+        .map(|b| b.rvsadm.clone())
+        .ok_or_else(|| LabError::Invalid("no rvsadm".into()))?;
+    let st = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.director()])
+        .arg(rvsadm)
+        .arg("-R")
+        .env("RVS_SOCKET", lab.socket())
+        .stdin(std::fs::File::open(&file).map_err(LabError::io("opening the rules"))?)
+        .status()
+        .map_err(LabError::io("running rvsadm -R"))?;
+    let _ = std::fs::remove_file(&file);
+    if !st.success() {
+        return Err(LabError::Check(format!("rvsadm -R failed: {st}")));
+    }
     eprintln!(
-        "rvsd up with {services} services x {reals} real servers in {:.1} s",
+        "rvsadm -R of {services} services x {reals} real servers: {:.1} s",
         t.elapsed().as_secs_f64()
     );
     let addr: SocketAddr = METRICS

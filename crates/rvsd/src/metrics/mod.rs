@@ -183,6 +183,57 @@ fn backend_labels(key: &ServiceKey, addr: IpAddr, port: u16) -> [(&'static str, 
     ]
 }
 
+/// The label values of every service and real server of one snapshot, rendered once per scrape (a family per
+/// counter would otherwise format every address again).
+#[derive(Debug)]
+struct Rendered {
+    /// Per service: local_address, local_port, proto, local_mark; per real server: remote_address, remote_port.
+    services: Vec<(ServiceLabels, Vec<(String, String)>)>,
+}
+
+type ServiceLabels = [(&'static str, String); 4];
+
+impl Rendered {
+    fn new(services: &[ServiceSnapshot]) -> Self {
+        Self {
+            services: services
+                .iter()
+                .map(|s| {
+                    let dests = s
+                        .dests
+                        .iter()
+                        .map(|d| (d.spec.addr.to_string(), d.spec.port.to_string()))
+                        .collect();
+                    (service_labels(&s.spec.key), dests)
+                })
+                .collect(),
+        }
+    }
+
+    fn service(&self, i: usize) -> [(&'static str, &str); 4] {
+        let l = &self.services[i].0;
+        [
+            (l[0].0, l[0].1.as_str()),
+            (l[1].0, l[1].1.as_str()),
+            (l[2].0, l[2].1.as_str()),
+            (l[3].0, l[3].1.as_str()),
+        ]
+    }
+
+    fn backend(&self, i: usize, j: usize) -> [(&'static str, &str); 6] {
+        let (l, dests) = &self.services[i];
+        let (ra, rp) = &dests[j];
+        [
+            (l[0].0, l[0].1.as_str()),
+            (l[1].0, l[1].1.as_str()),
+            ("remote_address", ra.as_str()),
+            ("remote_port", rp.as_str()),
+            (l[2].0, l[2].1.as_str()),
+            (l[3].0, l[3].1.as_str()),
+        ]
+    }
+}
+
 // ------------------------------------------------------------------------------------------ collectors
 
 /// node_exporter's ipvs collector over the director's snapshot.
@@ -267,12 +318,12 @@ impl Collector for IpvsCollector {
                 |d| i64::from(d.spec.weight),
             ),
         ];
+        let r = Rendered::new(&services);
         for (name, help, get) in backend {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for s in &services {
-                for d in &s.dests {
-                    let l = backend_labels(&s.spec.key, d.spec.addr, d.spec.port);
-                    ConstGauge::new(get(d)).encode(m.encode_family(&l)?)?;
+            for (i, s) in services.iter().enumerate() {
+                for (j, d) in s.dests.iter().enumerate() {
+                    ConstGauge::new(get(d)).encode(m.encode_family(&r.backend(i, j))?)?;
                 }
             }
         }
@@ -288,6 +339,7 @@ impl Collector for RvsCollector {
     fn encode(&self, mut enc: Enc<'_>) -> std::fmt::Result {
         let d = &self.0.director;
         let services = d.services();
+        let r = Rendered::new(&services);
         let mut name = String::new();
         for (stat, help, get) in STAT_FAMILIES {
             name.clear();
@@ -298,9 +350,8 @@ impl Collector for RvsCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for s in &services {
-                let l = service_labels(&s.spec.key);
-                ConstCounter::new(get(&s.stats)).encode(m.encode_family(&l)?)?;
+            for (i, s) in services.iter().enumerate() {
+                ConstCounter::new(get(&s.stats)).encode(m.encode_family(&r.service(i))?)?;
             }
             name.clear();
             let _ = write!(name, "backend_{stat}");
@@ -310,10 +361,10 @@ impl Collector for RvsCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for s in &services {
-                for dst in &s.dests {
-                    let l = backend_labels(&s.spec.key, dst.spec.addr, dst.spec.port);
-                    ConstCounter::new(get(&dst.stats)).encode(m.encode_family(&l)?)?;
+            for (i, s) in services.iter().enumerate() {
+                for (j, dst) in s.dests.iter().enumerate() {
+                    ConstCounter::new(get(&dst.stats))
+                        .encode(m.encode_family(&r.backend(i, j))?)?;
                 }
             }
         }
@@ -323,16 +374,16 @@ impl Collector for RvsCollector {
             None,
             MetricType::Gauge,
         )?;
-        for s in &services {
-            let [a, b, c, e] = service_labels(&s.spec.key);
+        for (i, s) in services.iter().enumerate() {
+            let [a, b, c, e] = r.service(i);
             let persist = s.spec.persistence.map_or(0, |p| p.timeout_s).to_string();
             let l = [
                 a,
                 b,
                 c,
                 e,
-                ("scheduler", s.spec.scheduler.clone()),
-                ("persistence_timeout", persist),
+                ("scheduler", s.spec.scheduler.as_str()),
+                ("persistence_timeout", persist.as_str()),
             ];
             ConstGauge::new(1i64).encode(m.encode_family(&l)?)?;
         }
@@ -351,10 +402,9 @@ impl Collector for RvsCollector {
         ];
         for (name, help, get) in gauges {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for s in &services {
-                for dst in &s.dests {
-                    let l = backend_labels(&s.spec.key, dst.spec.addr, dst.spec.port);
-                    ConstGauge::new(get(dst)).encode(m.encode_family(&l)?)?;
+            for (i, s) in services.iter().enumerate() {
+                for (j, dst) in s.dests.iter().enumerate() {
+                    ConstGauge::new(get(dst)).encode(m.encode_family(&r.backend(i, j))?)?;
                 }
             }
         }
