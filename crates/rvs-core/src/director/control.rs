@@ -9,7 +9,7 @@ use crate::config::{ConfigError, ConfigOp, Timeouts};
 use crate::conn::{ConnAddr, ConnTable};
 use crate::service::{DestSpec, Protocol, ServiceKey, ServiceSpec};
 use crate::stats::{Rates, Stats};
-use crate::table::{Effect, Pending};
+use crate::table::{Effect, Pending, Service};
 use crate::tcp::TcpState;
 use crate::time::Timestamp;
 use crate::verdict::{DropCounters, DropReason};
@@ -154,32 +154,23 @@ impl Director {
     /// Every virtual service with its destinations, counters and rates, in configuration order.
     pub fn services(&self) -> Vec<ServiceSnapshot> {
         let table = self.services.load();
-        table
-            .services()
-            .map(|svc| ServiceSnapshot {
-                spec: svc.spec.clone(),
-                stats: svc.shared.stats.stats(),
-                rates: svc.shared.stats.rates(),
-                dests: svc
-                    .dests
-                    .iter()
-                    .map(|d| DestSnapshot {
-                        spec: d.spec(),
-                        active_conns: d.active_conns(),
-                        inactive_conns: d.inactive_conns(),
-                        persistent_conns: d.persistent_conns(),
-                        overloaded: d.is_overloaded(),
-                        stats: d.stats(),
-                        rates: d.rates(),
-                    })
-                    .collect(),
-            })
-            .collect()
+        table.services().map(|svc| snapshot(svc)).collect()
     }
 
-    /// One service by key.
+    /// One service by key (a lookup: its cost is that service's, not the table's).
     pub fn service(&self, key: &ServiceKey) -> Option<ServiceSnapshot> {
-        self.services().into_iter().find(|s| s.spec.key == *key)
+        self.services.load().get(key).map(|svc| snapshot(svc))
+    }
+
+    /// One service's configuration, without counters: what a change to it replaces.
+    pub fn service_config(&self, key: &ServiceKey) -> Option<(ServiceSpec, Vec<DestSpec>)> {
+        self.services.load().get(key).map(|svc| config_of(svc))
+    }
+
+    /// Every service's configuration, without counters, in configuration order.
+    pub fn service_configs(&self) -> Vec<(ServiceSpec, Vec<DestSpec>)> {
+        let table = self.services.load();
+        table.services().map(|svc| config_of(svc)).collect()
     }
 
     /// Every tracked connection and persistence template (`ipvsadm -L -c`).
@@ -318,4 +309,32 @@ fn expire_table<A: ConnAddr>(tbl: &ConnTable<A>, now: u32) -> usize {
         }
     }
     total
+}
+
+fn snapshot(svc: &Service) -> ServiceSnapshot {
+    ServiceSnapshot {
+        spec: svc.spec.clone(),
+        stats: svc.shared.stats.stats(),
+        rates: svc.shared.stats.rates(),
+        dests: svc
+            .dests
+            .iter()
+            .map(|d| DestSnapshot {
+                spec: d.spec(),
+                active_conns: d.active_conns(),
+                inactive_conns: d.inactive_conns(),
+                persistent_conns: d.persistent_conns(),
+                overloaded: d.is_overloaded(),
+                stats: d.stats(),
+                rates: d.rates(),
+            })
+            .collect(),
+    }
+}
+
+fn config_of(svc: &Service) -> (ServiceSpec, Vec<DestSpec>) {
+    (
+        svc.spec.clone(),
+        svc.dests.iter().map(|d| d.spec()).collect(),
+    )
 }
