@@ -135,3 +135,129 @@ pub fn parse_with(text: &str, resolver: &dyn Resolver) -> Result<Vec<Command>, R
 pub fn format(services: &[ServiceInfo]) -> String {
     listing::save_rules(services, &NoResolver, true)
 }
+
+/// One configuration change as the rules lines that replay it, appended to `out` (rvsd appends these to its rules
+/// file, which stays an `ipvsadm -R` script: later lines edit what earlier ones made). `-A`/`-E` and `-a`/`-e` are
+/// written as [`format`] writes services and real servers; `-D`, `-d` and `-C` name what they remove. `-Z`,
+/// `--set` and queries are not part of a rules file and write nothing; a batch writes its commands in order.
+pub fn change_lines(cmd: &Command, out: &mut String) {
+    use crate::types::{DestInfo, ServiceConfig, ServiceKey};
+    let service = |key: ServiceKey| ServiceConfig {
+        key,
+        scheduler: "wlc".into(),
+        sched_flags: Default::default(),
+        persistence: None,
+        one_packet: false,
+        pe: None,
+    };
+    let info = |config: ServiceConfig, dests: Vec<DestInfo>| ServiceInfo {
+        config,
+        stats: Default::default(),
+        rates: Default::default(),
+        dests,
+    };
+    let dest = |config| DestInfo {
+        config,
+        active_conns: 0,
+        inactive_conns: 0,
+        persistent_conns: 0,
+        stats: Default::default(),
+        rates: Default::default(),
+    };
+    // The first (`-A`) or second (`-a`) line `format` writes, with its option replaced by `op`.
+    let line = |s: ServiceInfo, nth: usize, op: &str, out: &mut String| {
+        let text = format(std::slice::from_ref(&s));
+        if let Some(l) = text.lines().nth(nth) {
+            out.push_str(op);
+            out.push_str(&l[2..]);
+            out.push('\n');
+        }
+    };
+    match cmd {
+        Command::AddService(c) => line(info(c.clone(), Vec::new()), 0, "-A", out),
+        Command::EditService(c) => line(info(c.clone(), Vec::new()), 0, "-E", out),
+        Command::AddDest {
+            service: k,
+            dest: d,
+        } => line(info(service(*k), vec![dest(*d)]), 1, "-a", out),
+        Command::EditDest {
+            service: k,
+            dest: d,
+        } => line(info(service(*k), vec![dest(*d)]), 1, "-e", out),
+        Command::DeleteService(k) => {
+            // "-A <name> -s wlc": the name is what precedes the scheduler.
+            let mut l = String::new();
+            line(info(service(*k), Vec::new()), 0, "-D", &mut l);
+            if let Some(end) = l.find(" -s ") {
+                out.push_str(&l[..end]);
+                out.push('\n');
+            }
+        }
+        Command::DeleteDest {
+            service: k,
+            addr,
+            port,
+        } => {
+            // "-a <name> -r <server> <method> -w ...": up to the server.
+            let d = crate::types::DestConfig {
+                addr: *addr,
+                port: *port,
+                weight: 0,
+                method: crate::types::ForwardMethod::Masq,
+                u_threshold: 0,
+                l_threshold: 0,
+            };
+            let mut l = String::new();
+            line(info(service(*k), vec![dest(d)]), 1, "-d", &mut l);
+            let words: Vec<&str> = l.split_whitespace().collect();
+            if let Some(r) = words.iter().position(|w| *w == "-r")
+                && r + 1 < words.len()
+            {
+                out.push_str(&words[..r + 2].join(" "));
+                out.push('\n');
+            }
+        }
+        Command::Clear => out.push_str("-C\n"),
+        Command::Batch(cmds) => {
+            for c in cmds {
+                change_lines(c, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+    use crate::resolve::NoResolver;
+
+    /// Every change line parses back into the command it was written from.
+    #[test]
+    fn change_lines_parse_back_to_their_commands() {
+        let text = "\
+-A -t 198.51.100.1:80 -s wlc -p 300 -M 255.255.255.0
+-E -u [2001:db8::1]:53 -s mh -b flag-1,flag-2
+-a -t 198.51.100.1:80 -r 203.0.113.10:8080 -m -w 3 -x 100 -y 50
+-e -f 7 -r 203.0.113.11:0 -i -w 1 --tun-type gue --tun-port 6080
+-d -t 198.51.100.1:80 -r 203.0.113.10:8080
+-D -u [2001:db8::1]:53
+-D -f 7
+-C
+";
+        let cmds = parse_with(text, &NoResolver).expect("valid rules");
+        assert_eq!(cmds.len(), 8);
+        for c in &cmds {
+            let mut out = String::new();
+            change_lines(c, &mut out);
+            let back = parse_with(&out, &NoResolver).unwrap_or_else(|e| panic!("{out}: {e}"));
+            assert_eq!(back, vec![c.clone()], "{out}");
+        }
+        let mut all = String::new();
+        change_lines(&Command::Batch(cmds.clone()), &mut all);
+        assert_eq!(parse_with(&all, &NoResolver).expect("batch"), cmds);
+        let mut none = String::new();
+        change_lines(&Command::Zero(None), &mut none);
+        assert_eq!(none, "");
+    }
+}
