@@ -1,7 +1,7 @@
 //! The daemon's shared state: the director, the steering, the rules file, and the one place configuration changes
 //! (so a change and its steering happen together, or not at all).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +37,24 @@ pub struct Control {
     /// The TUNs and workers of the fwmark services.
     pub marks: MarkPlanes,
     pub shutting_down: bool,
+    /// The addresses the director's configuration uses (kept current by every change).
+    pub uses: AddressUse,
+    /// What the rules file holds beyond the last whole save.
+    rules_log: RulesLog,
+}
+
+/// The rules file as this rvsd last left it: a whole save (`whole_lines` long) and `appended` change lines after it.
+/// `ours` is false until the first whole save succeeds (an older file is never appended to).
+#[derive(Debug, Default)]
+struct RulesLog {
+    ours: bool,
+    whole_lines: usize,
+    appended: usize,
+}
+
+impl RulesLog {
+    /// Change lines always allowed before a rewrite, however small the table.
+    const MIN_APPEND: usize = 1024;
 }
 
 /// Everything the control plane shares.
@@ -72,16 +90,17 @@ pub struct SteeringNeeds {
 }
 
 impl SteeringNeeds {
-    /// What the director's current configuration needs.
+    /// What the director's current configuration needs, by a walk of every service (the change path keeps an
+    /// [`AddressUse`] instead).
     pub fn of_director(d: &Director) -> Self {
         let mut n = Self::default();
-        for s in d.services() {
-            if let ServiceKey::Addr { addr, .. } = s.spec.key {
+        for (spec, dests) in d.service_configs() {
+            if let ServiceKey::Addr { addr, .. } = spec.key {
                 n.vips.insert(addr);
             }
-            for dest in s.dests {
-                if dest.spec.method == ForwardMethod::Masq {
-                    n.rips.insert(dest.spec.addr);
+            for dest in dests {
+                if dest.method == ForwardMethod::Masq {
+                    n.rips.insert(dest.addr);
                 }
             }
         }
@@ -108,6 +127,77 @@ impl SteeringNeeds {
     }
 }
 
+/// What the configuration uses, counted per address (by services, by destinations), so a change updates it by what
+/// it touches: the changed services' configuration before and after, never a walk of the whole table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AddressUse {
+    vips: BTreeMap<IpAddr, u32>,
+    masq: BTreeMap<IpAddr, u32>,
+    route: BTreeMap<IpAddr, u32>,
+    tunnel: BTreeMap<IpAddr, u32>,
+}
+
+impl AddressUse {
+    /// Counts (`add`) or uncounts one service and its destinations.
+    fn count(&mut self, spec: &ServiceSpec, dests: &[DestSpec], add: bool) {
+        fn step(m: &mut BTreeMap<IpAddr, u32>, a: IpAddr, add: bool) {
+            if add {
+                *m.entry(a).or_default() += 1;
+            } else if let Some(n) = m.get_mut(&a) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&a);
+                }
+            }
+        }
+        if let ServiceKey::Addr { addr, .. } = spec.key {
+            step(&mut self.vips, addr, add);
+        }
+        for d in dests {
+            let m = match d.method {
+                ForwardMethod::Masq => &mut self.masq,
+                ForwardMethod::Route => &mut self.route,
+                ForwardMethod::Tunnel(_) => &mut self.tunnel,
+            };
+            step(m, d.addr, add);
+        }
+    }
+
+    /// The steering this use needs.
+    pub fn steering(&self) -> SteeringNeeds {
+        SteeringNeeds {
+            vips: self.vips.keys().copied().collect(),
+            rips: self.masq.keys().copied().collect(),
+        }
+    }
+}
+
+/// The services a batch touches (their configuration before and after is what changes); `None`: all of them
+/// (`-C`).
+fn touched(ops: &[ConfigOp]) -> Option<BTreeSet<ServiceKey>> {
+    let mut keys = BTreeSet::new();
+    for op in ops {
+        match op {
+            ConfigOp::AddService(s) | ConfigOp::EditService(s) => keys.insert(s.key),
+            ConfigOp::DeleteService(k)
+            | ConfigOp::AddDest(k, _)
+            | ConfigOp::EditDest(k, _)
+            | ConfigOp::DeleteDest(k, ..) => keys.insert(*k),
+            ConfigOp::Clear => return None,
+            ConfigOp::Zero(_) | ConfigOp::SetTimeouts(_) => false,
+        };
+    }
+    Some(keys)
+}
+
+/// The configuration of `keys` (all services for `None`) as the director has it now.
+fn configs_of(d: &Director, keys: Option<&BTreeSet<ServiceKey>>) -> ConfigSet {
+    match keys {
+        Some(keys) => keys.iter().filter_map(|k| d.service_config(k)).collect(),
+        None => d.service_configs(),
+    }
+}
+
 impl Daemon {
     /// The daemon state over an installed base steering.
     pub fn new(
@@ -124,6 +214,8 @@ impl Daemon {
                 steering,
                 marks: MarkPlanes::default(),
                 shutting_down: false,
+                uses: AddressUse::default(),
+                rules_log: RulesLog::default(),
             }),
             rules,
             save,
@@ -145,9 +237,12 @@ impl Daemon {
         if ctl.shutting_down {
             return Err(ApplyError::ShuttingDown);
         }
+        let lines = match self.rules_path() {
+            Some(_) => crate::mapping::ops_rules_lines(&ops),
+            None => String::new(),
+        };
         self.apply_locked(&mut ctl, ops)?;
-        drop(ctl);
-        self.save_rules();
+        self.save_change(&mut ctl, &lines);
         Ok(())
     }
 
@@ -179,7 +274,9 @@ impl Daemon {
             steering, marks, ..
         } = &mut *ctl;
         marks.add(&marks_union, steering, &shared)?;
-        let before = SteeringNeeds::of_director(&self.director);
+        let keys = touched(&ops);
+        let old = configs_of(&self.director, keys.as_ref());
+        let before = ctl.uses.steering();
         let mut union = before.clone();
         union.add_ops(&ops);
         if union != before
@@ -200,13 +297,20 @@ impl Daemon {
             marks.retain(&marks_before, steering);
             return Err(ApplyError::Config(i, e));
         }
-        let after = SteeringNeeds::of_director(&self.director);
+        let new = configs_of(&self.director, keys.as_ref());
+        for (spec, dests) in &old {
+            ctl.uses.count(spec, dests, false);
+        }
+        for (spec, dests) in &new {
+            ctl.uses.count(spec, dests, true);
+        }
+        let after = ctl.uses.steering();
         if after != union
             && let Err(e) = ctl.steering.reconcile(&after.vips, &after.rips)
         {
             tracing::error!(error = %e, "removing steering no longer needed failed");
         }
-        self.refresh_paths(&mut ctl.steering);
+        self.refresh_paths(ctl, &old, &new);
         let marks_after = fwmarks(&self.director);
         let Control {
             steering, marks, ..
@@ -223,31 +327,32 @@ impl Daemon {
         }
     }
 
-    /// Recompute what the workers need to reach route and tunnel real servers: route destinations go to the
-    /// next-hop resolver (and the kernel is asked to resolve them now, so first packets find their MAC); tunnel
-    /// destinations get the outer source address and MTU the kernel's route gives.
-    fn refresh_paths(&self, steering: &mut Steering) {
+    /// Recompute what the workers need to reach route and tunnel real servers, for the services a change touched
+    /// (`old` before it, `new` after): route destinations go to the next-hop resolver (and the kernel is asked to
+    /// resolve them now, so first packets find their MAC); when tunnel destinations came or went, every tunnel
+    /// destination gets the outer source address and MTU the kernel's route gives.
+    fn refresh_paths(&self, ctl: &mut Control, old: &ConfigSet, new: &ConfigSet) {
+        for d in new.iter().flat_map(|(_, d)| d) {
+            if d.method == ForwardMethod::Route {
+                crate::nexthop::probe(d.addr);
+                self.paths.hops.miss(d.addr);
+            }
+        }
+        let tunnel = |d: &DestSpec| matches!(d.method, ForwardMethod::Tunnel(_));
+        if !old.iter().chain(new).flat_map(|(_, d)| d).any(tunnel) {
+            return;
+        }
         let mut tunnels = HashMap::new();
-        for s in self.director.services() {
-            for d in s.dests {
-                let rip = d.spec.addr;
-                match d.spec.method {
-                    ForwardMethod::Masq => {}
-                    ForwardMethod::Route => {
-                        crate::nexthop::probe(rip);
-                        self.paths.hops.miss(rip);
-                    }
-                    ForwardMethod::Tunnel(_) => match (steering.path(rip), tunnel_source(rip)) {
-                        (Ok(p), Some(src)) => {
-                            tunnels.insert(rip, TunnelPath { src, mtu: p.mtu });
-                        }
-                        (Err(e), _) => {
-                            tracing::warn!(%rip, error = %e, "no path to tunnel real server")
-                        }
-                        (_, None) => {
-                            tracing::warn!(%rip, "no source address toward tunnel real server")
-                        }
-                    },
+        for &rip in ctl.uses.tunnel.keys() {
+            match (ctl.steering.path(rip), tunnel_source(rip)) {
+                (Ok(p), Some(src)) => {
+                    tunnels.insert(rip, TunnelPath { src, mtu: p.mtu });
+                }
+                (Err(e), _) => {
+                    tracing::warn!(%rip, error = %e, "no path to tunnel real server")
+                }
+                (_, None) => {
+                    tracing::warn!(%rip, "no source address toward tunnel real server")
                 }
             }
         }
@@ -262,31 +367,40 @@ impl Daemon {
         if ctl.shutting_down {
             return Err(ApplyError::ShuttingDown);
         }
-        let current: Vec<(ServiceSpec, Vec<DestSpec>)> = self
-            .director
-            .services()
-            .into_iter()
-            .map(|s| (s.spec, s.dests.into_iter().map(|d| d.spec).collect()))
-            .collect();
+        let current = self.director.service_configs();
         let mut diff = diff_ops(&current, &target);
         diff.extend(extra);
         if diff.is_empty() {
             return Ok(());
         }
         self.apply_locked(&mut ctl, diff)?;
-        drop(ctl);
-        self.save_rules();
+        self.save_whole(&mut ctl);
         Ok(())
     }
 
-    /// Write the rules file (when configured and saving is on), atomically.
-    pub fn save_rules(&self) {
-        let (Some(path), true) = (&self.rules, self.save) else {
+    /// The rules file, when configured and saving is on.
+    fn rules_path(&self) -> Option<&Path> {
+        self.rules.as_deref().filter(|_| self.save)
+    }
+
+    /// Write the whole rules file (when configured and saving is on), atomically.
+    fn save_whole(&self, ctl: &mut Control) {
+        let Some(path) = self.rules_path() else {
             return;
         };
         let text = crate::mapping::rules_text(&self.director);
-        if let Err(e) = write_atomic(path, text.as_bytes()) {
-            tracing::error!(path = %path.display(), error = %e, "saving the rules failed");
+        match write_atomic(path, text.as_bytes()) {
+            Ok(()) => {
+                ctl.rules_log = RulesLog {
+                    ours: true,
+                    whole_lines: text.lines().count(),
+                    appended: 0,
+                };
+            }
+            Err(e) => {
+                ctl.rules_log.ours = false;
+                tracing::error!(path = %path.display(), error = %e, "saving the rules failed");
+            }
         }
     }
 
@@ -296,6 +410,33 @@ impl Daemon {
         owned: Option<std::collections::BTreeSet<IpAddr>>,
     ) -> Result<(), SteeringError> {
         self.lock().steering.set_owned(owned)
+    }
+
+    /// Record one applied change in the rules file: its own lines appended (and synced) while the file is the one
+    /// this rvsd wrote and the appended lines do not outnumber the file's own (at least [`RulesLog::MIN_APPEND`]);
+    /// else the whole file is rewritten. A change so costs its own lines, and the rewrite, which costs the whole
+    /// table, comes once per that many appended lines.
+    fn save_change(&self, ctl: &mut Control, lines: &str) {
+        let Some(path) = self.rules_path() else {
+            return;
+        };
+        if lines.is_empty() {
+            return;
+        }
+        let n = lines.lines().count();
+        let log = &ctl.rules_log;
+        if log.ours && log.appended + n <= log.whole_lines.max(RulesLog::MIN_APPEND) {
+            match append_synced(path, lines.as_bytes()) {
+                Ok(()) => {
+                    ctl.rules_log.appended += n;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "appending to the rules failed; rewriting them")
+                }
+            }
+        }
+        self.save_whole(ctl);
     }
 
     /// Stop accepting changes and remove all steering. Returns how many kernel objects were removed.
@@ -354,58 +495,23 @@ fn tunnel_source(rip: IpAddr) -> Option<IpAddr> {
 }
 
 /// The configuration a list of operations (from a rules file) describes when applied to an empty director, in
-/// order of first appearance, plus the timeout changes it makes. Errors name the operation index.
+/// order of first appearance, plus the timeout changes it makes. The director's own rules decide what the file may
+/// do (service exists, destination exists, ...): it is applied to an empty director of its own. Errors name the
+/// operation index.
 pub fn desired_config(ops: &[ConfigOp]) -> Result<(ConfigSet, Vec<ConfigOp>), ApplyError> {
-    let mut out: ConfigSet = Vec::new();
-    let mut extra = Vec::new();
-    let find = |out: &ConfigSet, k: &ServiceKey| out.iter().position(|(s, _)| s.key == *k);
-    for (i, op) in ops.iter().enumerate() {
-        let err = |e| ApplyError::Rules(i, e);
-        match op {
-            ConfigOp::AddService(s) => {
-                if find(&out, &s.key).is_some() {
-                    return Err(err(ConfigError::ServiceExists));
-                }
-                out.push((s.clone(), Vec::new()));
-            }
-            ConfigOp::EditService(s) => {
-                let j = find(&out, &s.key).ok_or(err(ConfigError::ServiceNotDefined))?;
-                out[j].0 = s.clone();
-            }
-            ConfigOp::DeleteService(k) => {
-                let j = find(&out, k).ok_or(err(ConfigError::ServiceNotDefined))?;
-                out.remove(j);
-            }
-            ConfigOp::AddDest(k, d) | ConfigOp::EditDest(k, d) => {
-                let j = find(&out, k).ok_or(err(ConfigError::ServiceNotDefined))?;
-                let pos = out[j]
-                    .1
-                    .iter()
-                    .position(|x| x.addr == d.addr && x.port == d.port);
-                match (op, pos) {
-                    (ConfigOp::AddDest(..), Some(_)) => {
-                        return Err(err(ConfigError::DestinationExists));
-                    }
-                    (ConfigOp::AddDest(..), None) => out[j].1.push(*d),
-                    (_, Some(p)) => out[j].1[p] = *d,
-                    (_, None) => return Err(err(ConfigError::NoSuchDestination)),
-                }
-            }
-            ConfigOp::DeleteDest(k, a, p) => {
-                let j = find(&out, k).ok_or(err(ConfigError::ServiceNotDefined))?;
-                let pos = out[j]
-                    .1
-                    .iter()
-                    .position(|x| x.addr == *a && x.port == *p)
-                    .ok_or(err(ConfigError::NoSuchDestination))?;
-                out[j].1.remove(pos);
-            }
-            ConfigOp::Clear => out.clear(),
-            ConfigOp::Zero(_) => {}
-            ConfigOp::SetTimeouts(_) => extra.push(op.clone()),
-        }
-    }
-    Ok((out, extra))
+    let scratch = Director::new(rvs_core::DirectorConfig {
+        shards: 1,
+        ..Default::default()
+    });
+    scratch
+        .apply_batch(now(), ops.to_vec())
+        .map_err(|(i, e)| ApplyError::Rules(i, e))?;
+    let extra = ops
+        .iter()
+        .filter(|op| matches!(op, ConfigOp::SetTimeouts(_)))
+        .cloned()
+        .collect();
+    Ok((scratch.service_configs(), extra))
 }
 
 /// Operations turning `current` into `target`. Services and destinations present in both with the same
@@ -448,6 +554,14 @@ pub fn diff_ops(
     ops
 }
 
+/// Append `data` to the existing file `path` and sync it (a missing file is an error: the caller rewrites it).
+fn append_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+    f.write_all(data)?;
+    f.sync_data()
+}
+
 /// Write `data` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -480,6 +594,37 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use rvs_core::{Protocol, ServiceKey};
+
+    /// Addresses stay needed while any service or destination uses them, and go with the last one.
+    #[test]
+    fn address_use_counts_what_changes_touch() {
+        let mut u = AddressUse::default();
+        let (a, b) = (
+            ServiceSpec::new(key(80), "rr"),
+            ServiceSpec::new(key(81), "rr"),
+        );
+        let masq = dest(11, 1);
+        let mut route = dest(12, 1);
+        route.method = ForwardMethod::Route;
+        u.count(&a, &[masq, route], true);
+        u.count(&b, &[masq], true);
+        let vip: IpAddr = "198.51.100.100".parse().expect("ip");
+        let want = SteeringNeeds {
+            vips: [vip].into(),
+            rips: [masq.addr].into(),
+        };
+        assert_eq!(
+            u.steering(),
+            want,
+            "route real servers need no reply steering"
+        );
+        assert_eq!(u.route.len(), 1);
+        u.count(&a, &[masq, route], false);
+        assert_eq!(u.steering(), want, "b still uses both");
+        assert!(u.route.is_empty());
+        u.count(&b, &[masq], false);
+        assert_eq!(u, AddressUse::default());
+    }
 
     fn key(port: u16) -> ServiceKey {
         ServiceKey::Addr {

@@ -28,9 +28,58 @@ pub fn rules_to_ops(text: &str) -> anyhow::Result<(Vec<ConfigOp>, Vec<usize>)> {
     Ok((ops, lineno))
 }
 
+/// The rules lines that replay `ops` (appended to the rules file after a change; see
+/// [`rvs_api::rules::change_lines`]). Zeroing and timeouts are not part of a rules file.
+pub fn ops_rules_lines(ops: &[ConfigOp]) -> String {
+    let mut out = String::new();
+    for op in ops {
+        let cmd = match op {
+            ConfigOp::AddService(s) => Command::AddService(service_out(s)),
+            ConfigOp::EditService(s) => Command::EditService(service_out(s)),
+            ConfigOp::DeleteService(k) => Command::DeleteService(key_out(*k)),
+            ConfigOp::AddDest(k, d) => Command::AddDest {
+                service: key_out(*k),
+                dest: dest_out(d),
+            },
+            ConfigOp::EditDest(k, d) => Command::EditDest {
+                service: key_out(*k),
+                dest: dest_out(d),
+            },
+            ConfigOp::DeleteDest(k, addr, port) => Command::DeleteDest {
+                service: key_out(*k),
+                addr: *addr,
+                port: *port,
+            },
+            ConfigOp::Clear => Command::Clear,
+            ConfigOp::Zero(_) | ConfigOp::SetTimeouts(_) => continue,
+        };
+        rvs_api::rules::change_lines(&cmd, &mut out);
+    }
+    out
+}
+
 /// The rules text (`ipvsadm -S -n` format) of the director's configuration.
 pub fn rules_text(d: &Director) -> String {
-    let infos: Vec<ServiceInfo> = d.services().iter().map(service_info).collect();
+    let infos: Vec<ServiceInfo> = d
+        .service_configs()
+        .iter()
+        .map(|(spec, dests)| ServiceInfo {
+            config: service_out(spec),
+            stats: Default::default(),
+            rates: Default::default(),
+            dests: dests
+                .iter()
+                .map(|d| DestInfo {
+                    config: dest_out(d),
+                    active_conns: 0,
+                    inactive_conns: 0,
+                    persistent_conns: 0,
+                    stats: Default::default(),
+                    rates: Default::default(),
+                })
+                .collect(),
+        })
+        .collect();
     rvs_api::rules::format(&infos)
 }
 
