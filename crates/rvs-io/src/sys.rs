@@ -95,8 +95,12 @@ struct IfreqData {
 
 const ETHTOOL_GTXCSUM: u32 = 0x16;
 const ETHTOOL_STXCSUM: u32 = 0x17;
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_SGRO: u32 = 0x2c;
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 
+/// One `struct ethtool_value` command (`ETHTOOL_G*` / `ETHTOOL_S*`) on `ifname` in the calling thread's namespace;
+/// returns the value the kernel left (the setting, for a get).
 fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
     if ifname.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(
@@ -132,6 +136,17 @@ pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
 /// Whether TX checksum offload is on for `ifname`.
 pub fn tx_checksum(ifname: &str) -> io::Result<bool> {
     ethtool_value(ifname, ETHTOOL_GTXCSUM, 0).map(|v| v != 0)
+}
+
+/// Turn GRO of `ifname` on or off (like `ethtool -K IF gro on|off`). On a veth, GRO gives the device NAPI, which
+/// XDP_REDIRECT into its peer needs.
+pub fn set_gro(ifname: &str, on: bool) -> io::Result<()> {
+    ethtool_value(ifname, ETHTOOL_SGRO, u32::from(on)).map(|_| ())
+}
+
+/// Whether GRO is on for `ifname`.
+pub fn gro(ifname: &str) -> io::Result<bool> {
+    ethtool_value(ifname, ETHTOOL_GGRO, 0).map(|v| v != 0)
 }
 
 #[cfg(test)]

@@ -68,72 +68,28 @@ pub fn write_sysctl(name: &str, value: &str) -> Result<()> {
     std::fs::write(&p, value).map_err(LabError::io(format!("writing sysctl {name}={value}")))
 }
 
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-#[repr(C)]
-struct IfreqData {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    data: *mut libc::c_void,
-    _pad: [u8; 16],
-}
-
-const ETHTOOL_GTXCSUM: u32 = 0x0000_0016;
-const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
-const ETHTOOL_GGRO: u32 = 0x0000_002b;
-const ETHTOOL_SGRO: u32 = 0x0000_002c;
-const SIOCETHTOOL: libc::c_ulong = 0x8946;
-
 /// Turns TX checksum offload off on `ifname` in the calling thread's namespace (like `ethtool -K IF tx off`), so
 /// packets sent from this namespace carry complete checksums.
 pub fn tx_checksum_off(ifname: &str) -> Result<()> {
-    ethtool_value(ifname, ETHTOOL_STXCSUM, 0).map(|_| ())
+    rvs_io::sys::set_tx_checksum(ifname, false).map_err(LabError::io(format!(
+        "turning TX checksum offload off on {ifname}"
+    )))
 }
 
 /// Whether TX checksum offload is on for `ifname` in the calling thread's namespace.
 pub fn tx_checksum_on(ifname: &str) -> Result<bool> {
-    ethtool_value(ifname, ETHTOOL_GTXCSUM, 0).map(|v| v != 0)
+    rvs_io::sys::tx_checksum(ifname).map_err(LabError::io(format!(
+        "reading TX checksum offload of {ifname}"
+    )))
 }
 
 /// Turns GRO on or off on `ifname` in the calling thread's namespace (like `ethtool -K IF gro on`). On a veth, GRO
 /// gives the device NAPI, which XDP_REDIRECT into its peer needs.
 pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
-    ethtool_value(ifname, ETHTOOL_SGRO, u32::from(on)).map(|_| ())
+    rvs_io::sys::set_gro(ifname, on).map_err(LabError::io(format!("setting GRO on {ifname}")))
 }
 
 /// Whether GRO is on for `ifname` in the calling thread's namespace.
 pub fn gro_on(ifname: &str) -> Result<bool> {
-    ethtool_value(ifname, ETHTOOL_GGRO, 0).map(|v| v != 0)
-}
-
-fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> Result<u32> {
-    if ifname.len() >= libc::IFNAMSIZ {
-        return Err(LabError::Invalid(format!(
-            "interface name too long: {ifname}"
-        )));
-    }
-    let sock =
-        std::net::UdpSocket::bind("0.0.0.0:0").map_err(LabError::io("opening an ioctl socket"))?;
-    let mut value = EthtoolValue { cmd, data };
-    let mut ifr = IfreqData {
-        name: [0; libc::IFNAMSIZ],
-        data: (&raw mut value).cast(),
-        _pad: [0; 16],
-    };
-    for (dst, src) in ifr.name.iter_mut().zip(ifname.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: SIOCETHTOOL with a properly laid out ifreq whose data points at a live ethtool_value; the kernel
-    // reads and writes both during the call only.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &raw mut ifr) };
-    if rc != 0 {
-        return Err(LabError::Io {
-            context: format!("ethtool command {cmd:#x} on {ifname}"),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(value.data)
+    rvs_io::sys::gro(ifname).map_err(LabError::io(format!("reading GRO of {ifname}")))
 }
