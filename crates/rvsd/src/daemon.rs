@@ -135,12 +135,14 @@ pub struct AddressUse {
     masq: BTreeMap<IpAddr, u32>,
     route: BTreeMap<IpAddr, u32>,
     tunnel: BTreeMap<IpAddr, u32>,
+    /// fwmark services by mark (both families).
+    marks: BTreeMap<u32, u32>,
 }
 
 impl AddressUse {
     /// Counts (`add`) or uncounts one service and its destinations.
     fn count(&mut self, spec: &ServiceSpec, dests: &[DestSpec], add: bool) {
-        fn step(m: &mut BTreeMap<IpAddr, u32>, a: IpAddr, add: bool) {
+        fn step<K: Ord>(m: &mut BTreeMap<K, u32>, a: K, add: bool) {
             if add {
                 *m.entry(a).or_default() += 1;
             } else if let Some(n) = m.get_mut(&a) {
@@ -150,8 +152,9 @@ impl AddressUse {
                 }
             }
         }
-        if let ServiceKey::Addr { addr, .. } = spec.key {
-            step(&mut self.vips, addr, add);
+        match spec.key {
+            ServiceKey::Addr { addr, .. } => step(&mut self.vips, addr, add),
+            ServiceKey::Fwmark { mark, .. } => step(&mut self.marks, mark, add),
         }
         for d in dests {
             let m = match d.method {
@@ -311,7 +314,7 @@ impl Daemon {
             tracing::error!(error = %e, "removing steering no longer needed failed");
         }
         self.refresh_paths(ctl, &old, &new);
-        let marks_after = fwmarks(&self.director);
+        let marks_after: BTreeSet<u32> = ctl.uses.marks.keys().copied().collect();
         let Control {
             steering, marks, ..
         } = &mut *ctl;
@@ -471,17 +474,6 @@ fn check_paths(steering: &mut Steering, ops: &[ConfigOp]) -> Result<(), ApplyErr
     Ok(())
 }
 
-/// The marks of the configured fwmark services (one plane per mark, both families).
-fn fwmarks(d: &Director) -> BTreeSet<u32> {
-    d.services()
-        .iter()
-        .filter_map(|s| match s.spec.key {
-            ServiceKey::Fwmark { mark, .. } => Some(mark),
-            ServiceKey::Addr { .. } => None,
-        })
-        .collect()
-}
-
 /// The address the kernel would send from toward `rip` (a connected UDP socket's local address; nothing is sent).
 fn tunnel_source(rip: IpAddr) -> Option<IpAddr> {
     let any: IpAddr = if rip.is_ipv6() {
@@ -623,6 +615,22 @@ mod tests {
         assert_eq!(u.steering(), want, "b still uses both");
         assert!(u.route.is_empty());
         u.count(&b, &[masq], false);
+        assert_eq!(u, AddressUse::default());
+        let fw = |ipv6| ServiceSpec::new(ServiceKey::Fwmark { mark: 7, ipv6 }, "rr");
+        u.count(&fw(false), &[masq], true);
+        u.count(&fw(true), &[], true);
+        assert_eq!(
+            u.marks.keys().copied().collect::<Vec<_>>(),
+            [7],
+            "one plane per mark"
+        );
+        assert!(
+            u.steering().vips.is_empty(),
+            "a fwmark service steers no VIP"
+        );
+        u.count(&fw(false), &[masq], false);
+        assert_eq!(u.marks.len(), 1, "the IPv6 service still uses mark 7");
+        u.count(&fw(true), &[], false);
         assert_eq!(u, AddressUse::default());
     }
 
