@@ -6,7 +6,9 @@ use crate::listing;
 use crate::resolve::{NoResolver, Resolver, SystemResolver};
 use crate::types::{Command, ServiceInfo};
 
-/// A rules-file error: the 1-based line and ipvsadm's message for it.
+/// A rules-file error: the 1-based line and ipvsadm's message for it (`Display`, as `rvsadm -R`
+/// prints it), plus the line's text and what is wrong with it in words ([`RulesError::explain`],
+/// for a daemon's log, where ipvsadm's bare "Try `rvsadm -h'" hint would say nothing).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
 pub struct RulesError {
@@ -14,6 +16,75 @@ pub struct RulesError {
     pub message: String,
     /// The exit status ipvsadm gives this error (2 or 255).
     pub exit_code: i32,
+    /// The offending line, as written.
+    pub text: String,
+    /// What is wrong, in words (ipvsadm's message when it has one).
+    pub reason: String,
+}
+
+impl RulesError {
+    /// `line N: "<text>": <reason>`.
+    pub fn explain(&self) -> String {
+        format!(
+            "line {}: \"{}\": {}",
+            self.line,
+            self.text.trim(),
+            self.reason
+        )
+    }
+}
+
+/// The commands a rules line may start with.
+const CHANGE_COMMANDS: &str = "-A, -E, -D, -C, -Z, -a, -e, -d or --set";
+
+/// Words for an error ipvsadm reports with its usage hint only.
+fn reason_for(words: &[String], e: &ipvsadm::ParseError) -> String {
+    let first_line = e.message.lines().find(|l| !l.is_empty());
+    if let Some(m) = first_line {
+        return m.to_owned();
+    }
+    let first = words.first().map(String::as_str).unwrap_or("");
+    let known = [
+        "-A",
+        "-E",
+        "-D",
+        "-C",
+        "-Z",
+        "-a",
+        "-e",
+        "-d",
+        "--set",
+        "-R",
+        "-S",
+        "-L",
+        "-l",
+        "--add-service",
+        "--edit-service",
+        "--delete-service",
+        "--clear",
+        "--zero",
+        "--add-server",
+        "--edit-server",
+        "--delete-server",
+        "--restore",
+        "--save",
+        "--list",
+        "--start-daemon",
+        "--stop-daemon",
+        "-h",
+        "--help",
+        "-v",
+        "--version",
+    ];
+    if !known
+        .iter()
+        .any(|k| first == *k || (first.starts_with(k) && k.len() == 2))
+    {
+        return format!(
+            "`{first}` is not a command: a rules line starts with {CHANGE_COMMANDS} (ipvsadm -S format)"
+        );
+    }
+    format!("not a valid ipvsadm command line (a rules line starts with {CHANGE_COMMANDS})")
 }
 
 /// Splits a rules line into words: whitespace separated, `"..."`/`'...'` quoting, `#` starting a
@@ -98,10 +169,13 @@ pub fn parse_lines(
         match ipvsadm::parse_restore_line(&words, resolver) {
             Ok(Action::Apply(cmd)) => out.push((lineno, cmd)),
             Ok(_) => {
+                let message = "only configuration commands (-A -E -D -C -Z -a -e -d --set) belong in a rules file".to_owned();
                 return Err(RulesError {
                     line: lineno,
-                    message: "only configuration commands (-A -E -D -C -Z -a -e -d --set) belong in a rules file".to_owned(),
+                    reason: message.clone(),
+                    message,
                     exit_code: 2,
+                    text: line.to_owned(),
                 });
             }
             Err(e) => {
@@ -115,6 +189,8 @@ pub fn parse_lines(
                     line: lineno,
                     message,
                     exit_code: e.exit_code,
+                    text: line.to_owned(),
+                    reason: reason_for(&words, &e),
                 });
             }
         }
@@ -259,5 +335,51 @@ mod change_tests {
         let mut none = String::new();
         change_lines(&Command::Zero(None), &mut none);
         assert_eq!(none, "");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> RulesError {
+        parse_lines(text, &NoResolver).expect_err("a bad rules file")
+    }
+
+    #[test]
+    fn a_bad_line_is_named_quoted_and_explained() {
+        let e = err("-A -t 198.51.100.1:80 -s rr\n\n-Q -t 198.51.100.1:80\n");
+        assert_eq!(e.line, 3);
+        assert_eq!(e.text, "-Q -t 198.51.100.1:80");
+        let x = e.explain();
+        assert!(x.starts_with("line 3: \"-Q -t 198.51.100.1:80\": "), "{x}");
+        assert!(x.contains("`-Q` is not a command"), "{x}");
+        assert!(!x.contains("Try `"), "{x}");
+        // rvsadm -R keeps ipvsadm's text.
+        assert!(e.to_string().starts_with("line 3: Try `rvsadm -h'"), "{e}");
+
+        let e = err("this is not a rule\n");
+        assert!(
+            e.explain().contains("`this` is not a command"),
+            "{}",
+            e.explain()
+        );
+
+        // ipvsadm's own message when it has one.
+        let e = err("-A -t 198.51.100.1:99999 -s rr\n");
+        assert_eq!(e.reason, e.message);
+        assert!(
+            e.explain().contains("\"-A -t 198.51.100.1:99999 -s rr\""),
+            "{}",
+            e.explain()
+        );
+        assert!(!e.reason.is_empty());
+
+        let e = err("-L -n\n");
+        assert!(
+            e.explain().contains("only configuration commands"),
+            "{}",
+            e.explain()
+        );
     }
 }

@@ -444,6 +444,8 @@ pub enum Command {
     GetHealth,
     /// VRRP instances and sync daemon counters (replies `Ha`; `rvsadm --json -L --daemon`)
     GetHa,
+    /// The connection limit, the defences and the drop counters (replies `Defense`; rvs only)
+    GetDefense,
 }
 
 impl Command {
@@ -479,6 +481,7 @@ pub enum Reply {
     Daemons(Vec<DaemonConfig>),
     Health(Vec<ServiceHealth>),
     Ha(HaStatus),
+    Defense(DefenseInfo),
 }
 
 /// Health of one keepalived virtual server (`GetHealth`; `rvsadm -L --json` shows it as `"health"`).
@@ -556,6 +559,35 @@ pub struct SyncStatus {
     /// foreign_syncid, created, updated, replaced, no_service, no_destination, stale, unsupported, bad_state,
     /// table_full).
     pub counters: Vec<(String, u64)>,
+}
+
+/// The connection-table limit and IPVS's defences (their sysctl names and values: 0 off, 1 automatic and
+/// inactive, 2 automatic and active, 3 always), with the drop counters by reason (`rvsadm -L --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct DefenseInfo {
+    /// Connection limit (`None`: unlimited).
+    pub max_conns: Option<u64>,
+    /// Connections at the last evaluation (once a second).
+    pub conns: u64,
+    /// "Memory pressure" threshold, in free entries under `max_conns`.
+    pub amemthresh: u64,
+    pub am_droprate: u32,
+    pub drop_entry: u8,
+    pub drop_packet: u8,
+    pub secure_tcp: u8,
+    pub expire_nodest_conn: u8,
+    pub expire_quiescent_template: u8,
+    pub conn_reuse_mode: u8,
+    /// Fewer than `amemthresh` entries free at the last evaluation.
+    pub pressure: bool,
+    /// drop_packet's current rate (0: none; n: one in n new connections).
+    pub drop_rate: u32,
+    /// Entries removed by drop_entry's periodic scan.
+    pub entries_dropped: u64,
+    /// Entries evicted to make room for a new connection at the limit.
+    pub entries_evicted: u64,
+    /// Dropped packets by reason.
+    pub drops: std::collections::BTreeMap<String, u64>,
 }
 
 /// One request line.

@@ -161,6 +161,54 @@ fn bench_established(c: &mut Criterion) {
     g.finish();
 }
 
+/// The established path with every defence on (secure_tcp and drop_entry always, a limit with
+/// pressure) beside the same table with them off, in the same run: the defences must cost the
+/// established path nothing measurable (they act on new connections and in the timer).
+fn bench_defended(c: &mut Criterion) {
+    const N: u32 = 65_536;
+    let mut g = c.benchmark_group("defences");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(3));
+    g.sample_size(20);
+    for defended in [false, true] {
+        let (d, _) = loaded(N);
+        if defended {
+            d.set_defense(rvs_core::DefenseConfig {
+                drop_entry: rvs_core::DefenseLevel::Always,
+                drop_packet: rvs_core::DefenseLevel::Auto,
+                secure_tcp: rvs_core::DefenseLevel::Always,
+                expire_nodest_conn: rvs_core::NoDestConn::Expire,
+                ..rvs_core::DefenseConfig::with_limit(N as usize + 1024)
+            });
+            d.update_defense(Timestamp(3), 1);
+            assert!(d.defense().pressure);
+        }
+        let ins: Vec<Vec<u8>> = (0..256)
+            .map(|i| {
+                let (c, p) = flow(i * (N / 256));
+                tcp(c, p, VIP, 80, false, &[0u8; 64])
+            })
+            .collect();
+        let mut buf = [0u8; 128];
+        let mut i = 0usize;
+        let name = if defended {
+            "established_in_hot256_defences_on"
+        } else {
+            "established_in_hot256_defences_off"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let p = &ins[i % 256];
+                i = i.wrapping_add(1);
+                let pkt = &mut buf[..p.len()];
+                pkt.copy_from_slice(p);
+                black_box(d.process(Timestamp(10), i as u64, pkt))
+            })
+        });
+    }
+    g.finish();
+}
+
 fn bench_new_and_expire(c: &mut Criterion) {
     let mut g = c.benchmark_group("director");
     g.throughput(Throughput::Elements(1));
@@ -211,5 +259,10 @@ fn bench_new_and_expire(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_established, bench_new_and_expire);
+criterion_group!(
+    benches,
+    bench_established,
+    bench_defended,
+    bench_new_and_expire
+);
 criterion_main!(benches);

@@ -109,6 +109,9 @@ pub(crate) struct Conn<A> {
     pub(crate) flags: u8,
     /// Fast-path generation this connection was offered in (0: not offered; see fastpath.rs).
     pub(crate) fast_gen: u8,
+    /// Packets from the client, saturating at 255 (IPVS's in_pkts: drop_entry spares entries
+    /// with more than 8).
+    pub(crate) in_pkts: u8,
     /// Last packet, wrapping ms.
     pub(crate) last_seen: u32,
     /// Current timeout in ms.
@@ -149,6 +152,7 @@ impl<A> Conn<A> {
             state: 0,
             flags,
             fast_gen: 0,
+            in_pkts: 0,
             last_seen: now,
             timeout,
             armed: 0,
@@ -497,6 +501,37 @@ impl<A: ConnAddr> Shard<A> {
         }
         self.cur_tick = Some(now_tick);
         (expired, true)
+    }
+
+    /// Slots this shard has room for without growing (used and free).
+    pub(crate) fn capacity(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+
+    /// Visits up to `entries` live entries from slot `start` on (wrapping), calling `f` on each
+    /// until it returns `false`; free slots are skipped, the slab is crossed at most once (the
+    /// defences' random samples: live entries sit together at the low end of a slab that once
+    /// grew bigger, so counting slots would often sample nothing).
+    pub(crate) fn sample(
+        &self,
+        start: usize,
+        entries: usize,
+        mut f: impl FnMut(u32, &Conn<A>) -> bool,
+    ) {
+        let cap = self.capacity();
+        let mut seen = 0;
+        for k in 0..cap {
+            if seen >= entries {
+                return;
+            }
+            let i = ((start + k) % cap) as u32;
+            if let Some(c) = self.get(i) {
+                seen += 1;
+                if !f(i, c) {
+                    return;
+                }
+            }
+        }
     }
 
     /// Removes every entry matching `pred`, handing each to `on_remove` (control plane only).

@@ -18,12 +18,13 @@ use rvs_wire::{IcmpError, PacketInfo, TcpFlags, Transport, proto, rewrite};
 use crate::conn::{
     Conn, ConnAddr, ConnTable, F_INACTIVE, F_MASQ, F_NOOUTPUT, F_ROUTE, F_TUNNEL, Shard,
 };
+use crate::defense::{Defense, HitAction};
 use crate::dest::Destination;
 use crate::sched::SchedInput;
 use crate::service::{ForwardMethod, ServiceKey, TunnelConfig};
 use crate::stats::STAT_SLOTS;
 use crate::table::{Service, ServiceTable};
-use crate::tcp::{TCP_STATES, TcpDir, TcpState, next_state};
+use crate::tcp::{TCP_STATES, TcpDir, TcpState, next_state_in};
 use crate::template::{Lookup, TemplateHold, TemplateKey, TemplateTable};
 use crate::time::Timestamp;
 use crate::verdict::{Direction, DropReason, Verdict};
@@ -62,13 +63,13 @@ struct DropSlot([AtomicU64; DropReason::ALL.len()]);
 /// The I/O-free IPVS core. `Send + Sync`; every method takes `&self`.
 #[derive(Debug)]
 pub struct Director {
-    services: ArcSwap<ServiceTable>,
+    pub(crate) services: ArcSwap<ServiceTable>,
     /// The id the next new virtual service gets; its lock serialises configuration writers (the
     /// packet path never takes it).
     next_service_id: Mutex<u64>,
     pub(crate) v4: ConnTable<Ipv4Addr>,
     pub(crate) v6: ConnTable<Ipv6Addr>,
-    templates: TemplateTable,
+    pub(crate) templates: TemplateTable,
     /// TCP timeouts by state, ms.
     tcp_timeouts: [AtomicU32; TCP_STATES],
     udp_timeout: AtomicU32,
@@ -79,6 +80,8 @@ pub struct Director {
     /// `sloppy_tcp` and `sloppy_sctp` (sysctls in IPVS: changeable at run time).
     sloppy_tcp: AtomicBool,
     sloppy_sctp: AtomicBool,
+    /// The connection limit and IPVS's defences (defense.rs).
+    pub(crate) defense: Defense,
 }
 
 /// How a connection's packets reach its real server: bound when the connection is created (IPVS's
@@ -147,6 +150,7 @@ impl Director {
             tcp_timeouts,
             udp_timeout: AtomicU32::new(300_000),
             drops: Box::default(),
+            defense: Defense::new(cfg.shards.clamp(1, 1 << 16)),
             fast: std::sync::OnceLock::new(),
             fast_gen: std::sync::atomic::AtomicU8::new(0),
             sloppy_tcp: AtomicBool::new(cfg.sloppy_tcp),
@@ -196,7 +200,8 @@ impl Director {
             dir
         };
         let old = TcpState::from_u8(c.state);
-        let new = next_state(old, dir, f.syn(), f.ack(), f.fin(), f.rst());
+        let table = self.defense.state_table();
+        let new = next_state_in(table, old, dir, f.syn(), f.ack(), f.fin(), f.rst());
         if new != old {
             let active = c.is_active();
             if active && new != TcpState::Established {
@@ -222,6 +227,9 @@ impl Director {
             None => c.timeout = self.udp_timeout.load(Ordering::Relaxed),
         }
         c.last_seen = now;
+        if flow.dir == Direction::In {
+            c.in_pkts = c.in_pkts.saturating_add(1);
+        }
         self.fast_path_step(c, old_state);
         if flow.dir == Direction::Out {
             c.flags &= !F_NOOUTPUT;
@@ -376,6 +384,7 @@ impl Director {
         match self.existing(path, flow, si) {
             Existing::Hit(to) => self.forward_in(pkt, info, to, si),
             Existing::Deleted => self.dropped(DropReason::ServiceDeleted, si),
+            Existing::DestUnavailable => self.dropped(DropReason::DestUnavailable, si),
             Existing::Missing => self.new_connection(path, pkt, info, flow, si),
         }
     }
@@ -393,6 +402,7 @@ impl Director {
         match self.existing(path, flow, si) {
             Existing::Hit(to) => self.forward_out(pkt, info, to, si),
             Existing::Deleted => self.dropped(DropReason::ServiceDeleted, si),
+            Existing::DestUnavailable => self.dropped(DropReason::DestUnavailable, si),
             Existing::Missing => Verdict::Pass,
         }
     }
@@ -405,14 +415,22 @@ impl Director {
         let Some(i) = flow.find(&sh) else {
             return Existing::Missing;
         };
-        let (deleted, reuse) = match sh.get(i) {
+        let (deleted, action) = match sh.get(i) {
             Some(c) => (
                 c.dest.svc.deleted.load(Ordering::Relaxed),
-                flow.dir == Direction::In && flow.opens() && c.state == TcpState::TimeWait as u8,
+                // expire_nodest_conn, conn_reuse_mode (defense.rs).
+                if flow.dir == Direction::In {
+                    self.defense.on_hit(c, flow.opens())
+                } else {
+                    HitAction::Use
+                },
             ),
-            None => (false, false),
+            None => (false, HitAction::Use),
         };
-        if deleted || reuse {
+        if action == HitAction::DropDestUnavailable && !deleted {
+            return Existing::DestUnavailable;
+        }
+        if deleted || action == HitAction::Reschedule {
             if let Some(c) = sh.remove(i) {
                 release(c);
             }
@@ -450,6 +468,9 @@ impl Director {
             )
         {
             return self.dropped(DropReason::NotSyn, si);
+        }
+        if self.defense.drop_new(path.random) {
+            return self.dropped(DropReason::DropPacket, si);
         }
         let input = SchedInput {
             now: path.now,
@@ -499,6 +520,15 @@ impl Director {
                     self.udp_timeout.load(Ordering::Relaxed)
                 };
                 let cflags = Xmit::conn_flags(dest.method());
+                if self.defense.full(&sh) {
+                    // At the limit: evict a victim (drop_entry) or refuse.
+                    let Some(v) = self.defense.make_room(&sh, now32(path.now), path.random) else {
+                        return self.dropped(DropReason::TableFull, si);
+                    };
+                    if let Some(c) = sh.remove(v) {
+                        release(c);
+                    }
+                }
                 let conn = Conn::new(
                     flow.proto,
                     flow.src,
@@ -621,11 +651,14 @@ impl Director {
             vport,
             fwmark,
         };
-        if let Lookup::Hit(t) = self.templates.lookup(&key, input.now.0) {
+        let quiescent = self.defense.expire_quiescent_templates();
+        if let Lookup::Hit(t) = self.templates.lookup(&key, input.now.0, quiescent) {
             return Some((t.dest().clone(), Some(t)));
         }
         let d = svc.sched.lock().schedule(input)?;
-        let t = self.templates.insert(key, d, svc.persist_ms, input.now.0);
+        let t = self
+            .templates
+            .insert(key, d, svc.persist_ms, input.now.0, quiescent);
         Some((t.dest().clone(), Some(t)))
     }
 
@@ -760,6 +793,8 @@ enum Existing<A> {
     Hit(Target<A>),
     /// Its virtual service was deleted (the connection is gone now).
     Deleted,
+    /// Its real server was removed (expire_nodest_conn = 0: the connection stays, the packet is dropped).
+    DestUnavailable,
     /// Not tracked.
     Missing,
 }
@@ -794,6 +829,6 @@ fn count<A>(c: &Conn<A>, dir: Direction, slot: usize, len: u64) {
 
 /// A connection left the table (expired, reset for reuse, or purged): its destination's counters.
 /// Its template hold, if any, is given back as it drops.
-fn release<A>(c: Conn<A>) {
+pub(crate) fn release<A>(c: Conn<A>) {
     c.dest.unbind(false, c.is_active());
 }

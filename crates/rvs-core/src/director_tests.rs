@@ -594,7 +594,7 @@ fn quiesced_destination_keeps_connections_gets_no_new_ones() {
 }
 
 #[test]
-fn deleted_destination_connections_live_on_until_expiry() {
+fn deleted_destination_connections_are_dropped_until_expiry() {
     let key = tcp_key(80);
     let d = setup(key, &[(RIP1, 80), (RIP2, 80)], None);
     let fwd_in = Verdict::Forward(Direction::In);
@@ -607,9 +607,15 @@ fn deleted_destination_connections_live_on_until_expiry() {
         d.apply(Timestamp(2), ConfigOp::DeleteDest(key, ip(RIP1), 80)),
         Err(ConfigError::NoSuchDestination)
     );
-    // The old connection still forwards to RIP1, both ways.
-    let p = send(&d, 3, tcp4(CIP, 1, VIP, 80, ACK, b"x"), fwd_in);
-    assert_eq!(addrs4(&p).2, RIP1);
+    // expire_nodest_conn = 0 (IPVS's default): the old connection's packets are dropped (and
+    // counted) while its entry lives on; a late reply from RIP1 still goes out.
+    send(
+        &d,
+        3,
+        tcp4(CIP, 1, VIP, 80, ACK, b"x"),
+        Verdict::Drop(DropReason::DestUnavailable),
+    );
+    assert_eq!(d.drop_counters().get(DropReason::DestUnavailable), 1);
     send(
         &d,
         4,
@@ -1254,9 +1260,13 @@ fn persistence_follows_quiesced_but_not_deleted_destinations() {
     assert_eq!(addrs4(&p).2, second);
     assert_eq!(d.template_count(), 1);
     assert_eq!(dest_counts(&d, &key, second), (0, 1, 1));
-    // The old connections still go to the deleted server.
-    let p = send(&d, 5, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
-    assert_eq!(addrs4(&p).2, first);
+    // The old connections to the deleted server are dropped (expire_nodest_conn = 0).
+    send(
+        &d,
+        5,
+        tcp4(CIP, 1, VIP, 80, ACK, b""),
+        Verdict::Drop(DropReason::DestUnavailable),
+    );
 }
 
 /// A template controls its connections through holds that go back however a connection ends or is never made:

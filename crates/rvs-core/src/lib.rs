@@ -17,13 +17,18 @@
 //!   caddr:cport) in a table sharded by hash(protocol, caddr, cport), one lock per shard.
 //! - TCP follows ip_vs_proto_tcp.c's state table ([`tcp`]); a connection counts as *active* in
 //!   ESTABLISHED only, *inactive* otherwise (UDP is always inactive); new TCP connections are
-//!   scheduled only on SYN (without RST); a SYN on a TIME_WAIT connection starts a new one
-//!   (conn_reuse_mode=1). Every packet re-reads its state's timeout (`--set` applies at the next
+//!   scheduled only on SYN (without RST); a SYN on a TIME_WAIT or CLOSE connection not under a
+//!   template starts a new one (conn_reuse_mode=1, is_new_conn_expected). Every packet re-reads its state's timeout (`--set` applies at the next
 //!   packet) and pushes the deadline to now + timeout.
 //! - Destinations: weight 0 = quiesced (keeps its connections); the upper threshold marks a
 //!   destination overloaded until it drops under the lower one (3/4 of the upper one if 0). A
-//!   deleted destination's connections stay and keep forwarding until they expire
-//!   (expire_nodest_conn=0); a deleted service's connections and templates are removed.
+//!   deleted destination's connections stay until they expire and their client packets are
+//!   dropped (expire_nodest_conn=0, [`DropReason::DestUnavailable`]); with expire_nodest_conn=1
+//!   they end at their next packet, which is scheduled anew. A deleted service's connections and
+//!   templates are removed.
+//! - The defences against table exhaustion (drop_entry, drop_packet, secure_tcp with IPVS's 0-3
+//!   values), expire_quiescent_template and conn_reuse_mode: see [`defense`], which also says how
+//!   "memory pressure" maps onto rvs's connection limit.
 //! - Persistence templates (caddr masked by `-M`, vport 0 for port-0 services) live for the
 //!   service's timeout after their last new connection and never expire while they still
 //!   control connections; a template whose destination was deleted is replaced. Templates
@@ -67,14 +72,24 @@
 //! - `sloppy_sctp` is stored and its rule is [`sloppy::sctp_may_schedule`], but SCTP is not forwarded yet.
 //! - SCTP services are stored only; a re-added destination is a fresh object (IPVS would revive it
 //!   from its trash).
+//! - Defences ([`defense`]): a hard connection limit (IPVS grows until kernel memory runs out),
+//!   with eviction of a sampled half-open/closed or long-idle entry when a new connection finds
+//!   its shard full and drop_entry is not 0; "memory pressure" is the table's fill against that
+//!   limit; drop_packet drops one in `rate` new connections at random instead of counting down a
+//!   global counter.
+//! - A connection table can be handed to another process ([`handover`]); IPVS cannot do this.
 
 pub mod config;
 mod conn;
+pub mod defense;
+#[cfg(test)]
+mod defense_tests;
 pub mod dest;
 mod director;
 #[cfg(test)]
 mod director_tests;
 mod fastpath;
+pub mod handover;
 #[cfg(test)]
 mod methods_tests;
 pub mod sched;
@@ -90,6 +105,7 @@ pub mod time;
 pub mod verdict;
 
 pub use config::{ConfigError, ConfigOp, TimeoutUpdate, Timeouts};
+pub use defense::{DefenseConfig, DefenseLevel, DefenseSnapshot, NoDestConn, QuiescentTemplate};
 pub use dest::Destination;
 pub use director::sync::SyncExport;
 pub use director::{

@@ -106,8 +106,20 @@ fn flag_row(syn: bool, ack: bool, fin: bool, rst: bool) -> Option<usize> {
 
 use TcpState::{
     Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI,
-    SynRecv as SR, SynSent as SS, TimeWait as TW,
+    SynAck as SA, SynRecv as SR, SynSent as SS, TimeWait as TW,
 };
+
+/// Which of IPVS's two state tables a transition uses (ip_vs_proto_tcp.c, tcp_timeout_change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateTable {
+    /// `tcp_states`: the normal table.
+    Normal,
+    /// `tcp_states_dos`: the secure_tcp defence's table. A connection reaches ESTABLISHED only
+    /// after the real server answered the client's ACK (SYN_RECV + server SYN-ACK -> SYNACK, and
+    /// only a server segment moves SYNACK on), so a flood of SYNs or of SYN+ACKs never creates
+    /// active (ESTABLISHED, 900 s) entries.
+    Secure,
+}
 
 /// tcp_states[] from ip_vs_proto_tcp.c: [dir][syn/fin/ack/rst][current state]. As in the kernel since sloppy TCP
 /// (3.12), an input ACK on a connection in NONE moves it to ESTABLISHED (a connection created from a mid-stream
@@ -137,6 +149,33 @@ const TABLE: [[[TcpState; TCP_STATES]; 4]; 3] = [
     ],
 ];
 
+/// tcp_states_dos[] from ip_vs_proto_tcp.c (secure_tcp): [dir][syn/fin/ack/rst][current state], with the same
+/// sloppy-TCP change as [`TABLE`] (input ACK on NONE -> ESTABLISHED).
+#[rustfmt::skip]
+const TABLE_DOS: [[[TcpState; TCP_STATES]; 4]; 3] = [
+    // INPUT
+    [
+        /*syn*/ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SA],
+        /*fin*/ [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, SA],
+        /*ack*/ [CL, ES, SS, SR, FW, TW, CL, CW, CL, LI, SA],
+        /*rst*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+    ],
+    // OUTPUT
+    [
+        /*syn*/ [SS, ES, SS, SA, SS, SS, SS, SS, SS, LI, SA],
+        /*fin*/ [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
+        /*ack*/ [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
+        /*rst*/ [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
+    ],
+    // INPUT-ONLY
+    [
+        /*syn*/ [SA, ES, ES, SR, SA, SA, SA, SA, SA, SA, SA],
+        /*fin*/ [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
+        /*ack*/ [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        /*rst*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+    ],
+];
+
 /// The next state for a segment with these flags (IPVS's set_tcp_state: a segment with none of
 /// SYN/FIN/ACK/RST moves the connection to CLOSE).
 pub fn next_state(
@@ -147,8 +186,25 @@ pub fn next_state(
     fin: bool,
     rst: bool,
 ) -> TcpState {
+    next_state_in(StateTable::Normal, cur, dir, syn, ack, fin, rst)
+}
+
+/// [`next_state`] in a chosen table (secure_tcp switches to [`StateTable::Secure`]).
+pub fn next_state_in(
+    table: StateTable,
+    cur: TcpState,
+    dir: TcpDir,
+    syn: bool,
+    ack: bool,
+    fin: bool,
+    rst: bool,
+) -> TcpState {
+    let t = match table {
+        StateTable::Normal => &TABLE,
+        StateTable::Secure => &TABLE_DOS,
+    };
     match flag_row(syn, ack, fin, rst) {
-        Some(row) => TABLE[dir as usize][row][cur as usize],
+        Some(row) => t[dir as usize][row][cur as usize],
         None => TcpState::Close,
     }
 }
@@ -200,6 +256,46 @@ mod tests {
                 false
             ),
             TcpState::Close
+        );
+    }
+
+    #[test]
+    fn secure_table_needs_the_servers_answer_to_establish() {
+        use StateTable::Secure;
+        // SYN in, SYN-ACK out: SYNACK (not SYN_RECV); the client's ACK alone keeps it there.
+        let s = next_state_in(
+            Secure,
+            TcpState::None,
+            TcpDir::Input,
+            true,
+            false,
+            false,
+            false,
+        );
+        assert_eq!(s, TcpState::SynRecv);
+        let s = next_state_in(Secure, s, TcpDir::Output, true, true, false, false);
+        assert_eq!(s, TcpState::SynAck);
+        let s = next_state_in(Secure, s, TcpDir::Input, false, true, false, false);
+        assert_eq!(s, TcpState::SynAck);
+        // The server's next segment establishes.
+        let s = next_state_in(Secure, s, TcpDir::Output, false, true, false, false);
+        assert_eq!(s, TcpState::Established);
+        // A flood of bare ACKs on a SYN_RECV entry never establishes it (normal table would).
+        assert_eq!(
+            next_state_in(
+                Secure,
+                TcpState::SynRecv,
+                TcpDir::Input,
+                false,
+                true,
+                false,
+                false
+            ),
+            TcpState::SynRecv
+        );
+        assert_eq!(
+            next_state(TcpState::SynRecv, TcpDir::Input, false, true, false, false),
+            TcpState::Established
         );
     }
 

@@ -47,8 +47,18 @@ impl Template {
             .saturating_add(self.timeout_ms)
     }
 
+    /// The template's timeout.
+    pub(crate) fn timeout_ms(&self) -> u64 {
+        self.timeout_ms
+    }
+
+    /// When it was last used (caller's clock, ms).
+    pub(crate) fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+
     /// Takes a hold for a new connection.
-    fn hold(self: &Arc<Self>) -> TemplateHold {
+    pub(crate) fn hold(self: &Arc<Self>) -> TemplateHold {
         self.n_control.fetch_add(1, Ordering::Relaxed);
         TemplateHold(self.clone())
     }
@@ -61,6 +71,11 @@ impl Template {
 pub(crate) struct TemplateHold(Arc<Template>);
 
 impl TemplateHold {
+    /// The template held.
+    pub(crate) fn template(&self) -> &Arc<Template> {
+        &self.0
+    }
+
     /// The destination the template pins.
     pub(crate) fn dest(&self) -> &Arc<Destination> {
         &self.0.dest
@@ -92,6 +107,12 @@ pub(crate) struct TemplateTable {
     next_id: AtomicU64,
 }
 
+/// ip_vs_check_template: a template is usable while its destination is in its service (and,
+/// with expire_quiescent_template, not quiesced).
+fn usable(t: &Template, expire_quiescent: bool) -> bool {
+    t.dest.is_in_service() && !(expire_quiescent && t.dest.weight() == 0)
+}
+
 /// Result of a template lookup.
 #[derive(Debug)]
 pub(crate) enum Lookup {
@@ -120,12 +141,14 @@ impl TemplateTable {
 
     /// Finds a usable template, refreshing it and taking a reference for a new connection
     /// (ip_vs_check_template: a template whose destination left its service is expired).
-    pub(crate) fn lookup(&self, key: &TemplateKey, now: u64) -> Lookup {
+    /// With `expire_quiescent`, a template whose destination is quiesced (weight 0) is expired
+    /// too (expire_quiescent_template).
+    pub(crate) fn lookup(&self, key: &TemplateKey, now: u64, expire_quiescent: bool) -> Lookup {
         let mut sh = self.shard(key).lock();
         let Some(t) = sh.map.get(key) else {
             return Lookup::Miss;
         };
-        if t.dest.is_in_service() {
+        if usable(t, expire_quiescent) {
             t.last_used.store(now, Ordering::Relaxed);
             return Lookup::Hit(t.hold());
         }
@@ -143,10 +166,11 @@ impl TemplateTable {
         dest: Arc<Destination>,
         timeout_ms: u64,
         now: u64,
+        expire_quiescent: bool,
     ) -> TemplateHold {
         let mut sh = self.shard(&key).lock();
         if let Some(t) = sh.map.get(&key)
-            && t.dest.is_in_service()
+            && usable(t, expire_quiescent)
         {
             t.last_used.store(now, Ordering::Relaxed);
             return t.hold();
@@ -211,6 +235,34 @@ impl TemplateTable {
     /// The template's timeout in ms.
     pub(crate) fn timeout_of(t: &Template) -> u64 {
         t.timeout_ms
+    }
+
+    /// A template handed over by a previous process (no connection holds it yet; each restored
+    /// connection under it takes a hold). Replaces a template under the same key.
+    pub(crate) fn restore(
+        &self,
+        key: TemplateKey,
+        dest: Arc<Destination>,
+        timeout_ms: u64,
+        last_used: u64,
+    ) -> Arc<Template> {
+        let mut sh = self.shard(&key).lock();
+        if let Some(old) = sh.map.remove(&key) {
+            old.dest.unbind(true, false);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        dest.bind(true, false);
+        let t = Arc::new(Template {
+            key,
+            dest,
+            id,
+            timeout_ms,
+            last_used: AtomicU64::new(last_used),
+            n_control: AtomicU32::new(0),
+        });
+        sh.heap.push(Reverse((t.deadline(), id, key)));
+        sh.map.insert(key, t.clone());
+        t
     }
 
     /// Expires due templates; returns how many.

@@ -32,13 +32,18 @@ pub enum DropReason {
     RewriteFailed,
     /// The connection's virtual service was deleted.
     ServiceDeleted,
-    /// The connection table could not take another entry.
+    /// The connection table could not take another entry (at `max_conns` with no victim to
+    /// evict, or drop_entry off).
     TableFull,
+    /// A packet of a connection whose real server was removed (expire_nodest_conn = 0).
+    DestUnavailable,
+    /// A new connection dropped by the drop_packet defence.
+    DropPacket,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 10] = [
         Self::Malformed,
         Self::Fragment,
         Self::NoDestination,
@@ -47,6 +52,8 @@ impl DropReason {
         Self::RewriteFailed,
         Self::ServiceDeleted,
         Self::TableFull,
+        Self::DestUnavailable,
+        Self::DropPacket,
     ];
 
     /// Index into counter arrays.
@@ -60,6 +67,8 @@ impl DropReason {
             Self::RewriteFailed => 5,
             Self::ServiceDeleted => 6,
             Self::TableFull => 7,
+            Self::DestUnavailable => 8,
+            Self::DropPacket => 9,
         }
     }
 
@@ -74,6 +83,8 @@ impl DropReason {
             Self::RewriteFailed => "rewrite_failed",
             Self::ServiceDeleted => "service_deleted",
             Self::TableFull => "table_full",
+            Self::DestUnavailable => "dest_unavailable",
+            Self::DropPacket => "drop_packet",
         }
     }
 }

@@ -203,18 +203,51 @@ impl Steering {
     /// proxy neighbours with our protocol) plus what this instance knows it installed. Returns how many objects
     /// were removed.
     pub fn remove_all(&mut self) -> Result<usize, SteeringError> {
+        self.remove_tagged(false)
+    }
+
+    /// For a restart that hands connections over: the real servers' packets are held (dropped, so retransmitted
+    /// later) until the next rvsd steers them again, instead of being forwarded unchanged to clients that would
+    /// answer them with a reset. Adds a blackhole default route behind the reply table's route into the TUN, then
+    /// removes everything else carrying our tag except the reply rules and those blackholes. The next rvsd removes
+    /// the hold ([`Steering::remove_stale`] keeps it until its own steering is in place; [`Steering::remove_all`]
+    /// drops it). Returns how many objects were removed.
+    pub fn hold_replies(&mut self) -> Result<usize, SteeringError> {
+        let v6s: &[bool] = if self.ipv6 { &[false, true] } else { &[false] };
+        for &v6 in v6s {
+            match self.nl.route_change(
+                true,
+                netlink::blackhole_default(v6, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC),
+            ) {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.remove_tagged(true)
+    }
+
+    /// At start: remove what an earlier run left, but keep a hold it left ([`Steering::hold_replies`]) until this
+    /// run's reply rules are in place.
+    pub fn remove_stale(&mut self) -> Result<usize, SteeringError> {
+        self.remove_tagged(true)
+    }
+
+    fn remove_tagged(&mut self, keep_hold: bool) -> Result<usize, SteeringError> {
         let mut removed = 0;
         let p = self.cfg.proto;
         for v6 in [false, true] {
             for r in self.nl.rules(v6)? {
                 let (table, _, _, proto) = netlink::rule_fields(&r);
-                if proto == Some(p) || table == self.cfg.table {
+                let hold = keep_hold && table == self.cfg.table;
+                if (proto == Some(p) || table == self.cfg.table) && !hold {
                     self.nl.rule_change(false, r)?;
                     removed += 1;
                 }
             }
             for r in self.nl.routes(v6)? {
-                if netlink::route_proto(&r) == p {
+                let hold = keep_hold && r.header.kind == RouteType::BlackHole;
+                if netlink::route_proto(&r) == p && !hold {
                     match self.nl.route_change(false, r) {
                         Ok(()) => removed += 1,
                         Err(e) if e.errno() == Some(libc::ESRCH) => {}
@@ -267,7 +300,12 @@ impl Steering {
         self.nl.route_change(true, r)?;
         // If this process dies without cleaning up, replies are dropped rather than leaked un-NATed.
         let b = netlink::blackhole_default(false, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC);
-        self.nl.route_change(true, b)?;
+        match self.nl.route_change(true, b) {
+            Ok(()) => {}
+            // Kept by a hand-over hold of the previous rvsd (remove_stale).
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok(())
     }
 
@@ -541,7 +579,12 @@ impl Steering {
                     self.enable_ipv6(*rip)?;
                 }
                 let r = netlink::iif_rule(*v6, self.cfg.rule_priority, name, self.cfg.table, p);
-                self.nl.rule_change(true, r)?;
+                match self.nl.rule_change(true, r) {
+                    Ok(()) => {}
+                    // Kept by a hand-over hold of the previous rvsd.
+                    Err(e) if e.errno() == Some(libc::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 self.reply_ifs.insert((*v6, name.clone()));
             }
         }

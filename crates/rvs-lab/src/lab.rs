@@ -1067,6 +1067,17 @@ impl Lab {
         Ok(crate::cleanup::stop_proc(&mut p, Duration::from_secs(10)))
     }
 
+    /// Runs this rvsd binary from the next start on (an upgrade between two builds).
+    pub fn use_rvsd(&mut self, rvsd: PathBuf) -> Result<()> {
+        if self.bins.is_none() {
+            self.bins = Some(crate::bins::find()?);
+        }
+        if let Some(b) = self.bins.as_mut() {
+            b.rvsd = rvsd;
+        }
+        Ok(())
+    }
+
     /// Kills the first director's rvsd with SIGKILL (a crash: it cannot remove its steering) and reaps it.
     pub fn crash_rvsd(&mut self) -> Result<()> {
         self.crash_rvsd_in(1)

@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod decap;
 pub mod demo;
 pub mod error;
+pub mod hostile;
 pub mod lab;
 pub mod manage;
 pub mod netns;

@@ -190,12 +190,14 @@ fn list(
                     Ok(Reply::Health(h)) if !h.is_empty() => Some(h),
                     _ => None,
                 };
-                let v = match health {
-                    Some(h) => {
-                        serde_json::json!({ "info": info, "services": ordered, "health": h })
-                    }
-                    None => serde_json::json!({ "info": info, "services": ordered }),
-                };
+                let mut v = serde_json::json!({ "info": info, "services": ordered });
+                if let Some(h) = health {
+                    v["health"] = serde_json::json!(h);
+                }
+                // The limit, defences and drop counters (rvsd only; absent from other directors).
+                if let Ok(Reply::Defense(d)) = director.call(Command::GetDefense) {
+                    v["defense"] = serde_json::json!(d);
+                }
                 return json_out(io, &v);
             }
             let text = match &info {

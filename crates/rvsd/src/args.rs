@@ -94,6 +94,70 @@ pub struct Args {
     /// gateway) are added to the interface while master.
     #[arg(long, value_name = "SPEC")]
     pub vrrp: Vec<String>,
+    /// Where a planned stop (SIGTERM) leaves the connection table for the next rvsd, which takes it over at start
+    /// [default: the control socket's path + `.state`].
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub defense: DefenseArgs,
+}
+
+/// The connection limit and IPVS's defences (the sysctls of /proc/sys/net/ipv4/vs/ by the same names).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Connection limit and defences (IPVS's sysctls)")]
+pub struct DefenseArgs {
+    /// Most connections tracked at once (IPv4 and IPv6 each) [default: a quarter of physical memory at ~128 bytes
+    /// per connection, at least 65536]. A new connection beyond it evicts a half-open or long-idle entry when
+    /// --drop-entry is not 0, else it is dropped (counted as table_full).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_conns: Option<u64>,
+    /// "Memory pressure" threshold: the defences set to 1 switch on when fewer than N entries are free under
+    /// --max-conns (IPVS counts free memory pages; rvs counts free table entries) [default: max-conns / 8].
+    #[arg(long, value_name = "N")]
+    pub amemthresh: Option<u64>,
+    /// With --drop-packet 3: drop one in N new connections.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub am_droprate: u32,
+    /// Drop random entries, half-open ones first: 0 never, 1 on memory pressure, 3 always.
+    #[arg(long, value_name = "0-3", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub drop_entry: u8,
+    /// Drop new connections at a rate rising with the pressure: 0 never, 1 on memory pressure, 3 always (one in
+    /// --am-droprate).
+    #[arg(long, value_name = "0-3", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub drop_packet: u8,
+    /// The stricter TCP state table (ESTABLISHED only once the real server answered): 0 never, 1 on memory
+    /// pressure, 3 always.
+    #[arg(long, value_name = "0-3", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub secure_tcp: u8,
+    /// 1: a connection whose real server was removed ends at its next packet, which is scheduled anew (0: its
+    /// packets are dropped until it times out).
+    #[arg(long, value_name = "0|1", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub expire_nodest_conn: u8,
+    /// 1: a persistence template whose real server is quiesced (weight 0) expires, so its client's next
+    /// connection is scheduled anew.
+    #[arg(long, value_name = "0|1", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub expire_quiescent_template: u8,
+    /// Port reuse: 0 a SYN on an old connection keeps its real server; bit 1 a SYN on TIME_WAIT/CLOSE is
+    /// scheduled anew; bit 2 also on FIN_WAIT without output seen.
+    #[arg(long, value_name = "0-3", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub conn_reuse_mode: u8,
+}
+
+/// Bytes budgeted per tracked connection for the default --max-conns (a 64-byte entry, its two index slots and
+/// its share of the wheel and the slab's free slots, rounded up).
+pub const BYTES_PER_CONN: u64 = 128;
+
+/// The default connection limit: a quarter of physical memory at [`BYTES_PER_CONN`], at least 65536.
+pub fn default_max_conns(mem_total_bytes: u64) -> u64 {
+    (mem_total_bytes / 4 / BYTES_PER_CONN).max(65_536)
+}
+
+/// MemTotal from /proc/meminfo, in bytes.
+pub fn mem_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// How logs are written.

@@ -130,6 +130,12 @@ fn client(stream: UnixStream, daemon: &Daemon) -> std::io::Result<()> {
             refuse(writer, rvs_api::ErrorCode::BadRequest);
             return Ok(());
         }
+        if !line.ends_with('\n') {
+            // The peer closed in the middle of a request: a half-written request is never executed (its end,
+            // "}" and all, may simply not have arrived).
+            tracing::debug!(bytes = n, "control request cut short by the peer: ignored");
+            return Ok(());
+        }
         if line.trim().is_empty() {
             continue;
         }

@@ -11,6 +11,7 @@ use rvs_io::{Steering, SteeringError};
 
 use crate::dataplane::{VipSet, now};
 use crate::marks::MarkPlanes;
+use crate::rulesfile::RulesFile;
 use crate::xmit::{MethodPaths, TunnelPath};
 
 /// Why a configuration change was refused. `Display` is the message the control client shows.
@@ -65,6 +66,8 @@ pub struct Daemon {
     pub vips: Arc<VipSet>,
     control: Mutex<Control>,
     rules: Option<PathBuf>,
+    /// The rules file as rvsd last read or wrote it (an edit made since is moved aside, never written over).
+    pub rules_file: Option<RulesFile>,
     save: bool,
     /// Route and tunnel paths the workers read (kept here, where destinations change).
     paths: Arc<MethodPaths>,
@@ -220,6 +223,7 @@ impl Daemon {
                 uses: AddressUse::default(),
                 rules_log: RulesLog::default(),
             }),
+            rules_file: rules.clone().map(RulesFile::new),
             rules,
             save,
             paths,
@@ -391,9 +395,13 @@ impl Daemon {
         let Some(path) = self.rules_path() else {
             return;
         };
+        self.keep_unapplied_edit();
         let text = crate::mapping::rules_text(&self.director);
         match write_atomic(path, text.as_bytes()) {
             Ok(()) => {
+                if let Some(f) = &self.rules_file {
+                    f.written();
+                }
                 ctl.rules_log = RulesLog {
                     ours: true,
                     whole_lines: text.lines().count(),
@@ -428,10 +436,17 @@ impl Daemon {
         }
         let n = lines.lines().count();
         let log = &ctl.rules_log;
-        if log.ours && log.appended + n <= log.whole_lines.max(RulesLog::MIN_APPEND) {
+        let untouched = self
+            .rules_file
+            .as_ref()
+            .is_none_or(|f| !f.changed_on_disk());
+        if untouched && log.ours && log.appended + n <= log.whole_lines.max(RulesLog::MIN_APPEND) {
             match append_synced(path, lines.as_bytes()) {
                 Ok(()) => {
                     ctl.rules_log.appended += n;
+                    if let Some(f) = &self.rules_file {
+                        f.written();
+                    }
                     return;
                 }
                 Err(e) => {
@@ -440,6 +455,37 @@ impl Daemon {
             }
         }
         self.save_whole(ctl);
+    }
+
+    /// A rules file changed on disk since rvsd last read or wrote it (an edit whose reload failed, or never asked
+    /// for) is moved aside before rvsd writes, and the log says where.
+    fn keep_unapplied_edit(&self) {
+        let Some(f) = &self.rules_file else { return };
+        match f.move_aside_if_changed() {
+            Ok(Some(kept)) => tracing::warn!(
+                path = %f.path().display(),
+                kept = %kept.display(),
+                "the rules file had changed on disk since rvsd last read or wrote it (an edit not reloaded, or whose \
+                 reload failed): it was moved aside, the running configuration saved in its place"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(path = %f.path().display(), error = %e, "moving the edited rules file aside failed")
+            }
+        }
+    }
+
+    /// [`Daemon::teardown`] for a hand-over: the real servers' packets are held until the next rvsd steers them
+    /// (see `Steering::hold_replies`).
+    pub fn teardown_holding(&self) -> Result<usize, SteeringError> {
+        let mut ctl = self.lock();
+        ctl.shutting_down = true;
+        self.vips.set(Vec::new());
+        let Control {
+            steering, marks, ..
+        } = &mut *ctl;
+        marks.stop_all(steering);
+        ctl.steering.hold_replies()
     }
 
     /// Stop accepting changes and remove all steering. Returns how many kernel objects were removed.

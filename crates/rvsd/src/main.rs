@@ -1,21 +1,25 @@
 //! rvsd: the rvs NAT director daemon on a TUN data plane.
 //!
 //! Start-up: check root and the control socket, create the TUN (one queue per worker), clean what a crashed run
-//! left, install the base steering, load the rules, start the workers, open the control socket. SIGTERM/SIGINT:
-//! stop the workers, remove all steering, the TUN and the socket file, exit 0. SIGHUP: reload the rules file (or the
-//! --keepalived file).
+//! left, install the base steering, load the rules, take over the connection table a previous rvsd handed over
+//! (handover.rs), start the workers, open the control socket. SIGTERM/SIGINT: stop the workers, remove all
+//! steering, the TUN and the socket file, exit 0; SIGTERM also hands the connection table to the next rvsd.
+//! SIGHUP: reload the rules file (or the --keepalived file).
 
 mod args;
 mod control;
 mod daemon;
 mod dataplane;
 mod fastpath;
+mod handover;
 mod keepalived;
+mod limits;
 mod mapping;
 mod marks;
 mod metrics;
 mod nexthop;
 mod ratelimit;
+mod rulesfile;
 mod sync;
 mod systemd;
 mod vrrp;
@@ -116,7 +120,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let stale = steering
-        .remove_all()
+        .remove_stale()
         .context("removing steering left by an earlier run")?;
     if stale > 0 {
         tracing::info!(removed = stale, "removed steering left by an earlier run");
@@ -160,6 +164,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     nexthop::spawn_resolver(link_hops.clone(), misses, resolver_stop.clone())
         .context("starting the next-hop resolver")?;
     let paths = Arc::new(xmit::MethodPaths::new(link_hops.clone()));
+    let defense = args.defense.config(args::mem_total());
+    director.set_defense(defense);
+    tracing::info!(
+        max_conns = defense.max_conns,
+        amemthresh = defense.amemthresh,
+        drop_entry = defense.drop_entry.sysctl(),
+        drop_packet = defense.drop_packet.sysctl(),
+        secure_tcp = defense.secure_tcp.sysctl(),
+        "connection limit and defences"
+    );
     let daemon = Arc::new(Daemon::new(
         director.clone(),
         steering,
@@ -175,6 +189,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.keepalived {
         keepalived::start(&daemon, path, &args.keepalived_options())?;
+    }
+    // The previous rvsd's connections (a planned restart or upgrade), before any packet is read. A state file that
+    // cannot be read or a marker that cannot be written costs the hand-over, never the start.
+    let state = handover::StateFile::new(args.state_file.clone(), &socket);
+    match state.start(&director) {
+        Ok(start) => state.log_start(&start),
+        Err(e) => tracing::warn!(
+            state = %state.path().display(),
+            error = %e,
+            "cannot take over a handed-over connection table: starting with an empty one"
+        ),
     }
 
     let vrrp = if vrrp_specs.is_empty() {
@@ -287,6 +312,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     notifier.ready(&status(&director));
 
+    let mut stop_signal = SIGTERM;
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
@@ -302,7 +328,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     }
                 } else {
                     match &args.rules {
-                        Some(path) => match reload_rules(&daemon, path) {
+                        Some(path) => match reload_rules(&daemon) {
                             Ok(()) => tracing::info!(path = %path.display(), "rules reloaded"),
                             Err(e) => {
                                 tracing::error!(path = %path.display(), error = format!("{e:#}"), "reload failed; configuration unchanged")
@@ -313,7 +339,10 @@ fn run(args: Args) -> anyhow::Result<()> {
                 }
                 notifier.ready(&status(&director));
             }
-            _ => break,
+            other => {
+                stop_signal = other;
+                break;
+            }
         }
     }
     notifier.notify("STOPPING=1\nSTATUS=stopping");
@@ -333,9 +362,42 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(h) = daemon.health.get() {
         h.shutdown();
     }
-    let removed = daemon.teardown();
+    // A planned stop with established connections holds the real servers' packets until the next rvsd (else they
+    // would be forwarded unchanged, and the clients would reset the connections being handed over).
+    let established: u32 = director
+        .services()
+        .iter()
+        .flat_map(|s| s.dests.iter().map(|d| d.active_conns))
+        .sum();
+    let hold = stop_signal == SIGTERM && established > 0;
+    let removed = if hold {
+        tracing::info!(
+            established,
+            "holding the real servers' packets for the next rvsd (SIGINT stops without holding)"
+        );
+        daemon.teardown_holding()
+    } else {
+        daemon.teardown()
+    };
     let totals = workers.totals();
     workers.stop();
+    // SIGTERM: a planned stop, the table goes to the next rvsd; SIGINT: for good.
+    if stop_signal == SIGTERM {
+        match state.hand_over(&director) {
+            Ok((conns, templates)) => tracing::info!(
+                conns,
+                templates,
+                state = %state.path().display(),
+                "connection table handed over to the next rvsd (SIGINT stops without a hand-over)"
+            ),
+            Err(e) => {
+                tracing::error!(state = %state.path().display(), error = %e, "handing over the connection table failed")
+            }
+        }
+    } else {
+        state.stopped();
+        tracing::info!("stopped for good (SIGINT): no connection table handed over");
+    }
     resolver_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(tun);
     let removed = removed.context("removing steering")?;
@@ -363,7 +425,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Expiry and rate estimation. With the fast path, expiry runs once a second right after the fast path's counters
+/// Expiry, the defences every second (IPVS's defense_work) and rate estimation. With the fast path, expiry runs once a second right after the fast path's counters
 /// and last-seen times were credited to the core (a connection busy on the fast path is never expired). Also
 /// systemd's watchdog: a `WATCHDOG=1` each half period while this loop keeps turning (a wedged expiry loop gets
 /// rvsd restarted).
@@ -379,6 +441,8 @@ fn start_timers(
             let mut ticks = 0u32;
             let watchdog = notifier.watchdog_interval();
             let mut last_ping = std::time::Instant::now();
+            let mut last_defense = now();
+            let mut seed = dataplane::random_seed(0x6465_6665);
             loop {
                 std::thread::sleep(Duration::from_millis(100));
                 ticks = ticks.wrapping_add(1);
@@ -393,6 +457,14 @@ fn start_timers(
                     }
                 }
                 let t = now();
+                if t.0.saturating_sub(last_defense.0) >= 1000 {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    let dropped = director.update_defense(t, seed);
+                    if dropped > 0 {
+                        tracing::debug!(dropped, "drop_entry removed connections");
+                    }
+                    last_defense = t;
+                }
                 if t.0.saturating_sub(last_est.0) >= 2000 {
                     director.estimate_rates(t);
                     last_est = t;
@@ -452,39 +524,76 @@ fn start_fast_path(
     Ok(Some(ctl))
 }
 
-type RulesOps = (Vec<rvs_core::ConfigOp>, Vec<usize>);
-
-fn read_rules(path: &Path) -> anyhow::Result<Option<RulesOps>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Some(mapping::rules_to_ops(&text)?))
+/// A rules file's operations, with each one's line number and the file's text (errors quote the line).
+struct RulesOps {
+    text: String,
+    ops: Vec<rvs_core::ConfigOp>,
+    lines: Vec<usize>,
 }
 
-/// Replace the configuration with a rules file's; errors found in the file name its line.
-fn apply_rules(daemon: &Daemon, (ops, lines): RulesOps) -> anyhow::Result<()> {
+fn read_rules(daemon: &Daemon) -> anyhow::Result<Option<RulesOps>> {
+    let Some(file) = &daemon.rules_file else {
+        return Ok(None);
+    };
+    let Some(text) = file.read()? else {
+        return Ok(None);
+    };
+    let (ops, lines) = mapping::rules_to_ops(&text)?;
+    Ok(Some(RulesOps { text, ops, lines }))
+}
+
+/// Replace the configuration with a rules file's; errors found in the file name its line, quote it and say what
+/// is wrong.
+fn apply_rules(daemon: &Daemon, rules: RulesOps) -> anyhow::Result<()> {
+    let RulesOps { text, ops, lines } = rules;
     match daemon.replace(ops) {
         Ok(()) => Ok(()),
         Err(daemon::ApplyError::Rules(i, e)) => {
-            bail!("line {}: {e}", lines.get(i).copied().unwrap_or(0))
+            let line = lines.get(i).copied().unwrap_or(0);
+            let quoted = text
+                .lines()
+                .nth(line.saturating_sub(1))
+                .unwrap_or("")
+                .trim();
+            bail!("line {line}: \"{quoted}\": {e}")
         }
         Err(e) => Err(e.into()),
     }
 }
 
 fn load_rules(daemon: &Daemon, path: &Path) -> anyhow::Result<()> {
-    let Some(rules) = read_rules(path)? else {
+    let Some(rules) = read_rules(daemon)? else {
         tracing::info!(path = %path.display(), "no rules file yet: starting with no services");
         return Ok(());
     };
-    let n = rules.0.len();
+    let n = rules.ops.len();
+    if let Some(f) = &daemon.rules_file {
+        f.loaded();
+    }
     apply_rules(daemon, rules)?;
     tracing::info!(path = %path.display(), ops = n, "rules loaded");
     Ok(())
 }
 
-fn reload_rules(daemon: &Daemon, path: &Path) -> anyhow::Result<()> {
-    apply_rules(daemon, read_rules(path)?.unwrap_or_default())
+fn reload_rules(daemon: &Daemon) -> anyhow::Result<()> {
+    let Some(rules) = read_rules(daemon)? else {
+        // The file is gone: an empty configuration, as before.
+        let r = daemon.replace(Vec::new());
+        if let Some(f) = &daemon.rules_file {
+            f.loaded();
+        }
+        return r.map_err(Into::into);
+    };
+    // Remembered before applying: the save that follows a successful replace must not move the file aside.
+    if let Some(f) = &daemon.rules_file {
+        f.loaded();
+    }
+    let r = apply_rules(daemon, rules);
+    if r.is_err()
+        && let Some(f) = &daemon.rules_file
+    {
+        // Refused: rvsd does not run the file's text; the next save moves the operator's edit aside.
+        f.refused();
+    }
+    r
 }

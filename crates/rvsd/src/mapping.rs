@@ -16,13 +16,16 @@ pub const CONN_TABLE_SIZE: u32 = 4096;
 
 /// Parse a rules file (`ipvsadm -S` format) into director operations, with the 1-based line of each.
 pub fn rules_to_ops(text: &str) -> anyhow::Result<(Vec<ConfigOp>, Vec<usize>)> {
-    let lines = rvs_api::rules::parse_lines(text, &rvs_api::resolve::SystemResolver::new())?;
+    let lines = rvs_api::rules::parse_lines(text, &rvs_api::resolve::SystemResolver::new())
+        .map_err(|e| anyhow::anyhow!("{}", e.explain()))?;
     let (mut ops, mut lineno) = (Vec::new(), Vec::new());
     for (line, cmd) in &lines {
         let mut origin = Vec::new();
         let before = ops.len();
-        commands_to_ops(std::slice::from_ref(cmd), &mut ops, &mut origin, None)
-            .map_err(|e| anyhow::anyhow!("line {line}: {}", e.message))?;
+        commands_to_ops(std::slice::from_ref(cmd), &mut ops, &mut origin, None).map_err(|e| {
+            let quoted = text.lines().nth(line - 1).unwrap_or("").trim();
+            anyhow::anyhow!("line {line}: \"{quoted}\": {}", e.message)
+        })?;
         lineno.extend(std::iter::repeat_n(*line, ops.len() - before));
     }
     Ok((ops, lineno))
@@ -343,6 +346,35 @@ pub fn commands_to_ops<'a>(
     Ok(())
 }
 
+/// The limit, the defences and the drop counters as the protocol reports them.
+pub fn defense_info(d: &Director) -> rvs_api::DefenseInfo {
+    let s = d.defense();
+    let c = s.config;
+    rvs_api::DefenseInfo {
+        max_conns: (c.max_conns != usize::MAX).then_some(c.max_conns as u64),
+        conns: s.conns as u64,
+        amemthresh: c.amemthresh as u64,
+        am_droprate: c.am_droprate,
+        drop_entry: c.drop_entry.sysctl(),
+        drop_packet: c.drop_packet.sysctl(),
+        secure_tcp: c.secure_tcp.sysctl(),
+        expire_nodest_conn: u8::from(c.expire_nodest_conn == rvs_core::NoDestConn::Expire),
+        expire_quiescent_template: u8::from(
+            c.expire_quiescent_template == rvs_core::QuiescentTemplate::Expire,
+        ),
+        conn_reuse_mode: c.conn_reuse_mode,
+        pressure: s.pressure,
+        drop_rate: s.drop_rate,
+        entries_dropped: s.entries_dropped,
+        entries_evicted: s.entries_evicted,
+        drops: d
+            .drop_counters()
+            .iter()
+            .map(|(r, n)| (r.name().to_owned(), n))
+            .collect(),
+    }
+}
+
 /// A director refusal as the API error ipvsadm would print for that command.
 pub fn config_error(e: &ConfigError, cmd: &Command) -> ApiError {
     match e {
@@ -415,6 +447,7 @@ pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
             vrrp: d.vrrp.get().map(|v| v.status()).unwrap_or_default(),
             sync: d.sync.status(),
         })),
+        Command::GetDefense => Ok(Reply::Defense(defense_info(&d.director))),
         change => {
             // A batch's errors carry the index of the failing command within the batch (rvsadm -R names the line).
             let (batched, cmds) = match change {

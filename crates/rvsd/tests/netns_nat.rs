@@ -574,7 +574,11 @@ fn scenario(mode: Mode) {
         let Reply::Services(s) = client.call(rvs_api::Command::ListServices).unwrap() else {
             panic!("reply")
         };
-        if s.len() == 1 && s[0].dests.iter().any(|d| d.config.weight == 0) {
+        // The listing changes before the steering no longer needed is removed (same reload): wait for both.
+        if s.len() == 1
+            && s[0].dests.iter().any(|d| d.config.weight == 0)
+            && t.ip("d", "-6 route show proto 114").trim().is_empty()
+        {
             break;
         }
         assert!(

@@ -1,0 +1,288 @@
+//! Hostile input, live (issue 15): malformed packets from a raw socket in the client namespace (truncated and lying
+//! headers, bad checksums, IP options, fragments, ICMP errors quoting nonsense, scan flag combinations) and garbage,
+//! oversized and half-written requests at the control socket. rvsd keeps serving, counts the drops, and its
+//! configuration is unchanged. Also a bounded SYN flood from spoofed sources with real clients requesting through it.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use rvs_lab::hostile::{self, RawSender};
+use rvs_lab::lab::{self, CIP, Lab, VIP};
+use rvs_lab::{client, testing};
+
+fn adm(lab: &Lab, args: &[&str]) -> String {
+    match lab.rvsadm(args) {
+        Ok(out) => out,
+        Err(e) => panic!("rvsadm {}: {e}\n{}", args.join(" "), lab.rvsd_log_text()),
+    }
+}
+
+fn service(lab: &Lab, extra: &[&str]) {
+    let mut a = vec!["-A", "-t", "198.51.100.100:80", "-s", "rr"];
+    a.extend_from_slice(extra);
+    adm(lab, &a);
+    for i in 1..=2 {
+        adm(
+            lab,
+            &[
+                "-a",
+                "-t",
+                "198.51.100.100:80",
+                "-r",
+                &format!("{}:80", lab::rip(i)),
+                "-m",
+            ],
+        );
+    }
+}
+
+/// The defence block of `rvsadm -L --json`.
+fn defense(lab: &Lab) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&adm(lab, &["-L", "-n", "--json"])).unwrap();
+    v["defense"].clone()
+}
+
+fn drops_total(d: &serde_json::Value) -> u64 {
+    d["drops"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum())
+}
+
+#[test]
+fn malformed_packets_and_garbage_requests_leave_rvsd_serving_its_configuration() {
+    let Some(lab) = testing::lab("hostile", 2, true) else {
+        return;
+    };
+    service(&lab, &[]);
+    let config_before = adm(&lab, &["-S", "-n"]);
+    let pid = lab.rvsd_pid();
+    let drops_before = drops_total(&defense(&lab));
+
+    let packets = hostile::malformed(CIP, VIP);
+    let n = packets.len();
+    let (sent, refused) = lab
+        .in_client(move || {
+            let tx = RawSender::new()?;
+            let (mut sent, mut refused) = (0u32, 0u32);
+            for _ in 0..20 {
+                for (_, p) in &packets {
+                    match tx.send(p, VIP) {
+                        Ok(()) => sent += 1,
+                        Err(_) => refused += 1,
+                    }
+                }
+            }
+            Ok((sent, refused))
+        })
+        .unwrap();
+    eprintln!("{n} kinds x 20: {sent} sent, {refused} refused by the client's kernel");
+    assert!(sent > 0);
+
+    // The control socket: garbage, an oversized line, half-written requests, a deep JSON bomb, invalid UTF-8.
+    let sock = lab.socket();
+    let answer = |payload: &[u8]| -> Option<String> {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(payload);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).ok()?;
+        Some(line)
+    };
+    for garbage in [
+        &b"\x00\x01\x02garbage\xff\xfe\n"[..],
+        b"{\"version\":1,\"command\":{\"add_service\":{\"key\":\n",
+        b"{\"version\":1,\"command\":\"clear\"",
+        b"{\"version\":99,\"command\":\"clear\"}\n",
+        b"{\"version\":1,\"command\":{\"delete_service\":{\"addr\":{\"protocol\":\"tcp\",\"addr\":\"not an ip\",\"port\":80}}}}\n",
+        b"\n\n\n",
+    ] {
+        if let Some(line) = answer(garbage) {
+            assert!(line.is_empty() || line.contains("\"err\""), "{line}");
+        }
+    }
+    // A whole, valid request whose newline never came (the client died mid-write) is not executed.
+    let cut = answer(b"{\"version\":1,\"command\":\"clear\"}").unwrap_or_default();
+    assert!(
+        cut.is_empty(),
+        "a request without its newline got an answer: {cut}"
+    );
+    let bomb = [vec![b'['; 100_000], vec![b']'; 100_000], vec![b'\n']].concat();
+    let line = answer(&bomb).unwrap_or_default();
+    assert!(
+        line.contains("\"err\""),
+        "a nesting bomb is refused: {line:.200}"
+    );
+    let oversized = [vec![b'x'; 8 << 20], vec![b'\n']].concat();
+    let line = answer(&oversized).unwrap_or_default();
+    assert!(
+        line.contains("\"err\""),
+        "an 8 MiB garbage line is refused: {line:.200}"
+    );
+    // Many clients connecting and leaving without a word.
+    for _ in 0..200 {
+        drop(UnixStream::connect(&sock).unwrap());
+    }
+
+    // Still serving, same process, same configuration, drops counted.
+    let t = lab
+        .in_client(|| client::run_requests(lab::vip(80), 50, 4, Duration::from_secs(60)))
+        .unwrap_or_else(|e| {
+            panic!(
+                "requests after the hostile input: {e}\n{}",
+                lab.rvsd_log_text()
+            )
+        });
+    assert_eq!(t.total(), 50);
+    assert_eq!(lab.rvsd_pid(), pid, "rvsd kept running");
+    assert_eq!(
+        adm(&lab, &["-S", "-n"]),
+        config_before,
+        "configuration unchanged"
+    );
+    let d = defense(&lab);
+    let after = drops_total(&d);
+    eprintln!("drops by reason after the hostile input: {}", d["drops"]);
+    assert!(
+        after > drops_before,
+        "the hostile packets that reached rvsd were counted: {}",
+        d["drops"]
+    );
+    assert!(
+        d["drops"]["not_syn"].as_u64().unwrap_or(0) >= 20,
+        "scan segments counted: {}",
+        d["drops"]
+    );
+}
+
+/// Seconds of flood (RVS_FLOOD_SECS, default 5: the CI's bounded version).
+fn flood_secs() -> u64 {
+    std::env::var("RVS_FLOOD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+/// Requests on new connections for `secs`, one at a time: (ok, failed, latencies in µs).
+fn measure(lab: &Lab, secs: u64) -> (usize, usize, Vec<u64>) {
+    lab.in_client(move || {
+        let start = Instant::now();
+        let (mut ok, mut failed, mut lat) = (0, 0, Vec::new());
+        while start.elapsed() < Duration::from_secs(secs) {
+            let t = Instant::now();
+            match client::get(lab::vip(80), Duration::from_secs(3)) {
+                Ok(_) => {
+                    ok += 1;
+                    lat.push(t.elapsed().as_micros() as u64);
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        lat.sort_unstable();
+        Ok((ok, failed, lat))
+    })
+    .unwrap()
+}
+
+/// rvsd's resident set (VmRSS) in KiB.
+fn rss_kib(lab: &Lab) -> u64 {
+    let Some(pid) = lab.rvsd_pid() else { return 0 };
+    // `ip netns exec` runs rvsd as its child (exec): the pid is rvsd's own.
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pct(v: &[u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+#[test]
+fn real_clients_get_through_a_syn_flood_from_spoofed_sources() {
+    let secs = flood_secs();
+    // A small table, so the flood fills it within the run: the defences must keep it bounded and serve real clients.
+    let max: u64 = std::env::var("RVS_FLOOD_MAX_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    // SYNs a second (RVS_FLOOD_PPS, 0: as fast as the socket takes them). CI's bounded version sends 2000 a second
+    // into a 5000-entry table: full within 3 s, so the defences act, without saturating a debug build's data plane
+    // on a shared 2-core machine (that measures the TUN, not the table: see RELIABILITY.md for the unlimited run).
+    let pps: u64 = std::env::var("RVS_FLOOD_PPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let Some(mut lab) = testing::lab("synflood", 2, false) else {
+        return;
+    };
+    lab.cfg
+        .rvsd_args
+        .extend(["--max-conns".to_string(), max.to_string()]);
+    lab.start_rvsd().unwrap();
+    service(&lab, &[]);
+    let rss0 = rss_kib(&lab);
+    let (ok0, failed0, lat0) = measure(&lab, secs);
+    let flood = {
+        let ns = lab.client();
+        std::thread::spawn(move || {
+            rvs_lab::netns::run_in(&ns, move || {
+                hostile::syn_flood(VIP, 80, Duration::from_secs(secs), (pps > 0).then_some(pps))
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok1, failed1, lat1) = measure(&lab, secs.saturating_sub(1).max(1));
+    let f = flood.join().unwrap().unwrap();
+    let d = defense(&lab);
+    let rss1 = rss_kib(&lab);
+    let mut states = std::collections::BTreeMap::<String, usize>::new();
+    for l in adm(&lab, &["-L", "-n", "-c"]).lines().skip(2) {
+        if let Some(st) = l.split_whitespace().nth(2) {
+            *states.entry(st.to_owned()).or_default() += 1;
+        }
+    }
+    eprintln!("connection states after the flood: {states:?}");
+    let entries = d["conns"].as_u64().unwrap_or(0).max(1);
+    eprintln!(
+        "rvsd RSS {rss0} KiB before, {rss1} KiB with {entries} entries: {:.0} bytes per entry",
+        (rss1.saturating_sub(rss0) * 1024) as f64 / entries as f64
+    );
+    let rate0 = ok0 as f64 / (ok0 + failed0).max(1) as f64;
+    let rate1 = ok1 as f64 / (ok1 + failed1).max(1) as f64;
+    eprintln!(
+        "flood: {} SYNs in {:.1} s ({:.0}/s); without: {ok0} ok {failed0} failed, p50 {} µs p99 {} µs; during: {ok1} ok \
+         {failed1} failed ({:.1} %), p50 {} µs p99 {} µs; table {} of {max}, evicted {}, dropped {}, drops {}",
+        f.sent,
+        f.secs,
+        f.sent as f64 / f.secs,
+        pct(&lat0, 0.5),
+        pct(&lat0, 0.99),
+        rate1 * 100.0,
+        pct(&lat1, 0.5),
+        pct(&lat1, 0.99),
+        d["conns"],
+        d["entries_evicted"],
+        d["entries_dropped"],
+        d["drops"],
+    );
+    assert!(rate0 > 0.99, "{ok0} ok {failed0} failed without the flood");
+    assert!(
+        rate1 >= 0.95,
+        "{:.1} % of real requests succeeded during the flood",
+        rate1 * 100.0
+    );
+    let conns = d["conns"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        conns <= max + max / 50,
+        "the table stayed under its limit: {conns}"
+    );
+}

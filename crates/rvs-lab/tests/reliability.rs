@@ -1,0 +1,213 @@
+//! Reliability end to end (issue 15): restarts and upgrades that keep established connections, a restart after a
+//! crash that starts clean and says so, and requests that keep succeeding across restarts under load. Real
+//! transfers (curl, rate-limited so they span the restart) from the client namespace through rvsd.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rvs_lab::lab::{self, Lab, VIP};
+use rvs_lab::testing;
+
+fn adm(lab: &Lab, args: &[&str]) -> String {
+    match lab.rvsadm(args) {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "rvsadm {}: {e}\nrvsd log:\n{}",
+            args.join(" "),
+            lab.rvsd_log_text()
+        ),
+    }
+}
+
+fn service(lab: &Lab) {
+    adm(lab, &["-A", "-t", "198.51.100.100:80", "-s", "rr"]);
+    for i in 1..=2 {
+        adm(
+            lab,
+            &[
+                "-a",
+                "-t",
+                "198.51.100.100:80",
+                "-r",
+                &format!("{}:80", lab::rip(i)),
+                "-m",
+            ],
+        );
+    }
+}
+
+/// curl in the client namespace: POST `file` to /echo at `rate` bytes/s both ways, the answer into `out`.
+fn curl_echo(lab: &Lab, file: &Path, out: &Path, rate: &str) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.client(), "curl", "-sS", "--fail"])
+        .args([
+            "--limit-rate",
+            rate,
+            "--max-time",
+            "120",
+            "--connect-timeout",
+            "20",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", file.display()))
+        .arg("-o")
+        .arg(out)
+        .arg(format!("http://{VIP}:80/echo"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl")
+}
+
+fn random_file(path: &Path, len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ len as u64;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+fn wait_log(lab: &Lab, what: &str) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(lab.rvsd_log())
+        .unwrap_or_default()
+        .contains(what)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "rvsd never logged {what:?}:\n{}",
+            lab.rvsd_log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn transfers_cross_a_restart_and_an_upgrade_byte_identical_and_a_crash_starts_clean() {
+    let Some(mut lab) = testing::lab("handover", 2, true) else {
+        return;
+    };
+    service(&lab);
+    let dir = lab.state_dir.clone();
+    let file = dir.join("payload");
+    let data = random_file(&file, 1 << 20);
+    let out = dir.join("answer");
+    // 1 MiB up and back at 128 KiB/s: about 16 s, spanning a restart (at 4 s) and an upgrade (at 9 s).
+    let mut curl = curl_echo(&lab, &file, &out, "128k");
+    std::thread::sleep(Duration::from_secs(4));
+    let status = lab.stop_rvsd().unwrap();
+    lab.start_rvsd().unwrap();
+    wait_log(&lab, "took over the connection table");
+    std::thread::sleep(Duration::from_secs(5));
+    // The upgrade: a second build of rvsd (a copy of the binary at another path, started from there).
+    let next: PathBuf = dir.join("rvsd-next");
+    std::fs::copy(&lab.binaries().unwrap().rvsd, &next).unwrap();
+    lab.stop_rvsd().unwrap();
+    lab.use_rvsd(next).unwrap();
+    lab.start_rvsd().unwrap();
+    let st = curl.wait().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = curl.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(
+        st.success(),
+        "curl across the restarts failed ({st}): {err}\nrvsd stopped with {status}; log:\n{}",
+        lab.rvsd_log_text()
+    );
+    let got = std::fs::read(&out).unwrap();
+    assert!(
+        got == data,
+        "the transfer is not byte-identical ({} of {} bytes)",
+        got.len(),
+        data.len()
+    );
+    let log = std::fs::read_to_string(lab.rvsd_log()).unwrap();
+    assert_eq!(
+        log.matches("took over the connection table").count(),
+        2,
+        "restart and upgrade both took the table over:\n{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no colour codes in a log file");
+    // A crash: nothing handed over, the next start is clean and says so.
+    lab.crash_rvsd().unwrap();
+    lab.start_rvsd().unwrap();
+    wait_log(&lab, "did not stop cleanly");
+    let conns = adm(&lab, &["-L", "-n", "-c"]);
+    assert_eq!(
+        conns.lines().count(),
+        2,
+        "empty table after a crash:\n{conns}"
+    );
+}
+
+#[test]
+fn requests_keep_succeeding_across_restarts_under_load() {
+    let Some(mut lab) = testing::lab("restarts", 2, true) else {
+        return;
+    };
+    service(&lab);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Keep-alive clients: each holds one connection and sends a request every 20 ms, so every restart happens with
+    // established connections in the middle of their use.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let stop = stop.clone();
+        clients.push(std::thread::spawn({
+            let ns = lab.client();
+            move || {
+                rvs_lab::netns::run_in(&ns, move || {
+                    let mut ok = 0usize;
+                    let mut failed = Vec::new();
+                    let mut conn =
+                        rvs_lab::client::HttpConn::connect(lab::vip(80), Duration::from_secs(20))?;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match conn.get(false) {
+                            Ok(_) => ok += 1,
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Ok((ok, failed))
+                })
+            }
+        }));
+    }
+    let restarts = 3;
+    for _ in 0..restarts {
+        std::thread::sleep(Duration::from_secs(2));
+        lab.stop_rvsd().unwrap();
+        lab.start_rvsd().unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for c in clients {
+        let (ok, failed) = c
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a client failed: {e}\n{}", lab.rvsd_log_text()));
+        assert!(
+            failed.is_empty(),
+            "{} failed requests across {restarts} restarts: {failed:?}\n{}",
+            failed.len(),
+            lab.rvsd_log_text()
+        );
+        total += ok;
+    }
+    eprintln!(
+        "{total} requests on 4 kept-alive connections across {restarts} restarts, none failed"
+    );
+    assert!(total > 100, "{total}");
+}
