@@ -56,6 +56,7 @@ fn director(k: ServiceKey, dests: &[[u8; 4]], persist: bool, cfg: DefenseConfig)
     let d = Director::new(DirectorConfig {
         shards: 4,
         hash_seed: 11,
+        ..DirectorConfig::default()
     });
     d.set_defense(cfg);
     let mut spec = ServiceSpec::new(k, "rr");

@@ -311,12 +311,27 @@ fn a_deleted_real_server_takes_its_flows_off_the_fast_path() {
             &format!("{}:80", lab::rip(i)),
         ],
     );
-    // IPVS keeps forwarding a deleted real server's connections (expire_nodest_conn=0): the slow path does.
+    // IPVS (expire_nodest_conn=0) keeps a deleted real server's connection until it times out and drops its
+    // packets: they leave the fast path for the slow path, where they are dropped and counted.
     std::thread::sleep(Duration::from_millis(500));
-    let slow = burst(&lab, &mut c, 30);
+    let before = tun_packets(&lab);
     assert!(
-        slow >= 30,
-        "only {slow} packets through the TUN for 30 requests to a deleted real server"
+        c.get(false).is_err(),
+        "a request on a deleted real server's connection was answered"
+    );
+    let slow = tun_packets(&lab) - before;
+    assert!(
+        slow >= 1,
+        "the request to a deleted real server bypassed the slow path"
+    );
+    let v: serde_json::Value = serde_json::from_str(&adm(&lab, &["-L", "-n", "--json"])).unwrap();
+    assert!(
+        v["defense"]["drops"]["dest_unavailable"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "dropped and counted: {}",
+        v["defense"]
     );
 }
 
