@@ -37,6 +37,7 @@ fn director() -> Director {
     let d = Director::new(DirectorConfig {
         shards: 4,
         hash_seed: 7,
+        ..DirectorConfig::default()
     });
     let now = Timestamp(0);
     let tcp4 = ServiceKey::Addr {
