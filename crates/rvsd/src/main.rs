@@ -274,6 +274,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             let health = Arc::new(metrics::KeepalivedHealth(daemon.clone()));
             m.set_health(health.clone());
             m.registry().register_collector(Box::new(health));
+            let vrrp = Arc::new(metrics::VrrpMetrics(daemon.clone()));
+            m.set_vrrp(vrrp.clone());
+            m.registry().register_collector(Box::new(vrrp));
             let sync = metrics::SyncCollector(daemon.clone());
             m.registry().register_collector(Box::new(sync));
             let (registry, sources) = m.finish();

@@ -70,6 +70,12 @@ pub trait HealthView: Send + Sync + std::fmt::Debug + 'static {
     fn states(&self) -> Vec<(ServiceKey, IpAddr, u16, String)>;
 }
 
+/// The VRRP instances as the live view shows them.
+pub trait VrrpView: Send + Sync + std::fmt::Debug + 'static {
+    /// Every running instance's status.
+    fn instances(&self) -> Vec<rvs_api::VrrpStatus>;
+}
+
 /// The workers of the TUN data plane as a [`PathSource`]: forwarded packets are split by where they left
 /// (`path="link"` for `--tx link` sends, `path="tun"` for the rest).
 #[derive(Debug)]
@@ -84,6 +90,7 @@ pub struct Sources {
     pub workers: Arc<TunWorkers>,
     pub paths: Vec<Arc<dyn PathSource>>,
     pub health: Option<Arc<dyn HealthView>>,
+    pub vrrp: Option<Arc<dyn VrrpView>>,
 }
 
 /// The metrics registry being assembled (before the listener starts).
@@ -103,6 +110,7 @@ impl Metrics {
             workers: Arc::new(TunWorkers { stats: workers }),
             paths: Vec::new(),
             health: None,
+            vrrp: None,
         };
         Self {
             registry: Registry::default(),
@@ -123,6 +131,11 @@ impl Metrics {
     /// Where the live view reads each real server's health.
     pub fn set_health(&mut self, h: Arc<dyn HealthView>) {
         self.sources.health = Some(h);
+    }
+
+    /// Where the live view reads the VRRP instances.
+    pub fn set_vrrp(&mut self, v: Arc<dyn VrrpView>) {
+        self.sources.vrrp = Some(v);
     }
 
     /// Freeze: the registry with the built-in collectors, and the sources the live view reads.
@@ -448,8 +461,65 @@ impl Collector for RvsCollector {
             let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
             ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(m)?;
         }
+        encode_defense(&mut enc, &d.defense())?;
         self.encode_dataplane(&mut enc)
     }
+}
+
+/// The connection-table limit and IPVS's defences, from the director's defence snapshot (relaxed atomic loads
+/// only; the defence timer updates them once a second).
+fn encode_defense(enc: &mut Enc<'_>, def: &rvs_core::DefenseSnapshot) -> std::fmt::Result {
+    let m = enc.encode_descriptor(
+        "connection_table_limit",
+        "Connection-table limit (--max-conns; no sample when unlimited).",
+        None,
+        MetricType::Gauge,
+    )?;
+    if def.config.max_conns != usize::MAX {
+        ConstGauge::new(i64::try_from(def.config.max_conns).unwrap_or(i64::MAX)).encode(m)?;
+    }
+    let mut m = enc.encode_descriptor(
+        "defense_level",
+        "IPVS defence sysctl as it stands: 0 off, 1 automatic and inactive, 2 automatic and active, 3 always.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (name, level) in [
+        ("drop_entry", def.config.drop_entry),
+        ("drop_packet", def.config.drop_packet),
+        ("secure_tcp", def.config.secure_tcp),
+    ] {
+        ConstGauge::new(i64::from(level.sysctl()))
+            .encode(m.encode_family(&[("defense", name)])?)?;
+    }
+    let gauges = [
+        (
+            "defense_memory_pressure",
+            "1 while fewer than amemthresh entries are free under the connection-table limit.",
+            i64::from(def.pressure),
+        ),
+        (
+            "defense_drop_rate",
+            "drop_packet's current rate: one in this many new connections dropped (0: not dropping).",
+            i64::from(def.drop_rate),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(v).encode(m)?;
+    }
+    counter(
+        enc,
+        "defense_dropped_entries",
+        "Connection entries removed by drop_entry's periodic scan.",
+        def.entries_dropped,
+    )?;
+    counter(
+        enc,
+        "defense_evicted_entries",
+        "Connection entries evicted to make room for a new connection at the limit.",
+        def.entries_evicted,
+    )
 }
 
 impl PathSource for TunWorkers {
@@ -788,6 +858,74 @@ fn encode_sync(
         ] {
             ConstCounter::new(v).encode(m.encode_family(&[("result", result)])?)?;
         }
+    }
+    Ok(())
+}
+
+/// The VRRP instances (`--vrrp`, keepalived.conf `vrrp_instance`) in the metrics and the live view, read at scrape
+/// time from the instances' status (a mutex the VRRP threads hold for a field update; the data plane never takes it).
+#[derive(Debug)]
+pub struct VrrpMetrics(pub Arc<crate::daemon::Daemon>);
+
+impl VrrpView for VrrpMetrics {
+    fn instances(&self) -> Vec<rvs_api::VrrpStatus> {
+        self.0.vrrp.get().map(|v| v.status()).unwrap_or_default()
+    }
+}
+
+impl Collector for VrrpMetrics {
+    fn encode(&self, enc: Enc<'_>) -> std::fmt::Result {
+        let inst = self.instances();
+        if inst.is_empty() {
+            return Ok(());
+        }
+        encode_vrrp(enc, &inst)
+    }
+}
+
+/// keepalived's VRRP states, in the order `rvs_vrrp_state` lists them.
+const VRRP_STATES: [&str; 4] = ["INIT", "BACKUP", "MASTER", "FAULT"];
+
+/// `rvs_vrrp_state` (one sample per state, 1 for the current one, as node_exporter does for systemd units),
+/// `rvs_vrrp_priority` and `rvs_vrrp_transitions_total`, by instance, vrid and interface.
+fn encode_vrrp(mut enc: Enc<'_>, inst: &[rvs_api::VrrpStatus]) -> std::fmt::Result {
+    let labels = |v: &rvs_api::VrrpStatus| {
+        [
+            ("instance", v.name.clone()),
+            ("vrid", v.vrid.to_string()),
+            ("interface", v.interface.clone()),
+        ]
+    };
+    let mut m = enc.encode_descriptor(
+        "vrrp_state",
+        "1 for the VRRP instance's current state (INIT, BACKUP, MASTER, FAULT), 0 for the others.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for v in inst {
+        for st in VRRP_STATES {
+            let [a, b, c] = labels(v);
+            let l = [a, b, c, ("state", st.to_owned())];
+            ConstGauge::new(i64::from(v.state == st)).encode(m.encode_family(&l)?)?;
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "vrrp_priority",
+        "The VRRP instance's current priority (0-255).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for v in inst {
+        ConstGauge::new(i64::from(v.priority)).encode(m.encode_family(&labels(v))?)?;
+    }
+    let mut m = enc.encode_descriptor(
+        "vrrp_transitions",
+        "State changes of the VRRP instance since rvsd started.",
+        None,
+        MetricType::Counter,
+    )?;
+    for v in inst {
+        ConstCounter::new(v.transitions).encode(m.encode_family(&labels(v))?)?;
     }
     Ok(())
 }

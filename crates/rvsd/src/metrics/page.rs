@@ -101,8 +101,10 @@ pub fn status_json(src: &Sources) -> String {
         p.read(&mut rows);
     }
     let sum = |f: fn(&WorkerCounters) -> u64| rows.iter().map(f).sum::<u64>();
+    let vrrp = src.vrrp.as_ref().map(|v| v.instances()).unwrap_or_default();
     json!({
         "t": t_ms,
+        "vrrp": vrrp,
         "services": svc,
         "drops": drops,
         "dataplane": {

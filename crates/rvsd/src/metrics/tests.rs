@@ -404,3 +404,150 @@ fn sync_families_for_the_running_daemons() {
         "no master running: {text}"
     );
 }
+
+#[test]
+fn connection_table_limit_and_defences() {
+    let d = director();
+    let (reg, _) = Metrics::new(d.clone(), Vec::new()).finish();
+    let text = render(&reg).expect("renders");
+    assert!(
+        text.contains("# TYPE rvs_connection_table_limit gauge\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("\nrvs_connection_table_limit "),
+        "unlimited: no sample\n{text}"
+    );
+    d.set_defense(rvs_core::DefenseConfig {
+        drop_packet: rvs_core::DefenseLevel::Always,
+        secure_tcp: rvs_core::DefenseLevel::Auto,
+        ..rvs_core::DefenseConfig::with_limit(1000)
+    });
+    let text = render(&reg).expect("renders");
+    for needle in [
+        "# HELP rvs_connection_table_limit Connection-table limit (--max-conns; no sample when unlimited).\n# TYPE rvs_connection_table_limit gauge\nrvs_connection_table_limit 1000\n",
+        "rvs_defense_level{defense=\"drop_entry\"} 0\n",
+        "rvs_defense_level{defense=\"drop_packet\"} 3\n",
+        "rvs_defense_level{defense=\"secure_tcp\"} 1\n",
+        "rvs_defense_memory_pressure 0\n",
+        "rvs_defense_drop_rate 10\n",
+        "# TYPE rvs_defense_dropped_entries_total counter\nrvs_defense_dropped_entries_total 0\n",
+        "rvs_defense_evicted_entries_total 0\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[derive(Debug)]
+struct TwoInstances;
+impl VrrpView for TwoInstances {
+    fn instances(&self) -> Vec<rvs_api::VrrpStatus> {
+        let i = |name: &str, vrid, state: &str, priority, transitions| rvs_api::VrrpStatus {
+            name: name.into(),
+            vrid,
+            interface: "eth1".into(),
+            state: state.into(),
+            priority,
+            transitions,
+        };
+        vec![
+            i("VI_1", 51, "MASTER", 150, 2),
+            i("VI_2", 52, "BACKUP", 100, 1),
+        ]
+    }
+}
+impl Collector for TwoInstances {
+    fn encode(&self, enc: Enc<'_>) -> std::fmt::Result {
+        encode_vrrp(enc, &self.instances())
+    }
+}
+
+fn with_vrrp() -> (Registry, Sources) {
+    let mut m = Metrics::new(director(), Vec::new());
+    m.set_vrrp(Arc::new(TwoInstances));
+    m.registry().register_collector(Box::new(TwoInstances));
+    m.finish()
+}
+
+#[test]
+fn vrrp_state_priority_and_transitions() {
+    let (reg, _) = with_vrrp();
+    let text = render(&reg).expect("renders");
+    let l = |n: u8| format!("instance=\"VI_{n}\",vrid=\"5{n}\",interface=\"eth1\"");
+    let mut needles = vec![
+        "# TYPE rvs_vrrp_state gauge\n".to_owned(),
+        "# TYPE rvs_vrrp_transitions_total counter\n".to_owned(),
+        format!("rvs_vrrp_priority{{{}}} 150\n", l(1)),
+        format!("rvs_vrrp_priority{{{}}} 100\n", l(2)),
+        format!("rvs_vrrp_transitions_total{{{}}} 2\n", l(1)),
+    ];
+    for (n, current) in [(1, "MASTER"), (2, "BACKUP")] {
+        for st in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+            let v = u8::from(st == current);
+            needles.push(format!("rvs_vrrp_state{{{},state=\"{st}\"}} {v}\n", l(n)));
+        }
+    }
+    for needle in needles {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn status_json_lists_vrrp_instances() {
+    let (reg, src) = with_vrrp();
+    let l = Listener::start("127.0.0.1:0".parse().expect("addr"), reg, src).expect("binds");
+    let (_, body) = get(l.addr(), "GET /status.json HTTP/1.0\r\n\r\n");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["vrrp"][0]["name"], "VI_1");
+    assert_eq!(v["vrrp"][0]["state"], "MASTER");
+    assert_eq!(v["vrrp"][1]["priority"], 100);
+    let (reg, src) = metrics();
+    let l = Listener::start("127.0.0.1:0".parse().expect("addr"), reg, src).expect("binds");
+    let (_, body) = get(l.addr(), "GET /status.json HTTP/1.0\r\n\r\n");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["vrrp"], serde_json::json!([]), "no VRRP: an empty list");
+}
+
+/// The whole exposition (defences at a limit, VRRP instances) through `promtool check metrics`: FAILS under
+/// CI=true without promtool (.ci/run installs it), skips (saying so) otherwise.
+#[test]
+fn exposition_passes_promtool_check_metrics() {
+    use std::process::{Command, Stdio};
+    let have = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        let why = "promtool is not installed (.ci/run installs it)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why} (CI=true: a failure, not a skip)"
+        );
+        eprintln!("SKIPPED exposition_passes_promtool_check_metrics: {why}");
+        return;
+    }
+    let (reg, src) = with_vrrp();
+    src.director
+        .set_defense(rvs_core::DefenseConfig::with_limit(1000));
+    let text = render(&reg).expect("renders");
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writes");
+    let out = child.wait_with_output().expect("promtool ends");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
