@@ -1,0 +1,294 @@
+//! Does checking 10,000 real servers delay the data plane? HTTP through the VIP with rvsd's health checker on and
+//! off, in interleaved rounds of the same run.
+//!
+//! `apt-get install wrk && cargo build --release -p rvsd -p rvsadm -p rvs-lab --bins --examples && \
+//!  RVS_BIN_DIR=target/release target/release/examples/checks_dataplane [SERVERS] [DELAY_LOOP_S] [ROUNDS] [SECONDS] [tcp|http]`
+//! (as root; default 10000 5 4 10 tcp).
+//!
+//! A lab (two real servers) whose rvsd runs `--keepalived FILE`. FILE has VIP:80 -> the two lab HTTP servers, plus
+//! virtual servers VIP:10001.. of 200 real servers each, SERVERS in all: ports 20000.. of the two real-server
+//! addresses, each checked (TCP_CHECK or HTTP_GET with `connect_port 80`, so the checks reach the real servers'
+//! HTTP listener and pass) every DELAY_LOOP_S. Each round runs twice, "off" then "on": FILE is rewritten (the same
+//! virtual and real servers, without or with the checkers), rvsd gets SIGHUP, the run waits one delay_loop + 2 s
+//! (the checks' warmup spread) and then runs `wrk -t1 -c8 -d SECONDS --latency http://VIP/` from the client
+//! namespace (keep-alive connections through rvsd's NAT). Reported: requests/s, p50 and p99 latency per round,
+//! the medians' ratios on/off, and rvsd's CPU per thread (utime + stime from /proc/PID/task/*/stat) over the wrk
+//! windows. Every load loop is bounded by wrk's -d; everything lives in the lab's namespaces and is removed at the end.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rvs_lab::lab::{self, Lab, LabConfig, VIP};
+use rvs_lab::{LabError, Result};
+
+const PER_VS: usize = 200;
+
+fn config(servers: usize, delay: u64, check: Option<&str>) -> String {
+    let checker = |port: u16| match check {
+        None => String::new(),
+        Some("http") => format!(
+            "  HTTP_GET {{\n   url {{\n    path /\n    status_code 200\n   }}\n   connect_port {port}\n   connect_timeout 3\n  }}\n"
+        ),
+        Some(_) => format!("  TCP_CHECK {{\n   connect_port {port}\n   connect_timeout 3\n  }}\n"),
+    };
+    let mut c = String::with_capacity(servers * 120);
+    let _ = writeln!(
+        c,
+        "virtual_server {VIP} 80 {{\n delay_loop {delay}\n lb_algo rr\n lb_kind NAT\n protocol TCP"
+    );
+    for i in 1..=2 {
+        let _ = writeln!(
+            c,
+            " real_server {} 80 {{\n  weight 1\n{} }}",
+            lab::rip(i),
+            checker(80)
+        );
+    }
+    c.push_str("}\n");
+    let mut left = servers;
+    let mut vs = 0;
+    while left > 0 {
+        let n = left.min(PER_VS);
+        let _ = writeln!(
+            c,
+            "virtual_server {VIP} {} {{\n delay_loop {delay}\n lb_algo wlc\n lb_kind NAT\n protocol TCP",
+            10_001 + vs
+        );
+        for j in 0..n {
+            let _ = writeln!(
+                c,
+                " real_server {} {} {{\n  weight 1\n{} }}",
+                lab::rip(1 + j % 2),
+                20_000 + j / 2,
+                checker(80)
+            );
+        }
+        c.push_str("}\n");
+        left -= n;
+        vs += 1;
+    }
+    c
+}
+
+/// CPU ticks (utime + stime) of each thread of `pid`, summed by thread name.
+fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let t = f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(comm.trim().to_owned()).or_default() += t;
+    }
+    out
+}
+
+fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v.saturating_sub(*before.get(k).unwrap_or(&0))))
+        .collect()
+}
+
+/// wrk's figure like `1.23ms` in microseconds.
+fn micros(s: &str) -> Option<f64> {
+    let (num, mult) = if let Some(x) = s.strip_suffix("us") {
+        (x, 1.0)
+    } else if let Some(x) = s.strip_suffix("ms") {
+        (x, 1e3)
+    } else if let Some(x) = s.strip_suffix('s') {
+        (x, 1e6)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|v| v * mult)
+}
+
+struct Round {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    errors: bool,
+}
+
+fn wrk(lab: &Lab, secs: u64) -> Result<Round> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.client(), "wrk", "-t1", "-c8"])
+        .arg(format!("-d{secs}s"))
+        .args(["--latency", "--timeout", "2s"])
+        .arg(format!("http://{}/", lab::vip(80)))
+        .output()
+        .map_err(LabError::io("running wrk (apt-get install wrk)"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(LabError::Check(format!(
+            "wrk failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let field = |label: &str| {
+        text.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(label)).then(|| w.next().map(str::to_owned))?
+        })
+    };
+    let parse = |label: &str| field(label).as_deref().and_then(micros);
+    let rps = field("Requests/sec:").and_then(|x| x.parse::<f64>().ok());
+    match (rps, parse("50%"), parse("99%")) {
+        (Some(rps), Some(p50), Some(p99)) => Ok(Round {
+            rps,
+            p50,
+            p99,
+            errors: text.contains("Non-2xx") || text.contains("Socket errors"),
+        }),
+        _ => Err(LabError::Check(format!(
+            "cannot read wrk's output:\n{text}"
+        ))),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn real_servers(lab: &Lab) -> usize {
+    lab.rvsadm(&["-L", "-n"])
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("  ->") && !l.contains("RemoteAddress"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let num = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (servers, delay, rounds, secs) =
+        (num(1, 10_000) as usize, num(2, 5), num(3, 4), num(4, 10));
+    let kind = args.get(5).map(String::as_str).unwrap_or("tcp").to_owned();
+    let file = std::env::temp_dir().join(format!("rvs-checks-dp-{}.conf", std::process::id()));
+    std::fs::write(&file, config(servers, delay, None)).map_err(LabError::io("writing FILE"))?;
+    let cfg = LabConfig {
+        rvsd: false,
+        rvsd_args: vec!["--keepalived".into(), file.display().to_string()],
+        ..LabConfig::unique("ckdp")
+    };
+    let mut lab = Lab::up(cfg)?;
+    let result = run(&mut lab, &file, servers, delay, rounds, secs, &kind);
+    let _ = std::fs::remove_file(&file);
+    if result.is_err() {
+        eprintln!("rvsd's log:\n{}", lab.rvsd_log_text());
+    }
+    lab.down()?;
+    result
+}
+
+fn run(
+    lab: &mut Lab,
+    file: &std::path::Path,
+    servers: usize,
+    delay: u64,
+    rounds: u64,
+    secs: u64,
+    kind: &str,
+) -> Result<()> {
+    let t = Instant::now();
+    lab.start_rvsd()?;
+    let pid = lab
+        .rvsd_pid()
+        .ok_or_else(|| LabError::Invalid("no rvsd".into()))?;
+    eprintln!(
+        "rvsd {pid} up with {} real servers in {:.1} s",
+        real_servers(lab),
+        t.elapsed().as_secs_f64()
+    );
+    let expected = servers + 2;
+    let mut phases: [(Vec<Round>, BTreeMap<String, u64>); 2] = Default::default();
+    let mut wall = [0.0f64; 2];
+    for r in 0..rounds {
+        for (on, phase) in phases.iter_mut().enumerate() {
+            let conf = config(servers, delay, (on == 1).then_some(kind));
+            std::fs::write(file, conf).map_err(LabError::io("writing FILE"))?;
+            let st = Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .map_err(LabError::io("kill -HUP"))?;
+            if !st.success() {
+                return Err(LabError::Check("kill -HUP rvsd failed".into()));
+            }
+            std::thread::sleep(Duration::from_secs(delay + 2));
+            let before = thread_ticks(pid);
+            let t = Instant::now();
+            let round = wrk(lab, secs)?;
+            wall[on] += t.elapsed().as_secs_f64();
+            let d = delta(&thread_ticks(pid), &before);
+            for (k, v) in d {
+                *phase.1.entry(k).or_default() += v;
+            }
+            let n = real_servers(lab);
+            println!(
+                "round {} checks {:3}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  real servers {n}/{expected}{}",
+                r + 1,
+                if on == 1 { "on" } else { "off" },
+                round.rps,
+                round.p50,
+                round.p99,
+                if round.errors {
+                    "  (wrk reported errors)"
+                } else {
+                    ""
+                }
+            );
+            if n != expected {
+                return Err(LabError::Check(format!(
+                    "{n} real servers in rvsadm -L, expected {expected}: checks failed?"
+                )));
+            }
+            phase.0.push(round);
+        }
+    }
+    let med = |p: usize, f: fn(&Round) -> f64| median(phases[p].0.iter().map(f).collect());
+    let (rps, p50, p99) = (
+        [med(0, |r| r.rps), med(1, |r| r.rps)],
+        [med(0, |r| r.p50), med(1, |r| r.p50)],
+        [med(0, |r| r.p99), med(1, |r| r.p99)],
+    );
+    println!(
+        "medians of {rounds} rounds of {secs} s, {servers} real servers, {kind} checks every {delay} s:\n  \
+         req/s  off {:.0}  on {:.0}  ratio {:.3}\n  p50    off {:.0} us  on {:.0} us  ratio {:.3}\n  \
+         p99    off {:.0} us  on {:.0} us  ratio {:.3}",
+        rps[0],
+        rps[1],
+        rps[1] / rps[0],
+        p50[0],
+        p50[1],
+        p50[1] / p50[0],
+        p99[0],
+        p99[1],
+        p99[1] / p99[0]
+    );
+    println!("rvsd CPU by thread over the wrk windows (% of one core):");
+    let names: std::collections::BTreeSet<&String> =
+        phases.iter().flat_map(|p| p.1.keys()).collect();
+    for name in names {
+        let pct = |p: usize| {
+            *phases[p].1.get(name).unwrap_or(&0) as f64 / 100.0 / wall[p].max(1e-9) * 100.0
+        };
+        let (off, on) = (pct(0), pct(1));
+        if off > 0.0 || on > 0.0 {
+            println!("  {name:16} off {off:5.1}%  on {on:5.1}%");
+        }
+    }
+    Ok(())
+}
