@@ -852,36 +852,57 @@ impl Lab {
     fn start_decapsulators(&mut self) -> Result<()> {
         for i in 1..=self.cfg.real_servers {
             let ns = self.rs(i);
-            let log = self.state_dir.join(format!("decap-rs{i}.log"));
-            let logf = std::fs::File::create(&log)
-                .map_err(LabError::io(format!("creating {}", log.display())))?;
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &ns])
-                .arg(&self.lab_exe)
-                .args(["decap", "--gue-port", &GUE_PORT.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(logf)
-                .process_group(0);
-            let mut child = c
-                .spawn()
-                .map_err(LabError::io(format!("starting the decapsulator in {ns}")))?;
-            let stdout = child.stdout.take();
-            self.guard.add_proc(Proc {
-                name: format!("decap rs{i}"),
-                child,
-                stop: StopSignal::Kill,
+            let gue_port = GUE_PORT.to_string();
+            self.spawn_ready(
+                &ns,
+                &["decap", "--gue-port", &gue_port],
+                &format!("decap-rs{i}"),
+                &format!("decap rs{i}"),
+                "the decapsulator",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Starts `rvs-lab ARGS` in namespace `ns` (stderr to `LOG.log` in the state dir, killed with the lab) and
+    /// waits for it to print `ready`; `what` names it in the error.
+    fn spawn_ready(
+        &mut self,
+        ns: &str,
+        args: &[&str],
+        log: &str,
+        proc_name: &str,
+        what: &str,
+    ) -> Result<()> {
+        let log = self.state_dir.join(format!("{log}.log"));
+        let logf = std::fs::File::create(&log)
+            .map_err(LabError::io(format!("creating {}", log.display())))?;
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns])
+            .arg(&self.lab_exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(logf)
+            .process_group(0);
+        let mut child = c
+            .spawn()
+            .map_err(LabError::io(format!("starting {what} in {ns}")))?;
+        let stdout = child.stdout.take();
+        self.guard.add_proc(Proc {
+            name: proc_name.to_owned(),
+            child,
+            stop: StopSignal::Kill,
+        });
+        let mut line = String::new();
+        if let Some(out) = stdout {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        if line.trim() != "ready" {
+            let err = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(LabError::Process {
+                what: format!("{what} in {ns} did not start: {}", err.trim()),
             });
-            let mut line = String::new();
-            if let Some(out) = stdout {
-                let _ = BufReader::new(out).read_line(&mut line);
-            }
-            if line.trim() != "ready" {
-                let err = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(LabError::Process {
-                    what: format!("the decapsulator in {ns} did not start: {}", err.trim()),
-                });
-            }
         }
         Ok(())
     }
@@ -890,42 +911,14 @@ impl Lab {
         for i in 1..=self.cfg.real_servers {
             let ns = self.rs(i);
             let name = format!("rs{i}");
-            let log = self.state_dir.join(format!("{name}.log"));
-            let logf = std::fs::File::create(&log)
-                .map_err(LabError::io(format!("creating {}", log.display())))?;
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &ns])
-                .arg(&self.lab_exe)
-                .args(["serve", "--name", &name])
-                .args([
-                    "--http",
-                    &format!("[::]:{HTTP_PORT}"),
-                    "--udp",
-                    &format!("[::]:{UDP_PORT}"),
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(logf)
-                .process_group(0);
-            let mut child = c
-                .spawn()
-                .map_err(LabError::io(format!("starting the server in {ns}")))?;
-            let stdout = child.stdout.take();
-            self.guard.add_proc(Proc {
-                name: format!("server {name}"),
-                child,
-                stop: StopSignal::Kill,
-            });
-            let mut line = String::new();
-            if let Some(out) = stdout {
-                let _ = BufReader::new(out).read_line(&mut line);
-            }
-            if line.trim() != "ready" {
-                let err = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(LabError::Process {
-                    what: format!("the server in {ns} did not start: {}", err.trim()),
-                });
-            }
+            let (http, udp) = (format!("[::]:{HTTP_PORT}"), format!("[::]:{UDP_PORT}"));
+            self.spawn_ready(
+                &ns,
+                &["serve", "--name", &name, "--http", &http, "--udp", &udp],
+                &name,
+                &format!("server {name}"),
+                "the server",
+            )?;
         }
         Ok(())
     }
