@@ -1060,6 +1060,30 @@ impl Lab {
         Ok(crate::cleanup::stop_proc(&mut p, Duration::from_secs(10)))
     }
 
+    /// A planned restart's first half: SIGUSR2 to the first director's rvsd (hold the replies, hand the connection
+    /// table over, exit 75), waits for it; returns its exit status text. Start the next rvsd right after.
+    pub fn hand_over_rvsd(&mut self) -> Result<String> {
+        self.hand_over_rvsd_in(1)
+    }
+
+    /// [`Lab::hand_over_rvsd`] for director `k`.
+    pub fn hand_over_rvsd_in(&mut self, k: usize) -> Result<String> {
+        let mut p = self.take_rvsd(k)?;
+        crate::cleanup::signal(p.child.id(), libc::SIGUSR2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = p
+                .child
+                .try_wait()
+                .map_err(LabError::io("waiting for rvsd"))?
+            {
+                return Ok(status.to_string());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(crate::cleanup::stop_proc(&mut p, Duration::from_secs(5)))
+    }
+
     /// Runs this rvsd binary from the next start on (an upgrade between two builds).
     pub fn use_rvsd(&mut self, rvsd: PathBuf) -> Result<()> {
         if self.bins.is_none() {

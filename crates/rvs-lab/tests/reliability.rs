@@ -1,6 +1,7 @@
-//! Reliability end to end (issue 15): restarts and upgrades that keep established connections, a restart after a
-//! crash that starts clean and says so, and requests that keep succeeding across restarts under load. Real
-//! transfers (curl, rate-limited so they span the restart) from the client namespace through rvsd.
+//! Reliability end to end (issue 15): planned restarts and upgrades (SIGUSR2) that keep established connections, a
+//! plain stop (SIGTERM) that leaves nothing behind at once, a restart after a crash that starts clean and says so,
+//! and requests that keep succeeding across restarts under load. Real transfers (curl, rate-limited so they span
+//! the restart) from the client namespace through rvsd.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -78,10 +79,17 @@ fn random_file(path: &Path, len: usize) -> Vec<u8> {
 }
 
 fn wait_log(lab: &Lab, what: &str) {
+    wait_log_n(lab, what, 1);
+}
+
+/// Waits until rvsd's log holds `what` at least `n` times.
+fn wait_log_n(lab: &Lab, what: &str, n: usize) {
     let start = Instant::now();
-    while !std::fs::read_to_string(lab.rvsd_log())
+    while std::fs::read_to_string(lab.rvsd_log())
         .unwrap_or_default()
-        .contains(what)
+        .matches(what)
+        .count()
+        < n
     {
         assert!(
             start.elapsed() < Duration::from_secs(20),
@@ -105,14 +113,18 @@ fn transfers_cross_a_restart_and_an_upgrade_byte_identical_and_a_crash_starts_cl
     // 1 MiB up and back at 128 KiB/s: about 16 s, spanning a restart (at 4 s) and an upgrade (at 9 s).
     let mut curl = curl_echo(&lab, &file, &out, "128k");
     std::thread::sleep(Duration::from_secs(4));
-    let status = lab.stop_rvsd().unwrap();
+    let status = lab.hand_over_rvsd().unwrap();
+    assert!(
+        status.contains("75"),
+        "a planned restart exits 75 (systemd's RestartForceExitStatus): {status}"
+    );
     lab.start_rvsd().unwrap();
     wait_log(&lab, "took over the connection table");
     std::thread::sleep(Duration::from_secs(5));
     // The upgrade: a second build of rvsd (a copy of the binary at another path, started from there).
     let next: PathBuf = dir.join("rvsd-next");
     std::fs::copy(&lab.binaries().unwrap().rvsd, &next).unwrap();
-    lab.stop_rvsd().unwrap();
+    lab.hand_over_rvsd().unwrap();
     lab.use_rvsd(next).unwrap();
     lab.start_rvsd().unwrap();
     let st = curl.wait().unwrap();
@@ -187,7 +199,7 @@ fn requests_keep_succeeding_across_restarts_under_load() {
     let restarts = 3;
     for _ in 0..restarts {
         std::thread::sleep(Duration::from_secs(2));
-        lab.stop_rvsd().unwrap();
+        lab.hand_over_rvsd().unwrap();
         lab.start_rvsd().unwrap();
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -210,4 +222,81 @@ fn requests_keep_succeeding_across_restarts_under_load() {
         "{total} requests on 4 kept-alive connections across {restarts} restarts, none failed"
     );
     assert!(total > 100, "{total}");
+}
+
+/// Blackhole routes in the director's namespace (rvsd's hold and its reply-table guard are the only ones there).
+fn blackholes(lab: &Lab) -> String {
+    let mut all = String::new();
+    for family in ["-4", "-6"] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lab.director(), "ip", family])
+            .args(["route", "show", "table", "all", "type", "blackhole"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip route: {out:?}");
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    all
+}
+
+#[test]
+fn a_stop_leaves_nothing_behind_at_once_even_with_established_connections() {
+    let Some(mut lab) = testing::lab("stopclean", 2, true) else {
+        return;
+    };
+    service(&lab);
+    // An established connection through rvsd, kept open across the stop (the case that used to leave a hold).
+    let ns = lab.client();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        rvs_lab::netns::run_in(&ns, move || {
+            let mut conn =
+                rvs_lab::client::HttpConn::connect(lab::vip(80), Duration::from_secs(20))?;
+            conn.get(false)?;
+            let _ = rx.recv_timeout(Duration::from_secs(60));
+            Ok(())
+        })
+    });
+    let start = Instant::now();
+    while !adm(&lab, &["-L", "-n", "-c"]).contains("ESTABLISHED") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no established connection:\n{}",
+            adm(&lab, &["-L", "-n", "-c"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !blackholes(&lab).is_empty(),
+        "a running rvsd guards its reply table with a blackhole"
+    );
+    let state = PathBuf::from(format!("{}.state", lab.socket().display()));
+    let status = lab.stop_rvsd().unwrap();
+    assert!(
+        status.contains("exit status: 0"),
+        "SIGTERM exits 0: {status}"
+    );
+    // At once: the moment rvsd has exited, nothing of it is left (no hold waiting for a next start, no table).
+    let left = blackholes(&lab);
+    assert!(
+        left.trim().is_empty(),
+        "a stop left a hold behind:\n{left}\n{}",
+        lab.rvsd_log_text()
+    );
+    assert!(!state.exists(), "a stop hands no table over");
+    wait_log(
+        &lab,
+        "stopped: steering removed, no connection table handed over",
+    );
+    let _ = tx.send(());
+    let _ = client.join();
+    // The next start is empty and says why.
+    lab.start_rvsd().unwrap();
+    wait_log_n(&lab, "no connection table handed over (first start", 2);
+    let conns = adm(&lab, &["-L", "-n", "-c"]);
+    assert_eq!(
+        conns.lines().count(),
+        2,
+        "empty table after a stop:\n{conns}"
+    );
 }

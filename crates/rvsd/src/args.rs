@@ -94,8 +94,9 @@ pub struct Args {
     /// gateway) are added to the interface while master.
     #[arg(long, value_name = "SPEC")]
     pub vrrp: Vec<String>,
-    /// Where a planned stop (SIGTERM) leaves the connection table for the next rvsd, which takes it over at start
-    /// [default: the control socket's path + `.state`].
+    /// Where a planned restart (SIGUSR2: hold the replies, hand over, exit 75) leaves the connection table for the
+    /// next rvsd, which takes it over at start [default: the control socket's path + `.state`]. SIGTERM stops
+    /// without a hand-over.
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
     #[command(flatten)]

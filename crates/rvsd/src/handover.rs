@@ -1,12 +1,17 @@
 //! Restarts and upgrades that keep established connections.
 //!
-//! On SIGTERM (a planned stop: `systemctl restart`, an upgrade), rvsd stops its workers, then writes its connection
+//! On SIGUSR2 (a planned restart or an upgrade: `systemctl kill -s USR2 rvsd`), rvsd holds the real servers'
+//! replies (a blackhole behind its reply route, so they are retransmitted later rather than reset by the client),
+//! stops its workers, then writes its connection
 //! table and persistence templates to the state file (rvs-core's versioned, checksummed format, written atomically,
 //! mode 0600). The next rvsd, once its rules are loaded and before its workers start, reads and validates the file,
 //! binds every entry to the same real server of its own configuration, and deletes the file (a state is used once).
 //! A `.running` marker beside the state file tells the next start whether this run ended cleanly: after a SIGKILL
-//! or a crash the marker is still there, and the next rvsd starts with an empty table and says so. SIGINT stops for
-//! good: no state is written.
+//! or a crash the marker is still there, and the next rvsd starts with an empty table and says so. SIGTERM and
+//! SIGINT (`systemctl stop`) stop for good: everything is removed at once, nothing is held, no state is written.
+//! Why a distinct signal: a hold that waits for a next rvsd must not be left by a plain stop (it would black-hole
+//! the real servers' replies until someone starts rvsd again), and systemd's ExecStop cannot tell a stop from a
+//! restart; the unit restarts rvsd at once after exit status 75 (`RestartForceExitStatus=75`).
 //!
 //! IPVS cannot do this (unloading the module drops every connection).
 
@@ -33,7 +38,7 @@ pub enum Start {
         skipped: usize,
         age_ms: u64,
     },
-    /// No state: the first start, or the previous rvsd stopped with SIGINT.
+    /// No state: the first start, or the previous rvsd stopped for good (SIGTERM/SIGINT).
     Fresh,
     /// The previous rvsd did not stop cleanly (SIGKILL, crash): its connections are lost.
     AfterCrash { pid: String },
@@ -202,7 +207,7 @@ mod tests {
     }
 
     #[test]
-    fn sigterm_hands_over_sigkill_starts_clean_and_says_so() {
+    fn sigusr2_hands_over_sigkill_starts_clean_and_says_so() {
         let dir = std::env::temp_dir().join(format!("rvsd-handover-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
@@ -218,7 +223,7 @@ mod tests {
                 Verdict::Forward(_)
             ));
         }
-        // SIGTERM: handed over; the next start takes all ten and consumes the file.
+        // SIGUSR2: handed over; the next start takes all ten and consumes the file.
         assert_eq!(f.hand_over(&first).expect("hand over"), (10, 0));
         let second = director();
         match f.start(&second).expect("start") {

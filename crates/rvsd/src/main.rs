@@ -2,8 +2,10 @@
 //!
 //! Start-up: check root and the control socket, create the TUN (one queue per worker), clean what a crashed run
 //! left, install the base steering, load the rules, take over the connection table a previous rvsd handed over
-//! (handover.rs), start the workers, open the control socket. SIGTERM/SIGINT: stop the workers, remove all
-//! steering, the TUN and the socket file, exit 0; SIGTERM also hands the connection table to the next rvsd.
+//! (handover.rs), start the workers, open the control socket. SIGTERM/SIGINT (a stop: `systemctl stop`): stop the
+//! workers, remove all steering, the TUN and the socket file at once, exit 0. SIGUSR2 (a planned restart or an
+//! upgrade): the same, but the real servers' packets are held and the connection table is handed to the next rvsd;
+//! exit 75 ([`EXIT_HANDED_OVER`]), which the systemd unit restarts at once (`RestartForceExitStatus=75`).
 //! SIGHUP: reload the rules file (or the --keepalived file).
 
 mod args;
@@ -34,17 +36,33 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use rvs_core::{Director, DirectorConfig};
 use rvs_io::{Steering, SteeringConfig, TunDevice};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 
 use crate::args::{Args, FastPathMode, IoMode, LogFormat, TxMode};
 use crate::daemon::Daemon;
 use crate::dataplane::{Workers, now};
 
+/// rvsd's exit status after a planned restart (SIGUSR2) handed its connection table over: EX_TEMPFAIL of
+/// sysexits.h ("try again later"). The systemd unit lists it in `RestartForceExitStatus=` (start the next rvsd now,
+/// whatever `Restart=` says) and `SuccessExitStatus=` (not a failure). A held hand-over must be followed by a start:
+/// until then the real servers' replies are dropped.
+pub const EXIT_HANDED_OVER: u8 = 75;
+
+/// How rvsd ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// SIGTERM/SIGINT: everything removed, nothing held, no table handed over.
+    Stopped,
+    /// SIGUSR2: the replies are held and the table is in the state file for the next rvsd.
+    HandedOver,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
     match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Ending::Stopped) => ExitCode::SUCCESS,
+        Ok(Ending::HandedOver) => ExitCode::from(EXIT_HANDED_OVER),
         Err(e) => {
             // One clear line: the chain of causes, joined.
             let msg: Vec<String> = e.chain().map(ToString::to_string).collect();
@@ -92,18 +110,19 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args) -> anyhow::Result<Ending> {
     if args.config_test
         && let Some(path) = &args.keepalived
     {
-        return keepalived::config_test(path, &args.keepalived_options());
+        keepalived::config_test(path, &args.keepalived_options())?;
+        return Ok(Ending::Stopped);
     }
     let notifier = systemd::Notifier::from_env();
     if rvs_io::sys::euid() != 0 {
         bail!("must run as root (it creates a TUN device and changes routes)");
     }
     // Handlers first: a SIGTERM during start-up is then handled (cleanly) once start-up is done.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
         .context("signal handlers")?;
     let socket = args.socket_path(std::env::var_os("RVS_SOCKET"));
     control::check_free(&socket)?;
@@ -315,7 +334,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     notifier.ready(&status(&director));
 
-    let mut stop_signal = SIGTERM;
+    let mut ending = Ending::Stopped;
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
@@ -342,10 +361,11 @@ fn run(args: Args) -> anyhow::Result<()> {
                 }
                 notifier.ready(&status(&director));
             }
-            other => {
-                stop_signal = other;
+            SIGUSR2 => {
+                ending = Ending::HandedOver;
                 break;
             }
+            _ => break,
         }
     }
     notifier.notify("STOPPING=1\nSTATUS=stopping");
@@ -372,11 +392,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .flat_map(|s| s.dests.iter().map(|d| d.active_conns))
         .sum();
-    let hold = stop_signal == SIGTERM && established > 0;
+    let hold = ending == Ending::HandedOver && established > 0;
     let removed = if hold {
         tracing::info!(
             established,
-            "holding the real servers' packets for the next rvsd (SIGINT stops without holding)"
+            "holding the real servers' packets for the next rvsd (planned restart, SIGUSR2): start it now"
         );
         daemon.teardown_holding()
     } else {
@@ -384,22 +404,26 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let totals = workers.totals();
     workers.stop();
-    // SIGTERM: a planned stop, the table goes to the next rvsd; SIGINT: for good.
-    if stop_signal == SIGTERM {
-        match state.hand_over(&director) {
+    // SIGUSR2: a planned restart, the table goes to the next rvsd; SIGTERM/SIGINT: a stop, nothing is left behind.
+    match ending {
+        Ending::HandedOver => match state.hand_over(&director) {
             Ok((conns, templates)) => tracing::info!(
                 conns,
                 templates,
                 state = %state.path().display(),
-                "connection table handed over to the next rvsd (SIGINT stops without a hand-over)"
+                "connection table handed over to the next rvsd (planned restart, SIGUSR2)"
             ),
             Err(e) => {
                 tracing::error!(state = %state.path().display(), error = %e, "handing over the connection table failed")
             }
+        },
+        Ending::Stopped => {
+            state.stopped();
+            tracing::info!(
+                "stopped: steering removed, no connection table handed over (a planned restart that keeps \
+                 connections is SIGUSR2)"
+            );
         }
-    } else {
-        state.stopped();
-        tracing::info!("stopped for good (SIGINT): no connection table handed over");
     }
     resolver_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(tun);
@@ -425,7 +449,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .collect();
         tracing::info!(drops = %by_reason.join(" "), "director drops by reason");
     }
-    Ok(())
+    Ok(ending)
 }
 
 /// Expiry, the defences every second (IPVS's defense_work) and rate estimation. With the fast path, expiry runs once a second right after the fast path's counters

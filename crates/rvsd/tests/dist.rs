@@ -141,6 +141,8 @@ fn unit_passes_systemd_analyze_verify_and_security() {
         "ExecReload=/bin/kill -HUP $MAINPID\n",
         "WatchdogSec=",
         "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n",
+        "RestartForceExitStatus=75\n",
+        "SuccessExitStatus=75\n",
     ] {
         assert!(text.contains(must), "the unit has {must:?}");
     }
