@@ -17,8 +17,9 @@ use std::sync::atomic::Ordering;
 
 use rvs_wire::proto;
 
-use crate::conn::{Conn, ConnAddr, ConnTable, F_MASQ};
+use crate::conn::{Conn, ConnAddr, ConnTable, F_MASQ, F_ROUTE, F_TUNNEL};
 use crate::director::Director;
+use crate::service::ForwardMethod;
 use crate::tcp::TcpState;
 use crate::time::Timestamp;
 
@@ -33,6 +34,9 @@ pub struct FastConn {
     pub vport: u16,
     pub daddr: IpAddr,
     pub dport: u16,
+    /// The method bound to the connection when it was created (tunnel: the destination's parameters now, as
+    /// IPVS reads them per packet). Only masq connections are offered today (contract-xdp.md: DR/TUN next).
+    pub method: ForwardMethod,
 }
 
 /// Where the core's offers go. Called with a connection-table shard locked: it must not block or call back
@@ -67,6 +71,14 @@ fn fast_conn<A: ConnAddr>(c: &Conn<A>) -> FastConn {
         vport: c.vport,
         daddr: c.daddr.to_ip(),
         dport: c.dport,
+        // As the packet path's Xmit::of reads the flags.
+        method: if c.flags & F_ROUTE != 0 {
+            ForwardMethod::Route
+        } else if c.flags & F_TUNNEL != 0 {
+            ForwardMethod::Tunnel(c.dest.tunnel())
+        } else {
+            ForwardMethod::Masq
+        },
     }
 }
 
@@ -255,6 +267,7 @@ mod tests {
                 vport: 80,
                 daddr: RIP.into(),
                 dport: 8080,
+                method: ForwardMethod::Masq,
             }
         );
         r.take();

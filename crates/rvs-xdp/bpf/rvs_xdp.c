@@ -28,6 +28,8 @@ _Static_assert(sizeof(struct rvs_flow) == 88, "rvs_flow layout (mirrored in maps
 _Static_assert(__builtin_offsetof(struct rvs_flow, ifindex) == 36, "rvs_flow.ifindex");
 _Static_assert(__builtin_offsetof(struct rvs_flow, mtu) == 52, "rvs_flow.mtu");
 _Static_assert(__builtin_offsetof(struct rvs_flow, l4_csum_delta) == 56, "rvs_flow.l4_csum_delta");
+_Static_assert(__builtin_offsetof(struct rvs_flow, action) == 58, "rvs_flow.action");
+_Static_assert(__builtin_offsetof(struct rvs_flow, action_flags) == 59, "rvs_flow.action_flags");
 _Static_assert(__builtin_offsetof(struct rvs_flow, packets) == 64, "rvs_flow.packets");
 _Static_assert(__builtin_offsetof(struct rvs_flow, last_seen_ns) == 80, "rvs_flow.last_seen_ns");
 
@@ -154,13 +156,26 @@ static __always_inline int transmit(struct ethhdr *eth, const struct rvs_flow *f
 	return count(RVS_STAT_FORWARDED, XDP_REDIRECT);
 }
 
-static __always_inline int handle_v4(struct ethhdr *eth, void *data_end)
+/* MASQ, IPv4: addresses, ports, checksums (deltas from user space), TTL, next hop. Every check has passed. */
+static __always_inline int masq_v4(struct ethhdr *eth, struct iphdr *iph, void *data_end, struct rvs_flow *f,
+				   __u32 tot_len)
+{
+	if (l4_rewrite(iph + 1, data_end, iph->protocol, f))
+		return count(RVS_STAT_PASS_MALFORMED, XDP_PASS);
+	__builtin_memcpy(&iph->saddr, f->new_saddr, 4);
+	__builtin_memcpy(&iph->daddr, f->new_daddr, 4);
+	iph->ttl--;
+	iph->check = csum_apply(iph->check, f->ip_csum_delta);
+	account(f, tot_len);
+	return transmit(eth, f);
+}
+
+static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth, void *data_end)
 {
 	struct iphdr *iph = (void *)(eth + 1);
 	struct rvs_flow_key key = {};
 	struct rvs_flow *f;
 	__u32 tot_len;
-	void *l4;
 	int why;
 
 	if ((void *)(iph + 1) > data_end)
@@ -172,8 +187,7 @@ static __always_inline int handle_v4(struct ethhdr *eth, void *data_end)
 	tot_len = bpf_ntohs(iph->tot_len);
 	if (tot_len < sizeof(*iph) || (void *)iph + tot_len > data_end)
 		return count(RVS_STAT_PASS_MALFORMED, XDP_PASS);
-	l4 = iph + 1;
-	why = l4_key(l4, data_end, iph->protocol, &key);
+	why = l4_key(iph + 1, data_end, iph->protocol, &key);
 	if (why >= 0)
 		return count(why, XDP_PASS);
 	if (iph->ttl <= 1)
@@ -187,17 +201,30 @@ static __always_inline int handle_v4(struct ethhdr *eth, void *data_end)
 	if (tot_len > f->mtu)
 		return count(RVS_STAT_PASS_MTU, XDP_PASS);
 
-	if (l4_rewrite(l4, data_end, iph->protocol, f))
+	switch (f->action) {
+	case RVS_ACT_MASQ:
+		return masq_v4(eth, iph, data_end, f, tot_len);
+	/* DR / TUN: methods' functions (contract-xdp.md); ctx is for bpf_xdp_adjust_head. */
+	default:
+		(void)ctx;
+		return count(RVS_STAT_PASS_ACTION, XDP_PASS);
+	}
+}
+
+/* MASQ, IPv6: as masq_v4 without a header checksum. */
+static __always_inline int masq_v6(struct ethhdr *eth, struct ipv6hdr *ip6, void *data_end, struct rvs_flow *f,
+				   __u32 l3_len)
+{
+	if (l4_rewrite(ip6 + 1, data_end, ip6->nexthdr, f))
 		return count(RVS_STAT_PASS_MALFORMED, XDP_PASS);
-	__builtin_memcpy(&iph->saddr, f->new_saddr, 4);
-	__builtin_memcpy(&iph->daddr, f->new_daddr, 4);
-	iph->ttl--;
-	iph->check = csum_apply(iph->check, f->ip_csum_delta);
-	account(f, tot_len);
+	__builtin_memcpy(&ip6->saddr, f->new_saddr, 16);
+	__builtin_memcpy(&ip6->daddr, f->new_daddr, 16);
+	ip6->hop_limit--;
+	account(f, l3_len);
 	return transmit(eth, f);
 }
 
-static __always_inline int handle_v6(struct ethhdr *eth, void *data_end)
+static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth, void *data_end)
 {
 	struct ipv6hdr *ip6 = (void *)(eth + 1);
 	struct rvs_flow_key key = {};
@@ -238,13 +265,14 @@ static __always_inline int handle_v6(struct ethhdr *eth, void *data_end)
 	if (l3_len > f->mtu)
 		return count(RVS_STAT_PASS_MTU, XDP_PASS);
 
-	if (l4_rewrite(l4, data_end, nh, f))
-		return count(RVS_STAT_PASS_MALFORMED, XDP_PASS);
-	__builtin_memcpy(&ip6->saddr, f->new_saddr, 16);
-	__builtin_memcpy(&ip6->daddr, f->new_daddr, 16);
-	ip6->hop_limit--;
-	account(f, l3_len);
-	return transmit(eth, f);
+	switch (f->action) {
+	case RVS_ACT_MASQ:
+		return masq_v6(eth, ip6, data_end, f, l3_len);
+	/* DR / TUN: methods' functions (contract-xdp.md). */
+	default:
+		(void)ctx;
+		return count(RVS_STAT_PASS_ACTION, XDP_PASS);
+	}
 }
 
 SEC("xdp")
@@ -257,9 +285,9 @@ int rvs_xdp(struct xdp_md *ctx)
 	if ((void *)(eth + 1) > data_end)
 		return count(RVS_STAT_PASS_NOT_IP, XDP_PASS);
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		return handle_v4(eth, data_end);
+		return handle_v4(ctx, eth, data_end);
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		return handle_v6(eth, data_end);
+		return handle_v6(ctx, eth, data_end);
 	return count(RVS_STAT_PASS_NOT_IP, XDP_PASS);
 }
 

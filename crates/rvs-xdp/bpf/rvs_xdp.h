@@ -48,13 +48,31 @@ struct rvs_flow {
 	 */
 	__u16 ip_csum_delta;
 	__u16 l4_csum_delta;
-	__u16 pad0;
-	__u32 pad1;
+	/* What the program does with a matching packet (enum rvs_action; a zeroed entry is MASQ) and that action's
+	 * option bits (RVS_ACTF_*). See /work/team/contract-xdp.md for each action's use of the fields above. */
+	__u8 action;
+	__u8 action_flags;
+	__u32 pad1; /* reserved, 0 */
 	/* Counters of this direction, written by the program (atomic adds), read by user space. */
 	__u64 packets;
 	__u64 bytes;        /* IP bytes (L3), as IPVS counts them */
 	__u64 last_seen_ns; /* CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns) of the last packet forwarded */
 };
+
+/* The forwarding method of an entry. MASQ: two entries per connection (client -> VIP, RIP -> client), addresses
+ * and ports rewritten. DR and TUN_*: one entry (client -> VIP); DR rewrites only the Ethernet header, TUN_* pushes
+ * an outer header (new_saddr/new_daddr are the outer addresses; new_sport/new_dport GUE's ports). For every
+ * action `mtu` is the largest incoming L3 packet that may be forwarded (user space subtracts the overhead). An
+ * action the program does not implement for a family is passed up (RVS_STAT_PASS_ACTION). */
+enum rvs_action {
+	RVS_ACT_MASQ = 0,
+	RVS_ACT_DR = 1,
+	RVS_ACT_TUN_IP = 2,  /* IPIP (IPv4) or IPv6-in-IPv6 */
+	RVS_ACT_TUN_GUE = 3,
+	RVS_ACT_TUN_GRE = 4,
+};
+
+#define RVS_ACTF_CSUM 0x01 /* GUE/GRE checksum option */
 
 /* Why a packet was passed up (or dropped): the indexes of rvs_stats (a per-CPU array of __u64). */
 enum rvs_stat {
@@ -70,7 +88,9 @@ enum rvs_stat {
 	RVS_STAT_PASS_MTU = 9,      /* larger than the egress MTU: the slow path fragments or answers */
 	RVS_STAT_PASS_UDP_NOCSUM6 = 10, /* IPv6 UDP with a zero checksum (invalid): the kernel drops it */
 	RVS_STAT_DROP_REDIRECT = 11, /* the egress is not in rvs_tx_ports (user space broke its own rule) */
-	RVS_STAT_COUNT = 12,
+	RVS_STAT_PASS_ACTION = 12,  /* an action this program does not implement (for this family) */
+	/* Append new reasons here (the enum is append-only). */
+	RVS_STAT_COUNT = 13,
 };
 
 #define RVS_FLOWS_DEFAULT_MAX 65536

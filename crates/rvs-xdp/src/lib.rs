@@ -20,7 +20,7 @@ pub mod maps;
 pub mod testrun;
 
 pub use fastpath::{Attachment, Error, FastPath, Options, Program, ProgramStats};
-pub use maps::{Egress, FamilyMismatch, Flow, FlowCounters, FlowKey, L4, STAT_COUNT, Stat};
+pub use maps::{Action, Egress, FamilyMismatch, Flow, FlowCounters, FlowKey, L4, STAT_COUNT, Stat};
 
 /// The compiled program (ELF with BTF maps), built by build.rs from bpf/rvs_xdp.c.
 pub static PROGRAM_OBJECT: &[u8] =

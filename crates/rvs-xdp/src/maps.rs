@@ -40,7 +40,8 @@ pub struct Flow {
     mtu: u16,
     ip_csum_delta: u16,
     l4_csum_delta: u16,
-    pad0: u16,
+    action: u8,
+    action_flags: u8,
     pad1: u32,
     packets: u64,
     bytes: u64,
@@ -55,6 +56,8 @@ const _: () = {
     assert!(std::mem::offset_of!(Flow, ifindex) == 36);
     assert!(std::mem::offset_of!(Flow, mtu) == 52);
     assert!(std::mem::offset_of!(Flow, l4_csum_delta) == 56);
+    assert!(std::mem::offset_of!(Flow, action) == 58);
+    assert!(std::mem::offset_of!(Flow, action_flags) == 59);
     assert!(std::mem::offset_of!(Flow, packets) == 64);
     assert!(std::mem::offset_of!(Flow, last_seen_ns) == 80);
 };
@@ -64,6 +67,33 @@ const _: () = {
 unsafe impl aya::Pod for FlowKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Flow {}
+
+/// `enum rvs_action`: what the program does with a packet of an entry (see /work/team/contract-xdp.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Action {
+    /// NAT: addresses and ports rewritten (two entries per connection).
+    Masq = 0,
+    /// Direct routing: only the Ethernet header (one entry, client -> VIP).
+    DirectRoute = 1,
+    /// IPIP (IPv4) or IPv6-in-IPv6.
+    TunIp = 2,
+    TunGue = 3,
+    TunGre = 4,
+}
+
+impl Action {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Action::Masq,
+            1 => Action::DirectRoute,
+            2 => Action::TunIp,
+            3 => Action::TunGue,
+            4 => Action::TunGre,
+            _ => return None,
+        })
+    }
+}
 
 /// `enum rvs_stat`: why the program passed a packet up, or that it forwarded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,11 +111,12 @@ pub enum Stat {
     PassMtu = 9,
     PassUdpNoChecksum6 = 10,
     DropRedirect = 11,
+    PassAction = 12,
 }
 
 impl Stat {
     /// Every reason, in index order.
-    pub const ALL: [Stat; 12] = [
+    pub const ALL: [Stat; 13] = [
         Stat::Forwarded,
         Stat::PassNotIp,
         Stat::PassMalformed,
@@ -98,6 +129,7 @@ impl Stat {
         Stat::PassMtu,
         Stat::PassUdpNoChecksum6,
         Stat::DropRedirect,
+        Stat::PassAction,
     ];
 
     /// A short name for logs and metrics.
@@ -115,6 +147,7 @@ impl Stat {
             Stat::PassMtu => "pass_mtu",
             Stat::PassUdpNoChecksum6 => "pass_udp_no_checksum6",
             Stat::DropRedirect => "drop_redirect",
+            Stat::PassAction => "pass_action",
         }
     }
 }
@@ -259,7 +292,8 @@ impl Flow {
             mtu: egress.mtu,
             ip_csum_delta,
             l4_csum_delta: stored(fold(addr_delta + port_delta)),
-            pad0: 0,
+            action: Action::Masq as u8,
+            action_flags: 0,
             pad1: 0,
             packets: 0,
             bytes: 0,
@@ -279,6 +313,24 @@ impl Flow {
     /// The egress interface.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
+    }
+
+    /// The same entry with another action and option bits (the fields' meaning per action: contract-xdp.md).
+    pub fn with_action(self, action: Action, flags: u8) -> Self {
+        self.with_action_byte(action as u8, flags)
+    }
+
+    /// As [`Flow::with_action`] with the raw byte: what another version of rvsd sharing a pinned map may have
+    /// written. The program passes packets of an action it does not implement up (`Stat::PassAction`).
+    pub fn with_action_byte(mut self, action: u8, flags: u8) -> Self {
+        self.action = action;
+        self.action_flags = flags;
+        self
+    }
+
+    /// The entry's action (None: a value this crate does not know; the program passes such packets up).
+    pub fn action(&self) -> Option<Action> {
+        Action::from_u8(self.action)
     }
 }
 

@@ -621,6 +621,40 @@ fn counters_and_last_seen_per_direction() {
     );
 }
 
+/// An entry whose action this program does not implement (a newer rvsd's, through a pinned map) is never applied
+/// half-way: the packet goes up unmodified and is counted; the entry's counters stay untouched.
+#[test]
+fn an_unknown_action_passes_up_unmodified() {
+    let Some(mut fp) = fast_path("an_unknown_action_passes_up_unmodified") else {
+        return;
+    };
+    for (c, v, r) in [
+        (
+            "198.51.100.10:40000",
+            "198.51.100.100:80",
+            "203.0.113.11:8080",
+        ),
+        (
+            "[2001:db8:1::10]:40000",
+            "[2001:db8:1::100]:80",
+            "[2001:db8:2::11]:8080",
+        ),
+    ] {
+        let [(kin, fin), out] = connection(L4::Tcp, c, v, r, 1500);
+        let unknown = fin.with_action_byte(0xee, 0);
+        assert_eq!(unknown.action(), None);
+        install(&mut fp, &[(kin, unknown), out]);
+        let pkt = frame(L4::Tcp, c, v, 64, Tcp::Ack, &payload(60, 9));
+        let before = stat(&fp, Stat::PassAction);
+        let run = fp.test_run(Program::FastPath, &pkt, 1).unwrap();
+        assert_eq!(run.action, XDP_PASS, "{c}: passed up");
+        assert_eq!(run.data, pkt, "{c}: unmodified");
+        assert_eq!(stat(&fp, Stat::PassAction), before + 1, "{c}: counted");
+        assert_eq!(fp.counters(&kin).unwrap().unwrap().packets, 0);
+    }
+    assert_eq!(stat(&fp, Stat::Forwarded), 0);
+}
+
 #[test]
 fn egress_outside_the_tx_ports_is_a_counted_drop() {
     let Some(mut fp) = fast_path("egress_outside_the_tx_ports_is_a_counted_drop") else {

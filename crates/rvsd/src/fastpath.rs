@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rvs_core::{Director, FastConn, FastCredit, FastPathSink, TcpState, Timestamp};
+use rvs_core::{Director, FastConn, FastCredit, FastPathSink, ForwardMethod, TcpState, Timestamp};
 use rvs_xdp::{Egress, FastPath, Flow, FlowCounters, FlowKey, L4, Stat};
 
 use crate::nexthop::NextHops;
@@ -157,6 +157,11 @@ impl FastPathCtl {
             17 => L4::Udp,
             _ => return Ok(true), // never offered by the core; nothing to do
         };
+        match c.method {
+            ForwardMethod::Masq => {}
+            // Not offered by the core yet (contract-xdp.md): DR/TUN entries are one direction with an action.
+            ForwardMethod::Route | ForwardMethod::Tunnel(_) => return Ok(true),
+        }
         let (Some(to_rs), Some(to_client)) = (self.egress_to(c.daddr), self.egress_to(c.caddr))
         else {
             return Ok(false);
