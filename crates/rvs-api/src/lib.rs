@@ -5,18 +5,18 @@
 //!   answered by one [`Response`] line ([`framing`], [`client::Client`]).
 //! * Types: [`types`] (re-exported at the crate root) are the protocol's serde types and also the
 //!   stable schema of `rvsadm --json` (documented in this crate's README.md).
-//! * [`ipvsadm`]: ipvsadm's command-line parser (argv -> [`Command`]), shared by rvsadm and by
-//!   rules-file loading in rvsd.
-//! * [`rules`]: parse / format the `ipvsadm -S` rules format.
+//! * [`ipvsadm`]: the other half, ipvsadm's dialect in its own folder: the command line
+//!   (argv -> [`Command`]), its listings, the `ipvsadm -S` rules file and name resolution,
+//!   shared by rvsadm and by rules-file loading in rvsd. [`listing`], [`rules`] and [`resolve`]
+//!   are re-exported here under their old paths.
 
 pub mod client;
 pub mod error;
 pub mod framing;
 pub mod ipvsadm;
-pub mod listing;
-pub mod resolve;
-pub mod rules;
 pub mod types;
+
+pub use ipvsadm::{listing, resolve, rules};
 
 pub use error::{ApiError, ErrorCode};
 pub use types::*;

@@ -1,9 +1,9 @@
 //! Rules files in `ipvsadm -S` format: parse into commands (for `-R` and rvsd's `--rules`),
 //! format from services (rvsd's save file).
 
+use super::listing;
+use super::resolve::{NoResolver, Resolver, SystemResolver};
 use crate::ipvsadm::{self, Action};
-use crate::listing;
-use crate::resolve::{NoResolver, Resolver, SystemResolver};
 use crate::types::{Command, ServiceInfo};
 
 /// A rules-file error: the 1-based line and ipvsadm's message for it (`Display`, as `rvsadm -R`
@@ -305,8 +305,8 @@ pub fn change_lines(cmd: &Command, out: &mut String) {
 
 #[cfg(test)]
 mod change_tests {
+    use super::super::resolve::NoResolver;
     use super::*;
-    use crate::resolve::NoResolver;
 
     /// Every change line parses back into the command it was written from.
     #[test]

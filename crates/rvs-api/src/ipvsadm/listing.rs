@@ -6,8 +6,8 @@ use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use super::resolve::Resolver;
 use crate::ipvsadm::Format;
-use crate::resolve::Resolver;
 use crate::types::{
     ConnInfo, DaemonConfig, DestInfo, ForwardMethod, Info, Protocol, ServiceInfo, ServiceKey,
     Timeouts, TunnelCsum, TunnelType,
