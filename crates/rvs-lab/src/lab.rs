@@ -82,6 +82,11 @@ pub const ROUTED_CIP6: Ipv6Addr = v6(3, 0x10);
 
 /// With [`LabConfig::ha`]: the real servers' gateway, a VRRP address on the private side.
 pub const HA_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
+/// With [`LabConfig::ha`]: the real servers' IPv6 gateway, a VRRP address on the private side.
+pub const HA_GATEWAY6: Ipv6Addr = v6(2, 0x100);
+/// With [`LabConfig::ha`]: the VRIDs of the IPv6 instances (VIP6 public side, gateway private side).
+pub const HA_VRID_PUBLIC6: u8 = 61;
+pub const HA_VRID_PRIVATE6: u8 = 62;
 /// With [`LabConfig::ha`]: the VRID of the VIP's instance (public side).
 pub const HA_VRID_PUBLIC: u8 = 51;
 /// With [`LabConfig::ha`]: the VRID of the gateway's instance (private side).
@@ -245,8 +250,9 @@ pub struct LabConfig {
     pub method: Method,
     /// High availability (`rvs-lab up --ha`): two directors running VRRP (rvsd `--vrrp`) for the VIP on the public
     /// side (VRID [`HA_VRID_PUBLIC`]) and for the real servers' gateway [`HA_GATEWAY`] on the private side (VRID
-    /// [`HA_VRID_PRIVATE`]), director 1 preferred (priority 150 against 100), and IPVS connection sync both ways on
-    /// the private network. Needs `directors >= 2` and `rvsd_directors >= 2`.
+    /// [`HA_VRID_PRIVATE`]), the same for IPv6 ([`VIP6`], [`HA_GATEWAY6`]; VRIDs [`HA_VRID_PUBLIC6`],
+    /// [`HA_VRID_PRIVATE6`], VRRP version 3), director 1 preferred (priority 150 against 100), and IPVS connection
+    /// sync both ways on the private network. Needs `directors >= 2` and `rvsd_directors >= 2`.
     pub ha: bool,
     /// Extra `--vrrp` keys for both HA instances, e.g. `version=3,advert-int=0.3` (default: keepalived's v2, 1 s,
     /// with a 12 s preempt delay so a restarted preferred director learns the connections by sync before it takes
@@ -499,17 +505,13 @@ impl Lab {
             lab.start_decapsulators()?;
         }
         if lab.cfg.ha {
-            // The real servers' gateway is the VRRP address, wherever it lives.
+            // The real servers' gateways are the VRRP addresses, wherever they live.
             for i in 1..=lab.cfg.real_servers {
+                let (gw4, gw6) = (HA_GATEWAY.to_string(), HA_GATEWAY6.to_string());
+                ip_in(&lab.rs(i), &["route", "replace", "default", "via", &gw4])?;
                 ip_in(
                     &lab.rs(i),
-                    &[
-                        "route",
-                        "replace",
-                        "default",
-                        "via",
-                        &HA_GATEWAY.to_string(),
-                    ],
+                    &["-6", "route", "replace", "default", "via", &gw6],
                 )?;
             }
         }
@@ -1143,6 +1145,15 @@ impl Lab {
             "--vrrp".into(),
             format!(
                 "name=VI_GATEWAY,interface={PRIVATE_IF},vrid={HA_VRID_PRIVATE},priority={p},address={HA_GATEWAY},{extra}"
+            ),
+            // IPv6 (version 3 whatever the extra keys say): VIP6 and the real servers' IPv6 gateway.
+            "--vrrp".into(),
+            format!(
+                "name=VI_PUBLIC6,interface={PUBLIC_IF},vrid={HA_VRID_PUBLIC6},priority={p},address={VIP6},{extra}"
+            ),
+            "--vrrp".into(),
+            format!(
+                "name=VI_GATEWAY6,interface={PRIVATE_IF},vrid={HA_VRID_PRIVATE6},priority={p},address={HA_GATEWAY6},{extra}"
             ),
         ]
     }

@@ -50,13 +50,18 @@ pub fn up_with(
     if ha {
         println!(
             "HA: {d1} (VRRP priority 150) and {d2} (100) share the VIP {vip} (VRID {v1}) and the real servers' gateway \
-             {gw} (VRID {v2}); connection sync both ways on {priv_if}. Configure the same services on both.",
+             {gw} (VRID {v2}), and for IPv6 {vip6} (VRID {v61}) and {gw6} (VRID {v62}, VRRP version 3); connection \
+             sync both ways on {priv_if}. Configure the same services on both.",
             d1 = lab.director_n(1),
             d2 = lab.director_n(2),
             vip = lab::VIP,
             v1 = lab::HA_VRID_PUBLIC,
             gw = lab::HA_GATEWAY,
             v2 = lab::HA_VRID_PRIVATE,
+            vip6 = lab::VIP6,
+            v61 = lab::HA_VRID_PUBLIC6,
+            gw6 = lab::HA_GATEWAY6,
+            v62 = lab::HA_VRID_PRIVATE6,
             priv_if = lab::PRIVATE_IF,
         );
     }

@@ -242,8 +242,9 @@ fn vrrp_state(lab: &Lab, k: usize, instance: &str) -> Option<String> {
             (false, c) => log.push(c),
         }
     }
+    let named = format!("instance={instance} ");
     log.lines()
-        .rfind(|l| l.contains("VRRP state change") && l.contains(instance))
+        .rfind(|l| l.contains("VRRP state change") && l.contains(&named))
         .and_then(|l| l.split("to=").nth(1))
         .map(|r| {
             r.split_whitespace()
@@ -444,6 +445,117 @@ fn vrrp_failover_and_failback_keep_sessions_on_their_real_servers() {
     }
     eprintln!("failback: longest stall {worst_back:?}");
     assert_eq!(vrrp_state(&lab, 2, "VI_PUBLIC").as_deref(), Some("BACKUP"));
+    lab.down().unwrap();
+}
+
+/// Waits until director 1 is master of every instance in `names` and director 2 backup.
+fn wait_master(lab: &Lab, names: &[&str]) {
+    let t = Instant::now();
+    while names
+        .iter()
+        .any(|n| vrrp_state(lab, 1, n).as_deref() != Some("MASTER"))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "director 1 never master of {names:?}; its log:\n{}\ndirector 2:\n{}",
+            lab.rvsd_log_text_in(1),
+            lab.rvsd_log_text_in(2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in names {
+        assert_eq!(vrrp_state(lab, 2, n).as_deref(), Some("BACKUP"), "{n}");
+    }
+}
+
+#[test]
+fn ipv6_vrrp_failover_keeps_a_session() {
+    // IPv6 instances (VRRP v3 from the link-local addresses) for VIP6 and the real servers' IPv6 gateway; a session
+    // to [VIP6]:80 survives kill -9 of the master: the backup's unsolicited neighbour advertisements move the
+    // client's and the real servers' neighbour entries (NUD alone would take 5 s and more).
+    let Some(mut lab) = ha_lab(
+        "ipv6_vrrp_failover_keeps_a_session",
+        "version=3,advert-int=0.3,preempt-delay=12",
+    ) else {
+        return;
+    };
+    let master_down = Duration::from_millis(900 + 180);
+    let svc6 = format!("[{}]:80", lab::VIP6);
+    for k in 1..=2 {
+        lab.rvsadm_in(k, &["-A", "-t", &svc6, "-s", "rr"]).unwrap();
+        for i in 1..=2 {
+            let rs = format!("[{}]:80", lab::rip6(i));
+            lab.rvsadm_in(k, &["-a", "-t", &svc6, "-r", &rs, "-m"])
+                .unwrap();
+        }
+    }
+    wait_master(&lab, &["VI_PUBLIC6", "VI_GATEWAY6"]);
+    let vip6 = lab::VIP6.to_string();
+    let proxy = |lab: &Lab, k: usize| {
+        lab.ip(&lab.director_n(k), &["-6", "neigh", "show", "proxy"])
+            .unwrap()
+    };
+    assert!(proxy(&lab, 1).contains(&vip6), "{}", proxy(&lab, 1));
+    assert!(!proxy(&lab, 2).contains(&vip6), "{}", proxy(&lab, 2));
+    // The gateway address lives on the master's private interface only.
+    let gw6 = lab::HA_GATEWAY6.to_string();
+    let has_gw = |lab: &Lab, k: usize| {
+        lab.ip(&lab.director_n(k), &["-6", "addr", "show", "dev", lab::PRIVATE_IF])
+            .unwrap()
+            .contains(&gw6)
+    };
+    assert!(has_gw(&lab, 1) && !has_gw(&lab, 2));
+
+    let (mut conn, first) = lab
+        .in_client(|| {
+            let mut c = HttpConn::connect(lab::vip6(80), Duration::from_secs(10))?;
+            let r = c.get(false)?;
+            Ok((c, r.who()?.0))
+        })
+        .unwrap();
+    let needle = format!("{}", lab.cip6());
+    wait_for(
+        "the IPv6 session synced to director 2",
+        Duration::from_secs(10),
+        || {
+            let l = lab.rvsadm_in(2, &["-L", "-c", "-n"]).unwrap();
+            l.lines()
+                .any(|x| x.contains(&needle) && x.contains("ESTABLISHED"))
+        },
+    );
+
+    let retrans_before = lab.in_client(|| Ok(retrans_segs())).unwrap();
+    lab.crash_rvsd_in(1).unwrap();
+    let killed = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut answers = 0;
+    while killed.elapsed() < Duration::from_secs(4) || answers < 5 {
+        let (who, took) = ping(&mut conn).expect("the IPv6 session survives (no reset)");
+        assert_eq!(who, first, "same real server after failover");
+        worst = worst.max(took);
+        answers += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(killed.elapsed() < Duration::from_secs(30));
+    }
+    let retrans = lab.in_client(|| Ok(retrans_segs())).unwrap() - retrans_before;
+    eprintln!(
+        "IPv6 failover: longest stall {worst:?} (master down interval {master_down:?}), client TCP segments \
+         retransmitted: {retrans}"
+    );
+    assert_eq!(vrrp_state(&lab, 2, "VI_PUBLIC6").as_deref(), Some("MASTER"));
+    assert_eq!(vrrp_state(&lab, 2, "VI_GATEWAY6").as_deref(), Some("MASTER"));
+    assert!(
+        worst < master_down + Duration::from_secs(1),
+        "stall {worst:?}"
+    );
+    assert!(proxy(&lab, 2).contains(&vip6), "{}", proxy(&lab, 2));
+    assert!(has_gw(&lab, 2));
+    // The client's neighbour entry for VIP6 now names director 2 (its unsolicited neighbour advertisement).
+    let m2 = mac(&lab, &lab.director_n(2), lab::PUBLIC_IF);
+    let n = lab
+        .ip(&lab.client(), &["-6", "neigh", "show", &vip6])
+        .unwrap();
+    assert!(n.contains(&m2), "client's neighbour entry {n:?}, director 2 is {m2}");
     lab.down().unwrap();
 }
 

@@ -11,18 +11,21 @@
 //! - Every transition is logged, kept for `rvsadm --json -L --daemon`... and handed to the notify
 //!   script as keepalived does (`SCRIPT INSTANCE NAME STATE PRIORITY`).
 //! - Tracked interfaces: one down (or gone) puts the instance in FAULT.
+//! - IPv4 and IPv6 instances (an instance is one family, as RFC 5798 and keepalived have it; IPv6 is version 3,
+//!   from the interface's link-local address); sockets and announcements in [`net`].
+
+mod net;
 
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rvs_vrrp::wire::{self, Version};
 use rvs_vrrp::{Action, Advert, Auth, Config, Instance, State};
-use socket2::{Domain, Protocol, Socket, Type};
 
+use self::net::{VrrpSocket, if_up};
 use crate::daemon::Daemon;
 use crate::dataplane::now;
 
@@ -31,7 +34,11 @@ use crate::dataplane::now;
 pub struct VrrpSpec {
     pub config: Config,
     pub interface: String,
-    pub unicast_peers: Vec<Ipv4Addr>,
+    /// Unicast adverts to these instead of the multicast group (of the instance's family).
+    pub unicast_peers: Vec<IpAddr>,
+    /// keepalived's `unicast_src_ip`: the adverts' source (default: the interface's first IPv4 address, or its IPv6
+    /// link-local address).
+    pub unicast_src: Option<IpAddr>,
     /// keepalived's `notify`: run through `sh -c` with `INSTANCE NAME STATE PRIORITY` appended.
     pub notify: Option<String>,
     /// keepalived's `notify_master` / `notify_backup` / `notify_fault`: run through `sh -c` on that state.
@@ -43,7 +50,8 @@ pub struct VrrpSpec {
 
 /// Parses `name=VI_1,interface=pub0,vrid=51,priority=150,address=198.51.100.100[,address=...]
 /// [,advert-int=1][,version=2|3][,nopreempt][,preempt-delay=S][,unicast-peer=IP]
-/// [,notify=/path][,track-interface=IF][,auth-pass=PW]`.
+/// [,unicast-src=IP][,notify=/path][,track-interface=IF][,auth-pass=PW]`. Addresses are all IPv4 or all IPv6;
+/// an IPv6 instance is version 3 whatever `version=` says (version 2 is IPv4 only; keepalived does the same).
 pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
     let mut name = None;
     let mut interface = None;
@@ -56,6 +64,7 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
     let mut auth = Auth::None;
     let mut addrs = Vec::new();
     let mut spec_peers = Vec::new();
+    let mut unicast_src = None;
     let mut notify = None;
     let mut track = Vec::new();
     for kv in s.split(',').filter(|x| !x.is_empty()) {
@@ -84,8 +93,9 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
             "preempt-delay" => {
                 preempt_delay_ms = v.parse::<u64>().map_err(|_| bad())? * 1000;
             }
-            "address" => addrs.push(v.parse::<Ipv4Addr>().map_err(|_| bad())?.into()),
-            "unicast-peer" => spec_peers.push(v.parse::<Ipv4Addr>().map_err(|_| bad())?),
+            "address" => addrs.push(v.parse::<IpAddr>().map_err(|_| bad())?),
+            "unicast-peer" => spec_peers.push(v.parse::<IpAddr>().map_err(|_| bad())?),
+            "unicast-src" => unicast_src = Some(v.parse::<IpAddr>().map_err(|_| bad())?),
             "notify" => notify = Some(v.to_owned()),
             "track-interface" => track.push(v.to_owned()),
             "auth-pass" => {
@@ -102,6 +112,10 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
     let vrid = vrid.ok_or("--vrrp: vrid= is required")?;
     if addrs.is_empty() {
         return Err("--vrrp: at least one address= is required".into());
+    }
+    let v6 = one_family(&addrs, &spec_peers, unicast_src).map_err(|e| format!("--vrrp: {e}"))?;
+    if v6 {
+        version = Version::V3;
     }
     if version == Version::V2 && !interval_cs.is_multiple_of(100) {
         return Err("--vrrp: version 2 advertises whole seconds".into());
@@ -121,12 +135,29 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
         },
         interface,
         unicast_peers: spec_peers,
+        unicast_src,
         notify,
         notify_master: None,
         notify_backup: None,
         notify_fault: None,
         track,
     })
+}
+
+/// Whether an instance is IPv6: its addresses, unicast peers and source are all of one family.
+fn one_family(addrs: &[IpAddr], peers: &[IpAddr], src: Option<IpAddr>) -> Result<bool, String> {
+    let v6 = addrs.first().is_some_and(IpAddr::is_ipv6);
+    let mixed = |a: &IpAddr| a.is_ipv6() != v6;
+    if addrs.iter().any(mixed) {
+        return Err("IPv4 and IPv6 addresses in one instance (an instance is one family: use two)".into());
+    }
+    if peers.iter().chain(src.iter()).any(mixed) {
+        return Err(format!(
+            "unicast peers and source must be {} as the instance's addresses",
+            if v6 { "IPv6" } else { "IPv4" }
+        ));
+    }
+    Ok(v6)
 }
 
 /// The `vrrp_instance` blocks of keepalived.conf (rvs-keepalived's typed model) as instances, and its
@@ -162,28 +193,14 @@ pub fn from_keepalived(
                 return Err(format!("{at}: auth_type AH is not supported"));
             }
         };
-        let mut addrs = Vec::new();
-        for v in &i.virtual_ipaddress {
-            if v.addr.is_ipv6() {
-                return Err(format!(
-                    "{}: IPv6 virtual addresses are not supported yet",
-                    v.loc
-                ));
-            }
-            addrs.push(v.addr);
-        }
+        let addrs: Vec<IpAddr> = i.virtual_ipaddress.iter().map(|v| v.addr).collect();
         if addrs.is_empty() {
             return Err(format!("{at}: no virtual_ipaddress"));
         }
-        let mut peers = Vec::new();
-        for p in &i.unicast_peer {
-            match p {
-                IpAddr::V4(a) => peers.push(*a),
-                IpAddr::V6(_) => {
-                    return Err(format!("{at}: IPv6 unicast peers are not supported yet"));
-                }
-            }
-        }
+        let peers = i.unicast_peer.clone();
+        let v6 = one_family(&addrs, &peers, i.unicast_src_ip).map_err(|e| format!("{at}: {e}"))?;
+        // Version 2 is IPv4 only: keepalived runs an IPv6 instance as version 3 whatever vrrp_version says.
+        let version = if v6 { Version::V3 } else { version };
         let interval_cs = u16::try_from(i.advert_int.as_millis() / 10)
             .unwrap_or(u16::MAX)
             .clamp(1, 4095);
@@ -203,6 +220,7 @@ pub fn from_keepalived(
             },
             interface,
             unicast_peers: peers,
+            unicast_src: i.unicast_src_ip,
             notify: sh(&i.notify),
             notify_master: sh(&i.notify_master),
             notify_backup: sh(&i.notify_backup),
@@ -291,25 +309,6 @@ impl Vrrp {
     }
 }
 
-fn ifaddr_v4(ifn: &str) -> Option<Ipv4Addr> {
-    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
-        (a.interface_name == ifn)
-            .then(|| a.address.and_then(|s| s.as_sockaddr_in().map(|s| s.ip())))
-            .flatten()
-    })
-}
-
-fn if_up(ifn: &str) -> bool {
-    use nix::net::if_::InterfaceFlags;
-    nix::ifaddrs::getifaddrs().is_ok_and(|mut it| {
-        it.any(|a| {
-            a.interface_name == ifn
-                && a.flags.contains(InterfaceFlags::IFF_UP)
-                && a.flags.contains(InterfaceFlags::IFF_RUNNING)
-        })
-    })
-}
-
 /// Starts every instance (before the rules load, VIPs are not answered for: see main).
 pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<Vrrp>> {
     let v = Arc::new(Vrrp::default());
@@ -317,16 +316,27 @@ pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<V
     for (k, mut spec) in specs.into_iter().enumerate() {
         // Addresses a killed predecessor left on the interface go first (we start as backup).
         for a in spec.config.addrs.iter().filter(|a| !vips.contains(a)) {
-            let _ = std::process::Command::new("ip")
-                .args(["addr", "del", &format!("{a}/32"), "dev", &spec.interface])
-                .stderr(std::process::Stdio::null())
-                .status();
+            interface_address(false, *a, &spec.interface);
         }
-        let primary = ifaddr_v4(&spec.interface).ok_or_else(|| {
-            anyhow::anyhow!("--vrrp: interface {} has no IPv4 address", spec.interface)
+        let v6 = spec.config.addrs.first().is_some_and(IpAddr::is_ipv6);
+        let primary = match spec.unicast_src {
+            Some(a) => Some(a),
+            None if v6 => net::ifaddr_v6_link_local(&spec.interface).map(IpAddr::V6),
+            None => net::ifaddr_v4(&spec.interface).map(IpAddr::V4),
+        };
+        let primary = primary.ok_or_else(|| {
+            anyhow::anyhow!(
+                "--vrrp {}: interface {} has no {} address",
+                spec.config.name,
+                spec.interface,
+                if v6 { "IPv6 link-local" } else { "IPv4" }
+            )
         })?;
-        spec.config.primary = IpAddr::V4(primary);
-        let sock = vrrp_socket(&spec.interface, primary)
+        spec.config.primary = primary;
+        let ifindex = rvs_io::sys::ifindex(&spec.interface).ok_or_else(|| {
+            anyhow::anyhow!("--vrrp {}: no interface {}", spec.config.name, spec.interface)
+        })?;
+        let sock = VrrpSocket::open(&spec.interface, ifindex, primary)
             .map_err(|e| anyhow::anyhow!("--vrrp {}: socket: {e}", spec.config.name))?;
         lock(&v.status).push(InstanceStatus {
             name: spec.config.name.clone(),
@@ -339,31 +349,15 @@ pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<V
         let (d, v2) = (daemon.clone(), v.clone());
         std::thread::Builder::new()
             .name(format!("rvs-vrrp{k}"))
-            .spawn(move || run(&d, &v2, k, &spec, &sock))?;
+            .spawn(move || run(&d, &v2, k, &spec, sock))?;
     }
     Ok(v)
-}
-
-fn vrrp_socket(ifn: &str, primary: Ipv4Addr) -> std::io::Result<Socket> {
-    let s = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(i32::from(wire::IPPROTO_VRRP))),
-    )?;
-    s.bind_device(Some(ifn.as_bytes()))?;
-    s.set_multicast_ttl_v4(u32::from(wire::TTL))?;
-    s.set_ttl_v4(u32::from(wire::TTL))?;
-    s.set_multicast_loop_v4(false)?;
-    s.set_multicast_if_v4(&primary)?;
-    s.join_multicast_v4(&wire::GROUP_V4, &primary)?;
-    // Not bound to the primary address: a raw socket bound to an address receives only packets sent to it.
-    Ok(s)
 }
 
 /// Keeps the announcements going: gratuitous ARPs now and with the next advertisements.
 const GARP_REPEAT: u8 = 3;
 
-fn run(daemon: &Daemon, v: &Vrrp, k: usize, spec: &VrrpSpec, sock: &Socket) {
+fn run(daemon: &Daemon, v: &Vrrp, k: usize, spec: &VrrpSpec, mut sock: VrrpSocket) {
     let mut inst = Instance::new(spec.config.clone());
     let mut buf = [0u8; 2048];
     let mut out = Vec::new();
@@ -379,7 +373,7 @@ fn run(daemon: &Daemon, v: &Vrrp, k: usize, spec: &VrrpSpec, sock: &Socket) {
                 k,
                 spec,
                 &inst,
-                sock,
+                &sock,
                 &mut out,
                 a,
                 &mut garps_left,
@@ -394,7 +388,7 @@ fn run(daemon: &Daemon, v: &Vrrp, k: usize, spec: &VrrpSpec, sock: &Socket) {
                     k,
                     spec,
                     &inst,
-                    sock,
+                    &sock,
                     &mut out,
                     x,
                     &mut garps_left,
@@ -413,27 +407,19 @@ fn run(daemon: &Daemon, v: &Vrrp, k: usize, spec: &VrrpSpec, sock: &Socket) {
             .next_deadline()
             .map_or(200, |d| d.saturating_sub(t))
             .clamp(5, 200);
-        let _ = sock.set_read_timeout(Some(Duration::from_millis(wait)));
-        match (&*sock).read(&mut buf) {
-            Ok(n) => {
+        match sock.recv(&mut buf, Duration::from_millis(wait)) {
+            Ok(Some(r)) => {
                 let t = now().0;
-                if let Some((src, dst, ttl, payload)) = ipv4_payload(buf.get(..n).unwrap_or(&[])) {
-                    match Advert::parse(payload, src, dst) {
-                        Ok(adv) => match inst.on_advert(t, src, ttl, &adv) {
-                            Ok(a) => actions = a,
-                            Err(why) => tracing::trace!(%src, %why, "VRRP advert ignored"),
-                        },
-                        Err(e) => tracing::debug!(%src, error = %e, "bad VRRP packet dropped"),
-                    }
+                let src = r.src;
+                match Advert::parse(r.payload, src, r.dst) {
+                    Ok(adv) => match inst.on_advert(t, src, r.ttl, &adv) {
+                        Ok(a) => actions = a,
+                        Err(why) => tracing::trace!(%src, %why, "VRRP advert ignored"),
+                    },
+                    Err(e) => tracing::debug!(%src, error = %e, "bad VRRP packet dropped"),
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "VRRP receive failed");
                 std::thread::sleep(Duration::from_millis(100));
@@ -443,26 +429,10 @@ fn run(daemon: &Daemon, v: &Vrrp, k: usize, spec: &VrrpSpec, sock: &Socket) {
         let mut timer = inst.on_timer(t);
         if !timer.is_empty() && garps_left > 0 && inst.state() == State::Master {
             garps_left -= 1;
-            announce(daemon, spec);
+            net::announce(&spec.interface, &spec.config.addrs);
         }
         actions.append(&mut timer);
     }
-}
-
-/// (src, dst, TTL, payload) of an IPv4 packet from a raw socket.
-fn ipv4_payload(p: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
-    let b0 = *p.first()?;
-    if b0 >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(b0 & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([*p.get(2)?, *p.get(3)?]));
-    if ihl < 20 || total < ihl || p.len() < total || p.get(9) != Some(&wire::IPPROTO_VRRP) {
-        return None;
-    }
-    let src = IpAddr::V4(Ipv4Addr::new(p[12], p[13], p[14], p[15]));
-    let dst = IpAddr::V4(Ipv4Addr::new(p[16], p[17], p[18], p[19]));
-    Some((src, dst, p[8], &p[ihl..total]))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -472,7 +442,7 @@ fn act(
     k: usize,
     spec: &VrrpSpec,
     inst: &Instance,
-    sock: &Socket,
+    sock: &VrrpSocket,
     out: &mut Vec<u8>,
     a: Action,
     garps_left: &mut u8,
@@ -480,12 +450,16 @@ fn act(
     let c = &spec.config;
     match a {
         Action::Send { priority } => {
-            let dsts: Vec<IpAddr> = if spec.unicast_peers.is_empty() {
-                vec![IpAddr::V4(wire::GROUP_V4)]
-            } else {
-                spec.unicast_peers.iter().map(|p| IpAddr::V4(*p)).collect()
+            let group = match c.primary {
+                IpAddr::V4(_) => IpAddr::V4(wire::GROUP_V4),
+                IpAddr::V6(_) => IpAddr::V6(wire::GROUP_V6),
             };
-            for dst in dsts {
+            let dsts = if spec.unicast_peers.is_empty() {
+                std::slice::from_ref(&group)
+            } else {
+                &spec.unicast_peers[..]
+            };
+            for &dst in dsts {
                 if wire::build(
                     out,
                     c.version,
@@ -498,11 +472,9 @@ fn act(
                     dst,
                 )
                 .is_ok()
+                    && let Err(e) = sock.send(out, dst)
                 {
-                    let to: socket2::SockAddr = SocketAddr::new(dst, 0).into();
-                    if let Err(e) = sock.send_to(out, &to) {
-                        tracing::warn!(error = %e, "VRRP advertisement not sent");
-                    }
+                    tracing::warn!(%dst, error = %e, "VRRP advertisement not sent");
                 }
             }
         }
@@ -513,7 +485,7 @@ fn act(
                 o.clone()
             };
             apply_ownership(daemon, spec, owned, true);
-            announce(daemon, spec);
+            net::announce(&spec.interface, &c.addrs);
             *garps_left = GARP_REPEAT;
         }
         Action::Release => {
@@ -583,43 +555,27 @@ fn apply_ownership(daemon: &Daemon, spec: &VrrpSpec, owned: BTreeSet<IpAddr>, ma
         tracing::error!(error = %e, "VRRP: changing the VIPs answered for failed");
     }
     for a in spec.config.addrs.iter().filter(|a| !vips.contains(a)) {
-        let verb = if master { "add" } else { "del" };
-        let r = std::process::Command::new("ip")
-            .args(["addr", verb, &format!("{a}/32"), "dev", &spec.interface])
-            .stderr(std::process::Stdio::null())
-            .status();
-        if !r.is_ok_and(|s| s.success()) && master {
+        if !interface_address(master, *a, &spec.interface) && master {
             tracing::warn!(address = %a, interface = %spec.interface, "VRRP: adding the address failed");
         }
     }
 }
 
-/// Gratuitous ARP for every IPv4 address of the instance, from the interface's MAC.
-fn announce(daemon: &Daemon, spec: &VrrpSpec) {
-    let _ = daemon;
-    let Some(index) = rvs_io::sys::ifindex(&spec.interface) else {
-        return;
+/// Adds (or removes) `a` as a host address of `ifn`, as keepalived's `virtual_ipaddress`; IPv6 without duplicate
+/// address detection (the address is the instance's, and a tentative one would not answer during the takeover).
+fn interface_address(add: bool, a: IpAddr, ifn: &str) -> bool {
+    let verb = if add { "add" } else { "del" };
+    let mut c = std::process::Command::new("ip");
+    match a {
+        IpAddr::V4(_) => c.args(["addr", verb, &format!("{a}/32"), "dev", ifn]),
+        IpAddr::V6(_) => c.args(["-6", "addr", verb, &format!("{a}/128"), "dev", ifn]),
     };
-    let mac = rvs_io::netlink::Netlink::new()
-        .ok()
-        .and_then(|mut n| n.link_address(index).ok().flatten())
-        .map(|(m, _)| m);
-    let (Some(mac), Ok(tx)) = (mac, rvs_io::l2::L2Tx::new(false)) else {
-        return;
-    };
-    for a in &spec.config.addrs {
-        let IpAddr::V4(ip) = a else { continue };
-        let frame = wire::gratuitous_arp(mac, *ip);
-        let mut hop = rvs_io::l2::NextHop::new(index, 1500, [0xff; 6], mac, false);
-        hop.eth.copy_from_slice(&frame[..rvs_io::l2::ETH_HLEN]);
-        if let Err(e) = tx.send(
-            &hop,
-            &rvs_io::VnetHdr::default(),
-            &frame[rvs_io::l2::ETH_HLEN..],
-        ) {
-            tracing::warn!(address = %ip, error = %e, "gratuitous ARP not sent");
-        }
+    if add && a.is_ipv6() {
+        c.arg("nodad");
     }
+    c.stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[cfg(test)]
@@ -644,6 +600,34 @@ mod tests {
         let v3 = parse_spec("interface=pub0,vrid=1,address=198.51.100.1,advert-int=0.5,version=3")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v3.config.interval_cs, 50);
+        // IPv6: version 3 whatever version= says; one family per instance.
+        let v6 = parse_spec(
+            "interface=pub0,vrid=61,address=2001:db8:0:1::100,version=2,advert-int=0.5,unicast-peer=fe80::2,unicast-src=fe80::1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v6.config.version, Version::V3);
+        assert_eq!(v6.unicast_src, "fe80::1".parse().ok());
+        let mixed = parse_spec("interface=pub0,vrid=1,address=2001:db8:0:1::100,address=198.51.100.1");
+        assert!(mixed.is_err_and(|e| e.contains("one family")));
+        let peer = parse_spec("interface=pub0,vrid=1,address=2001:db8:0:1::100,unicast-peer=198.51.100.2");
+        assert!(peer.is_err_and(|e| e.contains("IPv6")));
+    }
+
+    #[test]
+    fn keepalived_ipv6_instance() {
+        let text = "vrrp_instance VI_6 {\n  interface pub0\n  virtual_router_id 61\n  priority 120\n\
+              advert_int 0.5\n  virtual_ipaddress {\n    2001:db8:0:1::100/128\n  }\n}\n\
+            vrrp_instance VI_MIX {\n  interface pub0\n  virtual_router_id 62\n\
+              virtual_ipaddress {\n    2001:db8:0:1::101\n    198.51.100.101\n  }\n}\n";
+        let loaded = rvs_keepalived::parse_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let e = from_keepalived(&loaded.config).err().unwrap_or_default();
+        assert!(e.contains("VI_MIX") && e.contains("one family"), "{e}");
+        let only6 = text.split("vrrp_instance VI_MIX").next().unwrap_or_default();
+        let loaded = rvs_keepalived::parse_str(only6).unwrap_or_else(|e| panic!("{e}"));
+        let (specs, _) = from_keepalived(&loaded.config).unwrap_or_else(|e| panic!("{e}"));
+        let c = &specs[0].config;
+        assert_eq!((c.version, c.interval_cs, c.priority), (Version::V3, 50, 120));
+        assert_eq!(c.addrs, vec!["2001:db8:0:1::100".parse::<IpAddr>().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))]);
     }
 
     #[test]
@@ -667,26 +651,10 @@ mod tests {
             s.config.addrs,
             vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 100))]
         );
-        assert_eq!(s.unicast_peers, vec![Ipv4Addr::new(198, 51, 100, 2)]);
+        assert_eq!(s.unicast_peers, vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2))]);
         assert_eq!(s.track, vec!["priv0".to_owned()]);
         assert_eq!(s.notify.as_deref(), Some("/etc/rvs/notify.sh"));
         let sync = sync.unwrap_or_else(|| panic!("lvs_sync_daemon"));
         assert_eq!((sync.mcast_ifn.as_str(), sync.syncid), ("priv0", 51));
-    }
-
-    #[test]
-    fn raw_packet_payload() {
-        let mut p = vec![
-            0x45, 0, 0, 32, 0, 0, 0, 0, 255, 112, 0, 0, 198, 51, 100, 1, 224, 0, 0, 18,
-        ];
-        p.extend_from_slice(&[0x21, 51, 100, 1, 0, 1, 0, 0, 1, 2, 3, 4]);
-        let (s, d, ttl, pl) = ipv4_payload(&p).unwrap_or_else(|| panic!("parses"));
-        assert_eq!(
-            (s.to_string(), d.to_string(), ttl, pl.len()),
-            ("198.51.100.1".into(), "224.0.0.18".into(), 255, 12)
-        );
-        p[9] = 6;
-        assert!(ipv4_payload(&p).is_none());
-        assert!(ipv4_payload(&p[..10]).is_none());
     }
 }
