@@ -500,9 +500,12 @@ fn ipv6_vrrp_failover_keeps_a_session() {
     // The gateway address lives on the master's private interface only.
     let gw6 = lab::HA_GATEWAY6.to_string();
     let has_gw = |lab: &Lab, k: usize| {
-        lab.ip(&lab.director_n(k), &["-6", "addr", "show", "dev", lab::PRIVATE_IF])
-            .unwrap()
-            .contains(&gw6)
+        lab.ip(
+            &lab.director_n(k),
+            &["-6", "addr", "show", "dev", lab::PRIVATE_IF],
+        )
+        .unwrap()
+        .contains(&gw6)
     };
     assert!(has_gw(&lab, 1) && !has_gw(&lab, 2));
 
@@ -543,7 +546,10 @@ fn ipv6_vrrp_failover_keeps_a_session() {
          retransmitted: {retrans}"
     );
     assert_eq!(vrrp_state(&lab, 2, "VI_PUBLIC6").as_deref(), Some("MASTER"));
-    assert_eq!(vrrp_state(&lab, 2, "VI_GATEWAY6").as_deref(), Some("MASTER"));
+    assert_eq!(
+        vrrp_state(&lab, 2, "VI_GATEWAY6").as_deref(),
+        Some("MASTER")
+    );
     assert!(
         worst < master_down + Duration::from_secs(1),
         "stall {worst:?}"
@@ -555,7 +561,10 @@ fn ipv6_vrrp_failover_keeps_a_session() {
     let n = lab
         .ip(&lab.client(), &["-6", "neigh", "show", &vip6])
         .unwrap();
-    assert!(n.contains(&m2), "client's neighbour entry {n:?}, director 2 is {m2}");
+    assert!(
+        n.contains(&m2),
+        "client's neighbour entry {n:?}, director 2 is {m2}"
+    );
     lab.down().unwrap();
 }
 

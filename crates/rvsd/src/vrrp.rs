@@ -149,7 +149,9 @@ fn one_family(addrs: &[IpAddr], peers: &[IpAddr], src: Option<IpAddr>) -> Result
     let v6 = addrs.first().is_some_and(IpAddr::is_ipv6);
     let mixed = |a: &IpAddr| a.is_ipv6() != v6;
     if addrs.iter().any(mixed) {
-        return Err("IPv4 and IPv6 addresses in one instance (an instance is one family: use two)".into());
+        return Err(
+            "IPv4 and IPv6 addresses in one instance (an instance is one family: use two)".into(),
+        );
     }
     if peers.iter().chain(src.iter()).any(mixed) {
         return Err(format!(
@@ -334,7 +336,11 @@ pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<V
         })?;
         spec.config.primary = primary;
         let ifindex = rvs_io::sys::ifindex(&spec.interface).ok_or_else(|| {
-            anyhow::anyhow!("--vrrp {}: no interface {}", spec.config.name, spec.interface)
+            anyhow::anyhow!(
+                "--vrrp {}: no interface {}",
+                spec.config.name,
+                spec.interface
+            )
         })?;
         let sock = VrrpSocket::open(&spec.interface, ifindex, primary)
             .map_err(|e| anyhow::anyhow!("--vrrp {}: socket: {e}", spec.config.name))?;
@@ -607,9 +613,11 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v6.config.version, Version::V3);
         assert_eq!(v6.unicast_src, "fe80::1".parse().ok());
-        let mixed = parse_spec("interface=pub0,vrid=1,address=2001:db8:0:1::100,address=198.51.100.1");
+        let mixed =
+            parse_spec("interface=pub0,vrid=1,address=2001:db8:0:1::100,address=198.51.100.1");
         assert!(mixed.is_err_and(|e| e.contains("one family")));
-        let peer = parse_spec("interface=pub0,vrid=1,address=2001:db8:0:1::100,unicast-peer=198.51.100.2");
+        let peer =
+            parse_spec("interface=pub0,vrid=1,address=2001:db8:0:1::100,unicast-peer=198.51.100.2");
         assert!(peer.is_err_and(|e| e.contains("IPv6")));
     }
 
@@ -622,12 +630,25 @@ mod tests {
         let loaded = rvs_keepalived::parse_str(text).unwrap_or_else(|e| panic!("{e}"));
         let e = from_keepalived(&loaded.config).err().unwrap_or_default();
         assert!(e.contains("VI_MIX") && e.contains("one family"), "{e}");
-        let only6 = text.split("vrrp_instance VI_MIX").next().unwrap_or_default();
+        let only6 = text
+            .split("vrrp_instance VI_MIX")
+            .next()
+            .unwrap_or_default();
         let loaded = rvs_keepalived::parse_str(only6).unwrap_or_else(|e| panic!("{e}"));
         let (specs, _) = from_keepalived(&loaded.config).unwrap_or_else(|e| panic!("{e}"));
         let c = &specs[0].config;
-        assert_eq!((c.version, c.interval_cs, c.priority), (Version::V3, 50, 120));
-        assert_eq!(c.addrs, vec!["2001:db8:0:1::100".parse::<IpAddr>().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))]);
+        assert_eq!(
+            (c.version, c.interval_cs, c.priority),
+            (Version::V3, 50, 120)
+        );
+        assert_eq!(
+            c.addrs,
+            vec![
+                "2001:db8:0:1::100"
+                    .parse::<IpAddr>()
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            ]
+        );
     }
 
     #[test]
@@ -651,7 +672,10 @@ mod tests {
             s.config.addrs,
             vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 100))]
         );
-        assert_eq!(s.unicast_peers, vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2))]);
+        assert_eq!(
+            s.unicast_peers,
+            vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2))]
+        );
         assert_eq!(s.track, vec!["priv0".to_owned()]);
         assert_eq!(s.notify.as_deref(), Some("/etc/rvs/notify.sh"));
         let sync = sync.unwrap_or_else(|| panic!("lvs_sync_daemon"));

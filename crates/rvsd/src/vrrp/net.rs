@@ -131,7 +131,11 @@ impl VrrpSocket {
     }
 
     /// Waits up to `wait` for one packet; `Ok(None)` on time-out or a packet that is not a whole VRRP packet.
-    pub fn recv<'a>(&mut self, buf: &'a mut [u8], wait: Duration) -> io::Result<Option<Received<'a>>> {
+    pub fn recv<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        wait: Duration,
+    ) -> io::Result<Option<Received<'a>>> {
         self.sock.set_read_timeout(Some(wait))?;
         let fd = self.sock.as_raw_fd();
         if self.primary.is_ipv4() {
@@ -151,16 +155,13 @@ impl VrrpSocket {
         }
         let (n, src, dst, ttl) = {
             let mut iov = [IoSliceMut::new(buf)];
-            let m = match recvmsg::<SockaddrIn6>(
-                fd,
-                &mut iov,
-                Some(&mut self.cmsg),
-                MsgFlags::empty(),
-            ) {
-                Ok(m) => m,
-                Err(nix::Error::EAGAIN | nix::Error::EINTR) => return Ok(None),
-                Err(e) => return Err(nix_io(e)),
-            };
+            let m =
+                match recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut self.cmsg), MsgFlags::empty())
+                {
+                    Ok(m) => m,
+                    Err(nix::Error::EAGAIN | nix::Error::EINTR) => return Ok(None),
+                    Err(e) => return Err(nix_io(e)),
+                };
             let src = m.address.map(|a| IpAddr::V6(a.ip()));
             let (mut dst, mut ttl) = (None, None);
             if let Ok(cmsgs) = m.cmsgs() {
