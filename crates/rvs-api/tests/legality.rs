@@ -389,14 +389,15 @@ fn tunnel_options_follow_the_tunnel_type_table() {
 
 #[test]
 fn tunnel_options_need_the_tunnel_method() {
-    for col in 29..34 {
+    // tun-type, tun-port, tun-nocsum, tun-csum, tun-remcsum
+    for give in &GIVE[29..34] {
         for method in ["-g", "-m"] {
             let mut args: Vec<String> =
                 ["-a", "-t", "198.51.100.1:80", "-r", "203.0.113.10", method]
                     .iter()
                     .map(|s| s.to_string())
                     .collect();
-            args.extend(GIVE[col].iter().map(|s| s.to_string()));
+            args.extend(give.iter().map(|s| s.to_string()));
             assert_eq!(
                 message(&args),
                 "Tunnel options conflict with forward method",
