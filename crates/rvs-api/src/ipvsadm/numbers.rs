@@ -176,3 +176,103 @@ pub(super) fn parse_netmask(buf: &str, resolver: &dyn Resolver) -> Option<u32> {
         .or_else(|| resolver.host_to_addr(buf))
         .map(u32::from)
 }
+
+/// Each case is what glibc's function of the same name gives (`strtol` with an end-pointer check,
+/// `atoi`, `inet_aton`), so the C behaviour ipvsadm inherits is pinned here, not just "parses".
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::resolve::{NoResolver, TableResolver};
+
+    #[test]
+    fn string_to_number_is_strtol_over_the_whole_word() {
+        for (s, want) in [
+            ("0", Some(0)),
+            ("65535", Some(65535)),
+            (" 12", Some(12)),              // strtol skips leading white space
+            ("+7", Some(7)),                // and takes a sign
+            ("-0", Some(0)),                // -0 is 0, in range
+            ("12 ", None),                  // trailing text: *end != '\0'
+            ("", None),                     // no digits
+            ("0x10", None),                 // base 10 only
+            ("65536", None),                // out of range
+            ("-1", None),                   // below min
+            ("99999999999999999999", None), // overflow
+        ] {
+            assert_eq!(string_to_number(s, 0, 65535), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn atoi_stops_at_the_first_non_digit() {
+        for (s, want) in [
+            ("24", 24),
+            ("24abc", 24),
+            ("abc", 0),
+            (" -3", -3),
+            ("", 0),
+            ("+", 0),
+        ] {
+            assert_eq!(atoi(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn inet_aton_takes_every_c_form() {
+        for (s, want) in [
+            ("10.0.0.1", Some("10.0.0.1")),
+            ("10.1", Some("10.0.0.1")),          // a.b: b fills 24 bits
+            ("10.1.2", Some("10.1.0.2")),        // a.b.c: c fills 16 bits
+            ("167772161", Some("10.0.0.1")),     // one 32-bit number
+            ("0x0a.0.0.012", Some("10.0.0.10")), // hex and octal parts
+            ("0x", Some("0.0.0.0")),             // glibc: "0x" alone is 0
+            ("4294967295", Some("255.255.255.255")),
+            ("1.2.3.256", None),
+            ("256.1.1.1", None),
+            ("10.16777216", None), // b over 24 bits
+            ("1.2.3.4.5", None),
+            ("1..2", None),
+            ("08", None), // 8 is not an octal digit
+            ("", None),
+            ("host", None),
+        ] {
+            assert_eq!(inet_aton(s), want.map(|w| w.parse().unwrap()), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn parse_service_reads_ipvsadms_address_forms() {
+        let r = TableResolver::parse("203.0.113.7 web\n", "http 80/tcp\n");
+        let hp = |s: &str| parse_service(s, Protocol::Tcp, &r);
+        let at = |a: &str, port: Option<u16>| {
+            Some(HostPort {
+                addr: a.parse().unwrap(),
+                port,
+            })
+        };
+        assert_eq!(hp("10.0.0.1:80"), at("10.0.0.1", Some(80)));
+        assert_eq!(hp("10.0.0.1"), at("10.0.0.1", None));
+        assert_eq!(hp("[2001:db8::1]:80"), at("2001:db8::1", Some(80)));
+        assert_eq!(hp("2001:db8::1"), at("2001:db8::1", None));
+        assert_eq!(hp("web:http"), at("203.0.113.7", Some(80)));
+        assert_eq!(hp("10.0.0.1:0"), at("10.0.0.1", Some(0)));
+        assert_eq!(
+            hp("80"),
+            None,
+            "all digits is refused, not taken as an address"
+        );
+        assert_eq!(hp("[2001:db8::1]"), None, "brackets need a port");
+        assert_eq!(hp("[2001:db8::1]80"), None);
+        assert_eq!(hp("10.0.0.1:65536"), None);
+        assert_eq!(hp("10.0.0.1:nosuch"), None);
+        assert_eq!(parse_service("web:80", Protocol::Tcp, &NoResolver), None);
+    }
+
+    #[test]
+    fn truncate_keeps_whole_characters() {
+        assert_eq!(truncate("roundrobin-long-name", 15), "roundrobin-long");
+        assert_eq!(truncate("rr", 15), "rr");
+        assert_eq!(truncate("ééé", 3), "é", "never splits a UTF-8 character");
+    }
+}
