@@ -453,3 +453,114 @@ fn an_ipv6_keep_alive_flow_takes_the_fast_path() {
         "the real server sees the client"
     );
 }
+
+/// Where a fast-path lab's rvsd serves metrics (its own namespace's loopback).
+const METRICS: &str = "127.0.0.1:9100";
+
+fn fast_metrics_lab(test: &str) -> Option<Lab> {
+    fast_lab(test, &["--fast-path", "xdp", "--metrics", METRICS])
+}
+
+/// One sample of rvsd's `/metrics` (`name{labels}` exactly as exposed).
+fn metric(lab: &Lab, sample: &str) -> f64 {
+    let addr: std::net::SocketAddr = METRICS.parse().unwrap();
+    let text = rvs_lab::netns::run_in(&lab.director(), move || {
+        let mut c = HttpConn::connect(addr, T)?;
+        Ok(String::from_utf8_lossy(&c.request("GET", "/metrics", &[], true)?.body).into_owned())
+    })
+    .unwrap_or_else(|e| panic!("scraping: {e}\n{}", lab.rvsd_log_text()));
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
+}
+
+/// A client RST: the program passes it up, the core moves the connection out of ESTABLISHED (CLOSE, as IPVS's
+/// state table does for a RST) and the fast path lets go of it.
+#[test]
+fn a_reset_takes_the_flow_off_the_fast_path() {
+    let Some(lab) = fast_metrics_lab("fastpath_rst") else {
+        return;
+    };
+    let (mut c, _) = warm_conn(&lab);
+    assert!(burst(&lab, &mut c, 30) < 15, "on the fast path");
+    assert_eq!(metric(&lab, "rvs_fastpath_connections"), 1.0);
+    let rst_before = metric(
+        &lab,
+        "rvs_fastpath_packets_total{reason=\"pass_tcp_flags\"}",
+    );
+    let before = tun_packets(&lab);
+    c.reset().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        tun_packets(&lab) > before,
+        "the RST did not reach the slow path"
+    );
+    assert!(
+        metric(
+            &lab,
+            "rvs_fastpath_packets_total{reason=\"pass_tcp_flags\"}"
+        ) > rst_before,
+        "the program did not pass the RST up"
+    );
+    assert_eq!(conn_states(&lab), ["CLOSE"], "{}", lab.rvsd_log_text());
+    assert_eq!(
+        metric(&lab, "rvs_fastpath_connections"),
+        0.0,
+        "the entries stayed after the RST"
+    );
+}
+
+/// Never a black hole: the private switch's port loses NAPI (GRO off on the veth peer of the director's private
+/// interface, nothing attached there), so frames redirected into the director's interface would be dropped after
+/// the program. rvsd notices within a second, says why once, takes the connection off the fast path, and the
+/// traffic keeps flowing on the slow path; when the port takes frames again, the connection comes back.
+#[test]
+fn an_egress_that_drops_redirected_frames_is_left_to_the_slow_path() {
+    let Some(lab) = fast_metrics_lab("fastpath_no_napi") else {
+        return;
+    };
+    let private = "rvs_fastpath_egress_redirect{interface=\"priv0\"}";
+    assert_eq!(metric(&lab, private), 1.0, "{}", lab.rvsd_log_text());
+    let (mut c, _) = warm_conn(&lab);
+    assert!(burst(&lab, &mut c, 30) < 15, "on the fast path");
+    rvs_lab::netns::run_in(&lab.privsw(), || rvs_lab::netns::set_gro("d1", false)).unwrap();
+    // Requests right away: the ones within the first second may need a retransmission, none may be lost.
+    let start = std::time::Instant::now();
+    let mut slow = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        slow += burst(&lab, &mut c, 5);
+    }
+    assert_eq!(metric(&lab, private), 0.0);
+    let log = lab.rvsd_log_text();
+    assert_eq!(
+        log.matches("does not transmit redirected XDP frames")
+            .count(),
+        1,
+        "said once, with the reason:\n{log}"
+    );
+    assert_eq!(metric(&lab, "rvs_fastpath_connections"), 0.0);
+    assert!(
+        slow >= 10,
+        "only {slow} packets through the TUN: still on the fast path"
+    );
+    let steady = burst(&lab, &mut c, 20);
+    assert!(
+        steady >= 40,
+        "{steady} packets through the TUN for 20 requests on the slow path"
+    );
+    // The port takes redirected frames again: the connection is offered again and returns.
+    rvs_lab::netns::run_in(&lab.privsw(), || rvs_lab::netns::set_gro("d1", true)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(metric(&lab, private), 1.0);
+    burst(&lab, &mut c, 1); // the packet at which the core offers it again
+    std::thread::sleep(Duration::from_millis(500));
+    let back = burst(&lab, &mut c, 30);
+    assert!(
+        back < 15,
+        "{back} packets through the TUN after the port came back"
+    );
+    assert!(
+        lab.rvsd_log_text()
+            .contains("transmits redirected XDP frames again")
+    );
+}

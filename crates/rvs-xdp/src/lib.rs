@@ -16,10 +16,12 @@
 //! attachments are bpf_links, so a process that dies, even by SIGKILL, leaves nothing behind.
 
 mod fastpath;
+pub mod features;
 pub mod maps;
 pub mod testrun;
 
 pub use fastpath::{Attachment, Error, FastPath, Options, Program, ProgramStats};
+pub use features::{Features, FeaturesError, Transmit};
 pub use maps::{Action, Egress, FamilyMismatch, Flow, FlowCounters, FlowKey, L4, STAT_COUNT, Stat};
 
 /// The compiled program (ELF with BTF maps), built by build.rs from bpf/rvs_xdp.c.

@@ -9,6 +9,13 @@
 //! last-seen) *before* the core expires anything, and removes the entries of connections the core no longer has
 //! in ESTABLISHED. A configuration change flushes every entry before the control command returns
 //! ([`FastPathCtl::flush`]); what is still valid comes back at its next slow-path packet.
+//!
+//! Never a black hole: `bpf_redirect_map` succeeds even towards an interface that drops redirected frames (a veth
+//! whose peer has neither GRO nor an XDP program, a bridge, a driver without `ndo_xdp_xmit`), and the frame is then
+//! lost after the program returned. Each egress's XDP features are read at start and once a second
+//! ([`rvs_xdp::Features`]); an egress that does not transmit redirected frames is used by no entry (its
+//! connections are taken off the fast path and stay on the slow path), said once with the reason, and taken back
+//! (a new generation: connections are offered again) when it does.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rvs_core::{Director, FastConn, FastCredit, FastPathSink, ForwardMethod, TcpState, Timestamp};
-use rvs_xdp::{Egress, FastPath, Flow, FlowCounters, FlowKey, L4, Stat};
+use rvs_xdp::{Egress, FastPath, Features, Flow, FlowCounters, FlowKey, L4, Stat, Transmit};
 
 use crate::nexthop::NextHops;
 use crate::ratelimit::{Admit, RateLimiter};
@@ -53,13 +60,35 @@ impl FastPathSink for Sink {
 struct Managed {
     kin: FlowKey,
     kout: FlowKey,
+    /// The egress interfaces of the two entries.
+    egress: [u32; 2],
     credited_in: FlowCounters,
     credited_out: FlowCounters,
+}
+
+/// Whether the fast path may redirect to an egress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortUse {
+    /// It transmits redirected frames.
+    Redirect,
+    /// It would drop them (or could not be checked): its connections stay on the slow path.
+    SlowPath,
+}
+
+/// An interface the program is attached to, which is also the only kind of egress it redirects to.
+#[derive(Debug)]
+struct Port {
+    ifindex: u32,
+    name: String,
+    usable: PortUse,
 }
 
 #[derive(Debug)]
 struct Inner {
     fp: FastPath,
+    ports: Vec<Port>,
+    /// None: the kernel cannot say (before 6.3); every port is then assumed to transmit, as before.
+    features: Option<Features>,
     conns: HashMap<FastConn, Managed>,
     pending: Vec<(FastConn, Instant)>,
     full_log: RateLimiter,
@@ -70,8 +99,6 @@ struct Inner {
 pub struct FastPathCtl {
     inner: Mutex<Inner>,
     hops: Arc<NextHops>,
-    /// The interfaces the program is attached to (the only allowed egresses).
-    egress: Vec<u32>,
 }
 
 fn ifindex(name: &str) -> std::io::Result<u32> {
@@ -104,21 +131,38 @@ impl FastPathCtl {
         let mut fp = FastPath::load(rvs_xdp::Options {
             max_flow_entries: max_entries,
         })?;
-        let mut egress = Vec::new();
+        let mut ports = Vec::new();
         for name in ifaces {
             let i = ifindex(name).map_err(|e| StartError::Interface((*name).to_owned(), e))?;
             fp.attach(i)?; // on error, dropping fp detaches what was attached
-            egress.push(i);
+            ports.push(Port {
+                ifindex: i,
+                name: (*name).to_owned(),
+                usable: PortUse::Redirect,
+            });
         }
+        let features = match Features::new() {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot read interfaces' XDP features: egresses are assumed to transmit redirected frames"
+                );
+                None
+            }
+        };
+        let mut inner = Inner {
+            fp,
+            ports,
+            features,
+            conns: HashMap::new(),
+            pending: Vec::new(),
+            full_log: RateLimiter::new(1, 60_000),
+        };
+        probe_ports(&mut inner);
         Ok(Self {
-            inner: Mutex::new(Inner {
-                fp,
-                conns: HashMap::new(),
-                pending: Vec::new(),
-                full_log: RateLimiter::new(1, 60_000),
-            }),
+            inner: Mutex::new(inner),
             hops,
-            egress,
         })
     }
 
@@ -126,25 +170,29 @@ impl FastPathCtl {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The egress towards `ip`, if the resolver knows it and it is one of ours.
-    fn egress_to(&self, ip: IpAddr) -> Option<Egress> {
+    /// The egress towards `ip`: Ok(None) while the resolver does not know it yet, Err(()) when it is not one the
+    /// fast path may use (not ours, or it drops redirected frames).
+    fn egress_to(&self, ports: &[Port], ip: IpAddr) -> Result<Option<Egress>, ()> {
         let Some(h) = self.hops.lookup(ip) else {
             self.hops.miss(ip);
-            return None;
+            return Ok(None);
         };
-        if !self.egress.contains(&h.ifindex) {
-            return None;
+        if !ports
+            .iter()
+            .any(|p| p.ifindex == h.ifindex && p.usable == PortUse::Redirect)
+        {
+            return Err(());
         }
         let mut dst_mac = [0u8; 6];
         let mut src_mac = [0u8; 6];
         dst_mac.copy_from_slice(&h.eth[..6]);
         src_mac.copy_from_slice(&h.eth[6..12]);
-        Some(Egress {
+        Ok(Some(Egress {
             ifindex: h.ifindex,
             dst_mac,
             src_mac,
             mtu: h.mtu.min(u32::from(u16::MAX)) as u16,
-        })
+        }))
     }
 
     /// Install both entries of `c`. Ok(false): not now (next hop unknown), retry later.
@@ -162,8 +210,13 @@ impl FastPathCtl {
             // Not offered by the core yet (contract-xdp.md): DR/TUN entries are one direction with an action.
             ForwardMethod::Route | ForwardMethod::Tunnel(_) => return Ok(true),
         }
-        let (Some(to_rs), Some(to_client)) = (self.egress_to(c.daddr), self.egress_to(c.caddr))
-        else {
+        let (Ok(to_rs), Ok(to_client)) = (
+            self.egress_to(&inner.ports, c.daddr),
+            self.egress_to(&inner.ports, c.caddr),
+        ) else {
+            return Ok(true); // stays on the slow path (a port that comes back starts a new generation)
+        };
+        let (Some(to_rs), Some(to_client)) = (to_rs, to_client) else {
             return Ok(false);
         };
         let client = SocketAddr::new(c.caddr, c.cport);
@@ -184,6 +237,7 @@ impl FastPathCtl {
             Managed {
                 kin,
                 kout,
+                egress: [to_rs.ifindex, to_client.ifindex],
                 credited_in: FlowCounters::default(),
                 credited_out: FlowCounters::default(),
             },
@@ -234,12 +288,22 @@ impl FastPathCtl {
         }
     }
 
-    /// Credit what the program forwarded, and drop the entries of connections that left ESTABLISHED or the table.
-    /// Run before every expiry.
+    /// Credit what the program forwarded, and drop the entries of connections that left ESTABLISHED or the table
+    /// or whose egress stopped taking redirected frames. Run before every expiry.
     pub fn sync(&self, director: &Director) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let mut gone = Vec::new();
+        let (lost, back) = probe_ports(inner);
+        let mut gone: Vec<FastConn> = inner
+            .conns
+            .iter()
+            .filter(|(_, m)| m.egress.iter().any(|e| lost.contains(e)))
+            .map(|(c, _)| *c)
+            .collect();
+        if back {
+            // What stayed on the slow path because of the port is offered again at its next packet.
+            director.fast_path_reset();
+        }
         for (c, m) in inner.conns.iter_mut() {
             let lin = inner.fp.counters(&m.kin).ok().flatten();
             let lout = inner.fp.counters(&m.kout).ok().flatten();
@@ -298,6 +362,15 @@ impl FastPathCtl {
         );
     }
 
+    /// The interfaces the program redirects to, and whether it may now (false: they drop redirected frames).
+    pub fn egresses(&self) -> Vec<(String, bool)> {
+        self.lock()
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), p.usable == PortUse::Redirect))
+            .collect()
+    }
+
     /// Connections on the fast path now.
     pub fn connections(&self) -> usize {
         self.lock().conns.len()
@@ -330,6 +403,56 @@ impl FastPathCtl {
             self.offload(&mut inner, c, first);
         }
     }
+}
+
+/// Read every port's XDP features; say once when one stops or starts taking redirected frames. Returns the ports
+/// that stopped (their connections must leave the fast path) and whether one started again.
+fn probe_ports(inner: &mut Inner) -> (Vec<u32>, bool) {
+    let mut lost = Vec::new();
+    let mut back = false;
+    let Some(features) = inner.features.as_mut() else {
+        return (lost, back);
+    };
+    for p in &mut inner.ports {
+        let now = match features.transmit(p.ifindex) {
+            Ok(Transmit::Frames) => PortUse::Redirect,
+            Ok(Transmit::Refused { xdp_features }) => {
+                if p.usable == PortUse::Redirect {
+                    tracing::warn!(
+                        interface = %p.name,
+                        xdp_features = %format!("{xdp_features:#x}"),
+                        "interface does not transmit redirected XDP frames (no NDO_XMIT: e.g. a veth whose peer has \
+                         neither GRO nor an XDP program, a bridge, a driver without ndo_xdp_xmit): connections \
+                         through it stay on the slow path"
+                    );
+                }
+                PortUse::SlowPath
+            }
+            Err(e) => {
+                if p.usable == PortUse::Redirect {
+                    tracing::warn!(
+                        interface = %p.name,
+                        error = %e,
+                        "cannot read the interface's XDP features: connections through it stay on the slow path"
+                    );
+                }
+                PortUse::SlowPath
+            }
+        };
+        match (p.usable, now) {
+            (PortUse::Redirect, PortUse::SlowPath) => lost.push(p.ifindex),
+            (PortUse::SlowPath, PortUse::Redirect) => {
+                tracing::info!(
+                    interface = %p.name,
+                    "interface transmits redirected XDP frames again: its connections return to the fast path"
+                );
+                back = true;
+            }
+            _ => {}
+        }
+        p.usable = now;
+    }
+    (lost, back)
 }
 
 fn credit_of(m: &Managed, lin: FlowCounters, lout: FlowCounters) -> FastCredit {
@@ -391,6 +514,7 @@ mod tests {
         Managed {
             kin: k,
             kout: k,
+            egress: [1, 1],
             credited_in,
             credited_out,
         }

@@ -625,6 +625,16 @@ impl Collector for FastPathCollector {
         for (reason, n) in self.0.stats() {
             ConstCounter::new(n).encode(m.encode_family(&[("reason", reason)])?)?;
         }
+        let mut m = enc.encode_descriptor(
+            "fastpath_egress_redirect",
+            "1 while the interface transmits redirected XDP frames; 0: it would drop them, its connections stay on the slow path.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, ok) in self.0.egresses() {
+            ConstGauge::new(i64::from(ok))
+                .encode(m.encode_family(&[("interface", name.as_str())])?)?;
+        }
         let m = enc.encode_descriptor(
             "fastpath_connections",
             "Connections installed on the XDP fast path.",
