@@ -16,7 +16,9 @@
 //!   packets (1..=8, entries with n packets dropped one in n times).
 //! - `drop_packet`: drop one in `rate` new connections, `rate = amemthresh / (amemthresh -
 //!   available)` in automatic mode (so every new connection when nothing is left), `am_droprate`
-//!   when always on.
+//!   when always on. Counted down as the kernel does (include/net/ip_vs.h `ip_vs_todrop`:
+//!   `if (--drop_counter > 0) return 0; drop_counter = drop_rate; return 1;`, the counter re-armed
+//!   to the rate at each evaluation under pressure): exactly one in `rate`, not a random draw.
 //! - `secure_tcp`: use `tcp_states_dos`, the state table that lets a connection become
 //!   ESTABLISHED only once the real server answered ([`crate::tcp::StateTable::Secure`]).
 //!
@@ -26,8 +28,18 @@
 //! `max_conns - conns < amemthresh`; the defence levels are re-evaluated by
 //! [`crate::Director::update_defense`] (call it every second, like IPVS's defense_work).
 //!
-//! **The limit.** `max_conns` is enforced per shard (`ceil(max_conns / shards)`, checked under the
-//! shard lock the packet already holds: no global counter on the packet path). A new connection
+//! **The limit.** `max_conns` counts persistence templates too: IPVS keeps templates in its
+//! connection table and counts them in `conn_count` (ip_vs_conn.c `ip_vs_conn_new` increments it
+//! for every entry, templates included; the `conn_max` sysctl proposed for ip_vs_conn_new refuses
+//! any entry, template or not, at `conn_count >= conn_max`). Connections are limited per shard
+//! (`ceil((max_conns - templates) / shards)`, checked under the shard lock the packet already
+//! holds: no global counter on the packet path; the share left by the templates is re-read when a
+//! template is created and every second); a new template is refused when templates plus the
+//! connections at the last evaluation reach `max_conns` (the new connection is then dropped as
+//! [`crate::DropReason::TableFull`]). A template goes with the last connection it controls when
+//! drop_entry or an eviction removes that connection (ip_vs_random_dropentry deletes
+//! `cp->control` with `cp`), so a SYN flood at a persistent service does not leave its templates
+//! filling the table for the persistence timeout. A new connection
 //! that finds its shard full evicts one victim from a sample of its shard when `drop_entry` is
 //! not off (half-open or closed TCP entries first, then the longest idle entry idle for 60 s or
 //! more), else it is dropped as [`crate::DropReason::TableFull`]. IPVS has no such limit (it grows
@@ -36,13 +48,17 @@
 //! The dead-destination and port-reuse sysctls live here too: `expire_nodest_conn`,
 //! `expire_quiescent_template`, `conn_reuse_mode` (see [`DefenseConfig`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 use parking_lot::Mutex;
 
 use crate::conn::{Conn, ConnAddr, ConnTable, F_NOOUTPUT, Shard};
 use crate::director::{Director, release};
 use crate::tcp::{StateTable, TcpState};
+use crate::template::{Template, TemplateTable};
 use crate::time::Timestamp;
 
 /// One of IPVS's defence sysctls (`drop_entry`, `drop_packet`, `secure_tcp`).
@@ -120,8 +136,8 @@ pub enum QuiescentTemplate {
 /// The defences' configuration (IPVS's sysctls of the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DefenseConfig {
-    /// Connection-table limit (entries, both families; templates not counted). `usize::MAX`:
-    /// none.
+    /// Connection-table limit (entries: connections of both families plus persistence templates,
+    /// as IPVS's conn_count). `usize::MAX`: none.
     pub max_conns: usize,
     /// Pressure threshold in free entries under `max_conns` (IPVS: free memory pages).
     pub amemthresh: usize,
@@ -172,6 +188,8 @@ pub struct DefenseSnapshot {
     pub config: DefenseConfig,
     /// Connections at the last [`crate::Director::update_defense`].
     pub conns: usize,
+    /// Persistence templates at the last evaluation (counted in `max_conns` with the connections).
+    pub templates: usize,
     /// Memory pressure at the last evaluation.
     pub pressure: bool,
     /// `drop_packet`'s current rate (0: not dropping; n: one in n new connections).
@@ -198,6 +216,8 @@ pub(crate) enum HitAction {
 pub(crate) struct Defense {
     secure: AtomicBool,
     drop_rate: AtomicU32,
+    /// ip_vs_todrop's drop_counter: counts down to the next dropped new connection.
+    drop_counter: AtomicI32,
     shard_limit: AtomicUsize,
     nodest_expire: AtomicBool,
     quiescent_expire: AtomicBool,
@@ -209,6 +229,7 @@ pub(crate) struct Defense {
     amemthresh: AtomicUsize,
     am_droprate: AtomicU32,
     conns: AtomicUsize,
+    templates: AtomicUsize,
     pressure: AtomicBool,
     dropped: AtomicU64,
     evicted: AtomicU64,
@@ -227,6 +248,7 @@ impl Defense {
         let d = Self {
             secure: AtomicBool::new(false),
             drop_rate: AtomicU32::new(0),
+            drop_counter: AtomicI32::new(0),
             shard_limit: AtomicUsize::new(usize::MAX),
             nodest_expire: AtomicBool::new(false),
             quiescent_expire: AtomicBool::new(false),
@@ -238,6 +260,7 @@ impl Defense {
             amemthresh: AtomicUsize::new(1024),
             am_droprate: AtomicU32::new(10),
             conns: AtomicUsize::new(0),
+            templates: AtomicUsize::new(0),
             pressure: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
@@ -251,12 +274,7 @@ impl Defense {
     pub(crate) fn configure(&self, c: &DefenseConfig) {
         let r = Ordering::Relaxed;
         self.max_conns.store(c.max_conns, r);
-        let per_shard = if c.max_conns == usize::MAX {
-            usize::MAX
-        } else {
-            c.max_conns.div_ceil(self.shards).max(1)
-        };
-        self.shard_limit.store(per_shard, r);
+        self.set_templates(self.templates.load(r));
         self.amemthresh.store(c.amemthresh, r);
         self.am_droprate.store(c.am_droprate.max(1), r);
         self.drop_entry.store(c.drop_entry.sysctl(), r);
@@ -268,7 +286,32 @@ impl Defense {
             .store(c.expire_quiescent_template == QuiescentTemplate::Expire, r);
         self.reuse_mode.store(c.conn_reuse_mode, r);
         // Apply the levels at once with the last known fill.
-        self.update(self.conns.load(r));
+        self.update(self.conns.load(r), self.templates.load(r));
+    }
+
+    /// The templates' share of `max_conns` changed: the connections' per-shard limit becomes
+    /// `ceil((max_conns - templates) / shards)` (at least 1). Stores only on a change (the limit is
+    /// read by every new connection).
+    pub(crate) fn set_templates(&self, templates: usize) {
+        let r = Ordering::Relaxed;
+        let max = self.max_conns.load(r);
+        let per_shard = if max == usize::MAX {
+            usize::MAX
+        } else {
+            max.saturating_sub(templates).div_ceil(self.shards).max(1)
+        };
+        if self.shard_limit.load(r) != per_shard {
+            self.shard_limit.store(per_shard, r);
+        }
+    }
+
+    /// Whether a new persistence template fits: `templates` (live) plus the connections at the last
+    /// evaluation stay under `max_conns` (ip_vs_conn_new refuses a template like any entry).
+    #[inline]
+    pub(crate) fn template_room(&self, templates: usize) -> bool {
+        let r = Ordering::Relaxed;
+        let max = self.max_conns.load(r);
+        max == usize::MAX || templates.saturating_add(self.conns.load(r)) < max
     }
 
     fn level(a: &AtomicU8) -> DefenseLevel {
@@ -303,6 +346,7 @@ impl Defense {
         DefenseSnapshot {
             config: self.config(),
             conns: self.conns.load(r),
+            templates: self.templates.load(r),
             pressure: self.pressure.load(r),
             drop_rate: self.drop_rate.load(r),
             entries_dropped: self.dropped.load(r),
@@ -310,15 +354,17 @@ impl Defense {
         }
     }
 
-    /// update_defense_level with the table's fill as "memory": returns whether drop_entry's
-    /// periodic scan should run now.
-    pub(crate) fn update(&self, conns: usize) -> bool {
+    /// update_defense_level with the table's fill (connections plus templates) as "memory":
+    /// returns whether drop_entry's periodic scan should run now.
+    pub(crate) fn update(&self, conns: usize, templates: usize) -> bool {
         let r = Ordering::Relaxed;
         let max = self.max_conns.load(r);
         let thresh = self.amemthresh.load(r);
-        let avail = max.saturating_sub(conns);
+        let avail = max.saturating_sub(conns.saturating_add(templates));
         let pressure = max != usize::MAX && avail < thresh;
         self.conns.store(conns, r);
+        self.templates.store(templates, r);
+        self.set_templates(templates);
         self.pressure.store(pressure, r);
 
         let de = Self::level(&self.drop_entry).next(pressure);
@@ -326,11 +372,17 @@ impl Defense {
 
         let dp = Self::level(&self.drop_packet).next(pressure);
         self.drop_packet.store(dp.sysctl(), r);
+        // update_defense_level's drop_packet switch: under pressure (1 and 2) both drop_rate and
+        // drop_counter become amemthresh / (amemthresh - availmem) (1: every new connection when
+        // full); 3 sets drop_rate = am_droprate and leaves the counter counting down.
         let rate = match dp {
             DefenseLevel::Off | DefenseLevel::Auto => 0,
-            // amemthresh / (amemthresh - availmem): 1 (every new connection) when full.
             DefenseLevel::AutoActive => {
-                u32::try_from(thresh / thresh.saturating_sub(avail).max(1)).unwrap_or(u32::MAX)
+                let rate =
+                    u32::try_from(thresh / thresh.saturating_sub(avail).max(1)).unwrap_or(u32::MAX);
+                self.drop_counter
+                    .store(i32::try_from(rate).unwrap_or(i32::MAX), r);
+                rate
             }
             DefenseLevel::Always => self.am_droprate.load(r),
         };
@@ -352,15 +404,25 @@ impl Defense {
         }
     }
 
-    /// drop_packet: whether to drop this new connection (one in `rate`, drawn from the packet's
-    /// random number; IPVS counts down a global counter instead).
+    /// drop_packet: whether to drop this new connection. ip_vs_todrop (include/net/ip_vs.h):
+    /// `if (!drop_rate) return 0; if (--drop_counter > 0) return 0; drop_counter = drop_rate;
+    /// return 1;`. The counter is one shared atomic, touched only while drop_packet is active
+    /// (drop_rate > 0: under attack or always on); the kernel's is a plain int, racy by design.
+    /// Workers racing between the decrement and the re-arm can drop a few more than one in
+    /// `rate` (at most one per worker per re-arm), never fewer.
     #[inline]
-    pub(crate) fn drop_new(&self, random: u64) -> bool {
-        match self.drop_rate.load(Ordering::Relaxed) {
-            0 => false,
-            1 => true,
-            n => (random >> 17).is_multiple_of(u64::from(n)),
+    pub(crate) fn drop_new(&self) -> bool {
+        let r = Ordering::Relaxed;
+        let rate = self.drop_rate.load(r);
+        if rate == 0 {
+            return false;
         }
+        if self.drop_counter.fetch_sub(1, r).saturating_sub(1) > 0 {
+            return false;
+        }
+        self.drop_counter
+            .store(i32::try_from(rate).unwrap_or(i32::MAX), r);
+        true
     }
 
     pub(crate) fn expire_quiescent_templates(&self) -> bool {
@@ -408,7 +470,14 @@ impl Defense {
         if sh.len() < self.shard_limit.load(Ordering::Relaxed) {
             return None;
         }
-        if Self::level(&self.drop_entry) == DefenseLevel::Off {
+        self.victim(sh, now, random)
+    }
+
+    /// drop_entry's eviction without the shard-full check: a victim (half-open or closed first,
+    /// else the longest idle for 60 s or more) from a sample of `sh`, if drop_entry is not off.
+    /// Also used to make room for a new persistence template when the table is full.
+    pub(crate) fn victim<A: ConnAddr>(&self, sh: &Shard<A>, now: u32, random: u64) -> Option<u32> {
+        if Self::level(&self.drop_entry) == DefenseLevel::Off || sh.len() == 0 {
             return None;
         }
         let cap = sh.capacity().max(1);
@@ -488,22 +557,27 @@ impl Director {
     /// Returns the entries dropped.
     pub fn update_defense(&self, now: Timestamp, random: u64) -> usize {
         let n = now.0 as u32;
-        if !self.defense.update(self.conn_count()) {
+        if !self
+            .defense
+            .update(self.conn_count(), self.templates.count())
+        {
             return 0;
         }
         let mut seed = random;
-        random_dropentry(&self.defense, &self.v4, n, &mut seed)
-            + random_dropentry(&self.defense, &self.v6, n, &mut seed)
+        random_dropentry(&self.defense, &self.v4, &self.templates, n, &mut seed)
+            + random_dropentry(&self.defense, &self.v6, &self.templates, n, &mut seed)
     }
 }
 
 fn random_dropentry<A: ConnAddr>(
     d: &Defense,
     tbl: &ConnTable<A>,
+    templates: &TemplateTable,
     now: u32,
     seed: &mut u64,
 ) -> usize {
     let mut total = 0;
+    let mut controls = Vec::new();
     for shard in tbl.shards() {
         // splitmix64: one random start per shard.
         *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -513,12 +587,25 @@ fn random_dropentry<A: ConnAddr>(
         let mut sh = shard.lock();
         for i in d.dropentry_victims(&sh, now, z ^ (z >> 31)) {
             if let Some(c) = sh.remove(i) {
-                release(c);
+                controls.extend(release_with_control(c));
                 total += 1;
             }
         }
+        drop(sh);
+        // The templates after the shard lock (never a template lock under a connection lock).
+        for t in controls.drain(..) {
+            templates.remove_unheld(&t);
+        }
     }
     total
+}
+
+/// Releases a connection dropped by a defence and returns its controlling template (its hold
+/// given back), for [`TemplateTable::remove_unheld`] once the shard lock is released.
+pub(crate) fn release_with_control<A>(mut c: Conn<A>) -> Option<Arc<Template>> {
+    let t = c.tmpl.take().map(|h| h.template().clone());
+    release(c);
+    t
 }
 
 /// A TCP entry that is no use to anyone yet or any more: half-open (SYN_RECV, SYNACK: a flood's
@@ -577,26 +664,32 @@ mod tests {
             ..DefenseConfig::with_limit(1000)
         });
         // amemthresh = 125: no pressure with 875 or fewer entries.
-        d.update(875);
+        d.update(875, 0);
         assert_eq!(d.snapshot().config.drop_packet, DefenseLevel::Auto);
         assert_eq!(d.drop_rate.load(Ordering::Relaxed), 0);
-        assert!(!d.drop_new(0));
-        // 900 entries: 100 free, 125 / (125 - 100) = 5.
-        d.update(900);
+        assert!(!d.drop_new());
+        // 900 entries (templates count): 100 free, 125 / (125 - 100) = 5.
+        d.update(850, 50);
         assert_eq!(d.snapshot().config.drop_packet, DefenseLevel::AutoActive);
         assert_eq!(d.drop_rate.load(Ordering::Relaxed), 5);
-        let dropped = (0..10_000u64)
-            .filter(|k| d.drop_new(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
-            .count();
-        assert!((1500..2500).contains(&dropped), "{dropped}");
+        // ip_vs_todrop's countdown from the re-armed counter: 4 pass, the 5th is dropped, and so on.
+        let pattern: Vec<bool> = (0..10).map(|_| d.drop_new()).collect();
+        assert_eq!(
+            pattern,
+            [
+                false, false, false, false, true, false, false, false, false, true
+            ]
+        );
+        let dropped = (0..10_000u64).filter(|_| d.drop_new()).count();
+        assert_eq!(dropped, 2000, "exactly one in five");
         // Full: every new connection.
-        d.update(1000);
+        d.update(1000, 0);
         assert_eq!(d.drop_rate.load(Ordering::Relaxed), 1);
-        assert!(d.drop_new(12345));
+        assert!((0..100).all(|_| d.drop_new()));
         // Pressure gone: back to 1, nothing dropped.
-        d.update(10);
+        d.update(10, 0);
         assert_eq!(d.snapshot().config.drop_packet, DefenseLevel::Auto);
-        assert!(!d.drop_new(0));
+        assert!(!d.drop_new());
         // Always: am_droprate.
         d.configure(&DefenseConfig {
             drop_packet: DefenseLevel::Always,
@@ -604,6 +697,29 @@ mod tests {
             ..DefenseConfig::with_limit(1000)
         });
         assert_eq!(d.drop_rate.load(Ordering::Relaxed), 7);
+        let dropped = (0..700).filter(|_| d.drop_new()).count();
+        assert_eq!(dropped, 100, "exactly one in am_droprate");
+    }
+
+    #[test]
+    fn templates_take_their_share_of_the_limit() {
+        let d = Defense::new(4);
+        d.configure(&DefenseConfig::with_limit(1000));
+        assert_eq!(d.shard_limit.load(Ordering::Relaxed), 250);
+        // 200 templates: 800 left for connections, 200 a shard.
+        d.set_templates(200);
+        assert_eq!(d.shard_limit.load(Ordering::Relaxed), 200);
+        d.update(700, 250);
+        assert_eq!(d.shard_limit.load(Ordering::Relaxed), 188);
+        assert!(d.template_room(299));
+        assert!(
+            !d.template_room(300),
+            "700 connections + 300 templates = the limit"
+        );
+        assert_eq!(d.snapshot().templates, 250);
+        // Templates alone never take every connection's room.
+        d.set_templates(5000);
+        assert_eq!(d.shard_limit.load(Ordering::Relaxed), 1);
     }
 
     #[test]
@@ -614,10 +730,10 @@ mod tests {
             ..DefenseConfig::with_limit(800)
         });
         assert_eq!(d.state_table(), StateTable::Normal);
-        d.update(750);
+        d.update(750, 0);
         assert_eq!(d.state_table(), StateTable::Secure);
         assert_eq!(d.snapshot().config.secure_tcp, DefenseLevel::AutoActive);
-        d.update(0);
+        d.update(0, 0);
         assert_eq!(d.state_table(), StateTable::Normal);
         d.configure(&DefenseConfig {
             secure_tcp: DefenseLevel::Always,
@@ -633,7 +749,7 @@ mod tests {
             drop_entry: DefenseLevel::Auto,
             ..DefenseConfig::default()
         });
-        assert!(!d.update(usize::MAX / 2));
+        assert!(!d.update(usize::MAX / 2, usize::MAX / 2));
         assert!(!d.snapshot().pressure);
     }
 }

@@ -371,10 +371,83 @@ fn drop_packet_always_drops_one_in_am_droprate_new_connections_only() {
     }
     let dropped = d.drop_counters().get(DropReason::DropPacket) as usize;
     assert_eq!(fwd.len() + dropped, 4000);
-    assert!((800..1200).contains(&dropped), "{dropped}");
+    // ip_vs_todrop's countdown, not a draw: exactly one in four, the 1st, 5th, 9th, ...
+    assert_eq!(dropped, 1000);
+    assert_eq!(&fwd[..6], &[1025, 1026, 1027, 1029, 1030, 1031]);
     // Packets of existing connections are never dropped by it.
     for p in 0..200u64 {
         let (v, _) = send(&d, 1, p, udp([198, 51, 100, 7], fwd[0], VIP, 53));
         assert_eq!(v, FWD_IN);
     }
+}
+
+#[test]
+fn persistence_templates_count_in_max_conns() {
+    let k = key(Protocol::Tcp, 80);
+    let limit = 200;
+    let d = director(k, &[RIP1, RIP2], true, DefenseConfig::with_limit(limit));
+    // Each new client costs two entries: its template and its connection.
+    let mut ok = 0;
+    for c in 0..400u32 {
+        let src = (0xc612_0000u32 | c).to_be_bytes();
+        let now = u64::from(c) * 10;
+        let (v, _) = send(&d, now, u64::from(c) * 7919, tcp(src, 1000, VIP, 80, "S"));
+        ok += usize::from(v == FWD_IN);
+        if c % 10 == 9 {
+            // rvsd evaluates every second; between two evaluations at most 10 new templates here.
+            d.update_defense(Timestamp(now), u64::from(c));
+        }
+        let entries = d.conn_count() + d.template_count();
+        assert!(entries <= limit + 10, "{entries} entries at client {c}");
+    }
+    let snap = d.defense();
+    assert!(
+        (80..=105).contains(&ok),
+        "about half the limit in clients: {ok}"
+    );
+    assert!(d.template_count() >= 90, "{}", d.template_count());
+    assert!(d.drop_counters().get(DropReason::TableFull) > 0);
+    assert_eq!(snap.templates, d.template_count());
+}
+
+#[test]
+fn a_syn_flood_at_a_persistent_service_leaves_room_for_real_clients() {
+    let k = key(Protocol::Tcp, 80);
+    let limit = 1000;
+    let d = director(
+        k,
+        &[RIP1, RIP2],
+        true,
+        DefenseConfig {
+            drop_entry: DefenseLevel::Auto,
+            ..DefenseConfig::with_limit(limit)
+        },
+    );
+    // 5x the limit of spoofed SYNs, each from its own address (its own template).
+    let mut now = 10;
+    for k in 0..5 * limit as u32 {
+        let src = (0xc612_0000u32 | k).to_be_bytes();
+        send(
+            &d,
+            now,
+            u64::from(k).wrapping_mul(0x9e37_79b9),
+            tcp(src, 1024, VIP, 80, "S"),
+        );
+        if k % 100 == 99 {
+            now += 100;
+            d.update_defense(Timestamp(now), u64::from(k));
+            d.expire(Timestamp(now));
+        }
+        let entries = d.conn_count() + d.template_count();
+        assert!(entries <= limit + 100 + 4, "{entries} entries");
+    }
+    // The flood's templates went with their evicted connections: real clients find room.
+    let mut ok = 0;
+    for p in 0..50u16 {
+        let c = [198, 51, 100, 10 + p as u8];
+        let (v, _) = send(&d, now, u64::from(p) * 7919, tcp(c, 2000, VIP, 80, "S"));
+        ok += usize::from(v == FWD_IN);
+    }
+    assert_eq!(ok, 50, "every real client found room");
+    assert!(d.defense().entries_evicted > 0);
 }

@@ -469,7 +469,7 @@ impl Director {
         {
             return self.dropped(DropReason::NotSyn, si);
         }
-        if self.defense.drop_new(path.random) {
+        if self.defense.drop_new() {
             return self.dropped(DropReason::DropPacket, si);
         }
         let input = SchedInput {
@@ -483,8 +483,16 @@ impl Director {
         };
         // From here on `hold` (the template's hold, if persistent) goes with the connection, or is given back
         // when this function returns without one.
-        let Some((dest, hold)) = self.pick(svc, &input) else {
-            return self.dropped(DropReason::NoDestination, si);
+        let picked = match self.pick(svc, &input, false) {
+            // No room for a new template: make some as for a connection (drop_entry evicts a
+            // half-open or long-idle entry of this flow's shard, with its own template), then
+            // create it.
+            Err(DropReason::TableFull) if self.evict_one(path, si) => self.pick(svc, &input, true),
+            other => other,
+        };
+        let (dest, hold) = match picked {
+            Ok(picked) => picked,
+            Err(reason) => return self.dropped(reason, si),
         };
         let Some(daddr) = A::from_ip(dest.addr()) else {
             return self.dropped(DropReason::UnsupportedMethod, si);
@@ -510,6 +518,8 @@ impl Director {
         if svc.shared.deleted.load(Ordering::SeqCst) {
             return self.dropped(DropReason::ServiceDeleted, si);
         }
+        // The template of an evicted connection, removed once the shard lock is released.
+        let mut evicted_control = None;
         let i = match flow.find(&sh) {
             // Another worker created it meanwhile: use theirs.
             Some(i) => i,
@@ -526,7 +536,7 @@ impl Director {
                         return self.dropped(DropReason::TableFull, si);
                     };
                     if let Some(c) = sh.remove(v) {
-                        release(c);
+                        evicted_control = crate::defense::release_with_control(c);
                     }
                 }
                 let conn = Conn::new(
@@ -553,10 +563,14 @@ impl Director {
             }
         };
         self.touch(&mut sh, i, now32(path.now), flow, si);
-        let Some(to) = sh.get(i).map(|c| Target::of(c, Direction::In)) else {
+        let to = sh.get(i).map(|c| Target::of(c, Direction::In));
+        drop(sh);
+        if let Some(t) = evicted_control {
+            self.templates.remove_unheld(&t);
+        }
+        let Some(to) = to else {
             return self.dropped(DropReason::TableFull, si);
         };
-        drop(sh);
         self.forward_in(pkt, info, to, si)
     }
 
@@ -621,14 +635,21 @@ impl Director {
     /// Picks a destination for a new connection: through the persistence template when the
     /// service is persistent (ip_vs_sched_persist), else from the scheduler. The hold on the
     /// template, if any, is the new connection's to keep.
+    /// The destination for a new connection, through the service's persistence template (found,
+    /// or created when the table has room for it or `room_made`).
     fn pick(
         &self,
         svc: &Service,
         input: &SchedInput,
-    ) -> Option<(Arc<Destination>, Option<TemplateHold>)> {
+        room_made: bool,
+    ) -> Result<(Arc<Destination>, Option<TemplateHold>), DropReason> {
         let Some(mask) = svc.mask else {
-            let d = svc.sched.lock().schedule(input)?;
-            return Some((d, None));
+            let d = svc
+                .sched
+                .lock()
+                .schedule(input)
+                .ok_or(DropReason::NoDestination)?;
+            return Ok((d, None));
         };
         let caddr = match input.caddr {
             IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask as u32)),
@@ -653,13 +674,41 @@ impl Director {
         };
         let quiescent = self.defense.expire_quiescent_templates();
         if let Lookup::Hit(t) = self.templates.lookup(&key, input.now.0, quiescent) {
-            return Some((t.dest().clone(), Some(t)));
+            return Ok((t.dest().clone(), Some(t)));
         }
-        let d = svc.sched.lock().schedule(input)?;
+        // A new template is an entry of the table like a connection (IPVS's conn_count).
+        if !room_made && !self.defense.template_room(self.templates.count()) {
+            return Err(DropReason::TableFull);
+        }
+        let d = svc
+            .sched
+            .lock()
+            .schedule(input)
+            .ok_or(DropReason::NoDestination)?;
         let t = self
             .templates
             .insert(key, d, svc.persist_ms, input.now.0, quiescent);
-        Some((t.dest().clone(), Some(t)))
+        self.defense.set_templates(self.templates.count());
+        Ok((t.dest().clone(), Some(t)))
+    }
+
+    /// drop_entry's eviction of one entry from shard `si` (and of its template when no other
+    /// connection holds it), to make room for a new template. True if one went.
+    fn evict_one<A: ConnAddr>(&self, path: &Path<'_, A>, si: usize) -> bool {
+        let control = {
+            let mut sh = path.conns.shard(si).lock();
+            let Some(v) = self.defense.victim(&sh, now32(path.now), path.random) else {
+                return false;
+            };
+            let Some(c) = sh.remove(v) else {
+                return false;
+            };
+            crate::defense::release_with_control(c)
+        };
+        if let Some(t) = control {
+            self.templates.remove_unheld(&t);
+        }
+        true
     }
 
     /// An ICMP error about a tracked connection goes where that connection's packets go. The packet

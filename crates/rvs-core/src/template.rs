@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use foldhash::fast::FixedState;
 use parking_lot::Mutex;
@@ -105,6 +105,9 @@ pub(crate) struct TemplateTable {
     shards: Box<[Mutex<TShard>]>,
     hasher: FixedState,
     next_id: AtomicU64,
+    /// Live templates (every shard's map), kept under each shard's lock on every insert and removal: the
+    /// connection limit counts templates (IPVS counts them in conn_count) without locking every shard.
+    count: AtomicUsize,
 }
 
 /// ip_vs_check_template: a template is usable while its destination is in its service (and,
@@ -130,7 +133,38 @@ impl TemplateTable {
                 .collect(),
             hasher: FixedState::with_seed(seed ^ 0x7e3a_11c5),
             next_id: AtomicU64::new(1),
+            count: AtomicUsize::new(0),
         }
+    }
+
+    /// Follows one shard's map size from `before` to `after` in the global count.
+    fn counted(&self, before: usize, after: usize) {
+        if after > before {
+            self.count.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.count.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
+    /// Live templates (one relaxed load).
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Removes `t` if it is still the template under its key and no connection holds it any more: the
+    /// template of a connection dropped by drop_entry or evicted at the limit goes with it, as
+    /// ip_vs_random_dropentry deletes `cp->control` with `cp` (ip_vs_conn.c). True if removed.
+    pub(crate) fn remove_unheld(&self, t: &Arc<Template>) -> bool {
+        let mut sh = self.shard(&t.key).lock();
+        let current = sh.map.get(&t.key).is_some_and(|c| Arc::ptr_eq(c, t));
+        if !current || t.n_control.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        let before = sh.map.len();
+        sh.map.remove(&t.key);
+        self.counted(before, sh.map.len());
+        t.dest.unbind(true, false);
+        true
     }
 
     fn shard(&self, key: &TemplateKey) -> &Mutex<TShard> {
@@ -152,9 +186,11 @@ impl TemplateTable {
             t.last_used.store(now, Ordering::Relaxed);
             return Lookup::Hit(t.hold());
         }
+        let before = sh.map.len();
         if let Some(t) = sh.map.remove(key) {
             t.dest.unbind(true, false);
         }
+        self.counted(before, sh.map.len());
         Lookup::Miss
     }
 
@@ -175,6 +211,7 @@ impl TemplateTable {
             t.last_used.store(now, Ordering::Relaxed);
             return t.hold();
         }
+        let before = sh.map.len();
         if let Some(old) = sh.map.remove(&key) {
             old.dest.unbind(true, false);
         }
@@ -190,6 +227,7 @@ impl TemplateTable {
         });
         sh.heap.push(Reverse((t.deadline(), id, key)));
         sh.map.insert(key, t.clone());
+        self.counted(before, sh.map.len());
         t.hold()
     }
 
@@ -210,6 +248,7 @@ impl TemplateTable {
             t.last_used.store(now, Ordering::Relaxed);
             return false;
         }
+        let before = sh.map.len();
         let fresh = match sh.map.remove(&key) {
             Some(old) => {
                 old.dest.unbind(true, false);
@@ -229,6 +268,7 @@ impl TemplateTable {
         });
         sh.heap.push(Reverse((t.deadline(), id, key)));
         sh.map.insert(key, t);
+        self.counted(before, sh.map.len());
         fresh
     }
 
@@ -247,6 +287,7 @@ impl TemplateTable {
         last_used: u64,
     ) -> Arc<Template> {
         let mut sh = self.shard(&key).lock();
+        let before = sh.map.len();
         if let Some(old) = sh.map.remove(&key) {
             old.dest.unbind(true, false);
         }
@@ -262,6 +303,7 @@ impl TemplateTable {
         });
         sh.heap.push(Reverse((t.deadline(), id, key)));
         sh.map.insert(key, t.clone());
+        self.counted(before, sh.map.len());
         t
     }
 
@@ -270,6 +312,7 @@ impl TemplateTable {
         let mut n = 0;
         for shard in self.shards.iter() {
             let mut sh = shard.lock();
+            let before = sh.map.len();
             while let Some(Reverse((due, id, key))) = sh.heap.peek().copied() {
                 if due > now {
                     break;
@@ -293,6 +336,7 @@ impl TemplateTable {
                     n += 1;
                 }
             }
+            self.counted(before, sh.map.len());
         }
         n
     }
@@ -302,6 +346,7 @@ impl TemplateTable {
         let mut n = 0;
         for shard in self.shards.iter() {
             let mut sh = shard.lock();
+            let before = sh.map.len();
             sh.map.retain(|_, t| {
                 if t.dest.svc.id == svc_id {
                     t.dest.unbind(true, false);
@@ -311,6 +356,7 @@ impl TemplateTable {
                     true
                 }
             });
+            self.counted(before, sh.map.len());
         }
         n
     }

@@ -107,9 +107,10 @@ pub struct Args {
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 #[command(next_help_heading = "Connection limit and defences (IPVS's sysctls)")]
 pub struct DefenseArgs {
-    /// Most connections tracked at once (IPv4 and IPv6 each) [default: a quarter of physical memory at ~128 bytes
-    /// per connection, at least 65536]. A new connection beyond it evicts a half-open or long-idle entry when
-    /// --drop-entry is not 0, else it is dropped (counted as table_full).
+    /// Most entries tracked at once: connections (IPv4 and IPv6 each) plus persistence templates, which IPVS
+    /// counts in its connection table too [default: a quarter of physical memory at ~128 bytes per connection,
+    /// at least 65536]. A new connection or template beyond it evicts a half-open or long-idle entry (with its
+    /// template) when --drop-entry is not 0, else it is dropped (counted as table_full).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_conns: Option<u64>,
     /// "Memory pressure" threshold: the defences set to 1 switch on when fewer than N entries are free under
