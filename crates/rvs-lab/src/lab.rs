@@ -252,7 +252,8 @@ pub struct LabConfig {
     /// side (VRID [`HA_VRID_PUBLIC`]) and for the real servers' gateway [`HA_GATEWAY`] on the private side (VRID
     /// [`HA_VRID_PRIVATE`]), the same for IPv6 ([`VIP6`], [`HA_GATEWAY6`]; VRIDs [`HA_VRID_PUBLIC6`],
     /// [`HA_VRID_PRIVATE6`], VRRP version 3), director 1 preferred (priority 150 against 100), and IPVS connection
-    /// sync both ways on the private network. Needs `directors >= 2` and `rvsd_directors >= 2`.
+    /// sync both ways on the private network. The VIP and the gateway of a family are one sync group (`G_LVS`,
+    /// `G_LVS6`): the NAT pair moves as one. Needs `directors >= 2` and `rvsd_directors >= 2`.
     pub ha: bool,
     /// Extra `--vrrp` keys for both HA instances, e.g. `version=3,advert-int=0.3` (default: keepalived's v2, 1 s,
     /// with a 12 s preempt delay so a restarted preferred director learns the connections by sync before it takes
@@ -1140,20 +1141,20 @@ impl Lab {
         vec![
             "--vrrp".into(),
             format!(
-                "name=VI_PUBLIC,interface={PUBLIC_IF},vrid={HA_VRID_PUBLIC},priority={p},address={VIP},{extra}"
+                "name=VI_PUBLIC,interface={PUBLIC_IF},vrid={HA_VRID_PUBLIC},priority={p},address={VIP},sync-group=G_LVS,{extra}"
             ),
             "--vrrp".into(),
             format!(
-                "name=VI_GATEWAY,interface={PRIVATE_IF},vrid={HA_VRID_PRIVATE},priority={p},address={HA_GATEWAY},{extra}"
+                "name=VI_GATEWAY,interface={PRIVATE_IF},vrid={HA_VRID_PRIVATE},priority={p},address={HA_GATEWAY},sync-group=G_LVS,{extra}"
             ),
             // IPv6 (version 3 whatever the extra keys say): VIP6 and the real servers' IPv6 gateway.
             "--vrrp".into(),
             format!(
-                "name=VI_PUBLIC6,interface={PUBLIC_IF},vrid={HA_VRID_PUBLIC6},priority={p},address={VIP6},{extra}"
+                "name=VI_PUBLIC6,interface={PUBLIC_IF},vrid={HA_VRID_PUBLIC6},priority={p},address={VIP6},sync-group=G_LVS6,{extra}"
             ),
             "--vrrp".into(),
             format!(
-                "name=VI_GATEWAY6,interface={PRIVATE_IF},vrid={HA_VRID_PRIVATE6},priority={p},address={HA_GATEWAY6},{extra}"
+                "name=VI_GATEWAY6,interface={PRIVATE_IF},vrid={HA_VRID_PRIVATE6},priority={p},address={HA_GATEWAY6},sync-group=G_LVS6,{extra}"
             ),
         ]
     }

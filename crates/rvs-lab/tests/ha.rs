@@ -568,6 +568,78 @@ fn ipv6_vrrp_failover_keeps_a_session() {
     lab.down().unwrap();
 }
 
+#[test]
+fn sync_group_moves_the_nat_pair_as_one() {
+    // The VIP (public side) and the real servers' gateway (private side) are one vrrp_sync_group: director 1's
+    // private link going down puts its gateway instance in FAULT, and the group takes the VIP instance with it, so
+    // director 2 holds both (a VIP on one director and the gateway on the other would send replies through a
+    // director that has no NAT state for them). The link back: director 1 takes both back (preemption).
+    let Some(lab) = ha_lab(
+        "sync_group_moves_the_nat_pair_as_one",
+        "version=3,advert-int=0.3",
+    ) else {
+        return;
+    };
+    for k in 1..=2 {
+        service(&lab, k);
+    }
+    wait_master(&lab, &["VI_PUBLIC", "VI_GATEWAY"]);
+    let d1 = lab.director_n(1);
+    lab.ip(&d1, &["link", "set", lab::PRIVATE_IF, "down"])
+        .unwrap();
+    let down = Instant::now();
+    wait_for("director 2 master of both", Duration::from_secs(5), || {
+        vrrp_state(&lab, 2, "VI_PUBLIC").as_deref() == Some("MASTER")
+            && vrrp_state(&lab, 2, "VI_GATEWAY").as_deref() == Some("MASTER")
+    });
+    let took = down.elapsed();
+    eprintln!(
+        "sync group: director 2 master of the VIP and the gateway {took:?} after director 1's private link went down"
+    );
+    assert_eq!(vrrp_state(&lab, 1, "VI_GATEWAY").as_deref(), Some("FAULT"));
+    assert_eq!(
+        vrrp_state(&lab, 1, "VI_PUBLIC").as_deref(),
+        Some("FAULT"),
+        "the VIP's instance follows its group (its own interface is up)"
+    );
+    // Director 1 no longer answers for the VIP; director 2 does, and serves a new connection.
+    let proxy = |k: usize| {
+        lab.ip(&lab.director_n(k), &["neigh", "show", "proxy"])
+            .unwrap()
+            .contains(&lab::VIP.to_string())
+    };
+    assert!(!proxy(1) && proxy(2));
+    let who = lab
+        .in_client(|| {
+            let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(5))?;
+            Ok(c.get(false)?.who()?.0)
+        })
+        .unwrap();
+    assert!(who.starts_with("rs"), "{who}");
+    // The group notify line says when every member went over.
+    let log = std::fs::read_to_string(lab.rvsd_log_in(2)).unwrap_or_default();
+    assert!(
+        log.contains("VRRP sync group state change"),
+        "director 2's log"
+    );
+
+    lab.ip(&d1, &["link", "set", lab::PRIVATE_IF, "up"])
+        .unwrap();
+    wait_for(
+        "director 1 master of both again",
+        Duration::from_secs(8),
+        || {
+            vrrp_state(&lab, 1, "VI_PUBLIC").as_deref() == Some("MASTER")
+                && vrrp_state(&lab, 1, "VI_GATEWAY").as_deref() == Some("MASTER")
+        },
+    );
+    wait_for("director 2 backup of both", Duration::from_secs(3), || {
+        vrrp_state(&lab, 2, "VI_PUBLIC").as_deref() == Some("BACKUP")
+            && vrrp_state(&lab, 2, "VI_GATEWAY").as_deref() == Some("BACKUP")
+    });
+    lab.down().unwrap();
+}
+
 /// Sends `len` bytes of a pattern as `POST /echo` at about `rate` bytes/s, reads the echo and checks it is
 /// identical. Returns the bytes and the time taken.
 fn paced_echo(

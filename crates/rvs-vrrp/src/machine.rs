@@ -340,6 +340,37 @@ impl Instance {
         out
     }
 
+    /// Changes the priority the instance advertises and elects with (keepalived's effective priority: the
+    /// configured one moved by the weights of tracked interfaces and scripts). Nothing happens at once: a master
+    /// advertises the new value from its next advert, a backup uses it against the next advert it receives (a
+    /// backup now above the master ignores its adverts and takes over when the master-down timer expires, as a
+    /// preempting backup does).
+    pub fn set_priority(&mut self, priority: u8) {
+        self.cfg.priority = priority.max(1);
+    }
+
+    /// Sync group (keepalived's `vrrp_sync_group`): another member of the group became master, so this one does
+    /// too, at once if it is a backup (not from Init or Fault, and a master stays as it is).
+    pub fn sync_master(&mut self, now: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state == State::Backup {
+            self.become_master(now, &mut out);
+        }
+        out
+    }
+
+    /// Sync group: another member left master for backup, so a master here does too. It resigns with priority 0
+    /// (RFC 5798 6.4.3's shutdown advert), so the peer's instance takes over after its skew time rather than its
+    /// master-down interval.
+    pub fn sync_backup(&mut self, now: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state == State::Master {
+            out.push(Action::Send { priority: 0 });
+            self.become_backup(now, &mut out);
+        }
+        out
+    }
+
     /// A tracked interface went down (`up == false`) or came back.
     pub fn set_fault(&mut self, now: u64, fault: bool) -> Vec<Action> {
         let mut out = Vec::new();

@@ -289,3 +289,71 @@ fn fault_and_shutdown() {
     assert_eq!(m.shutdown()[0], Action::Send { priority: 0 });
     assert_eq!(m.state(), State::Init);
 }
+
+#[test]
+fn sync_group_moves_and_priority_changes() {
+    // A backup forced to master takes over at once; a master forced to backup resigns with priority 0.
+    let mut b = Instance::new(cfg(100, "198.51.100.2"));
+    b.startup(0);
+    let a = b.sync_master(500);
+    assert_eq!(
+        a,
+        vec![
+            Action::Send { priority: 100 },
+            Action::TakeOver,
+            Action::Transition {
+                from: State::Backup,
+                to: State::Master
+            }
+        ]
+    );
+    assert!(b.sync_master(600).is_empty(), "already master");
+    let a = b.sync_backup(700);
+    assert_eq!(
+        a,
+        vec![
+            Action::Send { priority: 0 },
+            Action::Release,
+            Action::Transition {
+                from: State::Master,
+                to: State::Backup
+            }
+        ]
+    );
+    assert_eq!(b.next_deadline(), Some(700 + 3600));
+    assert!(b.sync_backup(800).is_empty(), "already backup");
+    // Init and Fault are not moved by the group.
+    let mut f = Instance::new(cfg(100, "198.51.100.2"));
+    assert!(f.sync_master(0).is_empty());
+    f.startup(0);
+    f.set_fault(0, true);
+    assert!(f.sync_master(0).is_empty());
+    assert_eq!(f.state(), State::Fault);
+
+    // Effective priority: a master whose priority dropped advertises the new one; a backup whose priority rose
+    // above the master's ignores its adverts and takes over at master down.
+    let mut m = Instance::new(cfg(150, "198.51.100.1"));
+    m.startup(0);
+    m.sync_master(0);
+    m.set_priority(90);
+    assert_eq!(m.on_timer(1000), vec![Action::Send { priority: 90 }]);
+    let mut r = Instance::new(cfg(100, "198.51.100.2"));
+    r.startup(0);
+    feed(&mut r, 100, "198.51.100.1", 150).unwrap();
+    r.set_priority(200);
+    assert_eq!(
+        feed(&mut r, 1100, "198.51.100.1", 150),
+        Err(Ignored::Preempting)
+    );
+    // The timer set by the last advert accepted (at 100, with priority 100's interval) still runs.
+    assert!(r.on_timer(3699).is_empty());
+    assert!(r.on_timer(3700).contains(&Action::TakeOver));
+    // Skew with priority 200: (56 * 100 / 256) cs = 21 cs.
+    assert_eq!(r.master_down_ms(), 3210);
+    r.set_priority(0);
+    assert_eq!(
+        r.config().priority,
+        1,
+        "never 0 (that is the resign advert)"
+    );
+}

@@ -23,34 +23,20 @@ pub fn load(path: &Path, opts: &LexOptions) -> anyhow::Result<Config> {
     Ok(loaded.config)
 }
 
-/// The loader's warnings, plus one per VRRP block rvsd does not run (vrrp_sync_group, vrrp_script; vrrp_instance and
-/// lvs_sync_daemon are run by rvsd's VRRP engine and sync daemons, see vrrp.rs).
+/// The loader's warnings, plus one per VRRP setting rvsd reads but does not apply (vrrp_instance, vrrp_sync_group,
+/// vrrp_script and lvs_sync_daemon are run by rvsd's VRRP engine and sync daemons, see vrrp.rs).
 pub fn warnings(l: &Loaded) -> Vec<String> {
     let mut v: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
     let vrrp = &l.config.vrrp;
-    for i in &vrrp.instances {
-        for t in i.track_interface.iter().filter(|t| t.weight.is_some()) {
-            v.push(format!(
-                "{}: track_interface {} weight: not supported by rvsd, the interface going down puts {} in FAULT",
-                t.loc, t.name, i.name
-            ));
-        }
-        for t in &i.track_script {
-            v.push(format!(
-                "{}: track_script {} in {}: tracking scripts are not run by rvsd: ignored",
-                t.loc, t.name, i.name
-            ));
-        }
-    }
-    for g in &vrrp.sync_groups {
+    for i in vrrp.instances.iter().filter(|i| i.dont_track_primary) {
         v.push(format!(
-            "{}: vrrp_sync_group {}: sync groups are not run by rvsd (each instance changes state alone): ignored",
-            g.loc, g.name
+            "{}: vrrp_instance {}: dont_track_primary is not supported by rvsd: its interface going down still puts it in FAULT",
+            i.loc, i.name
         ));
     }
-    for s in &vrrp.scripts {
+    for s in vrrp.scripts.iter().filter(|s| s.user.is_some()) {
         v.push(format!(
-            "{}: vrrp_script {}: tracking scripts are not run by rvsd: ignored",
+            "{}: vrrp_script {}: user is not applied: rvsd runs the script as its own user",
             s.loc, s.name
         ));
     }

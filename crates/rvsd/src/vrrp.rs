@@ -15,6 +15,7 @@
 //!   from the interface's link-local address); sockets and announcements in [`net`].
 
 mod net;
+pub mod track;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -25,7 +26,8 @@ use std::time::Duration;
 use rvs_vrrp::wire::{self, Version};
 use rvs_vrrp::{Action, Advert, Auth, Config, Instance, State};
 
-use self::net::{VrrpSocket, if_up};
+use self::net::VrrpSocket;
+use self::track::{TrackedScript, Weight};
 use crate::daemon::Daemon;
 use crate::dataplane::now;
 
@@ -45,12 +47,28 @@ pub struct VrrpSpec {
     pub notify_master: Option<String>,
     pub notify_backup: Option<String>,
     pub notify_fault: Option<String>,
-    pub track: Vec<String>,
+    /// Tracked interfaces (keepalived's `track_interface`, with the sync group's), weight 0 = FAULT when down.
+    pub track: Vec<(String, Weight)>,
+    /// Tracked scripts (keepalived's `track_script` of `vrrp_script`s, with the sync group's).
+    pub track_scripts: Vec<TrackedScript>,
+    /// The `vrrp_sync_group` the instance belongs to.
+    pub sync_group: Option<GroupSpec>,
+}
+
+/// A sync group as its members carry it (keepalived's `vrrp_sync_group`): instances that change state together.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupSpec {
+    pub name: String,
+    /// Run with `GROUP NAME STATE` appended once every member is in a new state.
+    pub notify: Option<String>,
+    pub notify_master: Option<String>,
+    pub notify_backup: Option<String>,
+    pub notify_fault: Option<String>,
 }
 
 /// Parses `name=VI_1,interface=pub0,vrid=51,priority=150,address=198.51.100.100[,address=...]
 /// [,advert-int=1][,version=2|3][,nopreempt][,preempt-delay=S][,unicast-peer=IP]
-/// [,unicast-src=IP][,notify=/path][,track-interface=IF][,auth-pass=PW]`. Addresses are all IPv4 or all IPv6;
+/// [,unicast-src=IP][,notify=/path][,track-interface=IF[:WEIGHT]][,sync-group=NAME][,auth-pass=PW]`. Addresses are all IPv4 or all IPv6;
 /// an IPv6 instance is version 3 whatever `version=` says (version 2 is IPv4 only; keepalived does the same).
 pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
     let mut name = None;
@@ -67,6 +85,7 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
     let mut unicast_src = None;
     let mut notify = None;
     let mut track = Vec::new();
+    let mut sync_group = None;
     for kv in s.split(',').filter(|x| !x.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         let bad = || format!("--vrrp: bad {k}={v}");
@@ -97,7 +116,34 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
             "unicast-peer" => spec_peers.push(v.parse::<IpAddr>().map_err(|_| bad())?),
             "unicast-src" => unicast_src = Some(v.parse::<IpAddr>().map_err(|_| bad())?),
             "notify" => notify = Some(v.to_owned()),
-            "track-interface" => track.push(v.to_owned()),
+            "track-interface" => {
+                let (ifn, w) = match v.split_once(':') {
+                    Some((i, w)) => (
+                        i,
+                        w.parse::<i32>()
+                            .ok()
+                            .filter(|w| w.abs() <= 253)
+                            .ok_or_else(bad)?,
+                    ),
+                    None => (v, 0),
+                };
+                if ifn.is_empty() {
+                    return Err(bad());
+                }
+                track.push((
+                    ifn.to_owned(),
+                    Weight {
+                        weight: w,
+                        reverse: false,
+                    },
+                ));
+            }
+            "sync-group" if !v.is_empty() => {
+                sync_group = Some(GroupSpec {
+                    name: v.to_owned(),
+                    ..GroupSpec::default()
+                })
+            }
             "auth-pass" => {
                 let mut p = [0u8; wire::AUTH_LEN];
                 let b = v.as_bytes();
@@ -141,6 +187,36 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
         notify_backup: None,
         notify_fault: None,
         track,
+        track_scripts: Vec::new(),
+        sync_group,
+    })
+}
+
+/// The `vrrp_script` called `name`.
+fn vrrp_script(cfg: &rvs_keepalived::Config, name: &str) -> Result<track::ScriptSpec, String> {
+    let s = cfg
+        .vrrp
+        .scripts
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("track_script {name}: no vrrp_script {name}"))?;
+    let command = s
+        .script
+        .as_ref()
+        .map(|c| c.command.clone())
+        .ok_or_else(|| format!("{}: vrrp_script {name} has no script", s.loc))?;
+    Ok(track::ScriptSpec {
+        name: name.to_owned(),
+        command,
+        interval: s.interval,
+        timeout: s.timeout,
+        weight: Weight {
+            weight: s.weight,
+            reverse: s.weight_reverse,
+        },
+        rise: s.rise,
+        fall: s.fall,
+        init_fail: s.init_fail,
     })
 }
 
@@ -200,13 +276,53 @@ pub fn from_keepalived(
             return Err(format!("{at}: no virtual_ipaddress"));
         }
         let peers = i.unicast_peer.clone();
-        let v6 = one_family(&addrs, &peers, i.unicast_src_ip).map_err(|e| format!("{at}: {e}"))?;
+        let v6 = one_family(&addrs, &peers, i.unicast_src_ip.or(i.mcast_src_ip))
+            .map_err(|e| format!("{at}: {e}"))?;
         // Version 2 is IPv4 only: keepalived runs an IPv6 instance as version 3 whatever vrrp_version says.
         let version = if v6 { Version::V3 } else { version };
         let interval_cs = u16::try_from(i.advert_int.as_millis() / 10)
             .unwrap_or(u16::MAX)
             .clamp(1, 4095);
         let sh = |s: &Option<rvs_keepalived::Script>| s.as_ref().map(|s| s.command.clone());
+        // The instance's sync group (its tracking applies to every member, as in keepalived).
+        let group = cfg
+            .vrrp
+            .sync_groups
+            .iter()
+            .find(|g| g.group.contains(&i.name));
+        let sync_group = group.map(|g| GroupSpec {
+            name: g.name.clone(),
+            notify: sh(&g.notify),
+            notify_master: sh(&g.notify_master),
+            notify_backup: sh(&g.notify_backup),
+            notify_fault: sh(&g.notify_fault),
+        });
+        let group_ifs = group.map_or(&[][..], |g| &g.track_interface[..]);
+        let track = i
+            .track_interface
+            .iter()
+            .chain(group_ifs)
+            .map(|t| {
+                let weight = Weight {
+                    weight: t.weight.unwrap_or(0),
+                    reverse: false,
+                };
+                (t.name.clone(), weight)
+            })
+            .collect();
+        let group_scripts = group.map_or(&[][..], |g| &g.track_script[..]);
+        let mut track_scripts = Vec::new();
+        for t in i.track_script.iter().chain(group_scripts) {
+            let script = vrrp_script(cfg, &t.name).map_err(|e| format!("{}: {e}", t.loc))?;
+            let weight = match t.weight {
+                Some(w) => Weight {
+                    weight: w,
+                    reverse: script.weight.reverse,
+                },
+                None => script.weight,
+            };
+            track_scripts.push(TrackedScript { script, weight });
+        }
         specs.push(VrrpSpec {
             config: Config {
                 name: i.name.clone(),
@@ -222,12 +338,15 @@ pub fn from_keepalived(
             },
             interface,
             unicast_peers: peers,
-            unicast_src: i.unicast_src_ip,
+            // keepalived's mcast_src_ip is the same setting for multicast adverts.
+            unicast_src: i.unicast_src_ip.or(i.mcast_src_ip),
             notify: sh(&i.notify),
             notify_master: sh(&i.notify_master),
             notify_backup: sh(&i.notify_backup),
             notify_fault: sh(&i.notify_fault),
-            track: i.track_interface.iter().map(|t| t.name.clone()).collect(),
+            track,
+            track_scripts,
+            sync_group,
         });
     }
     let sync = if let Some(sd) = &cfg.global.lvs_sync_daemon {
@@ -315,6 +434,10 @@ impl Vrrp {
 pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<Vrrp>> {
     let v = Arc::new(Vrrp::default());
     let vips = crate::daemon::SteeringNeeds::of_director(&daemon.director).vips;
+    let mut insts = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut scripts: Vec<track::ScriptRun> = Vec::new();
+    let t0 = std::time::Instant::now();
     for (k, mut spec) in specs.into_iter().enumerate() {
         // Addresses a killed predecessor left on the interface go first (we start as backup).
         for a in spec.config.addrs.iter().filter(|a| !vips.contains(a)) {
@@ -352,186 +475,409 @@ pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<V
             priority: spec.config.priority,
             transitions: 0,
         });
-        let (d, v2) = (daemon.clone(), v.clone());
-        std::thread::Builder::new()
-            .name(format!("rvs-vrrp{k}"))
-            .spawn(move || run(&d, &v2, k, &spec, sock))?;
+        for ts in &spec.track_scripts {
+            if !scripts.iter().any(|s| s.spec.name == ts.script.name) {
+                scripts.push(track::ScriptRun::new(ts.script.clone(), t0));
+            }
+        }
+        let group = spec.sync_group.as_ref().map(|g| {
+            match groups.iter().position(|x| x.spec.name == g.name) {
+                Some(i) => i,
+                None => {
+                    groups.push(Group {
+                        spec: g.clone(),
+                        members: Vec::new(),
+                        notified: None,
+                    });
+                    groups.len() - 1
+                }
+            }
+        });
+        if let Some(g) = group {
+            groups[g].members.push(k);
+        }
+        insts.push(Running {
+            inst: Instance::new(spec.config.clone()),
+            priority: spec.config.priority,
+            spec,
+            sock,
+            garps_left: 0,
+            fault: false,
+            group,
+        });
     }
+    let mut engine = Engine {
+        daemon: daemon.clone(),
+        v: v.clone(),
+        insts,
+        groups,
+        scripts,
+        out: Vec::new(),
+    };
+    std::thread::Builder::new()
+        .name("rvs-vrrp".into())
+        .spawn(move || engine.run())?;
     Ok(v)
 }
 
-/// Keeps the announcements going: gratuitous ARPs now and with the next advertisements.
+/// Keeps the announcements going: gratuitous ARPs / unsolicited NAs now and with the next advertisements.
 const GARP_REPEAT: u8 = 3;
+/// How often tracked interfaces are looked at (and the longest the loop sleeps).
+const TRACK_EVERY: Duration = Duration::from_millis(100);
 
-fn run(daemon: &Daemon, v: &Vrrp, k: usize, spec: &VrrpSpec, mut sock: VrrpSocket) {
-    let mut inst = Instance::new(spec.config.clone());
-    let mut buf = [0u8; 2048];
-    let mut out = Vec::new();
-    let mut garps_left = 0u8;
-    let t0 = now().0;
-    let mut actions = inst.startup(t0);
-    let mut faulty = false;
-    loop {
-        for a in actions.drain(..) {
-            act(
-                daemon,
-                v,
-                k,
-                spec,
-                &inst,
-                &sock,
-                &mut out,
-                a,
-                &mut garps_left,
-            );
-        }
-        if v.stop.load(Ordering::Relaxed) {
-            let a = inst.shutdown();
-            for x in a {
-                act(
-                    daemon,
-                    v,
-                    k,
-                    spec,
-                    &inst,
-                    &sock,
-                    &mut out,
-                    x,
-                    &mut garps_left,
-                );
-            }
-            return;
-        }
-        let t = now().0;
-        let fault = spec.track.iter().any(|i| !if_up(i)) || !if_up(&spec.interface);
-        if fault != faulty {
-            faulty = fault;
-            actions = inst.set_fault(t, fault);
-            continue;
-        }
-        let wait = inst
-            .next_deadline()
-            .map_or(200, |d| d.saturating_sub(t))
-            .clamp(5, 200);
-        match sock.recv(&mut buf, Duration::from_millis(wait)) {
-            Ok(Some(r)) => {
-                let t = now().0;
-                let src = r.src;
-                match Advert::parse(r.payload, src, r.dst) {
-                    Ok(adv) => match inst.on_advert(t, src, r.ttl, &adv) {
-                        Ok(a) => actions = a,
-                        Err(why) => tracing::trace!(%src, %why, "VRRP advert ignored"),
-                    },
-                    Err(e) => tracing::debug!(%src, error = %e, "bad VRRP packet dropped"),
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "VRRP receive failed");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        let t = now().0;
-        let mut timer = inst.on_timer(t);
-        if !timer.is_empty() && garps_left > 0 && inst.state() == State::Master {
-            garps_left -= 1;
-            net::announce(&spec.interface, &spec.config.addrs);
-        }
-        actions.append(&mut timer);
-    }
+/// One running instance.
+struct Running {
+    spec: VrrpSpec,
+    inst: Instance,
+    sock: VrrpSocket,
+    garps_left: u8,
+    /// In FAULT for its own tracking or its group's.
+    fault: bool,
+    /// The effective priority (the configured one moved by tracking weights).
+    priority: u8,
+    group: Option<usize>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn act(
-    daemon: &Daemon,
-    v: &Vrrp,
-    k: usize,
-    spec: &VrrpSpec,
-    inst: &Instance,
-    sock: &VrrpSocket,
-    out: &mut Vec<u8>,
-    a: Action,
-    garps_left: &mut u8,
-) {
-    let c = &spec.config;
-    match a {
-        Action::Send { priority } => {
-            let group = match c.primary {
-                IpAddr::V4(_) => IpAddr::V4(wire::GROUP_V4),
-                IpAddr::V6(_) => IpAddr::V6(wire::GROUP_V6),
-            };
-            let dsts = if spec.unicast_peers.is_empty() {
-                std::slice::from_ref(&group)
-            } else {
-                &spec.unicast_peers[..]
-            };
-            for &dst in dsts {
-                if wire::build(
-                    out,
-                    c.version,
-                    c.vrid,
-                    priority,
-                    c.interval_cs,
-                    c.auth,
-                    &c.addrs,
-                    c.primary,
-                    dst,
-                )
-                .is_ok()
-                    && let Err(e) = sock.send(out, dst)
-                {
-                    tracing::warn!(%dst, error = %e, "VRRP advertisement not sent");
+/// A sync group: its members (indexes into the instances) and the state its notify scripts were last run for.
+struct Group {
+    spec: GroupSpec,
+    members: Vec<usize>,
+    notified: Option<State>,
+}
+
+/// Every instance in one thread: one loop polls their sockets, runs their timers, tracks interfaces and scripts,
+/// and moves sync groups together (a member's transition is applied to the others before anything else runs).
+struct Engine {
+    daemon: Arc<Daemon>,
+    v: Arc<Vrrp>,
+    insts: Vec<Running>,
+    groups: Vec<Group>,
+    scripts: Vec<track::ScriptRun>,
+    out: Vec<u8>,
+}
+
+impl Engine {
+    fn run(&mut self) {
+        let t0 = now().0;
+        let mut pending: Vec<(usize, Action)> = Vec::new();
+        // Tracking first: an instance whose interface is down starts in FAULT, not BACKUP.
+        self.track(t0, &mut pending);
+        for (k, r) in self.insts.iter_mut().enumerate() {
+            if !r.fault {
+                pending.extend(r.inst.startup(t0).into_iter().map(|a| (k, a)));
+            }
+        }
+        let mut buf = [0u8; 2048];
+        let mut tracked_at = std::time::Instant::now();
+        loop {
+            self.apply(&mut pending);
+            if self.v.stop.load(Ordering::Relaxed) {
+                for (k, r) in self.insts.iter_mut().enumerate() {
+                    pending.extend(r.inst.shutdown().into_iter().map(|a| (k, a)));
+                }
+                self.apply(&mut pending);
+                return;
+            }
+            let wall = std::time::Instant::now();
+            let mut changed = false;
+            for s in &mut self.scripts {
+                changed |= s.poll(wall);
+            }
+            if changed || wall.duration_since(tracked_at) >= TRACK_EVERY {
+                tracked_at = wall;
+                self.track(now().0, &mut pending);
+                if !pending.is_empty() {
+                    continue;
+                }
+            }
+            let t = now().0;
+            let mut wait = TRACK_EVERY.as_millis() as u64;
+            for r in &self.insts {
+                if let Some(d) = r.inst.next_deadline() {
+                    wait = wait.min(d.saturating_sub(t));
+                }
+            }
+            for s in &self.scripts {
+                let due = s.next_due(wall).saturating_duration_since(wall);
+                wait = wait.min(due.as_millis() as u64);
+            }
+            let ready = self.wait(wait.clamp(1, 100));
+            for k in ready {
+                self.receive(k, &mut buf, &mut pending);
+            }
+            let t = now().0;
+            for (k, r) in self.insts.iter_mut().enumerate() {
+                let timer = r.inst.on_timer(t);
+                if !timer.is_empty() && r.garps_left > 0 && r.inst.state() == State::Master {
+                    r.garps_left -= 1;
+                    net::announce(&r.spec.interface, &r.spec.config.addrs);
+                }
+                pending.extend(timer.into_iter().map(|a| (k, a)));
+            }
+        }
+    }
+
+    /// Polls every socket up to `ms`; the instances with a packet waiting.
+    fn wait(&self, ms: u64) -> Vec<usize> {
+        use std::os::fd::AsRawFd;
+        let mut fds: Vec<libc::pollfd> = self
+            .insts
+            .iter()
+            .map(|r| libc::pollfd {
+                fd: r.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let timeout = libc::c_int::try_from(ms).unwrap_or(100);
+        // SAFETY: `fds` is a live, exclusively borrowed array of `fds.len()` pollfd structs for the whole call, and
+        // its descriptors belong to sockets `self` keeps open.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                tracing::error!(error = %e, "VRRP poll failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return Vec::new();
+        }
+        fds.iter()
+            .enumerate()
+            .filter(|(_, f)| f.revents != 0)
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Every packet waiting on instance `k`'s socket.
+    fn receive(&mut self, k: usize, buf: &mut [u8], pending: &mut Vec<(usize, Action)>) {
+        let Some(r) = self.insts.get_mut(k) else {
+            return;
+        };
+        // Bounded: a flood cannot hold the other instances' timers up for long.
+        for _ in 0..64 {
+            match r.sock.recv(buf) {
+                Ok(Some(p)) => {
+                    let t = now().0;
+                    let src = p.src;
+                    match Advert::parse(p.payload, src, p.dst) {
+                        Ok(adv) => match r.inst.on_advert(t, src, p.ttl, &adv) {
+                            Ok(a) => pending.extend(a.into_iter().map(|a| (k, a))),
+                            Err(why) => tracing::trace!(%src, %why, "VRRP advert ignored"),
+                        },
+                        Err(e) => tracing::debug!(%src, error = %e, "bad VRRP packet dropped"),
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "VRRP receive failed");
+                    return;
                 }
             }
         }
-        Action::TakeOver => {
-            let owned = {
-                let mut o = lock(&v.owned);
-                o.extend(c.addrs.iter().copied());
-                o.clone()
-            };
-            apply_ownership(daemon, spec, owned, true);
-            net::announce(&spec.interface, &c.addrs);
-            *garps_left = GARP_REPEAT;
+    }
+
+    /// Tracked interfaces and scripts: FAULT (an instance's own or its group's) and effective priorities.
+    fn track(&mut self, t: u64, pending: &mut Vec<(usize, Action)>) {
+        let up = track::interfaces_up();
+        let mut faults = Vec::with_capacity(self.insts.len());
+        let mut deltas = Vec::with_capacity(self.insts.len());
+        for r in &self.insts {
+            let mut fault = !up.contains(&r.spec.interface);
+            let mut delta = 0;
+            for (ifn, w) in &r.spec.track {
+                let (f, d) = w.effect(up.contains(ifn));
+                fault |= f;
+                delta += d;
+            }
+            for ts in &r.spec.track_scripts {
+                let ok = self
+                    .scripts
+                    .iter()
+                    .find(|s| s.spec.name == ts.script.name)
+                    .is_some_and(track::ScriptRun::ok);
+                let (f, d) = ts.weight.effect(ok);
+                fault |= f;
+                delta += d;
+            }
+            faults.push(fault);
+            deltas.push(delta);
         }
-        Action::Release => {
-            let owned = {
-                let mut o = lock(&v.owned);
-                for a in &c.addrs {
-                    o.remove(a);
+        // keepalived's sync group: one member in FAULT puts them all in FAULT.
+        for g in &self.groups {
+            if g.members.iter().any(|&m| faults.get(m) == Some(&true)) {
+                for &m in &g.members {
+                    if let Some(f) = faults.get_mut(m) {
+                        *f = true;
+                    }
                 }
-                o.clone()
-            };
-            apply_ownership(daemon, spec, owned, false);
-            *garps_left = 0;
+            }
         }
-        Action::Transition { from, to } => {
-            tracing::info!(
-                instance = %c.name,
-                vrid = c.vrid,
-                from = from.name(),
-                to = to.name(),
-                priority = c.priority,
-                "VRRP state change"
-            );
-            if let Some(s) = lock(&v.status).get_mut(k) {
-                s.state = to.name();
-                s.transitions += 1;
+        for (k, r) in self.insts.iter_mut().enumerate() {
+            let p = track::effective_priority(r.spec.config.priority, deltas[k]);
+            if p != r.priority {
+                tracing::info!(
+                    instance = %r.spec.config.name,
+                    from = r.priority,
+                    to = p,
+                    "VRRP effective priority change"
+                );
+                r.priority = p;
+                r.inst.set_priority(p);
+                if let Some(s) = lock(&self.v.status).get_mut(k) {
+                    s.priority = p;
+                }
             }
-            if let Some(script) = &spec.notify {
-                let line = format!("{script} INSTANCE {} {} {}", c.name, to.name(), c.priority);
-                run_script(&line);
+            if faults[k] != r.fault {
+                r.fault = faults[k];
+                pending.extend(r.inst.set_fault(t, r.fault).into_iter().map(|a| (k, a)));
             }
-            let specific = match to {
-                State::Master => &spec.notify_master,
-                State::Backup => &spec.notify_backup,
-                State::Fault => &spec.notify_fault,
-                State::Init => &None,
+        }
+    }
+
+    /// Carries out the pending actions; a sync group member's transition to master (or from master to backup)
+    /// moves the other members the same way, their actions queued behind.
+    fn apply(&mut self, pending: &mut Vec<(usize, Action)>) {
+        let mut i = 0;
+        while let Some(&(k, a)) = pending.get(i) {
+            i += 1;
+            self.act(k, a);
+            let Action::Transition { from, to } = a else {
+                continue;
             };
-            if let Some(script) = specific {
-                run_script(script);
+            let Some(g) = self.insts.get(k).and_then(|r| r.group) else {
+                continue;
+            };
+            let t = now().0;
+            let members = self.groups[g].members.clone();
+            for j in members.into_iter().filter(|&j| j != k) {
+                let r = &mut self.insts[j];
+                let more = match (from, to) {
+                    (_, State::Master) => r.inst.sync_master(t),
+                    (State::Master, State::Backup) => r.inst.sync_backup(t),
+                    _ => Vec::new(),
+                };
+                pending.extend(more.into_iter().map(|a| (j, a)));
             }
-            let _ = inst;
+            self.group_notify(g);
+        }
+        pending.clear();
+    }
+
+    /// Runs a group's notify scripts once all its members are in one state (keepalived: `GROUP NAME STATE`).
+    fn group_notify(&mut self, g: usize) {
+        let Some(grp) = self.groups.get_mut(g) else {
+            return;
+        };
+        let mut states = grp.members.iter().map(|&m| self.insts[m].inst.state());
+        let Some(first) = states.next() else {
+            return;
+        };
+        if first == State::Init || states.any(|s| s != first) || grp.notified == Some(first) {
+            return;
+        }
+        grp.notified = Some(first);
+        tracing::info!(group = %grp.spec.name, state = first.name(), "VRRP sync group state change");
+        if let Some(script) = &grp.spec.notify {
+            run_script(&format!(
+                "{script} GROUP {} {}",
+                grp.spec.name,
+                first.name()
+            ));
+        }
+        let specific = match first {
+            State::Master => &grp.spec.notify_master,
+            State::Backup => &grp.spec.notify_backup,
+            State::Fault => &grp.spec.notify_fault,
+            State::Init => &None,
+        };
+        if let Some(script) = specific {
+            run_script(script);
+        }
+    }
+
+    fn act(&mut self, k: usize, a: Action) {
+        let Some(r) = self.insts.get_mut(k) else {
+            return;
+        };
+        let (spec, c) = (&r.spec, &r.spec.config);
+        match a {
+            Action::Send { priority } => {
+                let group = match c.primary {
+                    IpAddr::V4(_) => IpAddr::V4(wire::GROUP_V4),
+                    IpAddr::V6(_) => IpAddr::V6(wire::GROUP_V6),
+                };
+                let dsts = if spec.unicast_peers.is_empty() {
+                    std::slice::from_ref(&group)
+                } else {
+                    &spec.unicast_peers[..]
+                };
+                for &dst in dsts {
+                    if wire::build(
+                        &mut self.out,
+                        c.version,
+                        c.vrid,
+                        priority,
+                        c.interval_cs,
+                        c.auth,
+                        &c.addrs,
+                        c.primary,
+                        dst,
+                    )
+                    .is_ok()
+                        && let Err(e) = r.sock.send(&self.out, dst)
+                    {
+                        tracing::warn!(%dst, error = %e, "VRRP advertisement not sent");
+                    }
+                }
+            }
+            Action::TakeOver => {
+                let owned = {
+                    let mut o = lock(&self.v.owned);
+                    o.extend(c.addrs.iter().copied());
+                    o.clone()
+                };
+                apply_ownership(&self.daemon, spec, owned, true);
+                net::announce(&spec.interface, &c.addrs);
+                r.garps_left = GARP_REPEAT;
+            }
+            Action::Release => {
+                let owned = {
+                    let mut o = lock(&self.v.owned);
+                    for a in &c.addrs {
+                        o.remove(a);
+                    }
+                    o.clone()
+                };
+                apply_ownership(&self.daemon, spec, owned, false);
+                r.garps_left = 0;
+            }
+            Action::Transition { from, to } => {
+                tracing::info!(
+                    instance = %c.name,
+                    vrid = c.vrid,
+                    from = from.name(),
+                    to = to.name(),
+                    priority = r.priority,
+                    "VRRP state change"
+                );
+                if let Some(s) = lock(&self.v.status).get_mut(k) {
+                    s.state = to.name();
+                    s.transitions += 1;
+                }
+                if let Some(script) = &spec.notify {
+                    let line = format!("{script} INSTANCE {} {} {}", c.name, to.name(), r.priority);
+                    run_script(&line);
+                }
+                let specific = match to {
+                    State::Master => &spec.notify_master,
+                    State::Backup => &spec.notify_backup,
+                    State::Fault => &spec.notify_fault,
+                    State::Init => &None,
+                };
+                if let Some(script) = specific {
+                    run_script(script);
+                }
+            }
         }
     }
 }
@@ -622,6 +968,86 @@ mod tests {
     }
 
     #[test]
+    fn tracking_and_sync_groups() {
+        let s = parse_spec(
+            "interface=pub0,vrid=1,address=198.51.100.1,track-interface=priv0:-60,track-interface=eth9,sync-group=G",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let w = |weight| Weight {
+            weight,
+            reverse: false,
+        };
+        assert_eq!(
+            s.track,
+            vec![("priv0".to_owned(), w(-60)), ("eth9".to_owned(), w(0))]
+        );
+        assert_eq!(s.sync_group.map(|g| g.name), Some("G".to_owned()));
+        assert!(
+            parse_spec("interface=pub0,vrid=1,address=198.51.100.1,track-interface=priv0:x")
+                .is_err()
+        );
+        assert!(
+            parse_spec("interface=pub0,vrid=1,address=198.51.100.1,track-interface=priv0:300")
+                .is_err()
+        );
+
+        let text = "vrrp_script chk {\n  script \"/bin/true\"\n  interval 2\n  weight -30\n  rise 3\n  fall 2\n}\n\
+            vrrp_script up {\n  script \"test -e /x\"\n  weight 10 reverse\n  init_fail\n}\n\
+            vrrp_sync_group G_LVS {\n  group {\n    VI_1\n    VI_2\n  }\n  track_interface {\n    eth3\n  }\n\
+              notify_master /bin/g-master\n}\n\
+            vrrp_instance VI_1 {\n  interface pub0\n  virtual_router_id 51\n  virtual_ipaddress {\n    198.51.100.100\n  }\n\
+              track_interface {\n    priv0 weight -20\n  }\n  track_script {\n    chk\n    up weight 5\n  }\n}\n\
+            vrrp_instance VI_2 {\n  interface priv0\n  virtual_router_id 52\n  virtual_ipaddress {\n    203.0.113.100\n  }\n}\n\
+            vrrp_instance VI_3 {\n  interface priv0\n  virtual_router_id 53\n  virtual_ipaddress {\n    203.0.113.101\n  }\n}\n";
+        let loaded = rvs_keepalived::parse_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let (specs, _) = from_keepalived(&loaded.config).unwrap_or_else(|e| panic!("{e}"));
+        let (v1, v2, v3) = (&specs[0], &specs[1], &specs[2]);
+        assert_eq!(
+            v1.track,
+            vec![("priv0".to_owned(), w(-20)), ("eth3".to_owned(), w(0))]
+        );
+        assert_eq!(
+            v2.track,
+            vec![("eth3".to_owned(), w(0))],
+            "the group's tracking"
+        );
+        assert!(v3.track.is_empty() && v3.sync_group.is_none());
+        let g = v2.sync_group.clone().unwrap_or_default();
+        assert_eq!(
+            (g.name.as_str(), g.notify_master.as_deref()),
+            ("G_LVS", Some("/bin/g-master"))
+        );
+        let chk = &v1.track_scripts[0];
+        assert_eq!(
+            (
+                chk.script.interval,
+                chk.script.rise,
+                chk.script.fall,
+                chk.weight
+            ),
+            (Duration::from_secs(2), 3, 2, w(-30))
+        );
+        let up = &v1.track_scripts[1];
+        assert!(up.script.init_fail);
+        assert_eq!(
+            up.weight,
+            Weight {
+                weight: 5,
+                reverse: true
+            },
+            "the entry's weight, the script's reverse"
+        );
+        // A track_script naming no vrrp_script is an error with its line.
+        let bad = text.replace("    chk\n", "    nosuch\n");
+        let loaded = rvs_keepalived::parse_str(&bad).unwrap_or_else(|e| panic!("{e}"));
+        let e = from_keepalived(&loaded.config).err().unwrap_or_default();
+        assert!(
+            e.contains("no vrrp_script nosuch") && e.contains(':'),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn keepalived_ipv6_instance() {
         let text = "vrrp_instance VI_6 {\n  interface pub0\n  virtual_router_id 61\n  priority 120\n\
               advert_int 0.5\n  virtual_ipaddress {\n    2001:db8:0:1::100/128\n  }\n}\n\
@@ -676,7 +1102,7 @@ mod tests {
             s.unicast_peers,
             vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2))]
         );
-        assert_eq!(s.track, vec!["priv0".to_owned()]);
+        assert_eq!(s.track, vec![("priv0".to_owned(), Weight::default())]);
         assert_eq!(s.notify.as_deref(), Some("/etc/rvs/notify.sh"));
         let sync = sync.unwrap_or_else(|| panic!("lvs_sync_daemon"));
         assert_eq!((sync.mcast_ifn.as_str(), sync.syncid), ("priv0", 51));

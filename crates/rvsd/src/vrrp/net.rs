@@ -16,7 +16,6 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use nix::sys::socket::{
     ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, recvmsg, sendmsg,
@@ -36,6 +35,12 @@ pub struct VrrpSocket {
     primary: IpAddr,
     /// Room for IPV6_PKTINFO + IPV6_HOPLIMIT (reused: nothing is allocated per advert).
     cmsg: Vec<u8>,
+}
+
+impl AsRawFd for VrrpSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
+    }
 }
 
 /// A received VRRP packet: where from, where to, its TTL / hop limit, and the VRRP message.
@@ -79,6 +84,8 @@ impl VrrpSocket {
                 s
             }
         };
+        // Non-blocking: one thread polls every instance's socket.
+        sock.set_nonblocking(true)?;
         Ok(Self {
             sock,
             ifindex,
@@ -130,13 +137,8 @@ impl VrrpSocket {
         r.map(|_| ()).map_err(nix_io)
     }
 
-    /// Waits up to `wait` for one packet; `Ok(None)` on time-out or a packet that is not a whole VRRP packet.
-    pub fn recv<'a>(
-        &mut self,
-        buf: &'a mut [u8],
-        wait: Duration,
-    ) -> io::Result<Option<Received<'a>>> {
-        self.sock.set_read_timeout(Some(wait))?;
+    /// One waiting packet; `Ok(None)` when there is none, or it is not a whole VRRP packet.
+    pub fn recv<'a>(&mut self, buf: &'a mut [u8]) -> io::Result<Option<Received<'a>>> {
         let fd = self.sock.as_raw_fd();
         if self.primary.is_ipv4() {
             let n = match nix::unistd::read(&self.sock, buf) {
@@ -221,18 +223,6 @@ pub fn ifaddr_v6_link_local(ifn: &str) -> Option<Ipv6Addr> {
             .then(|| a.address.and_then(|s| s.as_sockaddr_in6().map(|s| s.ip())))
             .flatten()
             .filter(Ipv6Addr::is_unicast_link_local)
-    })
-}
-
-/// Whether `ifn` is up and running.
-pub fn if_up(ifn: &str) -> bool {
-    use nix::net::if_::InterfaceFlags;
-    nix::ifaddrs::getifaddrs().is_ok_and(|mut it| {
-        it.any(|a| {
-            a.interface_name == ifn
-                && a.flags.contains(InterfaceFlags::IFF_UP)
-                && a.flags.contains(InterfaceFlags::IFF_RUNNING)
-        })
     })
 }
 
