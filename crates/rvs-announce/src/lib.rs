@@ -107,7 +107,7 @@ pub fn list_services(socket: &Path, timeout: Duration) -> Result<Vec<ServiceInfo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_api::{DestConfig, DestInfo, ForwardMethod, Protocol, ServiceConfig};
+    use rvs_api::{DestInfo, DestSpec, ForwardMethod, Protocol, ServiceSpec};
 
     fn svc(addr: &str, weights: &[u32]) -> ServiceInfo {
         let key = ServiceKey::Addr {
@@ -116,7 +116,7 @@ mod tests {
             port: 80,
         };
         ServiceInfo {
-            config: ServiceConfig {
+            config: ServiceSpec {
                 key,
                 scheduler: "mh".into(),
                 sched_flags: Default::default(),
@@ -130,7 +130,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, &w)| DestInfo {
-                    config: DestConfig {
+                    config: DestSpec {
                         addr: IpAddr::from([203, 0, 113, 11 + i as u8]),
                         port: 80,
                         weight: w,

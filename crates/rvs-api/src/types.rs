@@ -1,302 +1,23 @@
-//! Protocol types (serde). Their JSON form is the stable schema documented in README.md.
+//! Protocol types (serde). Their JSON form is the stable schema documented in README.md. The
+//! configuration values inside them are rvs-core's types, re-exported here.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-/// Transport protocol of a virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// `-t`
-    Tcp,
-    /// `-u`
-    Udp,
-    /// `--sctp-service`
-    Sctp,
-}
-
-impl Protocol {
-    /// IP protocol number.
-    pub const fn number(self) -> u8 {
-        match self {
-            Self::Tcp => 6,
-            Self::Udp => 17,
-            Self::Sctp => 132,
-        }
-    }
-
-    /// Name as ipvsadm prints it ("TCP", "UDP", "SCTP").
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Tcp => "TCP",
-            Self::Udp => "UDP",
-            Self::Sctp => "SCTP",
-        }
-    }
-
-    /// Lower-case name used by /etc/services ("tcp", "udp", "sctp").
-    pub const fn services_name(self) -> &'static str {
-        match self {
-            Self::Tcp => "tcp",
-            Self::Udp => "udp",
-            Self::Sctp => "sctp",
-        }
-    }
-
-    /// The ipvsadm option selecting this protocol (`-t`, `-u`, `--sctp-service`).
-    pub const fn option(self) -> &'static str {
-        match self {
-            Self::Tcp => "-t",
-            Self::Udp => "-u",
-            Self::Sctp => "--sctp-service",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// How a virtual service is identified.
-///
-/// JSON: `{"addr": {"protocol": "tcp", "addr": "198.51.100.1", "port": 80}}` or
-/// `{"fwmark": {"mark": 1, "ipv6": false}}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceKey {
-    /// protocol + VIP + port (port 0 = all ports).
-    Addr {
-        protocol: Protocol,
-        addr: IpAddr,
-        port: u16,
-    },
-    /// Firewall mark (`-f`), per address family (`-6`).
-    Fwmark { mark: u32, ipv6: bool },
-}
-
-impl ServiceKey {
-    /// True for an IPv6 service.
-    pub fn is_ipv6(&self) -> bool {
-        match self {
-            Self::Addr { addr, .. } => addr.is_ipv6(),
-            Self::Fwmark { ipv6, .. } => *ipv6,
-        }
-    }
-
-    /// Protocol of an address service (None for fwmark services).
-    pub fn protocol(&self) -> Option<Protocol> {
-        match self {
-            Self::Addr { protocol, .. } => Some(*protocol),
-            Self::Fwmark { .. } => None,
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Addr {
-                protocol,
-                addr: IpAddr::V4(a),
-                port,
-            } => write!(f, "{protocol} {a}:{port}"),
-            Self::Addr {
-                protocol,
-                addr: IpAddr::V6(a),
-                port,
-            } => write!(f, "{protocol} [{a}]:{port}"),
-            Self::Fwmark { mark, ipv6 } => {
-                write!(f, "FWM {mark}{}", if *ipv6 { " IPv6" } else { "" })
-            }
-        }
-    }
-}
-
-/// Scheduler flags (`-b flag-1,flag-2,flag-3`; aliases sh-fallback/sh-port, mh-fallback/mh-port).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct SchedFlags {
-    /// flag-1 (sh-fallback / mh-fallback).
-    #[serde(default)]
-    pub flag1: bool,
-    /// flag-2 (sh-port / mh-port).
-    #[serde(default)]
-    pub flag2: bool,
-    /// flag-3.
-    #[serde(default)]
-    pub flag3: bool,
-}
-
-impl SchedFlags {
-    /// True when no flag is set.
-    pub fn is_empty(&self) -> bool {
-        !(self.flag1 || self.flag2 || self.flag3)
-    }
-}
-
-/// Persistence (`-p timeout`, `-M netmask`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Persistence {
-    /// Template timeout in seconds (> 0).
-    pub timeout_s: u32,
-    /// Client address mask: an IPv4 netmask for IPv4 services, an IPv6 mask for IPv6 ones
-    /// (ipvsadm shows IPv6 masks as a prefix length).
-    pub netmask: IpAddr,
-}
-
-impl Persistence {
-    /// The default (host) mask for a family: 255.255.255.255 or ffff:...:ffff (/128).
-    pub fn host_mask(ipv6: bool) -> IpAddr {
-        if ipv6 {
-            IpAddr::V6(Ipv6Addr::from(u128::MAX))
-        } else {
-            IpAddr::V4(Ipv4Addr::BROADCAST)
-        }
-    }
-}
-
-/// A virtual service's configuration (`-A`/`-E`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ServiceConfig {
-    pub key: ServiceKey,
-    /// Scheduler name (`rr`, `wlc`, `mh`, ...).
-    pub scheduler: String,
-    #[serde(default)]
-    pub sched_flags: SchedFlags,
-    /// `-p` / `-M`; `null` when not persistent.
-    #[serde(default)]
-    pub persistence: Option<Persistence>,
-    /// One-packet scheduling (`-o`).
-    #[serde(default)]
-    pub one_packet: bool,
-    /// Persistence engine (`--pe`), e.g. "sip".
-    #[serde(default)]
-    pub pe: Option<String>,
-}
-
-/// Tunnel encapsulation (`--tun-type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TunnelType {
-    #[default]
-    Ipip,
-    Gue,
-    Gre,
-}
-
-impl TunnelType {
-    /// ipvsadm's name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Ipip => "ipip",
-            Self::Gue => "gue",
-            Self::Gre => "gre",
-        }
-    }
-}
-
-/// Tunnel checksum mode (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TunnelCsum {
-    #[default]
-    NoCsum,
-    Csum,
-    RemCsum,
-}
-
-/// Tunnel parameters of a tunnel destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct TunnelConfig {
-    #[serde(rename = "type", default)]
-    pub tun_type: TunnelType,
-    /// UDP port for GUE (0 otherwise).
-    #[serde(default)]
-    pub port: u16,
-    #[serde(default)]
-    pub csum: TunnelCsum,
-}
-
-/// Forwarding method of a destination.
-///
-/// JSON: `"masq"`, `"local"`, `"route"`, `"bypass"`, or `{"tunnel": {"type": "ipip", "port": 0, "csum": "nocsum"}}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ForwardMethod {
-    /// NAT (`-m`).
-    Masq,
-    /// Local node (the kernel picks it when the real server is a local address).
-    Local,
-    /// Direct routing (`-g`, ipvsadm's default).
-    #[default]
-    Route,
-    /// IP tunnelling (`-i`).
-    Tunnel(TunnelConfig),
-    /// Bypass (kernel internal; listed only).
-    Bypass,
-}
-
-impl ForwardMethod {
-    /// ipvsadm's column name ("Masq", "Local", "Tunnel", "Route", "Bypass").
-    pub const fn name(&self) -> &'static str {
-        match self {
-            Self::Masq => "Masq",
-            Self::Local => "Local",
-            Self::Route => "Route",
-            Self::Tunnel(_) => "Tunnel",
-            Self::Bypass => "Bypass",
-        }
-    }
-}
-
-/// A destination's (real server's) configuration (`-a`/`-e`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DestConfig {
-    pub addr: IpAddr,
-    /// 0 = the port of the packet (port-0 / fwmark services).
-    pub port: u16,
-    /// 0 = quiesced.
-    pub weight: u32,
-    pub method: ForwardMethod,
-    /// Upper connection threshold `-x` (0 = none).
-    #[serde(default)]
-    pub u_threshold: u32,
-    /// Lower connection threshold `-y` (0 = none).
-    #[serde(default)]
-    pub l_threshold: u32,
-}
-
-/// Traffic counters (totals since creation or the last `-Z`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct Stats {
-    pub conns: u64,
-    pub inpkts: u64,
-    pub outpkts: u64,
-    pub inbytes: u64,
-    pub outbytes: u64,
-}
-
-/// Estimated rates (per second).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct Rates {
-    pub cps: u64,
-    pub inpps: u64,
-    pub outpps: u64,
-    /// Bytes per second in.
-    pub inbps: u64,
-    /// Bytes per second out.
-    pub outbps: u64,
-}
+/// The configuration vocabulary is rvs-core's, defined once there (crates/rvs-core/src/service.rs,
+/// config.rs, stats.rs); its serde form (rvs-core's `serde` feature) is this protocol's JSON schema.
+pub use rvs_core::{
+    DestSpec, ForwardMethod, Persistence, Protocol, Rates, SchedFlags, ServiceKey, ServiceSpec,
+    Stats, Timeouts, TunnelConfig, TunnelCsum, TunnelKind,
+};
 
 /// A destination as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DestInfo {
-    pub config: DestConfig,
+    pub config: DestSpec,
     pub active_conns: u32,
     pub inactive_conns: u32,
     pub persistent_conns: u32,
@@ -309,7 +30,7 @@ pub struct DestInfo {
 /// A virtual service as listed, with its destinations in configuration order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServiceInfo {
-    pub config: ServiceConfig,
+    pub config: ServiceSpec,
     #[serde(default)]
     pub stats: Stats,
     #[serde(default)]
@@ -335,14 +56,6 @@ pub struct ConnInfo {
     /// A persistence template rather than a connection.
     #[serde(default)]
     pub template: bool,
-}
-
-/// Protocol timeouts in seconds (`--set tcp tcpfin udp`; in a `set_timeouts` command 0 = unchanged).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct Timeouts {
-    pub tcp_s: u32,
-    pub tcp_fin_s: u32,
-    pub udp_s: u32,
 }
 
 /// Director information (`GetInfo`): the header line of `ipvsadm -L`.
@@ -395,21 +108,15 @@ pub struct DaemonConfig {
 #[serde(rename_all = "snake_case")]
 pub enum Command {
     /// `-A`
-    AddService(ServiceConfig),
+    AddService(ServiceSpec),
     /// `-E`
-    EditService(ServiceConfig),
+    EditService(ServiceSpec),
     /// `-D`
     DeleteService(ServiceKey),
     /// `-a`
-    AddDest {
-        service: ServiceKey,
-        dest: DestConfig,
-    },
+    AddDest { service: ServiceKey, dest: DestSpec },
     /// `-e`
-    EditDest {
-        service: ServiceKey,
-        dest: DestConfig,
-    },
+    EditDest { service: ServiceKey, dest: DestSpec },
     /// `-d`
     DeleteDest {
         service: ServiceKey,

@@ -25,14 +25,14 @@ fn tcp(a: &str, port: u16) -> ServiceKey {
     }
 }
 
-fn add_service(line: &str) -> ServiceConfig {
+fn add_service(line: &str) -> ServiceSpec {
     match p(line) {
         Action::Apply(Command::AddService(s)) => s,
         other => panic!("{line}: {other:?}"),
     }
 }
 
-fn add_dest(line: &str) -> (ServiceKey, DestConfig) {
+fn add_dest(line: &str) -> (ServiceKey, DestSpec) {
     match p(line) {
         Action::Apply(Command::AddDest { service, dest }) => (service, dest),
         other => panic!("{line}: {other:?}"),
@@ -146,13 +146,13 @@ fn sched_flags() {
     assert_eq!(
         s.sched_flags,
         SchedFlags {
-            flag1: true,
-            flag2: true,
+            fallback: true,
+            port: true,
             flag3: false
         }
     );
     let s = add_service("-A -t 10.0.0.1:80 -s mh --sched-flags mh-port");
-    assert!(s.sched_flags.flag2 && !s.sched_flags.flag1);
+    assert!(s.sched_flags.port && !s.sched_flags.fallback);
     let s = add_service("-A -t 10.0.0.1:80 -b flag-3");
     assert!(s.sched_flags.flag3);
 }
@@ -163,7 +163,7 @@ fn destinations() {
     assert_eq!(k, tcp("10.0.0.1", 80));
     assert_eq!(
         d,
-        DestConfig {
+        DestSpec {
             addr: ip("10.0.0.2"),
             port: 8080,
             weight: 5,
@@ -180,7 +180,7 @@ fn destinations() {
     assert_eq!(
         d.method,
         ForwardMethod::Tunnel(TunnelConfig {
-            tun_type: TunnelType::Gue,
+            kind: TunnelKind::Gue,
             port: 6080,
             csum: TunnelCsum::Csum
         })

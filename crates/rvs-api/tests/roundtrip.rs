@@ -10,7 +10,7 @@ use rvs_api::resolve::NoResolver;
 use rvs_api::*;
 
 /// Rebuilds configurations from rule commands (as a director would apply them).
-fn apply(cmds: &[Command]) -> BTreeMap<ServiceKey, (ServiceConfig, Vec<DestConfig>)> {
+fn apply(cmds: &[Command]) -> BTreeMap<ServiceKey, (ServiceSpec, Vec<DestSpec>)> {
     let mut m = BTreeMap::new();
     for c in cmds {
         match c {
@@ -35,18 +35,18 @@ fn apply(cmds: &[Command]) -> BTreeMap<ServiceKey, (ServiceConfig, Vec<DestConfi
     m
 }
 
-fn model(services: &[ServiceInfo]) -> BTreeMap<ServiceKey, (ServiceConfig, Vec<DestConfig>)> {
+fn model(services: &[ServiceInfo]) -> BTreeMap<ServiceKey, (ServiceSpec, Vec<DestSpec>)> {
     services
         .iter()
         .map(|s| {
-            let mut d: Vec<DestConfig> = s.dests.iter().map(|d| d.config).collect();
+            let mut d: Vec<DestSpec> = s.dests.iter().map(|d| d.config).collect();
             d.sort_by_key(|d| (d.addr, d.port));
             (s.config.key, (s.config.clone(), d))
         })
         .collect()
 }
 
-fn svc(config: ServiceConfig, dests: Vec<DestConfig>) -> ServiceInfo {
+fn svc(config: ServiceSpec, dests: Vec<DestSpec>) -> ServiceInfo {
     ServiceInfo {
         config,
         stats: Stats::default(),
@@ -70,7 +70,7 @@ fn unit_round_trip_with_every_feature() {
     let v4 = |s: &str| -> IpAddr { s.parse().unwrap() };
     let services = vec![
         svc(
-            ServiceConfig {
+            ServiceSpec {
                 key: ServiceKey::Addr {
                     protocol: Protocol::Tcp,
                     addr: v4("198.51.100.1"),
@@ -78,8 +78,8 @@ fn unit_round_trip_with_every_feature() {
                 },
                 scheduler: "sh".into(),
                 sched_flags: SchedFlags {
-                    flag1: true,
-                    flag2: true,
+                    fallback: true,
+                    port: true,
                     flag3: false,
                 },
                 persistence: Some(Persistence {
@@ -90,7 +90,7 @@ fn unit_round_trip_with_every_feature() {
                 pe: Some("sip".into()),
             },
             vec![
-                DestConfig {
+                DestSpec {
                     addr: v4("203.0.113.1"),
                     port: 8080,
                     weight: 0,
@@ -98,12 +98,12 @@ fn unit_round_trip_with_every_feature() {
                     u_threshold: 100,
                     l_threshold: 10,
                 },
-                DestConfig {
+                DestSpec {
                     addr: v4("203.0.113.2"),
                     port: 80,
                     weight: 7,
                     method: ForwardMethod::Tunnel(TunnelConfig {
-                        tun_type: TunnelType::Gue,
+                        kind: TunnelKind::Gue,
                         port: 6080,
                         csum: TunnelCsum::RemCsum,
                     }),
@@ -113,7 +113,7 @@ fn unit_round_trip_with_every_feature() {
             ],
         ),
         svc(
-            ServiceConfig {
+            ServiceSpec {
                 key: ServiceKey::Fwmark {
                     mark: 9,
                     ipv6: true,
@@ -127,7 +127,7 @@ fn unit_round_trip_with_every_feature() {
                 one_packet: true,
                 pe: None,
             },
-            vec![DestConfig {
+            vec![DestSpec {
                 addr: v4("2001:db8::9"),
                 port: 0,
                 weight: 65535,
@@ -177,8 +177,8 @@ const SCHEDS: &[&str] = &[
 fn arb_flags(sched: &'static str) -> impl Strategy<Value = SchedFlags> {
     let generic = !(sched == "sh" || sched == "mh");
     (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(move |(a, b, c)| SchedFlags {
-        flag1: a,
-        flag2: b,
+        fallback: a,
+        port: b,
         flag3: c && generic,
     })
 }
@@ -269,13 +269,13 @@ fn arb_service(idx: u32) -> impl Strategy<Value = ServiceInfo> {
                             2 => ForwardMethod::Route,
                             3 => ForwardMethod::Tunnel(TunnelConfig::default()),
                             4 => ForwardMethod::Tunnel(TunnelConfig {
-                                tun_type: TunnelType::Gue,
+                                kind: TunnelKind::Gue,
                                 port: 1 + ((s >> 7) as u16 % 65535),
                                 csum: [TunnelCsum::NoCsum, TunnelCsum::Csum, TunnelCsum::RemCsum]
                                     [(s >> 40) as usize % 3],
                             }),
                             _ => ForwardMethod::Tunnel(TunnelConfig {
-                                tun_type: TunnelType::Gre,
+                                kind: TunnelKind::Gre,
                                 port: 0,
                                 csum: [TunnelCsum::NoCsum, TunnelCsum::Csum]
                                     [(s >> 41) as usize % 2],
@@ -292,7 +292,7 @@ fn arb_service(idx: u32) -> impl Strategy<Value = ServiceInfo> {
                         } else {
                             IpAddr::V4(Ipv4Addr::from(0xcb00_7100 + d as u32))
                         };
-                        dests.push(DestConfig {
+                        dests.push(DestSpec {
                             addr,
                             port: dport,
                             weight: (s >> 3) as u32 % 65536,
@@ -302,7 +302,7 @@ fn arb_service(idx: u32) -> impl Strategy<Value = ServiceInfo> {
                         });
                     }
                     svc(
-                        ServiceConfig {
+                        ServiceSpec {
                             key,
                             scheduler: sched.to_owned(),
                             sched_flags: flags,

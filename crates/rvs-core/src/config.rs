@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::service::{DestSpec, ServiceKey, ServiceSpec};
+use crate::service::{DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
 
 /// A control-plane error. `Display` is libipvs's `ipvs_strerror` text, which ipvsadm prints.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +21,10 @@ pub enum ConfigError {
     /// Bad parameters; the detail says which (not part of the message ipvsadm prints).
     #[error("Invalid argument")]
     InvalidArgument(String),
+    /// A forwarding method IPVS lists but rvs does not configure ([`ForwardMethod::Local`],
+    /// [`ForwardMethod::Bypass`]).
+    #[error("real server {addr}: forwarding method {} is not supported by rvsd (use -m)", method.name())]
+    MethodNotSupported { addr: IpAddr, method: ForwardMethod },
 }
 
 impl ConfigError {
@@ -33,8 +37,10 @@ impl ConfigError {
     }
 }
 
-/// Global protocol timeouts (`ipvsadm --set tcp tcpfin udp`), in seconds.
+/// Global protocol timeouts (`ipvsadm --set tcp tcpfin udp`), in seconds. As an update
+/// ([`TimeoutUpdate`], the `set_timeouts` command) a 0 field leaves that timeout unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Timeouts {
     /// TCP ESTABLISHED.
     pub tcp_s: u32,
@@ -56,6 +62,15 @@ impl Default for Timeouts {
 
 /// An update of [`Timeouts`]: a 0 field leaves that timeout unchanged (as `ipvsadm --set`).
 pub type TimeoutUpdate = Timeouts;
+
+impl Timeouts {
+    /// The update that changes nothing (every field 0); [`Timeouts::default`] is IPVS's defaults.
+    pub const UNCHANGED: TimeoutUpdate = Self {
+        tcp_s: 0,
+        tcp_fin_s: 0,
+        udp_s: 0,
+    };
+}
 
 /// One configuration change.
 #[derive(Debug, Clone, PartialEq, Eq)]

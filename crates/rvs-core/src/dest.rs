@@ -28,8 +28,9 @@ impl ServiceShared {
     }
 }
 
-/// `ForwardMethod` in one word: bits 0-1 method (0 masq, 1 route, 2 tunnel), 2-3 tunnel type,
-/// 4-5 tunnel checksum option, 16-31 GUE port.
+/// `ForwardMethod` in one word: bits 0-2 method (0 masq, 1 route, 2 tunnel, 3 local, 4 bypass;
+/// the last two never reach a destination, `validate_dest` refuses them), 3-4 tunnel type, 5-6
+/// tunnel checksum option, 16-31 GUE port.
 fn pack_method(m: ForwardMethod) -> u32 {
     match m {
         ForwardMethod::Masq => 0,
@@ -45,22 +46,26 @@ fn pack_method(m: ForwardMethod) -> u32 {
                 TunnelCsum::Csum => 1,
                 TunnelCsum::RemCsum => 2,
             };
-            2 | (kind << 2) | (csum << 4) | (u32::from(t.port) << 16)
+            2 | (kind << 3) | (csum << 5) | (u32::from(t.port) << 16)
         }
+        ForwardMethod::Local => 3,
+        ForwardMethod::Bypass => 4,
     }
 }
 
 fn unpack_method(v: u32) -> ForwardMethod {
-    match v & 3 {
+    match v & 7 {
         0 => ForwardMethod::Masq,
         1 => ForwardMethod::Route,
+        3 => ForwardMethod::Local,
+        4 => ForwardMethod::Bypass,
         _ => ForwardMethod::Tunnel(TunnelConfig {
-            kind: match (v >> 2) & 3 {
+            kind: match (v >> 3) & 3 {
                 1 => TunnelKind::Gue,
                 2 => TunnelKind::Gre,
                 _ => TunnelKind::Ipip,
             },
-            csum: match (v >> 4) & 3 {
+            csum: match (v >> 5) & 3 {
                 1 => TunnelCsum::Csum,
                 2 => TunnelCsum::RemCsum,
                 _ => TunnelCsum::NoCsum,
@@ -222,7 +227,7 @@ impl Destination {
     pub(crate) fn tunnel(&self) -> TunnelConfig {
         match self.method() {
             ForwardMethod::Tunnel(t) => t,
-            ForwardMethod::Masq | ForwardMethod::Route => TunnelConfig::default(),
+            _ => TunnelConfig::default(),
         }
     }
 
@@ -334,7 +339,12 @@ mod tests {
 
     #[test]
     fn method_packs_and_unpacks() {
-        let mut ms = vec![ForwardMethod::Masq, ForwardMethod::Route];
+        let mut ms = vec![
+            ForwardMethod::Masq,
+            ForwardMethod::Route,
+            ForwardMethod::Local,
+            ForwardMethod::Bypass,
+        ];
         for kind in [TunnelKind::Ipip, TunnelKind::Gue, TunnelKind::Gre] {
             for csum in [TunnelCsum::NoCsum, TunnelCsum::Csum, TunnelCsum::RemCsum] {
                 for port in [0, 6080, u16::MAX] {

@@ -106,11 +106,12 @@ impl Xmit {
     }
 
     /// The connection flags a new connection to a destination with `method` starts with (IPVS's
-    /// `__ip_vs_update_dest`: INACTIVE, and NOOUTPUT unless masq).
+    /// `__ip_vs_update_dest`: INACTIVE, and NOOUTPUT unless masq). Local and bypass never reach a
+    /// destination (the configuration refuses them); they count as masq to keep this total.
     fn conn_flags(method: ForwardMethod) -> u8 {
         F_INACTIVE
             | match method {
-                ForwardMethod::Masq => F_MASQ,
+                ForwardMethod::Masq | ForwardMethod::Local | ForwardMethod::Bypass => F_MASQ,
                 ForwardMethod::Route => F_ROUTE | F_NOOUTPUT,
                 ForwardMethod::Tunnel(_) => F_TUNNEL | F_NOOUTPUT,
             }
@@ -118,7 +119,7 @@ impl Xmit {
 
     fn from_method(method: ForwardMethod) -> Self {
         match method {
-            ForwardMethod::Masq => Self::Masq,
+            ForwardMethod::Masq | ForwardMethod::Local | ForwardMethod::Bypass => Self::Masq,
             ForwardMethod::Route => Self::Route,
             ForwardMethod::Tunnel(t) => Self::Tunnel(t),
         }

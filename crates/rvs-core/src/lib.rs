@@ -112,10 +112,9 @@ pub use director::{
     ConnSnapshot, DestSnapshot, Director, DirectorConfig, MemoryUsage, ServiceSnapshot,
 };
 pub use fastpath::{FastConn, FastCredit, FastPathSink};
-pub use sched::SchedFlags;
 pub use service::{
-    DestSpec, ForwardMethod, Persistence, Protocol, ServiceKey, ServiceSpec, TunnelConfig,
-    TunnelCsum, TunnelKind,
+    DestSpec, ForwardMethod, Persistence, Protocol, SchedFlags, ServiceKey, ServiceSpec,
+    TunnelConfig, TunnelCsum, TunnelKind,
 };
 pub use stats::{Rates, Stats};
 pub use tcp::TcpState;

@@ -1,12 +1,14 @@
-//! Virtual-service and destination configuration types (what `ipvsadm -A/-E/-a/-e` carry).
+//! Virtual-service and destination configuration types (what `ipvsadm -A/-E/-a/-e` carry): the one
+//! configuration vocabulary of rvs. With the `serde` feature their serde form is rvs-api's JSON schema
+//! (crates/rvs-api/README.md; the names there are these fields' names, or a `rename` below says so).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub use crate::sched::SchedFlags;
-
-/// Transport protocol of a virtual service.
+/// Transport protocol of a virtual service (JSON `"tcp"`, `"udp"`, `"sctp"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Protocol {
     /// `-t`
     Tcp,
@@ -26,12 +28,30 @@ impl Protocol {
         }
     }
 
-    /// Name as ipvsadm prints it.
+    /// Name as ipvsadm prints it ("TCP", "UDP", "SCTP").
     pub const fn name(self) -> &'static str {
         match self {
             Self::Tcp => "TCP",
             Self::Udp => "UDP",
             Self::Sctp => "SCTP",
+        }
+    }
+
+    /// Lower-case name used by /etc/services ("tcp", "udp", "sctp").
+    pub const fn services_name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Sctp => "sctp",
+        }
+    }
+
+    /// The ipvsadm option selecting this protocol (`-t`, `-u`, `--sctp-service`).
+    pub const fn option(self) -> &'static str {
+        match self {
+            Self::Tcp => "-t",
+            Self::Udp => "-u",
+            Self::Sctp => "--sctp-service",
         }
     }
 
@@ -53,7 +73,12 @@ impl fmt::Display for Protocol {
 }
 
 /// How a virtual service is identified.
+///
+/// JSON: `{"addr": {"protocol": "tcp", "addr": "198.51.100.1", "port": 80}}` or
+/// `{"fwmark": {"mark": 1, "ipv6": false}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ServiceKey {
     /// protocol + VIP + port (port 0 = all ports).
     Addr {
@@ -71,6 +96,14 @@ impl ServiceKey {
         match self {
             Self::Addr { addr, .. } => addr.is_ipv6(),
             Self::Fwmark { ipv6, .. } => *ipv6,
+        }
+    }
+
+    /// Protocol of an address service (None for fwmark services).
+    pub fn protocol(&self) -> Option<Protocol> {
+        match self {
+            Self::Addr { protocol, .. } => Some(*protocol),
+            Self::Fwmark { .. } => None,
         }
     }
 }
@@ -99,48 +132,106 @@ impl fmt::Display for ServiceKey {
 pub use rvs_wire::encap::{TunnelConfig, TunnelCsum, TunnelKind};
 
 /// Forwarding method of a destination (bound to a connection when it is created).
+///
+/// JSON: `"masq"`, `"local"`, `"route"`, `"bypass"`, or `{"tunnel": {"type": "ipip", "port": 0, "csum": "nocsum"}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ForwardMethod {
-    /// NAT (`-m`): the only method the user-space data plane forwards today.
-    #[default]
+    /// NAT (`-m`).
     Masq,
-    /// Direct routing (`-g`): stored only.
+    /// Local node: the kernel picks it when the real server is one of its own addresses. Listed
+    /// only: the director refuses it ([`crate::ConfigError::MethodNotSupported`]).
+    Local,
+    /// Direct routing (`-g`, ipvsadm's default).
+    #[default]
     Route,
-    /// IP tunnelling (`-i`): stored only.
+    /// IP tunnelling (`-i`).
     Tunnel(TunnelConfig),
+    /// Bypass (kernel internal). Listed only, refused like [`Self::Local`].
+    Bypass,
 }
 
 impl ForwardMethod {
-    /// ipvsadm's column name ("Masq", "Route", "Tunnel").
+    /// ipvsadm's column name ("Masq", "Local", "Tunnel", "Route", "Bypass").
     pub const fn name(&self) -> &'static str {
         match self {
             Self::Masq => "Masq",
+            Self::Local => "Local",
             Self::Route => "Route",
             Self::Tunnel(_) => "Tunnel",
+            Self::Bypass => "Bypass",
         }
+    }
+
+    /// The methods the director forwards (masq, route, tunnel); local and bypass are the kernel's own.
+    pub const fn is_supported(&self) -> bool {
+        matches!(self, Self::Masq | Self::Route | Self::Tunnel(_))
+    }
+}
+
+/// Scheduler flags (`-b flag-1,flag-2,flag-3`), IPVS's IP_VS_SVC_F_SCHED1..3 (JSON `flag1`, `flag2`,
+/// `flag3`, each optional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SchedFlags {
+    /// flag-1: sh-fallback / mh-fallback.
+    #[cfg_attr(feature = "serde", serde(rename = "flag1", default))]
+    pub fallback: bool,
+    /// flag-2: sh-port / mh-port.
+    #[cfg_attr(feature = "serde", serde(rename = "flag2", default))]
+    pub port: bool,
+    /// flag-3 (unused by the stock schedulers, kept for round trips).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub flag3: bool,
+}
+
+impl SchedFlags {
+    /// True when no flag is set.
+    pub fn is_empty(&self) -> bool {
+        !(self.fallback || self.port || self.flag3)
     }
 }
 
 /// Persistence (`-p timeout`, `-M netmask`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Persistence {
     /// Template timeout in seconds (> 0).
     pub timeout_s: u32,
-    /// Client address mask (IPv4 netmask, or an IPv6 mask for IPv6 services).
+    /// Client address mask: an IPv4 netmask for IPv4 services, an IPv6 mask for IPv6 ones
+    /// (ipvsadm shows IPv6 masks as a prefix length).
     pub netmask: IpAddr,
 }
 
-/// A virtual service's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Persistence {
+    /// The default (host) mask for a family: 255.255.255.255 or ffff:...:ffff (/128).
+    pub fn host_mask(ipv6: bool) -> IpAddr {
+        if ipv6 {
+            IpAddr::V6(Ipv6Addr::from(u128::MAX))
+        } else {
+            IpAddr::V4(Ipv4Addr::BROADCAST)
+        }
+    }
+}
+
+/// A virtual service's configuration (`-A`/`-E`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ServiceSpec {
     pub key: ServiceKey,
-    /// Scheduler name (`rr`, `wlc`, ...).
+    /// Scheduler name (`rr`, `wlc`, `mh`, ...; [`crate::sched::SCHEDULER_NAMES`]).
     pub scheduler: String,
-    pub flags: SchedFlags,
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub sched_flags: SchedFlags,
+    /// `-p` / `-M`; `null` when not persistent.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub persistence: Option<Persistence>,
     /// One-packet scheduling (`-o`, UDP only).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub one_packet: bool,
     /// Persistence engine (`--pe`, e.g. "sip"); stored only.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub pe: Option<String>,
 }
 
@@ -150,7 +241,7 @@ impl ServiceSpec {
         Self {
             key,
             scheduler: scheduler.to_owned(),
-            flags: SchedFlags::default(),
+            sched_flags: SchedFlags::default(),
             persistence: None,
             one_packet: false,
             pe: None,
@@ -158,18 +249,21 @@ impl ServiceSpec {
     }
 }
 
-/// A destination's (real server's) configuration.
+/// A destination's (real server's) configuration (`-a`/`-e`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DestSpec {
     pub addr: IpAddr,
-    /// 0 = same port as the packet's destination port (port-0 services).
+    /// 0 = same port as the packet's destination port (port-0 and fwmark services).
     pub port: u16,
     /// 0..=65535; 0 = quiesced.
     pub weight: u32,
     pub method: ForwardMethod,
-    /// Upper connection threshold (0 = none).
+    /// Upper connection threshold `-x` (0 = none).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub u_threshold: u32,
-    /// Lower connection threshold (0 = 3/4 of the upper one).
+    /// Lower connection threshold `-y` (0 = 3/4 of the upper one).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub l_threshold: u32,
 }
 

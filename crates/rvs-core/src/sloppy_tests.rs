@@ -50,7 +50,7 @@ fn director(sched: &str, port_flag: bool, n: u8, method: ForwardMethod, sloppy: 
         ..DirectorConfig::default()
     });
     let mut spec = ServiceSpec::new(key(), sched);
-    spec.flags.port = port_flag;
+    spec.sched_flags.port = port_flag;
     let mut ops = vec![ConfigOp::AddService(spec)];
     for i in 1..=n {
         ops.push(ConfigOp::AddDest(

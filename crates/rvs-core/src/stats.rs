@@ -14,7 +14,8 @@ use crate::time::Timestamp;
 pub(crate) const STAT_SLOTS: usize = 8;
 
 /// Cumulative counters (`ipvsadm -L --stats`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Stats {
     pub conns: u64,
     pub inpkts: u64,
@@ -24,12 +25,15 @@ pub struct Stats {
 }
 
 /// Estimated rates per second (`ipvsadm -L --rate`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Rates {
     pub cps: u64,
     pub inpps: u64,
     pub outpps: u64,
+    /// Bytes per second in.
     pub inbps: u64,
+    /// Bytes per second out.
     pub outbps: u64,
 }
 

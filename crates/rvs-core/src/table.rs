@@ -186,6 +186,12 @@ fn validate_service(spec: &ServiceSpec) -> Result<(), ConfigError> {
 }
 
 fn validate_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), ConfigError> {
+    if !d.method.is_supported() {
+        return Err(ConfigError::MethodNotSupported {
+            addr: d.addr,
+            method: d.method,
+        });
+    }
     if d.weight > 65535 {
         return Err(invalid("weight out of range 0..65535"));
     }
@@ -245,7 +251,7 @@ impl Pending {
                 }
                 validate_service(&spec)?;
                 let mask = mask_bits(&spec)?;
-                let sched = make_scheduler(&spec.scheduler, spec.flags)?;
+                let sched = make_scheduler(&spec.scheduler, spec.sched_flags)?;
                 self.next_id += 1;
                 let persist_ms = spec
                     .persistence
@@ -268,9 +274,10 @@ impl Pending {
                 let old = self.svc(&spec.key)?.clone();
                 validate_service(&spec)?;
                 let mask = mask_bits(&spec)?;
-                let sched = if spec.scheduler != old.spec.scheduler || spec.flags != old.spec.flags
+                let sched = if spec.scheduler != old.spec.scheduler
+                    || spec.sched_flags != old.spec.sched_flags
                 {
-                    let s = make_scheduler(&spec.scheduler, spec.flags)?;
+                    let s = make_scheduler(&spec.scheduler, spec.sched_flags)?;
                     Arc::new(Mutex::new(SchedState {
                         sched: s,
                         dests: Vec::new(),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rvs_api::{DestConfig, ServiceConfig};
+use rvs_api::{DestSpec, ServiceSpec};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::state::{CheckId, Event, Monitor, Outcome, RsId};
@@ -17,7 +17,7 @@ pub const MAX_IN_FLIGHT: usize = 2048;
 /// The configuration the checks imply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
-    pub services: Vec<(ServiceConfig, Vec<DestConfig>)>,
+    pub services: Vec<(ServiceSpec, Vec<DestSpec>)>,
 }
 
 /// Applies a [`Desired`] configuration (rvsd: one atomic, diffed batch). An error is logged and retried on

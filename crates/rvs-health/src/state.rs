@@ -17,7 +17,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use rvs_api::{DestConfig, ServiceConfig};
+use rvs_api::{DestSpec, ServiceSpec};
 use rvs_keepalived::convert::{dest_config, service_config, sorry_config};
 use rvs_keepalived::{CheckKind, Config, LoadError, RealServer, VirtualServer};
 
@@ -487,7 +487,7 @@ impl Monitor {
 
     /// The configuration the checks imply: every service with its real servers as they should be in the pool
     /// now (failed ones removed or at weight 0, the sorry server in or out).
-    pub fn desired(&self) -> Result<Vec<(ServiceConfig, Vec<DestConfig>)>, LoadError> {
+    pub fn desired(&self) -> Result<Vec<(ServiceSpec, Vec<DestSpec>)>, LoadError> {
         let mut out = Vec::new();
         for (key, v) in self.config.services()? {
             let vs: &VirtualServer = &self.config.virtual_servers[v];

@@ -479,10 +479,10 @@ fn lvs_method(n: &Node, from: usize) -> R<LvsMethod> {
             while i < n.args.len() {
                 match n.args[i].as_str() {
                     "type" => {
-                        t.tun_type = match arg(n, i + 1)? {
-                            "ipip" => rvs_api::TunnelType::Ipip,
-                            "gue" => rvs_api::TunnelType::Gue,
-                            "gre" => rvs_api::TunnelType::Gre,
+                        t.kind = match arg(n, i + 1)? {
+                            "ipip" => rvs_api::TunnelKind::Ipip,
+                            "gue" => rvs_api::TunnelKind::Gue,
+                            "gre" => rvs_api::TunnelKind::Gre,
                             o => return Err(invalid(n, format!("unknown tunnel type '{o}'"))),
                         };
                         i += 2;
@@ -506,7 +506,7 @@ fn lvs_method(n: &Node, from: usize) -> R<LvsMethod> {
                     o => return Err(invalid(n, format!("unexpected '{o}'"))),
                 }
             }
-            if t.tun_type == rvs_api::TunnelType::Gue && t.port == 0 {
+            if t.kind == rvs_api::TunnelKind::Gue && t.port == 0 {
                 return Err(invalid(n, "type gue needs a port"));
             }
             LvsMethod::Tun(t)
@@ -583,8 +583,8 @@ fn virtual_server(n: &Node, d: &mut Diagnostics) -> R<VirtualServer> {
                 vs.scheduler = s.to_owned();
             }
             "hashed" => unsupported(d, c, "kernel-internal scheduler option"),
-            "flag-1" | "sh-fallback" | "mh-fallback" => vs.flags.flag1 = true,
-            "flag-2" | "sh-port" | "mh-port" => vs.flags.flag2 = true,
+            "flag-1" | "sh-fallback" | "mh-fallback" => vs.flags.fallback = true,
+            "flag-2" | "sh-port" | "mh-port" => vs.flags.port = true,
             "flag-3" => vs.flags.flag3 = true,
             "ops" => vs.ops = true,
             "lvs_method" | "lb_kind" => vs.method = lvs_method(c, 0)?,

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use rvs_api::{Command, DestConfig, Persistence, ServiceConfig, ServiceKey};
+use rvs_api::{Command, DestSpec, Persistence, ServiceKey, ServiceSpec};
 
 use crate::diag::LoadError;
 use crate::model::*;
@@ -112,15 +112,11 @@ fn num_ip(x: u128, v6: bool) -> IpAddr {
 }
 
 /// The service configuration of `vs` for one of its keys.
-pub fn service_config(vs: &VirtualServer, key: ServiceKey) -> ServiceConfig {
-    ServiceConfig {
+pub fn service_config(vs: &VirtualServer, key: ServiceKey) -> ServiceSpec {
+    ServiceSpec {
         key,
         scheduler: vs.scheduler.clone(),
-        sched_flags: rvs_api::SchedFlags {
-            flag1: vs.flags.flag1,
-            flag2: vs.flags.flag2,
-            flag3: vs.flags.flag3,
-        },
+        sched_flags: vs.flags,
         persistence: vs.persistence_timeout.map(|t| Persistence {
             timeout_s: t,
             netmask: vs
@@ -133,8 +129,8 @@ pub fn service_config(vs: &VirtualServer, key: ServiceKey) -> ServiceConfig {
 }
 
 /// A real server as a destination with the given (live) weight.
-pub fn dest_config(rs: &RealServer, weight: u32) -> DestConfig {
-    DestConfig {
+pub fn dest_config(rs: &RealServer, weight: u32) -> DestSpec {
+    DestSpec {
         addr: rs.addr,
         port: rs.port,
         weight,
@@ -145,8 +141,8 @@ pub fn dest_config(rs: &RealServer, weight: u32) -> DestConfig {
 }
 
 /// The sorry server as a destination with the given weight (1 in use, 0 when inhibited).
-pub fn sorry_config(s: &SorryServer, weight: u32) -> DestConfig {
-    DestConfig {
+pub fn sorry_config(s: &SorryServer, weight: u32) -> DestSpec {
+    DestSpec {
         addr: s.addr,
         port: s.port,
         weight,

@@ -164,13 +164,8 @@ pub enum LvsMethod {
     Tun(rvs_api::TunnelConfig),
 }
 
-/// Scheduler flags (`flag-1`/`sh-fallback`/`mh-fallback`, `flag-2`/`sh-port`/`mh-port`, `flag-3`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct SchedFlags {
-    pub flag1: bool,
-    pub flag2: bool,
-    pub flag3: bool,
-}
+/// Scheduler flags (`flag-1`/`sh-fallback`/`mh-fallback`, `flag-2`/`sh-port`/`mh-port`, `flag-3`): IPVS's.
+pub use rvs_api::SchedFlags;
 
 /// A script with optional `user[:group]` (notify_up, quorum_up, misc_path, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]

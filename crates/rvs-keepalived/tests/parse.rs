@@ -199,7 +199,7 @@ fn the_sample_reads_fully_typed() {
         Some(360),
         "persistence_timeout without a value"
     );
-    assert!(grp.flags.flag2 && grp.alpha);
+    assert!(grp.flags.port && grp.alpha);
     assert!(
         grp.real_servers[0].checkers.iter().all(|c| c.alpha),
         "alpha is inherited"
@@ -265,7 +265,7 @@ fn the_lvs_side_is_one_rvsadm_batch() {
     });
     let p = persistent.expect("sh service");
     assert_eq!(p.persistence.map(|p| p.timeout_s), Some(360));
-    assert!(p.sched_flags.flag2);
+    assert!(p.sched_flags.port);
 }
 
 #[test]

@@ -33,8 +33,10 @@ pub const PROTO_IPIP: u8 = 4;
 /// IPv6-in-IP protocol number.
 pub const PROTO_IPV6: u8 = 41;
 
-/// Tunnel encapsulation type (`--tun-type`).
+/// Tunnel encapsulation type (`--tun-type`; JSON `"ipip"`, `"gue"`, `"gre"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum TunnelKind {
     /// IP-in-IP (default).
     #[default]
@@ -45,8 +47,11 @@ pub enum TunnelKind {
     Gre,
 }
 
-/// Tunnel checksum option (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
+/// Tunnel checksum option (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`; JSON `"nocsum"`, `"csum"`,
+/// `"remcsum"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum TunnelCsum {
     /// No checksum (default).
     #[default]
@@ -57,13 +62,30 @@ pub enum TunnelCsum {
     RemCsum,
 }
 
-/// Tunnel parameters of a tunnel destination.
+/// Tunnel parameters of a tunnel destination (JSON: `{"type": "gue", "port": 6080, "csum": "nocsum"}`,
+/// every field optional).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TunnelConfig {
+    #[cfg_attr(feature = "serde", serde(rename = "type", default))]
     pub kind: TunnelKind,
-    /// UDP port for GUE.
+    /// UDP port for GUE (0 otherwise).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub port: u16,
+    #[cfg_attr(feature = "serde", serde(default))]
     pub csum: TunnelCsum,
+}
+
+impl TunnelKind {
+    /// ipvsadm's name (`--tun-type` value, listing column).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ipip => "ipip",
+            Self::Gue => "gue",
+            Self::Gre => "gre",
+        }
+    }
 }
 
 impl TunnelConfig {

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use rvs_api::client::Client;
-use rvs_api::{Command, DestConfig, ForwardMethod, Protocol, ServiceKey};
+use rvs_api::{Command, DestSpec, ForwardMethod, Protocol, ServiceKey};
 
 fn key(i: u32) -> ServiceKey {
     // The same services as benches/restore.rs writes: 250 VIPs x 40 ports.
@@ -40,7 +40,7 @@ fn main() {
         .max(1);
     let mut c = Client::connect(&sock).expect("connect to rvsd");
     let rip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 200));
-    let dest = DestConfig {
+    let dest = DestSpec {
         addr: rip,
         port: 8080,
         weight: 1,

@@ -15,7 +15,7 @@ pub fn ip(s: &str) -> IpAddr {
 
 pub fn dest(addr: &str, port: u16, weight: u32, method: ForwardMethod) -> DestInfo {
     DestInfo {
-        config: DestConfig {
+        config: DestSpec {
             addr: ip(addr),
             port,
             weight,
@@ -33,7 +33,7 @@ pub fn dest(addr: &str, port: u16, weight: u32, method: ForwardMethod) -> DestIn
 
 pub fn service(key: ServiceKey, sched: &str, dests: Vec<DestInfo>) -> ServiceInfo {
     ServiceInfo {
-        config: ServiceConfig {
+        config: ServiceSpec {
             key,
             scheduler: sched.to_owned(),
             sched_flags: SchedFlags::default(),
@@ -134,7 +134,7 @@ pub fn fixture() -> Vec<ServiceInfo> {
                 443,
                 1,
                 ForwardMethod::Tunnel(TunnelConfig {
-                    tun_type: TunnelType::Gre,
+                    kind: TunnelKind::Gre,
                     port: 0,
                     csum: TunnelCsum::Csum,
                 }),
@@ -150,7 +150,7 @@ pub fn fixture() -> Vec<ServiceInfo> {
                 443,
                 65535,
                 ForwardMethod::Tunnel(TunnelConfig {
-                    tun_type: TunnelType::Gue,
+                    kind: TunnelKind::Gue,
                     port: 6080,
                     csum: TunnelCsum::RemCsum,
                 }),
@@ -159,8 +159,8 @@ pub fn fixture() -> Vec<ServiceInfo> {
         ],
     );
     tls.config.sched_flags = SchedFlags {
-        flag1: true,
-        flag2: true,
+        fallback: true,
+        port: true,
         flag3: false,
     };
     tls.config.persistence = Some(Persistence {
@@ -178,8 +178,8 @@ pub fn fixture() -> Vec<ServiceInfo> {
         vec![dest("203.0.113.40", 0, 2, ForwardMethod::Masq)],
     );
     fwm.config.sched_flags = SchedFlags {
-        flag1: false,
-        flag2: true,
+        fallback: false,
+        port: true,
         flag3: false,
     };
     fwm.config.persistence = Some(Persistence {
@@ -197,8 +197,8 @@ pub fn fixture() -> Vec<ServiceInfo> {
         vec![dest("2001:db8::1", 0, 1, ForwardMethod::Masq)],
     );
     fwm6.config.sched_flags = SchedFlags {
-        flag1: true,
-        flag2: false,
+        fallback: true,
+        port: false,
         flag3: true,
     };
 

@@ -139,7 +139,7 @@ fn names_without_numeric() {
     .unwrap();
     assert_eq!(
         act,
-        rvs_api::ipvsadm::Action::Apply(rvs_api::Command::AddService(rvs_api::ServiceConfig {
+        rvs_api::ipvsadm::Action::Apply(rvs_api::Command::AddService(rvs_api::ServiceSpec {
             key: tcp("198.51.100.1", 80),
             scheduler: "wlc".into(),
             sched_flags: Default::default(),

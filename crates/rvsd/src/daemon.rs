@@ -164,6 +164,8 @@ impl AddressUse {
                 ForwardMethod::Masq => &mut self.masq,
                 ForwardMethod::Route => &mut self.route,
                 ForwardMethod::Tunnel(_) => &mut self.tunnel,
+                // Never configured: the core refuses them (ConfigError::MethodNotSupported).
+                ForwardMethod::Local | ForwardMethod::Bypass => continue,
             };
             step(m, d.addr, add);
         }
@@ -507,7 +509,8 @@ fn check_paths(steering: &mut Steering, ops: &[ConfigOp]) -> Result<(), ApplyErr
     for op in ops {
         if let ConfigOp::AddDest(_, d) | ConfigOp::EditDest(_, d) = op {
             match d.method {
-                ForwardMethod::Masq => {}
+                // Local and bypass: the core refuses them when the batch is applied.
+                ForwardMethod::Masq | ForwardMethod::Local | ForwardMethod::Bypass => {}
                 ForwardMethod::Route => {
                     steering.check_direct(d.addr)?;
                 }

@@ -209,6 +209,8 @@ impl FastPathCtl {
             ForwardMethod::Masq => {}
             // Not offered by the core yet (contract-xdp.md): DR/TUN entries are one direction with an action.
             ForwardMethod::Route | ForwardMethod::Tunnel(_) => return Ok(true),
+            // Never configured (the core refuses them).
+            ForwardMethod::Local | ForwardMethod::Bypass => return Ok(true),
         }
         let (Ok(to_rs), Ok(to_client)) = (
             self.egress_to(&inner.ports, c.daddr),

@@ -1,10 +1,14 @@
-//! rvs-api <-> rvs-core mapping: protocol requests in, director operations and snapshots out.
+//! The control protocol on the director: requests in, director operations and listings out.
+//!
+//! The configuration values (service key, specs, method, flags, timeouts, stats) are one set of types
+//! (rvs-core's, serialized by rvs-api), so nothing here copies them; what is left translates: commands to
+//! [`ConfigOp`]s (with the index a batch error names), director refusals to ipvsadm's error texts, and
+//! snapshots to listings.
 
 use rvs_api::{
-    ApiError, Command, ConnInfo, DestConfig, DestInfo, ErrorCode, Info, Reply, Request, Response,
-    ServiceConfig, ServiceInfo,
+    ApiError, Command, ConnInfo, DestInfo, ErrorCode, Info, Reply, Request, Response, ServiceInfo,
 };
-use rvs_core::{ConfigError, ConfigOp, DestSpec, Director, Protocol, ServiceKey, ServiceSpec};
+use rvs_core::{ConfigError, ConfigOp, Director};
 
 use crate::daemon::{ApplyError, Daemon};
 use crate::dataplane::now;
@@ -37,19 +41,19 @@ pub fn ops_rules_lines(ops: &[ConfigOp]) -> String {
     let mut out = String::new();
     for op in ops {
         let cmd = match op {
-            ConfigOp::AddService(s) => Command::AddService(service_out(s)),
-            ConfigOp::EditService(s) => Command::EditService(service_out(s)),
-            ConfigOp::DeleteService(k) => Command::DeleteService(key_out(*k)),
+            ConfigOp::AddService(s) => Command::AddService(s.clone()),
+            ConfigOp::EditService(s) => Command::EditService(s.clone()),
+            ConfigOp::DeleteService(k) => Command::DeleteService(*k),
             ConfigOp::AddDest(k, d) => Command::AddDest {
-                service: key_out(*k),
-                dest: dest_out(d),
+                service: *k,
+                dest: *d,
             },
             ConfigOp::EditDest(k, d) => Command::EditDest {
-                service: key_out(*k),
-                dest: dest_out(d),
+                service: *k,
+                dest: *d,
             },
             ConfigOp::DeleteDest(k, addr, port) => Command::DeleteDest {
-                service: key_out(*k),
+                service: *k,
                 addr: *addr,
                 port: *port,
             },
@@ -67,13 +71,13 @@ pub fn rules_text(d: &Director) -> String {
         .service_configs()
         .iter()
         .map(|(spec, dests)| ServiceInfo {
-            config: service_out(spec),
+            config: spec.clone(),
             stats: Default::default(),
             rates: Default::default(),
             dests: dests
                 .iter()
                 .map(|d| DestInfo {
-                    config: dest_out(d),
+                    config: *d,
                     active_conns: 0,
                     inactive_conns: 0,
                     persistent_conns: 0,
@@ -86,194 +90,22 @@ pub fn rules_text(d: &Director) -> String {
     rvs_api::rules::format(&infos)
 }
 
-fn proto_in(p: rvs_api::Protocol) -> Protocol {
-    match p {
-        rvs_api::Protocol::Tcp => Protocol::Tcp,
-        rvs_api::Protocol::Udp => Protocol::Udp,
-        rvs_api::Protocol::Sctp => Protocol::Sctp,
-    }
-}
-
-fn proto_out(p: Protocol) -> rvs_api::Protocol {
-    match p {
-        Protocol::Tcp => rvs_api::Protocol::Tcp,
-        Protocol::Udp => rvs_api::Protocol::Udp,
-        Protocol::Sctp => rvs_api::Protocol::Sctp,
-    }
-}
-
-/// API service key -> core.
-pub fn key_in(k: rvs_api::ServiceKey) -> ServiceKey {
-    match k {
-        rvs_api::ServiceKey::Addr {
-            protocol,
-            addr,
-            port,
-        } => ServiceKey::Addr {
-            protocol: proto_in(protocol),
-            addr,
-            port,
-        },
-        rvs_api::ServiceKey::Fwmark { mark, ipv6 } => ServiceKey::Fwmark { mark, ipv6 },
-    }
-}
-
-/// Core service key -> API.
-pub fn key_out(k: ServiceKey) -> rvs_api::ServiceKey {
-    match k {
-        ServiceKey::Addr {
-            protocol,
-            addr,
-            port,
-        } => rvs_api::ServiceKey::Addr {
-            protocol: proto_out(protocol),
-            addr,
-            port,
-        },
-        ServiceKey::Fwmark { mark, ipv6 } => rvs_api::ServiceKey::Fwmark { mark, ipv6 },
-    }
-}
-
-/// API service configuration -> core.
-pub fn service_in(c: &ServiceConfig) -> ServiceSpec {
-    ServiceSpec {
-        key: key_in(c.key),
-        scheduler: c.scheduler.clone(),
-        flags: rvs_core::SchedFlags {
-            fallback: c.sched_flags.flag1,
-            port: c.sched_flags.flag2,
-            flag3: c.sched_flags.flag3,
-        },
-        persistence: c.persistence.map(|p| rvs_core::Persistence {
-            timeout_s: p.timeout_s,
-            netmask: p.netmask,
-        }),
-        one_packet: c.one_packet,
-        pe: c.pe.clone(),
-    }
-}
-
-/// Core service configuration -> API.
-pub fn service_out(s: &ServiceSpec) -> ServiceConfig {
-    ServiceConfig {
-        key: key_out(s.key),
-        scheduler: s.scheduler.clone(),
-        sched_flags: rvs_api::SchedFlags {
-            flag1: s.flags.fallback,
-            flag2: s.flags.port,
-            flag3: s.flags.flag3,
-        },
-        persistence: s.persistence.map(|p| rvs_api::Persistence {
-            timeout_s: p.timeout_s,
-            netmask: p.netmask,
-        }),
-        one_packet: s.one_packet,
-        pe: s.pe.clone(),
-    }
-}
-
-/// API destination -> core. Local and bypass (kernel-internal methods) are refused.
-pub fn dest_in(d: &DestConfig) -> Result<DestSpec, ApiError> {
-    use rvs_api::ForwardMethod as A;
-    let method = match d.method {
-        A::Masq => rvs_core::ForwardMethod::Masq,
-        A::Route => rvs_core::ForwardMethod::Route,
-        A::Tunnel(t) => rvs_core::ForwardMethod::Tunnel(rvs_core::TunnelConfig {
-            kind: match t.tun_type {
-                rvs_api::TunnelType::Ipip => rvs_core::TunnelKind::Ipip,
-                rvs_api::TunnelType::Gue => rvs_core::TunnelKind::Gue,
-                rvs_api::TunnelType::Gre => rvs_core::TunnelKind::Gre,
-            },
-            port: t.port,
-            csum: match t.csum {
-                rvs_api::TunnelCsum::NoCsum => rvs_core::TunnelCsum::NoCsum,
-                rvs_api::TunnelCsum::Csum => rvs_core::TunnelCsum::Csum,
-                rvs_api::TunnelCsum::RemCsum => rvs_core::TunnelCsum::RemCsum,
-            },
-        }),
-        A::Local | A::Bypass => {
-            return Err(ApiError::not_supported(format!(
-                "real server {}: forwarding method {} is not supported by rvsd (use -m)",
-                d.addr,
-                d.method.name()
-            )));
-        }
-    };
-    Ok(DestSpec {
-        addr: d.addr,
-        port: d.port,
-        weight: d.weight,
-        method,
-        u_threshold: d.u_threshold,
-        l_threshold: d.l_threshold,
-    })
-}
-
-/// Core destination -> API.
-pub fn dest_out(d: &DestSpec) -> DestConfig {
-    use rvs_core::ForwardMethod as C;
-    DestConfig {
-        addr: d.addr,
-        port: d.port,
-        weight: d.weight,
-        method: match d.method {
-            C::Masq => rvs_api::ForwardMethod::Masq,
-            C::Route => rvs_api::ForwardMethod::Route,
-            C::Tunnel(t) => rvs_api::ForwardMethod::Tunnel(rvs_api::TunnelConfig {
-                tun_type: match t.kind {
-                    rvs_core::TunnelKind::Ipip => rvs_api::TunnelType::Ipip,
-                    rvs_core::TunnelKind::Gue => rvs_api::TunnelType::Gue,
-                    rvs_core::TunnelKind::Gre => rvs_api::TunnelType::Gre,
-                },
-                port: t.port,
-                csum: match t.csum {
-                    rvs_core::TunnelCsum::NoCsum => rvs_api::TunnelCsum::NoCsum,
-                    rvs_core::TunnelCsum::Csum => rvs_api::TunnelCsum::Csum,
-                    rvs_core::TunnelCsum::RemCsum => rvs_api::TunnelCsum::RemCsum,
-                },
-            }),
-        },
-        u_threshold: d.u_threshold,
-        l_threshold: d.l_threshold,
-    }
-}
-
-fn stats_out(s: rvs_core::Stats) -> rvs_api::Stats {
-    rvs_api::Stats {
-        conns: s.conns,
-        inpkts: s.inpkts,
-        outpkts: s.outpkts,
-        inbytes: s.inbytes,
-        outbytes: s.outbytes,
-    }
-}
-
-fn rates_out(r: rvs_core::Rates) -> rvs_api::Rates {
-    rvs_api::Rates {
-        cps: r.cps,
-        inpps: r.inpps,
-        outpps: r.outpps,
-        inbps: r.inbps,
-        outbps: r.outbps,
-    }
-}
-
 /// A director snapshot -> API listing.
 pub fn service_info(s: &rvs_core::ServiceSnapshot) -> ServiceInfo {
     ServiceInfo {
-        config: service_out(&s.spec),
-        stats: stats_out(s.stats),
-        rates: rates_out(s.rates),
+        config: s.spec.clone(),
+        stats: s.stats,
+        rates: s.rates,
         dests: s
             .dests
             .iter()
             .map(|d| DestInfo {
-                config: dest_out(&d.spec),
+                config: d.spec,
                 active_conns: d.active_conns,
                 inactive_conns: d.inactive_conns,
                 persistent_conns: d.persistent_conns,
-                stats: stats_out(d.stats),
-                rates: rates_out(d.rates),
+                stats: d.stats,
+                rates: d.rates,
             })
             .collect(),
     }
@@ -281,7 +113,7 @@ pub fn service_info(s: &rvs_core::ServiceSnapshot) -> ServiceInfo {
 
 fn conn_info(c: &rvs_core::ConnSnapshot) -> ConnInfo {
     ConnInfo {
-        protocol: proto_out(c.protocol),
+        protocol: c.protocol,
         caddr: c.caddr,
         cport: c.cport,
         vaddr: c.vaddr,
@@ -305,29 +137,19 @@ pub fn commands_to_ops<'a>(
     for (i, c) in cmds.iter().enumerate() {
         let idx = top.unwrap_or(i);
         let op = match c {
-            Command::AddService(s) => ConfigOp::AddService(service_in(s)),
-            Command::EditService(s) => ConfigOp::EditService(service_in(s)),
-            Command::DeleteService(k) => ConfigOp::DeleteService(key_in(*k)),
-            Command::AddDest { service, dest } => ConfigOp::AddDest(
-                key_in(*service),
-                dest_in(dest).map_err(|e| e.at_index(idx))?,
-            ),
-            Command::EditDest { service, dest } => ConfigOp::EditDest(
-                key_in(*service),
-                dest_in(dest).map_err(|e| e.at_index(idx))?,
-            ),
+            Command::AddService(s) => ConfigOp::AddService(s.clone()),
+            Command::EditService(s) => ConfigOp::EditService(s.clone()),
+            Command::DeleteService(k) => ConfigOp::DeleteService(*k),
+            Command::AddDest { service, dest } => ConfigOp::AddDest(*service, *dest),
+            Command::EditDest { service, dest } => ConfigOp::EditDest(*service, *dest),
             Command::DeleteDest {
                 service,
                 addr,
                 port,
-            } => ConfigOp::DeleteDest(key_in(*service), *addr, *port),
+            } => ConfigOp::DeleteDest(*service, *addr, *port),
             Command::Clear => ConfigOp::Clear,
-            Command::Zero(k) => ConfigOp::Zero(k.map(key_in)),
-            Command::SetTimeouts(t) => ConfigOp::SetTimeouts(rvs_core::Timeouts {
-                tcp_s: t.tcp_s,
-                tcp_fin_s: t.tcp_fin_s,
-                udp_s: t.udp_s,
-            }),
+            Command::Zero(k) => ConfigOp::Zero(*k),
+            Command::SetTimeouts(t) => ConfigOp::SetTimeouts(*t),
             Command::Batch(inner) => {
                 commands_to_ops(inner, ops, origin, Some(idx))?;
                 continue;
@@ -386,6 +208,7 @@ pub fn config_error(e: &ConfigError, cmd: &Command) -> ApiError {
         ConfigError::InvalidArgument(d) => {
             ApiError::new(ErrorCode::InvalidArgument).detail(d.clone())
         }
+        ConfigError::MethodNotSupported { .. } => ApiError::not_supported(e.to_string()),
         other => ApiError::new(ErrorCode::InvalidArgument).detail(other.to_string()),
     }
 }
@@ -415,7 +238,7 @@ pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
         )),
         Command::GetService(k) => d
             .director
-            .service(&key_in(*k))
+            .service(k)
             .map(|s| Reply::Service(service_info(&s)))
             .ok_or_else(|| ApiError::new(ErrorCode::NoSuchService)),
         Command::ListConnections => Ok(Reply::Connections(
@@ -425,14 +248,7 @@ pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
                 .map(conn_info)
                 .collect(),
         )),
-        Command::GetTimeouts => {
-            let t = d.director.timeouts();
-            Ok(Reply::Timeouts(rvs_api::Timeouts {
-                tcp_s: t.tcp_s,
-                tcp_fin_s: t.tcp_fin_s,
-                udp_s: t.udp_s,
-            }))
-        }
+        Command::GetTimeouts => Ok(Reply::Timeouts(d.director.timeouts())),
         Command::GetInfo => Ok(Reply::Info(Info {
             version: IPVS_VERSION.to_owned(),
             conn_table_size: CONN_TABLE_SIZE,
@@ -493,6 +309,7 @@ pub fn handle_line(d: &Daemon, line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rvs_core::ServiceSpec;
     use std::net::IpAddr;
 
     fn akey(port: u16) -> rvs_api::ServiceKey {
@@ -505,12 +322,14 @@ mod tests {
 
     #[test]
     fn service_round_trip() {
-        let c = ServiceConfig {
+        // One type from the request to the director and back out: the flags keep their meaning
+        // (flag-1 = fallback, flag-2 = port) through the director, a listing and the rules file.
+        let c = rvs_api::ServiceSpec {
             key: akey(53),
             scheduler: "mh".into(),
             sched_flags: rvs_api::SchedFlags {
-                flag1: true,
-                flag2: false,
+                fallback: true,
+                port: false,
                 flag3: true,
             },
             persistence: Some(rvs_api::Persistence {
@@ -520,17 +339,29 @@ mod tests {
             one_packet: true,
             pe: Some("sip".into()),
         };
-        assert_eq!(service_out(&service_in(&c)), c);
-        let f = rvs_api::ServiceKey::Fwmark {
-            mark: 7,
-            ipv6: true,
-        };
-        assert_eq!(key_out(key_in(f)), f);
+        let (mut ops, mut origin) = (Vec::new(), Vec::new());
+        commands_to_ops(
+            &[Command::AddService(c.clone())],
+            &mut ops,
+            &mut origin,
+            None,
+        )
+        .expect("a change");
+        let d = Director::default();
+        d.apply_batch(now(), ops.clone()).expect("applies");
+        let listed = d.service(&c.key).expect("configured");
+        assert_eq!(service_info(&listed).config, c);
+        // ipvsadm -S names mh's flags (mh-fallback, mh-port) and, like ipvsadm, drops flag-3 there.
+        let (again, _) = rules_to_ops(&ops_rules_lines(&ops)).expect("rules lines parse");
+        let mut saved = c;
+        saved.sched_flags.flag3 = false;
+        assert_eq!(again, vec![ConfigOp::AddService(saved)]);
     }
 
     #[test]
     fn dest_round_trip_and_refusals() {
-        let mut d = DestConfig {
+        let svc = Command::AddService(rvs_api::ServiceSpec::new(akey(53), "rr"));
+        let mut d = rvs_api::DestSpec {
             addr: "203.0.113.11".parse().expect("ip"),
             port: 80,
             weight: 3,
@@ -542,19 +373,38 @@ mod tests {
             rvs_api::ForwardMethod::Masq,
             rvs_api::ForwardMethod::Route,
             rvs_api::ForwardMethod::Tunnel(rvs_api::TunnelConfig {
-                tun_type: rvs_api::TunnelType::Gue,
+                kind: rvs_api::TunnelKind::Gue,
                 port: 6080,
                 csum: rvs_api::TunnelCsum::RemCsum,
             }),
         ] {
             d.method = m;
-            assert_eq!(dest_out(&dest_in(&d).expect("mappable")), d);
+            let add = Command::AddDest {
+                service: akey(53),
+                dest: d,
+            };
+            let (mut ops, mut origin) = (Vec::new(), Vec::new());
+            commands_to_ops(&[svc.clone(), add], &mut ops, &mut origin, None).expect("changes");
+            let director = Director::default();
+            director.apply_batch(now(), ops).expect("applies");
+            let listed = director.service(&akey(53)).expect("configured");
+            assert_eq!(service_info(&listed).dests[0].config, d);
         }
         d.method = rvs_api::ForwardMethod::Local;
-        assert_eq!(
-            dest_in(&d).expect_err("local refused").code,
-            ErrorCode::NotSupported
+        let add = Command::AddDest {
+            service: akey(53),
+            dest: d,
+        };
+        let (mut ops, mut origin) = (Vec::new(), Vec::new());
+        commands_to_ops(&[svc, add.clone()], &mut ops, &mut origin, None).expect("changes");
+        let e = Director::default()
+            .apply_batch(now(), ops)
+            .expect_err("local refused");
+        assert!(
+            matches!(e.1, ConfigError::MethodNotSupported { .. }),
+            "{e:?}"
         );
+        assert_eq!(config_error(&e.1, &add).code, ErrorCode::NotSupported);
     }
 
     #[test]
@@ -580,7 +430,7 @@ mod tests {
 
     #[test]
     fn batches_flatten_with_top_level_indexes_and_refuse_queries() {
-        let add = Command::AddService(ServiceConfig {
+        let add = Command::AddService(ServiceSpec {
             key: akey(53),
             scheduler: "rr".into(),
             sched_flags: Default::default(),
@@ -611,6 +461,7 @@ mod tests {
 #[cfg(test)]
 mod rules_tests {
     use super::*;
+    use rvs_core::{DestSpec, ServiceSpec};
 
     const RULES: &str = "\
 -A -t 198.51.100.100:80 -s rr

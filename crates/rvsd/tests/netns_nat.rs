@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rvs_api::client::Client;
-use rvs_api::{DestConfig, ForwardMethod, Protocol, Reply, ServiceConfig, ServiceKey};
+use rvs_api::{DestSpec, ForwardMethod, Protocol, Reply, ServiceKey, ServiceSpec};
 
 fn can_run() -> bool {
     // Effective uid from /proc/self/status (the Uid line: real, effective, saved, fs).
@@ -411,7 +411,7 @@ fn scenario(mode: Mode) {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "control socket is root-only");
 
-    let svc = ServiceConfig {
+    let svc = ServiceSpec {
         key: key("198.51.100.100"),
         scheduler: "rr".into(),
         sched_flags: Default::default(),
@@ -430,7 +430,7 @@ fn scenario(mode: Mode) {
             .call(rvs_api::Command::AddService(s.clone()))
             .unwrap();
         for rip in rips {
-            let dest = DestConfig {
+            let dest = DestSpec {
                 addr: rip.parse().unwrap(),
                 port: 80,
                 weight: 1,
@@ -457,7 +457,7 @@ fn scenario(mode: Mode) {
         .call(rvs_api::Command::AddService(echo_svc.clone()))
         .unwrap();
     for rip in ["203.0.113.11", "203.0.113.12"] {
-        let dest = DestConfig {
+        let dest = DestSpec {
             addr: rip.parse().unwrap(),
             port: 81,
             weight: 1,

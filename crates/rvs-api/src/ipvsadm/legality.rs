@@ -6,7 +6,7 @@
 //! below hold ipvsadm.c's own text of them and check every cell against the parser's answer.
 
 use super::error::ParseError;
-use crate::types::TunnelType;
+use crate::types::TunnelKind;
 
 /// A command: a row of the legality table (ipvsadm's `CMD_*` - 1, in its order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +202,7 @@ pub(super) const TUNNEL_COLUMNS: [Column; 5] = [
     Column::TunRemCsum,
 ];
 
-/// ipvsadm's `tunnel_types_v_options`, rows by [`TunnelType`] (ipip, gue, gre).
+/// ipvsadm's `tunnel_types_v_options`, rows by [`TunnelKind`] (ipip, gue, gre).
 const TUNNEL_TYPES_V_OPTIONS: [&[u8; 4]; 3] = [
     b"xxxx", // ipip
     b"+111", // gue
@@ -218,7 +218,7 @@ pub(super) fn generic_opt_check(cmd: Cmd, options: OptSet) -> Result<(), ParseEr
 }
 
 /// ipvsadm's `tunnel_opt_check`.
-pub(super) fn tunnel_opt_check(tun: TunnelType, options: OptSet) -> Result<(), ParseError> {
+pub(super) fn tunnel_opt_check(tun: TunnelKind, options: OptSet) -> Result<(), ParseError> {
     let row = TUNNEL_TYPES_V_OPTIONS[tun as usize];
     let columns = TUN_OPTS.iter().map(|c| (*c as usize, c.name()));
     check_row(row, columns, options, "tunnel type", tun.name())

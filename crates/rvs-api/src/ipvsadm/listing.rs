@@ -10,7 +10,7 @@ use super::resolve::Resolver;
 use crate::ipvsadm::Format;
 use crate::types::{
     ConnInfo, DaemonConfig, DestInfo, ForwardMethod, Info, Protocol, ServiceInfo, ServiceKey,
-    Timeouts, TunnelCsum, TunnelType,
+    Timeouts, TunnelCsum, TunnelKind,
 };
 
 /// `print_largenum`: 9 columns, K/M/G/T abbreviations above 10^8, or exact with `--exact`.
@@ -239,26 +239,26 @@ fn sched_flags_text(svc: &ServiceInfo) -> String {
     let mut v: Vec<&str> = Vec::new();
     match svc.config.scheduler.as_str() {
         "sh" => {
-            if f.flag1 {
+            if f.fallback {
                 v.push("sh-fallback");
             }
-            if f.flag2 {
+            if f.port {
                 v.push("sh-port");
             }
         }
         "mh" => {
-            if f.flag1 {
+            if f.fallback {
                 v.push("mh-fallback");
             }
-            if f.flag2 {
+            if f.port {
                 v.push("mh-port");
             }
         }
         _ => {
-            if f.flag1 {
+            if f.fallback {
                 v.push("flag-1");
             }
-            if f.flag2 {
+            if f.port {
                 v.push("flag-2");
             }
             if f.flag3 {
@@ -355,10 +355,10 @@ fn tun_flag_opt(c: TunnelCsum) -> &'static str {
 
 fn tun_info(m: &ForwardMethod) -> Option<String> {
     match m {
-        ForwardMethod::Tunnel(t) => Some(match t.tun_type {
-            TunnelType::Ipip => "ipip".to_owned(),
-            TunnelType::Gue => format!("gue:{}:{}", t.port, tun_flag(t.csum)),
-            TunnelType::Gre => format!("gre:{}", tun_flag(t.csum)),
+        ForwardMethod::Tunnel(t) => Some(match t.kind {
+            TunnelKind::Ipip => "ipip".to_owned(),
+            TunnelKind::Gue => format!("gue:{}:{}", t.port, tun_flag(t.csum)),
+            TunnelKind::Gre => format!("gre:{}", tun_flag(t.csum)),
         }),
         _ => None,
     }
@@ -458,8 +458,8 @@ fn service_entry_ext(
         if f.rule {
             let sw = fwd_switch(&dc.method);
             match dc.method {
-                ForwardMethod::Tunnel(t) => match t.tun_type {
-                    TunnelType::Gre => {
+                ForwardMethod::Tunnel(t) => match t.kind {
+                    TunnelKind::Gre => {
                         let _ = write!(
                             out,
                             "-a {name} -r {dname} {sw} -w {} --tun-type gre {}",
@@ -467,7 +467,7 @@ fn service_entry_ext(
                             tun_flag_opt(t.csum)
                         );
                     }
-                    TunnelType::Gue => {
+                    TunnelKind::Gue => {
                         let _ = write!(
                             out,
                             "-a {name} -r {dname} {sw} -w {} --tun-type gue --tun-port {} {}",
@@ -476,7 +476,7 @@ fn service_entry_ext(
                             tun_flag_opt(t.csum)
                         );
                     }
-                    TunnelType::Ipip => {
+                    TunnelKind::Ipip => {
                         let _ = write!(
                             out,
                             "-a {name} -r {dname} {sw} -w {} --tun-type ipip",

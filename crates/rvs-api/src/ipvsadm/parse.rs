@@ -23,8 +23,8 @@ use super::{
     MAX_TIMEOUT,
 };
 use crate::types::{
-    Command, DaemonConfig, DaemonState, DestConfig, ForwardMethod, Persistence, Protocol,
-    SchedFlags, ServiceConfig, ServiceKey, Timeouts, TunnelConfig, TunnelCsum, TunnelType,
+    Command, DaemonConfig, DaemonState, DestSpec, ForwardMethod, Persistence, Protocol, SchedFlags,
+    ServiceKey, ServiceSpec, Timeouts, TunnelConfig, TunnelCsum, TunnelKind,
 };
 
 /// Parses one ipvsadm command line (`args` excludes argv[0]). An empty line means `-L`.
@@ -127,7 +127,7 @@ struct Dest {
     weight: u32,
     u_threshold: u32,
     l_threshold: u32,
-    tun_type: TunnelType,
+    tun_type: TunnelKind,
     tun_port: u16,
     /// IP_VS_TUNNEL_ENCAP_FLAG_* bits (CSUM 1, REMCSUM 2).
     tun_flags: u8,
@@ -182,7 +182,7 @@ impl Line {
                 weight: DEF_WEIGHT,
                 u_threshold: 0,
                 l_threshold: 0,
-                tun_type: TunnelType::Ipip,
+                tun_type: TunnelKind::Ipip,
                 tun_port: 0,
                 tun_flags: 0,
             },
@@ -196,7 +196,7 @@ impl Line {
                 mcast_ttl: 0,
             },
             format: Format::default(),
-            timeouts: Timeouts::default(),
+            timeouts: Timeouts::UNCHANGED,
         }
     }
 }
@@ -317,9 +317,9 @@ impl Line {
             }
             Opt::TunType => {
                 dest.tun_type = match arg {
-                    "ipip" => TunnelType::Ipip,
-                    "gue" => TunnelType::Gue,
-                    "gre" => TunnelType::Gre,
+                    "ipip" => TunnelKind::Ipip,
+                    "gue" => TunnelKind::Gue,
+                    "gre" => TunnelKind::Gre,
                     _ => return Err(ParseError::fail("illegal tunnel type specified")),
                 };
             }
@@ -423,11 +423,11 @@ fn parse_sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, ParseError> {
     for flag in arg.split(',').filter(|s| !s.is_empty()) {
         let need = match flag {
             "flag-1" => {
-                f.flag1 = true;
+                f.fallback = true;
                 None
             }
             "flag-2" => {
-                f.flag2 = true;
+                f.port = true;
                 None
             }
             "flag-3" => {
@@ -435,19 +435,19 @@ fn parse_sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, ParseError> {
                 None
             }
             "sh-fallback" => {
-                f.flag1 = true;
+                f.fallback = true;
                 Some("sh")
             }
             "sh-port" => {
-                f.flag2 = true;
+                f.port = true;
                 Some("sh")
             }
             "mh-fallback" => {
-                f.flag1 = true;
+                f.fallback = true;
                 Some("mh")
             }
             "mh-port" => {
-                f.flag2 = true;
+                f.port = true;
                 Some("mh")
             }
             _ => {
@@ -609,7 +609,7 @@ fn service_key(svc: &Svc) -> ServiceKey {
     }
 }
 
-fn service_config(svc: &Svc, key: ServiceKey) -> ServiceConfig {
+fn service_config(svc: &Svc, key: ServiceKey) -> ServiceSpec {
     let persistence = svc.persistent.then(|| Persistence {
         timeout_s: svc.timeout,
         netmask: if key.is_ipv6() {
@@ -624,7 +624,7 @@ fn service_config(svc: &Svc, key: ServiceKey) -> ServiceConfig {
             IpAddr::V4(Ipv4Addr::from(svc.netmask))
         },
     });
-    ServiceConfig {
+    ServiceSpec {
         key,
         scheduler: svc.sched.clone(),
         sched_flags: svc.flags,
@@ -634,8 +634,8 @@ fn service_config(svc: &Svc, key: ServiceKey) -> ServiceConfig {
     }
 }
 
-fn dest_config(d: &Dest) -> DestConfig {
-    DestConfig {
+fn dest_config(d: &Dest) -> DestSpec {
+    DestSpec {
         addr: d.addr,
         port: d.port,
         weight: d.weight,
@@ -643,7 +643,7 @@ fn dest_config(d: &Dest) -> DestConfig {
             Fwd::Masq => ForwardMethod::Masq,
             Fwd::Route => ForwardMethod::Route,
             Fwd::Tunnel => ForwardMethod::Tunnel(TunnelConfig {
-                tun_type: d.tun_type,
+                kind: d.tun_type,
                 port: d.tun_port,
                 csum: match d.tun_flags {
                     0 => TunnelCsum::NoCsum,

@@ -217,8 +217,8 @@ pub fn format(services: &[ServiceInfo]) -> String {
 /// written as [`format`] writes services and real servers; `-D`, `-d` and `-C` name what they remove. `-Z`,
 /// `--set` and queries are not part of a rules file and write nothing; a batch writes its commands in order.
 pub fn change_lines(cmd: &Command, out: &mut String) {
-    use crate::types::{DestInfo, ServiceConfig, ServiceKey};
-    let service = |key: ServiceKey| ServiceConfig {
+    use crate::types::{DestInfo, ServiceKey, ServiceSpec};
+    let service = |key: ServiceKey| ServiceSpec {
         key,
         scheduler: "wlc".into(),
         sched_flags: Default::default(),
@@ -226,7 +226,7 @@ pub fn change_lines(cmd: &Command, out: &mut String) {
         one_packet: false,
         pe: None,
     };
-    let info = |config: ServiceConfig, dests: Vec<DestInfo>| ServiceInfo {
+    let info = |config: ServiceSpec, dests: Vec<DestInfo>| ServiceInfo {
         config,
         stats: Default::default(),
         rates: Default::default(),
@@ -275,7 +275,7 @@ pub fn change_lines(cmd: &Command, out: &mut String) {
             port,
         } => {
             // "-a <name> -r <server> <method> -w ...": up to the server.
-            let d = crate::types::DestConfig {
+            let d = crate::types::DestSpec {
                 addr: *addr,
                 port: *port,
                 weight: 0,

@@ -45,6 +45,8 @@ fn method_flags(method: ForwardMethod) -> u32 {
         ForwardMethod::Masq => flags::MASQ,
         ForwardMethod::Route => flags::DROUTE,
         ForwardMethod::Tunnel(_) => flags::TUNNEL,
+        ForwardMethod::Local => flags::LOCALNODE,
+        ForwardMethod::Bypass => flags::BYPASS,
     }
 }
 

@@ -81,16 +81,7 @@ pub struct SchedInput {
     pub random: u64,
 }
 
-/// Scheduler flags (`-b` / `--sched-flags`), IPVS's IP_VS_SVC_F_SCHED1..3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SchedFlags {
-    /// sh-fallback / mh-fallback (flag-1).
-    pub fallback: bool,
-    /// sh-port / mh-port (flag-2).
-    pub port: bool,
-    /// flag-3 (unused by the stock schedulers, kept for round trips).
-    pub flag3: bool,
-}
+pub use crate::service::SchedFlags;
 
 /// Error creating a scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

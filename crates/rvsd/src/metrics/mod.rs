@@ -665,7 +665,7 @@ impl HealthView for KeepalivedHealth {
         let mut out = Vec::new();
         for vs in &status {
             for k in &vs.keys {
-                let key = crate::mapping::key_in(*k);
+                let key = *k;
                 for rs in &vs.real_servers {
                     out.push((key, rs.addr, rs.port, rs.state.clone()));
                 }
@@ -700,7 +700,7 @@ fn encode_health(
     let rows = || {
         status.iter().flat_map(|vs| {
             vs.keys.iter().flat_map(move |k| {
-                let key = crate::mapping::key_in(*k);
+                let key = *k;
                 vs.real_servers.iter().map(move |rs| (key, rs))
             })
         })
