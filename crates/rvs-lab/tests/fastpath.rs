@@ -564,3 +564,188 @@ fn an_egress_that_drops_redirected_frames_is_left_to_the_slow_path() {
             .contains("transmits redirected XDP frames again")
     );
 }
+
+/// A bpffs of the test's own, in a directory only it uses (rvsd runs under `ip netns exec`, whose fresh /sys hides
+/// /sys/fs/bpf; a bpffs mounted by rvsd itself would die with its mount namespace). Unmounted on drop, which also
+/// releases whatever is still pinned in it.
+struct BpfFs(std::path::PathBuf);
+
+impl BpfFs {
+    fn mount(tag: &str) -> BpfFs {
+        let dir =
+            std::path::PathBuf::from(format!("/run/rvs-test-bpf-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mounting a bpffs at {}", dir.display());
+        BpfFs(dir)
+    }
+
+    /// rvsd's pin directory inside it.
+    fn pins(&self) -> std::path::PathBuf {
+        self.0.join("rvsd")
+    }
+
+    fn pinned(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.pins())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn pinned_lab(test: &str, bpf: &BpfFs) -> Option<Lab> {
+    let pins = bpf.pins().display().to_string();
+    fast_lab(
+        test,
+        &[
+            "--fast-path",
+            "xdp",
+            "--metrics",
+            METRICS,
+            "--fast-path-pin-dir",
+            &pins,
+        ],
+    )
+}
+
+fn xdp_attached(lab: &Lab) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["-n", &lab.director(), "link", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+/// A planned restart (SIGUSR2) leaves the program attached with its links and maps pinned: the established
+/// connection keeps flowing in XDP while no rvsd runs; the next rvsd takes the map and the links over (the flow
+/// stays on the fast path and what was forwarded meanwhile is counted); a stop then removes every pin.
+#[test]
+fn a_planned_restart_keeps_fast_path_flows_and_a_stop_removes_every_pin() {
+    if !testing::lab_available("fastpath_handover") {
+        return;
+    }
+    let bpf = BpfFs::mount("handover");
+    let Some(mut lab) = pinned_lab("fastpath_handover", &bpf) else {
+        return;
+    };
+    let (mut c, _) = warm_conn(&lab);
+    assert!(burst(&lab, &mut c, 30) < 15, "on the fast path");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, in_before, _) = service_stats(&lab);
+    let status = lab.hand_over_rvsd().unwrap();
+    assert!(status.contains("75"), "exit after a hand-over: {status}");
+    assert!(
+        xdp_attached(&lab),
+        "the program stays attached for the next rvsd"
+    );
+    let pinned = bpf.pinned();
+    assert!(
+        pinned.iter().filter(|p| p.starts_with("link_")).count() == 2
+            && pinned.contains(&"rvs_flows".to_owned()),
+        "{pinned:?}"
+    );
+    // No rvsd at all: the pinned program forwards the established connection on its own.
+    const GAP: usize = 20;
+    for i in 0..GAP {
+        c.get(false).unwrap_or_else(|e| {
+            panic!(
+                "request {i} with no rvsd running: {e}\n{}",
+                lab.rvsd_log_text()
+            )
+        });
+    }
+    lab.start_rvsd().unwrap();
+    let log = lab.rvsd_log_text();
+    assert!(
+        log.contains("fast path taken over from the previous rvsd")
+            && log.contains("connections=1"),
+        "{log}"
+    );
+    assert!(
+        !bpf.pinned().iter().any(|p| p.starts_with("link_")),
+        "the links belong to the running rvsd again: {:?}",
+        bpf.pinned()
+    );
+    assert_eq!(metric(&lab, "rvs_fastpath_connections"), 1.0);
+    assert!(
+        burst(&lab, &mut c, 30) < 15,
+        "still on the fast path after the restart"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, inpkts, outpkts) = service_stats(&lab);
+    assert!(
+        inpkts >= (GAP + 30) as u64 && outpkts >= (GAP + 30) as u64,
+        "the requests forwarded while no rvsd ran are counted: in {inpkts} out {outpkts}"
+    );
+    // ... once: the previous run credited its own packets (in_before; they are not handed over: a new rvsd's counters
+    // start at zero) and cleared them. Each request is at most two packets in (the request, an ACK).
+    assert!(
+        inpkts <= 2 * (GAP + 30) as u64 + 10,
+        "packets of the previous run ({in_before}) counted again: in {inpkts}"
+    );
+    assert_eq!(conn_states(&lab), ["ESTABLISHED"]);
+    lab.stop_rvsd().unwrap();
+    assert!(!xdp_attached(&lab), "a stop detaches");
+    assert!(
+        bpf.pinned().is_empty(),
+        "a stop removes every pin: {:?}",
+        bpf.pinned()
+    );
+}
+
+/// A crash (SIGKILL) cannot unpin: its links die with it (nothing stays attached) but its maps stay pinned; the
+/// next start (no hand-over) removes them and starts with new, empty maps.
+#[test]
+fn a_start_after_a_crash_removes_what_the_last_run_pinned() {
+    if !testing::lab_available("fastpath_crash_pins") {
+        return;
+    }
+    let bpf = BpfFs::mount("crash");
+    let Some(mut lab) = pinned_lab("fastpath_crash_pins", &bpf) else {
+        return;
+    };
+    let (mut c, _) = warm_conn(&lab);
+    assert!(burst(&lab, &mut c, 30) < 15, "on the fast path");
+    use std::os::unix::fs::MetadataExt;
+    let inode = |bpf: &BpfFs| std::fs::metadata(bpf.pins().join("rvs_flows")).map(|m| m.ino());
+    let before = inode(&bpf).unwrap();
+    lab.crash_rvsd().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!xdp_attached(&lab), "a crash leaves nothing attached");
+    assert_eq!(
+        inode(&bpf).unwrap(),
+        before,
+        "the crashed run's map is still pinned"
+    );
+    lab.start_rvsd().unwrap();
+    let log = lab.rvsd_log_text();
+    assert!(
+        log.contains("removed the fast-path pins a previous rvsd left"),
+        "{log}"
+    );
+    assert!(!log.contains("taken over"), "{log}");
+    assert_ne!(
+        inode(&bpf).unwrap(),
+        before,
+        "a new map, not the crashed run's"
+    );
+    assert_eq!(metric(&lab, "rvs_fastpath_connections"), 0.0);
+    lab.stop_rvsd().unwrap();
+    assert!(bpf.pinned().is_empty(), "{:?}", bpf.pinned());
+}

@@ -1,10 +1,13 @@
 //! Loading, attaching and driving the XDP program.
 
 use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
 
 use aya::maps::xdp::{DevMapHash, XdpMapError};
-use aya::maps::{HashMap, MapData, MapError, PerCpuArray};
-use aya::programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId};
+use aya::maps::{HashMap, MapData, MapError, MapInfo, PerCpuArray};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::{XdpLink, XdpLinkId};
+use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::maps::{Flow, FlowCounters, FlowKey, STAT_COUNT, Stat};
@@ -41,6 +44,26 @@ pub enum Error {
     Full,
     #[error("BPF_PROG_TEST_RUN: {0}")]
     TestRun(std::io::Error),
+    #[error("pinned {what} at {path}: {source}")]
+    Pin {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the pinned flow map at {path} does not fit this build (key {key} B, value {value} B, {entries} entries)"
+    )]
+    PinnedIncompatible {
+        path: PathBuf,
+        key: u32,
+        value: u32,
+        entries: u32,
+    },
+}
+
+fn pin_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_owned();
+    move |source| Error::Pin { what, path, source }
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> Error {
@@ -48,18 +71,30 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> Error {
 }
 
 /// Load options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Entries of the flow map (two per connection). Preallocated by the kernel: about 200 bytes each.
     pub max_flow_entries: u32,
+    /// A directory on a bpffs where the maps are pinned (reused when already there: a take-over) and where
+    /// [`FastPath::persist`] pins the links. None: nothing is pinned, everything dies with the process.
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             max_flow_entries: 65_536,
+            pin_dir: None,
         }
     }
+}
+
+/// The names pinned in a pin directory: the three maps, and one link per interface (`link_<ifindex>`).
+const PINNED_MAPS: [&str; 3] = [FLOWS, TX_PORTS, STATS];
+const LINK_PREFIX: &str = "link_";
+
+fn link_pin(dir: &Path, ifindex: u32) -> PathBuf {
+    dir.join(format!("{LINK_PREFIX}{ifindex}"))
 }
 
 /// Which of the object's programs (the empty one is the comparison for instruction and time figures).
@@ -94,13 +129,17 @@ pub struct Attachment {
     link: XdpLinkId,
 }
 
-/// The loaded program and its maps. Dropping it detaches and unloads everything (nothing is pinned).
+/// The loaded program and its maps. Dropping it detaches and unloads everything, except what
+/// [`FastPath::persist`] pinned (and the maps pinned in [`Options::pin_dir`]).
 pub struct FastPath {
     ebpf: Ebpf,
     flows: HashMap<MapData, FlowKey, Flow>,
     tx_ports: DevMapHash<MapData>,
     stats: PerCpuArray<MapData, u64>,
     attached: Vec<Attachment>,
+    pin_dir: Option<PathBuf>,
+    /// Links pinned by [`FastPath::persist`] (kept so their pins are not dropped twice).
+    persisted: Vec<PinnedLink>,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -112,11 +151,70 @@ impl std::fmt::Debug for FastPath {
 }
 
 impl FastPath {
-    /// Load the program and create its maps (needs CAP_BPF / root). Nothing is attached yet.
+    /// Remove every pin in `dir` that a fast path leaves there (links first: that detaches their programs; then the
+    /// maps). For a start that must not take anything over: after a crash, or a stop that left pins. Returns how
+    /// many were removed; a missing directory is none.
+    pub fn clear_pins(dir: &Path) -> Result<usize, Error> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(pin_err("directory", dir)(e)),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with(LINK_PREFIX) || PINNED_MAPS.contains(&n.as_str()))
+            .collect();
+        names.sort_by_key(|n| !n.starts_with(LINK_PREFIX)); // links first
+        for n in &names {
+            let p = dir.join(n);
+            std::fs::remove_file(&p).map_err(pin_err("object", &p))?;
+        }
+        Ok(names.len())
+    }
+
+    /// Whether `dir` holds pinned links (a fast path left attached by a planned restart).
+    pub fn has_pinned_links(dir: &Path) -> bool {
+        std::fs::read_dir(dir).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with(LINK_PREFIX))
+        })
+    }
+
+    /// Load the program and create its maps (needs CAP_BPF / root). Nothing is attached yet. With a pin
+    /// directory the maps already pinned there are reused, entries and all (a take-over), and missing ones are
+    /// created and pinned.
     pub fn load(opts: Options) -> Result<Self, Error> {
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(FLOWS, opts.max_flow_entries.max(2))
-            .load(crate::PROGRAM_OBJECT)?;
+        let entries = opts.max_flow_entries.max(2);
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(FLOWS, entries);
+        let pins: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(pin_err("directory", dir))?;
+                let flows = dir.join(FLOWS);
+                if flows.exists() {
+                    let info = MapInfo::from_pin(&flows).map_err(map_err(FLOWS))?;
+                    let (key, value, n) = (info.key_size(), info.value_size(), info.max_entries());
+                    if key as usize != size_of::<FlowKey>()
+                        || value as usize != size_of::<Flow>()
+                        || n != entries
+                    {
+                        return Err(Error::PinnedIncompatible {
+                            path: flows,
+                            key,
+                            value,
+                            entries: n,
+                        });
+                    }
+                }
+                PINNED_MAPS.iter().map(|m| (*m, dir.join(m))).collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(crate::PROGRAM_OBJECT)?;
         for name in [MAIN, EMPTY] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
@@ -141,6 +239,8 @@ impl FastPath {
             tx_ports,
             stats,
             attached: Vec::new(),
+            pin_dir: opts.pin_dir,
+            persisted: Vec::new(),
         })
     }
 
@@ -158,14 +258,70 @@ impl FastPath {
 
     /// Attach the fast path natively (driver mode, through a bpf_link) to `ifindex` and make it an egress too.
     /// Fails where the driver has no native XDP; nothing is then attached to it.
+    /// A link pinned for `ifindex` in the pin directory (a planned restart's) is taken over instead: its program
+    /// is replaced by this one atomically (BPF_LINK_UPDATE: no packet sees the interface without a program) and
+    /// its pin removed (the link lives as long as this process again).
     pub fn attach(&mut self, ifindex: u32) -> Result<(), Error> {
         self.add_egress(ifindex)?;
-        let link = self
-            .program(Program::FastPath)?
-            .attach_to_if_index(ifindex, XdpMode::Driver)
-            .map_err(|source| Error::Attach { ifindex, source })?;
+        let pinned = self
+            .pin_dir
+            .as_deref()
+            .map(|d| link_pin(d, ifindex))
+            .filter(|p| p.exists());
+        let link = match pinned {
+            Some(path) => {
+                let adopted = PinnedLink::from_pin(&path)
+                    .map_err(|e| pin_err("link", &path)(std::io::Error::other(e)))?;
+                let fd_link = adopted.unpin().map_err(pin_err("link", &path))?;
+                let xdp_link = XdpLink::try_from(fd_link)
+                    .map_err(|e| pin_err("link", &path)(std::io::Error::other(e)))?;
+                self.program(Program::FastPath)?
+                    .attach_to_link(xdp_link)
+                    .map_err(|source| Error::Attach { ifindex, source })?
+            }
+            None => self
+                .program(Program::FastPath)?
+                .attach_to_if_index(ifindex, XdpMode::Driver)
+                .map_err(|source| Error::Attach { ifindex, source })?,
+        };
         self.attached.push(Attachment { ifindex, link });
         Ok(())
+    }
+
+    /// A planned restart: pin every link in the pin directory, so the program stays attached and keeps forwarding
+    /// the flows in its (pinned) map after this process exits, until the next one takes it over. Returns the
+    /// number of links pinned (0 without a pin directory: nothing can outlive the process).
+    pub fn persist(&mut self) -> Result<usize, Error> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return Ok(0);
+        };
+        let links: Vec<Attachment> = std::mem::take(&mut self.attached);
+        let mut n = 0;
+        for a in links {
+            let path = link_pin(&dir, a.ifindex);
+            let owned = self
+                .program(Program::FastPath)?
+                .take_link(a.link)
+                .map_err(|source| Error::Program { name: MAIN, source })?;
+            let fd_link = FdLink::try_from(owned)
+                .map_err(|e| pin_err("link", &path)(std::io::Error::other(e)))?;
+            let pinned = fd_link
+                .pin(&path)
+                .map_err(|e| pin_err("link", &path)(std::io::Error::other(e)))?;
+            self.persisted.push(pinned);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A stop for good: detach from every interface and remove every pin (maps and links) from the pin directory.
+    pub fn unpin_all(&mut self) -> Result<usize, Error> {
+        self.detach_all();
+        self.persisted.clear();
+        match &self.pin_dir {
+            Some(dir) => Self::clear_pins(dir),
+            None => Ok(0),
+        }
     }
 
     /// Detach from every interface (the maps stay).
@@ -219,6 +375,11 @@ impl FastPath {
                 source: e,
             }),
         }
+    }
+
+    /// `key`'s entry as it is now (None: none, or it cannot be read).
+    pub fn entry(&self, key: &FlowKey) -> Option<Flow> {
+        self.flows.get(key, 0).ok()
     }
 
     /// The counters of `key`'s entry (None: no entry).

@@ -12,8 +12,10 @@
 //! malformed headers. Checksums are updated incrementally (RFC 1624) and are only right for complete checksums, as a
 //! NIC delivers them (see crates/rvs-xdp/README.md on CHECKSUM_PARTIAL senders).
 //!
-//! Nothing is pinned: the maps and the program live as long as the [`FastPath`] (its file descriptors), and the
-//! attachments are bpf_links, so a process that dies, even by SIGKILL, leaves nothing behind.
+//! Without a pin directory nothing is pinned: the maps and the program live as long as the [`FastPath`] (its file
+//! descriptors), and the attachments are bpf_links, so a process that dies, even by SIGKILL, leaves nothing behind.
+//! With one ([`Options::pin_dir`]) the maps are pinned and a planned restart pins the links too
+//! ([`FastPath::persist`]), so the next process takes the fast path over without a gap.
 
 mod fastpath;
 pub mod features;

@@ -221,6 +221,15 @@ impl FlowKey {
         SocketAddr::new(addr_of(&self.daddr, self.family), u16::from_be(self.dport))
     }
 
+    /// The transport protocol (None: a value this crate never writes).
+    pub fn proto(&self) -> Option<L4> {
+        match self.proto {
+            6 => Some(L4::Tcp),
+            17 => Some(L4::Udp),
+            _ => None,
+        }
+    }
+
     fn addr_len(&self) -> usize {
         if self.family == 4 { 4 } else { 16 }
     }
@@ -301,6 +310,14 @@ impl Flow {
         })
     }
 
+    /// The same entry with its counters and last-seen at zero.
+    pub fn without_counters(mut self) -> Self {
+        self.packets = 0;
+        self.bytes = 0;
+        self.last_seen_ns = 0;
+        self
+    }
+
     /// The counters the program keeps in this entry.
     pub fn counters(&self) -> FlowCounters {
         FlowCounters {
@@ -308,6 +325,20 @@ impl Flow {
             bytes: self.bytes,
             last_seen_ns: self.last_seen_ns,
         }
+    }
+
+    /// Where packets of `key` (this entry's key) leave to: (new source, new destination).
+    pub fn rewrite(&self, key: &FlowKey) -> (SocketAddr, SocketAddr) {
+        (
+            SocketAddr::new(
+                addr_of(&self.new_saddr, key.family),
+                u16::from_be(self.new_sport),
+            ),
+            SocketAddr::new(
+                addr_of(&self.new_daddr, key.family),
+                u16::from_be(self.new_dport),
+            ),
+        )
     }
 
     /// The egress interface.

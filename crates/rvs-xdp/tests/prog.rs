@@ -24,6 +24,7 @@ fn fast_path(test: &str) -> Option<FastPath> {
     Some(
         FastPath::load(Options {
             max_flow_entries: 1024,
+            ..Options::default()
         })
         .unwrap_or_else(|e| panic!("{test}: loading the fast path: {e}")),
     )
@@ -695,6 +696,7 @@ fn a_full_map_refuses_and_keeps_what_it_has() {
     };
     let mut fp = FastPath::load(Options {
         max_flow_entries: 2,
+        ..Options::default()
     })
     .unwrap();
     let a = connection(

@@ -68,6 +68,12 @@ pub struct Args {
     /// Entries of the fast-path map (two per connection; beyond, connections stay on the slow path).
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     pub fast_path_entries: u32,
+    /// A directory on a bpffs (e.g. /sys/fs/bpf/rvsd) for the fast path's maps and, at a planned restart
+    /// (SIGUSR2), its links: the program keeps forwarding established connections while no rvsd runs and the next
+    /// rvsd takes them over. A stop (SIGTERM) removes every pin; a start after a crash removes what was left.
+    /// Without it nothing outlives rvsd.
+    #[arg(long, value_name = "DIR")]
+    pub fast_path_pin_dir: Option<std::path::PathBuf>,
     /// Data-plane worker threads, one TUN queue each [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,

@@ -112,6 +112,15 @@ fn ifindex(name: &str) -> std::io::Result<u32> {
     }
 }
 
+/// Whether a start may take over what a previous rvsd pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// The previous rvsd handed its table over (planned restart): reuse its pinned maps and links.
+    Adopt,
+    /// First start, after a stop, or after a crash: remove whatever is pinned and start empty.
+    Fresh,
+}
+
 /// Why the fast path could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -122,15 +131,40 @@ pub enum StartError {
 }
 
 impl FastPathCtl {
-    /// Load the program and attach it natively to `ifaces`. Nothing stays attached on error.
+    /// Load the program and attach it natively to `ifaces`. Nothing stays attached on error. With a pin directory,
+    /// `takeover` says whether the previous rvsd's pinned maps and links are taken over (their entries become this
+    /// run's connections, checked against the core at the first sync) or removed first.
     pub fn start(
         ifaces: &[&str],
         hops: Arc<NextHops>,
         max_entries: u32,
+        pin_dir: Option<&std::path::Path>,
+        takeover: Takeover,
     ) -> Result<Self, StartError> {
-        let mut fp = FastPath::load(rvs_xdp::Options {
+        if let (Some(dir), Takeover::Fresh) = (pin_dir, takeover) {
+            let n = FastPath::clear_pins(dir)?;
+            if n > 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    removed = n,
+                    "removed the fast-path pins a previous rvsd left (no hand-over: it crashed or was stopped)"
+                );
+            }
+        }
+        let opts = rvs_xdp::Options {
             max_flow_entries: max_entries,
-        })?;
+            pin_dir: pin_dir.map(std::path::Path::to_path_buf),
+        };
+        let mut fp = match FastPath::load(opts.clone()) {
+            Err(e @ rvs_xdp::Error::PinnedIncompatible { .. }) => {
+                tracing::warn!(error = %e, "not taking the fast path over: starting it empty");
+                if let Some(dir) = pin_dir {
+                    FastPath::clear_pins(dir)?;
+                }
+                FastPath::load(opts)?
+            }
+            r => r?,
+        };
         let mut ports = Vec::new();
         for name in ifaces {
             let i = ifindex(name).map_err(|e| StartError::Interface((*name).to_owned(), e))?;
@@ -160,6 +194,7 @@ impl FastPathCtl {
             full_log: RateLimiter::new(1, 60_000),
         };
         probe_ports(&mut inner);
+        adopt(&mut inner);
         Ok(Self {
             inner: Mutex::new(inner),
             hops,
@@ -343,25 +378,46 @@ impl FastPathCtl {
         director.fast_path_reset();
     }
 
-    /// Detach the program from every interface (at shutdown, before the steering goes) and log what it did.
+    /// A planned restart (SIGUSR2): credit what was forwarded (the core's table is handed over after this), start
+    /// every entry's counters again from zero (the next rvsd credits from there), and pin the links: the program
+    /// keeps forwarding established connections until the next rvsd takes it over. Without a pin directory, or if
+    /// pinning fails, it detaches as a stop does.
+    pub fn persist(&self, director: &Director) {
+        self.sync(director);
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let keys: Vec<FlowKey> = inner.conns.values().flat_map(|m| [m.kin, m.kout]).collect();
+        for k in keys {
+            if let Some(f) = inner.fp.entry(&k) {
+                let _ = inner.fp.insert(&k, &f.without_counters());
+            }
+        }
+        match inner.fp.persist() {
+            Ok(0) => detach_and_log(
+                inner,
+                "fast path detached (no --fast-path-pin-dir: nothing outlives rvsd)",
+            ),
+            Ok(links) => tracing::info!(
+                links,
+                connections = inner.conns.len(),
+                "fast path left attached and pinned for the next rvsd (planned restart)"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "pinning the fast path failed: detaching it");
+                let _ = inner.fp.unpin_all();
+                detach_and_log(inner, "fast path detached");
+            }
+        }
+    }
+
+    /// A stop (at shutdown, before the steering goes): detach from every interface, remove every pin, log what the
+    /// program did.
     pub fn detach(&self) {
         let mut inner = self.lock();
-        inner.fp.detach_all();
-        let stats = inner.fp.stats().unwrap_or([0; rvs_xdp::STAT_COUNT]);
-        let forwarded = stats[Stat::Forwarded as usize];
-        let passed: u64 = stats.iter().sum::<u64>() - forwarded;
-        let reasons: Vec<String> = Stat::ALL
-            .iter()
-            .filter(|r| **r != Stat::Forwarded && stats[**r as usize] > 0)
-            .map(|r| format!("{}={}", r.name(), stats[*r as usize]))
-            .collect();
-        tracing::info!(
-            connections = inner.conns.len(),
-            forwarded,
-            passed,
-            reasons = %reasons.join(" "),
-            "fast path detached"
-        );
+        if let Err(e) = inner.fp.unpin_all() {
+            tracing::warn!(error = %e, "removing the fast path's pins failed");
+        }
+        detach_and_log(&mut inner, "fast path detached");
     }
 
     /// The interfaces the program redirects to, and whether it may now (false: they drop redirected frames).
@@ -405,6 +461,71 @@ impl FastPathCtl {
             self.offload(&mut inner, c, first);
         }
     }
+}
+
+/// Take the entries a previous rvsd left in a pinned map as this run's connections: an entry client -> VIP
+/// rewritten to client -> RIP whose reply entry (RIP -> client, rewritten to VIP -> client) is there too. Anything
+/// else is removed. Their counters start from zero (the previous rvsd credited and cleared them); the first sync
+/// drops those the core did not take over.
+fn adopt(inner: &mut Inner) {
+    let entries = inner.fp.entries();
+    if entries.is_empty() {
+        return;
+    }
+    let by_key: HashMap<FlowKey, Flow> = entries.iter().copied().collect();
+    let mut kept = std::collections::HashSet::new();
+    for (kin, fin) in &entries {
+        let (Some(proto), Some(rvs_xdp::Action::Masq)) = (kin.proto(), fin.action()) else {
+            continue;
+        };
+        let (client, vip) = (kin.src(), kin.dst());
+        let (new_src, rs) = fin.rewrite(kin);
+        if new_src != client || rs == vip {
+            continue;
+        }
+        let Ok(kout) = FlowKey::new(proto, rs, client) else {
+            continue;
+        };
+        let Some(fout) = by_key.get(&kout) else {
+            continue;
+        };
+        if fout.rewrite(&kout) != (vip, client) {
+            continue;
+        }
+        let c = FastConn {
+            protocol: proto as u8,
+            caddr: client.ip(),
+            cport: client.port(),
+            vaddr: vip.ip(),
+            vport: vip.port(),
+            daddr: rs.ip(),
+            dport: rs.port(),
+            method: ForwardMethod::Masq,
+        };
+        inner.conns.insert(
+            c,
+            Managed {
+                kin: *kin,
+                kout,
+                egress: [fin.ifindex(), fout.ifindex()],
+                credited_in: FlowCounters::default(),
+                credited_out: FlowCounters::default(),
+            },
+        );
+        kept.insert(*kin);
+        kept.insert(kout);
+    }
+    let mut stale = 0;
+    for (k, _) in &entries {
+        if !kept.contains(k) && inner.fp.remove(k).is_ok() {
+            stale += 1;
+        }
+    }
+    tracing::info!(
+        connections = inner.conns.len(),
+        stale,
+        "fast path taken over from the previous rvsd"
+    );
 }
 
 /// Read every port's XDP features; say once when one stops or starts taking redirected frames. Returns the ports
@@ -455,6 +576,26 @@ fn probe_ports(inner: &mut Inner) -> (Vec<u32>, bool) {
         p.usable = now;
     }
     (lost, back)
+}
+
+/// Detach the program from every interface and log what it did.
+fn detach_and_log(inner: &mut Inner, what: &'static str) {
+    inner.fp.detach_all();
+    let stats = inner.fp.stats().unwrap_or([0; rvs_xdp::STAT_COUNT]);
+    let forwarded = stats[Stat::Forwarded as usize];
+    let passed: u64 = stats.iter().sum::<u64>() - forwarded;
+    let reasons: Vec<String> = Stat::ALL
+        .iter()
+        .filter(|r| **r != Stat::Forwarded && stats[**r as usize] > 0)
+        .map(|r| format!("{}={}", r.name(), stats[*r as usize]))
+        .collect();
+    tracing::info!(
+        connections = inner.conns.len(),
+        forwarded,
+        passed,
+        reasons = %reasons.join(" "),
+        "{what}"
+    );
 }
 
 fn credit_of(m: &Managed, lin: FlowCounters, lout: FlowCounters) -> FastCredit {

@@ -212,14 +212,24 @@ fn run(args: Args) -> anyhow::Result<Ending> {
     // The previous rvsd's connections (a planned restart or upgrade), before any packet is read. A state file that
     // cannot be read or a marker that cannot be written costs the hand-over, never the start.
     let state = handover::StateFile::new(args.state_file.clone(), &socket);
-    match state.start(&director) {
-        Ok(start) => state.log_start(&start),
-        Err(e) => tracing::warn!(
-            state = %state.path().display(),
-            error = %e,
-            "cannot take over a handed-over connection table: starting with an empty one"
-        ),
-    }
+    // The fast path's pinned maps and links are taken over exactly when the table is.
+    let takeover = match state.start(&director) {
+        Ok(start) => {
+            state.log_start(&start);
+            match start {
+                handover::Start::HandedOver { .. } => fastpath::Takeover::Adopt,
+                _ => fastpath::Takeover::Fresh,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(
+                state = %state.path().display(),
+                error = %e,
+                "cannot take over a handed-over connection table: starting with an empty one"
+            );
+            fastpath::Takeover::Fresh
+        }
+    };
 
     let vrrp = if vrrp_specs.is_empty() {
         None
@@ -252,7 +262,13 @@ fn run(args: Args) -> anyhow::Result<Ending> {
         }
         m => m,
     };
-    let fast = start_fast_path(&args, &daemon, Some(link_hops.clone()), &resolver_stop)?;
+    let fast = start_fast_path(
+        &args,
+        &daemon,
+        Some(link_hops.clone()),
+        takeover,
+        &resolver_stop,
+    )?;
     let hops = match args.tx {
         TxMode::Tun => None,
         TxMode::Link => Some(link_hops),
@@ -370,9 +386,13 @@ fn run(args: Args) -> anyhow::Result<Ending> {
     }
     notifier.notify("STOPPING=1\nSTATUS=stopping");
     tracing::info!("stopping");
-    // The fast path first: its packets go back to the slow path while the steering is still there.
+    // The fast path first: on a stop its packets go back to the slow path while the steering is still there; on a
+    // planned restart it stays attached (pinned) and keeps forwarding established connections for the next rvsd.
     if let Some(f) = &fast {
-        f.detach();
+        match ending {
+            Ending::HandedOver => f.persist(&director),
+            Ending::Stopped => f.detach(),
+        }
     }
     if let Some(v) = &vrrp {
         v.stop();
@@ -511,17 +531,27 @@ fn start_fast_path(
     args: &Args,
     daemon: &Daemon,
     hops: Option<Arc<nexthop::NextHops>>,
+    takeover: fastpath::Takeover,
     stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Option<Arc<fastpath::FastPathCtl>>> {
     if args.fast_path == FastPathMode::Off {
+        // A previous run's pins (a planned restart into a run without the fast path) would forward on their own.
+        if let Some(dir) = &args.fast_path_pin_dir {
+            rvs_xdp::FastPath::clear_pins(dir)
+                .with_context(|| format!("removing the fast path's pins in {}", dir.display()))?;
+        }
         return Ok(None);
     }
     let demanded = args.fast_path == FastPathMode::Xdp;
     let started = match (args.public_if.as_deref(), args.private_if.as_deref(), hops) {
-        (Some(p), Some(q), Some(h)) => {
-            fastpath::FastPathCtl::start(&[p, q], h, args.fast_path_entries)
-                .map_err(anyhow::Error::from)
-        }
+        (Some(p), Some(q), Some(h)) => fastpath::FastPathCtl::start(
+            &[p, q],
+            h,
+            args.fast_path_entries,
+            args.fast_path_pin_dir.as_deref(),
+            takeover,
+        )
+        .map_err(anyhow::Error::from),
         _ => Err(anyhow::anyhow!("it needs --public-if and --private-if")),
     };
     let ctl = match started {
