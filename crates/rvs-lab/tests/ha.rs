@@ -640,6 +640,94 @@ fn sync_group_moves_the_nat_pair_as_one() {
     lab.down().unwrap();
 }
 
+/// Director `k`'s effective priority of `instance`, from `rvsadm --json -L --daemon`.
+fn vrrp_priority(lab: &Lab, k: usize, instance: &str) -> Option<u64> {
+    let j: serde_json::Value =
+        serde_json::from_str(&lab.rvsadm_in(k, &["--json", "-L", "--daemon"]).ok()?).ok()?;
+    j["vrrp"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == instance)?["priority"]
+        .as_u64()
+}
+
+#[test]
+fn a_failing_vrrp_script_lowers_the_priority_and_moves_the_vip() {
+    // Director 1 reads keepalived.conf: VI_1 at priority 150 tracks a vrrp_script (weight -60, rise 2, fall 2)
+    // that succeeds while a flag file exists; director 2 runs VI_1 at priority 100 from --vrrp. The script failing
+    // takes director 1 to 90: director 2 preempts. The script back: director 1 at 150 preempts again.
+    let test = "a_failing_vrrp_script_lowers_the_priority_and_moves_the_vip";
+    if !testing::lab_available(test) {
+        return;
+    }
+    testing::reap_stale_test_labs();
+    let cfg = LabConfig {
+        real_servers: 1,
+        directors: 2,
+        rvsd: false,
+        rvsd_directors: 0,
+        ..LabConfig::unique("hs")
+    };
+    let mut lab = match Lab::up(cfg) {
+        Ok(l) => l,
+        Err(e) => panic!("{test}: building the lab failed: {e}"),
+    };
+    let flag = lab.state_dir.join("healthy");
+    std::fs::write(&flag, b"").unwrap();
+    let conf = lab.state_dir.join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "vrrp_script chk {{\n  script \"test -e {flag}\"\n  interval 0.5\n  weight -60\n  rise 2\n  fall 2\n}}\n\
+             vrrp_instance VI_1 {{\n  interface {pub_if}\n  virtual_router_id 51\n  priority 150\n  version 3\n  \
+             advert_int 0.3\n  virtual_ipaddress {{\n    {vip}\n  }}\n  track_script {{\n    chk\n  }}\n}}\n",
+            flag = flag.display(),
+            pub_if = lab::PUBLIC_IF,
+            vip = lab::VIP
+        ),
+    )
+    .unwrap();
+    lab.cfg.rvsd_args = vec!["--keepalived".into(), conf.display().to_string()];
+    lab.start_rvsd_in(1).unwrap();
+    lab.cfg.rvsd_args = vec![
+        "--vrrp".into(),
+        format!(
+            "name=VI_1,interface={},vrid=51,priority=100,address={},version=3,advert-int=0.3",
+            lab::PUBLIC_IF,
+            lab::VIP
+        ),
+    ];
+    lab.start_rvsd_in(2).unwrap();
+    let state = |lab: &Lab, k| vrrp_state(lab, k, "VI_1");
+    wait_for("director 1 master at 150", Duration::from_secs(10), || {
+        state(&lab, 1).as_deref() == Some("MASTER") && vrrp_priority(&lab, 1, "VI_1") == Some(150)
+    });
+    wait_for("director 2 backup", Duration::from_secs(3), || {
+        state(&lab, 2).as_deref() == Some("BACKUP")
+    });
+
+    std::fs::remove_file(&flag).unwrap();
+    let failed = Instant::now();
+    wait_for("director 2 master", Duration::from_secs(10), || {
+        state(&lab, 2).as_deref() == Some("MASTER")
+    });
+    eprintln!("script failing -> director 2 master after {:?} (fall 2 x 0.5 s, then the master-down interval)", failed.elapsed());
+    assert_eq!(vrrp_priority(&lab, 1, "VI_1"), Some(90));
+    wait_for("director 1 backup", Duration::from_secs(3), || {
+        state(&lab, 1).as_deref() == Some("BACKUP")
+    });
+
+    std::fs::write(&flag, b"").unwrap();
+    wait_for("director 1 master again", Duration::from_secs(10), || {
+        state(&lab, 1).as_deref() == Some("MASTER")
+    });
+    assert_eq!(vrrp_priority(&lab, 1, "VI_1"), Some(150));
+    wait_for("director 2 backup again", Duration::from_secs(3), || {
+        state(&lab, 2).as_deref() == Some("BACKUP")
+    });
+    lab.down().unwrap();
+}
+
 /// Sends `len` bytes of a pattern as `POST /echo` at about `rate` bytes/s, reads the echo and checks it is
 /// identical. Returns the bytes and the time taken.
 fn paced_echo(
