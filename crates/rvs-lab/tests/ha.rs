@@ -209,7 +209,12 @@ fn sync_daemons_and_a_connection_surviving_kill_9() {
     lab.down().unwrap();
 }
 
+/// An HA lab; its rvsd get `RVS_LAB_RVSD_ARGS` (the suite in another mode).
 fn ha_lab(test: &str, vrrp: &str) -> Option<Lab> {
+    ha_lab_with(test, vrrp, testing::extra_rvsd_args())
+}
+
+fn ha_lab_with(test: &str, vrrp: &str, rvsd_args: Vec<String>) -> Option<Lab> {
     if !testing::lab_available(test) {
         return None;
     }
@@ -220,6 +225,7 @@ fn ha_lab(test: &str, vrrp: &str) -> Option<Lab> {
         rvsd_directors: 2,
         ha: true,
         ha_vrrp: vrrp.into(),
+        rvsd_args,
         ..LabConfig::unique("hv")
     };
     match Lab::up(cfg) {
@@ -711,7 +717,10 @@ fn a_failing_vrrp_script_lowers_the_priority_and_moves_the_vip() {
     wait_for("director 2 master", Duration::from_secs(10), || {
         state(&lab, 2).as_deref() == Some("MASTER")
     });
-    eprintln!("script failing -> director 2 master after {:?} (fall 2 x 0.5 s, then the master-down interval)", failed.elapsed());
+    eprintln!(
+        "script failing -> director 2 master after {:?} (fall 2 x 0.5 s, then the master-down interval)",
+        failed.elapsed()
+    );
     assert_eq!(vrrp_priority(&lab, 1, "VI_1"), Some(90));
     wait_for("director 1 backup", Duration::from_secs(3), || {
         state(&lab, 1).as_deref() == Some("BACKUP")
@@ -725,6 +734,136 @@ fn a_failing_vrrp_script_lowers_the_priority_and_moves_the_vip() {
     wait_for("director 2 backup again", Duration::from_secs(3), || {
         state(&lab, 2).as_deref() == Some("BACKUP")
     });
+    lab.down().unwrap();
+}
+
+/// Packets that reached director `k`'s TUN (rvsd's slow path) so far.
+fn tun_packets(lab: &Lab, k: usize) -> u64 {
+    lab.ip(&lab.director_n(k), &["-j", "-s", "link", "show", "rvs0"])
+        .ok()
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(&o).ok())
+        .and_then(|v| v[0]["stats64"]["tx"]["packets"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn with_the_xdp_fast_path_sync_refreshes_and_failover_keeps_sessions() {
+    // --fast-path xdp on both directors: the session's packets are forwarded by XDP, never seen by the core, yet the
+    // core's last-seen is credited from the fast path (once a second), so the master's sync refreshes the
+    // connection: a backup started late learns it while only XDP forwards it. Then kill -9 of the master: the
+    // session continues through director 2, whose fast path takes it over too.
+    let Some(mut lab) = ha_lab_with(
+        "with_the_xdp_fast_path_sync_refreshes_and_failover_keeps_sessions",
+        "version=3,advert-int=0.3,preempt-delay=12",
+        vec!["--fast-path".into(), "xdp".into()],
+    ) else {
+        return;
+    };
+    let master_down = Duration::from_millis(900 + 180);
+    for k in 1..=2 {
+        assert!(
+            lab.rvsd_log_text_in(k).contains("XDP fast path attached"),
+            "director {k}: {}",
+            lab.rvsd_log_text_in(k)
+        );
+        service(&lab, k);
+    }
+    wait_master(&lab, &["VI_PUBLIC", "VI_GATEWAY"]);
+    // Director 2's backup daemon starts late, below.
+    lab.rvsadm_in(2, &["--stop-daemon", "backup"]).unwrap();
+    let (mut conn, first, local) = lab
+        .in_client(|| {
+            let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(10))?;
+            let r = c.get(false)?;
+            let local = c.local_addr()?;
+            Ok((c, r.who()?.0, local))
+        })
+        .unwrap();
+    let needle = format!("{}:{}", local.ip(), local.port());
+    std::thread::sleep(Duration::from_millis(500));
+    let tun_before = tun_packets(&lab, 1);
+    for _ in 0..100 {
+        ping(&mut conn).expect("keep-alive request");
+    }
+    let slow = tun_packets(&lab, 1) - tun_before;
+    assert!(
+        slow < 50,
+        "{slow} packets of 100 keep-alive requests went through director 1's TUN"
+    );
+    lab.rvsadm_in(
+        2,
+        &[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            lab::PRIVATE_IF,
+        ],
+    )
+    .unwrap();
+    let late = Instant::now();
+    let tun_late = tun_packets(&lab, 1);
+    let mut requests = 0u64;
+    loop {
+        let l = lab.rvsadm_in(2, &["-L", "-c", "-n"]).unwrap();
+        if l.lines()
+            .any(|x| x.contains(&needle) && x.contains("ESTABLISHED"))
+        {
+            break;
+        }
+        assert!(
+            late.elapsed() < Duration::from_secs(25),
+            "a late backup never learnt a connection the fast path forwards"
+        );
+        ping(&mut conn).expect("keep-alive request");
+        requests += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let slow_late = tun_packets(&lab, 1) - tun_late;
+    eprintln!(
+        "XDP: the late backup learnt the connection after {:?} ({requests} requests, {slow_late} packets through \
+         director 1's TUN meanwhile)",
+        late.elapsed()
+    );
+    assert!(
+        slow_late < requests,
+        "the requests went through the slow path ({slow_late} TUN packets for {requests} requests)"
+    );
+
+    let retrans_before = lab.in_client(|| Ok(retrans_segs())).unwrap();
+    lab.crash_rvsd_in(1).unwrap();
+    let killed = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut answers = 0;
+    while killed.elapsed() < Duration::from_secs(4) || answers < 5 {
+        let (who, took) = ping(&mut conn).expect("the session survives (no reset)");
+        assert_eq!(who, first, "same real server after failover");
+        worst = worst.max(took);
+        answers += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(killed.elapsed() < Duration::from_secs(30));
+    }
+    let retrans = lab.in_client(|| Ok(retrans_segs())).unwrap() - retrans_before;
+    eprintln!(
+        "XDP failover: longest stall {worst:?} (master down interval {master_down:?}), client TCP segments \
+         retransmitted: {retrans}"
+    );
+    assert_eq!(vrrp_state(&lab, 2, "VI_PUBLIC").as_deref(), Some("MASTER"));
+    assert!(
+        worst < master_down + Duration::from_secs(1),
+        "stall {worst:?}"
+    );
+    // Director 2's fast path serves the synced connection after the takeover.
+    std::thread::sleep(Duration::from_millis(500));
+    let tun2 = tun_packets(&lab, 2);
+    for _ in 0..100 {
+        ping(&mut conn).expect("keep-alive request after failover");
+    }
+    let slow2 = tun_packets(&lab, 2) - tun2;
+    eprintln!("XDP: {slow2} packets of 100 requests through director 2's TUN after the takeover");
+    assert!(
+        slow2 < 50,
+        "{slow2} packets of 100 requests went through director 2's TUN"
+    );
     lab.down().unwrap();
 }
 
