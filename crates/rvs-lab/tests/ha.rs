@@ -67,11 +67,19 @@ fn steer_to(lab: &Lab, k: usize, real_servers: usize) {
 }
 
 fn service(lab: &Lab, k: usize) {
-    lab.rvsadm_in(k, &["-A", "-t", SVC, "-s", "rr"]).unwrap();
+    let adm = |args: &[&str]| {
+        if let Err(e) = lab.rvsadm_in(k, args) {
+            panic!(
+                "director {k}: rvsadm {}: {e}\nits log:\n{}",
+                args.join(" "),
+                lab.rvsd_log_text_in(k)
+            );
+        }
+    };
+    adm(&["-A", "-t", SVC, "-s", "rr"]);
     for i in 1..=2 {
         let rs = format!("{}:80", lab::rip(i));
-        lab.rvsadm_in(k, &["-a", "-t", SVC, "-r", &rs, "-m"])
-            .unwrap();
+        adm(&["-a", "-t", SVC, "-r", &rs, "-m"]);
     }
 }
 
