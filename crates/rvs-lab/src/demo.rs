@@ -58,151 +58,209 @@ pub struct WirePairs {
     pub client_in: Seen,
 }
 
-/// Makes one HTTP connection from the client to `vip_port` while recording the client's, the director's private
-/// and every real server's interface; returns the four address pairs of that connection and the real server's name.
-pub fn trace_one_connection(lab: &Lab, vip_port: SocketAddr) -> Result<(WirePairs, String)> {
-    let mut caps = vec![
-        Capture::start(&lab.client(), lab::HOST_IF, 10_000)?,
-        Capture::start(&lab.director(), lab::PRIVATE_IF, 10_000)?,
-    ];
-    for i in 1..=lab.cfg.real_servers {
-        caps.push(Capture::start(&lab.rs(i), lab::HOST_IF, 10_000)?);
+/// One HTTP connection from the client, recorded by AF_PACKET captures in each namespace that matters.
+struct Traced {
+    /// What each capture saw, in the order the captures were given, then one per real server.
+    seen: Vec<Vec<Seen>>,
+    caddr: SocketAddrV4,
+    vaddr: SocketAddrV4,
+    /// The real server that answered (`rsN`) and its number.
+    name: String,
+    idx: usize,
+}
+
+/// Which way a packet crossed the interface it was captured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crossing {
+    Either,
+    Leaving,
+    Arriving,
+}
+
+impl Traced {
+    /// Makes one HTTP connection to `vip_port` while `caps` (started by the caller) and a capture on every real
+    /// server's interface record it.
+    fn connect(lab: &Lab, vip_port: SocketAddr, mut caps: Vec<Capture>) -> Result<Self> {
+        for i in 1..=lab.cfg.real_servers {
+            caps.push(Capture::start(&lab.rs(i), lab::HOST_IF, 10_000)?);
+        }
+        let outcome = lab.in_client(move || {
+            let mut conn = HttpConn::connect(vip_port, Duration::from_secs(5))?;
+            let local = conn.local_addr()?;
+            let resp = conn.get(true)?;
+            Ok((local, resp.who()?.0))
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let mut seen: Vec<Vec<Seen>> = Vec::new();
+        for c in caps {
+            seen.push(c.finish()?);
+        }
+        let (local, name) = outcome?;
+        let (SocketAddr::V4(caddr), SocketAddr::V4(vaddr)) = (local, vip_port) else {
+            return Err(LabError::Check(format!(
+                "the wire trace is IPv4 only (client {local}, VIP {vip_port})"
+            )));
+        };
+        let idx: usize = name
+            .strip_prefix("rs")
+            .and_then(|n| n.parse().ok())
+            .filter(|&i| (1..=lab.cfg.real_servers).contains(&i))
+            .ok_or_else(|| LabError::Check(format!("unknown real server {name:?}")))?;
+        Ok(Traced {
+            seen,
+            caddr,
+            vaddr,
+            name,
+            idx,
+        })
     }
-    let outcome = lab.in_client(move || {
-        let mut conn = HttpConn::connect(vip_port, Duration::from_secs(5))?;
-        let local = conn.local_addr()?;
-        let resp = conn.get(true)?;
-        Ok((local, resp.who()?.0))
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let mut seen: Vec<Vec<Seen>> = Vec::new();
-    for c in caps {
-        seen.push(c.finish()?);
-    }
-    let (local, name) = outcome?;
-    let SocketAddr::V4(caddr) = local else {
-        return Err(LabError::Check(format!(
-            "client address {local} is not IPv4"
-        )));
-    };
-    let SocketAddr::V4(vaddr) = vip_port else {
-        return Err(LabError::Check(format!("VIP {vip_port} is not IPv4")));
-    };
-    let idx: usize = name
-        .strip_prefix("rs")
-        .and_then(|n| n.parse().ok())
-        .filter(|&i| (1..=lab.cfg.real_servers).contains(&i))
-        .ok_or_else(|| LabError::Check(format!("unknown real server {name:?}")))?;
-    let raddr = SocketAddrV4::new(lab::rip(idx), vaddr.port());
-    let find = |list: &[Seen], src: SocketAddrV4, dst: SocketAddrV4, what: &str| {
-        list.iter()
-            .find(|s| s.protocol == 6 && s.src == src && s.dst == dst)
+
+    /// The TCP packet `src -> dst` in capture `cap`, crossing its interface as `way` says.
+    fn find(
+        &self,
+        cap: usize,
+        way: Crossing,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        what: &str,
+    ) -> Result<Seen> {
+        self.seen[cap]
+            .iter()
+            .find(|s| {
+                s.protocol == 6
+                    && s.src == src
+                    && s.dst == dst
+                    && match way {
+                        Crossing::Either => true,
+                        Crossing::Leaving => s.outgoing,
+                        Crossing::Arriving => !s.outgoing,
+                    }
+            })
             .copied()
             .ok_or_else(|| {
                 LabError::Check(format!(
                     "no packet {src} -> {dst} ({what}) was seen on the wire"
                 ))
             })
-    };
+    }
+}
+
+/// Makes one HTTP connection from the client to `vip_port` while recording the client's, the director's private
+/// and every real server's interface; returns the four address pairs of that connection and the real server's name.
+pub fn trace_one_connection(lab: &Lab, vip_port: SocketAddr) -> Result<(WirePairs, String)> {
+    let caps = vec![
+        Capture::start(&lab.client(), lab::HOST_IF, 10_000)?,
+        Capture::start(&lab.director(), lab::PRIVATE_IF, 10_000)?,
+    ];
+    let t = Traced::connect(lab, vip_port, caps)?;
+    let (c, v) = (t.caddr, t.vaddr);
+    let r = SocketAddrV4::new(lab::rip(t.idx), v.port());
+    let any = Crossing::Either;
     let pairs = WirePairs {
-        client_out: find(&seen[0], caddr, vaddr, "CIP -> VIP at the client")?,
-        at_real_server: find(
-            &seen[1 + idx],
-            caddr,
-            raddr,
-            "CIP -> RIP at the real server",
-        )?,
-        at_director: find(&seen[1], raddr, caddr, "RIP -> CIP at the director")?,
-        client_in: find(&seen[0], vaddr, caddr, "VIP -> CIP at the client")?,
+        client_out: t.find(0, any, c, v, "CIP -> VIP at the client")?,
+        at_real_server: t.find(1 + t.idx, any, c, r, "CIP -> RIP at the real server")?,
+        at_director: t.find(1, any, r, c, "RIP -> CIP at the director")?,
+        client_in: t.find(0, any, v, c, "VIP -> CIP at the client")?,
     };
-    Ok((pairs, name))
+    Ok((pairs, t.name))
 }
 
 /// One hop of a traced connection: where it was seen, the packet, what it shows.
 pub type Hop = (String, Seen, &'static str);
 
+/// The four hops of a NAT connection, to print.
+fn nat_hops(p: WirePairs, name: &str) -> Vec<Hop> {
+    vec![
+        ("client, leaving".into(), p.client_out, "CIP -> VIP"),
+        (
+            format!("{name}, arriving"),
+            p.at_real_server,
+            "CIP -> RIP: the real server sees the client",
+        ),
+        (
+            format!("director, from {name}"),
+            p.at_director,
+            "RIP -> CIP: the reply comes back via the DIP",
+        ),
+        (
+            "client, arriving".into(),
+            p.client_in,
+            "VIP -> CIP: the client only ever sees the VIP",
+        ),
+    ]
+}
+
 /// One DR/TUN connection on the wire: the client's request, the frame (or tunnel packet) the director sends, what
 /// the real server receives and answers, the reply passing the router, and how many reply packets the director saw
 /// (none).
 pub fn trace_direct(lab: &Lab, vip_port: SocketAddr) -> Result<(Vec<Hop>, usize)> {
-    let mut caps = vec![
+    let caps = vec![
         Capture::start(&lab.client(), lab::HOST_IF, 10_000)?,
         Capture::start(&lab.director(), lab::PUBLIC_IF, 10_000)?,
         Capture::start(&lab.director(), lab::PRIVATE_IF, 10_000)?,
         Capture::start(&lab.router(), lab::PRIVATE_IF, 10_000)?,
     ];
-    for i in 1..=lab.cfg.real_servers {
-        caps.push(Capture::start(&lab.rs(i), lab::HOST_IF, 10_000)?);
-    }
-    let outcome = lab.in_client(move || {
-        let mut conn = HttpConn::connect(vip_port, Duration::from_secs(5))?;
-        let local = conn.local_addr()?;
-        let resp = conn.get(true)?;
-        Ok((local, resp.who()?.0))
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let mut seen: Vec<Vec<Seen>> = Vec::new();
-    for c in caps {
-        seen.push(c.finish()?);
-    }
-    let (local, name) = outcome?;
-    let (SocketAddr::V4(c), SocketAddr::V4(v)) = (local, vip_port) else {
-        return Err(LabError::Check("the wire trace is IPv4 only".into()));
-    };
-    let idx: usize = name
-        .strip_prefix("rs")
-        .and_then(|n| n.parse().ok())
-        .filter(|&i| (1..=lab.cfg.real_servers).contains(&i))
-        .ok_or_else(|| LabError::Check(format!("unknown real server {name:?}")))?;
-    let find = |list: &[Seen], out: bool, src: SocketAddrV4, dst: SocketAddrV4, what: &str| {
-        list.iter()
-            .find(|s| s.protocol == 6 && s.outgoing == out && s.src == src && s.dst == dst)
-            .copied()
-            .ok_or_else(|| {
-                LabError::Check(format!(
-                    "no packet {src} -> {dst} ({what}) was seen on the wire"
-                ))
-            })
-    };
-    let rs = &seen[3 + idx];
+    let t = Traced::connect(lab, vip_port, caps)?;
+    let (c, v, name) = (t.caddr, t.vaddr, &t.name);
+    let (out, inn) = (Crossing::Leaving, Crossing::Arriving);
+    let rs = 3 + t.idx;
     let rows = vec![
         (
             "client, leaving".to_string(),
-            find(&seen[0], true, c, v, "at the client")?,
+            t.find(0, out, c, v, "at the client")?,
             "CIP -> VIP",
         ),
         (
             "director priv0, leaving".to_string(),
-            find(&seen[2], true, c, v, "leaving the director")?,
+            t.find(2, out, c, v, "leaving the director")?,
             "unchanged, to the real server's MAC (DR) or inside IPIP (TUN)",
         ),
         (
             format!("{name}, arriving"),
-            find(rs, false, c, v, "at the real server")?,
+            t.find(rs, inn, c, v, "at the real server")?,
             "the real server sees the client",
         ),
         (
             format!("{name}, answering"),
-            find(rs, true, v, c, "the reply")?,
+            t.find(rs, out, v, c, "the reply")?,
             "from the VIP it holds on lo",
         ),
         (
             "router, from rs".to_string(),
-            find(&seen[3], false, v, c, "at the router")?,
+            t.find(3, inn, v, c, "at the router")?,
             "straight to the router",
         ),
         (
             "client, arriving".to_string(),
-            find(&seen[0], false, v, c, "at the client")?,
+            t.find(0, inn, v, c, "at the client")?,
             "the client only sees the VIP",
         ),
     ];
-    let at_director = seen[1]
+    let at_director = t.seen[1]
         .iter()
-        .chain(&seen[2])
+        .chain(&t.seen[2])
         .filter(|s| !s.outgoing && s.src == v && s.dst == c)
         .count();
     Ok((rows, at_director))
+}
+
+/// Prints traced hops as a table (`width`: the first column's).
+fn print_hops(rows: &[Hop], width: usize) {
+    println!(
+        "   {:<width$} {:<21}    {:<21}",
+        "seen at", "source", "destination"
+    );
+    for (at, s, what) in rows {
+        let tun = s
+            .tunnel
+            .map(|(a, b)| format!(" [in IPIP {a} -> {b}]"))
+            .unwrap_or_default();
+        println!(
+            "   {at:<width$} {:<21} -> {:<21} {what}{tun}",
+            s.src.to_string(),
+            s.dst.to_string()
+        );
+    }
 }
 
 /// The lab as a picture, with its namespace names.
@@ -306,39 +364,15 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
     );
 
     section("Configuring the virtual services with rvsadm (ipvsadm's syntax)");
-    let (vip80, vip53) = (format!("{}:80", lab::VIP), format!("{}:53", lab::VIP));
-    rvsadm_shown(&lab, &["-A", "-t", &vip80, "-s", &opts.scheduler])?;
-    for i in 1..=n {
-        rvsadm_shown(
-            &lab,
-            &[
-                "-a",
-                "-t",
-                &vip80,
-                "-r",
-                &format!("{}:80", lab::rip(i)),
-                flag,
-                "-w",
-                "1",
-            ],
-        )?;
+    for (proto, port) in [("-t", 80), ("-u", 53)] {
+        let vip = format!("{}:{port}", lab::VIP);
+        rvsadm_shown(&lab, &["-A", proto, &vip, "-s", &opts.scheduler])?;
+        for i in 1..=n {
+            let rip = format!("{}:{port}", lab::rip(i));
+            rvsadm_shown(&lab, &["-a", proto, &vip, "-r", &rip, flag, "-w", "1"])?;
+        }
     }
-    rvsadm_shown(&lab, &["-A", "-u", &vip53, "-s", &opts.scheduler])?;
-    for i in 1..=n {
-        rvsadm_shown(
-            &lab,
-            &[
-                "-a",
-                "-u",
-                &vip53,
-                "-r",
-                &format!("{}:53", lab::rip(i)),
-                flag,
-                "-w",
-                "1",
-            ],
-        )?;
-    }
+    let vip53 = format!("{}:53", lab::VIP);
 
     section(&format!(
         "Sending {} HTTP requests from the client {} to http://{}/ (one connection each)",
@@ -426,66 +460,18 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
     print!("{}", indent(&lab.rvsadm(&["-L", "-n", "--stats"])?));
 
     section("One more connection, as seen on the wire (AF_PACKET captures in each namespace)");
-    if opts.method != Method::Nat {
+    if opts.method == Method::Nat {
+        let (p, name) = trace_one_connection(&lab, lab::vip(80))?;
+        print_hops(&nat_hops(p, &name), 20);
+    } else {
         let (rows, at_director) = trace_direct(&lab, lab::vip(80))?;
-        println!(
-            "   {:<24} {:<21}    {:<21}",
-            "seen at", "source", "destination"
-        );
-        for (at, s, what) in rows {
-            let tun = s
-                .tunnel
-                .map(|(a, b)| format!(" [in IPIP {a} -> {b}]"))
-                .unwrap_or_default();
-            println!(
-                "   {at:<24} {:<21} -> {:<21} {what}{tun}",
-                s.src.to_string(),
-                s.dst.to_string()
-            );
-        }
+        print_hops(&rows, 24);
         println!(
             "   reply packets (VIP -> CIP) seen at the director: {at_director}: the reply never crosses it"
         );
         if at_director != 0 {
             return Err(LabError::Check("a reply crossed the director".into()));
         }
-        section("Removing the lab");
-        lab.down()?;
-        println!(
-            "   all namespaces, processes and files removed; the demo took {:.1} s",
-            t0.elapsed().as_secs_f64()
-        );
-        return Ok(());
-    }
-    let (p, name) = trace_one_connection(&lab, lab::vip(80))?;
-    let rows = [
-        ("client, leaving", p.client_out, "CIP -> VIP"),
-        (
-            &*format!("{name}, arriving"),
-            p.at_real_server,
-            "CIP -> RIP: the real server sees the client",
-        ),
-        (
-            &*format!("director, from {name}"),
-            p.at_director,
-            "RIP -> CIP: the reply comes back via the DIP",
-        ),
-        (
-            "client, arriving",
-            p.client_in,
-            "VIP -> CIP: the client only ever sees the VIP",
-        ),
-    ];
-    println!(
-        "   {:<20} {:<21}    {:<21}",
-        "seen at", "source", "destination"
-    );
-    for (at, s, what) in rows {
-        println!(
-            "   {at:<20} {:<21} -> {:<21} {what}",
-            s.src.to_string(),
-            s.dst.to_string()
-        );
     }
 
     section("Removing the lab");
