@@ -216,39 +216,17 @@ fn list(
             0
         }
         ListTarget::Service(key) => match director.call(Command::GetService(key)) {
-            Ok(Reply::Service(s)) => {
-                if json {
-                    return json_out(io, &s);
-                }
-                let _ = io
-                    .stdout
-                    .write_all(listing::list_service(&s, f, r).as_bytes());
-                0
-            }
+            Ok(Reply::Service(s)) => show(io, json, &s, |s| listing::list_service(s, f, r)),
             Ok(other) => unexpected(&other, io),
             Err(e) => list_error(&e, io),
         },
         ListTarget::Connections => match director.call(Command::ListConnections) {
-            Ok(Reply::Connections(c)) => {
-                if json {
-                    return json_out(io, &c);
-                }
-                let _ = io
-                    .stdout
-                    .write_all(listing::list_conns(&c, f, r).as_bytes());
-                0
-            }
+            Ok(Reply::Connections(c)) => show(io, json, &c, |c| listing::list_conns(c, f, r)),
             Ok(other) => unexpected(&other, io),
             Err(e) => list_error(&e, io),
         },
         ListTarget::Timeout => match director.call(Command::GetTimeouts) {
-            Ok(Reply::Timeouts(t)) => {
-                if json {
-                    return json_out(io, &t);
-                }
-                let _ = io.stdout.write_all(listing::list_timeout(&t).as_bytes());
-                0
-            }
+            Ok(Reply::Timeouts(t)) => show(io, json, &t, listing::list_timeout),
             Ok(other) => unexpected(&other, io),
             Err(e) => list_error(&e, io),
         },
@@ -281,6 +259,20 @@ fn list(
             Err(e) => list_error(&e, io),
         },
     }
+}
+
+/// A listing's answer, as JSON (the value as rvsd sent it) or as ipvsadm's `text` of it; exit status 0.
+fn show<T: serde::Serialize>(
+    io: &mut Io<'_>,
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> i32 {
+    if json {
+        return json_out(io, value);
+    }
+    let _ = io.stdout.write_all(text(value).as_bytes());
+    0
 }
 
 /// Listing failures: ipvsadm prints the message and exits 1.
