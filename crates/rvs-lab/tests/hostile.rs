@@ -199,6 +199,103 @@ fn rss_kib(lab: &Lab) -> u64 {
         .unwrap_or(0)
 }
 
+/// The kernel's counters of namespace `ns` (/proc/net/netstat and /proc/net/snmp read from inside it), by
+/// "Group:Name" (e.g. "TcpExt:ListenOverflows"), for the ones asked.
+fn kernel_counters(ns: &str, names: &[&str]) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for file in ["/proc/net/netstat", "/proc/net/snmp"] {
+        let text = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "cat", file])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.chunks(2) {
+            let [head, vals] = pair else { continue };
+            let mut h = head.split_whitespace();
+            let mut v = vals.split_whitespace();
+            let (Some(group), Some(_)) = (h.next(), v.next()) else {
+                continue;
+            };
+            for (k, val) in h.zip(v) {
+                let key = format!("{group}{k}");
+                if names.contains(&key.as_str()) {
+                    out.insert(key, val.parse().unwrap_or(0));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the flood costs where: the real servers' listen queues and SYN cookies, the director's routing of the
+/// flood's SYN-ACKs and its TUN queue, rvsd's CPU. Printed before and after, for RELIABILITY.md.
+struct FloodProbe {
+    rs: Vec<std::collections::BTreeMap<String, u64>>,
+    director: std::collections::BTreeMap<String, u64>,
+    cpu_ticks: u64,
+}
+
+const RS_COUNTERS: &[&str] = &[
+    "TcpExt:ListenOverflows",
+    "TcpExt:ListenDrops",
+    "TcpExt:SyncookiesSent",
+    "TcpExt:TCPReqQFullDoCookies",
+    "TcpExt:TCPReqQFullDrop",
+    "Tcp:PassiveOpens",
+    "Tcp:RetransSegs",
+];
+const DIRECTOR_COUNTERS: &[&str] = &[
+    "Ip:OutNoRoutes",
+    "Ip:ForwDatagrams",
+    "Ip:InDiscards",
+    "Ip:OutDiscards",
+    "Icmp:OutDestUnreachs",
+];
+
+fn rvsd_cpu_ticks(lab: &Lab) -> u64 {
+    let Some(pid) = lab.rvsd_pid() else { return 0 };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the command.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+impl FloodProbe {
+    fn take(lab: &Lab) -> Self {
+        Self {
+            rs: (1..=2)
+                .map(|i| kernel_counters(&lab.rs(i), RS_COUNTERS))
+                .collect(),
+            director: kernel_counters(&lab.director(), DIRECTOR_COUNTERS),
+            cpu_ticks: rvsd_cpu_ticks(lab),
+        }
+    }
+
+    fn report(&self, after: &Self, secs: f64) -> String {
+        let delta = |a: &std::collections::BTreeMap<String, u64>,
+                     b: &std::collections::BTreeMap<String, u64>| {
+            b.iter()
+                .map(|(k, v)| format!("{k}+{}", v.saturating_sub(*a.get(k).unwrap_or(&0))))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut out = format!(
+            "rvsd CPU {:.0} % of one core; director: {}",
+            after.cpu_ticks.saturating_sub(self.cpu_ticks) as f64 / secs.max(0.1),
+            delta(&self.director, &after.director)
+        );
+        for (i, (a, b)) in self.rs.iter().zip(&after.rs).enumerate() {
+            out.push_str(&format!("; rs{}: {}", i + 1, delta(a, b)));
+        }
+        out
+    }
+}
+
 fn pct(v: &[u64], p: f64) -> u64 {
     if v.is_empty() {
         return 0;
@@ -239,9 +336,14 @@ fn real_clients_get_through_a_syn_flood_from_spoofed_sources() {
             })
         })
     };
+    let probe0 = FloodProbe::take(&lab);
+    let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(300));
     let (ok1, failed1, lat1) = measure(&lab, secs.saturating_sub(1).max(1));
+    let probe1 = FloodProbe::take(&lab);
+    let probe_secs = t0.elapsed().as_secs_f64();
     let f = flood.join().unwrap().unwrap();
+    eprintln!("during the flood: {}", probe0.report(&probe1, probe_secs));
     let d = defense(&lab);
     let rss1 = rss_kib(&lab);
     let mut states = std::collections::BTreeMap::<String, usize>::new();
