@@ -454,7 +454,7 @@ fn soak_mixed_load_with_rules_changing_every_second() {
         if baseline.is_none() && start.elapsed() >= warmup {
             baseline = Some((rvsd_rss_fds(&lab), table_entries(&lab)));
         }
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             samples.push((
                 start.elapsed().as_secs(),
                 rvsd_rss_fds(&lab),
