@@ -451,3 +451,54 @@ fn a_syn_flood_at_a_persistent_service_leaves_room_for_real_clients() {
     assert_eq!(ok, 50, "every real client found room");
     assert!(d.defense().entries_evicted > 0);
 }
+
+#[test]
+fn a_real_handshake_in_progress_is_not_evicted_by_the_flood() {
+    // The lab's finding: a real client's entry is half-open for one round trip; a flood evicting it
+    // then lets the real server's SYN-ACK through un-NATed (the client resets it, retries 1 s later).
+    let k = key(Protocol::Tcp, 80);
+    let limit = 1000;
+    let d = director(
+        k,
+        &[RIP1, RIP2],
+        false,
+        DefenseConfig {
+            drop_entry: DefenseLevel::Auto,
+            ..DefenseConfig::with_limit(limit)
+        },
+    );
+    // The table fills with the flood's half-open entries, one SYN a millisecond.
+    let mut now = 0u64;
+    let mut k_flood = 0u32;
+    let mut flood = |d: &Director, now: u64, n: u32| {
+        for _ in 0..n {
+            let (src, port) = flood_source(k_flood);
+            send(
+                d,
+                now,
+                u64::from(k_flood).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                tcp(src, port, VIP, 80, "S"),
+            );
+            k_flood += 1;
+        }
+    };
+    for _ in 0..2 * limit {
+        now += 1;
+        flood(&d, now, 1);
+    }
+    // 50 real clients, each answered 50 ms after its SYN while the flood goes on (250 SYNs meanwhile).
+    let mut natted = 0;
+    for p in 0..50u16 {
+        let c = [198, 51, 100, 7];
+        let (v, rs) = send(&d, now, u64::from(p) * 7919, tcp(c, 3000 + p, VIP, 80, "S"));
+        assert_eq!(v, FWD_IN);
+        for _ in 0..50 {
+            now += 1;
+            flood(&d, now, 5);
+        }
+        let (v, _) = send(&d, now, 1, tcp(rs, 80, c, 3000 + p, "SA"));
+        natted += usize::from(v == FWD_OUT);
+    }
+    assert_eq!(natted, 50, "every real SYN-ACK found its connection");
+    assert!(d.conn_count() <= limit + 4);
+}
