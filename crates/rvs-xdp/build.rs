@@ -7,6 +7,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=bpf/rvs_xdp.c");
     println!("cargo:rerun-if-changed=bpf/rvs_xdp.h");
+    println!("cargo:rerun-if-changed=bpf/rvs_methods.h");
     println!("cargo:rerun-if-env-changed=RVS_BPF_CLANG");
     let out =
         PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("rvs_xdp.o");

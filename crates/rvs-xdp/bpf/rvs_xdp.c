@@ -156,6 +156,8 @@ static __always_inline int transmit(struct ethhdr *eth, const struct rvs_flow *f
 	return count(RVS_STAT_FORWARDED, XDP_REDIRECT);
 }
 
+#include "rvs_methods.h"
+
 /* MASQ, IPv4: addresses, ports, checksums (deltas from user space), TTL, next hop. Every check has passed. */
 static __always_inline int masq_v4(struct ethhdr *eth, struct iphdr *iph, void *data_end, struct rvs_flow *f,
 				   __u32 tot_len)
@@ -204,9 +206,13 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth, voi
 	switch (f->action) {
 	case RVS_ACT_MASQ:
 		return masq_v4(eth, iph, data_end, f, tot_len);
-	/* DR / TUN: methods' functions (contract-xdp.md); ctx is for bpf_xdp_adjust_head. */
+	case RVS_ACT_DR:
+		return dr_xmit(eth, f, tot_len);
+	case RVS_ACT_TUN_IP:
+	case RVS_ACT_TUN_GUE:
+	case RVS_ACT_TUN_GRE:
+		return tun_xmit_v4(ctx, iph, f, tot_len);
 	default:
-		(void)ctx;
 		return count(RVS_STAT_PASS_ACTION, XDP_PASS);
 	}
 }
@@ -268,9 +274,13 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth, voi
 	switch (f->action) {
 	case RVS_ACT_MASQ:
 		return masq_v6(eth, ip6, data_end, f, l3_len);
-	/* DR / TUN: methods' functions (contract-xdp.md). */
+	case RVS_ACT_DR:
+		return dr_xmit(eth, f, l3_len);
+	case RVS_ACT_TUN_IP:
+	case RVS_ACT_TUN_GUE:
+	case RVS_ACT_TUN_GRE:
+		return tun_xmit_v6(ctx, ip6, f, l3_len);
 	default:
-		(void)ctx;
 		return count(RVS_STAT_PASS_ACTION, XDP_PASS);
 	}
 }

@@ -73,6 +73,7 @@ enum rvs_action {
 };
 
 #define RVS_ACTF_CSUM 0x01 /* GUE/GRE checksum option */
+#define RVS_ACTF_OUTER_V6 0x02 /* TUN_*: the outer header is IPv6 (IPVS allows another family than the VIP's) */
 
 /* Why a packet was passed up (or dropped): the indexes of rvs_stats (a per-CPU array of __u64). */
 enum rvs_stat {
@@ -89,8 +90,9 @@ enum rvs_stat {
 	RVS_STAT_PASS_UDP_NOCSUM6 = 10, /* IPv6 UDP with a zero checksum (invalid): the kernel drops it */
 	RVS_STAT_DROP_REDIRECT = 11, /* the egress is not in rvs_tx_ports (user space broke its own rule) */
 	RVS_STAT_PASS_ACTION = 12,  /* an action this program does not implement (for this family) */
+	RVS_STAT_PASS_HEADROOM = 13, /* TUN_*: bpf_xdp_adjust_head refused the outer header (passed up unmodified) */
 	/* Append new reasons here (the enum is append-only). */
-	RVS_STAT_COUNT = 13,
+	RVS_STAT_COUNT = 14,
 };
 
 #define RVS_FLOWS_DEFAULT_MAX 65536

@@ -3,6 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+mod methods;
+pub use methods::{ACTF_CSUM, ACTF_OUTER_V6, Encap};
+
 /// `IPPROTO_TCP` / `IPPROTO_UDP`: the transport protocols the fast path forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -112,11 +115,12 @@ pub enum Stat {
     PassUdpNoChecksum6 = 10,
     DropRedirect = 11,
     PassAction = 12,
+    PassHeadroom = 13,
 }
 
 impl Stat {
     /// Every reason, in index order.
-    pub const ALL: [Stat; 13] = [
+    pub const ALL: [Stat; 14] = [
         Stat::Forwarded,
         Stat::PassNotIp,
         Stat::PassMalformed,
@@ -130,6 +134,7 @@ impl Stat {
         Stat::PassUdpNoChecksum6,
         Stat::DropRedirect,
         Stat::PassAction,
+        Stat::PassHeadroom,
     ];
 
     /// A short name for logs and metrics.
@@ -148,6 +153,7 @@ impl Stat {
             Stat::PassUdpNoChecksum6 => "pass_udp_no_checksum6",
             Stat::DropRedirect => "drop_redirect",
             Stat::PassAction => "pass_action",
+            Stat::PassHeadroom => "pass_headroom",
         }
     }
 }
