@@ -2,7 +2,9 @@
 //! fast path which connections it may forward; the fast path credits back what it forwarded.
 //!
 //! - A connection is *offered* ([`FastPathSink::offload`]) at a packet of the slow path that finds it ESTABLISHED
-//!   with at least [`TCP_OFFER_IN_PKTS`] packets seen from the client (TCP), or at any packet (UDP), once per fast-path generation, masq only, while its destination was not
+//!   with at least [`TCP_OFFER_IN_PKTS`] packets seen from the client (TCP), or at any packet (UDP), once per
+//!   fast-path generation, with its forwarding method (masq, route, or tunnel with its destination's current
+//!   parameters), while its destination was not
 //!   deleted (a deleted real server's connections keep forwarding, expire_nodest_conn=0, on the slow path).
 //! - It is *withdrawn* ([`FastPathSink::withdraw`]) at the slow-path packet that moves it out of ESTABLISHED (the
 //!   fast path passes SYN/FIN/RST up, so the core sees every such packet).
@@ -17,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use rvs_wire::proto;
 
-use crate::conn::{Conn, ConnAddr, ConnTable, F_MASQ, F_ROUTE, F_TUNNEL};
+use crate::conn::{Conn, ConnAddr, ConnTable, F_ROUTE, F_TUNNEL};
 use crate::director::Director;
 use crate::service::ForwardMethod;
 use crate::tcp::TcpState;
@@ -43,7 +45,7 @@ pub struct FastConn {
     pub daddr: IpAddr,
     pub dport: u16,
     /// The method bound to the connection when it was created (tunnel: the destination's parameters now, as
-    /// IPVS reads them per packet). Only masq connections are offered today (contract-xdp.md: DR/TUN next).
+    /// IPVS reads them per packet). Masq connections get two entries, route and tunnel ones one (client -> VIP).
     pub method: ForwardMethod,
 }
 
@@ -116,11 +118,7 @@ impl Director {
         let established = c.proto == proto::UDP
             || (c.state == TcpState::Established as u8 && c.in_pkts >= TCP_OFFER_IN_PKTS);
         if established {
-            if c.fast_gen != g
-                && c.flags & F_MASQ != 0
-                && !c.dest.is_deleted()
-                && sink.offload(&fast_conn(c))
-            {
+            if c.fast_gen != g && !c.dest.is_deleted() && sink.offload(&fast_conn(c)) {
                 c.fast_gen = g;
             }
         } else if c.fast_gen != 0 && old_state == TcpState::Established as u8 {
@@ -313,6 +311,59 @@ mod tests {
         send(&d, 14, tcp(CIP, 40001, VIP, 80, "FA"));
         send(&d, 15, tcp(RIP, 8080, CIP, 40001, "A"));
         assert!(r.take().is_empty());
+    }
+
+    /// Direct routing and tunnelling see only the client's half: the input-only table makes the connection
+    /// ESTABLISHED at the client's ACK, and it is offered at the client's [`TCP_OFFER_IN_PKTS`]th packet as for
+    /// masq, with its method (a tunnel with its destination's parameters). FIN withdraws it as for masq.
+    #[test]
+    fn route_and_tunnel_are_offered_with_their_method_once_established() {
+        use crate::service::{TunnelConfig, TunnelCsum, TunnelKind};
+        let gue = TunnelConfig {
+            kind: TunnelKind::Gue,
+            port: 6080,
+            csum: TunnelCsum::NoCsum,
+        };
+        for method in [ForwardMethod::Route, ForwardMethod::Tunnel(gue)] {
+            let d = Director::default();
+            let key = ServiceKey::Addr {
+                protocol: Protocol::Tcp,
+                addr: VIP.into(),
+                port: 80,
+            };
+            d.apply_batch(
+                Timestamp(0),
+                vec![
+                    ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+                    ConfigOp::AddDest(
+                        key,
+                        DestSpec {
+                            method,
+                            ..DestSpec::masq(RIP.into(), 80, 1)
+                        },
+                    ),
+                ],
+            )
+            .unwrap();
+            let r = Arc::new(Recorder::default());
+            d.set_fast_path(r.clone());
+            send(&d, 10, tcp(CIP, 40000, VIP, 80, "S"));
+            assert!(r.take().is_empty(), "{method:?}: not at SYN");
+            for k in 2..TCP_OFFER_IN_PKTS {
+                send(&d, 10 + u64::from(k), tcp(CIP, 40000, VIP, 80, "A"));
+                assert!(
+                    r.take().is_empty(),
+                    "{method:?}: not at the client's packet {k}"
+                );
+            }
+            send(&d, 20, tcp(CIP, 40000, VIP, 80, "A"));
+            let ev = r.events.lock().unwrap().clone();
+            assert_eq!(ev.len(), 1, "{method:?}: offered once established");
+            assert_eq!((ev[0].1.method, ev[0].1.daddr), (method, IpAddr::from(RIP)));
+            r.take();
+            send(&d, 21, tcp(CIP, 40000, VIP, 80, "FA"));
+            assert_eq!(r.take(), ["withdraw"], "{method:?}");
+        }
     }
 
     #[test]

@@ -561,3 +561,175 @@ fn demo_with_tunnelling_shows_every_hop_and_no_reply_at_the_director() {
         "the real server answers from the VIP: {text}"
     );
 }
+
+/// Packets that reached rvsd's TUN (the slow path) so far.
+fn tun_packets(lab: &Lab) -> u64 {
+    let out = lab
+        .ip(
+            &lab.director(),
+            &["-s", "-o", "link", "show", "dev", "rvs0"],
+        )
+        .unwrap_or_else(|e| panic!("ip -s link: {e}"));
+    // "... RX: bytes packets ... TX: bytes packets ...": the TUN's TX is what the kernel handed rvsd.
+    let f: Vec<&str> = out.split_whitespace().collect();
+    let tx = f
+        .iter()
+        .position(|w| w.starts_with("TX:"))
+        .unwrap_or_else(|| panic!("no TX counters in {out}"));
+    let nums: Vec<u64> = f[tx..].iter().filter_map(|w| w.parse().ok()).collect();
+    nums[1]
+}
+
+/// A service's (InPkts, OutPkts) from `-L -n --stats --exact`.
+fn service_packets(lab: &Lab, proto: &str, vip: &str) -> (u64, u64) {
+    let out = adm(lab, &["-L", "-n", "--stats", "--exact"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(proto) && l.contains(vip))
+        .unwrap_or_else(|| panic!("no {proto} {vip} in\n{out}"));
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (f[1], f[2])
+}
+
+/// Direct routing and tunnelling on the XDP fast path (`--fast-path xdp`): once a connection is established its
+/// packets are forwarded in XDP (a MAC rewrite for `-g`, the encapsulation pushed in the program for `-i`: IPIP,
+/// IPv6-in-IPv6, GUE and GRE without checksum), so they no longer reach rvsd's TUN, while the answers keep coming
+/// (from the VIP, straight from the real servers) and the service counters still count every client packet and no
+/// reply. Mixed methods in each service (rr alternates them), TCP keep-alive and UDP, IPv4 and IPv6.
+#[test]
+fn route_and_tunnel_flows_take_the_xdp_fast_path() {
+    const N: usize = 150;
+    if !testing::lab_available("route_and_tunnel_xdp") {
+        return;
+    }
+    testing::reap_stale_test_labs();
+    let cfg = LabConfig {
+        router: true,
+        method: Method::Tun,
+        rvsd_args: vec!["--fast-path".into(), "xdp".into()],
+        ..LabConfig::unique("mx")
+    };
+    let lab = Lab::up(cfg).unwrap_or_else(|e| panic!("building the lab: {e}"));
+    assert!(
+        lab.rvsd_log_text().contains("XDP fast path attached"),
+        "{}",
+        lab.rvsd_log_text()
+    );
+    let gue = GUE_PORT.to_string();
+    let tun_gue = ["-i", "--tun-type", "gue", "--tun-port", gue.as_str()];
+    let tun_gre = ["-i", "--tun-type", "gre"];
+    // rs1 / rs2 of each service: route + IPIP, GUE + GRE, route + GUE, route + IPv6-in-IPv6.
+    let services: [(&str, String, bool, [&[&str]; 2]); 4] = [
+        ("-t", v4(80), false, [&["-g"], &["-i"]]),
+        ("-t", v6(80), true, [&tun_gue, &tun_gre]),
+        ("-u", v4(53), false, [&["-g"], &tun_gue]),
+        ("-u", v6(53), true, [&["-g"], &["-i"]]),
+    ];
+    for (p, vip, six, methods) in &services {
+        adm(&lab, &["-A", p, vip, "-s", "rr"]);
+        for (i, m) in methods.iter().enumerate() {
+            let mut a = vec!["-a", p, vip.as_str()];
+            let r = rip(i + 1, *six);
+            a.extend(["-r", r.as_str()]);
+            a.extend(m.iter().copied());
+            adm(&lab, &a);
+        }
+    }
+
+    let before = tun_packets(&lab);
+    let mut packets = 0u64;
+    for vip in [lab::vip(80), lab::vip6(80)] {
+        // Two keep-alive connections (rr: one per real server, one per method): the handshake and the first
+        // request on the slow path, which offers the connection; then N requests each.
+        let seen = lab
+            .in_client(move || -> rvs_lab::Result<Vec<(String, usize)>> {
+                let mut conns = Vec::new();
+                for _ in 0..2 {
+                    let mut c = client::HttpConn::connect(vip, Duration::from_secs(5))?;
+                    let (name, _) = c.get(false)?.who()?;
+                    conns.push((c, name));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                Ok(conns
+                    .into_iter()
+                    .map(|(mut c, name)| (name, (0..N).filter(|_| c.get(false).is_ok()).count()))
+                    .collect())
+            })
+            .unwrap_or_else(|e| panic!("keep-alive via {vip}: {e}\n{}", diagnostics(&lab)));
+        let mut names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["rs1", "rs2"], "{vip}: one connection per method");
+        for (name, ok) in &seen {
+            assert_eq!(*ok, N, "{vip} via {name}: every request answered");
+        }
+        packets += 4 * N as u64; // at least a request and an ACK of the answer per request, two connections
+    }
+    for vip in [lab::vip(53), lab::vip6(53)] {
+        let seen = lab
+            .in_client(move || -> rvs_lab::Result<Vec<(String, usize)>> {
+                let any: SocketAddr = if vip.is_ipv6() {
+                    "[::]:0".parse().expect("addr")
+                } else {
+                    "0.0.0.0:0".parse().expect("addr")
+                };
+                let mut socks = Vec::new();
+                for _ in 0..2 {
+                    let s = std::net::UdpSocket::bind(any)
+                        .map_err(rvs_lab::error::LabError::io("udp bind"))?;
+                    let (name, _, _) =
+                        client::udp_query_on(&s, vip, b"first", Duration::from_secs(5))?;
+                    socks.push((s, name));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                Ok(socks
+                    .into_iter()
+                    .map(|(s, name)| {
+                        let ok = (0..N)
+                            .filter(|i| {
+                                let q = format!("q{i}");
+                                client::udp_query_on(&s, vip, q.as_bytes(), Duration::from_secs(2))
+                                    .is_ok_and(|(n, _, echoed)| n == name && echoed == q.as_bytes())
+                            })
+                            .count();
+                        (name, ok)
+                    })
+                    .collect())
+            })
+            .unwrap_or_else(|e| panic!("UDP via {vip}: {e}\n{}", diagnostics(&lab)));
+        let mut names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["rs1", "rs2"], "{vip}: one flow per method");
+        for (name, ok) in &seen {
+            assert_eq!(
+                *ok, N,
+                "{vip} via {name}: every datagram echoed by the same server"
+            );
+        }
+        packets += 2 * N as u64;
+    }
+    let through_tun = tun_packets(&lab) - before;
+    eprintln!(
+        "route_and_tunnel_xdp: {through_tun} packets through the TUN for at least {packets} client packets"
+    );
+    assert!(
+        through_tun < packets / 10,
+        "{through_tun} of at least {packets} client packets went through rvsd's TUN\n{}",
+        diagnostics(&lab)
+    );
+    // The fast path's packets are credited to the services (once a second): every client packet counted, no reply.
+    std::thread::sleep(Duration::from_millis(2500));
+    for (p, vip, n) in [
+        ("TCP", v4(80), 2 * 2 * N),
+        ("TCP", v6(80), 2 * 2 * N),
+        ("UDP", v4(53), 2 * N),
+        ("UDP", v6(53), 2 * N),
+    ] {
+        let (inpkts, outpkts) = service_packets(&lab, p, &vip);
+        assert!(inpkts >= n as u64, "{p} {vip}: InPkts {inpkts} < {n}");
+        assert_eq!(outpkts, 0, "{p} {vip}: no reply crosses the director");
+    }
+}

@@ -30,6 +30,7 @@ fn fast_path(test: &str) -> Option<FastPath> {
     }
     let mut fp = FastPath::load(Options {
         max_flow_entries: 1024,
+        ..Options::default()
     })
     .unwrap_or_else(|e| panic!("{test}: loading the fast path: {e}"));
     fp.add_egress(LO).unwrap();

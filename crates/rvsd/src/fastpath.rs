@@ -2,8 +2,9 @@
 //! interfaces; the TUN and the workers stay the slow path for everything else.
 //!
 //! The core offers a connection when it becomes ESTABLISHED (UDP: at once) through [`Sink`], which only queues it
-//! (it is called under a connection-table lock). The `rvsd-fastpath` thread installs both entries (client -> VIP
-//! and real server -> client) with the next hops the resolver knows ([`NextHops`]); a connection whose next hop is
+//! (it is called under a connection-table lock). The `rvsd-fastpath` thread installs both entries of a masq
+//! connection (client -> VIP and real server -> client; a route or tunnel connection has only the first: its replies
+//! bypass the director, and its entry rewrites the frame or pushes the tunnel's headers) with the next hops the resolver knows ([`crate::nexthop::NextHops`]); a connection whose next hop is
 //! not known yet is retried for a few seconds and otherwise stays on the slow path, as does one the full map
 //! refuses. Once a second [`FastPathCtl::sync`] credits what the program forwarded to the core (counters,
 //! last-seen) *before* the core expires anything, and removes the entries of connections the core no longer has
@@ -24,11 +25,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rvs_core::{Director, FastConn, FastCredit, FastPathSink, ForwardMethod, TcpState, Timestamp};
-use rvs_xdp::{Egress, FastPath, Features, Flow, FlowCounters, FlowKey, L4, Stat, Transmit};
+use rvs_core::{
+    Director, FastConn, FastCredit, FastPathSink, ForwardMethod, TcpState, Timestamp, TunnelConfig,
+};
+use rvs_wire::encap::{TunnelCsum, TunnelKind};
+use rvs_xdp::{Egress, Encap, FastPath, Features, Flow, FlowCounters, FlowKey, L4, Stat, Transmit};
 
-use crate::nexthop::NextHops;
 use crate::ratelimit::{Admit, RateLimiter};
+use crate::xmit::MethodPaths;
 
 /// Offers and withdrawals queued for the fast-path thread (beyond, offers are refused and come again).
 const QUEUE: usize = 8192;
@@ -59,7 +63,8 @@ impl FastPathSink for Sink {
 #[derive(Debug, Clone, Copy)]
 struct Managed {
     kin: FlowKey,
-    kout: FlowKey,
+    /// The reply's entry (masq only: direct routing and tunnelling never see a reply).
+    kout: Option<FlowKey>,
     /// The egress interfaces of the two entries.
     egress: [u32; 2],
     credited_in: FlowCounters,
@@ -98,7 +103,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct FastPathCtl {
     inner: Mutex<Inner>,
-    hops: Arc<NextHops>,
+    /// Next hops (`paths.hops`) and the tunnels' source addresses.
+    paths: Arc<MethodPaths>,
 }
 
 fn ifindex(name: &str) -> std::io::Result<u32> {
@@ -136,7 +142,7 @@ impl FastPathCtl {
     /// run's connections, checked against the core at the first sync) or removed first.
     pub fn start(
         ifaces: &[&str],
-        hops: Arc<NextHops>,
+        paths: Arc<MethodPaths>,
         max_entries: u32,
         pin_dir: Option<&std::path::Path>,
         takeover: Takeover,
@@ -168,6 +174,9 @@ impl FastPathCtl {
         let mut ports = Vec::new();
         for name in ifaces {
             let i = ifindex(name).map_err(|e| StartError::Interface((*name).to_owned(), e))?;
+            if ports.iter().any(|p: &Port| p.ifindex == i) {
+                continue; // a one-armed director: public and private are one interface
+            }
             fp.attach(i)?; // on error, dropping fp detaches what was attached
             ports.push(Port {
                 ifindex: i,
@@ -197,7 +206,7 @@ impl FastPathCtl {
         adopt(&mut inner);
         Ok(Self {
             inner: Mutex::new(inner),
-            hops,
+            paths,
         })
     }
 
@@ -208,8 +217,8 @@ impl FastPathCtl {
     /// The egress towards `ip`: Ok(None) while the resolver does not know it yet, Err(()) when it is not one the
     /// fast path may use (not ours, or it drops redirected frames).
     fn egress_to(&self, ports: &[Port], ip: IpAddr) -> Result<Option<Egress>, ()> {
-        let Some(h) = self.hops.lookup(ip) else {
-            self.hops.miss(ip);
+        let Some(h) = self.paths.hops.lookup(ip) else {
+            self.paths.hops.miss(ip);
             return Ok(None);
         };
         if !ports
@@ -240,20 +249,19 @@ impl FastPathCtl {
             17 => L4::Udp,
             _ => return Ok(true), // never offered by the core; nothing to do
         };
-        match c.method {
-            ForwardMethod::Masq => {}
-            // Not offered by the core yet (contract-xdp.md): DR/TUN entries are one direction with an action.
-            ForwardMethod::Route | ForwardMethod::Tunnel(_) => return Ok(true),
+        // The reply's egress: masq only (route and tunnel replies bypass the director).
+        let to_client = match c.method {
+            ForwardMethod::Masq => Some(self.egress_to(&inner.ports, c.caddr)),
+            ForwardMethod::Route | ForwardMethod::Tunnel(_) => None,
             // Never configured (the core refuses them).
             ForwardMethod::Local | ForwardMethod::Bypass => return Ok(true),
-        }
-        let (Ok(to_rs), Ok(to_client)) = (
-            self.egress_to(&inner.ports, c.daddr),
-            self.egress_to(&inner.ports, c.caddr),
-        ) else {
+        };
+        let (Ok(to_rs), Ok(to_client)) =
+            (self.egress_to(&inner.ports, c.daddr), to_client.transpose())
+        else {
             return Ok(true); // stays on the slow path (a port that comes back starts a new generation)
         };
-        let (Some(to_rs), Some(to_client)) = (to_rs, to_client) else {
+        let (Some(to_rs), Some(to_client)) = (to_rs, to_client.unwrap_or(to_rs)) else {
             return Ok(false);
         };
         let client = SocketAddr::new(c.caddr, c.cport);
@@ -261,14 +269,35 @@ impl FastPathCtl {
         let rs = SocketAddr::new(c.daddr, c.dport);
         let bad = |e: rvs_xdp::FamilyMismatch| rvs_xdp::Error::TestRun(std::io::Error::other(e));
         let kin = FlowKey::new(proto, client, vip).map_err(bad)?;
-        let kout = FlowKey::new(proto, rs, client).map_err(bad)?;
-        let fin = Flow::new(&kin, client, rs, to_rs).map_err(bad)?;
-        let fout = Flow::new(&kout, vip, client, to_client).map_err(bad)?;
-        inner.fp.insert(&kin, &fin)?;
-        if let Err(e) = inner.fp.insert(&kout, &fout) {
-            let _ = inner.fp.remove(&kin);
-            return Err(e);
-        }
+        let kout = match c.method {
+            ForwardMethod::Masq => {
+                let kout = FlowKey::new(proto, rs, client).map_err(bad)?;
+                let fin = Flow::new(&kin, client, rs, to_rs).map_err(bad)?;
+                let fout = Flow::new(&kout, vip, client, to_client).map_err(bad)?;
+                inner.fp.insert(&kin, &fin)?;
+                if let Err(e) = inner.fp.insert(&kout, &fout) {
+                    let _ = inner.fp.remove(&kin);
+                    return Err(e);
+                }
+                Some(kout)
+            }
+            ForwardMethod::Route => {
+                inner.fp.insert(&kin, &Flow::direct(&kin, to_rs))?;
+                None
+            }
+            ForwardMethod::Tunnel(t) => {
+                let Some(encap) = encap_of(&t, c) else {
+                    return Ok(true); // a checksum option: stays on the slow path
+                };
+                let Some(path) = self.paths.tunnel(c.daddr) else {
+                    return Ok(false);
+                };
+                let flow = Flow::tunnel(encap, path.src, c.daddr, to_rs).map_err(bad)?;
+                inner.fp.insert(&kin, &flow)?;
+                None
+            }
+            ForwardMethod::Local | ForwardMethod::Bypass => return Ok(true),
+        };
         inner.conns.insert(
             *c,
             Managed {
@@ -313,12 +342,10 @@ impl FastPathCtl {
             .ok()
             .flatten()
             .unwrap_or(m.credited_in);
-        let lout = inner
-            .fp
-            .remove(&m.kout)
-            .ok()
-            .flatten()
-            .unwrap_or(m.credited_out);
+        let lout = match m.kout {
+            Some(k) => inner.fp.remove(&k).ok().flatten().unwrap_or(m.credited_out),
+            None => m.credited_out,
+        };
         let credit = credit_of(&m, lin, lout);
         if credit != FastCredit::default() {
             director.fast_path_credit(c, &credit);
@@ -343,7 +370,10 @@ impl FastPathCtl {
         }
         for (c, m) in inner.conns.iter_mut() {
             let lin = inner.fp.counters(&m.kin).ok().flatten();
-            let lout = inner.fp.counters(&m.kout).ok().flatten();
+            let lout = match m.kout {
+                Some(k) => inner.fp.counters(&k).ok().flatten(),
+                None => Some(m.credited_out),
+            };
             let (Some(lin), Some(lout)) = (lin, lout) else {
                 gone.push(*c);
                 continue;
@@ -386,7 +416,11 @@ impl FastPathCtl {
         self.sync(director);
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let keys: Vec<FlowKey> = inner.conns.values().flat_map(|m| [m.kin, m.kout]).collect();
+        let keys: Vec<FlowKey> = inner
+            .conns
+            .values()
+            .flat_map(|m| std::iter::once(m.kin).chain(m.kout))
+            .collect();
         for k in keys {
             if let Some(f) = inner.fp.entry(&k) {
                 let _ = inner.fp.insert(&k, &f.without_counters());
@@ -506,7 +540,7 @@ fn adopt(inner: &mut Inner) {
             c,
             Managed {
                 kin: *kin,
-                kout,
+                kout: Some(kout),
                 egress: [fin.ifindex(), fout.ifindex()],
                 credited_in: FlowCounters::default(),
                 credited_out: FlowCounters::default(),
@@ -598,6 +632,24 @@ fn detach_and_log(inner: &mut Inner, what: &'static str) {
     );
 }
 
+/// The program's encapsulation for a tunnel connection, or None for the checksum options it does not build (GUE
+/// with `--tun-csum`/`--tun-remcsum`, GRE with `--tun-csum`: a sum over the whole packet), which stay on the slow
+/// path. IPIP has no checksum option (IPVS ignores it), nor has GRE a remote checksum (IPVS ignores it too).
+fn encap_of(t: &TunnelConfig, c: &FastConn) -> Option<Encap> {
+    match (t.kind, t.csum) {
+        (TunnelKind::Ipip, _) => Some(Encap::Ip),
+        (TunnelKind::Gre, TunnelCsum::NoCsum | TunnelCsum::RemCsum) => Some(Encap::Gre),
+        (TunnelKind::Gue, TunnelCsum::NoCsum) => {
+            let hash = crate::xmit::flow_hash_of(c.caddr, c.vaddr, c.protocol, (c.cport, c.vport));
+            Some(Encap::Gue {
+                sport: rvs_wire::encap::flow_src_port(hash),
+                dport: t.port,
+            })
+        }
+        (TunnelKind::Gre, TunnelCsum::Csum) | (TunnelKind::Gue, _) => None,
+    }
+}
+
 fn credit_of(m: &Managed, lin: FlowCounters, lout: FlowCounters) -> FastCredit {
     let last = lin.last_seen_ns.max(lout.last_seen_ns);
     let fresh = lin.packets > m.credited_in.packets || lout.packets > m.credited_out.packets;
@@ -656,7 +708,7 @@ mod tests {
         let k = FlowKey::new(L4::Tcp, c, v).expect("key");
         Managed {
             kin: k,
-            kout: k,
+            kout: Some(k),
             egress: [1, 1],
             credited_in,
             credited_out,

@@ -265,7 +265,7 @@ fn run(args: Args) -> anyhow::Result<Ending> {
     let fast = start_fast_path(
         &args,
         &daemon,
-        Some(link_hops.clone()),
+        Some(paths.clone()),
         takeover,
         &resolver_stop,
     )?;
@@ -530,7 +530,7 @@ fn start_timers(
 fn start_fast_path(
     args: &Args,
     daemon: &Daemon,
-    hops: Option<Arc<nexthop::NextHops>>,
+    paths: Option<Arc<xmit::MethodPaths>>,
     takeover: fastpath::Takeover,
     stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Option<Arc<fastpath::FastPathCtl>>> {
@@ -543,7 +543,7 @@ fn start_fast_path(
         return Ok(None);
     }
     let demanded = args.fast_path == FastPathMode::Xdp;
-    let started = match (args.public_if.as_deref(), args.private_if.as_deref(), hops) {
+    let started = match (args.public_if.as_deref(), args.private_if.as_deref(), paths) {
         (Some(p), Some(q), Some(h)) => fastpath::FastPathCtl::start(
             &[p, q],
             h,

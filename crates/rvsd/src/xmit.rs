@@ -269,12 +269,14 @@ fn flow_hash(info: &PacketInfo) -> u32 {
         Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => (sport, dport),
         _ => (0, 0),
     };
-    let h = foldhash::fast::FixedState::with_seed(0x6775_6520).hash_one((
-        info.src,
-        info.dst,
-        info.protocol,
-        ports,
-    ));
+    flow_hash_of(info.src, info.dst, info.protocol, ports)
+}
+
+/// The flow hash of packets `src:ports.0 -> dst:ports.1` of `protocol`: what the slow path hashes per packet, and
+/// what the fast path's GUE entries are given once, so both paths send a flow from the same GUE source port.
+pub fn flow_hash_of(src: IpAddr, dst: IpAddr, protocol: u8, ports: (u16, u16)) -> u32 {
+    let h =
+        foldhash::fast::FixedState::with_seed(0x6775_6520).hash_one((src, dst, protocol, ports));
     (h >> 32) as u32 ^ h as u32
 }
 
