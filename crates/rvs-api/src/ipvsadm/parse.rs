@@ -416,47 +416,40 @@ fn mcast_group(arg: &str) -> Result<IpAddr, ParseError> {
     }
 }
 
-/// ipvsadm's `parse_sched_flags`: `flag-N` for any scheduler, `sh-*`/`mh-*` only for theirs.
+/// One of the three IPVS scheduler flag bits (`IP_VS_SVC_F_SCHED1..3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SchedFlag {
+    Fallback,
+    Port,
+    Flag3,
+}
+
+/// ipvsadm's `-b` names (`parse_sched_flags`): the bit each sets and the scheduler it belongs to (`None`: any).
+const SCHED_FLAG_NAMES: [(&str, SchedFlag, Option<&str>); 7] = [
+    ("flag-1", SchedFlag::Fallback, None),
+    ("flag-2", SchedFlag::Port, None),
+    ("flag-3", SchedFlag::Flag3, None),
+    ("sh-fallback", SchedFlag::Fallback, Some("sh")),
+    ("sh-port", SchedFlag::Port, Some("sh")),
+    ("mh-fallback", SchedFlag::Fallback, Some("mh")),
+    ("mh-port", SchedFlag::Port, Some("mh")),
+];
+
+/// ipvsadm's `parse_sched_flags`: comma-separated names from [`SCHED_FLAG_NAMES`], each checked
+/// against the scheduler (`-s`, else the default) in order.
 fn parse_sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, ParseError> {
     let sched = if sched.is_empty() { DEF_SCHED } else { sched };
     let mut f = SchedFlags::default();
     for flag in arg.split(',').filter(|s| !s.is_empty()) {
-        let need = match flag {
-            "flag-1" => {
-                f.fallback = true;
-                None
-            }
-            "flag-2" => {
-                f.port = true;
-                None
-            }
-            "flag-3" => {
-                f.flag3 = true;
-                None
-            }
-            "sh-fallback" => {
-                f.fallback = true;
-                Some("sh")
-            }
-            "sh-port" => {
-                f.port = true;
-                Some("sh")
-            }
-            "mh-fallback" => {
-                f.fallback = true;
-                Some("mh")
-            }
-            "mh-port" => {
-                f.port = true;
-                Some("mh")
-            }
-            _ => {
-                return Err(ParseError::fail(format!("invalid scheduler flag `{flag}'")));
-            }
+        let Some(&(_, bit, need)) = SCHED_FLAG_NAMES.iter().find(|(name, ..)| *name == flag) else {
+            return Err(ParseError::fail(format!("invalid scheduler flag `{flag}'")));
         };
-        if let Some(need) = need
-            && need != sched
-        {
+        match bit {
+            SchedFlag::Fallback => f.fallback = true,
+            SchedFlag::Port => f.port = true,
+            SchedFlag::Flag3 => f.flag3 = true,
+        }
+        if need.is_some_and(|need| need != sched) {
             return Err(ParseError::fail(format!(
                 "incompatible scheduler flag `{flag}'"
             )));
