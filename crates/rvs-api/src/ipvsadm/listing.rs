@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use super::resolve::Resolver;
 use crate::ipvsadm::Format;
 use crate::types::{
-    ConnInfo, DaemonConfig, DestInfo, ForwardMethod, Info, Protocol, ServiceInfo, ServiceKey,
-    Timeouts, TunnelCsum, TunnelKind,
+    ConnInfo, DaemonConfig, DestInfo, DestSpec, ForwardMethod, Info, Protocol, ServiceInfo,
+    ServiceKey, Timeouts, TunnelCsum, TunnelKind,
 };
 
 /// `print_largenum`: 9 columns, K/M/G/T abbreviations above 10^8, or exact with `--exact`.
@@ -378,8 +378,41 @@ fn service_entry_ext(
     r: &dyn Resolver,
     save_thresholds: bool,
 ) {
-    let c = &svc.config;
     let name = svc_name(svc, f, r);
+    service_line(out, svc, &name, f);
+    let proto = svc_proto(&svc.config.key);
+    let order: Vec<&DestInfo> = if f.nosort {
+        svc.dests.iter().collect()
+    } else {
+        msort_indices(&svc.dests, cmp_dests)
+            .into_iter()
+            .map(|i| &svc.dests[i])
+            .collect()
+    };
+    for d in order {
+        let dc = &d.config;
+        let mut dname = addrport(dc.addr, dc.port, proto, f.numeric, r);
+        if !f.rule && dc.addr.is_ipv4() {
+            truncate_bytes(&mut dname, 28);
+        }
+        if f.rule {
+            dest_rule(out, &name, &dname, dc, save_thresholds);
+        } else {
+            dest_line(out, d, &dname, f);
+        }
+    }
+}
+
+/// Five counters as `print_largenum` columns.
+fn largenums(out: &mut String, values: [u64; 5], exact: bool) {
+    for v in values {
+        largenum(out, v, exact);
+    }
+}
+
+/// The service's own line (`-A` rule, or the `-L` line in the format's view).
+fn service_line(out: &mut String, svc: &ServiceInfo, name: &str, f: &Format) {
+    let c = &svc.config;
     let flags = !c.sched_flags.is_empty();
     if f.rule {
         let _ = write!(out, "-A {name} -s {}", c.scheduler);
@@ -399,27 +432,18 @@ fn service_entry_ext(
             let _ = write!(out, " -b {}", sched_flags_text(svc));
         }
     } else if f.stats {
+        let st = &svc.stats;
         let _ = write!(out, "{name:<33}");
-        for v in [
-            svc.stats.conns,
-            svc.stats.inpkts,
-            svc.stats.outpkts,
-            svc.stats.inbytes,
-            svc.stats.outbytes,
-        ] {
-            largenum(out, v, f.exact);
-        }
+        let values = [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes];
+        largenums(out, values, f.exact);
     } else if f.rate {
+        let rt = &svc.rates;
         let _ = write!(out, "{name:<33}");
-        for v in [
-            svc.rates.cps,
-            svc.rates.inpps,
-            svc.rates.outpps,
-            svc.rates.inbps,
-            svc.rates.outbps,
-        ] {
-            largenum(out, v, f.exact);
-        }
+        largenums(
+            out,
+            [rt.cps, rt.inpps, rt.outpps, rt.inbps, rt.outbps],
+            f.exact,
+        );
     } else {
         let _ = write!(out, "{name} {}", c.scheduler);
         if flags {
@@ -439,117 +463,85 @@ fn service_entry_ext(
         }
     }
     out.push('\n');
+}
 
-    let proto = svc_proto(&c.key);
-    let order: Vec<&DestInfo> = if f.nosort {
-        svc.dests.iter().collect()
+/// A real server's `-a` rule line (`print_tunnel_rule` for tunnels).
+fn dest_rule(out: &mut String, name: &str, dname: &str, dc: &DestSpec, save_thresholds: bool) {
+    let sw = fwd_switch(&dc.method);
+    let _ = write!(out, "-a {name} -r {dname} {sw} -w {}", dc.weight);
+    if let ForwardMethod::Tunnel(t) = dc.method {
+        let _ = match t.kind {
+            TunnelKind::Gre => write!(out, " --tun-type gre {}", tun_flag_opt(t.csum)),
+            TunnelKind::Gue => write!(
+                out,
+                " --tun-type gue --tun-port {} {}",
+                t.port,
+                tun_flag_opt(t.csum)
+            ),
+            TunnelKind::Ipip => write!(out, " --tun-type ipip"),
+        };
+    }
+    if save_thresholds {
+        if dc.u_threshold != 0 {
+            let _ = write!(out, " -x {}", dc.u_threshold);
+        }
+        if dc.l_threshold != 0 {
+            let _ = write!(out, " -y {}", dc.l_threshold);
+        }
+    }
+    out.push('\n');
+}
+
+/// A real server's `-L` line in the format's view.
+fn dest_line(out: &mut String, d: &DestInfo, dname: &str, f: &Format) {
+    let dc = &d.config;
+    if f.stats {
+        let st = &d.stats;
+        let _ = write!(out, "  -> {dname:<28}");
+        let values = [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes];
+        largenums(out, values, f.exact);
+        out.push('\n');
+    } else if f.rate {
+        // ipvsadm prints the three packet/connection rates plain and only the byte rates large.
+        let _ = write!(
+            out,
+            "  -> {dname:<28} {:>8} {:>8} {:>8}",
+            d.rates.cps, d.rates.inpps, d.rates.outpps
+        );
+        largenum(out, d.rates.inbps, f.exact);
+        largenum(out, d.rates.outbps, f.exact);
+        out.push('\n');
+    } else if f.thresholds {
+        let _ = writeln!(
+            out,
+            "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
+            dc.u_threshold, dc.l_threshold, d.active_conns, d.inactive_conns
+        );
+    } else if f.persistent_conn {
+        let _ = writeln!(
+            out,
+            "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
+            dc.weight, d.persistent_conns, d.active_conns, d.inactive_conns
+        );
+    } else if f.tun_info {
+        let ti = tun_info(&dc.method).unwrap_or_else(|| "n/a".to_owned());
+        let _ = writeln!(
+            out,
+            "  -> {dname:<28} {:<7} {ti:<13} {:<6} {:<10} {:<10}",
+            dc.method.name(),
+            dc.weight,
+            d.active_conns,
+            d.inactive_conns
+        );
     } else {
-        msort_indices(&svc.dests, cmp_dests)
-            .into_iter()
-            .map(|i| &svc.dests[i])
-            .collect()
-    };
-    for d in order {
-        let dc = &d.config;
-        let mut dname = addrport(dc.addr, dc.port, proto, f.numeric, r);
-        if !f.rule && dc.addr.is_ipv4() {
-            truncate_bytes(&mut dname, 28);
-        }
-        if f.rule {
-            let sw = fwd_switch(&dc.method);
-            match dc.method {
-                ForwardMethod::Tunnel(t) => match t.kind {
-                    TunnelKind::Gre => {
-                        let _ = write!(
-                            out,
-                            "-a {name} -r {dname} {sw} -w {} --tun-type gre {}",
-                            dc.weight,
-                            tun_flag_opt(t.csum)
-                        );
-                    }
-                    TunnelKind::Gue => {
-                        let _ = write!(
-                            out,
-                            "-a {name} -r {dname} {sw} -w {} --tun-type gue --tun-port {} {}",
-                            dc.weight,
-                            t.port,
-                            tun_flag_opt(t.csum)
-                        );
-                    }
-                    TunnelKind::Ipip => {
-                        let _ = write!(
-                            out,
-                            "-a {name} -r {dname} {sw} -w {} --tun-type ipip",
-                            dc.weight
-                        );
-                    }
-                },
-                _ => {
-                    let _ = write!(out, "-a {name} -r {dname} {sw} -w {}", dc.weight);
-                }
-            }
-            if save_thresholds {
-                if dc.u_threshold != 0 {
-                    let _ = write!(out, " -x {}", dc.u_threshold);
-                }
-                if dc.l_threshold != 0 {
-                    let _ = write!(out, " -y {}", dc.l_threshold);
-                }
-            }
-            out.push('\n');
-        } else if f.stats {
-            let _ = write!(out, "  -> {dname:<28}");
-            for v in [
-                d.stats.conns,
-                d.stats.inpkts,
-                d.stats.outpkts,
-                d.stats.inbytes,
-                d.stats.outbytes,
-            ] {
-                largenum(out, v, f.exact);
-            }
-            out.push('\n');
-        } else if f.rate {
-            let _ = write!(
-                out,
-                "  -> {dname:<28} {:>8} {:>8} {:>8}",
-                d.rates.cps, d.rates.inpps, d.rates.outpps
-            );
-            largenum(out, d.rates.inbps, f.exact);
-            largenum(out, d.rates.outbps, f.exact);
-            out.push('\n');
-        } else if f.thresholds {
-            let _ = writeln!(
-                out,
-                "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
-                dc.u_threshold, dc.l_threshold, d.active_conns, d.inactive_conns
-            );
-        } else if f.persistent_conn {
-            let _ = writeln!(
-                out,
-                "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
-                dc.weight, d.persistent_conns, d.active_conns, d.inactive_conns
-            );
-        } else if f.tun_info {
-            let ti = tun_info(&dc.method).unwrap_or_else(|| "n/a".to_owned());
-            let _ = writeln!(
-                out,
-                "  -> {dname:<28} {:<7} {ti:<13} {:<6} {:<10} {:<10}",
-                dc.method.name(),
-                dc.weight,
-                d.active_conns,
-                d.inactive_conns
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
-                dc.method.name(),
-                dc.weight,
-                d.active_conns,
-                d.inactive_conns
-            );
-        }
+        let _ = writeln!(
+            out,
+            "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
+            dc.method.name(),
+            dc.weight,
+            d.active_conns,
+            d.inactive_conns
+        );
     }
 }
 
