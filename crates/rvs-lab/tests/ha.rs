@@ -688,21 +688,27 @@ fn a_failing_vrrp_script_lowers_the_priority_and_moves_the_vip() {
     };
     let flag = lab.state_dir.join("healthy");
     std::fs::write(&flag, b"").unwrap();
+    // The configuration comes through a FIFO written once: rvsd must read the file once at start (VRRP, LVS and
+    // checks from one read; a second read would wait for a writer that never comes, and rvsd would not start).
     let conf = lab.state_dir.join("keepalived.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "vrrp_script chk {{\n  script \"test -e {flag}\"\n  interval 0.5\n  weight -60\n  rise 2\n  fall 2\n}}\n\
+    let made = std::process::Command::new("mkfifo")
+        .arg(&conf)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let text = format!(
+        "vrrp_script chk {{\n  script \"test -e {flag}\"\n  interval 0.5\n  weight -60\n  rise 2\n  fall 2\n}}\n\
              vrrp_instance VI_1 {{\n  interface {pub_if}\n  virtual_router_id 51\n  priority 150\n  version 3\n  \
              advert_int 0.3\n  virtual_ipaddress {{\n    {vip}\n  }}\n  track_script {{\n    chk\n  }}\n}}\n",
-            flag = flag.display(),
-            pub_if = lab::PUBLIC_IF,
-            vip = lab::VIP
-        ),
-    )
-    .unwrap();
+        flag = flag.display(),
+        pub_if = lab::PUBLIC_IF,
+        vip = lab::VIP
+    );
+    let fifo = conf.clone();
+    let writer = std::thread::spawn(move || std::fs::write(fifo, text));
     lab.cfg.rvsd_args = vec!["--keepalived".into(), conf.display().to_string()];
     lab.start_rvsd_in(1).unwrap();
+    writer.join().unwrap().unwrap();
     lab.cfg.rvsd_args = vec![
         "--vrrp".into(),
         format!(

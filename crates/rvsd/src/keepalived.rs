@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::{Arc, Weak};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use rvs_api::Command;
 use rvs_core::ConfigOp;
 use rvs_health::engine::{Desired, Health};
@@ -106,8 +106,8 @@ pub fn config_test(path: &Path, opts: &LexOptions) -> anyhow::Result<()> {
 }
 
 /// Apply the file's configuration and start its checks.
-pub fn start(daemon: &Arc<Daemon>, path: &Path, opts: &LexOptions) -> anyhow::Result<()> {
-    let cfg = load(path, opts).with_context(|| format!("reading {}", path.display()))?;
+/// Applies `cfg` (read once at start by [`load`], with its VRRP side) and starts its health checks.
+pub fn start(daemon: &Arc<Daemon>, path: &Path, cfg: Config) -> anyhow::Result<()> {
     let mut first_timeouts = timeouts(&cfg);
     let weak: Weak<Daemon> = Arc::downgrade(daemon);
     let apply = Box::new(move |d: &Desired| -> Result<(), String> {

@@ -155,14 +155,16 @@ fn run(args: Args) -> anyhow::Result<Ending> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!(e))?;
     // keepalived.conf's vrrp_instance and lvs_sync_daemon blocks (the same typed model the health side reads).
+    // The file is read once: its VRRP side here, its LVS side and checks below (keepalived::start).
     let mut keepalived_sync = None;
+    let mut keepalived_conf = None;
     if let Some(path) = &args.keepalived {
-        let loaded = rvs_keepalived::load(path, &args.keepalived_options())
+        let conf = keepalived::load(path, &args.keepalived_options())
             .with_context(|| format!("reading {}", path.display()))?;
-        let (specs, sync) =
-            vrrp::from_keepalived(&loaded.config).map_err(|e| anyhow::anyhow!(e))?;
+        let (specs, sync) = vrrp::from_keepalived(&conf).map_err(|e| anyhow::anyhow!(e))?;
         vrrp_specs.extend(specs);
         keepalived_sync = sync;
+        keepalived_conf = Some(conf);
     }
     if !vrrp_specs.is_empty() {
         // With VRRP, VIPs are answered for only once an instance is master of them.
@@ -206,8 +208,8 @@ fn run(args: Args) -> anyhow::Result<Ending> {
         load_rules(&daemon, path)
             .with_context(|| format!("loading rules from {}", path.display()))?;
     }
-    if let Some(path) = &args.keepalived {
-        keepalived::start(&daemon, path, &args.keepalived_options())?;
+    if let (Some(path), Some(conf)) = (&args.keepalived, keepalived_conf) {
+        keepalived::start(&daemon, path, conf)?;
     }
     // The previous rvsd's connections (a planned restart or upgrade), before any packet is read. A state file that
     // cannot be read or a marker that cannot be written costs the hand-over, never the start.
