@@ -599,6 +599,34 @@ fn sync_group_moves_the_nat_pair_as_one() {
     }
     wait_master(&lab, &["VI_PUBLIC", "VI_GATEWAY"]);
     let d1 = lab.director_n(1);
+    // The VIP is answered for (proxy neighbour), never a local address; the gateway is an address of priv0, put
+    // back when something removes it (seen over rtnetlink: rvsd does not poll addresses).
+    let pub_addrs = lab
+        .ip(&d1, &["addr", "show", "dev", lab::PUBLIC_IF])
+        .unwrap();
+    assert!(
+        !pub_addrs.contains(&format!("{}/", lab::VIP)),
+        "{pub_addrs}"
+    );
+    let gw = format!("{}/32", lab::HA_GATEWAY);
+    let has_gw = |lab: &Lab| {
+        lab.ip(&d1, &["addr", "show", "dev", lab::PRIVATE_IF])
+            .unwrap()
+            .contains(&gw)
+    };
+    assert!(has_gw(&lab));
+    lab.ip(&d1, &["addr", "del", &gw, "dev", lab::PRIVATE_IF])
+        .unwrap();
+    let removed = Instant::now();
+    wait_for(
+        "the gateway address back on director 1",
+        Duration::from_secs(5),
+        || has_gw(&lab),
+    );
+    eprintln!(
+        "gateway address removed by hand: back after {:?}",
+        removed.elapsed()
+    );
     lab.ip(&d1, &["link", "set", lab::PRIVATE_IF, "down"])
         .unwrap();
     let down = Instant::now();

@@ -236,7 +236,7 @@ fn run(args: Args) -> anyhow::Result<Ending> {
     let vrrp = if vrrp_specs.is_empty() {
         None
     } else {
-        let v = vrrp::start(&daemon, vrrp_specs)?;
+        let v = vrrp::start(&daemon, vrrp_specs, args.public_if.clone())?;
         let _ = daemon.vrrp.set(v.clone());
         Some(v)
     };

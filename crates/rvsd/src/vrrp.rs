@@ -430,8 +430,13 @@ impl Vrrp {
     }
 }
 
-/// Starts every instance (before the rules load, VIPs are not answered for: see main).
-pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<Vrrp>> {
+/// Starts every instance (before the rules load, VIPs are not answered for: see main). `public_if`: rvsd's
+/// `--public-if`, where every instance address is a VIP (see [`on_interface`]).
+pub fn start(
+    daemon: &Arc<Daemon>,
+    specs: Vec<VrrpSpec>,
+    public_if: Option<String>,
+) -> anyhow::Result<Arc<Vrrp>> {
     let v = Arc::new(Vrrp::default());
     let vips = crate::daemon::SteeringNeeds::of_director(&daemon.director).vips;
     let mut insts = Vec::new();
@@ -440,8 +445,10 @@ pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<V
     let t0 = std::time::Instant::now();
     for (k, mut spec) in specs.into_iter().enumerate() {
         // Addresses a killed predecessor left on the interface go first (we start as backup).
-        for a in spec.config.addrs.iter().filter(|a| !vips.contains(a)) {
-            interface_address(false, *a, &spec.interface);
+        for a in &spec.config.addrs {
+            if on_interface(&spec, *a, &vips, public_if.as_deref()) {
+                interface_address(false, *a, &spec.interface);
+            }
         }
         let v6 = spec.config.addrs.first().is_some_and(IpAddr::is_ipv6);
         let primary = match spec.unicast_src {
@@ -513,6 +520,15 @@ pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<V
         groups,
         scripts,
         out: Vec::new(),
+        public_if,
+        watch: match net::LinkWatch::open() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "VRRP: no rtnetlink notifications, interfaces are polled");
+                None
+            }
+        },
+        links_changed: false,
     };
     std::thread::Builder::new()
         .name("rvs-vrrp".into())
@@ -522,8 +538,10 @@ pub fn start(daemon: &Arc<Daemon>, specs: Vec<VrrpSpec>) -> anyhow::Result<Arc<V
 
 /// Keeps the announcements going: gratuitous ARPs / unsolicited NAs now and with the next advertisements.
 const GARP_REPEAT: u8 = 3;
-/// How often tracked interfaces are looked at (and the longest the loop sleeps).
-const TRACK_EVERY: Duration = Duration::from_millis(100);
+/// The longest the loop sleeps (it also wakes for packets, timers, scripts and link changes).
+const MAX_WAIT_MS: u64 = 100;
+/// How often interfaces are looked at when rtnetlink's notifications cannot be had (they normally drive it).
+const POLL_WITHOUT_WATCH: Duration = Duration::from_millis(100);
 
 /// One running instance.
 struct Running {
@@ -554,6 +572,12 @@ struct Engine {
     groups: Vec<Group>,
     scripts: Vec<track::ScriptRun>,
     out: Vec<u8>,
+    /// rvsd's `--public-if`.
+    public_if: Option<String>,
+    /// Link and address notifications (`None`: polled every [`POLL_WITHOUT_WATCH`]).
+    watch: Option<net::LinkWatch>,
+    /// A notification arrived since the last look.
+    links_changed: bool,
 }
 
 impl Engine {
@@ -579,11 +603,13 @@ impl Engine {
                 return;
             }
             let wall = std::time::Instant::now();
-            let mut changed = false;
+            let mut changed = std::mem::take(&mut self.links_changed);
             for s in &mut self.scripts {
                 changed |= s.poll(wall);
             }
-            if changed || wall.duration_since(tracked_at) >= TRACK_EVERY {
+            if changed
+                || (self.watch.is_none() && wall.duration_since(tracked_at) >= POLL_WITHOUT_WATCH)
+            {
                 tracked_at = wall;
                 self.track(now().0, &mut pending);
                 if !pending.is_empty() {
@@ -591,7 +617,7 @@ impl Engine {
                 }
             }
             let t = now().0;
-            let mut wait = TRACK_EVERY.as_millis() as u64;
+            let mut wait = MAX_WAIT_MS;
             for r in &self.insts {
                 if let Some(d) = r.inst.next_deadline() {
                     wait = wait.min(d.saturating_sub(t));
@@ -601,7 +627,7 @@ impl Engine {
                 let due = s.next_due(wall).saturating_duration_since(wall);
                 wait = wait.min(due.as_millis() as u64);
             }
-            let ready = self.wait(wait.clamp(1, 100));
+            let ready = self.wait(wait.clamp(1, MAX_WAIT_MS));
             for k in ready {
                 self.receive(k, &mut buf, &mut pending);
             }
@@ -617,14 +643,16 @@ impl Engine {
         }
     }
 
-    /// Polls every socket up to `ms`; the instances with a packet waiting.
-    fn wait(&self, ms: u64) -> Vec<usize> {
+    /// Polls every socket (and the link watch) up to `ms`; the instances with a packet waiting.
+    fn wait(&mut self, ms: u64) -> Vec<usize> {
         use std::os::fd::AsRawFd;
         let mut fds: Vec<libc::pollfd> = self
             .insts
             .iter()
-            .map(|r| libc::pollfd {
-                fd: r.sock.as_raw_fd(),
+            .map(|r| r.sock.as_raw_fd())
+            .chain(self.watch.as_ref().map(AsRawFd::as_raw_fd))
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -641,7 +669,14 @@ impl Engine {
             }
             return Vec::new();
         }
+        let n = self.insts.len();
+        if fds.get(n).is_some_and(|f| f.revents != 0)
+            && let Some(w) = &mut self.watch
+        {
+            self.links_changed |= w.drain();
+        }
         fds.iter()
+            .take(n)
             .enumerate()
             .filter(|(_, f)| f.revents != 0)
             .map(|(k, _)| k)
@@ -678,7 +713,8 @@ impl Engine {
 
     /// Tracked interfaces and scripts: FAULT (an instance's own or its group's) and effective priorities.
     fn track(&mut self, t: u64, pending: &mut Vec<(usize, Action)>) {
-        let up = track::interfaces_up();
+        let links = track::Links::now();
+        let up = &links.up;
         let mut faults = Vec::with_capacity(self.insts.len());
         let mut deltas = Vec::with_capacity(self.insts.len());
         for r in &self.insts {
@@ -730,6 +766,38 @@ impl Engine {
             if faults[k] != r.fault {
                 r.fault = faults[k];
                 pending.extend(r.inst.set_fault(t, r.fault).into_iter().map(|a| (k, a)));
+            }
+        }
+        self.restore_addresses(&links);
+    }
+
+    /// A master's addresses that are not VIPs (the real servers' gateway) are put back on the interface when
+    /// something removed them, as keepalived does: the backup does not hold them, so nobody else would answer.
+    fn restore_addresses(&self, links: &track::Links) {
+        let mut vips = None;
+        for r in self
+            .insts
+            .iter()
+            .filter(|r| r.inst.state() == State::Master)
+        {
+            for a in &r.spec.config.addrs {
+                if links.addrs.contains(&(r.spec.interface.clone(), *a)) {
+                    continue;
+                }
+                let vips = vips.get_or_insert_with(|| {
+                    crate::daemon::SteeringNeeds::of_director(&self.daemon.director).vips
+                });
+                if !on_interface(&r.spec, *a, vips, self.public_if.as_deref()) {
+                    continue;
+                }
+                let ok = interface_address(true, *a, &r.spec.interface);
+                tracing::warn!(
+                    instance = %r.spec.config.name,
+                    address = %a,
+                    interface = %r.spec.interface,
+                    added_back = ok,
+                    "VRRP: an address of a master instance was removed from its interface"
+                );
             }
         }
     }
@@ -836,7 +904,7 @@ impl Engine {
                     o.extend(c.addrs.iter().copied());
                     o.clone()
                 };
-                apply_ownership(&self.daemon, spec, owned, true);
+                apply_ownership(&self.daemon, spec, owned, true, self.public_if.as_deref());
                 net::announce(&spec.interface, &c.addrs);
                 r.garps_left = GARP_REPEAT;
             }
@@ -848,7 +916,7 @@ impl Engine {
                     }
                     o.clone()
                 };
-                apply_ownership(&self.daemon, spec, owned, false);
+                apply_ownership(&self.daemon, spec, owned, false, self.public_if.as_deref());
                 r.garps_left = 0;
             }
             Action::Transition { from, to } => {
@@ -901,16 +969,41 @@ fn run_script(line: &str) {
 
 /// Answer (or stop answering) for the instance's addresses: VIPs through the steering's proxy
 /// neighbours, other addresses as addresses of the interface.
-fn apply_ownership(daemon: &Daemon, spec: &VrrpSpec, owned: BTreeSet<IpAddr>, master: bool) {
+fn apply_ownership(
+    daemon: &Daemon,
+    spec: &VrrpSpec,
+    owned: BTreeSet<IpAddr>,
+    master: bool,
+    public_if: Option<&str>,
+) {
     let vips = crate::daemon::SteeringNeeds::of_director(&daemon.director).vips;
     if let Err(e) = daemon.set_owned(Some(owned)) {
         tracing::error!(error = %e, "VRRP: changing the VIPs answered for failed");
     }
-    for a in spec.config.addrs.iter().filter(|a| !vips.contains(a)) {
+    for a in spec
+        .config
+        .addrs
+        .iter()
+        .filter(|a| on_interface(spec, **a, &vips, public_if))
+    {
         if !interface_address(master, *a, &spec.interface) && master {
             tracing::warn!(address = %a, interface = %spec.interface, "VRRP: adding the address failed");
         }
     }
+}
+
+/// Whether the instance's address `a` is held as an address of its interface (keepalived's `virtual_ipaddress`)
+/// rather than answered for as a VIP (proxy neighbour, steered into the TUN): not a VIP of a configured service,
+/// and not on rvsd's public interface. The public side's addresses are VIPs even before their services exist, so
+/// an address VRRP took over before the services were configured never becomes a local address that the VIP's
+/// steering would then refuse.
+fn on_interface(
+    spec: &VrrpSpec,
+    a: IpAddr,
+    vips: &std::collections::BTreeSet<IpAddr>,
+    public_if: Option<&str>,
+) -> bool {
+    !vips.contains(&a) && public_if != Some(spec.interface.as_str())
 }
 
 /// Adds (or removes) `a` as a host address of `ifn`, as keepalived's `virtual_ipaddress`; IPv6 without duplicate

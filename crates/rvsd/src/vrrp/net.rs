@@ -207,6 +207,57 @@ pub fn ipv4_payload(p: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
     Some((src, dst, p[8], &p[ihl..total]))
 }
 
+/// Link and address changes, as rtnetlink multicasts them (groups link, IPv4 and IPv6 addresses): the engine looks
+/// at its tracked interfaces and held addresses when one arrives, instead of polling for them.
+#[derive(Debug)]
+pub struct LinkWatch {
+    fd: std::os::fd::OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl LinkWatch {
+    pub fn open() -> io::Result<Self> {
+        use nix::sys::socket::{
+            AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, socket,
+        };
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )
+        .map_err(nix_io)?;
+        let groups =
+            (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups)).map_err(nix_io)?;
+        Ok(Self {
+            fd,
+            buf: vec![0; 16 << 10],
+        })
+    }
+
+    /// Reads what is queued (bounded); true when anything was, or notifications were lost (ENOBUFS: look anyway).
+    pub fn drain(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..256 {
+            match nix::unistd::read(&self.fd, &mut self.buf) {
+                Ok(0) => break,
+                Ok(_) => any = true,
+                Err(nix::Error::ENOBUFS) => any = true,
+                Err(nix::Error::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        any
+    }
+}
+
+impl AsRawFd for LinkWatch {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// The first IPv4 address of `ifn`.
 pub fn ifaddr_v4(ifn: &str) -> Option<Ipv4Addr> {
     nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {

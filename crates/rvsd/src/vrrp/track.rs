@@ -6,6 +6,7 @@
 //!   it is down. `reverse` turns both round (and with weight 0, FAULT while the thing is up).
 //! - The effective priority is the configured one plus those weights, kept within 1..=254; an address owner (255)
 //!   keeps 255.
+//! - Interfaces are looked at when rtnetlink says a link or an address changed (not polled).
 //! - A script runs every `interval` through `/bin/sh -c`, killed after `timeout` (a failure). It goes OK after
 //!   `rise` successes in a row and fails after `fall` failures in a row. It starts failed, one success away from
 //!   OK (keepalived's starting count); `init_fail` starts it `rise` successes away.
@@ -187,17 +188,37 @@ impl Drop for ScriptRun {
     }
 }
 
-/// The interfaces that are up and running now (one getifaddrs for all instances).
-pub fn interfaces_up() -> BTreeSet<String> {
-    use nix::net::if_::InterfaceFlags;
-    let Ok(it) = nix::ifaddrs::getifaddrs() else {
-        return BTreeSet::new();
-    };
-    it.filter(|a| {
-        a.flags.contains(InterfaceFlags::IFF_UP) && a.flags.contains(InterfaceFlags::IFF_RUNNING)
-    })
-    .map(|a| a.interface_name)
-    .collect()
+/// The interfaces that are up and running, and every interface's addresses, now (one getifaddrs for all instances).
+#[derive(Debug, Default)]
+pub struct Links {
+    pub up: BTreeSet<String>,
+    pub addrs: BTreeSet<(String, std::net::IpAddr)>,
+}
+
+impl Links {
+    pub fn now() -> Self {
+        use nix::net::if_::InterfaceFlags;
+        let mut l = Links::default();
+        let Ok(it) = nix::ifaddrs::getifaddrs() else {
+            return l;
+        };
+        for a in it {
+            let ip = a.address.and_then(|s| {
+                s.as_sockaddr_in()
+                    .map(|s| std::net::IpAddr::V4(s.ip()))
+                    .or_else(|| s.as_sockaddr_in6().map(|s| std::net::IpAddr::V6(s.ip())))
+            });
+            if let Some(ip) = ip {
+                l.addrs.insert((a.interface_name.clone(), ip));
+            }
+            if a.flags.contains(InterfaceFlags::IFF_UP)
+                && a.flags.contains(InterfaceFlags::IFF_RUNNING)
+            {
+                l.up.insert(a.interface_name);
+            }
+        }
+        l
+    }
 }
 
 #[cfg(test)]
