@@ -28,9 +28,10 @@ impl ServiceShared {
     }
 }
 
-/// `ForwardMethod` in one word: bits 0-2 method (0 masq, 1 route, 2 tunnel, 3 local, 4 bypass;
-/// the last two never reach a destination, `validate_dest` refuses them), 3-4 tunnel type, 5-6
-/// tunnel checksum option, 16-31 GUE port.
+/// `ForwardMethod` in one word: bits 0-1 method (0 masq, 1 route, 2 tunnel, 3 local or bypass by
+/// bit 2; those two never reach a destination, `validate_dest` refuses them), 3-4 tunnel type, 5-6
+/// tunnel checksum option, 16-31 GUE port. The three methods a new connection reads stay a 2-bit
+/// match (the read is on the packet path of every new connection).
 fn pack_method(m: ForwardMethod) -> u32 {
     match m {
         ForwardMethod::Masq => 0,
@@ -49,17 +50,16 @@ fn pack_method(m: ForwardMethod) -> u32 {
             2 | (kind << 3) | (csum << 5) | (u32::from(t.port) << 16)
         }
         ForwardMethod::Local => 3,
-        ForwardMethod::Bypass => 4,
+        ForwardMethod::Bypass => 3 | 4,
     }
 }
 
+#[inline]
 fn unpack_method(v: u32) -> ForwardMethod {
-    match v & 7 {
+    match v & 3 {
         0 => ForwardMethod::Masq,
         1 => ForwardMethod::Route,
-        3 => ForwardMethod::Local,
-        4 => ForwardMethod::Bypass,
-        _ => ForwardMethod::Tunnel(TunnelConfig {
+        2 => ForwardMethod::Tunnel(TunnelConfig {
             kind: match (v >> 3) & 3 {
                 1 => TunnelKind::Gue,
                 2 => TunnelKind::Gre,
@@ -72,6 +72,8 @@ fn unpack_method(v: u32) -> ForwardMethod {
             },
             port: (v >> 16) as u16,
         }),
+        _ if v & 4 == 0 => ForwardMethod::Local,
+        _ => ForwardMethod::Bypass,
     }
 }
 
@@ -189,7 +191,8 @@ impl Destination {
         self.l_threshold.load(Ordering::Relaxed)
     }
 
-    /// Forwarding method.
+    /// Forwarding method (read once per new connection: inlined there).
+    #[inline]
     pub fn method(&self) -> ForwardMethod {
         unpack_method(self.method.load(Ordering::Relaxed))
     }

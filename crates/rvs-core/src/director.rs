@@ -498,6 +498,8 @@ impl Director {
         let Some(daddr) = A::from_ip(dest.addr()) else {
             return self.dropped(DropReason::UnsupportedMethod, si);
         };
+        // Read once: the new connection's xmit and its flags come from the same method.
+        let method = dest.method();
         let to = Target {
             addr: daddr,
             port: if dest.port() == 0 {
@@ -505,7 +507,7 @@ impl Director {
             } else {
                 dest.port()
             },
-            xmit: Xmit::from_method(dest.method()),
+            xmit: Xmit::from_method(method),
         };
         if svc.spec.one_packet && flow.tcp.is_none() {
             // One-packet scheduling: forwarded, counted, never tracked.
@@ -530,7 +532,7 @@ impl Director {
                 } else {
                     self.udp_timeout.load(Ordering::Relaxed)
                 };
-                let cflags = Xmit::conn_flags(dest.method());
+                let cflags = Xmit::conn_flags(method);
                 if self.defense.full(&sh) {
                     // At the limit: evict a victim (drop_entry) or refuse.
                     let Some(v) = self.defense.make_room(&sh, now32(path.now), path.random) else {
