@@ -423,6 +423,14 @@ impl FastPath {
         testrun::run(fd.as_fd().as_raw_fd(), packet, repeat.max(1)).map_err(Error::TestRun)
     }
 
+    /// The file descriptor of `which` (for a bench's program array: examples/capacity.rs tail-calls the fast path).
+    pub fn program_fd(&mut self, which: Program) -> Result<&aya::programs::ProgramFd, Error> {
+        let name = which.name();
+        self.program(which)?
+            .fd()
+            .map_err(|source| Error::Program { name, source })
+    }
+
     /// The kernel's instruction counts for `which`.
     pub fn program_stats(&mut self, which: Program) -> Result<ProgramStats, Error> {
         let name = which.name();

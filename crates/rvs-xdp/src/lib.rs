@@ -31,3 +31,7 @@ pub use maps::{
 /// The compiled program (ELF with BTF maps), built by build.rs from bpf/rvs_xdp.c.
 pub static PROGRAM_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_xdp.o"));
+
+/// The director-capacity bench's sender and sink (bpf/rvs_bench.c; examples/capacity.rs). rvsd never loads it.
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_bench.o"));
