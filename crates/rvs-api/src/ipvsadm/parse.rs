@@ -99,11 +99,24 @@ fn leading_command(toks: &mut Tokens<'_>) -> Result<Leading, ParseError> {
     Ok(Leading::Command(daemon_cmd, state))
 }
 
+/// An address family as ipvsadm's `af` fields hold it: AF_UNSPEC until an address (or `-f`, or `-6`) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Af {
+    Unspec,
+    Inet,
+    Inet6,
+}
+
+impl Af {
+    fn of(addr: IpAddr) -> Self {
+        if addr.is_ipv6() { Af::Inet6 } else { Af::Inet }
+    }
+}
+
 /// ipvsadm's `ipvs_service_t` being built.
 #[derive(Debug, Clone)]
 struct Svc {
-    /// None = AF_UNSPEC (never set).
-    ipv6: Option<bool>,
+    af: Af,
     protocol: Protocol,
     addr: IpAddr,
     port: u16,
@@ -120,7 +133,7 @@ struct Svc {
 
 #[derive(Debug, Clone)]
 struct Dest {
-    ipv6: bool,
+    af: Af,
     addr: IpAddr,
     port: u16,
     fwd: Fwd,
@@ -161,7 +174,7 @@ impl Line {
             cmd,
             options: OptSet::default(),
             svc: Svc {
-                ipv6: None,
+                af: Af::Unspec,
                 protocol: Protocol::Tcp,
                 addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 port: 0,
@@ -175,7 +188,7 @@ impl Line {
                 flags: SchedFlags::default(),
             },
             dest: Dest {
-                ipv6: false,
+                af: Af::Inet,
                 addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 port: 0,
                 fwd: Fwd::Route,
@@ -272,7 +285,7 @@ impl Line {
                 svc.take_address(arg, resolver)?;
             }
             Opt::Fwmark => {
-                svc.ipv6 = Some(false);
+                svc.af = Af::Inet;
                 svc.protocol = Protocol::Tcp;
                 svc.fwmark = parse_fwmark(arg)?;
             }
@@ -289,7 +302,7 @@ impl Line {
                 if svc.fwmark == 0 {
                     return Err(ParseError::fail("-6 used before -f\n"));
                 }
-                svc.ipv6 = Some(true);
+                svc.af = Af::Inet6;
                 svc.netmask = 128;
             }
             Opt::Ops => svc.one_packet = true,
@@ -300,7 +313,7 @@ impl Line {
                     ParseError::fail("illegal real server address[:port] specified")
                 })?;
                 dest.addr = p.addr;
-                dest.ipv6 = p.addr.is_ipv6();
+                dest.af = Af::of(p.addr);
                 dest.port = p.port.unwrap_or(svc.port);
             }
             Opt::Ipip => dest.fwd = Fwd::Tunnel,
@@ -365,7 +378,7 @@ impl Svc {
         let p = parse_service(arg, self.protocol, resolver)
             .ok_or_else(|| ParseError::fail("illegal virtual server address[:port] specified"))?;
         self.addr = p.addr;
-        self.ipv6 = Some(p.addr.is_ipv6());
+        self.af = Af::of(p.addr);
         if p.addr.is_ipv6() {
             self.netmask = 128;
         }
@@ -377,7 +390,7 @@ impl Svc {
 
     /// `-M`: a dotted mask (or a host name) for IPv4, a prefix length for IPv6.
     fn take_netmask(&mut self, arg: &str, resolver: &dyn Resolver) -> Result<(), ParseError> {
-        if self.ipv6 != Some(true) {
+        if self.af != Af::Inet6 {
             self.netmask = parse_netmask(arg, resolver).ok_or_else(|| {
                 ParseError::fail("illegal virtual server persistent mask specified")
             })?;
@@ -486,7 +499,7 @@ fn check(line: &Line, source: Source) -> Result<(), ParseError> {
             }
         }
         Cmd::AddDest | Cmd::EditDest => {
-            if dest.ipv6 != svc.ipv6.unwrap_or(false) && dest.fwd != Fwd::Tunnel {
+            if (dest.af == Af::Inet6) != (svc.af == Af::Inet6) && dest.fwd != Fwd::Tunnel {
                 return Err(ParseError::fail(
                     "Different address family is allowed only for tunneling servers",
                 ));
@@ -591,7 +604,7 @@ fn service_key(svc: &Svc) -> ServiceKey {
     if svc.fwmark != 0 {
         ServiceKey::Fwmark {
             mark: svc.fwmark,
-            ipv6: svc.ipv6 == Some(true),
+            ipv6: svc.af == Af::Inet6,
         }
     } else {
         ServiceKey::Addr {
