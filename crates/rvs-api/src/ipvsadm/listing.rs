@@ -366,17 +366,26 @@ fn tun_info(m: &ForwardMethod) -> Option<String> {
 
 /// `print_service_entry`: the service line and its destinations.
 pub fn service_entry(out: &mut String, svc: &ServiceInfo, f: &Format, r: &dyn Resolver) {
-    service_entry_ext(out, svc, f, r, false);
+    service_entry_ext(out, svc, f, r, Thresholds::AsIpvsadm);
 }
 
-/// Like [`service_entry`]; `save_thresholds` appends `-x`/`-y` to `-a` rule lines when set (an
-/// rvs extension used for rvsd's own rules file, which ipvsadm -R also reads).
+/// Whether `-a` rule lines carry the real server's thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Thresholds {
+    /// As `ipvsadm -S`: left out.
+    AsIpvsadm,
+    /// `-x`/`-y` appended when set (an rvs extension for rvsd's own rules file, which ipvsadm -R
+    /// also reads).
+    Saved,
+}
+
+/// Like [`service_entry`], with the rule lines' thresholds as `thresholds` says.
 fn service_entry_ext(
     out: &mut String,
     svc: &ServiceInfo,
     f: &Format,
     r: &dyn Resolver,
-    save_thresholds: bool,
+    thresholds: Thresholds,
 ) {
     let name = svc_name(svc, f, r);
     service_line(out, svc, &name, f);
@@ -396,7 +405,7 @@ fn service_entry_ext(
             truncate_bytes(&mut dname, 28);
         }
         if f.rule {
-            dest_rule(out, &name, &dname, dc, save_thresholds);
+            dest_rule(out, &name, &dname, dc, thresholds);
         } else {
             dest_line(out, d, &dname, f);
         }
@@ -466,7 +475,7 @@ fn service_line(out: &mut String, svc: &ServiceInfo, name: &str, f: &Format) {
 }
 
 /// A real server's `-a` rule line (`print_tunnel_rule` for tunnels).
-fn dest_rule(out: &mut String, name: &str, dname: &str, dc: &DestSpec, save_thresholds: bool) {
+fn dest_rule(out: &mut String, name: &str, dname: &str, dc: &DestSpec, thresholds: Thresholds) {
     let sw = fwd_switch(&dc.method);
     let _ = write!(out, "-a {name} -r {dname} {sw} -w {}", dc.weight);
     if let ForwardMethod::Tunnel(t) = dc.method {
@@ -481,7 +490,7 @@ fn dest_rule(out: &mut String, name: &str, dname: &str, dc: &DestSpec, save_thre
             TunnelKind::Ipip => write!(out, " --tun-type ipip"),
         };
     }
-    if save_thresholds {
+    if thresholds == Thresholds::Saved {
         if dc.u_threshold != 0 {
             let _ = write!(out, " -x {}", dc.u_threshold);
         }
@@ -581,7 +590,7 @@ pub fn save_rules(services: &[ServiceInfo], r: &dyn Resolver, numeric: bool) -> 
     };
     let mut out = String::new();
     for s in sorted_services(services) {
-        service_entry_ext(&mut out, s, &f, r, true);
+        service_entry_ext(&mut out, s, &f, r, Thresholds::Saved);
     }
     out
 }
