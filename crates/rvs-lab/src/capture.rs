@@ -1,7 +1,7 @@
 //! Seeing addresses on the wire without tcpdump: an AF_PACKET socket opened by a thread inside a namespace, bound to
-//! one interface, recording the IPv4 TCP/UDP headers of what passes (both directions).
+//! one interface, recording the IPv4 and IPv6 TCP/UDP headers of what passes (both directions), inside a tunnel too.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,15 +16,16 @@ use crate::error::{LabError, Result};
 pub struct Seen {
     /// IP protocol (6 TCP, 17 UDP).
     pub protocol: u8,
-    pub src: SocketAddrV4,
-    pub dst: SocketAddrV4,
+    /// IPv4 or IPv6 (IPv6 extension headers are not walked: such packets are not recorded).
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
     /// TCP flags byte (0 for UDP).
     pub tcp_flags: u8,
     /// Sent by this namespace (PACKET_OUTGOING) rather than received.
     pub outgoing: bool,
-    /// The outer addresses when the packet was seen inside an IPIP tunnel (LVS-TUN); the fields above are the inner
-    /// packet's.
-    pub tunnel: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// The outer addresses when the packet was seen inside a tunnel (LVS-TUN: IPIP, IPv6-in-IP, GRE; GUE is
+    /// recorded as the UDP packet it is); the fields above are the inner packet's.
+    pub tunnel: Option<(IpAddr, IpAddr)>,
 }
 
 impl Seen {
@@ -34,7 +35,8 @@ impl Seen {
     }
 }
 
-/// Parses an Ethernet frame carrying IPv4 TCP/UDP, directly or inside IPIP.
+/// Parses an Ethernet frame carrying IPv4 or IPv6 TCP/UDP, directly or inside one tunnel (IPIP, IPv6-in-IP or GRE,
+/// in an IPv4 or IPv6 outer header).
 pub fn parse_frame(frame: &[u8], outgoing: bool) -> Option<Seen> {
     let mut off = 12;
     let mut ethertype = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
@@ -43,48 +45,51 @@ pub fn parse_frame(frame: &[u8], outgoing: bool) -> Option<Seen> {
         ethertype = u16::from_be_bytes([*frame.get(off + 2)?, *frame.get(off + 3)?]);
         off += 4;
     }
-    if ethertype != 0x0800 {
+    if ethertype != 0x0800 && ethertype != 0x86dd {
         return None;
     }
-    let ip = frame.get(off..)?;
-    if ip.len() < 20 || ip[0] >> 4 != 4 {
-        return None;
-    }
-    if ip[9] == 4 && u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0 {
-        let outer = (
-            Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-            Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-        );
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let inner = parse_ip(ip.get(ihl..)?, outgoing)?;
-        return Some(Seen {
-            tunnel: Some(outer),
-            ..inner
-        });
-    }
-    parse_ip(ip, outgoing)
+    parse_ip(frame.get(off..)?, outgoing, true)
 }
 
-fn parse_ip(ip: &[u8], outgoing: bool) -> Option<Seen> {
-    if ip.len() < 20 || ip[0] >> 4 != 4 {
+/// An IP packet's TCP/UDP header; with `unwrap`, also one tunnel level around it.
+fn parse_ip(ip: &[u8], outgoing: bool, unwrap: bool) -> Option<Seen> {
+    let (src, dst, protocol, l4) = match ip.first()? >> 4 {
+        4 if ip.len() >= 20 => {
+            let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+            if frag != 0 {
+                return None;
+            }
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+            (IpAddr::V4(src), IpAddr::V4(dst), ip[9], ip.get(ihl..)?)
+        }
+        6 if ip.len() >= 40 => {
+            let a = |o: usize| -> Option<IpAddr> {
+                let b: [u8; 16] = ip.get(o..o + 16)?.try_into().ok()?;
+                Some(IpAddr::V6(Ipv6Addr::from(b)))
+            };
+            (a(8)?, a(24)?, ip[6], ip.get(40..)?)
+        }
+        _ => return None,
+    };
+    if unwrap && let Some((_, inner)) = rvs_wire::encap::tunnel_inner_offset(protocol, l4) {
+        let seen = parse_ip(l4.get(inner..)?, outgoing, false)?;
+        return Some(Seen {
+            tunnel: Some((src, dst)),
+            ..seen
+        });
+    }
+    if protocol != 6 && protocol != 17 {
         return None;
     }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-    let protocol = ip[9];
-    if frag != 0 || (protocol != 6 && protocol != 17) {
-        return None;
-    }
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let l4 = ip.get(ihl..)?;
     let sport = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
     let dport = u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]);
     let tcp_flags = if protocol == 6 { *l4.get(13)? } else { 0 };
     Some(Seen {
         protocol,
-        src: SocketAddrV4::new(src, sport),
-        dst: SocketAddrV4::new(dst, dport),
+        src: SocketAddr::new(src, sport),
+        dst: SocketAddr::new(dst, dport),
         tcp_flags,
         outgoing,
         tunnel: None,
@@ -263,6 +268,68 @@ mod tests {
             let _ = parse_frame(&f[..n], false);
         }
         f[12] = 0x86;
+        assert!(parse_frame(&f, false).is_none());
+    }
+
+    /// A TCP segment in IPv6, as is and inside IPv6-in-IPv6, IPv6-in-IPv4 and GRE (with a checksum) over IPv6.
+    #[test]
+    fn parses_ipv6_and_its_tunnels() {
+        let (c, v) = ("2001:db8:0:3::10", "2001:db8:0:1::100");
+        let mut inner = vec![0u8; 40 + 20];
+        inner[0] = 0x60;
+        inner[6] = 6;
+        inner[8..24].copy_from_slice(&c.parse::<Ipv6Addr>().expect("addr").octets());
+        inner[24..40].copy_from_slice(&v.parse::<Ipv6Addr>().expect("addr").octets());
+        inner[40..42].copy_from_slice(&40000u16.to_be_bytes());
+        inner[42..44].copy_from_slice(&80u16.to_be_bytes());
+        inner[40 + 13] = 0x10;
+        let frame = |ethertype: [u8; 2], ip: &[u8]| [&[0u8; 12][..], &ethertype, ip].concat();
+        let plain = parse_frame(&frame([0x86, 0xdd], &inner), false).expect("IPv6 TCP");
+        assert_eq!(plain.src, format!("[{c}]:40000").parse().expect("addr"));
+        assert_eq!(plain.dst, format!("[{v}]:80").parse().expect("addr"));
+        assert_eq!((plain.tcp_flags, plain.tunnel), (0x10, None));
+
+        let (o6s, o6d): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8:0:2::1".parse().expect("a"),
+            "2001:db8:0:2::11".parse().expect("a"),
+        );
+        let outer6 = |next: u8, body: &[u8]| {
+            let mut h = vec![0u8; 40];
+            h[0] = 0x60;
+            h[6] = next;
+            h[8..24].copy_from_slice(&o6s.octets());
+            h[24..40].copy_from_slice(&o6d.octets());
+            [h, body.to_vec()].concat()
+        };
+        let six_in_six =
+            parse_frame(&frame([0x86, 0xdd], &outer6(41, &inner)), true).expect("6in6");
+        assert_eq!(six_in_six.tunnel, Some((o6s.into(), o6d.into())));
+        assert_eq!((six_in_six.src, six_in_six.dst), (plain.src, plain.dst));
+        let gre = [&[0x80u8, 0, 0x86, 0xdd, 0, 0, 0, 0][..], &inner].concat();
+        let in_gre = parse_frame(&frame([0x86, 0xdd], &outer6(47, &gre)), true).expect("GRE");
+        assert_eq!((in_gre.src, in_gre.tunnel.is_some()), (plain.src, true));
+
+        let mut o4 = vec![0u8; 20];
+        o4[0] = 0x45;
+        o4[9] = 41;
+        o4[12..16].copy_from_slice(&[203, 0, 113, 1]);
+        o4[16..20].copy_from_slice(&[203, 0, 113, 11]);
+        let six_in_four =
+            parse_frame(&frame([8, 0], &[o4, inner.clone()].concat()), true).expect("6in4");
+        assert_eq!(six_in_four.dst, plain.dst);
+        assert_eq!(
+            six_in_four.tunnel,
+            Some((
+                Ipv4Addr::new(203, 0, 113, 1).into(),
+                Ipv4Addr::new(203, 0, 113, 11).into()
+            ))
+        );
+
+        // Truncations never panic; a tunnel inside a tunnel is not unwrapped twice.
+        let f = frame([0x86, 0xdd], &outer6(41, &outer6(41, &inner)));
+        for n in 0..f.len() {
+            let _ = parse_frame(&f[..n], false);
+        }
         assert!(parse_frame(&f, false).is_none());
     }
 }

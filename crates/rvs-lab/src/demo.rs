@@ -128,8 +128,8 @@ impl Traced {
             .iter()
             .find(|s| {
                 s.protocol == 6
-                    && s.src == src
-                    && s.dst == dst
+                    && s.src == SocketAddr::V4(src)
+                    && s.dst == SocketAddr::V4(dst)
                     && match way {
                         Crossing::Either => true,
                         Crossing::Leaving => s.outgoing,
@@ -239,7 +239,7 @@ pub fn trace_direct(lab: &Lab, vip_port: SocketAddr) -> Result<(Vec<Hop>, usize)
     let at_director = t.seen[1]
         .iter()
         .chain(&t.seen[2])
-        .filter(|s| !s.outgoing && s.src == v && s.dst == c)
+        .filter(|s| !s.outgoing && s.src == SocketAddr::V4(v) && s.dst == SocketAddr::V4(c))
         .count();
     Ok((rows, at_director))
 }
@@ -253,7 +253,7 @@ fn print_hops(rows: &[Hop], width: usize) {
     for (at, s, what) in rows {
         let tun = s
             .tunnel
-            .map(|(a, b)| format!(" [in IPIP {a} -> {b}]"))
+            .map(|(a, b)| format!(" [in tunnel {a} -> {b}]"))
             .unwrap_or_default();
         println!(
             "   {at:<width$} {:<21} -> {:<21} {what}{tun}",

@@ -87,9 +87,9 @@ fn textbook_rr_1000_requests_split_500_500_and_addresses() {
     );
     // On the wire: CIP->VIP at the client, CIP->RIP at the real server, RIP->CIP at the director, VIP->CIP back.
     let (p, name) = demo::trace_one_connection(&lab, lab::vip(80)).expect("trace");
-    assert_eq!(*p.client_out.dst.ip(), VIP);
-    assert_eq!(*p.client_in.src.ip(), VIP);
-    assert_eq!(*p.at_real_server.src.ip(), CIP);
+    assert_eq!(p.client_out.dst.ip(), VIP);
+    assert_eq!(p.client_in.src.ip(), VIP);
+    assert_eq!(p.at_real_server.src.ip(), CIP);
     assert!(name == "rs1" || name == "rs2");
     assert_eq!(p.at_director.src, p.at_real_server.dst);
 }

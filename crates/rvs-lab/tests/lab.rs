@@ -154,19 +154,25 @@ fn plain_router_http_udp_and_cleanup() {
         panic!("v4")
     };
     assert!(
-        sc.iter()
-            .any(|s| s.is_syn() && s.outgoing && s.src == local && s.dst == a1v4),
+        sc.iter().any(|s| s.is_syn()
+            && s.outgoing
+            && s.src == SocketAddr::V4(local)
+            && s.dst == SocketAddr::V4(a1v4)),
         "{sc:?}"
     );
     // The real server's SYN-ACK arrives at the director's private side (the bridge holding the DIP).
     assert!(
-        sd.iter()
-            .any(|s| !s.outgoing && s.src == a1v4 && s.dst == local && s.tcp_flags & 0x12 == 0x12),
+        sd.iter().any(|s| !s.outgoing
+            && s.src == SocketAddr::V4(a1v4)
+            && s.dst == SocketAddr::V4(local)
+            && s.tcp_flags & 0x12 == 0x12),
         "{sd:?}"
     );
     assert!(
-        sr.iter()
-            .any(|s| s.is_syn() && !s.outgoing && s.src == local && s.dst == a1v4),
+        sr.iter().any(|s| s.is_syn()
+            && !s.outgoing
+            && s.src == SocketAddr::V4(local)
+            && s.dst == SocketAddr::V4(a1v4)),
         "{sr:?}"
     );
 

@@ -5,8 +5,9 @@
 //! One lab, shared by every assertion (CI time): TCP and UDP, IPv4 and IPv6, route and tunnel (IPIP, GUE with
 //! checksum, GRE with checksum), methods mixed in one service, rr over two real servers, the client's own address at
 //! the real server, only the VIP seen by the client, 1 MiB both ways byte-identical, no reply crossing the
-//! director, `-L -c` states and counters as IPVS keeps them for one-way traffic, and the tunnel MTU answered with
-//! ICMP "fragmentation needed" / ICMPv6 "packet too big".
+//! director (IPv4 and IPv6: the capture decodes both, tunnels included), `-L -c` states and counters as IPVS keeps
+//! them for one-way traffic, and the tunnel MTU answered with ICMP "fragmentation needed" / ICMPv6 "packet too
+//! big".
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -293,11 +294,11 @@ fn route_and_tunnel_tcp_udp_ipv4_ipv6_end_to_end() {
     );
     let seen_pub = cap_pub.finish().expect("capture");
     let seen_priv = cap_priv.finish().expect("capture");
-    // No reply ever crosses the director: nothing from the VIP arrives on either side.
+    // No reply ever crosses the director: nothing from the VIP (IPv4 or IPv6) arrives on either side.
     let replies: Vec<_> = seen_pub
         .iter()
         .chain(&seen_priv)
-        .filter(|s| !s.outgoing && *s.src.ip() == VIP)
+        .filter(|s| !s.outgoing && (s.src.ip() == VIP || s.src.ip() == VIP6))
         .collect();
     assert!(
         replies.is_empty(),
@@ -309,19 +310,37 @@ fn route_and_tunnel_tcp_udp_ipv4_ipv6_end_to_end() {
     assert!(
         seen_priv
             .iter()
-            .any(|s| s.outgoing && *s.dst.ip() == VIP && s.src.ip() == &ROUTED_CIP)
+            .any(|s| s.outgoing && s.dst.ip() == VIP && s.src.ip() == ROUTED_CIP)
     );
+    // The capture decodes IPv6 (so the absence of IPv6 replies above means something): the client's IPv6 packets
+    // arrive on the public side, routed ones leave on the private side still to the VIP, tunnelled ones inside
+    // IPv6-in-IPv6 / GRE to the real server.
+    assert!(
+        seen_pub
+            .iter()
+            .any(|s| !s.outgoing && s.dst.ip() == VIP6 && s.src.ip() == ROUTED_CIP6)
+    );
+    assert!(seen_priv.iter().any(|s| s.outgoing
+        && s.dst.ip() == VIP6
+        && s.src.ip() == ROUTED_CIP6
+        && s.tunnel.is_none()));
+    assert!(seen_priv.iter().any(|s| {
+        s.outgoing
+            && s.dst.ip() == VIP6
+            && s.tunnel
+                .is_some_and(|(_, rs)| rs == lab::rip6(1) || rs == lab::rip6(2))
+    }));
     assert!(seen_priv.iter().any(|s| s.outgoing
         && s.protocol == 17
         && s.dst.port() == GUE_PORT
-        && *s.dst.ip() == lab::rip(2)));
+        && s.dst.ip() == lab::rip(2)));
     // One-armed: client packets to the VIP arrived on the private side and left by it again.
     let one_armed_in = seen_priv
         .iter()
-        .any(|s| !s.outgoing && *s.dst.ip() == VIP && s.dst.port() == 53);
+        .any(|s| !s.outgoing && s.dst.ip() == VIP && s.dst.port() == 53);
     let one_armed_out = seen_priv
         .iter()
-        .any(|s| s.outgoing && *s.dst.ip() == VIP && s.dst.port() == 53);
+        .any(|s| s.outgoing && s.dst.ip() == VIP && s.dst.port() == 53);
     assert!(
         one_armed_in && one_armed_out,
         "one-armed DR not seen on priv0"
@@ -551,7 +570,7 @@ fn demo_with_tunnelling_shows_every_hop_and_no_reply_at_the_director() {
     );
     assert!(text.contains("-i -w 1"), "{text}");
     assert!(
-        text.contains("[in IPIP 203.0.113.1 -> 203.0.113."),
+        text.contains("[in tunnel 203.0.113.1 -> 203.0.113."),
         "{text}"
     );
     assert!(text.contains("seen at the director: 0"), "{text}");
