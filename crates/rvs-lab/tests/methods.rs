@@ -442,7 +442,8 @@ fn fwmark_service_groups_80_and_443_with_persistence_end_to_end() {
     // The user's side, as for IPVS: mark ports 80 and 443 of the VIP in mangle prerouting.
     let ruleset = format!(
         "table inet lvs {{\n  chain pre {{\n    type filter hook prerouting priority mangle;\n    \
-         ip daddr {VIP} tcp dport {{ 80, 443 }} meta mark set 1\n  }}\n}}\n"
+         ip daddr {VIP} tcp dport {{ 80, 443 }} meta mark set 1\n    \
+         ip6 daddr {VIP6} tcp dport {{ 80, 443 }} meta mark set 2\n  }}\n}}\n"
     );
     let file = std::env::temp_dir().join(format!("{}-lvs.nft", LabConfig::unique("n").prefix));
     std::fs::write(&file, ruleset).expect("write the ruleset");
@@ -469,6 +470,18 @@ fn fwmark_service_groups_80_and_443_with_persistence_end_to_end() {
         ],
     )
     .expect("route the VIP to the director");
+    lab.ip(
+        &lab.router(),
+        &[
+            "-6",
+            "route",
+            "add",
+            &format!("{VIP6}/128"),
+            "via",
+            &lab::PUBLIC_IP6.to_string(),
+        ],
+    )
+    .expect("route the IPv6 VIP to the director");
     // A second HTTP server on 443 in each real server.
     let exe = env!("CARGO_BIN_EXE_rvs-lab");
     let mut kids = Children(Vec::new());
@@ -538,6 +551,50 @@ fn fwmark_service_groups_80_and_443_with_persistence_end_to_end() {
         conns.contains("0.0.0.1:0"),
         "one template keyed by the mark: {conns}"
     );
+
+    // The same with IPv6 (`-f 2 -6`: ipvsadm wants -6 after -f): the mark set by an ip6 rule reaches rvsd through its own IPv6 policy rule.
+    adm(&lab, &["-A", "-f", "2", "-6", "-s", "rr", "-p", "300"]);
+    for i in 1..=2 {
+        adm(&lab, &["-a", "-f", "2", "-6", "-r", &rip(i, true), "-g"]);
+    }
+    assert!(
+        lab.ip(&d, &["-6", "rule"])
+            .expect("rules")
+            .contains("fwmark 0x2")
+    );
+    let cip6 = IpAddr::V6(ROUTED_CIP6);
+    let mut seen6 = Vec::new();
+    for port in [80, 443, 80, 443] {
+        seen6.extend(two_gets(&lab, lab::vip6(port)));
+    }
+    let first6 = seen6[0].0.clone();
+    for (name, addr) in &seen6 {
+        assert_eq!(
+            *name, first6,
+            "IPv6: one persistent real server for both ports: {seen6:?}"
+        );
+        assert_eq!(*addr, cip6);
+    }
+    let listing = adm(&lab, &["-L", "-n"]);
+    assert!(
+        listing.contains("FWM  2 IPv6 rr persistent 300"),
+        "{listing}"
+    );
+    let conns = adm(&lab, &["-L", "-n", "-c"]);
+    for port in [80, 443] {
+        let n = conns
+            .lines()
+            .filter(|l| l.contains(&format!("[{VIP6}]:{port}")))
+            .count();
+        assert_eq!(n, 4, "IPv6 :{port}\n{conns}");
+    }
+    adm(&lab, &["-D", "-f", "2", "-6"]);
+    assert!(
+        !lab.ip(&d, &["-6", "rule"])
+            .expect("rules")
+            .contains("fwmark 0x2")
+    );
+
     // Deleting the service removes its TUN and rule.
     adm(&lab, &["-D", "-f", "1"]);
     assert!(!lab.ip(&d, &["rule"]).expect("rules").contains("fwmark 0x1"));
