@@ -397,9 +397,8 @@ fn run(args: Args) -> anyhow::Result<Ending> {
         }
     }
     if let Some(v) = &vrrp {
+        // The instances resign (priority 0) before the steering goes.
         v.stop();
-        // Let the instances resign (priority 0) before the steering goes.
-        std::thread::sleep(Duration::from_millis(50));
     }
     daemon.sync.stop_all();
     // Steering first (no new traffic is sent into the TUN), then the workers (their queues close, the TUN goes).

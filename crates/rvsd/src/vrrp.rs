@@ -402,6 +402,8 @@ pub struct Vrrp {
     /// Addresses of the instances this director is master of.
     owned: Mutex<BTreeSet<IpAddr>>,
     stop: Arc<AtomicBool>,
+    /// Dropped by the engine thread when it returns (after resigning).
+    done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -425,8 +427,12 @@ impl Vrrp {
     }
 
     /// Stops the instances (a master resigns with priority 0).
+    /// Waits (at most half a second) until the masters have sent their priority-0 adverts and released.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(rx) = lock(&self.done).take() {
+            let _ = rx.recv_timeout(Duration::from_millis(500));
+        }
     }
 }
 
@@ -530,9 +536,14 @@ pub fn start(
         },
         links_changed: false,
     };
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    *lock(&v.done) = Some(done_rx);
     std::thread::Builder::new()
         .name("rvs-vrrp".into())
-        .spawn(move || engine.run())?;
+        .spawn(move || {
+            engine.run();
+            drop(done_tx);
+        })?;
     Ok(v)
 }
 
