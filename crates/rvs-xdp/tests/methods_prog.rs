@@ -375,3 +375,75 @@ fn handshake_and_teardown_go_up_for_direct_and_tunnel() {
     assert_eq!(stat(&fp, Stat::PassTcpFlags), 6);
     assert_eq!(stat(&fp, Stat::Forwarded), 0);
 }
+
+/// Time per packet of each method in one run (BPF_PROG_TEST_RUN, one repetition per run: an encapsulated packet
+/// cannot be run again as it is), beside NAT and an empty program. A figure, printed (`--nocapture`); the test
+/// asserts only that every measured run was forwarded.
+#[test]
+fn time_per_packet_by_method() {
+    let Some(mut fp) = fast_path("time_per_packet_by_method") else {
+        return;
+    };
+    let (c, v, r) = (
+        sa("198.51.100.10:40000"),
+        sa("198.51.100.100:80"),
+        sa("203.0.113.11:80"),
+    );
+    let k = FlowKey::new(L4::Tcp, c, v).unwrap();
+    let pkt = frame(L4::Tcp, c, v, 0, true, 64);
+    let (d4, r4) = (ip("203.0.113.1"), ip("203.0.113.11"));
+    let flows = [
+        ("masq", Flow::new(&k, c, r, egress(1500)).unwrap()),
+        ("dr", Flow::direct(&k, egress(1500))),
+        (
+            "ipip",
+            Flow::tunnel(Encap::Ip, d4, r4, egress(1500)).unwrap(),
+        ),
+        (
+            "gue",
+            Flow::tunnel(
+                Encap::Gue {
+                    sport: 40000,
+                    dport: 6080,
+                },
+                d4,
+                r4,
+                egress(1500),
+            )
+            .unwrap(),
+        ),
+        (
+            "gre",
+            Flow::tunnel(Encap::Gre, d4, r4, egress(1500)).unwrap(),
+        ),
+    ];
+    const RUNS: u32 = 3000;
+    let mut out = Vec::new();
+    // Interleaved: each round measures every method once, so load changes hit all of them alike.
+    let mut total = vec![0u64; flows.len() + 1];
+    for _ in 0..RUNS {
+        for (i, (_, f)) in flows.iter().enumerate() {
+            fp.insert(&k, f).unwrap();
+            let run = fp.test_run(Program::FastPath, &pkt, 1).unwrap();
+            assert_eq!(run.action, XDP_REDIRECT);
+            total[i] += u64::from(run.duration_ns);
+        }
+        total[flows.len()] += u64::from(fp.test_run(Program::Empty, &pkt, 1).unwrap().duration_ns);
+    }
+    let mean = |i: usize| total[i] as f64 / f64::from(RUNS);
+    for (i, (name, _)) in flows.iter().enumerate() {
+        out.push(format!(
+            "{name} {:.0} ns ({:.2}x masq)",
+            mean(i),
+            mean(i) / mean(0)
+        ));
+    }
+    let s = fp.program_stats(Program::FastPath).unwrap();
+    println!(
+        "per packet, one repetition per run, {RUNS} interleaved rounds: {}; empty program {:.0} ns; program {} xlated insns ({} verified)",
+        out.join(", "),
+        mean(flows.len()),
+        s.xlated_insns,
+        s.verified_insns
+    );
+}
