@@ -344,11 +344,10 @@ fn director_error_table() {
             "No such destination\n",
         ),
         (
-            "-a -t 10.0.0.1:80 -r 10.0.0.2",
-            ApiError::not_supported(
-                "route forwarding (-g) is not supported by rvsd: use masquerading (-m)",
-            ),
-            "route forwarding (-g) is not supported by rvsd: use masquerading (-m)\n",
+            // rvsd's own wording, not the code's default text (rvsd/src/sync.rs: ENODEV's message)
+            "--start-daemon master --mcast-interface nosuch0",
+            ApiError::with_message(ErrorCode::InvalidArgument, "No such device"),
+            "No such device\n",
         ),
         (
             "-C",
