@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
+/// The scheduler names rvsd knows (`-s`), listed once in rvs-core.
+pub use rvs_core::sched::SCHEDULER_NAMES;
 /// The configuration vocabulary is rvs-core's, defined once there (crates/rvs-core/src/service.rs,
 /// config.rs, stats.rs); its serde form (rvs-core's `serde` feature) is this protocol's JSON schema.
 pub use rvs_core::{

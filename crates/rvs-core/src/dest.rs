@@ -77,6 +77,25 @@ fn unpack_method(v: u32) -> ForwardMethod {
     }
 }
 
+/// Which of a destination's counters an entry bound to it counts in (IPVS's activeconns, inactconns,
+/// persistconns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// A connection in ESTABLISHED (TCP).
+    Active,
+    /// Any other connection (every UDP one).
+    Inactive,
+    /// A persistence template.
+    Template,
+}
+
+impl Bound {
+    /// A connection's counter by its state.
+    pub(crate) fn conn(active: bool) -> Self {
+        if active { Self::Active } else { Self::Inactive }
+    }
+}
+
 /// A real server of one virtual service.
 #[derive(Debug)]
 pub struct Destination {
@@ -260,15 +279,18 @@ impl Destination {
         self.active_conns().saturating_add(self.inactive_conns())
     }
 
-    /// A connection (or template) now points here (ip_vs_bind_dest).
-    pub(crate) fn bind(&self, template: bool, active: bool) {
-        if template {
-            self.persistent.fetch_add(1, Ordering::Relaxed);
-        } else if active {
-            self.active.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.inactive.fetch_add(1, Ordering::Relaxed);
+    /// The counter of `entry` (active, inactive, persistent).
+    fn counter(&self, entry: Bound) -> &AtomicU32 {
+        match entry {
+            Bound::Active => &self.active,
+            Bound::Inactive => &self.inactive,
+            Bound::Template => &self.persistent,
         }
+    }
+
+    /// A connection (or template) now points here (ip_vs_bind_dest).
+    pub(crate) fn bind(&self, entry: Bound) {
+        self.counter(entry).fetch_add(1, Ordering::Relaxed);
         let u = self.u_threshold();
         if u != 0 && self.total_conns() >= u {
             self.overloaded.store(true, Ordering::Relaxed);
@@ -276,19 +298,12 @@ impl Destination {
     }
 
     /// A connection (or template) left (ip_vs_unbind_dest).
-    pub(crate) fn unbind(&self, template: bool, active: bool) {
-        let dec = |a: &AtomicU32| {
-            let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+    pub(crate) fn unbind(&self, entry: Bound) {
+        let _ = self
+            .counter(entry)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some(v.saturating_sub(1))
             });
-        };
-        if template {
-            dec(&self.persistent);
-        } else if active {
-            dec(&self.active);
-        } else {
-            dec(&self.inactive);
-        }
         self.check_underload();
     }
 
@@ -364,17 +379,17 @@ mod tests {
     fn thresholds_with_lower() {
         let d = dest(4, 2);
         for _ in 0..3 {
-            d.bind(false, false);
+            d.bind(Bound::Inactive);
         }
         assert!(!d.is_overloaded());
-        d.bind(false, false);
+        d.bind(Bound::Inactive);
         assert!(d.is_overloaded());
         assert!(!d.is_available());
-        d.unbind(false, false); // 3
+        d.unbind(Bound::Inactive); // 3
         assert!(d.is_overloaded());
-        d.unbind(false, false); // 2, not < 2
+        d.unbind(Bound::Inactive); // 2, not < 2
         assert!(d.is_overloaded());
-        d.unbind(false, false); // 1 < 2
+        d.unbind(Bound::Inactive); // 1 < 2
         assert!(!d.is_overloaded());
     }
 
@@ -382,13 +397,13 @@ mod tests {
     fn thresholds_default_lower_is_three_quarters() {
         let d = dest(8, 0);
         for _ in 0..8 {
-            d.bind(false, true);
+            d.bind(Bound::Active);
         }
         assert!(d.is_overloaded());
-        d.unbind(false, true); // 7*4=28 < 24? no
-        d.unbind(false, true); // 6*4=24 < 24? no
+        d.unbind(Bound::Active); // 7*4=28 < 24? no
+        d.unbind(Bound::Active); // 6*4=24 < 24? no
         assert!(d.is_overloaded());
-        d.unbind(false, true); // 5*4=20 < 24
+        d.unbind(Bound::Active); // 5*4=20 < 24
         assert!(!d.is_overloaded());
         assert_eq!(d.active_conns(), 5);
     }
@@ -396,17 +411,17 @@ mod tests {
     #[test]
     fn templates_count_persistent_only() {
         let d = dest(1, 0);
-        d.bind(true, false);
+        d.bind(Bound::Template);
         assert_eq!(d.persistent_conns(), 1);
         assert!(!d.is_overloaded());
-        d.unbind(true, false);
+        d.unbind(Bound::Template);
         assert_eq!(d.persistent_conns(), 0);
     }
 
     #[test]
     fn edit_raising_upper_threshold_clears_overload() {
         let d = dest(1, 0);
-        d.bind(false, false);
+        d.bind(Bound::Inactive);
         assert!(d.is_overloaded());
         let mut s = d.spec();
         s.u_threshold = 10;

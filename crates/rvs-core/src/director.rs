@@ -19,7 +19,7 @@ use crate::conn::{
     Conn, ConnAddr, ConnTable, F_INACTIVE, F_MASQ, F_NOOUTPUT, F_ROUTE, F_TUNNEL, Shard,
 };
 use crate::defense::{Defense, HitAction};
-use crate::dest::Destination;
+use crate::dest::{Bound, Destination};
 use crate::sched::SchedInput;
 use crate::service::{ForwardMethod, ServiceKey, TunnelConfig};
 use crate::stats::STAT_SLOTS;
@@ -64,9 +64,9 @@ struct DropSlot([AtomicU64; DropReason::ALL.len()]);
 #[derive(Debug)]
 pub struct Director {
     pub(crate) services: ArcSwap<ServiceTable>,
-    /// The id the next new virtual service gets; its lock serialises configuration writers (the
-    /// packet path never takes it).
-    next_service_id: Mutex<u64>,
+    /// The id of the newest virtual service (0: none yet; the next one gets this + 1); its lock
+    /// serialises configuration writers (the packet path never takes it).
+    last_service_id: Mutex<u64>,
     pub(crate) v4: ConnTable<Ipv4Addr>,
     pub(crate) v6: ConnTable<Ipv6Addr>,
     pub(crate) templates: TemplateTable,
@@ -144,7 +144,7 @@ impl Director {
             std::array::from_fn(|i| AtomicU32::new(TcpState::ALL[i].default_timeout_s() * 1000));
         Self {
             services: ArcSwap::from_pointee(ServiceTable::default()),
-            next_service_id: Mutex::new(0),
+            last_service_id: Mutex::new(0),
             v4: ConnTable::new(cfg.shards, cfg.hash_seed),
             v6: ConnTable::new(cfg.shards, cfg.hash_seed ^ 0x9e37_79b9_7f4a_7c15),
             templates: TemplateTable::new(cfg.shards, cfg.hash_seed),
@@ -559,7 +559,7 @@ impl Director {
                 let Ok(i) = sh.insert(conn) else {
                     return self.dropped(DropReason::TableFull, si);
                 };
-                dest.bind(false, false);
+                dest.bind(Bound::Inactive);
                 dest.stats.add_conn(si);
                 svc.shared.stats.add_conn(si);
                 i
@@ -882,5 +882,5 @@ fn count<A>(c: &Conn<A>, dir: Direction, slot: usize, len: u64) {
 /// A connection left the table (expired, reset for reuse, or purged): its destination's counters.
 /// Its template hold, if any, is given back as it drops.
 pub(crate) fn release<A>(c: Conn<A>) {
-    c.dest.unbind(false, c.is_active());
+    c.dest.unbind(Bound::conn(c.is_active()));
 }

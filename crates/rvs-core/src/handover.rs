@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::conn::{Conn, ConnAddr, ConnTable, F_INACTIVE};
-use crate::dest::Destination;
+use crate::dest::{Bound, Destination};
 use crate::director::Director;
 use crate::service::ServiceKey;
 use crate::table::ServiceTable;
@@ -463,7 +463,7 @@ fn import_conn<A: ConnAddr>(
     if sh.insert(conn).is_err() {
         return false;
     }
-    dest.bind(false, c.flags & F_INACTIVE == 0);
+    dest.bind(Bound::conn(c.flags & F_INACTIVE == 0));
     true
 }
 

@@ -151,7 +151,8 @@ pub(crate) struct Pending {
     /// Services whose scheduler must see a new destination list at commit (a set: a batch of n
     /// operations must stay O(n)).
     changed: HashSet<ServiceKey, FixedState>,
-    next_id: u64,
+    /// The id of the newest service (a new one gets this + 1).
+    last_id: u64,
 }
 
 fn make_scheduler(name: &str, flags: SchedFlags) -> Result<Box<dyn Scheduler>, ConfigError> {
@@ -207,17 +208,17 @@ fn validate_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), ConfigError> {
 }
 
 impl Pending {
-    pub(crate) fn new(table: ServiceTable, next_id: u64) -> Self {
+    pub(crate) fn new(table: ServiceTable, last_id: u64) -> Self {
         Self {
             table,
             effects: Vec::new(),
             changed: HashSet::default(),
-            next_id,
+            last_id,
         }
     }
 
-    pub(crate) fn next_id(&self) -> u64 {
-        self.next_id
+    pub(crate) fn last_id(&self) -> u64 {
+        self.last_id
     }
 
     fn mark_changed(&mut self, key: ServiceKey) {
@@ -252,12 +253,12 @@ impl Pending {
                 validate_service(&spec)?;
                 let mask = mask_bits(&spec)?;
                 let sched = make_scheduler(&spec.scheduler, spec.sched_flags)?;
-                self.next_id += 1;
+                self.last_id += 1;
                 let persist_ms = spec
                     .persistence
                     .map_or(0, |p| u64::from(p.timeout_s) * 1000);
                 let svc = Service {
-                    shared: Arc::new(ServiceShared::new(self.next_id)),
+                    shared: Arc::new(ServiceShared::new(self.last_id)),
                     dests: Vec::new(),
                     sched: Arc::new(Mutex::new(SchedState {
                         sched,

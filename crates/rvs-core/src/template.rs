@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
-use crate::dest::Destination;
+use crate::dest::{Bound, Destination};
 
 /// What a template is keyed by: (protocol, masked caddr, vaddr, service port (0 for a port-0
 /// service: all ports), fwmark).
@@ -163,7 +163,7 @@ impl TemplateTable {
         let before = sh.map.len();
         sh.map.remove(&t.key);
         self.counted(before, sh.map.len());
-        t.dest.unbind(true, false);
+        t.dest.unbind(Bound::Template);
         true
     }
 
@@ -188,7 +188,7 @@ impl TemplateTable {
         }
         let before = sh.map.len();
         if let Some(t) = sh.map.remove(key) {
-            t.dest.unbind(true, false);
+            t.dest.unbind(Bound::Template);
         }
         self.counted(before, sh.map.len());
         Lookup::Miss
@@ -213,10 +213,10 @@ impl TemplateTable {
         }
         let before = sh.map.len();
         if let Some(old) = sh.map.remove(&key) {
-            old.dest.unbind(true, false);
+            old.dest.unbind(Bound::Template);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        dest.bind(true, false);
+        dest.bind(Bound::Template);
         let t = Arc::new(Template {
             key,
             dest,
@@ -251,13 +251,13 @@ impl TemplateTable {
         let before = sh.map.len();
         let fresh = match sh.map.remove(&key) {
             Some(old) => {
-                old.dest.unbind(true, false);
+                old.dest.unbind(Bound::Template);
                 false
             }
             None => true,
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        dest.bind(true, false);
+        dest.bind(Bound::Template);
         let t = Arc::new(Template {
             key,
             dest: dest.clone(),
@@ -289,10 +289,10 @@ impl TemplateTable {
         let mut sh = self.shard(&key).lock();
         let before = sh.map.len();
         if let Some(old) = sh.map.remove(&key) {
-            old.dest.unbind(true, false);
+            old.dest.unbind(Bound::Template);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        dest.bind(true, false);
+        dest.bind(Bound::Template);
         let t = Arc::new(Template {
             key,
             dest,
@@ -332,7 +332,7 @@ impl TemplateTable {
                     sh.heap.push(Reverse((t.deadline(), id, key)));
                 } else {
                     sh.map.remove(&key);
-                    t.dest.unbind(true, false);
+                    t.dest.unbind(Bound::Template);
                     n += 1;
                 }
             }
@@ -349,7 +349,7 @@ impl TemplateTable {
             let before = sh.map.len();
             sh.map.retain(|_, t| {
                 if t.dest.svc.id == svc_id {
-                    t.dest.unbind(true, false);
+                    t.dest.unbind(Bound::Template);
                     n += 1;
                     false
                 } else {

@@ -141,10 +141,9 @@ pub fn command() -> clap::Command {
             OptionArg::Optional => a.num_args(0..=1),
         };
         if o.long == "scheduler" {
-            a = a.value_parser([
-                "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf",
-                "mh",
-            ]);
+            a = a.value_parser(clap::builder::PossibleValuesParser::new(
+                rvs_api::SCHEDULER_NAMES,
+            ));
         }
         cmd = cmd.arg(a);
     }

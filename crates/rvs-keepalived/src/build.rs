@@ -520,10 +520,8 @@ fn lvs_method(n: &Node, from: usize) -> R<LvsMethod> {
     })
 }
 
-/// keepalived's lvs_schedulers list.
-const SCHEDULERS: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos",
-];
+/// keepalived's lvs_schedulers list: the stock IPVS schedulers, which are rvs-core's.
+const SCHEDULERS: &[&str] = rvs_api::SCHEDULER_NAMES;
 
 fn virtual_server(n: &Node, d: &mut Diagnostics) -> R<VirtualServer> {
     let address = match arg(n, 0)? {

@@ -76,9 +76,9 @@ impl Director {
         ops: Vec<ConfigOp>,
     ) -> Result<(), (usize, ConfigError)> {
         let _ = now;
-        let mut next_id = self.next_service_id.lock();
+        let mut last_id = self.last_service_id.lock();
         let current = self.services.load_full();
-        let mut pending = Pending::new((*current).clone(), *next_id);
+        let mut pending = Pending::new((*current).clone(), *last_id);
         for (i, op) in ops.into_iter().enumerate() {
             if let ConfigOp::SetTimeouts(t) = &op {
                 for v in [t.tcp_s, t.tcp_fin_s, t.udp_s] {
@@ -93,7 +93,7 @@ impl Director {
             pending.apply(op).map_err(|e| (i, e))?;
         }
         // Commit: destination edits and scheduler updates, then the director's own effects.
-        *next_id = pending.next_id();
+        *last_id = pending.last_id();
         let rest = pending.commit_services();
         let mut deleted = Vec::new();
         for e in rest {

@@ -18,7 +18,7 @@ use rvs_sync::{Installed, Skipped, SyncConn, flags};
 
 use super::{Director, MAX_TIMEOUT_S, Xmit, now32, release};
 use crate::conn::{Conn, ConnAddr, ConnTable, F_INACTIVE, F_NOOUTPUT, F_ROUTE, F_TUNNEL};
-use crate::dest::Destination;
+use crate::dest::{Bound, Destination};
 use crate::service::ForwardMethod;
 use crate::tcp::TcpState;
 use crate::template::{TemplateKey, TemplateTable};
@@ -271,7 +271,7 @@ fn install_conn<A: ConnAddr>(
     conn.state = c.state as u8;
     match sh.insert(conn) {
         Ok(_) => {
-            dest.bind(false, active);
+            dest.bind(Bound::conn(active));
             Ok(if replaced {
                 Installed::Replaced
             } else {
