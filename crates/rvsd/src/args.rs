@@ -95,11 +95,17 @@ pub struct Args {
     pub log_format: LogFormat,
     /// A VRRP instance (repeatable), for directors without keepalived:
     /// `interface=IF,vrid=N,address=IP[,address=IP...][,name=VI_1][,priority=100][,advert-int=1][,version=2|3]
-    /// [,nopreempt][,preempt-delay=S][,unicast-peer=IP][,auth-pass=PW][,track-interface=IF][,notify=SCRIPT]`.
+    /// [,nopreempt][,preempt-delay=S][,unicast-peer=IP][,unicast-src=IP][,auth-pass=PW][,track-interface=IF[:W]]
+    /// [,track-script=NAME[:W]][,sync-group=NAME][,notify=SCRIPT]`.
     /// VIPs among the addresses are answered for only while master; other addresses (e.g. the real servers'
     /// gateway) are added to the interface while master.
     #[arg(long, value_name = "SPEC")]
     pub vrrp: Vec<String>,
+    /// A tracking script for `--vrrp ...,track-script=NAME` (repeatable), keepalived's `vrrp_script`:
+    /// `name=NAME[,interval=S][,timeout=S][,weight=W][,reverse][,rise=N][,fall=N][,init-fail],script=COMMAND`
+    /// (`script=` last: the rest of the argument, commas included, run through `sh -c`).
+    #[arg(long, value_name = "SPEC")]
+    pub vrrp_script: Vec<String>,
     /// Where a planned restart (SIGUSR2: hold the replies, hand over, exit 75) leaves the connection table for the
     /// next rvsd, which takes it over at start [default: the control socket's path + `.state`]. SIGTERM stops
     /// without a hand-over.

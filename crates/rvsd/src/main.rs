@@ -148,12 +148,8 @@ fn run(args: Args) -> anyhow::Result<Ending> {
         let _ = steering.remove_all();
         return Err(e).context("installing the reply steering");
     }
-    let mut vrrp_specs = args
-        .vrrp
-        .iter()
-        .map(|s| vrrp::parse_spec(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut vrrp_specs =
+        vrrp::parse_specs(&args.vrrp, &args.vrrp_script).map_err(|e| anyhow::anyhow!(e))?;
     // keepalived.conf's vrrp_instance and lvs_sync_daemon blocks (the same typed model the health side reads).
     // The file is read once: its VRRP side here, its LVS side and checks below (keepalived::start).
     let mut keepalived_sync = None;

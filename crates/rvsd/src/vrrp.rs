@@ -68,9 +68,75 @@ pub struct GroupSpec {
 
 /// Parses `name=VI_1,interface=pub0,vrid=51,priority=150,address=198.51.100.100[,address=...]
 /// [,advert-int=1][,version=2|3][,nopreempt][,preempt-delay=S][,unicast-peer=IP]
-/// [,unicast-src=IP][,notify=/path][,track-interface=IF[:WEIGHT]][,sync-group=NAME][,auth-pass=PW]`. Addresses are all IPv4 or all IPv6;
-/// an IPv6 instance is version 3 whatever `version=` says (version 2 is IPv4 only; keepalived does the same).
-pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
+/// [,unicast-src=IP][,notify=/path][,track-interface=IF[:WEIGHT]][,track-script=NAME[:WEIGHT]][,sync-group=NAME]
+/// [,auth-pass=PW]`. Addresses are all IPv4 or all IPv6; an IPv6 instance is version 3 whatever `version=` says
+/// (version 2 is IPv4 only; keepalived does the same). `track-script` names a `--vrrp-script`.
+pub fn parse_specs(instances: &[String], scripts: &[String]) -> Result<Vec<VrrpSpec>, String> {
+    let scripts = scripts
+        .iter()
+        .map(|s| parse_script(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    instances.iter().map(|s| parse_spec(s, &scripts)).collect()
+}
+
+/// Parses `--vrrp-script name=NAME[,interval=S][,timeout=S][,weight=W][,reverse][,rise=N][,fall=N][,init-fail]
+/// ,script=COMMAND`: keepalived's `vrrp_script`, same defaults (interval 1 s, timeout = interval, weight 0, rise and
+/// fall 1). `script=` comes last and takes the rest of the line, commas included.
+pub fn parse_script(s: &str) -> Result<track::ScriptSpec, String> {
+    let (opts, command) = match s.split_once("script=") {
+        Some((o, c)) if o.is_empty() || o.ends_with(',') => (o, c),
+        _ => return Err("--vrrp-script: script=COMMAND is required, last".into()),
+    };
+    if command.trim().is_empty() {
+        return Err("--vrrp-script: empty script=".into());
+    }
+    let mut spec = track::ScriptSpec {
+        name: String::new(),
+        command: command.to_owned(),
+        interval: Duration::from_secs(1),
+        timeout: Duration::ZERO,
+        weight: Weight::default(),
+        rise: 1,
+        fall: 1,
+        init_fail: false,
+    };
+    let secs = |v: &str| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|x| (0.001..=86_400.0).contains(x))
+            .map(Duration::from_secs_f64)
+    };
+    for kv in opts.split(',').filter(|x| !x.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let bad = || format!("--vrrp-script: bad {k}={v}");
+        match k {
+            "name" if !v.is_empty() => spec.name = v.to_owned(),
+            "interval" => spec.interval = secs(v).ok_or_else(bad)?,
+            "timeout" => spec.timeout = secs(v).ok_or_else(bad)?,
+            "weight" => {
+                spec.weight.weight = v
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|w| w.abs() <= 253)
+                    .ok_or_else(bad)?
+            }
+            "reverse" => spec.weight.reverse = true,
+            "rise" => spec.rise = v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(bad)?,
+            "fall" => spec.fall = v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(bad)?,
+            "init-fail" => spec.init_fail = true,
+            _ => return Err(format!("--vrrp-script: unknown key {k}")),
+        }
+    }
+    if spec.name.is_empty() {
+        return Err("--vrrp-script: name= is required".into());
+    }
+    if spec.timeout.is_zero() {
+        spec.timeout = spec.interval;
+    }
+    Ok(spec)
+}
+
+fn parse_spec(s: &str, scripts: &[track::ScriptSpec]) -> Result<VrrpSpec, String> {
     let mut name = None;
     let mut interface = None;
     let mut vrid = None;
@@ -86,6 +152,7 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
     let mut notify = None;
     let mut track = Vec::new();
     let mut sync_group = None;
+    let mut track_scripts = Vec::new();
     for kv in s.split(',').filter(|x| !x.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         let bad = || format!("--vrrp: bad {k}={v}");
@@ -138,6 +205,32 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
                     },
                 ));
             }
+            "track-script" => {
+                let (name, w) = match v.split_once(':') {
+                    Some((n, w)) => (
+                        n,
+                        Some(
+                            w.parse::<i32>()
+                                .ok()
+                                .filter(|w| w.abs() <= 253)
+                                .ok_or_else(bad)?,
+                        ),
+                    ),
+                    None => (v, None),
+                };
+                let script = scripts
+                    .iter()
+                    .find(|s| s.name == name)
+                    .ok_or_else(|| {
+                        format!("--vrrp: track-script={name}: no --vrrp-script name={name}")
+                    })?
+                    .clone();
+                let weight = w.map_or(script.weight, |w| Weight {
+                    weight: w,
+                    reverse: script.weight.reverse,
+                });
+                track_scripts.push(TrackedScript { script, weight });
+            }
             "sync-group" if !v.is_empty() => {
                 sync_group = Some(GroupSpec {
                     name: v.to_owned(),
@@ -187,7 +280,7 @@ pub fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
         notify_backup: None,
         notify_fault: None,
         track,
-        track_scripts: Vec::new(),
+        track_scripts,
         sync_group,
     })
 }
@@ -1037,6 +1130,64 @@ fn interface_address(add: bool, a: IpAddr, ifn: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_spec(s: &str) -> Result<VrrpSpec, String> {
+        super::parse_spec(s, &[])
+    }
+
+    #[test]
+    fn vrrp_scripts_from_options() {
+        let scripts = vec![
+            "name=chk,interval=0.5,weight=-30,rise=2,fall=3,script=curl -fs http://127.0.0.1/,a,b"
+                .to_owned(),
+            "name=up,weight=10,reverse,init-fail,script=test -e /run/x".to_owned(),
+        ];
+        let instances = vec![
+            "interface=pub0,vrid=1,address=198.51.100.1,track-script=chk,track-script=up:5"
+                .to_owned(),
+        ];
+        let specs = parse_specs(&instances, &scripts).unwrap_or_else(|e| panic!("{e}"));
+        let t = &specs[0].track_scripts;
+        assert_eq!(
+            t[0].script.command, "curl -fs http://127.0.0.1/,a,b",
+            "script= takes the rest"
+        );
+        assert_eq!(
+            (
+                t[0].script.interval,
+                t[0].script.timeout,
+                t[0].script.rise,
+                t[0].script.fall
+            ),
+            (Duration::from_millis(500), Duration::from_millis(500), 2, 3)
+        );
+        assert_eq!(
+            t[0].weight,
+            Weight {
+                weight: -30,
+                reverse: false
+            }
+        );
+        assert_eq!(
+            t[1].weight,
+            Weight {
+                weight: 5,
+                reverse: true
+            }
+        );
+        assert!(t[1].script.init_fail);
+        let no_such =
+            vec!["interface=pub0,vrid=1,address=198.51.100.1,track-script=nosuch".to_owned()];
+        assert!(
+            parse_specs(&no_such, &scripts)
+                .is_err_and(|e| e.contains("no --vrrp-script name=nosuch"))
+        );
+        assert!(parse_script("name=x").is_err(), "script= required");
+        assert!(parse_script("script=true").is_err(), "name= required");
+        assert!(parse_script("name=x,rise=0,script=true").is_err());
+        assert!(parse_script("name=x,weight=254,script=true").is_err());
+        assert!(parse_script("name=x,bogus,script=true").is_err());
+    }
 
     #[test]
     fn spec_parsing() {
