@@ -234,6 +234,30 @@ struct FloodProbe {
     rs: Vec<std::collections::BTreeMap<String, u64>>,
     director: std::collections::BTreeMap<String, u64>,
     cpu_ticks: u64,
+    /// Packets the kernel could not queue into rvsd's TUN (its queue full: rvsd behind).
+    tun_tx_dropped: u64,
+    /// The machine's per-CPU input backlog drops (/proc/net/softnet_stat, all namespaces: veth pairs deliver
+    /// through it), summed over CPUs.
+    backlog_drops: u64,
+}
+
+fn backlog_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|v| u64::from_str_radix(v, 16).ok())
+        .sum()
+}
+
+fn tun_tx_dropped(lab: &Lab) -> u64 {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.director(), "cat"])
+        .arg("/sys/class/net/rvs0/statistics/tx_dropped")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0)
 }
 
 const RS_COUNTERS: &[&str] = &[
@@ -273,6 +297,8 @@ impl FloodProbe {
                 .collect(),
             director: kernel_counters(&lab.director(), DIRECTOR_COUNTERS),
             cpu_ticks: rvsd_cpu_ticks(lab),
+            tun_tx_dropped: tun_tx_dropped(lab),
+            backlog_drops: backlog_drops(),
         }
     }
 
@@ -285,8 +311,10 @@ impl FloodProbe {
                 .join(" ")
         };
         let mut out = format!(
-            "rvsd CPU {:.0} % of one core; director: {}",
+            "rvsd CPU {:.0} % of one core; TUN queue drops +{}; the machine's input backlog drops +{}; director: {}",
             after.cpu_ticks.saturating_sub(self.cpu_ticks) as f64 / secs.max(0.1),
+            after.tun_tx_dropped.saturating_sub(self.tun_tx_dropped),
+            after.backlog_drops.saturating_sub(self.backlog_drops),
             delta(&self.director, &after.director)
         );
         for (i, (a, b)) in self.rs.iter().zip(&after.rs).enumerate() {
