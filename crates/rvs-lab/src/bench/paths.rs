@@ -611,7 +611,7 @@ impl Bench {
                 .collect::<Vec<_>>());
             }
             PathKind::RvsXdp => {
-                self.fast_path_share();
+                self.fast_path_share(p);
                 self.rvs_leftovers()
             }
             PathKind::Rvs
@@ -619,18 +619,24 @@ impl Bench {
             | PathKind::RvsOneWorker
             | PathKind::RvsLink
             | PathKind::RvsDr
-            | PathKind::RvsTun => self.rvs_leftovers(),
+            | PathKind::RvsTun => {
+                // `--rvsd-args "--fast-path xdp"` puts every rvs path on the fast path (DR and TUN beside NAT).
+                if self.rvsd_args.iter().any(|a| a == "--fast-path") {
+                    self.fast_path_share(p);
+                }
+                self.rvs_leftovers()
+            }
             PathKind::Direct | PathKind::Haproxy => {}
         }
     }
 
     /// The share of packets the XDP program forwarded in the last measurement, from rvsd's last summary line
     /// (`fast path detached ... forwarded=N passed=M`), printed beside the figures.
-    fn fast_path_share(&self) {
+    fn fast_path_share(&self, p: PathKind) {
         let raw = std::fs::read_to_string(self.file("rvsd.log")).unwrap_or_default();
         let log = strip_ansi(&raw);
         let Some(line) = log.lines().rev().find(|l| l.contains("fast path detached")) else {
-            eprintln!("bench: rvs --fast-path xdp: no fast-path summary in rvsd's log");
+            eprintln!("bench: {}: no fast-path summary in rvsd's log", p.label());
             return;
         };
         let field = |k: &str| -> u64 {
@@ -642,8 +648,8 @@ impl Bench {
         let (fwd, passed) = (field("forwarded="), field("passed="));
         let total = (fwd + passed).max(1);
         eprintln!(
-            "bench: rvs --fast-path xdp: {:.1} % of the packets on the fast path ({fwd} forwarded by XDP, {passed} \
-             passed up)",
+            "bench: {}: {:.1} % of the packets on the fast path ({fwd} forwarded by XDP, {passed} passed up)",
+            p.label(),
             100.0 * fwd as f64 / total as f64
         );
     }
