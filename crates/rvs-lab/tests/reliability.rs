@@ -488,6 +488,19 @@ fn soak_mixed_load_with_rules_changing_every_second() {
     }
     let ((rss0, fds0), entries0) = baseline.unwrap();
     let ((rss1, fds1), entries1) = (rvsd_rss_fds(&lab), table_entries(&lab));
+    // Where a lost datagram or segment went, if one did: rvsd's drops by reason and the kernel's drops into its TUN.
+    let v: serde_json::Value =
+        serde_json::from_str(&adm(&lab, &["-L", "-n", "--json"])).unwrap_or_default();
+    let tun_dropped = Command::new("ip")
+        .args(["netns", "exec", &lab.director(), "cat"])
+        .arg("/sys/class/net/rvs0/statistics/tx_dropped")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    eprintln!(
+        "soak drops: rvsd {}; TUN queue drops {tun_dropped}",
+        v["defense"]["drops"]
+    );
     eprintln!(
         "soak {secs} s: {changes} rule changes, {ok} requests ok, {} failed; rvsd after the warm-up {rss0} KiB, {fds0} \
          fds, {entries0} entries; at the end {rss1} KiB, {fds1} fds, {entries1} entries; samples (s, (KiB, fds), \
