@@ -72,11 +72,12 @@
 //! - `sloppy_sctp` is stored and its rule is [`sloppy::sctp_may_schedule`], but SCTP is not forwarded yet.
 //! - SCTP services are stored only; a re-added destination is a fresh object (IPVS would revive it
 //!   from its trash).
-//! - Defences ([`defense`]): a hard connection limit (IPVS grows until kernel memory runs out),
-//!   with eviction of a sampled half-open/closed or long-idle entry when a new connection finds
-//!   its shard full and drop_entry is not 0; "memory pressure" is the table's fill against that
-//!   limit; drop_packet drops one in `rate` new connections at random instead of counting down a
-//!   global counter.
+//! - Defences ([`defense`]): a hard limit on connections plus persistence templates (IPVS grows
+//!   until kernel memory runs out), with eviction of the longest idle half-open/closed (else
+//!   long-idle) entry of a sample when a new connection or template finds no room and drop_entry
+//!   is not 0; the evicted connection's template goes with it when no other connection holds it;
+//!   "memory pressure" is the table's fill against that limit. drop_packet counts down as
+//!   ip_vs_todrop does (one shared counter, only touched while it is active).
 //! - A connection table can be handed to another process ([`handover`]); IPVS cannot do this.
 
 pub mod config;
