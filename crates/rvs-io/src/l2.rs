@@ -12,12 +12,27 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::packet::VnetHdr;
+use crate::vnet::VnetHdr;
 
 /// `PACKET_VNET_HDR` (linux/if_packet.h; not in the libc crate).
 const PACKET_VNET_HDR: libc::c_int = 15;
 /// Ethernet header length.
 pub const ETH_HLEN: usize = 14;
+
+/// The EtherType of the packets a next hop carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum EtherType {
+    Ipv4 = 0x0800,
+    Ipv6 = 0x86dd,
+}
+
+impl EtherType {
+    /// The EtherType of packets to `ip`'s family.
+    pub fn of(ip: std::net::IpAddr) -> Self {
+        if ip.is_ipv6() { Self::Ipv6 } else { Self::Ipv4 }
+    }
+}
 
 /// Where a packet goes on the link: the interface and the Ethernet header (destination MAC, source MAC, EtherType).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +46,12 @@ pub struct NextHop {
 }
 
 impl NextHop {
-    /// A next hop on `ifindex` (MTU `mtu`) from `src` to `dst` for IPv4 (`v6` false) or IPv6 packets.
-    pub fn new(ifindex: u32, mtu: u32, dst: [u8; 6], src: [u8; 6], v6: bool) -> Self {
+    /// A next hop on `ifindex` (MTU `mtu`) from `src` to `dst` for packets of `ethertype`.
+    pub fn new(ifindex: u32, mtu: u32, dst: [u8; 6], src: [u8; 6], ethertype: EtherType) -> Self {
         let mut eth = [0u8; ETH_HLEN];
         eth[..6].copy_from_slice(&dst);
         eth[6..12].copy_from_slice(&src);
-        let ethertype: u16 = if v6 { 0x86dd } else { 0x0800 };
-        eth[12..].copy_from_slice(&ethertype.to_be_bytes());
+        eth[12..].copy_from_slice(&(ethertype as u16).to_be_bytes());
         Self { ifindex, eth, mtu }
     }
 
@@ -55,12 +69,11 @@ impl NextHop {
 /// count from the frame's start, not the IP header's.
 pub fn vnet_for_frame(v: &VnetHdr) -> VnetHdr {
     let mut out = *v;
-    let hdr_len = u16::from_le_bytes([v.0[2], v.0[3]]);
-    if hdr_len != 0 {
-        out.0[2..4].copy_from_slice(&hdr_len.saturating_add(ETH_HLEN as u16).to_le_bytes());
+    if v.hdr_len() != 0 {
+        out.set_hdr_len(v.hdr_len().saturating_add(ETH_HLEN as u16));
     }
     if v.needs_csum() {
-        out.0[6..8].copy_from_slice(&v.csum_start().saturating_add(ETH_HLEN as u16).to_le_bytes());
+        out.set_csum_start(v.csum_start().saturating_add(ETH_HLEN as u16));
     }
     out
 }
@@ -111,7 +124,7 @@ impl LinkMsg {
         self.addr.sll_addr[..6].copy_from_slice(&hop.eth[..6]);
         self.iov = [
             libc::iovec {
-                iov_base: self.vnet.0.as_mut_ptr().cast(),
+                iov_base: self.vnet.as_bytes_mut().as_mut_ptr().cast(),
                 iov_len: VnetHdr::LEN,
             },
             libc::iovec {
@@ -210,18 +223,24 @@ mod tests {
 
     #[test]
     fn ethernet_header_for_v4_and_v6() {
-        let h = NextHop::new(3, 1500, [1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], false);
+        let h = NextHop::new(
+            3,
+            1500,
+            [1, 2, 3, 4, 5, 6],
+            [7, 8, 9, 10, 11, 12],
+            EtherType::Ipv4,
+        );
         assert!(h.fits(&[0u8; 1500], &VnetHdr::default()));
         assert!(!h.fits(&[0u8; 1501], &VnetHdr::default()));
         let mut gso = VnetHdr::default();
-        gso.0[1] = 1;
+        gso.set_gso_type(VnetHdr::GSO_TCPV4);
         assert!(
             h.fits(&[0u8; 9000], &gso),
             "super-packets are segmented on egress"
         );
         assert_eq!(h.eth, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00]);
         assert_eq!(h.ethertype(), 0x0800);
-        let h6 = NextHop::new(3, 1500, [1; 6], [2; 6], true);
+        let h6 = NextHop::new(3, 1500, [1; 6], [2; 6], EtherType::Ipv6);
         assert_eq!(&h6.eth[12..], &[0x86, 0xdd]);
     }
 
@@ -229,13 +248,13 @@ mod tests {
     fn offload_offsets_move_by_the_ethernet_header() {
         let mut v = VnetHdr::default();
         v.set_flags(VnetHdr::F_NEEDS_CSUM);
-        v.0[1] = 1; // GSO TCPv4
-        v.0[2..4].copy_from_slice(&52u16.to_le_bytes()); // hdr_len
-        v.0[4..6].copy_from_slice(&1448u16.to_le_bytes());
-        v.0[6..8].copy_from_slice(&20u16.to_le_bytes()); // csum_start: the TCP header
-        v.0[8..10].copy_from_slice(&16u16.to_le_bytes());
+        v.set_gso_type(VnetHdr::GSO_TCPV4);
+        v.set_hdr_len(52);
+        v.set_gso_size(1448);
+        v.set_csum_start(20); // the TCP header
+        v.set_csum_offset(16);
         let f = vnet_for_frame(&v);
-        assert_eq!(u16::from_le_bytes([f.0[2], f.0[3]]), 66);
+        assert_eq!(f.hdr_len(), 66);
         assert_eq!(f.csum_start(), 34);
         assert_eq!(f.csum_offset(), 16, "relative to csum_start: unchanged");
         assert_eq!(f.gso_size(), 1448);

@@ -20,6 +20,7 @@ pub mod steering;
 pub mod sys;
 pub mod tun;
 pub mod uring;
+pub mod vnet;
 
 pub use packet::{Batch, Disposition, PacketBuf, PacketIo, VnetHdr};
 pub use steering::{Steering, SteeringConfig, SteeringError};

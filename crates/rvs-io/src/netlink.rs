@@ -200,13 +200,9 @@ impl Netlink {
     }
 
     /// Add (exclusively) or delete a route.
-    pub fn route_change(&mut self, add: bool, r: RouteMessage) -> Result<(), NetlinkError> {
-        let op = format!(
-            "{} route {}",
-            if add { "add" } else { "delete" },
-            describe_route(&r)
-        );
-        if add {
+    pub fn route_change(&mut self, change: Change, r: RouteMessage) -> Result<(), NetlinkError> {
+        let op = format!("{} route {}", change.verb(), describe_route(&r));
+        if change == Change::Add {
             self.request(
                 &op,
                 RouteNetlinkMessage::NewRoute(r),
@@ -238,13 +234,9 @@ impl Netlink {
     }
 
     /// Add (exclusively) or delete a policy rule.
-    pub fn rule_change(&mut self, add: bool, r: RuleMessage) -> Result<(), NetlinkError> {
-        let op = format!(
-            "{} rule {:?}",
-            if add { "add" } else { "delete" },
-            r.attributes
-        );
-        if add {
+    pub fn rule_change(&mut self, change: Change, r: RuleMessage) -> Result<(), NetlinkError> {
+        let op = format!("{} rule {:?}", change.verb(), r.attributes);
+        if change == Change::Add {
             self.request(
                 &op,
                 RouteNetlinkMessage::NewRule(r),
@@ -328,19 +320,40 @@ impl Netlink {
     }
 
     /// Add or delete a proxy neighbour entry.
-    pub fn neighbour_change(&mut self, add: bool, n: NeighbourMessage) -> Result<(), NetlinkError> {
+    pub fn neighbour_change(
+        &mut self,
+        change: Change,
+        n: NeighbourMessage,
+    ) -> Result<(), NetlinkError> {
         let op = format!(
             "{} proxy neighbour {:?} on ifindex {}",
-            if add { "add" } else { "delete" },
+            change.verb(),
             n.attributes,
             n.header.ifindex
         );
-        if add {
+        if change == Change::Add {
             self.request(&op, RouteNetlinkMessage::NewNeighbour(n), NLM_F_CREATE)
                 .map(|_| ())
         } else {
             self.request(&op, RouteNetlinkMessage::DelNeighbour(n), 0)
                 .map(|_| ())
+        }
+    }
+}
+
+/// Whether a `*_change` call adds or deletes its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Add,
+    Delete,
+}
+
+impl Change {
+    /// The word error messages use ("add", "delete").
+    pub const fn verb(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Delete => "delete",
         }
     }
 }

@@ -8,55 +8,7 @@ use crate::l2::NextHop;
 /// Largest packet a backend hands over (a TUN without offloads never exceeds its MTU; 64 KiB covers any IP packet).
 pub const MAX_PACKET: usize = 65536;
 
-/// The virtio-net header a TUN with `IFF_VNET_HDR` puts before each packet (10 bytes, little-endian fields):
-/// checksum offload (`NEEDS_CSUM`: the L4 checksum field holds only the pseudo-header sum, to be completed over
-/// `csum_start..`) and segmentation offload (`gso_type`/`gso_size`: one read is a TCP super-packet of up to 64 KB).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct VnetHdr(pub [u8; VnetHdr::LEN]);
-
-impl VnetHdr {
-    /// Size of `struct virtio_net_hdr`.
-    pub const LEN: usize = 10;
-    /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
-    pub const F_NEEDS_CSUM: u8 = 1;
-    /// `VIRTIO_NET_HDR_F_DATA_VALID`.
-    pub const F_DATA_VALID: u8 = 2;
-    /// `VIRTIO_NET_HDR_GSO_NONE`.
-    pub const GSO_NONE: u8 = 0;
-
-    /// Flags (`F_*`).
-    pub fn flags(&self) -> u8 {
-        self.0[0]
-    }
-    /// Replace the flags.
-    pub fn set_flags(&mut self, f: u8) {
-        self.0[0] = f;
-    }
-    /// Segmentation type (`GSO_NONE`, TCPv4 = 1, UDP = 3, TCPv6 = 4, ...).
-    pub fn gso_type(&self) -> u8 {
-        self.0[1]
-    }
-    /// Segment size of a super-packet.
-    pub fn gso_size(&self) -> u16 {
-        u16::from_le_bytes([self.0[4], self.0[5]])
-    }
-    /// Where checksumming starts (the L4 header).
-    pub fn csum_start(&self) -> u16 {
-        u16::from_le_bytes([self.0[6], self.0[7]])
-    }
-    /// Offset of the checksum field from `csum_start`.
-    pub fn csum_offset(&self) -> u16 {
-        u16::from_le_bytes([self.0[8], self.0[9]])
-    }
-    /// The L4 checksum is partial (pseudo-header sum only).
-    pub fn needs_csum(&self) -> bool {
-        self.flags() & Self::F_NEEDS_CSUM != 0
-    }
-    /// A segmentation-offload super-packet.
-    pub fn is_gso(&self) -> bool {
-        self.gso_type() != Self::GSO_NONE
-    }
-}
+pub use crate::vnet::VnetHdr;
 
 /// One caller-owned packet buffer: allocated once, reused for every packet.
 #[derive(Debug)]

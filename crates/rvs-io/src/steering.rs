@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use netlink_packet_route::route::RouteType;
 
-use crate::netlink::{self, Netlink, NetlinkError};
+use crate::netlink::{self, Change, Netlink, NetlinkError};
 
 /// Route protocol number tagging everything rvsd installs (`ip route show proto 114`; /etc/iproute2/rt_protos
 /// leaves it unassigned).
@@ -165,8 +165,9 @@ impl Steering {
         for (vip, idx, was) in before {
             let now = self.announced(&vip);
             if now != was {
+                let change = if now { Change::Add } else { Change::Delete };
                 self.nl
-                    .neighbour_change(now, netlink::proxy_neighbour(vip, idx, p))?;
+                    .neighbour_change(change, netlink::proxy_neighbour(vip, idx, p))?;
             }
         }
         Ok(())
@@ -216,7 +217,7 @@ impl Steering {
         let v6s: &[bool] = if self.ipv6 { &[false, true] } else { &[false] };
         for &v6 in v6s {
             match self.nl.route_change(
-                true,
+                Change::Add,
                 netlink::blackhole_default(v6, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC),
             ) {
                 Ok(()) => {}
@@ -241,14 +242,14 @@ impl Steering {
                 let (table, _, _, proto) = netlink::rule_fields(&r);
                 let hold = keep_hold && table == self.cfg.table;
                 if (proto == Some(p) || table == self.cfg.table) && !hold {
-                    self.nl.rule_change(false, r)?;
+                    self.nl.rule_change(Change::Delete, r)?;
                     removed += 1;
                 }
             }
             for r in self.nl.routes(v6)? {
                 let hold = keep_hold && r.header.kind == RouteType::BlackHole;
                 if netlink::route_proto(&r) == p && !hold {
-                    match self.nl.route_change(false, r) {
+                    match self.nl.route_change(Change::Delete, r) {
                         Ok(()) => removed += 1,
                         Err(e) if e.errno() == Some(libc::ESRCH) => {}
                         Err(e) => return Err(e.into()),
@@ -260,7 +261,7 @@ impl Steering {
                 let ours = proto == Some(p)
                     || addr.is_some_and(|a| self.vips.get(&a) == Some(&n.header.ifindex));
                 if ours {
-                    self.nl.neighbour_change(false, n)?;
+                    self.nl.neighbour_change(Change::Delete, n)?;
                     removed += 1;
                 }
             }
@@ -297,10 +298,10 @@ impl Steering {
             }
         })?;
         let r = netlink::device_route(None, false, idx, self.cfg.table, self.cfg.proto);
-        self.nl.route_change(true, r)?;
+        self.nl.route_change(Change::Add, r)?;
         // If this process dies without cleaning up, replies are dropped rather than leaked un-NATed.
         let b = netlink::blackhole_default(false, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC);
-        match self.nl.route_change(true, b) {
+        match self.nl.route_change(Change::Add, b) {
             Ok(()) => {}
             // Kept by a hand-over hold of the previous rvsd (remove_stale).
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
@@ -334,13 +335,13 @@ impl Steering {
         set(format!("net/ipv6/conf/{name}/disable_ipv6"), "0")?;
         set("net/ipv6/conf/all/forwarding".into(), "1")?;
         let r = netlink::device_route(None, true, tun, self.cfg.table, self.cfg.proto);
-        match self.nl.route_change(true, r) {
+        match self.nl.route_change(Change::Add, r) {
             Ok(()) => {}
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e.into()),
         }
         let b = netlink::blackhole_default(true, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC);
-        match self.nl.route_change(true, b) {
+        match self.nl.route_change(Change::Add, b) {
             Ok(()) => {}
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e.into()),
@@ -454,16 +455,17 @@ impl Steering {
     pub fn add_mark(&mut self, mark: u32, ifindex: u32, table: u32) -> Result<(), SteeringError> {
         let (p, prio) = (self.cfg.proto, self.cfg.rule_priority.saturating_sub(1));
         for v6 in [false, true] {
-            let route = self
-                .nl
-                .route_change(true, netlink::device_route(None, v6, ifindex, table, p));
+            let route = self.nl.route_change(
+                Change::Add,
+                netlink::device_route(None, v6, ifindex, table, p),
+            );
             match route {
                 Ok(()) => {}
                 Err(_) if v6 => continue,
                 Err(e) => return Err(e.into()),
             }
             self.nl
-                .rule_change(true, netlink::fwmark_rule(v6, prio, mark, table, p))?;
+                .rule_change(Change::Add, netlink::fwmark_rule(v6, prio, mark, table, p))?;
         }
         Ok(())
     }
@@ -472,9 +474,10 @@ impl Steering {
     pub fn remove_mark(&mut self, mark: u32, table: u32) -> Result<(), SteeringError> {
         let (p, prio) = (self.cfg.proto, self.cfg.rule_priority.saturating_sub(1));
         for v6 in [false, true] {
-            let _ = self
-                .nl
-                .rule_change(false, netlink::fwmark_rule(v6, prio, mark, table, p));
+            let _ = self.nl.rule_change(
+                Change::Delete,
+                netlink::fwmark_rule(v6, prio, mark, table, p),
+            );
         }
         Ok(())
     }
@@ -556,17 +559,17 @@ impl Steering {
                 }
             }
             self.nl.route_change(
-                true,
+                Change::Add,
                 netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
             )?;
             if let Err(e) = if self.announced(&vip) {
                 self.nl
-                    .neighbour_change(true, netlink::proxy_neighbour(vip, pub_idx, p))
+                    .neighbour_change(Change::Add, netlink::proxy_neighbour(vip, pub_idx, p))
             } else {
                 Ok(())
             } {
                 let _ = self.nl.route_change(
-                    false,
+                    Change::Delete,
                     netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
                 );
                 return Err(e.into());
@@ -579,7 +582,7 @@ impl Steering {
                     self.enable_ipv6(*rip)?;
                 }
                 let r = netlink::iif_rule(*v6, self.cfg.rule_priority, name, self.cfg.table, p);
-                match self.nl.rule_change(true, r) {
+                match self.nl.rule_change(Change::Add, r) {
                     Ok(()) => {}
                     // Kept by a hand-over hold of the previous rvsd.
                     Err(e) if e.errno() == Some(libc::EEXIST) => {}
@@ -597,10 +600,10 @@ impl Steering {
         for (vip, pub_idx) in stale {
             if self.announced(&vip) {
                 self.nl
-                    .neighbour_change(false, netlink::proxy_neighbour(vip, pub_idx, p))?;
+                    .neighbour_change(Change::Delete, netlink::proxy_neighbour(vip, pub_idx, p))?;
             }
             self.nl.route_change(
-                false,
+                Change::Delete,
                 netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
             )?;
             self.vips.remove(&vip);
@@ -609,7 +612,7 @@ impl Steering {
             self.reply_ifs.difference(&want_ifs).cloned().collect();
         for (v6, name) in stale_ifs {
             let r = netlink::iif_rule(v6, self.cfg.rule_priority, &name, self.cfg.table, p);
-            self.nl.rule_change(false, r)?;
+            self.nl.rule_change(Change::Delete, r)?;
             self.reply_ifs.remove(&(v6, name));
         }
         Ok(())

@@ -230,7 +230,7 @@ impl TunQueue {
             if n >= 0 {
                 let n = n as usize;
                 if self.vnet {
-                    b.vnet = VnetHdr(hdr);
+                    b.vnet = VnetHdr::from_bytes(hdr);
                     return Ok(Some(n.saturating_sub(VnetHdr::LEN)));
                 }
                 return Ok(Some(n));
@@ -250,7 +250,7 @@ impl TunQueue {
             let n = if self.vnet {
                 let iov = [
                     libc::iovec {
-                        iov_base: b.vnet.0.as_ptr() as *mut libc::c_void,
+                        iov_base: b.vnet.as_bytes().as_ptr() as *mut libc::c_void,
                         iov_len: VnetHdr::LEN,
                     },
                     libc::iovec {

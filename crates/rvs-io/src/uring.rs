@@ -355,10 +355,10 @@ impl UringTunQueue {
                 (Disposition::Drop, VnetHdr::default())
             } else {
                 let (h, pkt) = buf.split_at_mut(VnetHdr::LEN);
-                let mut vnet = VnetHdr([0; VnetHdr::LEN]);
-                vnet.0.copy_from_slice(h);
+                let mut vnet = VnetHdr::default();
+                vnet.as_bytes_mut().copy_from_slice(h);
                 let d = f(pkt, &mut vnet);
-                h.copy_from_slice(&vnet.0);
+                h.copy_from_slice(vnet.as_bytes());
                 (d, vnet)
             }
         } else {

@@ -515,8 +515,8 @@ mod offload_tests {
     fn hdr(csum_start: u16, csum_offset: u16) -> VnetHdr {
         let mut h = VnetHdr::default();
         h.set_flags(VnetHdr::F_NEEDS_CSUM);
-        h.0[6..8].copy_from_slice(&csum_start.to_le_bytes());
-        h.0[8..10].copy_from_slice(&csum_offset.to_le_bytes());
+        h.set_csum_start(csum_start);
+        h.set_csum_offset(csum_offset);
         h
     }
 

@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rvs_io::l2::NextHop;
+use rvs_io::l2::{EtherType, NextHop};
 use rvs_io::netlink::Netlink;
 
 type Table = HashMap<IpAddr, NextHop, foldhash::fast::RandomState>;
@@ -194,7 +194,7 @@ impl Resolver {
                     .entry(oif)
                     .or_insert_with(|| nl.link_address(oif).ok().flatten())
                     .as_ref()?;
-                Some(NextHop::new(oif, mtu, mac, src, dst.is_ipv6()))
+                Some(NextHop::new(oif, mtu, mac, src, EtherType::of(dst)))
             });
             if hop.is_none() && route.is_some() {
                 // The kernel resolves a neighbour only when it sends to it: give it a reason.

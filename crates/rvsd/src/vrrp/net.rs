@@ -297,7 +297,13 @@ pub fn announce(ifn: &str, addrs: &[IpAddr]) {
                 for a in addrs {
                     let IpAddr::V4(ip) = a else { continue };
                     let frame = wire::gratuitous_arp(mac, *ip);
-                    let mut hop = rvs_io::l2::NextHop::new(index, 1500, [0xff; 6], mac, false);
+                    let mut hop = rvs_io::l2::NextHop::new(
+                        index,
+                        1500,
+                        [0xff; 6],
+                        mac,
+                        rvs_io::l2::EtherType::Ipv4,
+                    );
                     hop.eth.copy_from_slice(&frame[..rvs_io::l2::ETH_HLEN]);
                     if let Err(e) = tx.send(
                         &hop,
