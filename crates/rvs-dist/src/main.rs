@@ -70,9 +70,10 @@ fn rvsd_description() -> &'static str {
 fn rvsd_command() -> clap::Command {
     rvsd_args::Args::command().about(rvsd_description()).long_about(
         "rvsd is the director of rvs, a Linux Virtual Server in user space: it owns virtual IPs and balances their \
-         TCP and UDP services over real servers with IPVS's schedulers, configured with rvsadm(8) (ipvsadm's command \
-         line) over its control socket or from a rules file in `ipvsadm -S` format. Run it under systemd as \
-         rvsd.service (Type=notify; reload with SIGHUP). Metrics for Prometheus and a live view in the browser with \
-         --metrics.",
+         TCP and UDP services over real servers with IPVS's schedulers and forwarding methods (NAT, direct routing, \
+         tunnelling), optionally with an XDP fast path for established connections (--fast-path), configured with \
+         rvsadm(8) (ipvsadm's command line) over its control socket or from a rules file in `ipvsadm -S` format. \
+         Run it under systemd as rvsd.service (Type=notify; reload with SIGHUP). Metrics for Prometheus and a live \
+         view in the browser with --metrics.",
     )
 }

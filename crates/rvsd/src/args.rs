@@ -7,7 +7,8 @@ use clap::Parser;
 /// Default control socket path (when neither --socket nor RVS_SOCKET is given).
 pub const DEFAULT_SOCKET: &str = "/run/rvsd.sock";
 
-/// rvsd: the rvs NAT director daemon (IPVS-compatible virtual services on a TUN data plane).
+/// rvsd: the rvs director daemon (IPVS-compatible virtual services on a TUN data plane: NAT, direct routing,
+/// tunnelling; optional XDP fast path).
 #[derive(Debug, Clone, Parser, PartialEq, Eq)]
 #[command(name = "rvsd", version, about)]
 pub struct Args {

@@ -1,4 +1,5 @@
-//! rvsd: the rvs NAT director daemon on a TUN data plane.
+//! rvsd: the rvs director daemon (NAT, direct routing, tunnelling) on a TUN data plane, with an optional XDP fast
+//! path for established connections (fastpath.rs).
 //!
 //! Start-up: check root and the control socket, create the TUN (one queue per worker), clean what a crashed run
 //! left, install the base steering, load the rules, take over the connection table a previous rvsd handed over
