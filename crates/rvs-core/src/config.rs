@@ -22,8 +22,13 @@ pub enum ConfigError {
     #[error("Invalid argument")]
     InvalidArgument(String),
     /// A forwarding method IPVS lists but rvs does not configure ([`ForwardMethod::Local`],
-    /// [`ForwardMethod::Bypass`]).
-    #[error("real server {addr}: forwarding method {} is not supported by rvsd (use -m)", method.name())]
+    /// [`ForwardMethod::Bypass`]; ipvsadm's command line cannot ask for them). The message names the three it
+    /// does configure in ipvsadm's words.
+    #[error(
+        "real server {addr}: forwarding method {} is not supported by rvsd, which forwards with -g (gatewaying), \
+         -i (ipip) or -m (masquerading)",
+        method.name()
+    )]
     MethodNotSupported { addr: IpAddr, method: ForwardMethod },
 }
 

@@ -404,7 +404,13 @@ mod tests {
             matches!(e.1, ConfigError::MethodNotSupported { .. }),
             "{e:?}"
         );
-        assert_eq!(config_error(&e.1, &add).code, ErrorCode::NotSupported);
+        let refused = config_error(&e.1, &add);
+        assert_eq!(refused.code, ErrorCode::NotSupported);
+        assert_eq!(
+            refused.message,
+            "real server 203.0.113.11: forwarding method Local is not supported by rvsd, which forwards with \
+             -g (gatewaying), -i (ipip) or -m (masquerading)"
+        );
     }
 
     #[test]
