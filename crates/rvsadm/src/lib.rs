@@ -10,7 +10,7 @@ use rvs_api::ipvsadm::{self, Action, Format, ListTarget};
 use rvs_api::listing;
 use rvs_api::resolve::Resolver;
 use rvs_api::rules;
-use rvs_api::{ApiError, Command, ErrorCode, Reply};
+use rvs_api::{Command, Reply};
 
 /// Something that answers commands: the real client, or a fake in tests.
 pub trait Director {
@@ -246,16 +246,6 @@ fn list(
                 0
             }
             Ok(other) => unexpected(&other, io),
-            // No sync daemon support in rvsd: none is running.
-            Err(ClientError::Api(ApiError {
-                code: ErrorCode::NotSupported,
-                ..
-            })) => {
-                if json {
-                    return json_out(io, &Vec::<rvs_api::DaemonConfig>::new());
-                }
-                0
-            }
             Err(e) => list_error(&e, io),
         },
     }

@@ -280,11 +280,38 @@ pub fn fixture_conns() -> Vec<ConnInfo> {
     ]
 }
 
+/// Two running sync daemons as rvsd lists them: it fills in the defaults of what `--start-daemon` left out
+/// (maxlen, group, port, ttl), as the kernel does.
+pub fn fixture_daemons() -> Vec<DaemonConfig> {
+    vec![
+        DaemonConfig {
+            state: DaemonState::Master,
+            mcast_ifn: "eth1".to_owned(),
+            syncid: 7,
+            sync_maxlen: 1472,
+            mcast_group: Some(ip("224.0.0.81")),
+            mcast_port: 8848,
+            mcast_ttl: 1,
+        },
+        DaemonConfig {
+            state: DaemonState::Backup,
+            mcast_ifn: "eth2".to_owned(),
+            syncid: 0,
+            sync_maxlen: 1472,
+            mcast_group: Some(ip("224.0.0.81")),
+            mcast_port: 8848,
+            mcast_ttl: 1,
+        },
+    ]
+}
+
 /// In-memory director answering queries from the fixture and recording changes.
 #[derive(Debug, Default)]
 pub struct Fake {
     pub services: Vec<ServiceInfo>,
     pub conns: Vec<ConnInfo>,
+    /// What `ListDaemons` answers: rvsd always sends the list of running sync daemons (empty when none runs).
+    pub daemons: Vec<DaemonConfig>,
     pub calls: Vec<Command>,
     /// Error to return for change commands.
     pub fail_with: Option<ApiError>,
@@ -295,6 +322,7 @@ impl Fake {
         Self {
             services: fixture(),
             conns: fixture_conns(),
+            daemons: fixture_daemons(),
             ..Self::default()
         }
     }
@@ -322,9 +350,7 @@ impl Director for Fake {
                 tcp_fin_s: 120,
                 udp_s: 300,
             })),
-            Command::ListDaemons => Err(ClientError::Api(ApiError::not_supported(
-                "sync daemon not supported",
-            ))),
+            Command::ListDaemons => Ok(Reply::Daemons(self.daemons.clone())),
             _ => match &self.fail_with {
                 Some(e) => Err(ClientError::Api(e.clone())),
                 None => Ok(Reply::Done),

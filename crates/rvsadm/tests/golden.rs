@@ -221,3 +221,23 @@ fn faithful_save_reads_back() {
         }
     }
 }
+
+/// No sync daemon running: rvsd answers an empty list; like ipvsadm, `-L --daemon` prints nothing and succeeds,
+/// and `--json` prints the empty list.
+#[test]
+fn no_sync_daemon_lists_nothing() {
+    let mut fake = Fake {
+        daemons: Vec::new(),
+        ..Fake::with_fixture()
+    };
+    assert_eq!(
+        run_with(&mut fake, "-L --daemon", ""),
+        (0, String::new(), String::new())
+    );
+    let (code, out, err) = run_with(&mut fake, "--json -L --daemon", "");
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!([])
+    );
+}
