@@ -1,4 +1,5 @@
-//! Packet I/O backends and kernel plumbing for rvs: the one place for `unsafe` and `libc`.
+//! Packet I/O backends and kernel plumbing for rvs: where rvsd's `unsafe` and `libc` live (rvs-xdp and rvs-lab
+//! have their own, see ARCHITECTURE.md).
 //!
 //! - [`packet`]: the [`PacketIo`] trait (a round of receive, rewrite in place, send, over backend-owned buffers) that data-plane workers use,
 //!   whatever the backend (TUN today, AF_XDP later beside it).
@@ -6,11 +7,14 @@
 //!   read and written with a system call per packet.
 //! - [`uring`]: the same queue driven by io_uring: reads kept posted, one `io_uring_enter` per round.
 //! - [`l2`]: link-layer transmit (`AF_PACKET`): a rewritten packet sent straight to its next hop, beside the TUN.
+//! - [`raw`]: routed transmit of whole IP packets through raw sockets (`IPPROTO_RAW`): tunnelled packets and the
+//!   ICMP errors the director answers itself; the kernel routes, resolves the neighbour and fragments.
 //! - [`netlink`]: a small synchronous rtnetlink client (links, routes, rules, proxy neighbours).
 //! - [`steering`]: recipe R of the TUN steering notes: VIP /32 routes into the TUN, proxy neighbours on the public
 //!   interface, a reply table and `iif <private> lookup <table>` rules; everything tagged so it can be found and
 //!   removed after a crash.
-//! - [`sys`]: sysctls, a coarse monotonic clock, peer credentials of a Unix socket.
+//! - [`sys`]: sysctls, interface indexes, a coarse monotonic clock, peer credentials of a Unix socket, the ethtool
+//!   ioctls for TX checksum offload and GRO.
 
 pub mod l2;
 pub mod netlink;

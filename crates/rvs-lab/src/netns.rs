@@ -1,6 +1,6 @@
 //! Running code inside a network namespace from this process: a thread that `setns()`s into the namespace
-//! (setns is per thread; every socket it then creates belongs to that namespace), plus the few raw ioctls the lab
-//! needs there (TX checksum offload off, GRO on).
+//! (setns is per thread; every socket it then creates belongs to that namespace), plus the two interface settings
+//! the lab needs there (TX checksum offload off, GRO on) through rvs-io's ethtool ioctls (`rvs_io::sys`).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
