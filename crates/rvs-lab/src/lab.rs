@@ -259,6 +259,10 @@ pub struct LabConfig {
     /// with a 12 s preempt delay so a restarted preferred director learns the connections by sync before it takes
     /// over).
     pub ha_vrrp: String,
+    /// With [`LabConfig::ha`]: VRRP adverts unicast to the other directors instead of multicast (keepalived's
+    /// `unicast_src_ip` / `unicast_peer`): every instance gets `unicast-src=` its own address on the instance's
+    /// interface (of the instance's family) and `unicast-peer=` the other HA directors' addresses there.
+    pub ha_unicast: bool,
 }
 
 impl Default for LabConfig {
@@ -277,6 +281,7 @@ impl Default for LabConfig {
             method: Method::Nat,
             ha: false,
             ha_vrrp: String::new(),
+            ha_unicast: false,
         }
     }
 }
@@ -1138,25 +1143,70 @@ impl Lab {
         } else {
             self.cfg.ha_vrrp.clone()
         };
-        vec![
-            "--vrrp".into(),
-            format!(
-                "name=VI_PUBLIC,interface={PUBLIC_IF},vrid={HA_VRID_PUBLIC},priority={p},address={VIP},sync-group=G_LVS,{extra}"
+        // Each instance: (name, interface, VRID, address, sync group, public side, IPv6); a director's own address
+        // on the instance's interface is addr_of(director, public side, IPv6).
+        let addr_of = |j: usize, public: bool, v6: bool| -> IpAddr {
+            match (public, v6) {
+                (true, false) => IpAddr::V4(public_ip(j)),
+                (false, false) => IpAddr::V4(dip(j)),
+                (true, true) => IpAddr::V6(public_ip6(j)),
+                (false, true) => IpAddr::V6(dip6(j)),
+            }
+        };
+        let instances = [
+            (
+                "VI_PUBLIC",
+                PUBLIC_IF,
+                HA_VRID_PUBLIC,
+                IpAddr::V4(VIP),
+                "G_LVS",
+                true,
+                false,
             ),
-            "--vrrp".into(),
-            format!(
-                "name=VI_GATEWAY,interface={PRIVATE_IF},vrid={HA_VRID_PRIVATE},priority={p},address={HA_GATEWAY},sync-group=G_LVS,{extra}"
+            (
+                "VI_GATEWAY",
+                PRIVATE_IF,
+                HA_VRID_PRIVATE,
+                IpAddr::V4(HA_GATEWAY),
+                "G_LVS",
+                false,
+                false,
             ),
             // IPv6 (version 3 whatever the extra keys say): VIP6 and the real servers' IPv6 gateway.
-            "--vrrp".into(),
-            format!(
-                "name=VI_PUBLIC6,interface={PUBLIC_IF},vrid={HA_VRID_PUBLIC6},priority={p},address={VIP6},sync-group=G_LVS6,{extra}"
+            (
+                "VI_PUBLIC6",
+                PUBLIC_IF,
+                HA_VRID_PUBLIC6,
+                IpAddr::V6(VIP6),
+                "G_LVS6",
+                true,
+                true,
             ),
-            "--vrrp".into(),
-            format!(
-                "name=VI_GATEWAY6,interface={PRIVATE_IF},vrid={HA_VRID_PRIVATE6},priority={p},address={HA_GATEWAY6},sync-group=G_LVS6,{extra}"
+            (
+                "VI_GATEWAY6",
+                PRIVATE_IF,
+                HA_VRID_PRIVATE6,
+                IpAddr::V6(HA_GATEWAY6),
+                "G_LVS6",
+                false,
+                true,
             ),
-        ]
+        ];
+        let mut args = Vec::new();
+        for (name, ifname, vrid, address, group, public, v6) in instances {
+            let mut spec = format!(
+                "name={name},interface={ifname},vrid={vrid},priority={p},address={address},sync-group={group},{extra}"
+            );
+            if self.cfg.ha_unicast {
+                spec.push_str(&format!(",unicast-src={}", addr_of(k, public, v6)));
+                for j in (1..=self.cfg.rvsd_directors).filter(|&j| j != k) {
+                    spec.push_str(&format!(",unicast-peer={}", addr_of(j, public, v6)));
+                }
+            }
+            args.push("--vrrp".to_owned());
+            args.push(spec);
+        }
+        args
     }
 
     /// Runs `rvsadm ARGS` against the first director's rvsd and returns its raw output (any exit status).

@@ -219,10 +219,12 @@ fn sync_daemons_and_a_connection_surviving_kill_9() {
 
 /// An HA lab; its rvsd get `RVS_LAB_RVSD_ARGS` (the suite in another mode).
 fn ha_lab(test: &str, vrrp: &str) -> Option<Lab> {
-    ha_lab_with(test, vrrp, testing::extra_rvsd_args())
+    ha_lab_with(test, vrrp, testing::extra_rvsd_args(), false)
 }
 
-fn ha_lab_with(test: &str, vrrp: &str, rvsd_args: Vec<String>) -> Option<Lab> {
+/// An HA lab with these rvsd arguments; `unicast`: VRRP adverts unicast between the directors
+/// ([`LabConfig::ha_unicast`]).
+fn ha_lab_with(test: &str, vrrp: &str, rvsd_args: Vec<String>, unicast: bool) -> Option<Lab> {
     if !testing::lab_available(test) {
         return None;
     }
@@ -233,6 +235,7 @@ fn ha_lab_with(test: &str, vrrp: &str, rvsd_args: Vec<String>) -> Option<Lab> {
         rvsd_directors: 2,
         ha: true,
         ha_vrrp: vrrp.into(),
+        ha_unicast: unicast,
         rvsd_args,
         ..LabConfig::unique("hv")
     };
@@ -582,6 +585,200 @@ fn ipv6_vrrp_failover_keeps_a_session() {
     lab.down().unwrap();
 }
 
+/// nftables in director `k`'s namespace counting IPv6 VRRP (protocol 112) both ways, and dropping what goes to or
+/// comes from the VRRP group ff02::12: named counters `mcast_in`, `mcast_out`, `unicast_in`, `unicast_out`.
+fn count_ipv6_vrrp_drop_multicast(lab: &Lab, k: usize) {
+    let ruleset = "table ip6 rvs_vrrp_test {\n\
+         counter mcast_in {}\n counter mcast_out {}\n counter unicast_in {}\n counter unicast_out {}\n\
+         chain in { type filter hook input priority 0; policy accept;\n\
+           meta l4proto 112 ip6 daddr ff02::12 counter name mcast_in drop\n\
+           meta l4proto 112 counter name unicast_in\n }\n\
+         chain out { type filter hook output priority 0; policy accept;\n\
+           meta l4proto 112 ip6 daddr ff02::12 counter name mcast_out drop\n\
+           meta l4proto 112 counter name unicast_out\n }\n}\n";
+    let file = std::env::temp_dir().join(format!("{}-vrrp{k}.nft", LabConfig::unique("n").prefix));
+    std::fs::write(&file, ruleset).unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.director_n(k), "nft", "-f"])
+        .arg(&file)
+        .output()
+        .expect("nft");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Packets counted so far by the named counter of [`count_ipv6_vrrp_drop_multicast`] in director `k`.
+fn vrrp_counter(lab: &Lab, k: usize, name: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.director_n(k),
+            "nft",
+            "-j",
+            "list",
+            "counter",
+        ])
+        .args(["ip6", "rvs_vrrp_test", name])
+        .output()
+        .expect("nft");
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["nftables"]
+        .as_array()
+        .and_then(|a| a.iter().find_map(|x| x["counter"]["packets"].as_u64()))
+        .unwrap_or_else(|| panic!("no counter {name} in {v}"))
+}
+
+/// Director `k`'s transitions of `instance` so far (`rvsadm --json -L --daemon`).
+fn vrrp_transitions(lab: &Lab, k: usize, instance: &str) -> u64 {
+    let j: serde_json::Value =
+        serde_json::from_str(&lab.rvsadm_in(k, &["--json", "-L", "--daemon"]).unwrap()).unwrap();
+    j["vrrp"]
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["name"] == instance))
+        .and_then(|v| v["transitions"].as_u64())
+        .unwrap_or_else(|| panic!("no VRRP instance {instance} in {j}"))
+}
+
+#[test]
+fn ipv6_vrrp_with_unicast_peers_fails_over() {
+    // The IPv6 instances advertise to the other director's global address (unicast-src / unicast-peer, keepalived's
+    // unicast_src_ip / unicast_peer), and nftables in both directors drops VRRP to ff02::12: the backup staying
+    // backup, and its takeover after kill -9 of the master's rvsd, run on unicast adverts alone.
+    let test = "ipv6_vrrp_with_unicast_peers_fails_over";
+    let nft_ok = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nft_ok && testing::lab_available(test) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: nft (nftables) is missing"
+        );
+        eprintln!("SKIPPED {test}: nft (nftables) is not installed");
+        return;
+    }
+    let Some(mut lab) = ha_lab_with(
+        test,
+        "version=3,advert-int=0.3,preempt-delay=12",
+        testing::extra_rvsd_args(),
+        true,
+    ) else {
+        return;
+    };
+    let master_down = Duration::from_millis(900 + 180);
+    let svc6 = format!("[{}]:80", lab::VIP6);
+    for k in 1..=2 {
+        count_ipv6_vrrp_drop_multicast(&lab, k);
+        lab.rvsadm_in(k, &["-A", "-t", &svc6, "-s", "rr"]).unwrap();
+        for i in 1..=2 {
+            let rs = format!("[{}]:80", lab::rip6(i));
+            lab.rvsadm_in(k, &["-a", "-t", &svc6, "-r", &rs, "-m"])
+                .unwrap();
+        }
+    }
+    wait_master(&lab, &["VI_PUBLIC6", "VI_GATEWAY6"]);
+    // Three master down intervals with the group dropped: director 2 stays backup only because director 1's
+    // unicast adverts reach it.
+    let names = ["VI_PUBLIC6", "VI_GATEWAY6"];
+    let before: Vec<u64> = names.iter().map(|n| vrrp_transitions(&lab, 2, n)).collect();
+    std::thread::sleep(3 * master_down);
+    let after: Vec<u64> = names.iter().map(|n| vrrp_transitions(&lab, 2, n)).collect();
+    assert_eq!(
+        before,
+        after,
+        "director 2 changed state with multicast VRRP dropped; its log:\n{}",
+        lab.rvsd_log_text_in(2)
+    );
+    for n in names {
+        assert_eq!(vrrp_state(&lab, 2, n).as_deref(), Some("BACKUP"), "{n}");
+    }
+    let heard = vrrp_counter(&lab, 2, "unicast_in");
+    assert!(
+        heard >= 6,
+        "director 2 received {heard} unicast IPv6 adverts"
+    );
+
+    let (mut conn, first) = lab
+        .in_client(|| {
+            let mut c = HttpConn::connect(lab::vip6(80), Duration::from_secs(10))?;
+            let r = c.get(false)?;
+            Ok((c, r.who()?.0))
+        })
+        .unwrap();
+    let needle = format!("{}", lab.cip6());
+    wait_for(
+        "the IPv6 session synced to director 2",
+        Duration::from_secs(10),
+        || {
+            let l = lab.rvsadm_in(2, &["-L", "-c", "-n"]).unwrap();
+            l.lines()
+                .any(|x| x.contains(&needle) && x.contains("ESTABLISHED"))
+        },
+    );
+
+    let retrans_before = lab.in_client(|| Ok(retrans_segs())).unwrap();
+    lab.crash_rvsd_in(1).unwrap();
+    let killed = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut answers = 0;
+    while killed.elapsed() < Duration::from_secs(4) || answers < 5 {
+        let (who, took) = ping(&mut conn).expect("the IPv6 session survives (no reset)");
+        assert_eq!(who, first, "same real server after failover");
+        worst = worst.max(took);
+        answers += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(killed.elapsed() < Duration::from_secs(30));
+    }
+    let retrans = lab.in_client(|| Ok(retrans_segs())).unwrap() - retrans_before;
+    eprintln!(
+        "IPv6 unicast VRRP failover: longest stall {worst:?} (master down interval {master_down:?}), client TCP \
+         segments retransmitted: {retrans}"
+    );
+    for n in names {
+        assert_eq!(vrrp_state(&lab, 2, n).as_deref(), Some("MASTER"), "{n}");
+    }
+    assert!(
+        worst < master_down + Duration::from_secs(1),
+        "stall {worst:?}"
+    );
+    // Nothing went to or came from the group; both directors sent unicast adverts (director 2's as master now).
+    for k in 1..=2 {
+        for c in ["mcast_in", "mcast_out"] {
+            assert_eq!(vrrp_counter(&lab, k, c), 0, "director {k}: {c}");
+        }
+        let sent = vrrp_counter(&lab, k, "unicast_out");
+        assert!(sent > 0, "director {k} sent no unicast IPv6 adverts");
+    }
+    let sent2 = vrrp_counter(&lab, 2, "unicast_out");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        vrrp_counter(&lab, 2, "unicast_out") > sent2,
+        "director 2 as master sends unicast adverts"
+    );
+    let m2 = mac(&lab, &lab.director_n(2), lab::PUBLIC_IF);
+    let n = lab
+        .ip(
+            &lab.client(),
+            &["-6", "neigh", "show", &lab::VIP6.to_string()],
+        )
+        .unwrap();
+    assert!(
+        n.contains(&m2),
+        "client's neighbour entry {n:?}, director 2 is {m2}"
+    );
+    lab.down().unwrap();
+}
+
 #[test]
 fn sync_group_moves_the_nat_pair_as_one() {
     // The VIP (public side) and the real servers' gateway (private side) are one vrrp_sync_group: director 1's
@@ -798,6 +995,7 @@ fn with_the_xdp_fast_path_sync_refreshes_and_failover_keeps_sessions() {
         "with_the_xdp_fast_path_sync_refreshes_and_failover_keeps_sessions",
         "version=3,advert-int=0.3,preempt-delay=12",
         vec!["--fast-path".into(), "xdp".into()],
+        false,
     ) else {
         return;
     };
