@@ -395,6 +395,26 @@ impl FastPathCtl {
         }
     }
 
+    /// Credit what the program forwarded since the last credit (counters and last-seen), removing nothing (that
+    /// stays with [`Self::sync`]): the sync master calls this before each walk, so it decides refreshes on a
+    /// last-seen as fresh as the walk, not up to a second old.
+    pub fn credit(&self, director: &Director) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        for (c, m) in inner.conns.iter_mut() {
+            let lin = inner.fp.counters(&m.kin).ok().flatten();
+            let lout = match m.kout {
+                Some(k) => inner.fp.counters(&k).ok().flatten(),
+                None => Some(m.credited_out),
+            };
+            if let (Some(lin), Some(lout)) = (lin, lout) {
+                director.fast_path_credit(c, &credit_of(m, lin, lout));
+                m.credited_in = lin;
+                m.credited_out = lout;
+            }
+        }
+    }
+
     /// Remove every entry (crediting them) and start a new generation in the core: what is still valid is offered
     /// again at its next slow-path packet. Called after every configuration change, before it is acknowledged.
     pub fn flush(&self, director: &Director) {

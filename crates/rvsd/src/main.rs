@@ -570,6 +570,11 @@ fn start_fast_path(
         .context("starting the fast-path thread")?;
     daemon.director.set_fast_path(sink);
     let _ = daemon.fast.set(ctl.clone());
+    // The sync master's walks read last-seen times credited just before, not up to a second old.
+    let credit = ctl.clone();
+    daemon
+        .sync
+        .set_credit(Arc::new(move |d: &rvs_core::Director| credit.credit(d)));
     tracing::info!(
         public = args.public_if.as_deref().unwrap_or(""),
         private = args.private_if.as_deref().unwrap_or(""),

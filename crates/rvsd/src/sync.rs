@@ -16,7 +16,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -66,11 +66,29 @@ impl Running {
     }
 }
 
+/// Credits what the XDP fast path forwarded to the core (counters, last-seen): run by the master before each walk.
+pub type Credit = Arc<dyn Fn(&Director) + Send + Sync>;
+
+/// The fast path's [`Credit`], once it is attached.
+#[derive(Default)]
+struct CreditHook(OnceLock<Credit>);
+
+impl std::fmt::Debug for CreditHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "CreditHook(set)"
+        } else {
+            "CreditHook(none)"
+        })
+    }
+}
+
 /// The master and backup daemons of one rvsd.
 #[derive(Debug, Default)]
 pub struct SyncDaemons {
     master: Mutex<Option<Running>>,
     backup: Mutex<Option<Running>>,
+    credit: Arc<CreditHook>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -122,6 +140,11 @@ pub fn effective(mut cfg: DaemonConfig) -> DaemonConfig {
 }
 
 impl SyncDaemons {
+    /// The fast path's credit, run before every master walk (set once, when the fast path attaches).
+    pub fn set_credit(&self, credit: Credit) {
+        let _ = self.credit.0.set(credit);
+    }
+
     /// `--start-daemon`.
     pub fn start(&self, director: &Arc<Director>, cfg: DaemonConfig) -> Result<(), ApiError> {
         let slot = match cfg.state {
@@ -143,9 +166,10 @@ impl SyncDaemons {
         let thread = match cfg.state {
             DaemonState::Master => {
                 let sock = master_socket(&cfg, ifaddr).map_err(io)?;
+                let credit = self.credit.clone();
                 std::thread::Builder::new()
                     .name("rvs-sync-m".into())
-                    .spawn(move || master_loop(&d, &c, &sock, &sp, &st))
+                    .spawn(move || master_loop(&d, &c, &sock, &sp, &st, &credit))
             }
             DaemonState::Backup => {
                 let sock = backup_socket(&cfg, ifindex, ifaddr).map_err(io)?;
@@ -345,12 +369,12 @@ fn master_loop(
     sock: &UdpSocket,
     stop: &AtomicBool,
     stats: &Mutex<SyncStats>,
+    credit: &CreditHook,
 ) {
     let mut exporter = Exporter::new(ExportPolicy::default());
     let mut packer = Packer::new(cfg.syncid, usize::from(cfg.sync_maxlen));
     let mut last_err: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
-        let t = now();
         let mut sent = SyncStats::default();
         let mut send = |m: &[u8]| match sock.send(m) {
             Ok(_) => sent.sent_messages += 1,
@@ -362,17 +386,14 @@ fn master_loop(
                 }
             }
         };
-        exporter.begin_walk();
-        let mut conns = 0;
-        director.sync_export(t, |e| {
-            if exporter.offer(&e.conn, e.deadline_ms, t.0, e.in_persistence)
-                && packer.add(&e.conn, t.0, &mut send)
-            {
-                conns += 1;
-            }
-        });
-        exporter.end_walk();
-        packer.flush(t.0, true, &mut send);
+        let conns = walk(
+            director,
+            credit.0.get(),
+            now,
+            &mut exporter,
+            &mut packer,
+            &mut send,
+        );
         sent.sent_conns = conns;
         {
             let mut s = lock(stats);
@@ -382,6 +403,34 @@ fn master_loop(
         }
         std::thread::sleep(WALK_INTERVAL);
     }
+}
+
+/// One master walk: the fast path's credit first (what XDP forwarded moves last-seen before anything is decided
+/// from it), then every connection and template offered to the exporter at `clock()`; returns the entries packed.
+fn walk(
+    director: &Director,
+    credit: Option<&Credit>,
+    clock: impl Fn() -> rvs_core::Timestamp,
+    exporter: &mut Exporter,
+    packer: &mut Packer,
+    mut send: impl FnMut(&[u8]),
+) -> u64 {
+    if let Some(credit) = credit {
+        credit(director);
+    }
+    let t = clock();
+    exporter.begin_walk();
+    let mut conns = 0;
+    director.sync_export(t, |e| {
+        if exporter.offer(&e.conn, e.deadline_ms, t.0, e.in_persistence)
+            && packer.add(&e.conn, t.0, &mut send)
+        {
+            conns += 1;
+        }
+    });
+    exporter.end_walk();
+    packer.flush(t.0, true, &mut send);
+    conns
 }
 
 /// The director as the backup's receiver sees it.
@@ -435,6 +484,122 @@ fn backup_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::net::Ipv4Addr;
+
+    use rvs_core::{
+        ConfigOp, DestSpec, FastConn, FastCredit, ForwardMethod, Protocol, ServiceKey, ServiceSpec,
+        Timestamp,
+    };
+
+    const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+    const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 250);
+    const RIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+    /// A director holding one established TCP connection (installed by sync at t = 0, 900 s timeout) that only
+    /// the fast path will see again.
+    fn director_with_a_connection() -> Director {
+        let d = Director::default();
+        let key = ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: IpAddr::V4(VIP),
+            port: 80,
+        };
+        d.apply(
+            Timestamp(0),
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+        )
+        .expect("service");
+        d.apply(
+            Timestamp(0),
+            ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V4(RIP), 8080, 1)),
+        )
+        .expect("real server");
+        let c = SyncConn {
+            protocol: 6,
+            flags: rvs_sync::flags::SYNC,
+            state: 1,
+            caddr: IpAddr::V4(CIP),
+            cport: 40_000,
+            vaddr: IpAddr::V4(VIP),
+            vport: 80,
+            daddr: IpAddr::V4(RIP),
+            dport: 8080,
+            fwmark: 0,
+            timeout_s: 900,
+            seq: None,
+            pe_data: None,
+            pe_name: None,
+        };
+        d.sync_install(Timestamp(0), &c).expect("installed");
+        d
+    }
+
+    #[test]
+    fn the_walk_credits_the_fast_path_before_it_decides() {
+        // The connection's packets go through XDP only: at 10 s the fast path has seen it at 10 s, the core still
+        // at 0. The walk must credit first: the deadline then moved by the refresh period (10 s) and the entry is
+        // sent again; deciding on the core's stale last-seen would skip it (nothing moved).
+        let d = director_with_a_connection();
+        let mut exporter = Exporter::new(ExportPolicy::default());
+        let mut packer = Packer::new(0, 1472);
+        let mut messages = 0;
+        let first = walk(
+            &d,
+            None,
+            || Timestamp(0),
+            &mut exporter,
+            &mut packer,
+            |_| messages += 1,
+        );
+        assert_eq!(
+            (first, messages),
+            (1, 1),
+            "a new established connection is sent"
+        );
+        let credit: Credit = Arc::new(|d: &Director| {
+            let fc = FastConn {
+                protocol: 6,
+                caddr: IpAddr::V4(CIP),
+                cport: 40_000,
+                vaddr: IpAddr::V4(VIP),
+                vport: 80,
+                daddr: IpAddr::V4(RIP),
+                dport: 8080,
+                method: ForwardMethod::Masq,
+            };
+            let seen = FastCredit {
+                in_packets: 1,
+                in_bytes: 60,
+                last_seen: Some(Timestamp(10_000)),
+                ..FastCredit::default()
+            };
+            assert!(d.fast_path_credit(&fc, &seen).is_some());
+        });
+        let again = walk(
+            &d,
+            Some(&credit),
+            || Timestamp(10_000),
+            &mut exporter,
+            &mut packer,
+            |_| messages += 1,
+        );
+        assert_eq!(
+            (again, messages),
+            (1, 2),
+            "refreshed from the fast path's last-seen"
+        );
+        // Nothing new since: not sent again.
+        let idle = walk(
+            &d,
+            None,
+            || Timestamp(10_500),
+            &mut exporter,
+            &mut packer,
+            |_| messages += 1,
+        );
+        assert_eq!(idle, 0);
+    }
 
     #[test]
     fn defaults_are_the_kernels() {
