@@ -110,3 +110,49 @@ fn failure_and_recovery_through_the_engine() {
     h.stop();
     drop(a2);
 }
+
+/// The scheduling policy (field 41 of /proc/PID/task/TID/stat) of this process's thread named `name`.
+fn thread_policy(name: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        // Fields after the command's closing parenthesis start at field 3 (state).
+        let after = stat.rsplit_once(')')?.1;
+        return after.split_whitespace().nth(41 - 3)?.parse().ok();
+    }
+    None
+}
+
+#[test]
+fn the_checker_thread_runs_under_sched_idle() {
+    let cfg = rvs_keepalived::parse_str(
+        "virtual_server 10.0.0.1 80 {\n delay_loop 60\n real_server 127.0.0.1 9 {\n  TCP_CHECK {\n  }\n }\n}\n",
+    )
+    .expect("valid")
+    .config;
+    let h = Health::start(cfg, Box::new(|_: &Desired| Ok(()))).expect("start");
+    // The thread sets its policy first thing; give it a moment on a loaded machine.
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut policy = None;
+    while Instant::now() < end {
+        policy = thread_policy("rvsd-health");
+        if policy == Some(libc_sched_idle()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.stop();
+    assert_eq!(
+        policy,
+        Some(libc_sched_idle()),
+        "rvsd-health must run under SCHED_IDLE (5), found {policy:?}"
+    );
+}
+
+/// SCHED_IDLE in linux/sched.h.
+fn libc_sched_idle() -> u32 {
+    5
+}
