@@ -8,11 +8,13 @@
 //! A lab (two real servers) whose rvsd runs `--keepalived FILE`. FILE has VIP:80 -> the two lab HTTP servers, plus
 //! virtual servers VIP:10001.. of 200 real servers each, SERVERS in all: ports 20000.. of the two real-server
 //! addresses, each checked (TCP_CHECK or HTTP_GET with `connect_port 80`, so the checks reach the real servers'
-//! HTTP listener and pass) every DELAY_LOOP_S. Each round runs twice, "off" then "on": FILE is rewritten (the same
-//! virtual and real servers, without or with the checkers), rvsd gets SIGHUP, the run waits one delay_loop + 2 s
+//! HTTP listener and pass) every DELAY_LOOP_S. Each round runs three phases, "off", "on idle", "on normal": FILE is
+//! rewritten (the same virtual and real servers, without or with the checkers), rvsd gets SIGHUP, its checker
+//! thread is put under SCHED_IDLE (rvsd's own choice) or, for "on normal", back under SCHED_OTHER with `chrt`
+//! (what rvsd did before, for the comparison in the same run), the run waits one delay_loop + 2 s
 //! (the checks' warmup spread) and then runs `wrk -t1 -c8 -d SECONDS --latency http://VIP/` from the client
 //! namespace (keep-alive connections through rvsd's NAT). Reported: requests/s, p50 and p99 latency per round,
-//! the medians' ratios on/off, and rvsd's CPU per thread (utime + stime from /proc/PID/task/*/stat) over the wrk
+//! the medians' ratios to "off", and rvsd's CPU per thread (utime + stime from /proc/PID/task/*/stat) over the wrk
 //! windows. Every load loop is bounded by wrk's -d; everything lives in the lab's namespaces and is removed at the end.
 
 use std::collections::BTreeMap;
@@ -24,6 +26,33 @@ use rvs_lab::lab::{self, Lab, LabConfig, VIP};
 use rvs_lab::{LabError, Result};
 
 const PER_VS: usize = 200;
+
+/// The phases of a round, in the order they run.
+const PHASES: [&str; 3] = ["off", "on idle", "on normal"];
+const OFF: usize = 0;
+const NORMAL: usize = 2;
+
+/// Set the scheduling policy of rvsd's checker thread (`chrt -i` SCHED_IDLE, `chrt -o` SCHED_OTHER).
+fn set_checker_policy(pid: u32, flag: &str) -> Result<()> {
+    let dir =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map_err(LabError::io("rvsd's threads"))?;
+    for e in dir.flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "rvsd-health" {
+            let tid = e.file_name().to_string_lossy().into_owned();
+            let st = Command::new("chrt")
+                .args([flag, "-p", "0", &tid])
+                .status()
+                .map_err(LabError::io("chrt"))?;
+            return if st.success() {
+                Ok(())
+            } else {
+                Err(LabError::Check(format!("chrt {flag} -p 0 {tid} failed")))
+            };
+        }
+    }
+    Err(LabError::Check("rvsd has no rvsd-health thread".into()))
+}
 
 fn config(servers: usize, delay: u64, check: Option<&str>) -> String {
     let checker = |port: u16| match check {
@@ -214,11 +243,11 @@ fn run(
         t.elapsed().as_secs_f64()
     );
     let expected = servers + 2;
-    let mut phases: [(Vec<Round>, BTreeMap<String, u64>); 2] = Default::default();
-    let mut wall = [0.0f64; 2];
+    let mut phases: [(Vec<Round>, BTreeMap<String, u64>); 3] = Default::default();
+    let mut wall = [0.0f64; 3];
     for r in 0..rounds {
-        for (on, phase) in phases.iter_mut().enumerate() {
-            let conf = config(servers, delay, (on == 1).then_some(kind));
+        for (p, phase) in phases.iter_mut().enumerate() {
+            let conf = config(servers, delay, (p != OFF).then_some(kind));
             std::fs::write(file, conf).map_err(LabError::io("writing FILE"))?;
             let st = Command::new("kill")
                 .args(["-HUP", &pid.to_string()])
@@ -227,20 +256,24 @@ fn run(
             if !st.success() {
                 return Err(LabError::Check("kill -HUP rvsd failed".into()));
             }
+            // rvsd runs its checker under SCHED_IDLE; the "normal" phase puts it back to SCHED_OTHER for the
+            // comparison (what rvsd did before), the others restore SCHED_IDLE.
+            set_checker_policy(pid, if p == NORMAL { "-o" } else { "-i" })?;
             std::thread::sleep(Duration::from_secs(delay + 2));
             let before = thread_ticks(pid);
             let t = Instant::now();
             let round = wrk(lab, secs)?;
-            wall[on] += t.elapsed().as_secs_f64();
+            wall[p] += t.elapsed().as_secs_f64();
             let d = delta(&thread_ticks(pid), &before);
+            let health = *d.get("rvsd-health").unwrap_or(&0) as f64 / secs.max(1) as f64;
             for (k, v) in d {
                 *phase.1.entry(k).or_default() += v;
             }
             let n = real_servers(lab);
             println!(
-                "round {} checks {:3}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  real servers {n}/{expected}{}",
+                "round {} checks {:10}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  rvsd-health {health:5.1}%  real servers {n}/{expected}{}",
                 r + 1,
-                if on == 1 { "on" } else { "off" },
+                PHASES[p],
                 round.rps,
                 round.p50,
                 round.p99,
@@ -259,25 +292,24 @@ fn run(
         }
     }
     let med = |p: usize, f: fn(&Round) -> f64| median(phases[p].0.iter().map(f).collect());
-    let (rps, p50, p99) = (
-        [med(0, |r| r.rps), med(1, |r| r.rps)],
-        [med(0, |r| r.p50), med(1, |r| r.p50)],
-        [med(0, |r| r.p99), med(1, |r| r.p99)],
-    );
     println!(
-        "medians of {rounds} rounds of {secs} s, {servers} real servers, {kind} checks every {delay} s:\n  \
-         req/s  off {:.0}  on {:.0}  ratio {:.3}\n  p50    off {:.0} us  on {:.0} us  ratio {:.3}\n  \
-         p99    off {:.0} us  on {:.0} us  ratio {:.3}",
-        rps[0],
-        rps[1],
-        rps[1] / rps[0],
-        p50[0],
-        p50[1],
-        p50[1] / p50[0],
-        p99[0],
-        p99[1],
-        p99[1] / p99[0]
+        "medians of {rounds} rounds of {secs} s, {servers} real servers, {kind} checks every {delay} s \
+         (ratios to \"off\" of the same run):"
     );
+    for (p, name) in PHASES.iter().enumerate() {
+        let (rps, p50, p99) = (med(p, |r| r.rps), med(p, |r| r.p50), med(p, |r| r.p99));
+        let (r0, a0, b0) = (
+            med(OFF, |r| r.rps),
+            med(OFF, |r| r.p50),
+            med(OFF, |r| r.p99),
+        );
+        println!(
+            "  {name:10} {rps:8.0} req/s ({:.3})  p50 {p50:7.0} us ({:.3})  p99 {p99:8.0} us ({:.3})",
+            rps / r0,
+            p50 / a0,
+            p99 / b0
+        );
+    }
     println!("rvsd CPU by thread over the wrk windows (% of one core):");
     let names: std::collections::BTreeSet<&String> =
         phases.iter().flat_map(|p| p.1.keys()).collect();
@@ -285,9 +317,13 @@ fn run(
         let pct = |p: usize| {
             *phases[p].1.get(name).unwrap_or(&0) as f64 / 100.0 / wall[p].max(1e-9) * 100.0
         };
-        let (off, on) = (pct(0), pct(1));
-        if off > 0.0 || on > 0.0 {
-            println!("  {name:16} off {off:5.1}%  on {on:5.1}%");
+        if (0..3).any(|p| pct(p) > 0.0) {
+            let cols: Vec<String> = PHASES
+                .iter()
+                .enumerate()
+                .map(|(p, n)| format!("{n} {:5.1}%", pct(p)))
+                .collect();
+            println!("  {name:16} {}", cols.join("  "));
         }
     }
     Ok(())
