@@ -522,6 +522,74 @@ pub fn run(site: &Site, choice: SchedChoice, events: &[Event]) -> Run {
     }
 }
 
+/// One point of Maglev's resilience experiment (Eisenbud et al., NSDI 2016, §5.3, "Resilience of Maglev hashing
+/// to backend changes": the share of lookup-table entries that change when a share of the backends fails at
+/// once). rvs-core's lookup table is private and fixed at IPVS's 4093 entries, so the entries are sampled by flows:
+/// a flow's backend is its entry's backend, and with many flows over every entry the shares agree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resilience {
+    pub backends: usize,
+    pub failed: usize,
+    /// Share of flows whose backend changed (the paper's "changed entries"; includes the failed backends' own).
+    pub changed: f64,
+    /// Share of flows that were on a failed backend: what any scheme has to move.
+    pub minimum: f64,
+    /// Share of flows on surviving backends that moved anyway: the disruption beyond the minimum.
+    pub survivors_moved: f64,
+    /// Most loaded backend / mean before the failures (the paper's load-balancing figure, max/avg).
+    pub imbalance: f64,
+}
+
+/// Runs one point of the resilience experiment: `backends` real servers with `choice` (mh or mh-port), `failed`
+/// of them (picked at random, seeded) removed at once, `flows` flows mapped before and after.
+pub fn maglev_resilience(
+    choice: SchedChoice,
+    backends: usize,
+    failed: usize,
+    flows_n: usize,
+    seed: u64,
+) -> Resilience {
+    let site = Site {
+        directors: 1,
+        real_servers: backends,
+        flows: flows_n,
+        seed,
+    };
+    let fl = flows(&site);
+    let all: Vec<usize> = (0..backends).collect();
+    let before = fresh_map(choice, &all, backends, &fl);
+    let mut order = all.clone();
+    let mut rnd = seed ^ 0x3C3C_3C3C;
+    for j in (1..order.len()).rev() {
+        let k = (splitmix(&mut rnd) % (j as u64 + 1)) as usize;
+        order.swap(j, k);
+    }
+    let mut gone = vec![false; backends];
+    for &r in order.iter().take(failed) {
+        gone[r] = true;
+    }
+    // Survivors keep their configuration order (as when failed real servers are deleted from the service).
+    let survivors: Vec<usize> = all.iter().copied().filter(|&r| !gone[r]).collect();
+    let after = fresh_map(choice, &survivors, backends, &fl);
+    let was_gone = |b: u16| gone.get(usize::from(b)).copied().unwrap_or(false);
+    let n = fl.len().max(1) as f64;
+    let changed = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+    let minimum = before.iter().filter(|&&b| was_gone(b)).count();
+    let survivors_moved = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| !was_gone(**b) && b != a)
+        .count();
+    Resilience {
+        backends,
+        failed,
+        changed: changed as f64 / n,
+        minimum: minimum as f64 / n,
+        survivors_moved: survivors_moved as f64 / n,
+        imbalance: imbalance(&before, backends),
+    }
+}
+
 /// The standard churn sequence: a director dies and comes back, a real server fails and comes back, then one
 /// director and one real server are added (scale out).
 pub fn standard_events(site: &Site) -> Vec<Event> {
@@ -607,6 +675,35 @@ mod tests {
             .iter()
             .find(|x| x.event == e)
             .unwrap_or_else(|| panic!("no {e} in {run:?}"))
+    }
+
+    #[test]
+    fn maglev_resilience_moves_the_failed_backends_flows_and_few_others() {
+        let mh = SchedChoice::with_port("mh");
+        // 40 backends in IPVS's 4093-entry table (M > 100 N, the paper's rule), 4 of them (10 %) fail at once.
+        let r = maglev_resilience(mh, 40, 4, 200_000, 3);
+        assert!(
+            (r.minimum - 0.10).abs() < 0.02,
+            "the failed backends held about 10 % of the flows: {r:?}"
+        );
+        assert!(
+            r.changed >= r.minimum && (r.changed - r.minimum - r.survivors_moved).abs() < 1e-9,
+            "changed = the failed backends' own flows + survivors' moved flows: {r:?}"
+        );
+        assert!(
+            r.survivors_moved > 0.0 && r.survivors_moved < 0.05,
+            "Maglev hashing is not minimal but close: {r:?}"
+        );
+        assert!(r.imbalance < 1.1, "balanced before the failures: {r:?}");
+        // sh, for contrast, deals its buckets out again: most flows move.
+        let sh = maglev_resilience(SchedChoice::with_port("sh"), 40, 4, 200_000, 3);
+        assert!(sh.survivors_moved > 0.5, "sh: {sh:?}");
+        // A table far too small for its backends (M < 5 N) balances and resists worse.
+        let crowded = maglev_resilience(mh, 1000, 100, 200_000, 3);
+        assert!(
+            crowded.imbalance > r.imbalance && crowded.survivors_moved > r.survivors_moved,
+            "1000 backends in 4093 entries vs 40: {crowded:?} vs {r:?}"
+        );
     }
 
     #[test]

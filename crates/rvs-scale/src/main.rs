@@ -24,10 +24,72 @@ struct Cli {
     /// Seed of the flows.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Instead of the churn model: Maglev's resilience experiment (NSDI 2016, section 5.3): the share of flows
+    /// that change backend when 1-20 % of the backends fail at once, mh-port with IPVS's 4093-entry table, for
+    /// 1000 backends (the paper's count), 62 and 6 (the paper's two table-size/backend ratios, 65 and 655).
+    #[arg(long)]
+    maglev: bool,
+}
+
+/// rvs-core's mh table size (`sched/mh.rs` TAB_SIZE, private there: the prime at IPVS's default
+/// CONFIG_IP_VS_MH_TAB_INDEX); only printed here, the experiment runs the scheduler itself.
+const MH_TABLE: usize = 4093;
+
+fn maglev(flows: usize, seed: u64) {
+    println!(
+        "Maglev resilience (Eisenbud et al., NSDI 2016, sec. 5.3), rvs-core mh-port, table M = {}, {flows} flows",
+        MH_TABLE
+    );
+    println!(
+        "{:>8} {:>6} {:>8} {:>8} {:>10} {:>12} {:>14}",
+        "backends", "M/N", "failed", "failed%", "changed%", "minimum%", "survivors'%"
+    );
+    for &n in &[1000usize, 62, 6] {
+        let r0 = rvs_scale::maglev_resilience(
+            rvs_scale::SchedChoice::with_port("mh"),
+            n,
+            0,
+            flows,
+            seed,
+        );
+        println!(
+            "{n:>8} {:>6.1}  imbalance (max/mean) before failures: {:.3}",
+            MH_TABLE as f64 / n as f64,
+            r0.imbalance
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for pct in [1.0f64, 2.0, 5.0, 10.0, 20.0] {
+            let k = ((n as f64 * pct / 100.0).round() as usize).max(1);
+            if !seen.insert(k) || k >= n {
+                continue;
+            }
+            let r = rvs_scale::maglev_resilience(
+                rvs_scale::SchedChoice::with_port("mh"),
+                n,
+                k,
+                flows,
+                seed,
+            );
+            println!(
+                "{:>8} {:>6} {:>8} {:>7.1}% {:>9.2}% {:>11.2}% {:>13.2}%",
+                "",
+                "",
+                k,
+                100.0 * k as f64 / n as f64,
+                r.changed * 100.0,
+                r.minimum * 100.0,
+                r.survivors_moved * 100.0
+            );
+        }
+    }
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if cli.maglev {
+        maglev(cli.flows, cli.seed);
+        return Ok(());
+    }
     if cli.directors == 0 || cli.real_servers == 0 || cli.flows == 0 {
         bail!("directors, real servers and flows must be at least 1");
     }
