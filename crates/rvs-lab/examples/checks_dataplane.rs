@@ -32,6 +32,31 @@ const PHASES: [&str; 3] = ["off", "on idle", "on normal"];
 const OFF: usize = 0;
 const NORMAL: usize = 2;
 
+/// rvsd's metrics, on the director namespace's loopback: `rvs_health_checks_total` says whether the checker keeps
+/// up (SERVERS / DELAY_LOOP_S checks a second) in each phase.
+const METRICS: &str = "127.0.0.1:9120";
+
+/// `rvs_health_checks_total` from rvsd's metrics (0 when it cannot be read).
+fn checks_total(lab: &Lab) -> u64 {
+    let text = rvs_lab::netns::run_in(&lab.director(), || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(METRICS).map_err(LabError::io("metrics"))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(LabError::io("metrics"))?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .map_err(LabError::io("metrics"))?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)
+            .map_err(LabError::io("metrics"))?;
+        Ok(body)
+    })
+    .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("rvs_health_checks_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// Set the scheduling policy of rvsd's checker thread (`chrt -i` SCHED_IDLE, `chrt -o` SCHED_OTHER).
 fn set_checker_policy(pid: u32, flag: &str) -> Result<()> {
     let dir =
@@ -210,7 +235,12 @@ fn main() -> Result<()> {
     std::fs::write(&file, config(servers, delay, None)).map_err(LabError::io("writing FILE"))?;
     let cfg = LabConfig {
         rvsd: false,
-        rvsd_args: vec!["--keepalived".into(), file.display().to_string()],
+        rvsd_args: vec![
+            "--keepalived".into(),
+            file.display().to_string(),
+            "--metrics".into(),
+            METRICS.into(),
+        ],
         ..LabConfig::unique("ckdp")
     };
     let mut lab = Lab::up(cfg)?;
@@ -260,23 +290,32 @@ fn run(
             // comparison (what rvsd did before), the others restore SCHED_IDLE.
             set_checker_policy(pid, if p == NORMAL { "-o" } else { "-i" })?;
             std::thread::sleep(Duration::from_secs(delay + 2));
+            let checks_before = checks_total(lab);
             let before = thread_ticks(pid);
             let t = Instant::now();
             let round = wrk(lab, secs)?;
-            wall[p] += t.elapsed().as_secs_f64();
+            let window = t.elapsed().as_secs_f64();
+            wall[p] += window;
             let d = delta(&thread_ticks(pid), &before);
             let health = *d.get("rvsd-health").unwrap_or(&0) as f64 / secs.max(1) as f64;
+            // Checks completed over the wrk window (the scrapes at its ends are counted in, a few % of it).
+            let checks = checks_total(lab).saturating_sub(checks_before) as f64 / window.max(1e-9);
             for (k, v) in d {
                 *phase.1.entry(k).or_default() += v;
             }
             let n = real_servers(lab);
             println!(
-                "round {} checks {:10}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  rvsd-health {health:5.1}%  real servers {n}/{expected}{}",
+                "round {} checks {:10}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  rvsd-health {health:5.1}%  checks/s {checks:5.0} (of {})  real servers {n}/{expected}{}",
                 r + 1,
                 PHASES[p],
                 round.rps,
                 round.p50,
                 round.p99,
+                if p == OFF {
+                    0
+                } else {
+                    expected as u64 / delay.max(1)
+                },
                 if round.errors {
                     "  (wrk reported errors)"
                 } else {
