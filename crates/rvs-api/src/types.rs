@@ -29,6 +29,20 @@ pub struct DestInfo {
     pub rates: Rates,
 }
 
+impl DestInfo {
+    /// A destination as configured, with no connections and zero counters (a rules file's view).
+    pub fn configured(config: DestSpec) -> Self {
+        Self {
+            config,
+            active_conns: 0,
+            inactive_conns: 0,
+            persistent_conns: 0,
+            stats: Stats::default(),
+            rates: Rates::default(),
+        }
+    }
+}
+
 /// A virtual service as listed, with its destinations in configuration order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServiceInfo {

@@ -247,7 +247,7 @@ impl Daemon {
             return Err(ApplyError::ShuttingDown);
         }
         let lines = match self.rules_path() {
-            Some(_) => crate::mapping::ops_rules_lines(&ops),
+            Some(_) => crate::ops::ops_rules_lines(&ops),
             None => String::new(),
         };
         self.apply_locked(&mut ctl, ops)?;
@@ -398,7 +398,7 @@ impl Daemon {
             return;
         };
         self.keep_unapplied_edit();
-        let text = crate::mapping::rules_text(&self.director);
+        let text = crate::ops::rules_text(&self.director);
         match write_atomic(path, text.as_bytes()) {
             Ok(()) => {
                 if let Some(f) = &self.rules_file {

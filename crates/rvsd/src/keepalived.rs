@@ -12,7 +12,7 @@ use rvs_health::engine::{Desired, Health};
 use rvs_keepalived::{Config, LexOptions, Loaded};
 
 use crate::daemon::{self, Daemon};
-use crate::mapping;
+use crate::ops;
 
 /// Read the file; every warning is logged once with its file:line.
 pub fn load(path: &Path, opts: &LexOptions) -> anyhow::Result<Config> {
@@ -58,7 +58,7 @@ fn ops_of(desired: &Desired, timeouts: Option<&Command>) -> Result<Vec<ConfigOp>
     cmds.extend(timeouts.cloned());
     let mut ops = Vec::new();
     let mut origin = Vec::new();
-    mapping::commands_to_ops(&cmds, &mut ops, &mut origin, None).map_err(|e| e.message)?;
+    ops::commands_to_ops(&cmds, &mut ops, &mut origin, None).map_err(|e| e.message)?;
     Ok(ops)
 }
 
@@ -82,7 +82,7 @@ pub fn config_test(path: &Path, opts: &LexOptions) -> anyhow::Result<()> {
     };
     let mut ops = Vec::new();
     let mut origin = Vec::new();
-    mapping::commands_to_ops(&cmds, &mut ops, &mut origin, None)
+    ops::commands_to_ops(&cmds, &mut ops, &mut origin, None)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let (set, _) = daemon::desired_config(&ops).map_err(|e| anyhow::anyhow!("{e}"))?;
     // The VRRP side as rvsd would run it (vrrp_instance, lvs_sync_daemon).
@@ -144,7 +144,7 @@ pub fn reload(daemon: &Daemon, path: &Path, opts: &LexOptions) -> anyhow::Result
     if let Some(t) = timeouts(&cfg) {
         let mut ops = Vec::new();
         let mut origin = Vec::new();
-        mapping::commands_to_ops(std::slice::from_ref(&t), &mut ops, &mut origin, None)
+        ops::commands_to_ops(std::slice::from_ref(&t), &mut ops, &mut origin, None)
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         daemon.apply(ops)?;
     }

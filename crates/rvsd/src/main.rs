@@ -21,6 +21,7 @@ mod mapping;
 mod marks;
 mod metrics;
 mod nexthop;
+mod ops;
 mod ratelimit;
 mod rulesfile;
 mod sync;
@@ -598,7 +599,7 @@ fn read_rules(daemon: &Daemon) -> anyhow::Result<Option<RulesOps>> {
     let Some(text) = file.read()? else {
         return Ok(None);
     };
-    let (ops, lines) = mapping::rules_to_ops(&text)?;
+    let (ops, lines) = ops::rules_to_ops(&text)?;
     Ok(Some(RulesOps { text, ops, lines }))
 }
 

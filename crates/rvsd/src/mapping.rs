@@ -1,94 +1,23 @@
 //! The control protocol on the director: requests in, director operations and listings out.
 //!
 //! The configuration values (service key, specs, method, flags, timeouts, stats) are one set of types
-//! (rvs-core's, serialized by rvs-api), so nothing here copies them; what is left translates: commands to
-//! [`ConfigOp`]s (with the index a batch error names), director refusals to ipvsadm's error texts, and
-//! snapshots to listings.
+//! (rvs-core's, serialized by rvs-api), so nothing here copies them; what is left translates: director
+//! refusals to ipvsadm's error texts, and snapshots to listings. Commands become director operations in
+//! ops.rs (which the daemon uses too, so neither module needs the other).
 
 use rvs_api::{
     ApiError, Command, ConnInfo, DestInfo, ErrorCode, Info, Reply, Request, Response, ServiceInfo,
 };
-use rvs_core::{ConfigError, ConfigOp, Director};
+use rvs_core::{ConfigError, Director};
 
 use crate::daemon::{ApplyError, Daemon};
 use crate::dataplane::now;
+use crate::ops::commands_to_ops;
 
 /// IPVS version rvsd reports (ipvsadm's header line).
 pub const IPVS_VERSION: &str = "1.2.1";
 /// Connection hash table size reported in the header (IPVS's default 2^12).
 pub const CONN_TABLE_SIZE: u32 = 4096;
-
-/// Parse a rules file (`ipvsadm -S` format) into director operations, with the 1-based line of each.
-pub fn rules_to_ops(text: &str) -> anyhow::Result<(Vec<ConfigOp>, Vec<usize>)> {
-    let lines = rvs_api::rules::parse_lines(text, &rvs_api::resolve::SystemResolver::new())
-        .map_err(|e| anyhow::anyhow!("{}", e.explain()))?;
-    let (mut ops, mut lineno) = (Vec::new(), Vec::new());
-    for (line, cmd) in &lines {
-        let mut origin = Vec::new();
-        let before = ops.len();
-        commands_to_ops(std::slice::from_ref(cmd), &mut ops, &mut origin, None).map_err(|e| {
-            let quoted = text.lines().nth(line - 1).unwrap_or("").trim();
-            anyhow::anyhow!("line {line}: \"{quoted}\": {}", e.message)
-        })?;
-        lineno.extend(std::iter::repeat_n(*line, ops.len() - before));
-    }
-    Ok((ops, lineno))
-}
-
-/// The rules lines that replay `ops` (appended to the rules file after a change; see
-/// [`rvs_api::rules::change_lines`]). Zeroing and timeouts are not part of a rules file.
-pub fn ops_rules_lines(ops: &[ConfigOp]) -> String {
-    let mut out = String::new();
-    for op in ops {
-        let cmd = match op {
-            ConfigOp::AddService(s) => Command::AddService(s.clone()),
-            ConfigOp::EditService(s) => Command::EditService(s.clone()),
-            ConfigOp::DeleteService(k) => Command::DeleteService(*k),
-            ConfigOp::AddDest(k, d) => Command::AddDest {
-                service: *k,
-                dest: *d,
-            },
-            ConfigOp::EditDest(k, d) => Command::EditDest {
-                service: *k,
-                dest: *d,
-            },
-            ConfigOp::DeleteDest(k, addr, port) => Command::DeleteDest {
-                service: *k,
-                addr: *addr,
-                port: *port,
-            },
-            ConfigOp::Clear => Command::Clear,
-            ConfigOp::Zero(_) | ConfigOp::SetTimeouts(_) => continue,
-        };
-        rvs_api::rules::change_lines(&cmd, &mut out);
-    }
-    out
-}
-
-/// The rules text (`ipvsadm -S -n` format) of the director's configuration.
-pub fn rules_text(d: &Director) -> String {
-    let infos: Vec<ServiceInfo> = d
-        .service_configs()
-        .iter()
-        .map(|(spec, dests)| ServiceInfo {
-            config: spec.clone(),
-            stats: Default::default(),
-            rates: Default::default(),
-            dests: dests
-                .iter()
-                .map(|d| DestInfo {
-                    config: *d,
-                    active_conns: 0,
-                    inactive_conns: 0,
-                    persistent_conns: 0,
-                    stats: Default::default(),
-                    rates: Default::default(),
-                })
-                .collect(),
-        })
-        .collect();
-    rvs_api::rules::format(&infos)
-}
 
 /// A director snapshot -> API listing.
 pub fn service_info(s: &rvs_core::ServiceSnapshot) -> ServiceInfo {
@@ -124,48 +53,6 @@ fn conn_info(c: &rvs_core::ConnSnapshot) -> ConnInfo {
         expires_ms: c.expires_in_ms,
         template: c.template,
     }
-}
-
-/// Flatten change commands (batches included) into director operations, remembering for each operation the
-/// index of the top-level command it came from (errors carry it) and the command itself (for error texts).
-pub fn commands_to_ops<'a>(
-    cmds: &'a [Command],
-    ops: &mut Vec<ConfigOp>,
-    origin: &mut Vec<(usize, &'a Command)>,
-    top: Option<usize>,
-) -> Result<(), ApiError> {
-    for (i, c) in cmds.iter().enumerate() {
-        let idx = top.unwrap_or(i);
-        let op = match c {
-            Command::AddService(s) => ConfigOp::AddService(s.clone()),
-            Command::EditService(s) => ConfigOp::EditService(s.clone()),
-            Command::DeleteService(k) => ConfigOp::DeleteService(*k),
-            Command::AddDest { service, dest } => ConfigOp::AddDest(*service, *dest),
-            Command::EditDest { service, dest } => ConfigOp::EditDest(*service, *dest),
-            Command::DeleteDest {
-                service,
-                addr,
-                port,
-            } => ConfigOp::DeleteDest(*service, *addr, *port),
-            Command::Clear => ConfigOp::Clear,
-            Command::Zero(k) => ConfigOp::Zero(*k),
-            Command::SetTimeouts(t) => ConfigOp::SetTimeouts(*t),
-            Command::Batch(inner) => {
-                commands_to_ops(inner, ops, origin, Some(idx))?;
-                continue;
-            }
-            other => {
-                return Err(ApiError::with_message(
-                    ErrorCode::BadRequest,
-                    format!("only configuration changes can be batched, not {other:?}"),
-                )
-                .at_index(idx));
-            }
-        };
-        ops.push(op);
-        origin.push((idx, c));
-    }
-    Ok(())
 }
 
 /// The limit, the defences and the drop counters as the protocol reports them.
@@ -309,6 +196,8 @@ pub fn handle_line(d: &Daemon, line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::{ops_rules_lines, rules_to_ops};
+    use rvs_core::ConfigOp;
     use rvs_core::ServiceSpec;
     use std::net::IpAddr;
 
@@ -461,51 +350,5 @@ mod tests {
         let e = commands_to_ops(&bad, &mut ops, &mut origin, None).expect_err("query in a batch");
         assert_eq!(e.code, ErrorCode::BadRequest);
         assert_eq!(e.index, Some(0));
-    }
-}
-
-#[cfg(test)]
-mod rules_tests {
-    use super::*;
-    use rvs_core::{DestSpec, ServiceSpec};
-
-    const RULES: &str = "\
--A -t 198.51.100.100:80 -s rr
--a -t 198.51.100.100:80 -r 203.0.113.11:80 -m -w 1
--a -t 198.51.100.100:80 -r 203.0.113.12:80 -m -w 2
--A -u 198.51.100.100:53 -s wlc -p 600
--a -u 198.51.100.100:53 -r 203.0.113.11:53 -m -w 1
-";
-
-    #[test]
-    fn save_load_round_trip() {
-        let (ops, lines) = rules_to_ops(RULES).expect("valid rules");
-        assert_eq!(lines, vec![1, 2, 3, 4, 5]);
-        let d = Director::default();
-        d.apply_batch(now(), ops).expect("applies");
-        let saved = rules_text(&d);
-        let (again, _) = rules_to_ops(&saved).expect("saved text parses");
-        let d2 = Director::default();
-        d2.apply_batch(now(), again).expect("applies again");
-        let specs = |d: &Director| -> Vec<(ServiceSpec, Vec<DestSpec>)> {
-            d.services()
-                .into_iter()
-                .map(|s| (s.spec, s.dests.into_iter().map(|x| x.spec).collect()))
-                .collect()
-        };
-        assert_eq!(specs(&d), specs(&d2));
-        assert_eq!(specs(&d).len(), 2);
-        assert_eq!(rules_text(&d2), saved, "saving is stable");
-        assert!(
-            saved.contains("-A -u 198.51.100.100:53 -s wlc -p 600"),
-            "{saved}"
-        );
-    }
-
-    #[test]
-    fn bad_lines_are_named() {
-        let e = rules_to_ops("-A -t 198.51.100.100:80 -s rr\n-a -t 198.51.100.100:80 -x\n")
-            .expect_err("bad line");
-        assert!(e.to_string().starts_with("line 2:"), "{e}");
     }
 }
