@@ -4,8 +4,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::Command;
-
 /// Stable machine-readable error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -118,17 +116,6 @@ impl ApiError {
     pub fn at_index(mut self, index: usize) -> Self {
         self.index = Some(index);
         self
-    }
-
-    /// "The service does not exist", worded as libipvs words it for `cmd`: "Service not defined"
-    /// for destination operations, "No such service" for the others.
-    pub fn missing_service(cmd: &Command) -> Self {
-        match cmd {
-            Command::AddDest { .. } | Command::EditDest { .. } | Command::DeleteDest { .. } => {
-                Self::new(ErrorCode::ServiceNotDefined)
-            }
-            _ => Self::new(ErrorCode::NoSuchService),
-        }
     }
 
     /// Refusal of something the director does not do (yet).

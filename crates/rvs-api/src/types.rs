@@ -190,6 +190,20 @@ impl Command {
     }
 }
 
+impl ApiError {
+    /// "The service does not exist", worded as libipvs words it for `cmd`: "Service not defined"
+    /// for destination operations, "No such service" for the others. (Here, beside [`Command`], so
+    /// that error.rs does not need the types that use it.)
+    pub fn missing_service(cmd: &Command) -> Self {
+        match cmd {
+            Command::AddDest { .. } | Command::EditDest { .. } | Command::DeleteDest { .. } => {
+                Self::new(crate::ErrorCode::ServiceNotDefined)
+            }
+            _ => Self::new(crate::ErrorCode::NoSuchService),
+        }
+    }
+}
+
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
