@@ -526,6 +526,38 @@ fn ipv6_vrrp_failover_keeps_a_session() {
     };
     assert!(has_gw(&lab, 1) && !has_gw(&lab, 2));
 
+    let (worst, retrans) = ipv6_session_across_a_master_crash(&mut lab);
+    eprintln!(
+        "IPv6 failover: longest stall {worst:?} (master down interval {master_down:?}), client TCP segments \
+         retransmitted: {retrans}"
+    );
+    assert_eq!(vrrp_state(&lab, 2, "VI_PUBLIC6").as_deref(), Some("MASTER"));
+    assert_eq!(
+        vrrp_state(&lab, 2, "VI_GATEWAY6").as_deref(),
+        Some("MASTER")
+    );
+    assert!(
+        worst < master_down + Duration::from_secs(1),
+        "stall {worst:?}"
+    );
+    assert!(proxy(&lab, 2).contains(&vip6), "{}", proxy(&lab, 2));
+    assert!(has_gw(&lab, 2));
+    // The client's neighbour entry for VIP6 now names director 2 (its unsolicited neighbour advertisement).
+    let m2 = mac(&lab, &lab.director_n(2), lab::PUBLIC_IF);
+    let n = lab
+        .ip(&lab.client(), &["-6", "neigh", "show", &vip6])
+        .unwrap();
+    assert!(
+        n.contains(&m2),
+        "client's neighbour entry {n:?}, director 2 is {m2}"
+    );
+    lab.down().unwrap();
+}
+
+/// Opens an HTTP session to VIP6:80 from the client, waits until director 2 holds it (synced), kills director 1's
+/// rvsd and keeps the session talking for at least 4 s: it must not reset and must stay on its real server.
+/// Returns the longest stall and the client's TCP segments retransmitted meanwhile.
+fn ipv6_session_across_a_master_crash(lab: &mut Lab) -> (Duration, i64) {
     let (mut conn, first) = lab
         .in_client(|| {
             let mut c = HttpConn::connect(lab::vip6(80), Duration::from_secs(10))?;
@@ -558,31 +590,7 @@ fn ipv6_vrrp_failover_keeps_a_session() {
         assert!(killed.elapsed() < Duration::from_secs(30));
     }
     let retrans = lab.in_client(|| Ok(retrans_segs())).unwrap() - retrans_before;
-    eprintln!(
-        "IPv6 failover: longest stall {worst:?} (master down interval {master_down:?}), client TCP segments \
-         retransmitted: {retrans}"
-    );
-    assert_eq!(vrrp_state(&lab, 2, "VI_PUBLIC6").as_deref(), Some("MASTER"));
-    assert_eq!(
-        vrrp_state(&lab, 2, "VI_GATEWAY6").as_deref(),
-        Some("MASTER")
-    );
-    assert!(
-        worst < master_down + Duration::from_secs(1),
-        "stall {worst:?}"
-    );
-    assert!(proxy(&lab, 2).contains(&vip6), "{}", proxy(&lab, 2));
-    assert!(has_gw(&lab, 2));
-    // The client's neighbour entry for VIP6 now names director 2 (its unsolicited neighbour advertisement).
-    let m2 = mac(&lab, &lab.director_n(2), lab::PUBLIC_IF);
-    let n = lab
-        .ip(&lab.client(), &["-6", "neigh", "show", &vip6])
-        .unwrap();
-    assert!(
-        n.contains(&m2),
-        "client's neighbour entry {n:?}, director 2 is {m2}"
-    );
-    lab.down().unwrap();
+    (worst, retrans)
 }
 
 /// nftables in director `k`'s namespace counting IPv6 VRRP (protocol 112) both ways, and dropping what goes to or
@@ -708,38 +716,7 @@ fn ipv6_vrrp_with_unicast_peers_fails_over() {
         "director 2 received {heard} unicast IPv6 adverts"
     );
 
-    let (mut conn, first) = lab
-        .in_client(|| {
-            let mut c = HttpConn::connect(lab::vip6(80), Duration::from_secs(10))?;
-            let r = c.get(false)?;
-            Ok((c, r.who()?.0))
-        })
-        .unwrap();
-    let needle = format!("{}", lab.cip6());
-    wait_for(
-        "the IPv6 session synced to director 2",
-        Duration::from_secs(10),
-        || {
-            let l = lab.rvsadm_in(2, &["-L", "-c", "-n"]).unwrap();
-            l.lines()
-                .any(|x| x.contains(&needle) && x.contains("ESTABLISHED"))
-        },
-    );
-
-    let retrans_before = lab.in_client(|| Ok(retrans_segs())).unwrap();
-    lab.crash_rvsd_in(1).unwrap();
-    let killed = Instant::now();
-    let mut worst = Duration::ZERO;
-    let mut answers = 0;
-    while killed.elapsed() < Duration::from_secs(4) || answers < 5 {
-        let (who, took) = ping(&mut conn).expect("the IPv6 session survives (no reset)");
-        assert_eq!(who, first, "same real server after failover");
-        worst = worst.max(took);
-        answers += 1;
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(killed.elapsed() < Duration::from_secs(30));
-    }
-    let retrans = lab.in_client(|| Ok(retrans_segs())).unwrap() - retrans_before;
+    let (worst, retrans) = ipv6_session_across_a_master_crash(&mut lab);
     eprintln!(
         "IPv6 unicast VRRP failover: longest stall {worst:?} (master down interval {master_down:?}), client TCP \
          segments retransmitted: {retrans}"
