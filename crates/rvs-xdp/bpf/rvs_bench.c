@@ -5,7 +5,9 @@
  * rvs_bench_inject is the sender: run by BPF_PROG_TEST_RUN in live-frame mode on pub0, it first restores the
  * datagram's headers from rvs_bench_tpl (the kernel recycles pages without restoring their content, and every path
  * rewrites them: MACs and TTL when forwarding, addresses for NAT), then either passes the frame to the stack
- * (the kernel's paths) or tail-calls the path's program in rvs_bench_next (rvs's fast path).
+ * (the kernel's paths) or tail-calls the path's program in rvs_bench_next (rvs's fast path). With N flows
+ * (rvs_bench_flows, 1..=RVS_BENCH_FLOWS), the k-th injected frame gets template k mod N: N templates that differ
+ * in the UDP source port (checksums complete, computed by user space), round robin as N senders would interleave.
  * rvs_bench_sink is the receiver, at the real server's interface: counts and drops IPv4.
  */
 #include <linux/bpf.h>
@@ -14,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 
 #define RVS_BENCH_HDR 64 /* bytes restored: Ethernet + IPv4 + UDP with room to spare */
+#define RVS_BENCH_FLOWS 64 /* templates (flows) at most */
 
 struct rvs_bench_tpl {
 	__u8 hdr[RVS_BENCH_HDR];
@@ -21,10 +24,26 @@ struct rvs_bench_tpl {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, RVS_BENCH_FLOWS);
 	__type(key, __u32);
 	__type(value, struct rvs_bench_tpl);
 } rvs_bench_tpl SEC(".maps");
+
+/* Slot 0: how many templates are in use (0 is taken as 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rvs_bench_flows SEC(".maps");
+
+/* The injecting CPU's frame sequence number (picks the template). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rvs_bench_seq SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -45,9 +64,16 @@ int rvs_bench_inject(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 zero = 0;
-	struct rvs_bench_tpl *t = bpf_map_lookup_elem(&rvs_bench_tpl, &zero);
+	__u32 zero = 0, idx = 0;
+	__u32 *flows = bpf_map_lookup_elem(&rvs_bench_flows, &zero);
+	__u32 *seq = bpf_map_lookup_elem(&rvs_bench_seq, &zero);
+	struct rvs_bench_tpl *t;
 
+	if (flows && seq && *flows > 1 && *flows <= RVS_BENCH_FLOWS) {
+		idx = *seq % *flows;
+		*seq += 1;
+	}
+	t = bpf_map_lookup_elem(&rvs_bench_tpl, &idx);
 	if (!t || data + RVS_BENCH_HDR > data_end)
 		return XDP_DROP;
 	__builtin_memcpy(data, t->hdr, RVS_BENCH_HDR);

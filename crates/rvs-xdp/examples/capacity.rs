@@ -3,13 +3,16 @@
 //! the client, the director and the servers, so its UDP figures are bounded by the user-space blaster and sinks).
 //!
 //! ```text
-//! sudo target/release/examples/capacity [ROUNDS] [PACKETS] [PAYLOAD]      # default 5 rounds, 1000000, 64 bytes
+//! sudo target/release/examples/capacity [ROUNDS] [PACKETS] [PAYLOAD] [FLOWS]
+//! # defaults: 5 rounds, 1000000 datagrams, 64-byte payload, FLOWS "1,16" (comma-separated, each 1..=64)
 //! ```
 //!
 //! Three namespaces of its own (`rvscap-<pid>-{c,d,r}`; removed at the end, also on failure): the director `d` with
 //! pub0 (peer in `c`) and priv0 (peer r0 in `r`, the real server 203.0.113.11). The sender is BPF_PROG_TEST_RUN in
 //! live-frame mode (BPF_F_TEST_XDP_LIVE_FRAMES, what xdp-trafficgen uses): the kernel runs a program on copies of one
-//! UDP datagram 198.51.100.10:40000 -> 5001 as if each had arrived on pub0, and carries out its verdict. The
+//! UDP datagram 198.51.100.10:40000 -> 5001 as if each had arrived on pub0, and carries out its verdict; with N
+//! flows, the datagrams come round robin from source ports 40000..40000+N (N connections for kernel NAT's conntrack
+//! and N entry pairs' worth of lookups for the fast path: the "many flows" shape of `rvs-lab bench`'s UDP). The
 //! injected program (`rvs_bench_inject`, bpf/rvs_bench.c) first restores the datagram's headers (the kernel recycles
 //! pages without restoring what the paths rewrote), then passes it to the stack or tail-calls rvs's program. The
 //! receiver is an XDP program on r0 that counts and drops (`rvs_bench_sink`). Paths, interleaved within each round:
@@ -39,6 +42,10 @@ const CIP: [u8; 4] = [198, 51, 100, 10];
 const VIP: [u8; 4] = [198, 51, 100, 100];
 const RIP: [u8; 4] = [203, 0, 113, 11];
 const PORT: u16 = 5001;
+/// The first flow's source port; flow i comes from SPORT + i.
+const SPORT: u16 = 40000;
+/// Templates the injector holds (RVS_BENCH_FLOWS in bpf/rvs_bench.c).
+const MAX_FLOWS: u16 = 64;
 
 fn ip(args: &[&str]) -> Res<String> {
     let out = Command::new("ip").args(args).output()?;
@@ -103,11 +110,17 @@ fn enter(ns: &str) -> Res<()> {
     Ok(())
 }
 
-fn datagram(eth_dst: [u8; 6], eth_src: [u8; 6], dst: [u8; 4], payload: usize) -> Res<Vec<u8>> {
+fn datagram(
+    eth_dst: [u8; 6],
+    eth_src: [u8; 6],
+    dst: [u8; 4],
+    sport: u16,
+    payload: usize,
+) -> Res<Vec<u8>> {
     let mut out = Vec::new();
     etherparse::PacketBuilder::ethernet2(eth_src, eth_dst)
         .ipv4(CIP, dst, 64)
-        .udp(40000, PORT)
+        .udp(sport, PORT)
         .write(&mut out, &vec![0x5a; payload])?;
     Ok(out)
 }
@@ -139,8 +152,21 @@ fn main() -> Res<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let payload: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
-    if !(1..=50).contains(&rounds) || !(1_000..=50_000_000).contains(&packets) || payload > 1400 {
-        return Err("ROUNDS 1..=50, PACKETS 1000..=50000000, PAYLOAD <= 1400".into());
+    let flow_counts: Vec<u16> = args
+        .next()
+        .unwrap_or_else(|| "1,16".to_owned())
+        .split(',')
+        .map(|f| f.trim().parse().unwrap_or(0))
+        .collect();
+    if !(1..=50).contains(&rounds)
+        || !(1_000..=50_000_000).contains(&packets)
+        || payload > 1400
+        || flow_counts.iter().any(|f| !(1..=MAX_FLOWS).contains(f))
+    {
+        return Err(
+            "ROUNDS 1..=50, PACKETS 1000..=50000000, PAYLOAD <= 1400, FLOWS a list of 1..=64"
+                .into(),
+        );
     }
     let p = format!("rvscap-{}-", std::process::id());
     let lab = Lab {
@@ -221,6 +247,8 @@ fn main() -> Res<()> {
     let inject_fd = inject.fd()?.as_fd().as_raw_fd();
     let mut tpl: Array<_, [u8; 64]> =
         Array::try_from(bench.take_map("rvs_bench_tpl").ok_or("tpl")?)?;
+    let mut nflows: Array<_, u32> =
+        Array::try_from(bench.take_map("rvs_bench_flows").ok_or("flows")?)?;
     let mut next = ProgramArray::try_from(bench.take_map("rvs_bench_next").ok_or("next")?)?;
     let count: PerCpuArray<_, u64> =
         PerCpuArray::try_from(bench.take_map("rvs_bench_count").ok_or("count")?)?;
@@ -235,18 +263,38 @@ fn main() -> Res<()> {
         src_mac: priv0_mac,
         mtu: 1500,
     };
-    let k1 = FlowKey::new(L4::Udp, sa(CIP, 40000), sa(VIP, PORT))?;
-    fp.insert(&k1, &Flow::new(&k1, sa(CIP, 40000), sa(RIP, PORT), to_rs)?)?;
-
-    let to_vip = datagram(pub0_mac, c0_mac, VIP, payload)?;
-    let to_rip = datagram(pub0_mac, c0_mac, RIP, payload)?;
+    let most = flow_counts.iter().copied().max().unwrap_or(1);
+    let mut keys = Vec::new();
+    for i in 0..most {
+        let client = sa(CIP, SPORT + i);
+        let k = FlowKey::new(L4::Udp, client, sa(VIP, PORT))?;
+        fp.insert(&k, &Flow::new(&k, client, sa(RIP, PORT), to_rs)?)?;
+        keys.push(k);
+    }
+    // Packets each entry forwarded so far (to show that every flow of a run took its share).
+    let per_entry = |fp: &FastPath| -> Res<Vec<u64>> {
+        keys.iter()
+            .map(|k| Ok(fp.counters(k)?.map_or(0, |c| c.packets)))
+            .collect()
+    };
+    // The datagrams of every flow, to the VIP and to the real server (only the first 64 bytes differ per flow).
+    let to_vip: Vec<Vec<u8>> = (0..most)
+        .map(|i| datagram(pub0_mac, c0_mac, VIP, SPORT + i, payload))
+        .collect::<Res<_>>()?;
+    let to_rip: Vec<Vec<u8>> = (0..most)
+        .map(|i| datagram(pub0_mac, c0_mac, RIP, SPORT + i, payload))
+        .collect::<Res<_>>()?;
     let paths = [Path::Direct, Path::Nft, Path::Xdp];
-    let mut rates: Vec<(Path, f64, f64)> = Vec::new();
+    let mut rates: Vec<(Path, u16, f64, f64)> = Vec::new();
     println!(
-        "director capacity: {rounds} rounds x {packets} datagrams of {payload} bytes per path, interleaved"
+        "director capacity: {rounds} rounds x {packets} datagrams of {payload} bytes per path and flow count \
+         ({flow_counts:?} flows), interleaved"
     );
     for round in 1..=rounds {
-        for path in paths {
+        for (flows, path) in flow_counts
+            .iter()
+            .flat_map(|f| paths.iter().map(move |p| (*f, *p)))
+        {
             if path == Path::Nft {
                 let mut child = Command::new("ip")
                     .args(["netns", "exec", d, "nft", "-f", "-"])
@@ -262,20 +310,25 @@ fn main() -> Res<()> {
                     return Err("nft".into());
                 }
             }
-            let pkt = if path == Path::Direct {
+            let pkts = if path == Path::Direct {
                 &to_rip
             } else {
                 &to_vip
             };
-            let mut hdr = [0u8; 64];
-            hdr.copy_from_slice(&pkt[..64]);
-            tpl.set(0, hdr, 0)?;
+            for (i, pkt) in pkts.iter().take(usize::from(flows)).enumerate() {
+                let mut hdr = [0u8; 64];
+                hdr.copy_from_slice(&pkt[..64]);
+                tpl.set(i as u32, hdr, 0)?;
+            }
+            nflows.set(0, u32::from(flows), 0)?;
+            let pkt = &pkts[0];
             if path == Path::Xdp {
                 next.set(0, fp.program_fd(Program::FastPath)?, 0)?;
             } else {
                 let _ = next.clear_index(&0);
             }
             let fwd_before = fp.stats()?[Stat::Forwarded as usize];
+            let entries_before = per_entry(&fp)?;
             let before = arrived()?;
             let took = rvs_xdp::testrun::run_live(inject_fd, pkt, packets, pub0)?;
             std::thread::sleep(Duration::from_millis(300)); // the sink drains r0's ring
@@ -284,17 +337,27 @@ fn main() -> Res<()> {
             let arrived = got as f64 / f64::from(packets);
             let extra = if path == Path::Xdp {
                 let fwd = fp.stats()?[Stat::Forwarded as usize] - fwd_before;
-                format!(", program forwarded {fwd}")
+                let shares: Vec<u64> = per_entry(&fp)?
+                    .iter()
+                    .zip(&entries_before)
+                    .take(usize::from(flows))
+                    .map(|(a, b)| a - b)
+                    .collect();
+                let (lo, hi) = (
+                    shares.iter().min().copied().unwrap_or(0),
+                    shares.iter().max().copied().unwrap_or(0),
+                );
+                format!(", program forwarded {fwd}, {lo}..{hi} per flow's entry")
             } else {
                 String::new()
             };
             println!(
-                "round {round} {path:?}: {:.3} Mpps ({got} of {packets} arrived, {:.1} %, {:.0} ms{extra})",
+                "round {round} {path:?} {flows} flow(s): {:.3} Mpps ({got} of {packets} arrived, {:.1} %, {:.0} ms{extra})",
                 rate / 1e6,
                 100.0 * arrived,
                 took.as_secs_f64() * 1e3
             );
-            rates.push((path, rate, arrived));
+            rates.push((path, flows, rate, arrived));
             if path == Path::Nft {
                 let _ = Command::new("ip")
                     .args(["netns", "exec", d, "nft", "delete", "table", "ip", "rvscap"])
@@ -302,16 +365,41 @@ fn main() -> Res<()> {
             }
         }
     }
-    let median = |p: Path| {
-        let mut v: Vec<f64> = rates.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
+    let median = |p: Path, f: u16| {
+        let mut v: Vec<f64> = rates
+            .iter()
+            .filter(|r| r.0 == p && r.1 == f)
+            .map(|r| r.2)
+            .collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let nft = median(Path::Nft);
-    println!("\nmedian datagrams/s delivered (ratio to kernel NAT):");
-    for p in paths {
-        let m = median(p);
-        println!("  {p:?}: {:.3} Mpps ({:.2}x)", m / 1e6, m / nft);
+    // Paired: each round's ratio to kernel NAT in the same round, then the median of those.
+    let paired = |p: Path, f: u16| {
+        let of = |q: Path| {
+            rates
+                .iter()
+                .filter(move |r| r.0 == q && r.1 == f)
+                .map(|r| r.2)
+        };
+        let mut v: Vec<f64> = of(p).zip(of(Path::Nft)).map(|(a, b)| a / b).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "\nmedian datagrams/s delivered (ratio to kernel NAT's median; median of the per-round ratios):"
+    );
+    for f in &flow_counts {
+        let nft = median(Path::Nft, *f);
+        for p in paths {
+            let m = median(p, *f);
+            println!(
+                "  {f} flow(s) {p:?}: {:.3} Mpps ({:.2}x; paired {:.2}x)",
+                m / 1e6,
+                m / nft,
+                paired(p, *f)
+            );
+        }
     }
     drop(fp);
     drop(bench);
