@@ -39,7 +39,6 @@ fn director() -> Director {
         hash_seed: 7,
         ..DirectorConfig::default()
     });
-    let now = Timestamp(0);
     let tcp4 = ServiceKey::Addr {
         protocol: Protocol::Tcp,
         addr: VIP4.into(),
@@ -64,7 +63,7 @@ fn director() -> Director {
         ConfigOp::AddService(ServiceSpec::new(tcp6.clone(), "rr")),
         ConfigOp::AddDest(tcp6, DestSpec::masq(rip6().into(), 80, 1)),
     ];
-    d.apply_batch(now, ops).expect("fuzz director config");
+    d.apply_batch(ops).expect("fuzz director config");
     d
 }
 

@@ -50,7 +50,7 @@ fn director(sched: &str) -> Director {
             DestSpec::masq(IpAddr::V4(Ipv4Addr::from(rip(i))), 8080, 1),
         ));
     }
-    d.apply_batch(Timestamp(0), ops).unwrap();
+    d.apply_batch(ops).unwrap();
     d
 }
 

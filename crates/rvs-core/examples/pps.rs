@@ -75,7 +75,7 @@ fn main() {
             DestSpec::masq(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1 + i)), 8080, 1),
         ));
     }
-    d.apply_batch(Timestamp(0), ops).unwrap();
+    d.apply_batch(ops).unwrap();
     let mut rs = Vec::new();
     let (c0, w0) = (cpu_seconds(), Instant::now());
     for k in 0..conns {

@@ -70,7 +70,7 @@ fn director(k: ServiceKey, dests: &[[u8; 4]], persist: bool, cfg: DefenseConfig)
     for a in dests {
         ops.push(ConfigOp::AddDest(k, DestSpec::masq(ip(*a), 80, 1)));
     }
-    d.apply_batch(Timestamp(0), ops).unwrap();
+    d.apply_batch(ops).unwrap();
     d
 }
 
@@ -99,8 +99,7 @@ fn udp_flow_to_a_removed_server_moves_at_its_next_packet_with_expire_nodest_conn
     let other = if first == RIP1 { RIP2 } else { RIP1 };
     // The same resolver port keeps the same server while it is there.
     assert_eq!(send(&d, 10, 1, udp(client, 5353, VIP, 53)).1, first);
-    d.apply(Timestamp(20), ConfigOp::DeleteDest(k, ip(first), 80))
-        .unwrap();
+    d.apply(ConfigOp::DeleteDest(k, ip(first), 80)).unwrap();
     // Next packet: the old entry ends, the packet goes to the live server.
     assert_eq!(send(&d, 30, 1, udp(client, 5353, VIP, 53)), (FWD_IN, other));
     assert_eq!(d.conn_count(), 1);
@@ -117,8 +116,7 @@ fn tcp_to_a_removed_server_ends_at_its_next_segment_with_expire_nodest_conn() {
     let d = director(k, &[RIP1], false, cfg);
     let c = [198, 51, 100, 7];
     assert_eq!(send(&d, 0, 1, tcp(c, 4000, VIP, 80, "S")).0, FWD_IN);
-    d.apply(Timestamp(1), ConfigOp::DeleteDest(k, ip(RIP1), 80))
-        .unwrap();
+    d.apply(ConfigOp::DeleteDest(k, ip(RIP1), 80)).unwrap();
     assert_eq!(
         send(&d, 2, 1, tcp(c, 4000, VIP, 80, "A")).0,
         Verdict::Drop(DropReason::NotSyn)
@@ -140,11 +138,8 @@ fn persistent_client_leaves_a_quiesced_server_with_expire_quiescent_template() {
         let d = director(k, &[RIP1, RIP2], true, cfg);
         let c = [198, 51, 100, 7];
         let (_, first) = send(&d, 0, 1, tcp(c, 4000, VIP, 80, "S"));
-        d.apply(
-            Timestamp(1),
-            ConfigOp::EditDest(k, DestSpec::masq(ip(first), 80, 0)),
-        )
-        .unwrap();
+        d.apply(ConfigOp::EditDest(k, DestSpec::masq(ip(first), 80, 0)))
+            .unwrap();
         let (v, next) = send(&d, 2, 1, tcp(c, 4001, VIP, 80, "S"));
         assert_eq!(v, FWD_IN);
         assert_eq!(next != first, moves, "{mode:?}");
@@ -187,11 +182,8 @@ fn syn_reusing_a_port_to_a_quiesced_server_is_rescheduled_with_expire_nodest_con
     let d = director(k, &[RIP1, RIP2], false, cfg);
     let c = [198, 51, 100, 7];
     let (_, first) = send(&d, 0, 1, tcp(c, 4000, VIP, 80, "S"));
-    d.apply(
-        Timestamp(1),
-        ConfigOp::EditDest(k, DestSpec::masq(ip(first), 80, 0)),
-    )
-    .unwrap();
+    d.apply(ConfigOp::EditDest(k, DestSpec::masq(ip(first), 80, 0)))
+        .unwrap();
     // A non-SYN keeps the connection (quiesced servers keep theirs)...
     assert_eq!(send(&d, 2, 1, tcp(c, 4000, VIP, 80, "A")).1, first);
     // ...a new SYN on the same port goes elsewhere.

@@ -192,7 +192,7 @@ fn setup(key: ServiceKey, dests: &[([u8; 4], u16)], persist: Option<Persistence>
     for (a, p) in dests {
         ops.push(ConfigOp::AddDest(key, DestSpec::masq(ip(*a), *p, 1)));
     }
-    d.apply_batch(Timestamp(0), ops).unwrap();
+    d.apply_batch(ops).unwrap();
     d
 }
 
@@ -386,14 +386,11 @@ fn udp_conn_expires_after_timeout_and_timeouts_are_settable() {
     assert_eq!(d.expire(Timestamp(301_000)), 1);
     assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
 
-    d.apply(
-        Timestamp(0),
-        ConfigOp::SetTimeouts(Timeouts {
-            tcp_s: 0,
-            tcp_fin_s: 0,
-            udp_s: 10,
-        }),
-    )
+    d.apply(ConfigOp::SetTimeouts(Timeouts {
+        tcp_s: 0,
+        tcp_fin_s: 0,
+        udp_s: 10,
+    }))
     .unwrap();
     assert_eq!(
         d.timeouts(),
@@ -417,14 +414,11 @@ fn udp_conn_expires_after_timeout_and_timeouts_are_settable() {
 fn tcp_timeouts_apply_to_established_and_fin_wait() {
     let key = tcp_key(80);
     let d = setup(key, &[(RIP1, 8080)], None);
-    d.apply(
-        Timestamp(0),
-        ConfigOp::SetTimeouts(Timeouts {
-            tcp_s: 50,
-            tcp_fin_s: 7,
-            udp_s: 0,
-        }),
-    )
+    d.apply(ConfigOp::SetTimeouts(Timeouts {
+        tcp_s: 50,
+        tcp_fin_s: 7,
+        udp_s: 0,
+    }))
     .unwrap();
     let fwd_in = Verdict::Forward(Direction::In);
     send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in);
@@ -566,11 +560,8 @@ fn quiesced_destination_keeps_connections_gets_no_new_ones() {
         RIP1
     );
     send(&d, 1, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
-    d.apply(
-        Timestamp(2),
-        ConfigOp::EditDest(key, DestSpec::masq(ip(RIP1), 80, 0)),
-    )
-    .unwrap();
+    d.apply(ConfigOp::EditDest(key, DestSpec::masq(ip(RIP1), 80, 0)))
+        .unwrap();
     for port in 2..10 {
         let p = send(&d, 3, tcp4(CIP, port, VIP, 80, SYN, b""), fwd_in);
         assert_eq!(addrs4(&p).2, RIP2);
@@ -579,11 +570,8 @@ fn quiesced_destination_keeps_connections_gets_no_new_ones() {
     assert_eq!(addrs4(&p).2, RIP1);
     assert_eq!(dest_counts(&d, &key, RIP1), (1, 0, 0));
     // All quiesced: no destination.
-    d.apply(
-        Timestamp(5),
-        ConfigOp::EditDest(key, DestSpec::masq(ip(RIP2), 80, 0)),
-    )
-    .unwrap();
+    d.apply(ConfigOp::EditDest(key, DestSpec::masq(ip(RIP2), 80, 0)))
+        .unwrap();
     send(
         &d,
         6,
@@ -600,11 +588,10 @@ fn deleted_destination_connections_are_dropped_until_expiry() {
     let fwd_in = Verdict::Forward(Direction::In);
     send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in);
     send(&d, 1, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
-    d.apply(Timestamp(2), ConfigOp::DeleteDest(key, ip(RIP1), 80))
-        .unwrap();
+    d.apply(ConfigOp::DeleteDest(key, ip(RIP1), 80)).unwrap();
     assert_eq!(d.service(&key).unwrap().dests.len(), 1);
     assert_eq!(
-        d.apply(Timestamp(2), ConfigOp::DeleteDest(key, ip(RIP1), 80)),
+        d.apply(ConfigOp::DeleteDest(key, ip(RIP1), 80)),
         Err(ConfigError::NoSuchDestination)
     );
     // expire_nodest_conn = 0 (IPVS's default): the old connection's packets are dropped (and
@@ -626,11 +613,8 @@ fn deleted_destination_connections_are_dropped_until_expiry() {
     let p = send(&d, 5, tcp4(CIP, 2, VIP, 80, SYN, b""), fwd_in);
     assert_eq!(addrs4(&p).2, RIP2);
     // Re-adding RIP1 makes a fresh destination; the old connection keeps the old one.
-    d.apply(
-        Timestamp(6),
-        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
-    )
-    .unwrap();
+    d.apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)))
+        .unwrap();
     assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
     assert_eq!(d.expire(Timestamp(900_004)), 2);
     assert_eq!(d.conn_count(), 0);
@@ -641,19 +625,16 @@ fn deleting_a_service_drops_its_connections() {
     let key = tcp_key(80);
     let other = udp_key(53);
     let d = setup(key, &[(RIP1, 80)], None);
-    d.apply_batch(
-        Timestamp(0),
-        vec![
-            ConfigOp::AddService(ServiceSpec::new(other, "rr")),
-            ConfigOp::AddDest(other, DestSpec::masq(ip(RIP2), 53, 1)),
-        ],
-    )
+    d.apply_batch(vec![
+        ConfigOp::AddService(ServiceSpec::new(other, "rr")),
+        ConfigOp::AddDest(other, DestSpec::masq(ip(RIP2), 53, 1)),
+    ])
     .unwrap();
     let fwd_in = Verdict::Forward(Direction::In);
     send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in);
     send(&d, 0, udp4(CIP, 1, VIP, 53, b""), fwd_in);
     assert_eq!(d.conn_count(), 2);
-    d.apply(Timestamp(1), ConfigOp::DeleteService(key)).unwrap();
+    d.apply(ConfigOp::DeleteService(key)).unwrap();
     assert_eq!(d.conn_count(), 1);
     // No service, no connection: the VIP's port 80 now belongs to the local stack.
     send(&d, 2, tcp4(CIP, 1, VIP, 80, ACK, b""), Verdict::Pass);
@@ -665,7 +646,7 @@ fn deleting_a_service_drops_its_connections() {
         udp4(RIP2, 53, CIP, 1, b"r"),
         Verdict::Forward(Direction::Out),
     );
-    d.apply(Timestamp(4), ConfigOp::Clear).unwrap();
+    d.apply(ConfigOp::Clear).unwrap();
     assert_eq!(d.conn_count(), 0);
     assert!(d.services().is_empty());
 }
@@ -674,80 +655,51 @@ fn deleting_a_service_drops_its_connections() {
 fn batch_is_all_or_nothing_and_errors_read_like_ipvsadm() {
     let d = Director::default();
     let key = tcp_key(80);
-    let r = d.apply_batch(
-        Timestamp(0),
-        vec![
-            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
-            ConfigOp::AddDest(tcp_key(81), DestSpec::masq(ip(RIP1), 80, 1)),
-        ],
-    );
+    let r = d.apply_batch(vec![
+        ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
+        ConfigOp::AddDest(tcp_key(81), DestSpec::masq(ip(RIP1), 80, 1)),
+    ]);
     assert_eq!(r, Err((2, ConfigError::ServiceNotDefined)));
     assert!(d.services().is_empty());
     send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), Verdict::Pass);
 
-    d.apply(
-        Timestamp(0),
-        ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-    )
-    .unwrap();
+    d.apply(ConfigOp::AddService(ServiceSpec::new(key, "rr")))
+        .unwrap();
     let e = d
-        .apply(
-            Timestamp(0),
-            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-        )
+        .apply(ConfigOp::AddService(ServiceSpec::new(key, "rr")))
         .unwrap_err();
     assert_eq!(e.to_string(), "Service already exists");
     let e = d
-        .apply(
-            Timestamp(0),
-            ConfigOp::AddService(ServiceSpec::new(tcp_key(1), "nope")),
-        )
+        .apply(ConfigOp::AddService(ServiceSpec::new(tcp_key(1), "nope")))
         .unwrap_err();
     assert_eq!(e.to_string(), "Scheduler or persistence engine not found");
-    d.apply(
-        Timestamp(0),
-        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
-    )
-    .unwrap();
+    d.apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)))
+        .unwrap();
     let e = d
-        .apply(
-            Timestamp(0),
-            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
-        )
+        .apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)))
         .unwrap_err();
     assert_eq!(e.to_string(), "Destination already exists");
     let e = d
-        .apply(
-            Timestamp(0),
-            ConfigOp::EditDest(key, DestSpec::masq(ip(RIP2), 80, 1)),
-        )
+        .apply(ConfigOp::EditDest(key, DestSpec::masq(ip(RIP2), 80, 1)))
         .unwrap_err();
     assert_eq!(e.to_string(), "No such destination");
-    let e = d
-        .apply(Timestamp(0), ConfigOp::DeleteService(tcp_key(9)))
-        .unwrap_err();
+    let e = d.apply(ConfigOp::DeleteService(tcp_key(9))).unwrap_err();
     assert_eq!(e.to_string(), "Service not defined");
     let e = d
-        .apply(
-            Timestamp(0),
-            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP2), 80, 70_000)),
-        )
+        .apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP2), 80, 70_000)))
         .unwrap_err();
     assert_eq!(e.to_string(), "Invalid argument");
     // A failing batch leaves weights and timeouts alone too.
-    let r = d.apply_batch(
-        Timestamp(0),
-        vec![
-            ConfigOp::EditDest(key, DestSpec::masq(ip(RIP1), 80, 0)),
-            ConfigOp::SetTimeouts(Timeouts {
-                tcp_s: 5,
-                tcp_fin_s: 0,
-                udp_s: 0,
-            }),
-            ConfigOp::DeleteService(tcp_key(9)),
-        ],
-    );
+    let r = d.apply_batch(vec![
+        ConfigOp::EditDest(key, DestSpec::masq(ip(RIP1), 80, 0)),
+        ConfigOp::SetTimeouts(Timeouts {
+            tcp_s: 5,
+            tcp_fin_s: 0,
+            udp_s: 0,
+        }),
+        ConfigOp::DeleteService(tcp_key(9)),
+    ]);
     assert_eq!(r, Err((2, ConfigError::ServiceNotDefined)));
     assert_eq!(d.service(&key).unwrap().dests[0].spec.weight, 1);
     assert_eq!(d.timeouts().tcp_s, 900);
@@ -760,7 +712,7 @@ fn thresholds_overload_and_recover() {
     let mut s = DestSpec::masq(ip(RIP1), 80, 1);
     s.u_threshold = 2;
     s.l_threshold = 1;
-    d.apply(Timestamp(0), ConfigOp::EditDest(key, s)).unwrap();
+    d.apply(ConfigOp::EditDest(key, s)).unwrap();
     let fwd_in = Verdict::Forward(Direction::In);
     let mut to1 = 0;
     for port in 1..=10 {
@@ -885,20 +837,14 @@ fn ipv6_service_round_trip() {
         port: 80,
     };
     let d = Director::default();
-    d.apply_batch(
-        Timestamp(0),
-        vec![
-            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-            ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 8080, 1)),
-        ],
-    )
+    d.apply_batch(vec![
+        ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+        ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 8080, 1)),
+    ])
     .unwrap();
     // Mixed families are refused for masq.
     assert!(matches!(
-        d.apply(
-            Timestamp(0),
-            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1))
-        ),
+        d.apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1))),
         Err(ConfigError::InvalidArgument(_))
     ));
     let mk = |s: Ipv6Addr, sp: u16, dd: Ipv6Addr, dp: u16, syn: bool| {
@@ -956,7 +902,7 @@ fn zero_and_rates() {
     assert_eq!(s.rates.inbps, 50 * 38);
     assert_eq!(s.dests[0].rates.inpps, 50);
     assert_eq!(s.stats.conns, 6000);
-    d.apply(Timestamp(now), ConfigOp::Zero(Some(key))).unwrap();
+    d.apply(ConfigOp::Zero(Some(key))).unwrap();
     let s = d.service(&key).unwrap();
     assert_eq!(s.stats, Stats::default());
     assert_eq!(s.rates, Rates::default());
@@ -969,14 +915,11 @@ fn one_packet_udp_is_not_tracked() {
     let d = Director::default();
     let mut spec = ServiceSpec::new(key, "rr");
     spec.one_packet = true;
-    d.apply_batch(
-        Timestamp(0),
-        vec![
-            ConfigOp::AddService(spec),
-            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, 1)),
-            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP2), 53, 1)),
-        ],
-    )
+    d.apply_batch(vec![
+        ConfigOp::AddService(spec),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, 1)),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP2), 53, 1)),
+    ])
     .unwrap();
     let a = addrs4(&send(
         &d,
@@ -1109,13 +1052,10 @@ fn memory_per_ipv4_connection_is_under_96_bytes() {
         shards: 8,
         ..DirectorConfig::default()
     });
-    d.apply_batch(
-        Timestamp(0),
-        vec![
-            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-            ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, 1)),
-        ],
-    )
+    d.apply_batch(vec![
+        ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, 1)),
+    ])
     .unwrap();
     let n: u32 = 100_000;
     for k in 0..n {
@@ -1144,11 +1084,8 @@ fn editing_the_service_keeps_connections() {
         send(&d, 1, tcp4(CIP, port, VIP, 80, ACK, b""), fwd_in);
     }
     assert_eq!(dest_counts(&d, &key, RIP1), (2, 0, 0));
-    d.apply(
-        Timestamp(2),
-        ConfigOp::EditService(ServiceSpec::new(key, "wlc")),
-    )
-    .unwrap();
+    d.apply(ConfigOp::EditService(ServiceSpec::new(key, "wlc")))
+        .unwrap();
     assert_eq!(d.service(&key).unwrap().spec.scheduler, "wlc");
     // Existing connections continue where they were.
     let p = send(&d, 3, tcp4(CIP, 1, VIP, 80, ACK, b"x"), fwd_in);
@@ -1161,18 +1098,15 @@ fn editing_the_service_keeps_connections() {
     assert_eq!(d.conn_count(), 4);
     // An unknown scheduler is refused and changes nothing.
     assert_eq!(
-        d.apply(
-            Timestamp(5),
-            ConfigOp::EditService(ServiceSpec::new(key, "bogus"))
-        ),
+        d.apply(ConfigOp::EditService(ServiceSpec::new(key, "bogus"))),
         Err(ConfigError::SchedulerNotFound)
     );
     assert_eq!(d.service(&key).unwrap().spec.scheduler, "wlc");
     // Adding a destination does not disturb anything either.
-    d.apply(
-        Timestamp(6),
-        ConfigOp::AddDest(key, DestSpec::masq(ip([203, 0, 113, 3]), 80, 1)),
-    )
+    d.apply(ConfigOp::AddDest(
+        key,
+        DestSpec::masq(ip([203, 0, 113, 3]), 80, 1),
+    ))
     .unwrap();
     let p = send(&d, 7, tcp4(CIP, 3, VIP, 80, ACK, b"x"), fwd_in);
     assert_eq!(addrs4(&p).2, RIP1);
@@ -1191,13 +1125,10 @@ fn icmpv6_error_is_translated_with_pseudo_header_checksum() {
         port: 53,
     };
     let d = Director::default();
-    d.apply_batch(
-        Timestamp(0),
-        vec![
-            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-            ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 5353, 1)),
-        ],
-    )
+    d.apply_batch(vec![
+        ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+        ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 5353, 1)),
+    ])
     .unwrap();
     let udp6 = |s: Ipv6Addr, sp: u16, dd: Ipv6Addr, dp: u16| {
         let b = PacketBuilder::ipv6(s.octets(), dd.octets(), 64).udp(sp, dp);
@@ -1246,16 +1177,12 @@ fn persistence_follows_quiesced_but_not_deleted_destinations() {
     let first = addrs4(&send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in)).2;
     let second = if first == RIP1 { RIP2 } else { RIP1 };
     // Quiesced: the client keeps its server (expire_quiescent_template = 0).
-    d.apply(
-        Timestamp(1),
-        ConfigOp::EditDest(key, DestSpec::masq(ip(first), 80, 0)),
-    )
-    .unwrap();
+    d.apply(ConfigOp::EditDest(key, DestSpec::masq(ip(first), 80, 0)))
+        .unwrap();
     let p = send(&d, 2, tcp4(CIP, 2, VIP, 80, SYN, b""), fwd_in);
     assert_eq!(addrs4(&p).2, first);
     // Deleted: the template is replaced; the client moves to the other server.
-    d.apply(Timestamp(3), ConfigOp::DeleteDest(key, ip(first), 80))
-        .unwrap();
+    d.apply(ConfigOp::DeleteDest(key, ip(first), 80)).unwrap();
     let p = send(&d, 4, tcp4(CIP, 3, VIP, 80, SYN, b""), fwd_in);
     assert_eq!(addrs4(&p).2, second);
     assert_eq!(d.template_count(), 1);
@@ -1283,13 +1210,10 @@ fn template_holds_are_given_back_on_every_path() {
     let mut spec = ServiceSpec::new(ukey, "rr");
     spec.one_packet = true;
     spec.persistence = Some(persist);
-    d.apply_batch(
-        Timestamp(0),
-        vec![
-            ConfigOp::AddService(spec),
-            ConfigOp::AddDest(ukey, DestSpec::masq(ip(RIP1), 53, 1)),
-        ],
-    )
+    d.apply_batch(vec![
+        ConfigOp::AddService(spec),
+        ConfigOp::AddDest(ukey, DestSpec::masq(ip(RIP1), 53, 1)),
+    ])
     .unwrap();
     for t in 0..3 {
         send(

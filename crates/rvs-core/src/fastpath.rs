@@ -219,13 +219,10 @@ mod tests {
             addr: VIP.into(),
             port,
         };
-        d.apply_batch(
-            Timestamp(0),
-            vec![
-                ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-                ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, 1)),
-            ],
-        )
+        d.apply_batch(vec![
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+            ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, 1)),
+        ])
         .unwrap();
         let r = Arc::new(Recorder::default());
         d.set_fast_path(r.clone());
@@ -331,19 +328,16 @@ mod tests {
                 addr: VIP.into(),
                 port: 80,
             };
-            d.apply_batch(
-                Timestamp(0),
-                vec![
-                    ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-                    ConfigOp::AddDest(
-                        key,
-                        DestSpec {
-                            method,
-                            ..DestSpec::masq(RIP.into(), 80, 1)
-                        },
-                    ),
-                ],
-            )
+            d.apply_batch(vec![
+                ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+                ConfigOp::AddDest(
+                    key,
+                    DestSpec {
+                        method,
+                        ..DestSpec::masq(RIP.into(), 80, 1)
+                    },
+                ),
+            ])
             .unwrap();
             let r = Arc::new(Recorder::default());
             d.set_fast_path(r.clone());

@@ -512,7 +512,7 @@ mod tests {
                 DestSpec::masq(Ipv4Addr::from(r).into(), 8080, 1),
             ));
         }
-        d.apply_batch(Timestamp(0), ops).expect("config");
+        d.apply_batch(ops).expect("config");
         d
     }
 
@@ -629,11 +629,8 @@ mod tests {
             addr: Ipv4Addr::from(VIP).into(),
             port: 80,
         };
-        new.apply(
-            Timestamp(0),
-            ConfigOp::DeleteDest(k, Ipv4Addr::from(rs).into(), 8080),
-        )
-        .expect("delete");
+        new.apply(ConfigOp::DeleteDest(k, Ipv4Addr::from(rs).into(), 8080))
+            .expect("delete");
         assert_eq!(new.import_state(Timestamp(0), &st).skipped, 1);
         // Timed out while handed over (SYN_RECV: 60 s).
         st.conns[0].idle_ms = 61_000;

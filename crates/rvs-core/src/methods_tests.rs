@@ -57,7 +57,7 @@ fn tcp(cport: u16, dport: u16, flags: &str) -> Vec<u8> {
 
 fn setup(ops: Vec<ConfigOp>) -> Director {
     let d = Director::default();
-    d.apply_batch(Timestamp(0), ops).unwrap();
+    d.apply_batch(ops).unwrap();
     d
 }
 
@@ -172,11 +172,8 @@ fn method_is_bound_when_the_connection_is_created() {
     assert_eq!(conn_state(&d, 0, 1), ("UDP", 300_000));
     // Edit the destination to route (ipvsadm -e ... -g): the old connection keeps tunnelling,
     // new ones are routed.
-    d.apply(
-        Timestamp(1),
-        ConfigOp::EditDest(k, dest(RIP1, ForwardMethod::Route)),
-    )
-    .unwrap();
+    d.apply(ConfigOp::EditDest(k, dest(RIP1, ForwardMethod::Route)))
+        .unwrap();
     assert_eq!(unchanged(&d, 2, &udp(1)), tun);
     assert_eq!(unchanged(&d, 2, &udp(2)), Verdict::Route { rip: ip(RIP1) });
 }

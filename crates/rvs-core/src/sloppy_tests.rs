@@ -61,7 +61,7 @@ fn director(sched: &str, port_flag: bool, n: u8, method: ForwardMethod, sloppy: 
             },
         ));
     }
-    d.apply_batch(Timestamp(0), ops).unwrap();
+    d.apply_batch(ops).unwrap();
     d
 }
 

@@ -99,14 +99,13 @@ fn packet(
 
 fn director() -> Director {
     let d = Director::new(DirectorConfig::default());
-    let now = Timestamp(1);
     for (protocol, port) in [(Protocol::Tcp, TCP_PORT), (Protocol::Udp, UDP_PORT)] {
         let key = ServiceKey::Addr {
             protocol,
             addr: IpAddr::V4(VIP),
             port,
         };
-        d.apply(now, ConfigOp::AddService(ServiceSpec::new(key, "rr")))
+        d.apply(ConfigOp::AddService(ServiceSpec::new(key, "rr")))
             .expect("add service");
         for rip in RIPS {
             let dest = DestSpec {
@@ -117,8 +116,7 @@ fn director() -> Director {
                 u_threshold: 0,
                 l_threshold: 0,
             };
-            d.apply(now, ConfigOp::AddDest(key, dest))
-                .expect("add dest");
+            d.apply(ConfigOp::AddDest(key, dest)).expect("add dest");
         }
     }
     d

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rvs_core::{ConfigError, ConfigOp, DestSpec, Director, ForwardMethod, ServiceKey, ServiceSpec};
 use rvs_io::{Steering, SteeringError};
 
-use crate::dataplane::{VipSet, now};
+use crate::dataplane::VipSet;
 use crate::marks::MarkPlanes;
 use crate::rulesfile::RulesFile;
 use crate::xmit::{MethodPaths, TunnelPath};
@@ -296,7 +296,7 @@ impl Daemon {
             }
             return Err(e.into());
         }
-        if let Err((i, e)) = self.director.apply_batch(now(), ops) {
+        if let Err((i, e)) = self.director.apply_batch(ops) {
             if let Err(e2) = ctl.steering.reconcile(&before.vips, &before.rips) {
                 tracing::error!(error = %e2, "undoing steering after a refused change failed");
             }
@@ -545,7 +545,7 @@ pub fn desired_config(ops: &[ConfigOp]) -> Result<(ConfigSet, Vec<ConfigOp>), Ap
         ..Default::default()
     });
     scratch
-        .apply_batch(now(), ops.to_vec())
+        .apply_batch(ops.to_vec())
         .map_err(|(i, e)| ApplyError::Rules(i, e))?;
     let extra = ops
         .iter()

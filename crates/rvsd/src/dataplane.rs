@@ -428,13 +428,10 @@ mod packet_tests {
             addr: VIP.into(),
             port: 80,
         };
-        d.apply_batch(
-            Timestamp(1),
-            vec![
-                ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-                ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, 1)),
-            ],
-        )
+        d.apply_batch(vec![
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+            ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, 1)),
+        ])
         .expect("config");
         let v = VipSet::default();
         v.set(vec![VIP.into()]);

@@ -177,7 +177,7 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceKey, ServiceSpec, Timestamp, Verdict};
+    use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceKey, ServiceSpec, Verdict};
 
     fn director() -> Director {
         let d = Director::default();
@@ -186,13 +186,10 @@ mod tests {
             addr: "198.51.100.1".parse().expect("ip"),
             port: 53,
         };
-        d.apply_batch(
-            Timestamp(0),
-            vec![
-                ConfigOp::AddService(ServiceSpec::new(k, "rr")),
-                ConfigOp::AddDest(k, DestSpec::masq("203.0.113.1".parse().expect("ip"), 53, 1)),
-            ],
-        )
+        d.apply_batch(vec![
+            ConfigOp::AddService(ServiceSpec::new(k, "rr")),
+            ConfigOp::AddDest(k, DestSpec::masq("203.0.113.1".parse().expect("ip"), 53, 1)),
+        ])
         .expect("config");
         d
     }

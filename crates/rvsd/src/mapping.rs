@@ -237,7 +237,7 @@ mod tests {
         )
         .expect("a change");
         let d = Director::default();
-        d.apply_batch(now(), ops.clone()).expect("applies");
+        d.apply_batch(ops.clone()).expect("applies");
         let listed = d.service(&c.key).expect("configured");
         assert_eq!(service_info(&listed).config, c);
         // ipvsadm -S names mh's flags (mh-fallback, mh-port) and, like ipvsadm, drops flag-3 there.
@@ -275,7 +275,7 @@ mod tests {
             let (mut ops, mut origin) = (Vec::new(), Vec::new());
             commands_to_ops(&[svc.clone(), add], &mut ops, &mut origin, None).expect("changes");
             let director = Director::default();
-            director.apply_batch(now(), ops).expect("applies");
+            director.apply_batch(ops).expect("applies");
             let listed = director.service(&akey(53)).expect("configured");
             assert_eq!(service_info(&listed).dests[0].config, d);
         }
@@ -287,7 +287,7 @@ mod tests {
         let (mut ops, mut origin) = (Vec::new(), Vec::new());
         commands_to_ops(&[svc, add.clone()], &mut ops, &mut origin, None).expect("changes");
         let e = Director::default()
-            .apply_batch(now(), ops)
+            .apply_batch(ops)
             .expect_err("local refused");
         assert!(
             matches!(e.1, ConfigError::MethodNotSupported { .. }),

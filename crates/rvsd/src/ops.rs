@@ -112,7 +112,6 @@ pub fn commands_to_ops<'a>(
 #[cfg(test)]
 mod rules_tests {
     use super::*;
-    use crate::dataplane::now;
     use rvs_core::{DestSpec, ServiceSpec};
 
     const RULES: &str = "\
@@ -128,11 +127,11 @@ mod rules_tests {
         let (ops, lines) = rules_to_ops(RULES).expect("valid rules");
         assert_eq!(lines, vec![1, 2, 3, 4, 5]);
         let d = Director::default();
-        d.apply_batch(now(), ops).expect("applies");
+        d.apply_batch(ops).expect("applies");
         let saved = rules_text(&d);
         let (again, _) = rules_to_ops(&saved).expect("saved text parses");
         let d2 = Director::default();
-        d2.apply_batch(now(), again).expect("applies again");
+        d2.apply_batch(again).expect("applies again");
         let specs = |d: &Director| -> Vec<(ServiceSpec, Vec<DestSpec>)> {
             d.services()
                 .into_iter()

@@ -505,15 +505,12 @@ mod tests {
             addr: IpAddr::V4(VIP),
             port: 80,
         };
-        d.apply(
-            Timestamp(0),
-            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-        )
-        .expect("service");
-        d.apply(
-            Timestamp(0),
-            ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V4(RIP), 8080, 1)),
-        )
+        d.apply(ConfigOp::AddService(ServiceSpec::new(key, "rr")))
+            .expect("service");
+        d.apply(ConfigOp::AddDest(
+            key,
+            DestSpec::masq(IpAddr::V4(RIP), 8080, 1),
+        ))
         .expect("real server");
         let c = SyncConn {
             protocol: 6,

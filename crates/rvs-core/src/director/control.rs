@@ -64,18 +64,13 @@ pub struct MemoryUsage {
 
 impl Director {
     /// Applies one configuration change.
-    pub fn apply(&self, now: Timestamp, op: ConfigOp) -> Result<(), ConfigError> {
-        self.apply_batch(now, vec![op]).map_err(|(_, e)| e)
+    pub fn apply(&self, op: ConfigOp) -> Result<(), ConfigError> {
+        self.apply_batch(vec![op]).map_err(|(_, e)| e)
     }
 
     /// Applies several changes atomically: validated on a copy of the service table, then
     /// published at once. On error nothing changed; the index says which op failed.
-    pub fn apply_batch(
-        &self,
-        now: Timestamp,
-        ops: Vec<ConfigOp>,
-    ) -> Result<(), (usize, ConfigError)> {
-        let _ = now;
+    pub fn apply_batch(&self, ops: Vec<ConfigOp>) -> Result<(), (usize, ConfigError)> {
         let mut last_id = self.last_service_id.lock();
         let current = self.services.load_full();
         let mut pending = Pending::new((*current).clone(), *last_id);

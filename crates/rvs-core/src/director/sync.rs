@@ -311,12 +311,12 @@ mod tests {
                 netmask: ip(255, 255, 255, 255),
             });
         }
-        d.apply(Timestamp(0), ConfigOp::AddService(spec)).unwrap();
+        d.apply(ConfigOp::AddService(spec)).unwrap();
         for h in [10, 11] {
-            d.apply(
-                Timestamp(0),
-                ConfigOp::AddDest(key, DestSpec::masq(ip(203, 0, 113, h), 8080, 1)),
-            )
+            d.apply(ConfigOp::AddDest(
+                key,
+                DestSpec::masq(ip(203, 0, 113, h), 8080, 1),
+            ))
             .unwrap();
         }
         d

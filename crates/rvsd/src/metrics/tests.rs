@@ -4,7 +4,6 @@ use std::net::TcpStream;
 use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceSpec};
 
 use super::*;
-use crate::dataplane::now;
 
 fn director() -> Arc<Director> {
     let d = Arc::new(Director::default());
@@ -22,30 +21,27 @@ fn director() -> Arc<Director> {
         mark: 26,
         ipv6: false,
     };
-    d.apply_batch(
-        now(),
-        vec![
-            ConfigOp::AddService(ServiceSpec::new(k, "wrr")),
-            ConfigOp::AddDest(
-                k,
-                DestSpec::masq("203.0.113.11".parse().expect("ip"), 8080, 3),
-            ),
-            ConfigOp::AddDest(
-                k,
-                DestSpec::masq("203.0.113.12".parse().expect("ip"), 8080, 0),
-            ),
-            ConfigOp::AddService(ServiceSpec::new(k6, "rr")),
-            ConfigOp::AddDest(
-                k6,
-                DestSpec::masq("2001:db8:113::11".parse().expect("ip"), 53, 1),
-            ),
-            ConfigOp::AddService(ServiceSpec::new(fw, "rr")),
-            ConfigOp::AddDest(
-                fw,
-                DestSpec::masq("203.0.113.13".parse().expect("ip"), 0, 2),
-            ),
-        ],
-    )
+    d.apply_batch(vec![
+        ConfigOp::AddService(ServiceSpec::new(k, "wrr")),
+        ConfigOp::AddDest(
+            k,
+            DestSpec::masq("203.0.113.11".parse().expect("ip"), 8080, 3),
+        ),
+        ConfigOp::AddDest(
+            k,
+            DestSpec::masq("203.0.113.12".parse().expect("ip"), 8080, 0),
+        ),
+        ConfigOp::AddService(ServiceSpec::new(k6, "rr")),
+        ConfigOp::AddDest(
+            k6,
+            DestSpec::masq("2001:db8:113::11".parse().expect("ip"), 53, 1),
+        ),
+        ConfigOp::AddService(ServiceSpec::new(fw, "rr")),
+        ConfigOp::AddDest(
+            fw,
+            DestSpec::masq("203.0.113.13".parse().expect("ip"), 0, 2),
+        ),
+    ])
     .expect("config applies");
     d
 }
