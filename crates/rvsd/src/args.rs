@@ -107,11 +107,15 @@ pub struct Args {
     /// (`script=` last: the rest of the argument, commas included, run through `sh -c`).
     #[arg(long, value_name = "SPEC")]
     pub vrrp_script: Vec<String>,
-    /// Where a planned restart (SIGUSR2: hold the replies, hand over, exit 75) leaves the connection table for the
-    /// next rvsd, which takes it over at start [default: the control socket's path + `.state`]. SIGTERM stops
-    /// without a hand-over.
+    /// Where a stop (SIGTERM, within --restart-hold) or a planned restart (SIGUSR2: exit 75) leaves the connection
+    /// table for the next rvsd, which takes it over at start [default: the control socket's path + `.state`].
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+    /// Seconds a stop (SIGTERM/SIGINT: `systemctl restart`, an upgrade) holds the real servers' replies and keeps the
+    /// connection table for the next rvsd: a start within them keeps established connections. The kernel ends the
+    /// hold (nftables set elements with a timeout) even if no rvsd starts again. 0: a stop hands nothing over.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub restart_hold: u64,
     #[command(flatten)]
     pub defense: DefenseArgs,
 }

@@ -3,9 +3,10 @@
 //!
 //! Start-up: check root and the control socket, create the TUN (one queue per worker), clean what a crashed run
 //! left, install the base steering, load the rules, take over the connection table a previous rvsd handed over
-//! (handover.rs), start the workers, open the control socket. SIGTERM/SIGINT (a stop: `systemctl stop`): stop the
-//! workers, remove all steering, the TUN and the socket file at once, exit 0. SIGUSR2 (a planned restart or an
-//! upgrade): the same, but the real servers' packets are held and the connection table is handed to the next rvsd;
+//! (handover.rs), start the workers, open the control socket. SIGTERM/SIGINT (`systemctl stop`/`restart`): hold the
+//! real servers' replies for at most `--restart-hold` seconds (kernel-enforced), stop the workers, remove all
+//! steering, the TUN, the fast path and the socket file at once, hand the table to a start within the hold, exit 0.
+//! SIGUSR2 (a planned restart): the same with a hold that waits for the next rvsd (and the fast path left pinned);
 //! exit 75 ([`EXIT_HANDED_OVER`]), which the systemd unit restarts at once (`RestartForceExitStatus=75`).
 //! SIGHUP: reload the rules file (or the --keepalived file).
 
@@ -53,7 +54,8 @@ pub const EXIT_HANDED_OVER: u8 = 75;
 /// How rvsd ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
-    /// SIGTERM/SIGINT: everything removed, nothing held, no table handed over.
+    /// SIGTERM/SIGINT: everything removed; the table handed to a start within `--restart-hold`, behind a hold the
+    /// kernel ends by itself.
     Stopped,
     /// SIGUSR2: the replies are held and the table is in the state file for the next rvsd.
     HandedOver,
@@ -230,6 +232,21 @@ fn run(args: Args) -> anyhow::Result<Ending> {
             fastpath::Takeover::Fresh
         }
     };
+    // The previous rvsd's hold (a stop's, handover.rs) ends now that this rvsd steers the replies: what it held is
+    // retransmitted into this one. Also an expired hold's empty table goes here.
+    match handover::release_hold() {
+        Ok(Some(held)) => tracing::info!(
+            table = handover::HOLD_TABLE,
+            held,
+            "removed the previous rvsd's hold on the real servers' replies"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            table = handover::HOLD_TABLE,
+            error = %e,
+            "cannot remove the previous rvsd's hold (it ends by itself within its --restart-hold)"
+        ),
+    }
 
     let vrrp = if vrrp_specs.is_empty() {
         None
@@ -386,6 +403,11 @@ fn run(args: Args) -> anyhow::Result<Ending> {
     }
     notifier.notify("STOPPING=1\nSTATUS=stopping");
     tracing::info!("stopping");
+    // A stop hands its table over behind a hold the kernel ends by itself; in place before the steering goes.
+    let stop_hold = match ending {
+        Ending::Stopped => hold_for_next_start(args.restart_hold, &director),
+        Ending::HandedOver => None,
+    };
     // The fast path first: on a stop its packets go back to the slow path while the steering is still there; on a
     // planned restart it stays attached (pinned) and keeps forwarding established connections for the next rvsd.
     if let Some(f) = &fast {
@@ -423,9 +445,10 @@ fn run(args: Args) -> anyhow::Result<Ending> {
     };
     let totals = workers.totals();
     workers.stop();
-    // SIGUSR2: a planned restart, the table goes to the next rvsd; SIGTERM/SIGINT: a stop, nothing is left behind.
-    match ending {
-        Ending::HandedOver => match state.hand_over(&director) {
+    // SIGUSR2: the table goes to the next rvsd, held until it starts; SIGTERM/SIGINT: to a start within the hold,
+    // or (nothing to hand over, --restart-hold 0, no hold possible) nowhere.
+    match (ending, stop_hold) {
+        (Ending::HandedOver, _) => match state.hand_over(&director, None) {
             Ok((conns, templates)) => tracing::info!(
                 conns,
                 templates,
@@ -436,12 +459,25 @@ fn run(args: Args) -> anyhow::Result<Ending> {
                 tracing::error!(state = %state.path().display(), error = %e, "handing over the connection table failed")
             }
         },
-        Ending::Stopped => {
+        (Ending::Stopped, Some(bound)) => match state.hand_over(&director, Some(bound)) {
+            Ok((conns, templates)) => tracing::info!(
+                conns,
+                templates,
+                hold_secs = bound.as_secs(),
+                state = %state.path().display(),
+                "stopped: steering removed; connection table handed over to an rvsd started within the hold \
+                 (systemctl restart, an upgrade), after which it expires"
+            ),
+            Err(e) => {
+                tracing::error!(state = %state.path().display(), error = %e, "handing over the connection table failed");
+                if let Err(e) = handover::release_hold() {
+                    tracing::warn!(error = %e, "removing the hold failed (it ends by itself)");
+                }
+            }
+        },
+        (Ending::Stopped, None) => {
             state.stopped();
-            tracing::info!(
-                "stopped: steering removed, no connection table handed over (a planned restart that keeps \
-                 connections is SIGUSR2)"
-            );
+            tracing::info!("stopped: steering removed, no connection table handed over");
         }
     }
     resolver_stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -469,6 +505,47 @@ fn run(args: Args) -> anyhow::Result<Ending> {
         tracing::info!(drops = %by_reason.join(" "), "director drops by reason");
     }
     Ok(ending)
+}
+
+/// A stop (SIGTERM/SIGINT) with connections in the table and `--restart-hold` above 0 hands the table over to the
+/// next start: the hold on the masquerading real servers' replies (handover.rs) goes in place first, for at most
+/// the bound. Returns the bound, or None when nothing is handed over (and then nothing is held).
+fn hold_for_next_start(secs: u64, director: &Director) -> Option<Duration> {
+    if secs == 0 || director.conn_count() == 0 {
+        return None;
+    }
+    let bound = Duration::from_secs(secs);
+    let mut rips: Vec<std::net::IpAddr> = director
+        .services()
+        .iter()
+        .flat_map(|s| s.dests.iter())
+        .filter(|d| d.spec.method == rvs_core::ForwardMethod::Masq)
+        .map(|d| d.spec.addr)
+        .collect();
+    rips.sort_unstable();
+    rips.dedup();
+    // Route and tunnel replies bypass the director: nothing of theirs to hold.
+    if rips.is_empty() {
+        return Some(bound);
+    }
+    match handover::hold(&rips, bound) {
+        Ok(()) => {
+            tracing::info!(
+                real_servers = rips.len(),
+                hold_secs = secs,
+                table = handover::HOLD_TABLE,
+                "holding the real servers' replies for the next rvsd (the kernel ends the hold by itself)"
+            );
+            Some(bound)
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "cannot hold the real servers' replies: stopping without handing the connection table over"
+            );
+            None
+        }
+    }
 }
 
 /// Expiry, the defences every second (IPVS's defense_work) and rate estimation. With the fast path, expiry runs once a second right after the fast path's counters

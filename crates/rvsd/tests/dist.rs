@@ -160,3 +160,129 @@ fn unit_passes_systemd_analyze_verify_and_security() {
         String::from_utf8_lossy(&sec.stdout)
     );
 }
+
+/// Runs a maintainer script from dist/debian with `args`, systemd "running" (a scratch directory stands in for
+/// /run/systemd/system) and `systemctl`/`deb-systemd-invoke` stubs that record their arguments; returns the calls.
+fn run_script(dir: &Path, script: &str, args: &[&str]) -> Vec<String> {
+    let text = std::fs::read_to_string(dist().join("debian").join(script)).unwrap();
+    let booted = dir.join("systemd-system");
+    std::fs::create_dir_all(&booted).unwrap();
+    let patched = text.replace("/run/systemd/system", &booted.display().to_string());
+    assert_ne!(patched, text, "{script} checks that systemd runs");
+    let path = dir.join(script);
+    std::fs::write(&path, patched).unwrap();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = dir.join("calls");
+    let _ = std::fs::remove_file(&calls);
+    for stub in ["systemctl", "deb-systemd-invoke"] {
+        let p = bin.join(stub);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho \"{stub} $*\" >> '{}'\n", calls.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new("sh")
+        .arg(&path)
+        .args(args)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env_remove("DPKG_ROOT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script} {args:?}: {out:?}");
+    std::fs::read_to_string(&calls)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The package keeps connections across an upgrade: its postinst restarts a running rvsd into the new binary with
+/// `try-restart` (SIGTERM then start: the table is handed over) and never starts or enables it; cargo-deb is told
+/// not to stop rvsd before an upgrade's unpack (that would widen the gap past the hold) nor restart it itself (its
+/// own prerm stops rvsd on removal only: dist/README.md, from `dpkg-deb -e`). There is no systemd as PID 1 here:
+/// the script runs against recording stubs.
+#[test]
+fn package_postinst_restarts_a_running_rvsd_on_upgrade_only() {
+    let dir = std::env::temp_dir().join(format!("rvs-scripts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dist().join("debian/postinst");
+    check(Command::new("sh").arg("-n").arg(&p));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).unwrap().permissions());
+    assert_eq!(mode & 0o111, 0o111, "the postinst is executable");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("#DEBHELPER#"), "cargo-deb's snippets go in");
+    // An upgrade from 0.1.0-1: reload the units, restart rvsd only if it runs.
+    assert_eq!(
+        run_script(&dir, "postinst", &["configure", "0.1.0-1"]),
+        [
+            "systemctl --system daemon-reload",
+            "deb-systemd-invoke try-restart rvsd.service"
+        ]
+    );
+    // A first install: nothing is started.
+    assert_eq!(
+        run_script(&dir, "postinst", &["configure", ""]),
+        ["systemctl --system daemon-reload"]
+    );
+    assert!(run_script(&dir, "postinst", &["abort-upgrade", "0.2.0-1"]).is_empty());
+    // cargo-deb adds no restart or stop of its own around an upgrade.
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    for must in [
+        "maintainer-scripts = \"../../dist/debian\"",
+        "restart-after-upgrade = false",
+        "stop-on-upgrade = false",
+        "depends = \"$auto, nftables\"",
+        "\"../../dist/systemd/fast-path.conf\"",
+    ] {
+        assert!(
+            manifest.contains(must),
+            "Cargo.toml's deb metadata has {must}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fast-path drop-in, applied to the unit (its lines appended to [Service], as systemd merges a drop-in), passes
+/// `systemd-analyze verify` and grants what XDP needs.
+#[test]
+fn fast_path_drop_in_passes_systemd_analyze_verify() {
+    if !have("fast_path_drop_in", "systemd-analyze") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rvs-dropin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = unit_for_test(&dir);
+    let drop_in = std::fs::read_to_string(dist().join("systemd/fast-path.conf")).unwrap();
+    for must in [
+        "CAP_BPF",
+        "CAP_PERFMON",
+        "ReadWritePaths=/sys/fs/bpf",
+        "--fast-path-pin-dir",
+    ] {
+        assert!(drop_in.contains(must), "the drop-in has {must}");
+    }
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let service = drop_in
+        .replace("[Service]\n", "")
+        .replace("/usr/sbin/rvsd", env!("CARGO_BIN_EXE_rvsd"));
+    let merged = text.replace("\n[Install]", &format!("\n{service}\n[Install]"));
+    assert_ne!(merged, text);
+    std::fs::write(&unit, merged).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let diag =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success() && diag.trim().is_empty(),
+        "systemd-analyze verify with the drop-in: {diag}"
+    );
+}
