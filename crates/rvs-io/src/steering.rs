@@ -179,11 +179,14 @@ impl Steering {
     }
 
     /// The device of a live steering carrying our tag, if any. Routes through a TUN vanish with it, so a tagged
-    /// route still present means another process (another rvsd in this namespace) owns it: do not clean it.
+    /// route still present means another process (another rvsd in this namespace) owns it: do not clean it. Only
+    /// unicast routes count: the reply table's blackhole stays by design when rvsd dies, and an IPv6 blackhole
+    /// carries `dev lo` as its output device.
     pub fn live_owner(&mut self) -> Result<Option<String>, SteeringError> {
         for v6 in [false, true] {
             for r in self.nl.routes(v6)? {
-                if netlink::route_proto(&r) != self.cfg.proto {
+                if netlink::route_proto(&r) != self.cfg.proto || r.header.kind != RouteType::Unicast
+                {
                     continue;
                 }
                 let oif = r.attributes.iter().find_map(|a| match a {
