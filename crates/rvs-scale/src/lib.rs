@@ -18,6 +18,8 @@
 //! real server; the load imbalance (most loaded real server / mean); for the hashing schedulers the share of
 //! flows whose fresh mapping changed (disruption, against the minimum the event forces). See SCALING.md.
 
+pub mod maglev_ref;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -704,6 +706,29 @@ mod tests {
             crowded.imbalance > r.imbalance && crowded.survivors_moved > r.survivors_moved,
             "1000 backends in 4093 entries vs 40: {crowded:?} vs {r:?}"
         );
+    }
+
+    /// rvs-core's mh is the published Maglev hashing: at the same table size (IPVS's 4093) and backend count, the
+    /// share of flows it moves when backends fail matches the paper's algorithm (crate::maglev_ref) run the
+    /// paper's way, while sh (a different algorithm) is nowhere near.
+    #[test]
+    fn mh_disrupts_like_the_published_maglev_hashing_at_the_same_table_size() {
+        let mh = maglev_resilience(SchedChoice::with_port("mh"), 40, 4, 200_000, 3);
+        let paper = maglev_ref::resilience(40, 4, 4093, 20, 3);
+        let beyond = paper.changed - paper.minimum;
+        eprintln!(
+            "40 backends, 4 fail, M = 4093: rvs mh moves {:.2} % of the survivors' flows, the published algorithm {:.2} %",
+            mh.survivors_moved * 100.0,
+            beyond * 100.0
+        );
+        assert!(
+            (mh.survivors_moved - beyond).abs() < 0.005,
+            "rvs mh moves {:.2} % of the survivors' flows, the published algorithm {:.2} %: {mh:?} {paper:?}",
+            mh.survivors_moved * 100.0,
+            beyond * 100.0
+        );
+        let sh = maglev_resilience(SchedChoice::with_port("sh"), 40, 4, 200_000, 3);
+        assert!(sh.survivors_moved > 10.0 * beyond, "{sh:?} vs {paper:?}");
     }
 
     #[test]

@@ -29,6 +29,11 @@ struct Cli {
     /// 1000 backends (the paper's count), 62 and 6 (the paper's two table-size/backend ratios, 65 and 655).
     #[arg(long)]
     maglev: bool,
+    /// With --maglev, also the published algorithm (the paper's Pseudocode 1, crate::maglev_ref) at the paper's
+    /// sizes (N = 1000, M = 65537 and 655373) and at rvs's M = 4093, each point averaged over this many random
+    /// failure sets (the paper: 200).
+    #[arg(long)]
+    paper_reps: Option<usize>,
 }
 
 /// rvs-core's mh table size (`sched/mh.rs` TAB_SIZE, private there: the prime at IPVS's default
@@ -58,7 +63,7 @@ fn maglev(flows: usize, seed: u64) {
             r0.imbalance
         );
         let mut seen = std::collections::BTreeSet::new();
-        for pct in [1.0f64, 2.0, 5.0, 10.0, 20.0] {
+        for pct in FAILED_PCT {
             let k = ((n as f64 * pct / 100.0).round() as usize).max(1);
             if !seen.insert(k) || k >= n {
                 continue;
@@ -84,10 +89,61 @@ fn maglev(flows: usize, seed: u64) {
     }
 }
 
+/// The failure shares the tables print (per cent of the backends).
+const FAILED_PCT: [f64; 5] = [1.0, 2.0, 5.0, 10.0, 20.0];
+
+/// The published algorithm (crate::maglev_ref) run as section 5.3 describes, at the paper's sizes and at rvs's.
+fn paper_maglev(reps: usize, seed: u64) {
+    println!();
+    println!(
+        "The published Maglev hashing (Pseudocode 1), the paper's experiment: k random backends removed, table \
+         regenerated, share of entries changed, mean of {reps} failure sets"
+    );
+    println!(
+        "{:>8} {:>7} {:>6} {:>8} {:>10} {:>12} {:>14}",
+        "backends", "M", "M/N", "failed%", "changed%", "minimum%", "beyond min.%"
+    );
+    for (n, m) in [
+        (1000usize, 65537usize),
+        (1000, 655373),
+        (1000, MH_TABLE),
+        (62, MH_TABLE),
+        (6, MH_TABLE),
+    ] {
+        let r0 = rvs_scale::maglev_ref::resilience(n, 0, m, 1, seed);
+        println!(
+            "{n:>8} {m:>7} {:>6.1}  imbalance (max/mean) before failures: {:.3}",
+            m as f64 / n as f64,
+            r0.imbalance
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for pct in FAILED_PCT {
+            let k = ((n as f64 * pct / 100.0).round() as usize).max(1);
+            if !seen.insert(k) || k >= n {
+                continue;
+            }
+            let r = rvs_scale::maglev_ref::resilience(n, k, m, reps, seed);
+            println!(
+                "{:>8} {:>7} {:>6} {:>7.1}% {:>9.2}% {:>11.2}% {:>13.2}%",
+                "",
+                "",
+                "",
+                100.0 * k as f64 / n as f64,
+                r.changed * 100.0,
+                r.minimum * 100.0,
+                (r.changed - r.minimum) * 100.0
+            );
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if cli.maglev {
         maglev(cli.flows, cli.seed);
+        if let Some(reps) = cli.paper_reps {
+            paper_maglev(reps, cli.seed);
+        }
         return Ok(());
     }
     if cli.directors == 0 || cli.real_servers == 0 || cli.flows == 0 {
