@@ -397,13 +397,23 @@ fn no_connection_lost(tag: &str, method: lab::Method, vip: IpAddr) {
         3,
         "mh-port spreads one client's connections: {first:?}"
     );
-    // The router's 5-tuple hash spread the connections over all three directors.
-    let per_dir: Vec<usize> = (1..=3).map(|k| ports_on(&lab, k, cip).len()).collect();
+    // The router's hash spread the connections over all three directors, and every connection is known to one.
+    // Not "exactly one": in this lab the router hashes the client socket's own L4 hash (the veth keeps skb->hash,
+    // and fib_multipath_hash short-circuits on skb->l4_hash), which TCP re-rolls after a retransmission timeout
+    // (net.core.txrehash): on a loaded machine a connection can move to another director before any event, and
+    // sloppy_tcp gives it a second entry there. The rounds below judge such moves like any other.
+    let on: Vec<BTreeSet<u16>> = (1..=3).map(|k| ports_on(&lab, k, cip)).collect();
+    let per_dir: Vec<usize> = on.iter().map(BTreeSet::len).collect();
     assert!(
         per_dir.iter().all(|&n| n > 0),
         "connections per director: {per_dir:?}"
     );
-    assert_eq!(per_dir.iter().sum::<usize>(), N, "{per_dir:?}");
+    let known: BTreeSet<u16> = on.iter().flatten().copied().collect();
+    assert_eq!(
+        known,
+        ports.iter().copied().collect::<BTreeSet<u16>>(),
+        "every connection has an entry on some director: {per_dir:?}"
+    );
     let mut report = vec![format!("start: {N} connections, per director {per_dir:?}")];
 
     // 1. rvsd on director 3 crashes: rvs-announce and BIRD withdraw the route, the router rehashes; the flows
