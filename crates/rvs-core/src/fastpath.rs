@@ -127,6 +127,29 @@ impl Director {
         }
     }
 
+    /// A restarted fast path taking over an entry a previous run left (a planned restart): the connection
+    /// `protocol client -> vip` as the core would offer it now, marked as offered in this generation (so its
+    /// leaving ESTABLISHED is withdrawn as for any offered connection), or None when the core has no such
+    /// connection or would not offer it (TCP not ESTABLISHED, destination deleted): the entry must go.
+    /// Call after [`Director::set_fast_path`].
+    pub fn fast_path_adopt(
+        &self,
+        protocol: u8,
+        client: std::net::SocketAddr,
+        vip: std::net::SocketAddr,
+    ) -> Option<FastConn> {
+        let g = self.fast_gen.load(Ordering::Acquire);
+        match (client.ip(), vip.ip()) {
+            (IpAddr::V4(ca), IpAddr::V4(va)) => {
+                adopt_in(&self.v4, g, protocol, (ca, client.port()), (va, vip.port()))
+            }
+            (IpAddr::V6(ca), IpAddr::V6(va)) => {
+                adopt_in(&self.v6, g, protocol, (ca, client.port()), (va, vip.port()))
+            }
+            _ => None,
+        }
+    }
+
     /// Credit what the fast path forwarded for `c` (see the module docs). Returns the connection's state, or None
     /// when the core no longer has it.
     pub fn fast_path_credit(&self, c: &FastConn, credit: &FastCredit) -> Option<TcpState> {
@@ -136,6 +159,28 @@ impl Director {
             _ => None,
         }
     }
+}
+
+fn adopt_in<A: ConnAddr>(
+    tbl: &ConnTable<A>,
+    generation: u8,
+    protocol: u8,
+    (caddr, cport): (A, u16),
+    (vaddr, vport): (A, u16),
+) -> Option<FastConn> {
+    if generation == 0 {
+        return None; // no fast path set: nothing may be marked as offered
+    }
+    let si = tbl.shard_index(protocol, caddr, cport);
+    let mut sh = tbl.shard(si).lock();
+    let i = sh.find_in(protocol, caddr, cport, vaddr, vport)?;
+    let c = sh.get_mut(i)?;
+    let offerable = c.proto == proto::UDP || c.state == TcpState::Established as u8;
+    if !offerable || c.dest.is_deleted() {
+        return None;
+    }
+    c.fast_gen = generation;
+    Some(fast_conn(c))
 }
 
 fn credit_in<A: ConnAddr>(
@@ -357,6 +402,84 @@ mod tests {
             r.take();
             send(&d, 21, tcp(CIP, 40000, VIP, 80, "FA"));
             assert_eq!(r.take(), ["withdraw"], "{method:?}");
+        }
+    }
+
+    /// A restarted fast path adopting a previous run's entry gets the core's connection exactly (method and real
+    /// server included), marked as offered: no second offer, and its FIN withdraws it. What the core has not, or
+    /// would not offer, is refused.
+    #[test]
+    fn an_adopted_connection_is_the_cores_and_is_withdrawn_at_fin() {
+        use crate::service::{TunnelConfig, TunnelCsum, TunnelKind};
+        let gre = TunnelConfig {
+            kind: TunnelKind::Gre,
+            port: 0,
+            csum: TunnelCsum::Csum,
+        };
+        let key = ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: VIP.into(),
+            port: 80,
+        };
+        for method in [ForwardMethod::Route, ForwardMethod::Tunnel(gre)] {
+            let d = Director::default();
+            d.apply_batch(vec![
+                ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+                ConfigOp::AddDest(
+                    key,
+                    DestSpec {
+                        method,
+                        ..DestSpec::masq(RIP.into(), 80, 1)
+                    },
+                ),
+            ])
+            .unwrap();
+            let client = std::net::SocketAddr::from((CIP, 40000));
+            let vip = std::net::SocketAddr::from((VIP, 80));
+            assert_eq!(
+                d.fast_path_adopt(6, client, vip),
+                None,
+                "{method:?}: no fast path set"
+            );
+            let r = Arc::new(Recorder::default());
+            d.set_fast_path(r.clone());
+            // The connection as a hand-over leaves it: ESTABLISHED, never offered in this run.
+            r.refuse.store(true, Ordering::Relaxed);
+            send(&d, 10, tcp(CIP, 40000, VIP, 80, "S"));
+            for k in 0..TCP_OFFER_IN_PKTS {
+                send(&d, 11 + u64::from(k), tcp(CIP, 40000, VIP, 80, "A"));
+            }
+            r.refuse.store(false, Ordering::Relaxed);
+            assert_eq!(
+                d.fast_path_adopt(6, std::net::SocketAddr::from((CIP, 40001)), vip),
+                None,
+                "{method:?}: not the core's"
+            );
+            assert_eq!(
+                d.fast_path_adopt(6, client, vip),
+                Some(FastConn {
+                    protocol: 6,
+                    caddr: CIP.into(),
+                    cport: 40000,
+                    vaddr: VIP.into(),
+                    vport: 80,
+                    daddr: RIP.into(),
+                    dport: 80,
+                    method,
+                })
+            );
+            send(&d, 20, tcp(CIP, 40000, VIP, 80, "A"));
+            assert!(
+                r.take().is_empty(),
+                "{method:?}: adopted, not offered again"
+            );
+            send(&d, 21, tcp(CIP, 40000, VIP, 80, "FA"));
+            assert_eq!(r.take(), ["withdraw"], "{method:?}");
+            assert_eq!(
+                d.fast_path_adopt(6, client, vip),
+                None,
+                "{method:?}: no longer ESTABLISHED"
+            );
         }
     }
 

@@ -749,3 +749,109 @@ fn a_start_after_a_crash_removes_what_the_last_run_pinned() {
     lab.stop_rvsd().unwrap();
     assert!(bpf.pinned().is_empty(), "{:?}", bpf.pinned());
 }
+
+/// A planned restart keeps direct-routing and tunnel flows on the fast path too: the pinned program forwards them
+/// (a MAC rewrite; GUE with `--tun-csum`, its outer checksum derived in the program) while no rvsd runs, and the
+/// next rvsd adopts both entries (checked against the connections it took over with the table), so they stay in
+/// XDP, and counts every client packet once (the replies never cross the director: OutPkts stays 0).
+#[test]
+fn a_planned_restart_adopts_route_and_tunnel_flows() {
+    const TEST: &str = "fastpath_handover_methods";
+    if !testing::lab_available(TEST) {
+        return;
+    }
+    testing::reap_stale_test_labs();
+    let bpf = BpfFs::mount("methods");
+    let pins = bpf.pins().display().to_string();
+    let cfg = LabConfig {
+        router: true,
+        method: lab::Method::Tun,
+        rvsd_args: [
+            "--fast-path",
+            "xdp",
+            "--metrics",
+            METRICS,
+            "--fast-path-pin-dir",
+            &pins,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        ..LabConfig::unique("mh")
+    };
+    let mut lab = Lab::up(cfg).unwrap_or_else(|e| panic!("{TEST}: building the lab failed: {e}"));
+    let vip = format!("{VIP}:80");
+    let gue = lab::GUE_PORT.to_string();
+    adm(&lab, &["-A", "-t", &vip, "-s", "rr"]);
+    let (rs1, rs2) = (format!("{}:80", lab::rip(1)), format!("{}:80", lab::rip(2)));
+    adm(&lab, &["-a", "-t", &vip, "-r", &rs1, "-g"]);
+    let tun = [
+        "-i",
+        "--tun-type",
+        "gue",
+        "--tun-port",
+        gue.as_str(),
+        "--tun-csum",
+    ];
+    adm(
+        &lab,
+        &[&["-a", "-t", vip.as_str(), "-r", rs2.as_str()][..], &tun].concat(),
+    );
+    // One keep-alive connection per real server (rr): one direct-routing flow, one tunnel flow.
+    let mut conns: Vec<HttpConn> = (0..2).map(|_| warm_conn(&lab).0).collect();
+    const N: usize = 30;
+    for c in &mut conns {
+        assert!(burst(&lab, c, N) < 15, "on the fast path");
+    }
+    assert_eq!(metric(&lab, "rvs_fastpath_connections"), 2.0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = lab.hand_over_rvsd().unwrap();
+    assert!(status.contains("75"), "exit after a hand-over: {status}");
+    // No rvsd: the pinned program forwards both flows on its own.
+    const GAP: usize = 20;
+    for c in &mut conns {
+        for i in 0..GAP {
+            c.get(false).unwrap_or_else(|e| {
+                panic!(
+                    "request {i} with no rvsd running: {e}\n{}",
+                    lab.rvsd_log_text()
+                )
+            });
+        }
+    }
+    lab.start_rvsd().unwrap();
+    let log = lab.rvsd_log_text();
+    assert!(
+        log.contains("fast path taken over from the previous rvsd")
+            && log.contains("connections=2")
+            && log.contains("stale=0"),
+        "{log}"
+    );
+    assert_eq!(metric(&lab, "rvs_fastpath_connections"), 2.0);
+    for c in &mut conns {
+        let up = burst(&lab, c, N);
+        assert!(
+            up < 15,
+            "{up} packets through the TUN: still on the fast path after the restart"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, inpkts, outpkts) = service_stats(&lab);
+    // Each request is one or two client packets (the request, an ACK of the answer), on each connection.
+    let (least, most) = (2 * (GAP + N) as u64, 2 * 2 * (GAP + N) as u64 + 10);
+    assert!(
+        inpkts >= least,
+        "the packets forwarded while no rvsd ran are counted: in {inpkts} < {least}"
+    );
+    assert!(
+        inpkts <= most,
+        "packets of the previous run counted again: in {inpkts} > {most}"
+    );
+    assert_eq!(outpkts, 0, "no reply crosses the director");
+    assert_eq!(conn_states(&lab), ["ESTABLISHED", "ESTABLISHED"]);
+    lab.stop_rvsd().unwrap();
+    assert!(
+        bpf.pinned().is_empty(),
+        "a stop removes every pin: {:?}",
+        bpf.pinned()
+    );
+}

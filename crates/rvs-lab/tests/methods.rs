@@ -673,12 +673,15 @@ fn service_packets(lab: &Lab, proto: &str, vip: &str) -> (u64, u64) {
 
 /// Direct routing and tunnelling on the XDP fast path (`--fast-path xdp`): once a connection is established its
 /// packets are forwarded in XDP (a MAC rewrite for `-g`, the encapsulation pushed in the program for `-i`: IPIP,
-/// IPv6-in-IPv6, GUE and GRE without checksum), so they no longer reach rvsd's TUN, while the answers keep coming
-/// (from the VIP, straight from the real servers) and the service counters still count every client packet and no
-/// reply. Mixed methods in each service (rr alternates them), TCP keep-alive and UDP, IPv4 and IPv6.
+/// IPv6-in-IPv6, GUE and GRE), so they no longer reach rvsd's TUN, while the answers keep coming (from the VIP,
+/// straight from the real servers) and the service counters still count every client packet and no reply. Mixed
+/// methods in each service (rr alternates them), TCP keep-alive and UDP, IPv4 and IPv6. Two rounds: the tunnels
+/// without checksum, then edited (`-e`) to ipvsadm's checksum options (GRE `--tun-csum` for TCP over IPv4 and
+/// IPv6, GUE `--tun-csum` for TCP and UDP over IPv6, GUE `--tun-remcsum` for UDP over IPv4), which the program
+/// builds too (the GUE real servers' UDP sockets take only datagrams whose outer checksum is right; GRE's is
+/// compared byte for byte with the slow path's in crates/rvs-xdp/tests/methods_prog.rs).
 #[test]
 fn route_and_tunnel_flows_take_the_xdp_fast_path() {
-    const N: usize = 150;
     if !testing::lab_available("route_and_tunnel_xdp") {
         return;
     }
@@ -716,7 +719,43 @@ fn route_and_tunnel_flows_take_the_xdp_fast_path() {
         }
     }
 
-    let before = tun_packets(&lab);
+    fast_path_round(&lab, 1, "no tunnel checksum");
+    let gue_csum = [
+        "-i",
+        "--tun-type",
+        "gue",
+        "--tun-port",
+        gue.as_str(),
+        "--tun-csum",
+    ];
+    let gue_remcsum = [
+        "-i",
+        "--tun-type",
+        "gue",
+        "--tun-port",
+        gue.as_str(),
+        "--tun-remcsum",
+    ];
+    let gre_csum = ["-i", "--tun-type", "gre", "--tun-csum"];
+    for (p, vip, i, six, m) in [
+        ("-t", v4(80), 2, false, &gre_csum[..]),
+        ("-t", v6(80), 1, true, &gue_csum[..]),
+        ("-t", v6(80), 2, true, &gre_csum[..]),
+        ("-u", v4(53), 2, false, &gue_remcsum[..]),
+        ("-u", v6(53), 2, true, &gue_csum[..]),
+    ] {
+        let r = rip(i, six);
+        let mut a = vec!["-e", p, vip.as_str(), "-r", r.as_str()];
+        a.extend(m.iter().copied());
+        adm(&lab, &a);
+    }
+    fast_path_round(&lab, 2, "tunnel checksums");
+}
+
+/// One round of [`route_and_tunnel_flows_take_the_xdp_fast_path`] (`round`: counters are the services' totals).
+fn fast_path_round(lab: &Lab, round: usize, what: &str) {
+    const N: usize = 150;
+    let before = tun_packets(lab);
     let mut packets = 0u64;
     for vip in [lab::vip(80), lab::vip6(80)] {
         // Two keep-alive connections (rr: one per real server, one per method): the handshake and the first
@@ -735,7 +774,7 @@ fn route_and_tunnel_flows_take_the_xdp_fast_path() {
                     .map(|(mut c, name)| (name, (0..N).filter(|_| c.get(false).is_ok()).count()))
                     .collect())
             })
-            .unwrap_or_else(|e| panic!("keep-alive via {vip}: {e}\n{}", diagnostics(&lab)));
+            .unwrap_or_else(|e| panic!("keep-alive via {vip}: {e}\n{}", diagnostics(lab)));
         let mut names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["rs1", "rs2"], "{vip}: one connection per method");
@@ -775,7 +814,7 @@ fn route_and_tunnel_flows_take_the_xdp_fast_path() {
                     })
                     .collect())
             })
-            .unwrap_or_else(|e| panic!("UDP via {vip}: {e}\n{}", diagnostics(&lab)));
+            .unwrap_or_else(|e| panic!("UDP via {vip}: {e}\n{}", diagnostics(lab)));
         let mut names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["rs1", "rs2"], "{vip}: one flow per method");
@@ -787,25 +826,28 @@ fn route_and_tunnel_flows_take_the_xdp_fast_path() {
         }
         packets += 2 * N as u64;
     }
-    let through_tun = tun_packets(&lab) - before;
+    let through_tun = tun_packets(lab) - before;
     eprintln!(
-        "route_and_tunnel_xdp: {through_tun} packets through the TUN for at least {packets} client packets"
+        "route_and_tunnel_xdp ({what}): {through_tun} packets through the TUN for at least {packets} client packets"
     );
     assert!(
         through_tun < packets / 10,
-        "{through_tun} of at least {packets} client packets went through rvsd's TUN\n{}",
-        diagnostics(&lab)
+        "{what}: {through_tun} of at least {packets} client packets went through rvsd's TUN\n{}",
+        diagnostics(lab)
     );
     // The fast path's packets are credited to the services (once a second): every client packet counted, no reply.
     std::thread::sleep(Duration::from_millis(2500));
     for (p, vip, n) in [
-        ("TCP", v4(80), 2 * 2 * N),
-        ("TCP", v6(80), 2 * 2 * N),
-        ("UDP", v4(53), 2 * N),
-        ("UDP", v6(53), 2 * N),
+        ("TCP", v4(80), round * 2 * 2 * N),
+        ("TCP", v6(80), round * 2 * 2 * N),
+        ("UDP", v4(53), round * 2 * N),
+        ("UDP", v6(53), round * 2 * N),
     ] {
-        let (inpkts, outpkts) = service_packets(&lab, p, &vip);
-        assert!(inpkts >= n as u64, "{p} {vip}: InPkts {inpkts} < {n}");
+        let (inpkts, outpkts) = service_packets(lab, p, &vip);
+        assert!(
+            inpkts >= n as u64,
+            "{what}: {p} {vip}: InPkts {inpkts} < {n}"
+        );
         assert_eq!(outpkts, 0, "{p} {vip}: no reply crosses the director");
     }
 }

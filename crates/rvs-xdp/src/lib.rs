@@ -25,7 +25,8 @@ pub mod testrun;
 pub use fastpath::{Attachment, Error, FastPath, Options, Program, ProgramStats};
 pub use features::{Features, FeaturesError, Transmit};
 pub use maps::{
-    Action, Egress, Encap, FamilyMismatch, Flow, FlowCounters, FlowKey, L4, STAT_COUNT, Stat,
+    Action, Egress, Encap, FamilyMismatch, Flow, FlowCounters, FlowKey, L4, OuterCsum, STAT_COUNT,
+    Stat,
 };
 
 /// The compiled program (ELF with BTF maps), built by build.rs from bpf/rvs_xdp.c.

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 mod methods;
-pub use methods::{ACTF_CSUM, ACTF_OUTER_V6, Encap};
+pub use methods::{ACTF_CSUM, ACTF_OUTER_V6, Encap, OuterCsum};
 
 /// `IPPROTO_TCP` / `IPPROTO_UDP`: the transport protocols the fast path forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,8 +3,10 @@
 //! - Direct routing: the frame leaves with the real server's MAC and the IP packet byte for byte as it came (no TTL
 //!   spent: IPVS takes the packet at LOCAL_IN).
 //! - Tunnelling: what the program pushes is compared byte for byte with what the slow path builds for the same
-//!   packet (`rvs_wire::encap::encapsulate`, the code rvsd's workers send): IPIP, IPv6-in-IPv6, GUE and GRE, IPv4
-//!   and IPv6 inner packets, IPv4 and IPv6 outer headers, TOS/ECN and DF carried over. The outer IPv4 header's
+//!   packet (`rvs_wire::encap::encapsulate`, the code rvsd's workers send): IPIP, IPv6-in-IPv6, GUE and GRE, each
+//!   with ipvsadm's checksum options (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`: the outer UDP/GRE checksum the
+//!   program derives in O(1) from the inner checksum equals the slow path's full sum), IPv4 and IPv6 inner
+//!   packets, IPv4 and IPv6 outer headers, TOS/ECN and DF carried over. The outer IPv4 header's
 //!   identification is the only field the two paths pick on their own, so it is read from the program's output.
 //! - A packet that would not fit the egress MTU once encapsulated goes up unmodified (the slow path answers it).
 //!
@@ -16,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use etherparse::PacketBuilder;
 use rvs_wire::encap::{self, Outer, TunnelConfig, TunnelCsum, TunnelKind};
 use rvs_xdp::testrun::{XDP_PASS, XDP_REDIRECT};
-use rvs_xdp::{Egress, Encap, FastPath, Flow, FlowKey, L4, Options, Program, Stat};
+use rvs_xdp::{Egress, Encap, FastPath, Flow, FlowKey, L4, Options, OuterCsum, Program, Stat};
 
 fn fast_path(test: &str) -> Option<FastPath> {
     // SAFETY: geteuid has no preconditions.
@@ -157,29 +159,41 @@ fn direct_routing_udp_v6_changes_only_the_frame() {
     );
 }
 
-/// The slow path's tunnel configuration and the program's encapsulation for one `--tun-type`.
-fn kinds(gue_sport: u16) -> [(TunnelConfig, Encap); 3] {
-    [
-        (TunnelConfig::default(), Encap::Ip),
+/// The slow path's tunnel configuration and the program's encapsulation for each `--tun-type` and checksum option
+/// (`--tun-remcsum` is GUE's checksum for complete inner checksums; GRE ignores it, as IPVS does).
+fn kinds(gue_sport: u16) -> Vec<(TunnelConfig, Encap)> {
+    let gue = |csum, outer| {
         (
             TunnelConfig {
                 kind: TunnelKind::Gue,
                 port: 6080,
-                csum: TunnelCsum::NoCsum,
+                csum,
             },
             Encap::Gue {
                 sport: gue_sport,
                 dport: 6080,
+                csum: outer,
             },
-        ),
+        )
+    };
+    let gre = |csum, outer| {
         (
             TunnelConfig {
                 kind: TunnelKind::Gre,
                 port: 0,
-                csum: TunnelCsum::NoCsum,
+                csum,
             },
-            Encap::Gre,
-        ),
+            Encap::Gre { csum: outer },
+        )
+    };
+    vec![
+        (TunnelConfig::default(), Encap::Ip),
+        gue(TunnelCsum::NoCsum, OuterCsum::None),
+        gue(TunnelCsum::Csum, OuterCsum::Full),
+        gue(TunnelCsum::RemCsum, OuterCsum::Full),
+        gre(TunnelCsum::NoCsum, OuterCsum::None),
+        gre(TunnelCsum::Csum, OuterCsum::Full),
+        gre(TunnelCsum::RemCsum, OuterCsum::None),
     ]
 }
 
@@ -300,11 +314,25 @@ fn too_big_once_encapsulated_goes_up_unmodified() {
     let k = FlowKey::new(L4::Tcp, c, v).unwrap();
     for (e, overhead, dst) in [
         (Encap::Ip, 20, "203.0.113.11"),
-        (Encap::Gre, 24, "203.0.113.11"),
+        (
+            Encap::Gre {
+                csum: OuterCsum::None,
+            },
+            24,
+            "203.0.113.11",
+        ),
+        (
+            Encap::Gre {
+                csum: OuterCsum::Full,
+            },
+            28,
+            "203.0.113.11",
+        ),
         (
             Encap::Gue {
                 sport: 40000,
                 dport: 6080,
+                csum: OuterCsum::None,
             },
             52,
             "2001:db8:2::11",
@@ -334,6 +362,53 @@ fn too_big_once_encapsulated_goes_up_unmodified() {
         assert_eq!(r.data.len(), ok.len() + overhead, "{e:?}");
         fp.remove(&k).unwrap();
     }
+}
+
+/// An IPv4 UDP datagram without a checksum (0) gives no inner sum to derive the outer checksum from: with a
+/// checksum option it goes up unmodified (the slow path sums it in full); without one it is forwarded.
+#[test]
+fn a_udp_datagram_without_checksum_goes_up_for_a_checksummed_tunnel() {
+    let Some(mut fp) =
+        fast_path("a_udp_datagram_without_checksum_goes_up_for_a_checksummed_tunnel")
+    else {
+        return;
+    };
+    let (c, v) = (sa("198.51.100.10:40000"), sa("198.51.100.100:53"));
+    let k = FlowKey::new(L4::Udp, c, v).unwrap();
+    let mut f = frame(L4::Udp, c, v, 0, true, 100);
+    f[ETH + 26..ETH + 28].fill(0);
+    let (src, dst) = (ip("203.0.113.1"), ip("203.0.113.11"));
+    for (csum, kind) in [(OuterCsum::Full, "gue"), (OuterCsum::Full, "gre")] {
+        let e = if kind == "gue" {
+            Encap::Gue {
+                sport: 40000,
+                dport: 6080,
+                csum,
+            }
+        } else {
+            Encap::Gre { csum }
+        };
+        fp.insert(&k, &Flow::tunnel(e, src, dst, egress(1500)).unwrap())
+            .unwrap();
+        let r = fp.test_run(Program::FastPath, &f, 1).unwrap();
+        assert_eq!(r.action, XDP_PASS, "{kind}: passed up");
+        assert_eq!(r.data, f, "{kind}: unmodified");
+    }
+    assert_eq!(stat(&fp, Stat::PassAction), 2);
+    let e = Encap::Gue {
+        sport: 40000,
+        dport: 6080,
+        csum: OuterCsum::None,
+    };
+    fp.insert(&k, &Flow::tunnel(e, src, dst, egress(1500)).unwrap())
+        .unwrap();
+    let r = fp.test_run(Program::FastPath, &f, 1).unwrap();
+    assert_eq!(r.action, XDP_REDIRECT, "no outer checksum: forwarded");
+    assert_eq!(
+        &r.data[ETH + 32..],
+        &f[ETH..],
+        "the inner datagram as it came"
+    );
 }
 
 /// What the state machine must see still goes up for these methods too (SYN, FIN, RST), unmodified.
@@ -405,6 +480,7 @@ fn time_per_packet_by_method() {
                 Encap::Gue {
                     sport: 40000,
                     dport: 6080,
+                    csum: OuterCsum::None,
                 },
                 d4,
                 r4,
@@ -414,7 +490,41 @@ fn time_per_packet_by_method() {
         ),
         (
             "gre",
-            Flow::tunnel(Encap::Gre, d4, r4, egress(1500)).unwrap(),
+            Flow::tunnel(
+                Encap::Gre {
+                    csum: OuterCsum::None,
+                },
+                d4,
+                r4,
+                egress(1500),
+            )
+            .unwrap(),
+        ),
+        (
+            "gue-csum",
+            Flow::tunnel(
+                Encap::Gue {
+                    sport: 40000,
+                    dport: 6080,
+                    csum: OuterCsum::Full,
+                },
+                d4,
+                r4,
+                egress(1500),
+            )
+            .unwrap(),
+        ),
+        (
+            "gre-csum",
+            Flow::tunnel(
+                Encap::Gre {
+                    csum: OuterCsum::Full,
+                },
+                d4,
+                r4,
+                egress(1500),
+            )
+            .unwrap(),
         ),
     ];
     const RUNS: u32 = 3000;

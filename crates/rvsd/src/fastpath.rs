@@ -29,7 +29,9 @@ use rvs_core::{
     Director, FastConn, FastCredit, FastPathSink, ForwardMethod, TcpState, Timestamp, TunnelConfig,
 };
 use rvs_wire::encap::{TunnelCsum, TunnelKind};
-use rvs_xdp::{Egress, Encap, FastPath, Features, Flow, FlowCounters, FlowKey, L4, Stat, Transmit};
+use rvs_xdp::{
+    Egress, Encap, FastPath, Features, Flow, FlowCounters, FlowKey, L4, OuterCsum, Stat, Transmit,
+};
 
 use crate::ratelimit::{Admit, RateLimiter};
 use crate::xmit::MethodPaths;
@@ -203,11 +205,17 @@ impl FastPathCtl {
             full_log: RateLimiter::new(1, 60_000),
         };
         probe_ports(&mut inner);
-        adopt(&mut inner);
         Ok(Self {
             inner: Mutex::new(inner),
             paths,
         })
+    }
+
+    /// Take over what a previous rvsd left in the pinned map (a planned restart: see [`adopt`]). Call once, after
+    /// the core's table was taken over and [`Director::set_fast_path`], before any packet is read.
+    pub fn adopt(&self, director: &Director) {
+        let mut inner = self.lock();
+        adopt(&mut inner, director, &self.paths);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -286,9 +294,7 @@ impl FastPathCtl {
                 None
             }
             ForwardMethod::Tunnel(t) => {
-                let Some(encap) = encap_of(&t, c) else {
-                    return Ok(true); // a checksum option: stays on the slow path
-                };
+                let encap = encap_of(&t, c);
                 let Some(path) = self.paths.tunnel(c.daddr) else {
                     return Ok(false);
                 };
@@ -517,57 +523,61 @@ impl FastPathCtl {
     }
 }
 
-/// Take the entries a previous rvsd left in a pinned map as this run's connections: an entry client -> VIP
-/// rewritten to client -> RIP whose reply entry (RIP -> client, rewritten to VIP -> client) is there too. Anything
-/// else is removed. Their counters start from zero (the previous rvsd credited and cleared them); the first sync
-/// drops those the core did not take over.
-fn adopt(inner: &mut Inner) {
+/// Take the entries a previous rvsd left in a pinned map as this run's connections, each checked against the
+/// core's connection ([`Director::fast_path_adopt`], which marks it as offered): a masq entry client -> VIP
+/// rewritten to client -> RIP whose reply entry (RIP -> client, rewritten to VIP -> client) is there too; a direct
+/// routing or tunnel entry (one per connection, client -> VIP) that forwards as the entry this run would install
+/// for the core's connection (same method, real server, encapsulation and options). Anything else is removed.
+/// Their counters start from zero (the previous rvsd credited and cleared them).
+fn adopt(inner: &mut Inner, director: &Director, paths: &MethodPaths) {
     let entries = inner.fp.entries();
     if entries.is_empty() {
         return;
     }
     let by_key: HashMap<FlowKey, Flow> = entries.iter().copied().collect();
     let mut kept = std::collections::HashSet::new();
+    let mut refused = false;
     for (kin, fin) in &entries {
-        let (Some(proto), Some(rvs_xdp::Action::Masq)) = (kin.proto(), fin.action()) else {
+        let Some(proto) = kin.proto() else {
             continue;
         };
-        let (client, vip) = (kin.src(), kin.dst());
-        let (new_src, rs) = fin.rewrite(kin);
-        if new_src != client || rs == vip {
-            continue;
-        }
-        let Ok(kout) = FlowKey::new(proto, rs, client) else {
+        let Some(adopted) = adoptable(&by_key, proto, kin, fin) else {
+            continue; // a masq reply entry (kept with its connection), or not an entry of ours
+        };
+        let Some(c) = director.fast_path_adopt(proto as u8, kin.src(), kin.dst()) else {
             continue;
         };
-        let Some(fout) = by_key.get(&kout) else {
-            continue;
+        let egress = match (adopted, c.method) {
+            (Adoptable::Masq { kout, fout }, ForwardMethod::Masq)
+                if SocketAddr::new(c.daddr, c.dport) == fin.rewrite(kin).1 =>
+            {
+                Some((Some(kout), [fin.ifindex(), fout.ifindex()]))
+            }
+            (Adoptable::Route, ForwardMethod::Route) => Some((None, [fin.ifindex(); 2])),
+            (Adoptable::Tunnel, ForwardMethod::Tunnel(t)) => paths
+                .tunnel(c.daddr)
+                .and_then(|p| Flow::tunnel(encap_of(&t, &c), p.src, c.daddr, NO_EGRESS).ok())
+                .filter(|want| fin.forwards_as(want))
+                .map(|_| (None, [fin.ifindex(); 2])),
+            _ => None,
         };
-        if fout.rewrite(&kout) != (vip, client) {
+        let Some((kout, egress)) = egress else {
+            // The core marked it as offered: a new generation offers it again, to be installed as it is now.
+            refused = true;
             continue;
-        }
-        let c = FastConn {
-            protocol: proto as u8,
-            caddr: client.ip(),
-            cport: client.port(),
-            vaddr: vip.ip(),
-            vport: vip.port(),
-            daddr: rs.ip(),
-            dport: rs.port(),
-            method: ForwardMethod::Masq,
         };
         inner.conns.insert(
             c,
             Managed {
                 kin: *kin,
-                kout: Some(kout),
-                egress: [fin.ifindex(), fout.ifindex()],
+                kout,
+                egress,
                 credited_in: FlowCounters::default(),
                 credited_out: FlowCounters::default(),
             },
         );
         kept.insert(*kin);
-        kept.insert(kout);
+        kept.extend(kout);
     }
     let mut stale = 0;
     for (k, _) in &entries {
@@ -575,11 +585,58 @@ fn adopt(inner: &mut Inner) {
             stale += 1;
         }
     }
+    if refused {
+        director.fast_path_reset();
+    }
     tracing::info!(
         connections = inner.conns.len(),
         stale,
         "fast path taken over from the previous rvsd"
     );
+}
+
+/// An egress for entries built only to be compared ([`Flow::forwards_as`] ignores it).
+const NO_EGRESS: Egress = Egress {
+    ifindex: 0,
+    dst_mac: [0; 6],
+    src_mac: [0; 6],
+    mtu: 0,
+};
+
+/// What an entry of a previous run may be the client -> VIP entry of.
+#[derive(Debug, Clone, Copy)]
+enum Adoptable {
+    /// A masq connection whose reply entry `kout` (`fout`) is there and rewrites back to VIP -> client.
+    Masq {
+        kout: FlowKey,
+        fout: Flow,
+    },
+    Route,
+    Tunnel,
+}
+
+fn adoptable(
+    by_key: &HashMap<FlowKey, Flow>,
+    proto: L4,
+    kin: &FlowKey,
+    fin: &Flow,
+) -> Option<Adoptable> {
+    match fin.action()? {
+        rvs_xdp::Action::Masq => {
+            let (client, vip) = (kin.src(), kin.dst());
+            let (new_src, rs) = fin.rewrite(kin);
+            if new_src != client || rs == vip {
+                return None;
+            }
+            let kout = FlowKey::new(proto, rs, client).ok()?;
+            let fout = *by_key.get(&kout)?;
+            (fout.rewrite(&kout) == (vip, client)).then_some(Adoptable::Masq { kout, fout })
+        }
+        rvs_xdp::Action::DirectRoute => Some(Adoptable::Route),
+        rvs_xdp::Action::TunIp | rvs_xdp::Action::TunGue | rvs_xdp::Action::TunGre => {
+            Some(Adoptable::Tunnel)
+        }
+    }
 }
 
 /// Read every port's XDP features; say once when one stops or starts taking redirected frames. Returns the ports
@@ -652,21 +709,31 @@ fn detach_and_log(inner: &mut Inner, what: &'static str) {
     );
 }
 
-/// The program's encapsulation for a tunnel connection, or None for the checksum options it does not build (GUE
-/// with `--tun-csum`/`--tun-remcsum`, GRE with `--tun-csum`: a sum over the whole packet), which stay on the slow
-/// path. IPIP has no checksum option (IPVS ignores it), nor has GRE a remote checksum (IPVS ignores it too).
-fn encap_of(t: &TunnelConfig, c: &FastConn) -> Option<Encap> {
-    match (t.kind, t.csum) {
-        (TunnelKind::Ipip, _) => Some(Encap::Ip),
-        (TunnelKind::Gre, TunnelCsum::NoCsum | TunnelCsum::RemCsum) => Some(Encap::Gre),
-        (TunnelKind::Gue, TunnelCsum::NoCsum) => {
+/// The program's encapsulation for a tunnel connection, checksum options included (the program derives the outer
+/// sum from the inner packet's own, as local checksum offload does). IPIP has no checksum option (IPVS ignores it),
+/// nor has GRE a remote checksum (IPVS ignores it too); GUE's `--tun-remcsum` is `--tun-csum` for the complete
+/// checksums the program sees (IPVS adds the remote-checksum option only to CHECKSUM_PARTIAL packets).
+fn encap_of(t: &TunnelConfig, c: &FastConn) -> Encap {
+    let csum = match t.csum {
+        TunnelCsum::NoCsum => OuterCsum::None,
+        TunnelCsum::Csum | TunnelCsum::RemCsum => OuterCsum::Full,
+    };
+    match t.kind {
+        TunnelKind::Ipip => Encap::Ip,
+        TunnelKind::Gre => Encap::Gre {
+            csum: match t.csum {
+                TunnelCsum::RemCsum => OuterCsum::None,
+                _ => csum,
+            },
+        },
+        TunnelKind::Gue => {
             let hash = crate::xmit::flow_hash_of(c.caddr, c.vaddr, c.protocol, (c.cport, c.vport));
-            Some(Encap::Gue {
+            Encap::Gue {
                 sport: rvs_wire::encap::flow_src_port(hash),
                 dport: t.port,
-            })
+                csum,
+            }
         }
-        (TunnelKind::Gre, TunnelCsum::Csum) | (TunnelKind::Gue, _) => None,
     }
 }
 

@@ -647,6 +647,8 @@ fn start_fast_path(
     fastpath::spawn(ctl.clone(), daemon.director.clone(), events, stop.clone())
         .context("starting the fast-path thread")?;
     daemon.director.set_fast_path(sink);
+    // What a previous rvsd handed over (its pinned map), checked against the core's table, before any packet.
+    ctl.adopt(&daemon.director);
     let _ = daemon.fast.set(ctl.clone());
     // The sync master's walks read last-seen times credited just before, not up to a second old.
     let credit = ctl.clone();
