@@ -82,6 +82,7 @@ fn package_lists_the_expected_files() {
         "/usr/share/doc/rvs/README.md",
         "/usr/share/doc/rvs/examples/grafana/rvs-dashboard.json",
         "/usr/share/doc/rvs/examples/prometheus/prometheus.yml",
+        "/usr/share/doc/rvs/examples/systemd/fast-path.conf",
     ] {
         assert!(mode(p).starts_with("-rw-r--r--"), "{p}");
     }
@@ -108,6 +109,60 @@ fn package_lists_the_expected_files() {
         assert!(
             conffiles.lines().any(|l| l == f),
             "{f} is a conffile (an upgrade keeps the operator's): {conffiles}"
+        );
+    }
+}
+
+/// An upgrade keeps established connections: the package's postinst restarts a running rvsd (`try-restart`: SIGTERM
+/// then start, the table handed over behind an nftables hold, hence the dependency), nothing stops rvsd before the
+/// unpack, and nothing starts it on a first install.
+#[test]
+fn package_restarts_a_running_rvsd_after_an_upgrade_and_never_stops_it_before() {
+    let Some(deb) = package() else { return };
+    let info = dpkg_deb("-I", &deb);
+    let depends = info
+        .lines()
+        .find(|l| l.trim_start().starts_with("Depends:"))
+        .unwrap_or_else(|| panic!("no Depends: {info}"));
+    assert!(depends.contains("nftables"), "{depends}");
+    let script = |name: &str| {
+        let out = Command::new("dpkg-deb")
+            .arg("-I")
+            .arg(&deb)
+            .arg(name)
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let postinst = script("postinst").unwrap_or_else(|| panic!("no postinst: {info}"));
+    let restart = postinst
+        .find("deb-systemd-invoke try-restart rvsd.service")
+        .unwrap_or_else(|| panic!("the postinst restarts a running rvsd: {postinst}"));
+    assert!(
+        postinst[..restart].contains("if [ -n \"$2\" ]"),
+        "only on an upgrade ($2: the version upgraded from): {postinst}"
+    );
+    for never in [
+        "deb-systemd-invoke start",
+        "deb-systemd-invoke restart",
+        "systemctl start",
+        "systemctl restart",
+    ] {
+        assert!(
+            !postinst.contains(never),
+            "the postinst never runs {never:?}: {postinst}"
+        );
+    }
+    // A stop before the unpack would make the gap the whole unpack: only a removal stops rvsd.
+    if let Some(prerm) = script("prerm") {
+        for line in prerm.lines().filter(|l| l.contains(" stop ")) {
+            assert!(line.contains("rvsd.service"), "{prerm}");
+        }
+        assert!(
+            prerm.contains("\"$1\" = remove") && !prerm.contains("upgrade"),
+            "the prerm stops rvsd on removal only: {prerm}"
         );
     }
 }
