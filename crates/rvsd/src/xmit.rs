@@ -10,7 +10,10 @@
 //! - **Tunnel** (`-i`): the packet is encapsulated ([`rvs_wire::encap`]) from the director's source address for
 //!   the real server (the route's preferred source, found when the destination is configured) and sent through a
 //!   raw socket: the kernel routes it to the RIP wherever it is. A TCP super-packet (offloads) is segmented first
-//!   ([`rvs_wire::gso`]): the kernel cannot segment an IPIP/GUE/GRE packet handed to it from user space.
+//!   ([`rvs_wire::gso`]): the kernel cannot segment an IPIP/GUE/GRE packet handed to it from user space. (A raw
+//!   socket takes no GSO metadata; the vnet header of a packet socket or a TUN write is turned into an skb by
+//!   `virtio_net_hdr_to_skb`, which knows only TCPV4, TCPV6, UDP and UDP_L4, not SKB_GSO_IPXIP4/6, GRE or
+//!   UDP_TUNNEL; so each segment is encapsulated and sent on its own: one `sendto` per segment, not batched yet.)
 //! - The TUN decremented the TTL once on the way in: it is given back, so the real server sees the client's packet
 //!   exactly as IPVS would hand it over (IPVS takes it at LOCAL_IN, where no TTL was spent).
 //! - **Too big**: a packet that does not fit the egress MTU (minus the tunnel's headers) is answered as IPVS does
