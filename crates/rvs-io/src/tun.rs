@@ -245,12 +245,16 @@ impl TunQueue {
     }
 
     fn write_one(&self, b: &PacketBuf) -> io::Result<()> {
-        let pkt = b.packet();
+        self.write_parts(&b.vnet, b.packet())
+    }
+
+    /// One write: `vnet` (on a queue with offload headers; ignored otherwise), then `pkt`.
+    fn write_parts(&self, vnet: &VnetHdr, pkt: &[u8]) -> io::Result<()> {
         loop {
             let n = if self.vnet {
                 let iov = [
                     libc::iovec {
-                        iov_base: b.vnet.as_bytes().as_ptr() as *mut libc::c_void,
+                        iov_base: vnet.as_bytes().as_ptr() as *mut libc::c_void,
                         iov_len: VnetHdr::LEN,
                     },
                     libc::iovec {
@@ -284,10 +288,15 @@ impl TunQueue {
 impl TunQueue {
     /// Inject one IP packet (as if it arrived on the device) on a queue without offload headers.
     pub fn send(&self, pkt: &[u8]) -> io::Result<()> {
-        let mut b = PacketBuf::new(pkt.len());
-        b.storage_mut().copy_from_slice(pkt);
-        b.set_len(pkt.len());
-        self.write_one(&b)
+        self.write_parts(&VnetHdr::default(), pkt)
+    }
+
+    /// Inject one IP packet with its offload header, on a queue created with offload
+    /// ([`TunDevice::create_with`]): a TCP super-packet (`gso_type`) or a partial checksum (`NEEDS_CSUM`) enters
+    /// whole, as a NIC's GRO would hand it up (the lab's user-space decapsulator passes merged tunnel frames on
+    /// this way). On a queue without offload headers `vnet` is not written.
+    pub fn send_with(&self, vnet: &VnetHdr, pkt: &[u8]) -> io::Result<()> {
+        self.write_parts(vnet, pkt)
     }
 
     /// This queue driven by io_uring instead of a system call per packet (see [`UringTunQueue`]).
