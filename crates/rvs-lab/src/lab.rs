@@ -29,6 +29,11 @@
 //! with the VIP as preferred source (so UDP answers leave from the VIP), and for `Tun` an `rvs-lab decap` per real
 //! server (the stand-in for the kernel's ipip/fou/gre modules; see [`crate::decap`]).
 //!
+//! With [`Method::Mixed`] (no router) the real servers are shaped for every method at once and keep the DIP as their
+//! gateway, and [`LabConfig::comparisons`] gives the client a source address per comparison path (plain routing,
+//! kernel NAT, a proxy) and the director their local addresses: the shape `rvs-lab bench` measures in, so the bench
+//! and the end-to-end tests run in one topology.
+//!
 //! GRO is on for the switch-side peers of every director veth (native XDP_REDIRECT into a veth needs NAPI on its
 //! peer) and TX checksum offload is off on every sender (packets carry complete checksums, as a NIC delivers them).
 //! Every `ip` command is confined to a lab namespace (`ip -n NS ...`); nothing touches the root namespace's
@@ -191,6 +196,11 @@ pub enum Method {
     /// LVS-TUN: as DR, and each real server runs `rvs-lab decap` (IPIP, IPv6-in-IP, GRE, GUE on [`GUE_PORT`]), the
     /// lab's stand-in for the kernel's ipip/fou/gre modules this machine lacks.
     Tun,
+    /// Every method at once, without a router (the bench measures NAT, DR and TUN in one lab): real servers hold
+    /// the VIP on `lo` without answering ARP/ND for it and run `rvs-lab decap`, as for DR and TUN, but keep the DIP
+    /// as their gateway, so NAT replies come back through the director and DR/TUN replies (from the VIP) cross the
+    /// director's kernel as a plain router, never rvsd. Each real server's method is then chosen per `rvsadm -a`.
+    Mixed,
 }
 
 impl Method {
@@ -212,6 +222,76 @@ impl Method {
             Method::Nat => "-m",
             Method::Dr => "-g",
             Method::Tun => "-i",
+            // A mixed lab takes any; NAT is ipvsadm's answer for a real server that must see replies.
+            Method::Mixed => "-m",
+        }
+    }
+
+    /// The real servers hold the VIP on `lo` (DR, TUN, mixed).
+    fn vip_on_real_servers(self) -> bool {
+        self != Method::Nat
+    }
+
+    /// The real servers decapsulate (TUN, mixed).
+    fn decapsulates(self) -> bool {
+        matches!(self, Method::Tun | Method::Mixed)
+    }
+
+    /// Replies leave the real servers for the router, not the director (DR, TUN).
+    fn replies_bypass_director(self) -> bool {
+        matches!(self, Method::Dr | Method::Tun)
+    }
+}
+
+/// A path the bench compares rvs with, given its own addresses in the lab (`LabConfig::comparisons`): the client
+/// gets a source address per path (chosen by a per-destination route with `src`), so the real servers never see one
+/// 4-tuple arrive over two paths with different TCP timestamp offsets (PAWS), and no path's leftover conntrack or
+/// TIME_WAIT state touches another's. (rvsd's own path uses [`CIP`] to [`VIP`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Comparison {
+    /// Plain routing: the client to real server 1, the director a router (the ceiling).
+    Direct,
+    /// Kernel NAT (nftables DNAT, set up by the bench) to a VIP that is a local address of the director.
+    KernelNat,
+    /// A proxy (HAProxy, run by the bench) on its own local address of the director.
+    Proxy,
+}
+
+impl Comparison {
+    /// Every comparison path.
+    pub const ALL: [Comparison; 3] = [Comparison::Direct, Comparison::KernelNat, Comparison::Proxy];
+
+    /// The client's source address on this path.
+    pub fn client_source(self) -> Ipv4Addr {
+        match self {
+            Comparison::Direct => Ipv4Addr::new(198, 51, 100, 11),
+            Comparison::KernelNat => Ipv4Addr::new(198, 51, 100, 12),
+            Comparison::Proxy => Ipv4Addr::new(198, 51, 100, 13),
+        }
+    }
+
+    /// Where the client sends to on this path.
+    pub fn target(self) -> Ipv4Addr {
+        match self {
+            Comparison::Direct => rip(1),
+            Comparison::KernelNat => Ipv4Addr::new(198, 51, 100, 101),
+            Comparison::Proxy => Ipv4Addr::new(198, 51, 100, 102),
+        }
+    }
+
+    /// The director's own address for this path (none for plain routing).
+    fn director_address(self) -> Option<Ipv4Addr> {
+        match self {
+            Comparison::Direct => None,
+            Comparison::KernelNat | Comparison::Proxy => Some(self.target()),
+        }
+    }
+
+    /// What the client routes by this path's source: the private network for plain routing, the target alone else.
+    fn client_route(self) -> String {
+        match self {
+            Comparison::Direct => "203.0.113.0/24".into(),
+            Comparison::KernelNat | Comparison::Proxy => format!("{}/32", self.target()),
         }
     }
 }
@@ -263,6 +343,9 @@ pub struct LabConfig {
     /// `unicast_src_ip` / `unicast_peer`): every instance gets `unicast-src=` its own address on the instance's
     /// interface (of the instance's family) and `unicast-peer=` the other HA directors' addresses there.
     pub ha_unicast: bool,
+    /// Paths beside rvsd's for the bench (plain routing, kernel NAT, a proxy): each gets its own client source
+    /// address and route, and the director its local address (see [`Comparison`]). Needs no router.
+    pub comparisons: Vec<Comparison>,
 }
 
 impl Default for LabConfig {
@@ -282,6 +365,7 @@ impl Default for LabConfig {
             ha: false,
             ha_vrrp: String::new(),
             ha_unicast: false,
+            comparisons: Vec::new(),
         }
     }
 }
@@ -343,9 +427,15 @@ impl LabConfig {
                 "ECMP over BGP needs the router namespace (router: true)".into(),
             ));
         }
-        if self.method != Method::Nat && !self.router {
+        if self.method.replies_bypass_director() && !self.router {
             return Err(LabError::Invalid(
                 "direct routing and tunnelling need the router (real servers answer clients through it)".into(),
+            ));
+        }
+        if !self.comparisons.is_empty() && (self.router || self.directors != 1) {
+            return Err(LabError::Invalid(
+                "comparison paths need the client on the public switch of one director (no router)"
+                    .into(),
             ));
         }
         if self.ha && (self.directors < 2 || (self.rvsd && self.rvsd_directors < 2)) {
@@ -507,7 +597,7 @@ impl Lab {
             lab_exe,
         };
         lab.build_topology()?;
-        if lab.cfg.method == Method::Tun {
+        if lab.cfg.method.decapsulates() {
             lab.start_decapsulators()?;
         }
         if lab.cfg.ha {
@@ -807,17 +897,16 @@ impl Lab {
             let rs = self.rs(i);
             self.plug(&privsw, &format!("rs{i}"), &rs, HOST_IF)?;
             Self::addrs(&rs, HOST_IF, rip(i), rip6(i))?;
-            if cfg.method == Method::Nat {
+            if !cfg.method.replies_bypass_director() {
                 Self::default_routes(&rs, DIP, DIP6)?;
-            } else {
-                // DR/TUN: replies leave from the VIP straight to the router; the VIP lives on lo, silent on the wire.
-                // The default routes prefer the VIP as source, so a UDP server bound to the wildcard address answers
-                // from the VIP too (a production DNS server would bind the VIP itself).
-                ip_in(&rs, &["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-                ip_in(
-                    &rs,
-                    &["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"],
-                )?;
+            }
+            if cfg.method.vip_on_real_servers() {
+                Self::silent_vip(&rs)?;
+            }
+            if cfg.method.replies_bypass_director() {
+                // DR/TUN: replies leave from the VIP straight to the router. The default routes prefer the VIP as
+                // source, so a UDP server bound to the wildcard address answers from the VIP too (a production DNS
+                // server would bind the VIP itself).
                 let (gw4, gw6) = (
                     ROUTER_PRIVATE_IP.to_string(),
                     ROUTER_PRIVATE_IP6.to_string(),
@@ -828,19 +917,9 @@ impl Lab {
                     &rs,
                     &["-6", "route", "add", "default", "via", &gw6, "src", &src6],
                 )?;
-                netns::run_in(&rs, || {
-                    for (k, v) in [
-                        ("net.ipv4.conf.all.arp_ignore", "1"),
-                        ("net.ipv4.conf.all.arp_announce", "2"),
-                        ("net.ipv4.conf.eth0.arp_ignore", "1"),
-                        ("net.ipv4.conf.eth0.arp_announce", "2"),
-                    ] {
-                        netns::write_sysctl(k, v)?;
-                    }
-                    Ok(())
-                })?;
             }
         }
+        self.plug_comparisons()?;
 
         // Every sender hands the wire complete checksums (the client, the real servers, the router).
         let mut senders: Vec<(String, &'static str)> = vec![(client, HOST_IF)];
@@ -852,6 +931,54 @@ impl Lab {
         }
         for (ns, ifname) in senders {
             netns::run_in(&ns, move || netns::tx_checksum_off(ifname))?;
+        }
+        Ok(())
+    }
+
+    /// The VIP on `lo` of real server namespace `rs`, silent on the wire (`arp_ignore=1`, `arp_announce=2`), as
+    /// DR and TUN real servers hold it.
+    fn silent_vip(rs: &str) -> Result<()> {
+        ip_in(rs, &["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+        ip_in(
+            rs,
+            &["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"],
+        )?;
+        netns::run_in(rs, || {
+            for (k, v) in [
+                ("net.ipv4.conf.all.arp_ignore", "1"),
+                ("net.ipv4.conf.all.arp_announce", "2"),
+                ("net.ipv4.conf.eth0.arp_ignore", "1"),
+                ("net.ipv4.conf.eth0.arp_announce", "2"),
+            ] {
+                netns::write_sysctl(k, v)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// [`LabConfig::comparisons`]: the client's source address and route per path, the director's local address.
+    fn plug_comparisons(&self) -> Result<()> {
+        let (client, d) = (self.client(), self.director());
+        for c in &self.cfg.comparisons {
+            let src = c.client_source().to_string();
+            ip_in(
+                &client,
+                &["addr", "add", &format!("{src}/24"), "dev", HOST_IF],
+            )?;
+            let gw = PUBLIC_IP.to_string();
+            let route = c.client_route();
+            match c {
+                Comparison::Direct => {
+                    ip_in(&client, &["route", "add", &route, "via", &gw, "src", &src])?
+                }
+                Comparison::KernelNat | Comparison::Proxy => ip_in(
+                    &client,
+                    &["route", "add", &route, "dev", HOST_IF, "src", &src],
+                )?,
+            };
+            if let Some(a) = c.director_address() {
+                ip_in(&d, &["addr", "add", &format!("{a}/32"), "dev", PUBLIC_IF])?;
+            }
         }
         Ok(())
     }
@@ -1090,6 +1217,18 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(crate::cleanup::stop_proc(&mut p, Duration::from_secs(5)))
+    }
+
+    /// Keeps the state directory (logs, rules) when the lab is removed.
+    pub fn keep_state_dir(&self) {
+        crate::cleanup::lock(&self.guard.resources)
+            .dirs
+            .retain(|d| *d != self.state_dir);
+    }
+
+    /// Runs these binaries from the next start on (the bench runs private copies, safe from rebuilds).
+    pub fn set_binaries(&mut self, bins: Binaries) {
+        self.bins = Some(bins);
     }
 
     /// Runs this rvsd binary from the next start on (an upgrade between two builds).
@@ -1465,5 +1604,39 @@ mod tests {
             .validate()
             .is_ok()
         );
+        // The bench's shape: every method, no router; comparison paths need the client on the public switch.
+        let bench = LabConfig {
+            method: Method::Mixed,
+            comparisons: Comparison::ALL.to_vec(),
+            ..LabConfig::default()
+        };
+        assert!(bench.validate().is_ok());
+        assert!(
+            LabConfig {
+                router: true,
+                ..bench.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            LabConfig {
+                method: Method::Dr,
+                ..LabConfig::default()
+            }
+            .validate()
+            .is_err(),
+            "DR needs the router"
+        );
+        // Comparison addresses: distinct client sources, none of them the rvs client's, all in the lab's ranges.
+        let mut seen = vec![CIP];
+        for c in Comparison::ALL {
+            assert!(!seen.contains(&c.client_source()), "{c:?}");
+            seen.push(c.client_source());
+            for a in [c.client_source(), c.target()] {
+                assert!(RANGES.iter().any(|r| overlaps((a.into(), 32), *r)), "{a}");
+            }
+        }
+        assert_eq!(Comparison::Direct.target(), rip(1));
     }
 }

@@ -1,16 +1,16 @@
 //! Side-by-side benchmarks: rvs against kernel NAT, HAProxy and the direct path.
 //!
-//! `rvs-lab bench` builds its own namespace lab (see [`topo`]), then measures every workload on every path,
-//! interleaved (direct, kernel NAT, HAProxy, rvs, direct, ...) for a number of rounds, and prints median
-//! (min–max) with the ratio to kernel NAT. `rvs-lab bench --icount` instead counts the core's instructions per
+//! `rvs-lab bench` builds the lab ([`crate::lab`], shaped for every method, with the comparison paths), then measures
+//! every workload on every path, interleaved (direct, kernel NAT, HAProxy, rvs, direct, ...) for a number of rounds,
+//! and prints (see [`report`]) median (min–max) with the ratio to kernel NAT. `rvs-lab bench --icount` instead counts the core's instructions per
 //! packet under valgrind. See BENCHMARKS.md at the top of the repository.
 
 mod icount;
 pub mod parse;
 mod paths;
+mod report;
 pub mod stats;
 mod sys;
-mod topo;
 pub mod udp;
 
 use anyhow::{Context, Result, bail};
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use paths::{Bench, PathKind};
-use stats::{Row, Summary, Unit};
+use report::{machine_description, report, show_sample, to_json};
 
 /// Workloads, in the order they are run within a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -183,6 +183,8 @@ pub struct Sample {
     pub sent: Option<u64>,
     /// Bulk: TCP retransmissions of the sender.
     pub retransmits: Option<u64>,
+    /// With the fast path: what the XDP program forwarded and passed up during the measurement.
+    pub fast_path: Option<paths::FastPathCount>,
 }
 
 type Results = BTreeMap<(Workload, PathKind), Vec<Result<Sample, String>>>;
@@ -205,7 +207,6 @@ fn run_network(args: &Args) -> Result<()> {
         tools.push("iperf3");
     }
     sys::ensure_tools(&tools)?;
-    paths::remove_stale_labs();
     if args.nice != 0 {
         let pid = std::process::id().to_string();
         let n = args.nice.to_string();
@@ -308,390 +309,13 @@ fn run_network(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn show_sample(w: Workload, s: &Sample) -> String {
-    let main = match w {
-        Workload::Keepalive | Workload::Newconn => format!("{:.0} req/s", s.value),
-        Workload::Udp => format!(
-            "{:.0} pkt/s (sent {}, lost {:.1}%)",
-            s.value,
-            s.sent.unwrap_or(0),
-            s.sent
-                .filter(|&n| n > 0)
-                .map(|n| 100.0 * (1.0 - s.ops / n as f64))
-                .unwrap_or(0.0)
-        ),
-        Workload::Bulk => format!(
-            "{:.2} Gbit/s ({} retransmits)",
-            s.value / 1e9,
-            s.retransmits.unwrap_or(0)
-        ),
-    };
-    let lat = match (s.p50_s, s.p99_s) {
-        (Some(a), Some(b)) => format!(" p50 {:.0} µs p99 {:.0} µs", a * 1e6, b * 1e6),
-        _ => String::new(),
-    };
-    let proc_s = s
-        .proc_s
-        .map(|p| format!(" proc {p:.2} s"))
-        .unwrap_or_default();
-    format!(
-        "{main}{lat}  cpu {:.2} s (softirq {:.2} s){proc_s}",
-        s.cpu_busy_s, s.cpu_softirq_s
-    )
-}
-
-/// Summary of one field over the rounds of (workload, path); `Err` with the first failure if any round failed.
-fn summarize(
-    results: &Results,
-    w: Workload,
-    p: PathKind,
-    field: impl Fn(&Sample) -> Option<f64>,
-) -> Result<Summary, String> {
-    let Some(samples) = results.get(&(w, p)) else {
-        return Err("not run".into());
-    };
-    let mut v = Vec::new();
-    for s in samples {
-        match s {
-            Ok(s) => match field(s) {
-                Some(x) => v.push(x),
-                None => return Err("n/a".into()),
-            },
-            Err(e) if e.starts_with("n/a") => return Err(e.clone()),
-            Err(e) => return Err(format!("failed: {}", first_line(e))),
-        }
-    }
-    Summary::of(&v).ok_or_else(|| "no samples".into())
-}
-
-fn first_line(s: &str) -> String {
-    let l = s.lines().next().unwrap_or("");
-    if l.len() > 80 {
-        format!("{}…", &l[..l.floor_char_boundary(80)])
-    } else {
-        l.to_string()
-    }
-}
-
-/// The result tables (throughput and latency; CPU cost), ratios to kernel NAT.
-fn report(paths: &[PathKind], results: &Results) -> String {
-    let labels: Vec<&str> = paths.iter().map(|p| p.label()).collect();
-    let base = paths.iter().position(|&p| p == PathKind::Nft).unwrap_or(0);
-    let row = |metric: &str,
-               unit: Unit,
-               lower: bool,
-               w: Workload,
-               f: &dyn Fn(&Sample) -> Option<f64>|
-     -> (Workload, Row) {
-        (
-            w,
-            Row {
-                metric: metric.to_string(),
-                unit,
-                lower_is_better: lower,
-                cells: paths.iter().map(|&p| summarize(results, w, p, f)).collect(),
-            },
-        )
-    };
-    let main_rows = vec![
-        row(
-            "HTTP keep-alive requests/s",
-            Unit::PerSecond,
-            false,
-            Workload::Keepalive,
-            &|s| Some(s.value),
-        ),
-        row(
-            "keep-alive latency p50",
-            Unit::Seconds,
-            true,
-            Workload::Keepalive,
-            &|s| s.p50_s,
-        ),
-        row(
-            "keep-alive latency p99",
-            Unit::Seconds,
-            true,
-            Workload::Keepalive,
-            &|s| s.p99_s,
-        ),
-        row(
-            "new connections/s",
-            Unit::PerSecond,
-            false,
-            Workload::Newconn,
-            &|s| Some(s.value),
-        ),
-        row(
-            "new-connection latency p99",
-            Unit::Seconds,
-            true,
-            Workload::Newconn,
-            &|s| s.p99_s,
-        ),
-        row(
-            "UDP packets/s received",
-            Unit::PerSecond,
-            false,
-            Workload::Udp,
-            &|s| Some(s.value),
-        ),
-        row(
-            "bulk TCP throughput",
-            Unit::BitsPerSecond,
-            false,
-            Workload::Bulk,
-            &|s| Some(s.value),
-        ),
-    ];
-    let per_op = |x: f64, s: &Sample| (s.ops > 0.0).then(|| x / s.ops);
-    let cpu_rows = vec![
-        row(
-            "softirq per keep-alive request (whole machine)",
-            Unit::Seconds,
-            true,
-            Workload::Keepalive,
-            &|s| per_op(s.cpu_softirq_s, s),
-        ),
-        row(
-            "director process CPU per keep-alive request",
-            Unit::Seconds,
-            true,
-            Workload::Keepalive,
-            &|s| s.proc_s.and_then(|p| per_op(p, s)),
-        ),
-        row(
-            "softirq per new connection (whole machine)",
-            Unit::Seconds,
-            true,
-            Workload::Newconn,
-            &|s| per_op(s.cpu_softirq_s, s),
-        ),
-        row(
-            "director process CPU per new connection",
-            Unit::Seconds,
-            true,
-            Workload::Newconn,
-            &|s| s.proc_s.and_then(|p| per_op(p, s)),
-        ),
-        row(
-            "softirq per UDP packet (whole machine)",
-            Unit::Seconds,
-            true,
-            Workload::Udp,
-            &|s| per_op(s.cpu_softirq_s, s),
-        ),
-        row(
-            "director process CPU per UDP packet",
-            Unit::Seconds,
-            true,
-            Workload::Udp,
-            &|s| s.proc_s.and_then(|p| per_op(p, s)),
-        ),
-    ];
-    let has = |w: Workload| {
-        paths
-            .iter()
-            .any(|&p| results.get(&(w, p)).is_some_and(|v| !v.is_empty()))
-    };
-    let keep = |rows: Vec<(Workload, Row)>| -> Vec<Row> {
-        rows.into_iter()
-            .filter(|(w, _)| has(*w))
-            .map(|(_, r)| r)
-            .collect()
-    };
-    let mut out = String::new();
-    out.push_str("Median (min–max) over the rounds; (ratio to kernel NAT's median).\n\n");
-    out.push_str(&stats::markdown_table(&labels, base, &keep(main_rows)));
-    out.push_str(
-        "\nCPU cost per operation: softirq time of the whole machine (the kernel's packet work in every namespace: \
-         client, director, real servers), and utime+stime of the director's user-space process (rvsd or HAProxy; \
-         the kernel paths have none).\n\n",
-    );
-    out.push_str(&stats::markdown_table(&labels, base, &keep(cpu_rows)));
-    if paths.contains(&PathKind::Nft) {
-        out.push_str(
-            "\nPaired ratios to kernel NAT: each round's figure divided by kernel NAT's figure of the same round \
-             (measured seconds apart), median (min–max) over the rounds. Less sensitive to slow drift of the \
-             machine's load than the ratio of medians.\n\n",
-        );
-        out.push_str(&paired_table(paths, results));
-    }
-    out
-}
-
-/// Per-round ratio of `p`'s figure to kernel NAT's figure of the same round, for the rounds where both exist.
-fn paired_ratios(results: &Results, w: Workload, p: PathKind) -> Vec<f64> {
-    let (Some(a), Some(b)) = (results.get(&(w, p)), results.get(&(w, PathKind::Nft))) else {
-        return Vec::new();
-    };
-    if a.iter().chain(b).any(Result::is_err) {
-        // As in the main table: a path with a failed round has no figure.
-        return Vec::new();
-    }
-    a.iter()
-        .zip(b)
-        .filter_map(|(x, y)| match (x, y) {
-            (Ok(x), Ok(y)) if y.value > 0.0 => Some(x.value / y.value),
-            _ => None,
-        })
-        .collect()
-}
-
-fn paired_table(paths: &[PathKind], results: &Results) -> String {
-    let mut out = String::from("| workload |");
-    for p in paths {
-        out.push_str(&format!(" {} |", p.label()));
-    }
-    out.push_str("\n|---|");
-    for _ in paths {
-        out.push_str("---|");
-    }
-    out.push('\n');
-    for (w, name) in [
-        (Workload::Keepalive, "keep-alive requests/s"),
-        (Workload::Newconn, "new connections/s"),
-        (Workload::Udp, "UDP packets/s"),
-        (Workload::Bulk, "bulk TCP throughput"),
-    ] {
-        if !results.contains_key(&(w, PathKind::Nft)) {
-            continue;
-        }
-        out.push_str(&format!("| {name} |"));
-        for &p in paths {
-            match Summary::of(&paired_ratios(results, w, p)) {
-                Some(s) => out.push_str(&format!(
-                    " {} ({}–{}) |",
-                    stats::format_ratio(Some(s.median)),
-                    stats::format_ratio(Some(s.min)),
-                    stats::format_ratio(Some(s.max))
-                )),
-                None => out.push_str(" – |"),
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn to_json(started: &str, machine: &str, args: &Args, results: &Results) -> Result<String> {
-    let mut samples = Vec::new();
-    for ((w, p), v) in results {
-        for (i, s) in v.iter().enumerate() {
-            samples.push(match s {
-                Ok(s) => serde_json::json!({
-                    "workload": w.name(), "path": p.label(), "round": i + 1, "value": s.value,
-                    "p50_s": s.p50_s, "p99_s": s.p99_s, "ops": s.ops, "cpu_busy_s": s.cpu_busy_s,
-                    "cpu_softirq_s": s.cpu_softirq_s, "proc_s": s.proc_s,
-                    "udp_sent": s.sent, "tcp_retransmits": s.retransmits,
-                }),
-                Err(e) => serde_json::json!({
-                    "workload": w.name(), "path": p.label(), "round": i + 1, "error": e,
-                }),
-            });
-        }
-    }
-    let doc = serde_json::json!({
-        "started": started, "machine": machine, "rounds": args.rounds, "duration_s": args.duration,
-        "wrk_threads": args.threads, "wrk_connections": args.connections,
-        "udp_flows": args.udp_flows, "udp_size": args.udp_size, "samples": samples,
-    });
-    Ok(serde_json::to_string_pretty(&doc)?)
-}
-
 fn now_utc() -> String {
     sys::sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown date".into())
 }
 
-fn machine_description() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = sys::sh(&["uname", "-r"]).unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
-}
-
 /// Bound for one tool run: the measurement plus generous start-up and drain time.
 fn bound(duration: u32) -> Duration {
     Duration::from_secs(u64::from(duration) + 20)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn sample(value: f64, ops: f64) -> Sample {
-        Sample {
-            value,
-            ops,
-            cpu_busy_s: 1.0,
-            cpu_softirq_s: 0.5,
-            p50_s: Some(1e-4),
-            p99_s: Some(1e-3),
-            proc_s: None,
-            sent: None,
-            retransmits: None,
-        }
-    }
-
-    #[test]
-    fn report_ratios_to_kernel_nat_and_shows_failures() {
-        let mut r: Results = BTreeMap::new();
-        r.insert(
-            (Workload::Keepalive, PathKind::Direct),
-            vec![Ok(sample(30_000.0, 150_000.0)); 3],
-        );
-        r.insert(
-            (Workload::Keepalive, PathKind::Nft),
-            vec![
-                Ok(sample(20_000.0, 100_000.0)),
-                Ok(sample(10_000.0, 50_000.0)),
-                Ok(sample(15_000.0, 75_000.0)),
-            ],
-        );
-        r.insert(
-            (Workload::Keepalive, PathKind::Rvs),
-            vec![Ok(sample(1.0, 1.0)), Err("rvsd exited\nmore".into())],
-        );
-        let out = report(&[PathKind::Direct, PathKind::Nft, PathKind::Rvs], &r);
-        let line = out
-            .lines()
-            .find(|l| l.starts_with("| HTTP keep-alive requests/s"))
-            .unwrap();
-        assert_eq!(
-            line,
-            "| HTTP keep-alive requests/s | 30.0k (30.0k–30.0k) (2.00x) | 15.0k (10.0k–20.0k) (1.00x) | failed: rvsd exited |"
-        );
-        // softirq per request: 0.5 s / 150k requests = 3.33 µs on the direct path.
-        let cpu = out
-            .lines()
-            .find(|l| l.starts_with("| softirq per keep-alive request"))
-            .unwrap();
-        assert!(cpu.contains("3.33 µs"), "{cpu}");
-        // The director process row has no figures for kernel paths.
-        assert!(out.contains("| n/a |"), "{out}");
-        // Paired ratios: direct 30k against 20k, 10k, 15k -> 1.5, 3.0, 2.0 -> median 2.00x.
-        let paired = out
-            .lines()
-            .find(|l| l.starts_with("| keep-alive requests/s"))
-            .unwrap();
-        assert_eq!(
-            paired,
-            "| keep-alive requests/s | 2.00x (1.50x–3.00x) | 1.00x (1.00x–1.00x) | – |"
-        );
-        // Workloads that were not run leave no rows.
-        assert!(!out.contains("UDP packets/s"), "{out}");
-    }
 }

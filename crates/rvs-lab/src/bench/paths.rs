@@ -1,9 +1,10 @@
-//! The four paths (direct, kernel NAT, HAProxy, rvs), brought up and down around each measurement, and the
-//! workloads run over them.
+//! The paths (direct, kernel NAT, HAProxy, rvs and its variants), brought up and down around each measurement in
+//! the lab's topology ([`crate::lab`], [`Method::Mixed`] with every [`Comparison`]), and the workloads run over them.
 
 use super::sys::{self, Daemon, sh};
-use super::topo::{self, Lab};
 use super::{Args, Sample, Workload, bound, parse, udp};
+use crate::bins::Binaries;
+use crate::lab::{self, Comparison, Lab, LabConfig, Method};
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ pub const UDP_PORT: u16 = 5001;
 pub const BULK_PORT: u16 = 5201;
 const TUN_NAME: &str = "rvsb0";
 const NFT_TABLE: &str = "rvsbench";
-pub const NS_PREFIX: &str = "rvsb-";
+/// Bench labs are `rvsb<PID>` (namespaces `rvsb<PID>-client`, ...): a later run removes those of dead processes.
+pub const NS_STEM: &str = "rvsb";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
 pub enum PathKind {
@@ -43,15 +45,31 @@ pub enum PathKind {
     /// TUN for the rest (handshakes, closes).
     #[value(name = "rvs-xdp")]
     RvsXdp,
-    /// rvsd with direct-routing real servers (`-g`): requests go unchanged to the real server's MAC; replies leave
-    /// the real servers from the VIP (held on their lo) and are routed by the director's kernel, never by rvsd.
+    /// rvsd with direct-routing real servers (`-g`), on the TUN (slow) path: requests go unchanged to the real
+    /// server's MAC; replies leave the real servers from the VIP (held on their lo) and are routed by the
+    /// director's kernel, never by rvsd.
     #[value(name = "rvs-dr")]
     RvsDr,
-    /// rvsd with tunnel real servers (`-i`, IPIP): requests go encapsulated (segmented first when offloaded);
-    /// each real server runs `rvs-lab decap`; replies as with `rvs-dr`.
+    /// rvsd with tunnel real servers (`-i`, IPIP), on the TUN (slow) path: requests go encapsulated (segmented first
+    /// when offloaded); each real server decapsulates with `rvs-lab decap`; replies as with `rvs-dr`.
     #[value(name = "rvs-tun")]
     RvsTun,
+    /// `rvs-dr` with `--fast-path xdp` (the program rewrites the MAC and redirects).
+    #[value(name = "rvs-dr-xdp")]
+    RvsDrXdp,
+    /// `rvs-tun` with `--fast-path xdp` (the program encapsulates and redirects).
+    #[value(name = "rvs-tun-xdp")]
+    RvsTunXdp,
 }
+
+/// How an rvs path runs rvsd: the real servers' forwarding method (`-m`, `-g`, `-i`) and rvsd's extra arguments.
+#[derive(Debug, Clone, Copy)]
+struct RvsSetup {
+    method: &'static str,
+    args: &'static [&'static str],
+}
+
+const FAST_PATH: &[&str] = &["--fast-path", "xdp"];
 
 impl PathKind {
     pub fn label(self) -> &'static str {
@@ -66,48 +84,69 @@ impl PathKind {
             PathKind::RvsXdp => "rvs --fast-path xdp",
             PathKind::RvsDr => "rvs DR (-g)",
             PathKind::RvsTun => "rvs TUN (-i)",
+            PathKind::RvsDrXdp => "rvs DR (-g) xdp",
+            PathKind::RvsTunXdp => "rvs TUN (-i) xdp",
         }
+    }
+
+    /// rvsd's setup on an rvs path; `None` for the comparison paths.
+    fn rvs_setup(self) -> Option<RvsSetup> {
+        let (method, args): (&'static str, &'static [&'static str]) = match self {
+            PathKind::Direct | PathKind::Nft | PathKind::Haproxy => return None,
+            PathKind::Rvs => ("-m", &[]),
+            PathKind::RvsSync => ("-m", &["--io", "sync"]),
+            PathKind::RvsOneWorker => ("-m", &["--workers", "1"]),
+            PathKind::RvsLink => ("-m", &["--tx", "link"]),
+            PathKind::RvsXdp => ("-m", FAST_PATH),
+            PathKind::RvsDr => ("-g", &[]),
+            PathKind::RvsTun => ("-i", &[]),
+            PathKind::RvsDrXdp => ("-g", FAST_PATH),
+            PathKind::RvsTunXdp => ("-i", FAST_PATH),
+        };
+        Some(RvsSetup { method, args })
     }
 
     /// One of the rvs variants.
     pub fn is_rvs(self) -> bool {
-        matches!(
-            self,
-            PathKind::Rvs
-                | PathKind::RvsSync
-                | PathKind::RvsOneWorker
-                | PathKind::RvsLink
-                | PathKind::RvsXdp
-                | PathKind::RvsDr
-                | PathKind::RvsTun
-        )
+        self.rvs_setup().is_some()
     }
 
-    /// Where the client sends to on this path.
-    fn target(self) -> &'static str {
+    /// Where the client sends to on this path. The rvs variants share the VIP and the client address: rvsd restarts
+    /// in between, and the client's TCP timestamp offset (per address pair) is the same, so no PAWS artefact
+    /// between them.
+    fn target(self) -> String {
         match self {
-            PathKind::Direct => topo::RIPS[0],
-            PathKind::Nft => topo::VIP_NFT,
-            PathKind::Haproxy => topo::HAPROXY_ADDR,
-            // Same VIP and client address as rvs: rvsd restarts in between, and the client's TCP timestamp
-            // offset (per address pair) is the same, so no PAWS artefact between the two.
-            PathKind::Rvs
-            | PathKind::RvsSync
-            | PathKind::RvsOneWorker
-            | PathKind::RvsLink
-            | PathKind::RvsXdp
-            | PathKind::RvsDr
-            | PathKind::RvsTun => topo::VIP_RVS,
+            PathKind::Direct => Comparison::Direct.target(),
+            PathKind::Nft => Comparison::KernelNat.target(),
+            PathKind::Haproxy => Comparison::Proxy.target(),
+            _ => lab::VIP,
         }
+        .to_string()
     }
 }
 
 /// What a path needs while it is up.
 #[derive(Debug, Default)]
 struct Active {
-    daemon: Option<Daemon>,
-    /// Helpers of the path (the tunnel real servers' decapsulators).
-    helpers: Vec<Daemon>,
+    /// HAProxy.
+    proxy: Option<Daemon>,
+    /// rvsd runs (started and stopped through the lab).
+    rvsd: bool,
+    /// rvsd was started with the fast path.
+    fast_path: bool,
+}
+
+/// `ip netns exec NS argv...` as an argument vector.
+fn in_ns(ns: &str, argv: &[&str]) -> Vec<String> {
+    let mut v = vec!["ip".to_string(), "netns".into(), "exec".into(), ns.into()];
+    v.extend(argv.iter().map(|s| s.to_string()));
+    v
+}
+
+/// Runs `argv` (30 s bound) inside `ns`.
+fn sh_in(ns: &str, argv: &[&str]) -> Result<String> {
+    let v = in_ns(ns, argv);
+    sh(&v.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// The lab with its permanent servers (nginx on both real servers, iperf3 on the first).
@@ -121,7 +160,8 @@ pub struct Bench {
     udp_size: usize,
     rvsd_args: Vec<String>,
     exe: PathBuf,
-    rvs_bins: Result<(PathBuf, Option<PathBuf>), String>,
+    /// Why rvs paths cannot run, if they cannot (binaries not found).
+    rvs_missing: Option<String>,
     /// Servers first so they are stopped before the namespaces go.
     servers: Vec<Daemon>,
     lab: Lab,
@@ -129,28 +169,41 @@ pub struct Bench {
 
 impl Bench {
     pub fn new(args: &Args) -> Result<Bench> {
-        let prefix = format!("{NS_PREFIX}{}", std::process::id());
-        let lab = Lab::up(&prefix)?;
+        crate::testing::reap_stale_labs(NS_STEM);
+        let prefix = format!("{NS_STEM}{}", std::process::id());
+        let cfg = LabConfig {
+            prefix: prefix.clone(),
+            real_servers: 2,
+            servers: false,
+            rvsd: false,
+            method: Method::Mixed,
+            comparisons: Comparison::ALL.to_vec(),
+            ..LabConfig::default()
+        };
+        let mut lab = Lab::up(cfg).context("building the lab")?;
+        tune(&lab)?;
+        let dir = lab.state_dir.clone();
         // Private copies: a rebuild of target/ during the run (other engineers, cargo run) must not change or
         // remove the binaries under measurement.
         let exe = private_copy(
             &std::env::current_exe().context("own executable")?,
-            &lab.dir,
+            &dir,
             "rvs-lab",
         )?;
-        let rvs_bins = if args.paths.iter().any(|p| p.is_rvs()) {
-            find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref())
-                .and_then(|(d, a)| {
-                    let a = match a {
-                        Some(a) => Some(private_copy(&a, &lab.dir, "rvsadm")?),
-                        None => None,
-                    };
-                    Ok((private_copy(&d, &lab.dir, "rvsd")?, a))
-                })
-                .map_err(|e| format!("{e:#}"))
-        } else {
-            Err("not requested".into())
-        };
+        let mut rvs_missing = Some("not requested".to_string());
+        if args.paths.iter().any(|p| p.is_rvs()) {
+            match find_rvs_binaries(args.rvsd.as_deref(), args.rvsadm.as_deref()) {
+                Ok((d, a)) => {
+                    lab.set_binaries(Binaries {
+                        rvsd: private_copy(&d, &dir, "rvsd")?,
+                        rvsadm: private_copy(&a, &dir, "rvsadm")?,
+                        rvs_lab: exe.clone(),
+                    });
+                    rvs_missing = None;
+                }
+                Err(e) => rvs_missing = Some(format!("{e:#}")),
+            }
+        }
         let mut b = Bench {
             prefix,
             duration: args.duration,
@@ -164,7 +217,7 @@ impl Bench {
                 .map(String::from)
                 .collect(),
             exe,
-            rvs_bins,
+            rvs_missing,
             servers: Vec::new(),
             lab,
         };
@@ -173,20 +226,20 @@ impl Bench {
     }
 
     pub fn keep_logs(&mut self) {
-        self.lab.keep_dir();
+        self.lab.keep_state_dir();
     }
 
     pub fn log_dir(&self) -> PathBuf {
-        self.lab.dir.clone()
+        self.lab.state_dir.clone()
     }
 
     fn file(&self, name: &str) -> PathBuf {
-        self.lab.dir.join(name)
+        self.lab.state_dir.join(name)
     }
 
     fn start_servers(&mut self, bulk: bool) -> Result<()> {
-        let dir = self.lab.dir.display().to_string();
-        for (i, ns) in self.lab.rs.clone().iter().enumerate() {
+        let dir = self.lab.state_dir.display().to_string();
+        for (i, ns) in [self.lab.rs(1), self.lab.rs(2)].iter().enumerate() {
             let conf = self.file(&format!("nginx-r{}.conf", i + 1));
             std::fs::write(
                 &conf,
@@ -202,7 +255,7 @@ impl Bench {
             )?;
             let conf = conf.display().to_string();
             let err = format!("{dir}/nginx-r{}.err", i + 1);
-            let argv = Lab::in_ns(
+            let argv = in_ns(
                 ns,
                 &[
                     "nginx",
@@ -222,8 +275,8 @@ impl Bench {
                 .with_context(|| format!("nginx in {ns}"))?;
         }
         if bulk {
-            let ns = self.lab.rs[0].clone();
-            let argv = Lab::in_ns(&ns, &["iperf3", "-s", "-p", &BULK_PORT.to_string()]);
+            let ns = self.lab.rs(1);
+            let argv = in_ns(&ns, &["iperf3", "-s", "-p", &BULK_PORT.to_string()]);
             let log = self.file("iperf3.log");
             self.servers
                 .push(Daemon::spawn("iperf3", &argv, &log, &[])?);
@@ -249,15 +302,30 @@ impl Bench {
     /// Brings the path up, runs the workload with CPU accounting, brings it down again.
     pub fn measure(&mut self, p: PathKind, w: Workload) -> Result<Sample> {
         let mut active = self.up(p)?;
-        let pid = active.daemon.as_ref().and_then(Daemon::pid);
+        let pid = match &active.proxy {
+            Some(d) => d.pid(),
+            None if active.rvsd => self.lab.rvsd_pid(),
+            None => None,
+        };
         let r = self.run(p, w, pid);
-        let alive = match active.daemon.as_mut() {
+        let alive = match active.proxy.as_mut() {
             Some(d) => d.check_alive(),
+            None if active.rvsd => match self.lab.proc_exited("rvsd") {
+                Some(status) => {
+                    active.rvsd = false;
+                    Err(anyhow::anyhow!(
+                        "rvsd exited ({status}): {}",
+                        self.lab.rvsd_log_text()
+                    ))
+                }
+                None => Ok(()),
+            },
             None => Ok(()),
         };
-        self.down(p, &mut active);
-        let s = r?;
+        let fast_path = self.down(p, &mut active);
+        let mut s = r?;
         alive?;
+        s.fast_path = fast_path;
         Ok(s)
     }
 
@@ -307,7 +375,7 @@ impl Bench {
             argv.extend(["-H", "Connection: close"]);
         }
         argv.push(&url);
-        let argv = Lab::in_ns(&self.lab.client, &argv);
+        let argv = in_ns(&self.lab.client(), &argv);
         let o = sys::run_timeout(&argv, bound(seconds))?;
         let r = parse::parse_wrk(&o.stdout).with_context(|| {
             format!(
@@ -340,10 +408,10 @@ impl Bench {
         let sink_secs = (self.duration + 8).to_string();
         let port = UDP_PORT.to_string();
         let mut sinks = Vec::new();
-        for (i, ns) in self.lab.rs.iter().enumerate() {
+        for (i, ns) in [self.lab.rs(1), self.lab.rs(2)].iter().enumerate() {
             let log = self.file(&format!("udp-sink-r{}.log", i + 1));
             let _ = std::fs::remove_file(&log);
-            let argv = Lab::in_ns(
+            let argv = in_ns(
                 ns,
                 &[
                     &exe,
@@ -373,8 +441,8 @@ impl Bench {
         let target = format!("{}:{UDP_PORT}", p.target());
         let flows = self.udp_flows.to_string();
         let size = self.udp_size.to_string();
-        let argv = Lab::in_ns(
-            &self.lab.client,
+        let argv = in_ns(
+            &self.lab.client(),
             &[
                 &exe,
                 "bench",
@@ -416,9 +484,10 @@ impl Bench {
     fn bulk(&mut self, p: PathKind, pid: Option<u32>) -> Result<Sample> {
         let secs = self.duration.to_string();
         let port = BULK_PORT.to_string();
-        let argv = Lab::in_ns(
-            &self.lab.client,
-            &["iperf3", "-c", p.target(), "-p", &port, "-t", &secs, "-J"],
+        let target = p.target();
+        let argv = in_ns(
+            &self.lab.client(),
+            &["iperf3", "-c", &target, "-p", &port, "-t", &secs, "-J"],
         );
         let m = Meter::start(pid);
         let o = sys::run_timeout(&argv, bound(self.duration))?;
@@ -436,7 +505,7 @@ impl Bench {
             PathKind::Direct => Ok(Active::default()),
             PathKind::Nft => {
                 let file = self.file("nft.rules");
-                let rips = format!("0 : {}, 1 : {}", topo::RIPS[0], topo::RIPS[1]);
+                let rips = format!("0 : {}, 1 : {}", lab::rip(1), lab::rip(2));
                 std::fs::write(
                     &file,
                     format!(
@@ -444,15 +513,12 @@ impl Bench {
                          ip daddr {vip} tcp dport {HTTP_PORT} dnat to numgen inc mod 2 map {{ {rips} }}\n    \
                          ip daddr {vip} udp dport {UDP_PORT} dnat to numgen inc mod 2 map {{ {rips} }}\n    \
                          ip daddr {vip} tcp dport {BULK_PORT} dnat to {rs1}\n  }}\n}}\n",
-                        vip = topo::VIP_NFT,
-                        rs1 = topo::RIPS[0],
+                        vip = Comparison::KernelNat.target(),
+                        rs1 = lab::rip(1),
                     ),
                 )?;
                 let f = file.display().to_string();
-                sh(&Lab::in_ns(&self.lab.director, &["nft", "-f", &f])
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>())?;
+                sh_in(&self.lab.director(), &["nft", "-f", &f])?;
                 Ok(Active::default())
             }
             PathKind::Haproxy => {
@@ -465,55 +531,36 @@ impl Bench {
                          backend rs_http\n  balance roundrobin\n  server rs1 {r1}:{HTTP_PORT}\n  server rs2 {r2}:{HTTP_PORT}\n\n\
                          frontend bulk\n  bind {a}:{BULK_PORT}\n  default_backend rs_bulk\n\nbackend rs_bulk\n  \
                          server rs1 {r1}:{BULK_PORT}\n",
-                        a = topo::HAPROXY_ADDR,
-                        r1 = topo::RIPS[0],
-                        r2 = topo::RIPS[1],
+                        a = Comparison::Proxy.target(),
+                        r1 = lab::rip(1),
+                        r2 = lab::rip(2),
                     ),
                 )?;
                 let cfg = cfg.display().to_string();
-                let argv = Lab::in_ns(&self.lab.director, &["haproxy", "-f", &cfg, "-db"]);
+                let argv = in_ns(&self.lab.director(), &["haproxy", "-f", &cfg, "-db"]);
                 let mut d = Daemon::spawn("haproxy", &argv, &self.file("haproxy.log"), &[])?;
                 wait_listening(
-                    &self.lab.director,
-                    &format!("{}:{HTTP_PORT}", topo::HAPROXY_ADDR),
+                    &self.lab.director(),
+                    &format!("{}:{HTTP_PORT}", Comparison::Proxy.target()),
                     Some(&mut d),
                 )?;
                 Ok(Active {
-                    daemon: Some(d),
-                    helpers: Vec::new(),
+                    proxy: Some(d),
+                    ..Active::default()
                 })
             }
-            PathKind::Rvs => self.rvs_up(&[]),
-            PathKind::RvsSync => self.rvs_up(&["--io", "sync"]),
-            PathKind::RvsOneWorker => self.rvs_up(&["--workers", "1"]),
-            PathKind::RvsLink => self.rvs_up(&["--tx", "link"]),
-            PathKind::RvsXdp => self.rvs_up(&["--fast-path", "xdp"]),
-            PathKind::RvsDr => self.rvs_up_method("-g", &[]),
-            PathKind::RvsTun => {
-                let mut helpers = Vec::new();
-                for (i, r) in self.lab.rs.clone().iter().enumerate() {
-                    let exe = self.exe.display().to_string();
-                    let argv = Lab::in_ns(r, &[exe.as_str(), "decap"]);
-                    helpers.push(Daemon::spawn(
-                        "rvs-lab decap",
-                        &argv,
-                        &self.file(&format!("decap{}.log", i + 1)),
-                        &[],
-                    )?);
-                }
-                thread::sleep(Duration::from_millis(300));
-                let mut a = self.rvs_up_method("-i", &[])?;
-                a.helpers = helpers;
-                Ok(a)
-            }
+            _ => match p.rvs_setup() {
+                Some(setup) => self.rvs_up(setup),
+                None => bail!("{} is not an rvs path", p.label()),
+            },
         }
     }
 
     /// The virtual services, in `ipvsadm -S` form, loaded by rvsd at start (`--rules`), with real servers of
     /// forwarding method `flag` (`-m`, `-g`, `-i`).
     fn rvs_rules_with(flag: &str) -> String {
-        let vip = topo::VIP_RVS;
-        let [r1, r2] = topo::RIPS;
+        let vip = lab::VIP;
+        let (r1, r2) = (lab::rip(1), lab::rip(2));
         format!(
             "-A -t {vip}:{HTTP_PORT} -s rr\n\
              -a -t {vip}:{HTTP_PORT} -r {r1}:{HTTP_PORT} {flag} -w 1\n\
@@ -526,118 +573,72 @@ impl Bench {
         )
     }
 
-    /// Start rvsd with the bench's rules and `extra` arguments (then `--rvsd-args`).
-    fn rvs_up(&mut self, extra: &[&str]) -> Result<Active> {
-        self.rvs_up_method("-m", extra)
-    }
-
-    /// [`rvs_up`](Self::rvs_up) with real servers of forwarding method `flag`.
-    fn rvs_up_method(&mut self, flag: &str, extra: &[&str]) -> Result<Active> {
-        let (rvsd, rvsadm) = self.rvs_bins.clone().map_err(anyhow::Error::msg)?;
-        let sock = self.file("rvsd.sock");
-        let _ = std::fs::remove_file(&sock);
-        let rules = self.file("rvsd.rules");
-        std::fs::write(&rules, Self::rvs_rules_with(flag))?;
-        let rules = rules.display().to_string();
-        let sock_s = sock.display().to_string();
-        let bin = rvsd.display().to_string();
-        let mut argv = vec![
-            bin.as_str(),
-            "--socket",
-            &sock_s,
-            "--rules",
-            &rules,
-            "--no-save",
-            "--public-if",
-            topo::PUBLIC_IF,
-            "--private-if",
-            topo::PRIVATE_IF,
-            "--tun",
-            TUN_NAME,
-        ];
-        argv.extend(extra);
-        argv.extend(self.rvsd_args.iter().map(String::as_str));
-        let argv = Lab::in_ns(&self.lab.director, &argv);
-        let log = self.file("rvsd.log");
-        let mut d = Daemon::spawn(
-            "rvsd",
-            &argv,
-            &log,
-            &[("RUST_LOG", "warn,rvsd::fastpath=info")],
-        )?;
-        // Ready when the control socket accepts (the rules are loaded before it opens).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            d.check_alive()?;
-            if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("rvsd not ready after 10 s: {}", sys::log_tail(&log));
-            }
-            thread::sleep(Duration::from_millis(50));
+    /// Starts the lab's rvsd with the bench's rules, the path's arguments, then `--rvsd-args`.
+    fn rvs_up(&mut self, setup: RvsSetup) -> Result<Active> {
+        if let Some(why) = &self.rvs_missing {
+            bail!("{why}");
         }
-        if let Some(adm) = rvsadm {
-            let env = format!("RVS_SOCKET={sock_s}");
-            let adm = adm.display().to_string();
-            let list = sh(&["env", &env, &adm, "-L", "-n"])
-                .with_context(|| format!("rvsadm -L -n: {}", sys::log_tail(&log)))?;
-            if !list.contains(&format!("{}:{HTTP_PORT}", topo::VIP_RVS)) {
-                bail!("rvsd did not load the virtual services: {list}");
-            }
+        std::fs::write(self.lab.rules(), Self::rvs_rules_with(setup.method))?;
+        let mut args: Vec<String> = ["--no-save", "--tun", TUN_NAME]
+            .iter()
+            .chain(setup.args)
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(self.rvsd_args.iter().cloned());
+        let fast_path = args.iter().any(|a| a == "--fast-path");
+        self.lab.cfg.rvsd_args = args;
+        self.lab.start_rvsd().context("starting rvsd")?;
+        let list = self
+            .lab
+            .rvsadm(&["-L", "-n"])
+            .with_context(|| format!("rvsadm -L -n: {}", self.lab.rvsd_log_text()))?;
+        if !list.contains(&format!("{}:{HTTP_PORT}", lab::VIP)) {
+            bail!("rvsd did not load the virtual services: {list}");
         }
-        d.check_alive()?;
         Ok(Active {
-            daemon: Some(d),
-            helpers: Vec::new(),
+            proxy: None,
+            rvsd: true,
+            fast_path,
         })
     }
 
-    fn down(&mut self, p: PathKind, active: &mut Active) {
-        if let Some(d) = active.daemon.as_mut() {
+    /// Brings the path down; on the fast path, returns what rvsd's exit line says the program did.
+    fn down(&mut self, p: PathKind, active: &mut Active) -> Option<FastPathCount> {
+        if let Some(d) = active.proxy.as_mut() {
             d.stop();
         }
-        for h in &mut active.helpers {
-            h.stop();
+        if p == PathKind::Nft {
+            let _ = sh_in(
+                &self.lab.director(),
+                &["nft", "delete", "table", "ip", NFT_TABLE],
+            );
         }
-        match p {
-            PathKind::Nft => {
-                let _ = sh(&Lab::in_ns(
-                    &self.lab.director,
-                    &["nft", "delete", "table", "ip", NFT_TABLE],
-                )
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>());
-            }
-            PathKind::RvsXdp => {
-                self.fast_path_share(p);
-                self.rvs_leftovers()
-            }
-            PathKind::Rvs
-            | PathKind::RvsSync
-            | PathKind::RvsOneWorker
-            | PathKind::RvsLink
-            | PathKind::RvsDr
-            | PathKind::RvsTun => {
-                // `--rvsd-args "--fast-path xdp"` puts every rvs path on the fast path (DR and TUN beside NAT).
-                if self.rvsd_args.iter().any(|a| a == "--fast-path") {
-                    self.fast_path_share(p);
-                }
-                self.rvs_leftovers()
-            }
-            PathKind::Direct | PathKind::Haproxy => {}
+        if !p.is_rvs() {
+            return None;
         }
+        if active.rvsd {
+            if let Err(e) = self.lab.stop_rvsd() {
+                eprintln!("bench: stopping rvsd: {e}");
+            }
+            active.rvsd = false;
+        }
+        let count = if active.fast_path {
+            self.fast_path_share(p)
+        } else {
+            None
+        };
+        self.rvs_leftovers();
+        count
     }
 
     /// The share of packets the XDP program forwarded in the last measurement, from rvsd's last summary line
     /// (`fast path detached ... forwarded=N passed=M`), printed beside the figures.
-    fn fast_path_share(&self, p: PathKind) {
-        let raw = std::fs::read_to_string(self.file("rvsd.log")).unwrap_or_default();
+    fn fast_path_share(&self, p: PathKind) -> Option<FastPathCount> {
+        let raw = std::fs::read_to_string(self.lab.rvsd_log()).unwrap_or_default();
         let log = strip_ansi(&raw);
         let Some(line) = log.lines().rev().find(|l| l.contains("fast path detached")) else {
             eprintln!("bench: {}: no fast-path summary in rvsd's log", p.label());
-            return;
+            return None;
         };
         let field = |k: &str| -> u64 {
             line.split_whitespace()
@@ -645,39 +646,45 @@ impl Bench {
                 .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
                 .unwrap_or(0)
         };
-        let (fwd, passed) = (field("forwarded="), field("passed="));
-        let total = (fwd + passed).max(1);
+        let c = FastPathCount {
+            forwarded: field("forwarded="),
+            passed: field("passed="),
+        };
         eprintln!(
-            "bench: {}: {:.1} % of the packets on the fast path ({fwd} forwarded by XDP, {passed} passed up)",
+            "bench: {}: {:.1} % of the packets on the fast path ({} forwarded by XDP, {} passed up)",
             p.label(),
-            100.0 * fwd as f64 / total as f64
+            100.0 * c.share(),
+            c.forwarded,
+            c.passed
         );
+        Some(c)
     }
 
     /// rvsd must remove its TUN, routes, rules and proxy neighbour on SIGTERM; anything left would distort the
     /// other paths, so it is removed here and reported.
     fn rvs_leftovers(&self) {
-        let d = &self.lab.director;
+        let d = self.lab.director();
+        let ip = |args: &[&str]| self.lab.ip(&d, args);
         let mut left = Vec::new();
-        if let Ok(rules) = sh(&["ip", "-n", d, "rule", "show"]) {
+        if let Ok(rules) = ip(&["rule", "show"]) {
             for l in rules.lines() {
                 let pref = l.split(':').next().unwrap_or("").trim();
                 if !matches!(pref, "0" | "32766" | "32767") && !pref.is_empty() {
                     left.push(format!("rule {}", l.trim()));
-                    let _ = sh(&["ip", "-n", d, "rule", "del", "pref", pref]);
+                    let _ = ip(&["rule", "del", "pref", pref]);
                 }
             }
         }
-        if sh(&["ip", "-n", d, "link", "show", TUN_NAME]).is_ok() {
+        if ip(&["link", "show", TUN_NAME]).is_ok() {
             left.push(format!("link {TUN_NAME}"));
-            let _ = sh(&["ip", "-n", d, "link", "del", TUN_NAME]);
+            let _ = ip(&["link", "del", TUN_NAME]);
         }
-        if let Ok(n) = sh(&["ip", "-n", d, "neigh", "show", "proxy"]) {
+        if let Ok(n) = ip(&["neigh", "show", "proxy"]) {
             for l in n.lines().filter(|l| !l.trim().is_empty()) {
                 left.push(format!("proxy neigh {}", l.trim()));
-                let mut argv = vec!["ip", "-n", d, "neigh", "del", "proxy"];
+                let mut argv = vec!["neigh", "del", "proxy"];
                 argv.extend(l.split_whitespace().take(3));
-                let _ = sh(&argv);
+                let _ = ip(&argv);
             }
         }
         if !left.is_empty() {
@@ -687,6 +694,75 @@ impl Bench {
             );
         }
     }
+}
+
+/// What the XDP program did during one measurement (rvsd's exit line).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FastPathCount {
+    pub forwarded: u64,
+    pub passed: u64,
+}
+
+impl FastPathCount {
+    /// Forwarded / all the program saw.
+    pub fn share(&self) -> f64 {
+        self.forwarded as f64 / (self.forwarded + self.passed).max(1) as f64
+    }
+}
+
+/// The bench's settings on top of the lab: deep accept queues on the servers, the whole port range and TIME_WAIT
+/// reuse for the client and the director (new connections at tens of thousands a second), and a permanent
+/// neighbour entry for the VIP on the client (rvsd answers ARP for it by proxy, but stops and starts between
+/// measurements: the client must not depend on that detail).
+fn tune(lab: &Lab) -> Result<()> {
+    let set = |ns: String, kv: &'static [(&'static str, &'static str)]| {
+        crate::netns::run_in(&ns, move || {
+            kv.iter()
+                .try_for_each(|(k, v)| crate::netns::write_sysctl(k, v))
+        })
+        .with_context(|| format!("sysctls in {ns}"))
+    };
+    for i in 1..=2 {
+        set(
+            lab.rs(i),
+            &[
+                ("net.core.somaxconn", "8192"),
+                ("net.ipv4.tcp_max_syn_backlog", "8192"),
+            ],
+        )?;
+    }
+    for ns in [lab.client(), lab.director()] {
+        set(
+            ns,
+            &[
+                ("net.ipv4.ip_local_port_range", "1024 65535"),
+                ("net.ipv4.tcp_tw_reuse", "1"),
+            ],
+        )?;
+    }
+    set(lab.director(), &[("net.core.somaxconn", "8192")])?;
+    let link = lab.ip(&lab.director(), &["-br", "link", "show", lab::PUBLIC_IF])?;
+    let mac = link
+        .split_whitespace()
+        .nth(2)
+        .context("no MAC address on pub0")?
+        .to_string();
+    let vip = lab::VIP.to_string();
+    lab.ip(
+        &lab.client(),
+        &[
+            "neigh",
+            "replace",
+            &vip,
+            "lladdr",
+            &mac,
+            "dev",
+            lab::HOST_IF,
+            "nud",
+            "permanent",
+        ],
+    )?;
+    Ok(())
 }
 
 /// The text without ANSI colour sequences (`ESC [ ... m`), as rvsd's log may carry them.
@@ -783,12 +859,9 @@ fn private_copy(src: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(dst)
 }
 
-/// rvsd (required) and rvsadm (optional: only used to check the loaded services): given on the command line,
-/// else next to this executable, else found or built by the lab's [`crate::bins::find`].
-fn find_rvs_binaries(
-    rvsd: Option<&Path>,
-    rvsadm: Option<&Path>,
-) -> Result<(PathBuf, Option<PathBuf>)> {
+/// rvsd and rvsadm: given on the command line, else next to this executable, else found or built by the lab's
+/// [`crate::bins::find`].
+fn find_rvs_binaries(rvsd: Option<&Path>, rvsadm: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
     let exe_dir = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf));
@@ -801,37 +874,10 @@ fn find_rvs_binaries(
     let rvsd = rvsd.map(Path::to_path_buf).or_else(|| beside("rvsd"));
     let rvsadm = rvsadm.map(Path::to_path_buf).or_else(|| beside("rvsadm"));
     match (rvsd, rvsadm) {
-        (Some(d), a) => Ok((d, a)),
-        (None, a) => {
-            let found = crate::bins::find().context("finding rvsd")?;
-            Ok((found.rvsd, a.or(Some(found.rvsadm))))
+        (Some(d), Some(a)) => Ok((d, a)),
+        (d, a) => {
+            let found = crate::bins::find().context("finding rvsd and rvsadm")?;
+            Ok((d.unwrap_or(found.rvsd), a.unwrap_or(found.rvsadm)))
         }
-    }
-}
-
-/// Removes namespaces of earlier bench runs whose process is gone (e.g. killed with SIGKILL), with the
-/// processes still inside them.
-pub fn remove_stale_labs() {
-    let Ok(list) = sh(&["ip", "netns", "list"]) else {
-        return;
-    };
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next() else {
-            continue;
-        };
-        if pid.parse::<u32>().is_err() || Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        if let Ok(pids) = sh(&["ip", "netns", "pids", name]) {
-            for p in pids.lines().filter_map(|p| p.trim().parse::<u32>().ok()) {
-                sys::signal(p, "KILL");
-            }
-        }
-        let _ = sh(&["ip", "netns", "del", name]);
-        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{NS_PREFIX}{pid}")));
-        eprintln!("bench: removed stale namespace {name}");
     }
 }
