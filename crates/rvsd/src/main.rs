@@ -511,7 +511,8 @@ fn run(args: Args) -> anyhow::Result<Ending> {
 /// next start: the hold on the masquerading real servers' replies (handover.rs) goes in place first, for at most
 /// the bound. Returns the bound, or None when nothing is handed over (and then nothing is held).
 fn hold_for_next_start(secs: u64, director: &Director) -> Option<Duration> {
-    if secs == 0 || director.conn_count() == 0 {
+    // Persistence templates outlive their connections: a table of templates alone is handed over too.
+    if secs == 0 || director.conn_count() + director.template_count() == 0 {
         return None;
     }
     let bound = Duration::from_secs(secs);
@@ -524,8 +525,8 @@ fn hold_for_next_start(secs: u64, director: &Director) -> Option<Duration> {
         .collect();
     rips.sort_unstable();
     rips.dedup();
-    // Route and tunnel replies bypass the director: nothing of theirs to hold.
-    if rips.is_empty() {
+    // Route and tunnel replies bypass the director, and templates alone carry no packets: nothing to hold.
+    if rips.is_empty() || director.conn_count() == 0 {
         return Some(bound);
     }
     match handover::hold(&rips, bound) {
@@ -736,4 +737,45 @@ fn reload_rules(daemon: &Daemon) -> anyhow::Result<()> {
         f.refused();
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::{ConfigOp, DestSpec, Persistence, Protocol, ServiceKey, ServiceSpec, Timestamp};
+
+    #[test]
+    fn a_stop_hands_persistence_templates_over_even_when_their_connections_are_gone() {
+        let d = Director::default();
+        let k = ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            addr: "198.51.100.1".parse().expect("ip"),
+            port: 53,
+        };
+        let mut spec = ServiceSpec::new(k, "rr");
+        spec.persistence = Some(Persistence {
+            timeout_s: 3600,
+            netmask: "255.255.255.255".parse().expect("mask"),
+        });
+        d.apply_batch(vec![
+            ConfigOp::AddService(spec),
+            ConfigOp::AddDest(k, DestSpec::masq("203.0.113.1".parse().expect("ip"), 53, 1)),
+        ])
+        .expect("config");
+        // Nothing in the table: nothing handed over, nothing held.
+        assert_eq!(hold_for_next_start(10, &d), None);
+        let mut p = vec![
+            0x45, 0, 0, 29, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 7, 198, 51, 100, 1, 0x30,
+            0x39, 0, 53, 0, 9, 0, 0, b'q',
+        ];
+        assert!(matches!(
+            d.process(Timestamp(1000), 0, &mut p),
+            rvs_core::Verdict::Forward(_)
+        ));
+        // The UDP connection expires (300 s), its template (3600 s) stays: still handed over, without a hold.
+        d.expire(Timestamp(1000 + 400_000));
+        assert_eq!((d.conn_count(), d.template_count()), (0, 1));
+        assert_eq!(hold_for_next_start(10, &d), Some(Duration::from_secs(10)));
+        assert_eq!(hold_for_next_start(0, &d), None, "--restart-hold 0");
+    }
 }
