@@ -13,10 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
-use rvs_core::{
-    ConfigOp, DestSpec, Direction, Director, DirectorConfig, Protocol, ServiceKey, ServiceSpec,
-    Timestamp, Verdict,
-};
+use rvs_core::{ConfigOp, DestSpec, Direction, Director, DirectorConfig, Protocol, ServiceKey, ServiceSpec, Timestamp, Verdict, Weight};
 use rvs_wire::checksum::{ipv4_header_ok, transport_ok};
 use rvs_wire::{
     IcmpPacket, Icmpv6Packet, IpVersion, Ipv4Packet, PacketInfo, TcpPacket, Transport, UdpPacket,
@@ -56,12 +53,12 @@ fn director() -> Director {
     };
     let ops = vec![
         ConfigOp::AddService(ServiceSpec::new(tcp4.clone(), "rr")),
-        ConfigOp::AddDest(tcp4.clone(), DestSpec::masq(rip4(0).into(), 8080, 1)),
-        ConfigOp::AddDest(tcp4, DestSpec::masq(rip4(1).into(), 8080, 2)),
+        ConfigOp::AddDest(tcp4.clone(), DestSpec::masq(rip4(0).into(), 8080, Weight(1))),
+        ConfigOp::AddDest(tcp4, DestSpec::masq(rip4(1).into(), 8080, Weight(2))),
         ConfigOp::AddService(ServiceSpec::new(udp4.clone(), "wlc")),
-        ConfigOp::AddDest(udp4, DestSpec::masq(rip4(0).into(), 53, 1)),
+        ConfigOp::AddDest(udp4, DestSpec::masq(rip4(0).into(), 53, Weight(1))),
         ConfigOp::AddService(ServiceSpec::new(tcp6.clone(), "rr")),
-        ConfigOp::AddDest(tcp6, DestSpec::masq(rip6().into(), 80, 1)),
+        ConfigOp::AddDest(tcp6, DestSpec::masq(rip6().into(), 80, Weight(1))),
     ];
     d.apply_batch(ops).expect("fuzz director config");
     d

@@ -65,7 +65,7 @@ impl std::str::FromStr for Announcement {
 pub fn serving(services: &[ServiceInfo], vip: IpAddr) -> bool {
     services.iter().any(|s| {
         matches!(s.config.key, ServiceKey::Addr { addr, .. } if addr == vip)
-            && s.dests.iter().any(|d| d.config.weight > 0)
+            && s.dests.iter().any(|d| !d.config.weight.is_quiesced())
     })
 }
 
@@ -133,7 +133,7 @@ mod tests {
                     config: DestSpec {
                         addr: IpAddr::from([203, 0, 113, 11 + i as u8]),
                         port: 80,
-                        weight: w,
+                        weight: rvs_api::Weight(w),
                         method: ForwardMethod::Route,
                         u_threshold: 0,
                         l_threshold: 0,

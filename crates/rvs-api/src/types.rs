@@ -12,8 +12,8 @@ pub use rvs_core::sched::SCHEDULER_NAMES;
 /// The configuration vocabulary is rvs-core's, defined once there (crates/rvs-core/src/service.rs,
 /// config.rs, stats.rs); its serde form (rvs-core's `serde` feature) is this protocol's JSON schema.
 pub use rvs_core::{
-    DestSpec, ForwardMethod, Persistence, Protocol, Rates, SchedFlags, ServiceKey, ServiceSpec,
-    Stats, Timeouts, TunnelConfig, TunnelCsum, TunnelKind,
+    DestSpec, ForwardMethod, Fwmark, Persistence, Protocol, Rates, SchedFlags, ServiceKey,
+    ServiceSpec, Stats, Timeouts, TunnelConfig, TunnelCsum, TunnelKind, Weight,
 };
 
 /// A destination as listed.

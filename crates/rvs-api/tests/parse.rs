@@ -54,7 +54,7 @@ fn defaults_follow_ipvsadm_source() {
         })
     );
     let (_, d) = add_dest("-a -t 10.0.0.1:80 -r 10.0.0.2");
-    assert_eq!(d.weight, 1);
+    assert_eq!(d.weight, Weight(1));
     assert_eq!(d.method, ForwardMethod::Route); // -g is ipvsadm's default
     assert_eq!(d.port, 80, "port copied from the service");
 }
@@ -125,7 +125,7 @@ fn services_and_addresses() {
     assert_eq!(
         s.key,
         ServiceKey::Fwmark {
-            mark: 42,
+            mark: Fwmark(42),
             ipv6: true
         }
     );
@@ -166,7 +166,7 @@ fn destinations() {
         DestSpec {
             addr: ip("10.0.0.2"),
             port: 8080,
-            weight: 5,
+            weight: Weight(5),
             method: ForwardMethod::Masq,
             u_threshold: 100,
             l_threshold: 50
@@ -194,14 +194,14 @@ fn destinations() {
         (k, d.port),
         (
             ServiceKey::Fwmark {
-                mark: 3,
+                mark: Fwmark(3),
                 ipv6: false
             },
             8080
         )
     );
     match p("-e -t 10.0.0.1:80 -r 10.0.0.2 -m -w 0") {
-        Action::Apply(Command::EditDest { dest, .. }) => assert_eq!(dest.weight, 0),
+        Action::Apply(Command::EditDest { dest, .. }) => assert_eq!(dest.weight, Weight(0)),
         other => panic!("{other:?}"),
     }
     match p("-d -t 10.0.0.1:80 -r 10.0.0.2") {

@@ -93,7 +93,7 @@ fn unit_round_trip_with_every_feature() {
                 DestSpec {
                     addr: v4("203.0.113.1"),
                     port: 8080,
-                    weight: 0,
+                    weight: Weight(0),
                     method: ForwardMethod::Masq,
                     u_threshold: 100,
                     l_threshold: 10,
@@ -101,7 +101,7 @@ fn unit_round_trip_with_every_feature() {
                 DestSpec {
                     addr: v4("203.0.113.2"),
                     port: 80,
-                    weight: 7,
+                    weight: Weight(7),
                     method: ForwardMethod::Tunnel(TunnelConfig {
                         kind: TunnelKind::Gue,
                         port: 6080,
@@ -115,7 +115,7 @@ fn unit_round_trip_with_every_feature() {
         svc(
             ServiceSpec {
                 key: ServiceKey::Fwmark {
-                    mark: 9,
+                    mark: Fwmark(9),
                     ipv6: true,
                 },
                 scheduler: "rr".into(),
@@ -130,7 +130,7 @@ fn unit_round_trip_with_every_feature() {
             vec![DestSpec {
                 addr: v4("2001:db8::9"),
                 port: 0,
-                weight: 65535,
+                weight: Weight(65535),
                 method: ForwardMethod::Route,
                 u_threshold: 0,
                 l_threshold: 0,
@@ -231,7 +231,7 @@ fn arb_service(idx: u32) -> impl Strategy<Value = ServiceInfo> {
                         ),
                         _ => (
                             ServiceKey::Fwmark {
-                                mark: idx + 1,
+                                mark: Fwmark(idx + 1),
                                 ipv6: fw6,
                             },
                             fw6,
@@ -295,7 +295,7 @@ fn arb_service(idx: u32) -> impl Strategy<Value = ServiceInfo> {
                         dests.push(DestSpec {
                             addr,
                             port: dport,
-                            weight: (s >> 3) as u32 % 65536,
+                            weight: Weight((s >> 3) as u32 % 65536),
                             method,
                             u_threshold: (s >> 20) as u32 % 3 * 1000,
                             l_threshold: (s >> 22) as u32 % 2 * 500,

@@ -10,7 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use etherparse::PacketBuilder;
 use rvs_core::{
     ConfigOp, DestSpec, Director, DirectorConfig, Protocol, ServiceKey, ServiceSpec, Timestamp,
-    Verdict,
+    Verdict, Weight,
 };
 
 const VIP: [u8; 4] = [198, 51, 100, 250];
@@ -47,7 +47,7 @@ fn director(sched: &str) -> Director {
     for i in 0..N_DESTS {
         ops.push(ConfigOp::AddDest(
             key,
-            DestSpec::masq(IpAddr::V4(Ipv4Addr::from(rip(i))), 8080, 1),
+            DestSpec::masq(IpAddr::V4(Ipv4Addr::from(rip(i))), 8080, Weight(1)),
         ));
     }
     d.apply_batch(ops).unwrap();

@@ -11,6 +11,7 @@ use std::time::Instant;
 use etherparse::PacketBuilder;
 use rvs_core::{
     ConfigOp, DestSpec, Director, DirectorConfig, Protocol, ServiceKey, ServiceSpec, Timestamp,
+    Weight,
 };
 
 const VIP: [u8; 4] = [198, 51, 100, 250];
@@ -72,7 +73,11 @@ fn main() {
     for i in 0..8u8 {
         ops.push(ConfigOp::AddDest(
             key,
-            DestSpec::masq(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1 + i)), 8080, 1),
+            DestSpec::masq(
+                IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1 + i)),
+                8080,
+                Weight(1),
+            ),
         ));
     }
     d.apply_batch(ops).unwrap();

@@ -68,7 +68,7 @@ fn director(k: ServiceKey, dests: &[[u8; 4]], persist: bool, cfg: DefenseConfig)
     }
     let mut ops = vec![ConfigOp::AddService(spec)];
     for a in dests {
-        ops.push(ConfigOp::AddDest(k, DestSpec::masq(ip(*a), 80, 1)));
+        ops.push(ConfigOp::AddDest(k, DestSpec::masq(ip(*a), 80, Weight(1))));
     }
     d.apply_batch(ops).unwrap();
     d
@@ -138,8 +138,11 @@ fn persistent_client_leaves_a_quiesced_server_with_expire_quiescent_template() {
         let d = director(k, &[RIP1, RIP2], true, cfg);
         let c = [198, 51, 100, 7];
         let (_, first) = send(&d, 0, 1, tcp(c, 4000, VIP, 80, "S"));
-        d.apply(ConfigOp::EditDest(k, DestSpec::masq(ip(first), 80, 0)))
-            .unwrap();
+        d.apply(ConfigOp::EditDest(
+            k,
+            DestSpec::masq(ip(first), 80, Weight(0)),
+        ))
+        .unwrap();
         let (v, next) = send(&d, 2, 1, tcp(c, 4001, VIP, 80, "S"));
         assert_eq!(v, FWD_IN);
         assert_eq!(next != first, moves, "{mode:?}");
@@ -182,8 +185,11 @@ fn syn_reusing_a_port_to_a_quiesced_server_is_rescheduled_with_expire_nodest_con
     let d = director(k, &[RIP1, RIP2], false, cfg);
     let c = [198, 51, 100, 7];
     let (_, first) = send(&d, 0, 1, tcp(c, 4000, VIP, 80, "S"));
-    d.apply(ConfigOp::EditDest(k, DestSpec::masq(ip(first), 80, 0)))
-        .unwrap();
+    d.apply(ConfigOp::EditDest(
+        k,
+        DestSpec::masq(ip(first), 80, Weight(0)),
+    ))
+    .unwrap();
     // A non-SYN keeps the connection (quiesced servers keep theirs)...
     assert_eq!(send(&d, 2, 1, tcp(c, 4000, VIP, 80, "A")).1, first);
     // ...a new SYN on the same port goes elsewhere.

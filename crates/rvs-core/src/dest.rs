@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::service::{DestSpec, ForwardMethod, TunnelConfig, TunnelCsum, TunnelKind};
+use crate::service::{DestSpec, ForwardMethod, TunnelConfig, TunnelCsum, TunnelKind, Weight};
 use crate::stats::{Rates, Stats, StatsCell};
 
 /// State shared by every version of one virtual service (kept across edits): its counters and
@@ -121,14 +121,14 @@ pub struct Destination {
 impl Destination {
     /// A masq destination with the given weight and no connections (not attached to a service).
     pub fn new(addr: IpAddr, port: u16, weight: u32) -> Self {
-        Self::from_spec(&DestSpec::masq(addr, port, weight), Arc::default())
+        Self::from_spec(&DestSpec::masq(addr, port, Weight(weight)), Arc::default())
     }
 
     pub(crate) fn from_spec(spec: &DestSpec, svc: Arc<ServiceShared>) -> Self {
         Self {
             addr: spec.addr,
             port: spec.port,
-            weight: AtomicU32::new(spec.weight),
+            weight: AtomicU32::new(spec.weight.get()),
             active: AtomicU32::new(0),
             inactive: AtomicU32::new(0),
             persistent: AtomicU32::new(0),
@@ -236,7 +236,7 @@ impl Destination {
         DestSpec {
             addr: self.addr,
             port: self.port,
-            weight: self.weight(),
+            weight: Weight(self.weight()),
             method: self.method(),
             u_threshold: self.u_threshold(),
             l_threshold: self.l_threshold(),
@@ -264,7 +264,7 @@ impl Destination {
 
     /// Applies an edit (`ipvsadm -e`), as __ip_vs_update_dest does.
     pub(crate) fn update(&self, spec: &DestSpec) {
-        self.weight.store(spec.weight, Ordering::Relaxed);
+        self.weight.store(spec.weight.get(), Ordering::Relaxed);
         let old_u = self.u_threshold.swap(spec.u_threshold, Ordering::Relaxed);
         self.l_threshold.store(spec.l_threshold, Ordering::Relaxed);
         if spec.u_threshold == 0 || spec.u_threshold > old_u {
@@ -349,7 +349,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn dest(u: u32, l: u32) -> Destination {
-        let mut s = DestSpec::masq(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 80, 1);
+        let mut s = DestSpec::masq(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 80, Weight(1));
         s.u_threshold = u;
         s.l_threshold = l;
         Destination::from_spec(&s, Arc::default())

@@ -21,7 +21,7 @@ use crate::conn::{
 use crate::defense::{Defense, HitAction};
 use crate::dest::{Bound, Destination};
 use crate::sched::SchedInput;
-use crate::service::{ForwardMethod, ServiceKey, TunnelConfig};
+use crate::service::{ForwardMethod, Fwmark, ServiceKey, TunnelConfig};
 use crate::stats::STAT_SLOTS;
 use crate::table::{Service, ServiceTable};
 use crate::tcp::{TCP_STATES, TcpDir, TcpState, next_state_in};
@@ -244,15 +244,15 @@ impl Director {
     /// THE data-plane entry point: parses one IP packet (no firewall mark), then
     /// [`Self::process_parsed`].
     pub fn process(&self, now: Timestamp, random: u64, pkt: &mut [u8]) -> Verdict {
-        self.process_marked(now, random, 0, pkt)
+        self.process_marked(now, random, Fwmark::NONE, pkt)
     }
 
-    /// [`process`](Self::process) for a packet carrying firewall mark `mark` (0: none).
+    /// [`process`](Self::process) for a packet carrying firewall mark `mark` ([`Fwmark::NONE`]: none).
     pub fn process_marked(
         &self,
         now: Timestamp,
         random: u64,
-        mark: u32,
+        mark: Fwmark,
         pkt: &mut [u8],
     ) -> Verdict {
         match rvs_wire::parse(pkt) {
@@ -272,7 +272,7 @@ impl Director {
     /// owned by the caller and kept current by the rewrites: after a Forward it describes the
     /// packet as it leaves (addresses, ports), so the caller never parses it again.
     ///
-    /// `mark` is the packet's firewall mark (0: none). As IPVS's `ip_vs_service_find`, a new
+    /// `mark` is the packet's firewall mark ([`Fwmark::NONE`]: none). As IPVS's `ip_vs_service_find`, a new
     /// connection goes to the fwmark service of that mark (of the packet's family) first, then to
     /// the service of its address and port; a marked packet needs no VIP as destination.
     #[inline]
@@ -280,12 +280,12 @@ impl Director {
         &self,
         now: Timestamp,
         random: u64,
-        mark: u32,
+        mark: Fwmark,
         pkt: &mut [u8],
         info: &mut PacketInfo,
     ) -> Verdict {
         let svcs = self.services.load();
-        let marked = if mark == 0 {
+        let marked = if mark == Fwmark::NONE {
             None
         } else {
             svcs.by_mark.get(&(mark, info.dst.is_ipv6()))
@@ -663,10 +663,14 @@ impl Director {
         // ports 80 and 443 grouped under one mark reach the same real server.
         let (vaddr, vport, fwmark) = match svc.spec.key {
             ServiceKey::Addr { port, .. } => (input.vaddr, port, 0),
-            ServiceKey::Fwmark { mark, ipv6: false } => (IpAddr::V4(Ipv4Addr::from(mark)), 0, mark),
-            ServiceKey::Fwmark { mark, ipv6: true } => {
-                (IpAddr::V6(Ipv6Addr::from(u128::from(mark) << 96)), 0, mark)
+            ServiceKey::Fwmark { mark, ipv6: false } => {
+                (IpAddr::V4(Ipv4Addr::from(mark.get())), 0, mark.get())
             }
+            ServiceKey::Fwmark { mark, ipv6: true } => (
+                IpAddr::V6(Ipv6Addr::from(u128::from(mark.get()) << 96)),
+                0,
+                mark.get(),
+            ),
         };
         let key = TemplateKey {
             proto: input.protocol,

@@ -190,7 +190,10 @@ fn setup(key: ServiceKey, dests: &[([u8; 4], u16)], persist: Option<Persistence>
     spec.persistence = persist;
     let mut ops = vec![ConfigOp::AddService(spec)];
     for (a, p) in dests {
-        ops.push(ConfigOp::AddDest(key, DestSpec::masq(ip(*a), *p, 1)));
+        ops.push(ConfigOp::AddDest(
+            key,
+            DestSpec::masq(ip(*a), *p, Weight(1)),
+        ));
     }
     d.apply_batch(ops).unwrap();
     d
@@ -560,8 +563,11 @@ fn quiesced_destination_keeps_connections_gets_no_new_ones() {
         RIP1
     );
     send(&d, 1, tcp4(CIP, 1, VIP, 80, ACK, b""), fwd_in);
-    d.apply(ConfigOp::EditDest(key, DestSpec::masq(ip(RIP1), 80, 0)))
-        .unwrap();
+    d.apply(ConfigOp::EditDest(
+        key,
+        DestSpec::masq(ip(RIP1), 80, Weight(0)),
+    ))
+    .unwrap();
     for port in 2..10 {
         let p = send(&d, 3, tcp4(CIP, port, VIP, 80, SYN, b""), fwd_in);
         assert_eq!(addrs4(&p).2, RIP2);
@@ -570,8 +576,11 @@ fn quiesced_destination_keeps_connections_gets_no_new_ones() {
     assert_eq!(addrs4(&p).2, RIP1);
     assert_eq!(dest_counts(&d, &key, RIP1), (1, 0, 0));
     // All quiesced: no destination.
-    d.apply(ConfigOp::EditDest(key, DestSpec::masq(ip(RIP2), 80, 0)))
-        .unwrap();
+    d.apply(ConfigOp::EditDest(
+        key,
+        DestSpec::masq(ip(RIP2), 80, Weight(0)),
+    ))
+    .unwrap();
     send(
         &d,
         6,
@@ -613,8 +622,11 @@ fn deleted_destination_connections_are_dropped_until_expiry() {
     let p = send(&d, 5, tcp4(CIP, 2, VIP, 80, SYN, b""), fwd_in);
     assert_eq!(addrs4(&p).2, RIP2);
     // Re-adding RIP1 makes a fresh destination; the old connection keeps the old one.
-    d.apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)))
-        .unwrap();
+    d.apply(ConfigOp::AddDest(
+        key,
+        DestSpec::masq(ip(RIP1), 80, Weight(1)),
+    ))
+    .unwrap();
     assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
     assert_eq!(d.expire(Timestamp(900_004)), 2);
     assert_eq!(d.conn_count(), 0);
@@ -627,7 +639,7 @@ fn deleting_a_service_drops_its_connections() {
     let d = setup(key, &[(RIP1, 80)], None);
     d.apply_batch(vec![
         ConfigOp::AddService(ServiceSpec::new(other, "rr")),
-        ConfigOp::AddDest(other, DestSpec::masq(ip(RIP2), 53, 1)),
+        ConfigOp::AddDest(other, DestSpec::masq(ip(RIP2), 53, Weight(1))),
     ])
     .unwrap();
     let fwd_in = Verdict::Forward(Direction::In);
@@ -657,8 +669,8 @@ fn batch_is_all_or_nothing_and_errors_read_like_ipvsadm() {
     let key = tcp_key(80);
     let r = d.apply_batch(vec![
         ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)),
-        ConfigOp::AddDest(tcp_key(81), DestSpec::masq(ip(RIP1), 80, 1)),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, Weight(1))),
+        ConfigOp::AddDest(tcp_key(81), DestSpec::masq(ip(RIP1), 80, Weight(1))),
     ]);
     assert_eq!(r, Err((2, ConfigError::ServiceNotDefined)));
     assert!(d.services().is_empty());
@@ -674,25 +686,37 @@ fn batch_is_all_or_nothing_and_errors_read_like_ipvsadm() {
         .apply(ConfigOp::AddService(ServiceSpec::new(tcp_key(1), "nope")))
         .unwrap_err();
     assert_eq!(e.to_string(), "Scheduler or persistence engine not found");
-    d.apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)))
-        .unwrap();
+    d.apply(ConfigOp::AddDest(
+        key,
+        DestSpec::masq(ip(RIP1), 80, Weight(1)),
+    ))
+    .unwrap();
     let e = d
-        .apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1)))
+        .apply(ConfigOp::AddDest(
+            key,
+            DestSpec::masq(ip(RIP1), 80, Weight(1)),
+        ))
         .unwrap_err();
     assert_eq!(e.to_string(), "Destination already exists");
     let e = d
-        .apply(ConfigOp::EditDest(key, DestSpec::masq(ip(RIP2), 80, 1)))
+        .apply(ConfigOp::EditDest(
+            key,
+            DestSpec::masq(ip(RIP2), 80, Weight(1)),
+        ))
         .unwrap_err();
     assert_eq!(e.to_string(), "No such destination");
     let e = d.apply(ConfigOp::DeleteService(tcp_key(9))).unwrap_err();
     assert_eq!(e.to_string(), "Service not defined");
     let e = d
-        .apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP2), 80, 70_000)))
+        .apply(ConfigOp::AddDest(
+            key,
+            DestSpec::masq(ip(RIP2), 80, Weight(70_000)),
+        ))
         .unwrap_err();
     assert_eq!(e.to_string(), "Invalid argument");
     // A failing batch leaves weights and timeouts alone too.
     let r = d.apply_batch(vec![
-        ConfigOp::EditDest(key, DestSpec::masq(ip(RIP1), 80, 0)),
+        ConfigOp::EditDest(key, DestSpec::masq(ip(RIP1), 80, Weight(0))),
         ConfigOp::SetTimeouts(Timeouts {
             tcp_s: 5,
             tcp_fin_s: 0,
@@ -701,7 +725,7 @@ fn batch_is_all_or_nothing_and_errors_read_like_ipvsadm() {
         ConfigOp::DeleteService(tcp_key(9)),
     ]);
     assert_eq!(r, Err((2, ConfigError::ServiceNotDefined)));
-    assert_eq!(d.service(&key).unwrap().dests[0].spec.weight, 1);
+    assert_eq!(d.service(&key).unwrap().dests[0].spec.weight, Weight(1));
     assert_eq!(d.timeouts().tcp_s, 900);
 }
 
@@ -709,7 +733,7 @@ fn batch_is_all_or_nothing_and_errors_read_like_ipvsadm() {
 fn thresholds_overload_and_recover() {
     let key = tcp_key(80);
     let d = setup(key, &[(RIP1, 80), (RIP2, 80)], None);
-    let mut s = DestSpec::masq(ip(RIP1), 80, 1);
+    let mut s = DestSpec::masq(ip(RIP1), 80, Weight(1));
     s.u_threshold = 2;
     s.l_threshold = 1;
     d.apply(ConfigOp::EditDest(key, s)).unwrap();
@@ -839,12 +863,15 @@ fn ipv6_service_round_trip() {
     let d = Director::default();
     d.apply_batch(vec![
         ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-        ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 8080, 1)),
+        ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 8080, Weight(1))),
     ])
     .unwrap();
     // Mixed families are refused for masq.
     assert!(matches!(
-        d.apply(ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, 1))),
+        d.apply(ConfigOp::AddDest(
+            key,
+            DestSpec::masq(ip(RIP1), 80, Weight(1))
+        )),
         Err(ConfigError::InvalidArgument(_))
     ));
     let mk = |s: Ipv6Addr, sp: u16, dd: Ipv6Addr, dp: u16, syn: bool| {
@@ -917,8 +944,8 @@ fn one_packet_udp_is_not_tracked() {
     spec.one_packet = true;
     d.apply_batch(vec![
         ConfigOp::AddService(spec),
-        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, 1)),
-        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP2), 53, 1)),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, Weight(1))),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP2), 53, Weight(1))),
     ])
     .unwrap();
     let a = addrs4(&send(
@@ -1054,7 +1081,7 @@ fn memory_per_ipv4_connection_is_under_96_bytes() {
     });
     d.apply_batch(vec![
         ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, 1)),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 53, Weight(1))),
     ])
     .unwrap();
     let n: u32 = 100_000;
@@ -1105,7 +1132,7 @@ fn editing_the_service_keeps_connections() {
     // Adding a destination does not disturb anything either.
     d.apply(ConfigOp::AddDest(
         key,
-        DestSpec::masq(ip([203, 0, 113, 3]), 80, 1),
+        DestSpec::masq(ip([203, 0, 113, 3]), 80, Weight(1)),
     ))
     .unwrap();
     let p = send(&d, 7, tcp4(CIP, 3, VIP, 80, ACK, b"x"), fwd_in);
@@ -1127,7 +1154,7 @@ fn icmpv6_error_is_translated_with_pseudo_header_checksum() {
     let d = Director::default();
     d.apply_batch(vec![
         ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-        ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 5353, 1)),
+        ConfigOp::AddDest(key, DestSpec::masq(IpAddr::V6(rip), 5353, Weight(1))),
     ])
     .unwrap();
     let udp6 = |s: Ipv6Addr, sp: u16, dd: Ipv6Addr, dp: u16| {
@@ -1177,8 +1204,11 @@ fn persistence_follows_quiesced_but_not_deleted_destinations() {
     let first = addrs4(&send(&d, 0, tcp4(CIP, 1, VIP, 80, SYN, b""), fwd_in)).2;
     let second = if first == RIP1 { RIP2 } else { RIP1 };
     // Quiesced: the client keeps its server (expire_quiescent_template = 0).
-    d.apply(ConfigOp::EditDest(key, DestSpec::masq(ip(first), 80, 0)))
-        .unwrap();
+    d.apply(ConfigOp::EditDest(
+        key,
+        DestSpec::masq(ip(first), 80, Weight(0)),
+    ))
+    .unwrap();
     let p = send(&d, 2, tcp4(CIP, 2, VIP, 80, SYN, b""), fwd_in);
     assert_eq!(addrs4(&p).2, first);
     // Deleted: the template is replaced; the client moves to the other server.
@@ -1212,7 +1242,7 @@ fn template_holds_are_given_back_on_every_path() {
     spec.persistence = Some(persist);
     d.apply_batch(vec![
         ConfigOp::AddService(spec),
-        ConfigOp::AddDest(ukey, DestSpec::masq(ip(RIP1), 53, 1)),
+        ConfigOp::AddDest(ukey, DestSpec::masq(ip(RIP1), 53, Weight(1))),
     ])
     .unwrap();
     for t in 0..3 {

@@ -225,6 +225,7 @@ fn credit_in<A: ConnAddr>(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use crate::Weight;
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -266,7 +267,7 @@ mod tests {
         };
         d.apply_batch(vec![
             ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-            ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, 1)),
+            ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, Weight(1))),
         ])
         .unwrap();
         let r = Arc::new(Recorder::default());
@@ -379,7 +380,7 @@ mod tests {
                     key,
                     DestSpec {
                         method,
-                        ..DestSpec::masq(RIP.into(), 80, 1)
+                        ..DestSpec::masq(RIP.into(), 80, Weight(1))
                     },
                 ),
             ])
@@ -429,7 +430,7 @@ mod tests {
                     key,
                     DestSpec {
                         method,
-                        ..DestSpec::masq(RIP.into(), 80, 1)
+                        ..DestSpec::masq(RIP.into(), 80, Weight(1))
                     },
                 ),
             ])

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::conn::{Conn, ConnAddr, ConnTable, F_INACTIVE};
 use crate::dest::{Bound, Destination};
 use crate::director::Director;
-use crate::service::ServiceKey;
+use crate::service::{Fwmark, ServiceKey};
 use crate::table::ServiceTable;
 use crate::template::{Template, TemplateKey};
 use crate::time::Timestamp;
@@ -295,7 +295,7 @@ fn find_dest(
 ) -> Option<Arc<Destination>> {
     let svc = if fwmark != 0 {
         svcs.get(&ServiceKey::Fwmark {
-            mark: fwmark,
+            mark: Fwmark(fwmark),
             ipv6: vaddr.is_ipv6(),
         })?
     } else {
@@ -509,7 +509,7 @@ mod tests {
         for r in RIPS {
             ops.push(ConfigOp::AddDest(
                 k,
-                DestSpec::masq(Ipv4Addr::from(r).into(), 8080, 1),
+                DestSpec::masq(Ipv4Addr::from(r).into(), 8080, Weight(1)),
             ));
         }
         d.apply_batch(ops).expect("config");

@@ -114,8 +114,8 @@ pub use director::{
 };
 pub use fastpath::{FastConn, FastCredit, FastPathSink};
 pub use service::{
-    DestSpec, ForwardMethod, Persistence, Protocol, SchedFlags, ServiceKey, ServiceSpec,
-    TunnelConfig, TunnelCsum, TunnelKind,
+    DestSpec, ForwardMethod, Fwmark, Persistence, Protocol, SchedFlags, ServiceKey, ServiceSpec,
+    TunnelConfig, TunnelCsum, TunnelKind, Weight,
 };
 pub use stats::{Rates, Stats};
 pub use tcp::TcpState;

@@ -28,7 +28,7 @@ fn key(protocol: Protocol, port: u16) -> ServiceKey {
 fn dest(a: [u8; 4], method: ForwardMethod) -> DestSpec {
     DestSpec {
         method,
-        ..DestSpec::masq(ip(a), 80, 1)
+        ..DestSpec::masq(ip(a), 80, Weight(1))
     }
 }
 
@@ -91,7 +91,7 @@ fn mixed_methods_in_one_service_give_route_and_tunnel_verdicts() {
         ConfigOp::AddService(ServiceSpec::new(k, "rr")),
         ConfigOp::AddDest(k, dest(RIP1, ForwardMethod::Route)),
         ConfigOp::AddDest(k, dest(RIP2, ForwardMethod::Tunnel(GUE))),
-        ConfigOp::AddDest(k, DestSpec::masq(ip([203, 0, 113, 3]), 8080, 1)),
+        ConfigOp::AddDest(k, DestSpec::masq(ip([203, 0, 113, 3]), 8080, Weight(1))),
     ]);
     let mut seen = Vec::new();
     for cport in 1000..1003 {
@@ -208,7 +208,7 @@ fn icmp_errors_for_route_connections_go_to_the_real_server_unchanged() {
 #[test]
 fn fwmark_service_groups_ports_with_persistence() {
     let fwm = ServiceKey::Fwmark {
-        mark: 7,
+        mark: Fwmark(7),
         ipv6: false,
     };
     let mut spec = ServiceSpec::new(fwm, "rr");
@@ -228,13 +228,16 @@ fn fwmark_service_groups_ports_with_persistence() {
     let mut first = None;
     for (cport, vport) in [(1, 80), (2, 443), (3, 80), (4, 443)] {
         let mut p = tcp(cport, vport, "S");
-        let v = d.process_marked(Timestamp(1), cport.into(), 7, &mut p);
+        let v = d.process_marked(Timestamp(1), cport.into(), Fwmark(7), &mut p);
         assert!(matches!(v, Verdict::Route { .. }), "{v:?}");
         assert_eq!(*first.get_or_insert(v), v, "persistence across ports");
     }
     // Another mark: not this service.
     let mut p = tcp(9, 80, "S");
-    assert_eq!(d.process_marked(Timestamp(1), 1, 8, &mut p), Verdict::Pass);
+    assert_eq!(
+        d.process_marked(Timestamp(1), 1, Fwmark(8), &mut p),
+        Verdict::Pass
+    );
     let s = d.service(&fwm).unwrap();
     assert_eq!(s.stats.conns, 4);
     let tmpl: Vec<_> = d

@@ -72,6 +72,57 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// A firewall mark (`-f`, the packet's `skb->mark`): what a fwmark service matches. JSON: the bare
+/// number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct Fwmark(pub u32);
+
+impl Fwmark {
+    /// No mark (`skb->mark` 0): the packet matches address services only. Never a service's mark.
+    pub const NONE: Self = Self(0);
+
+    /// The mark as the kernel holds it.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Fwmark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A real server's weight (`-w`, 0..=65535; 0 = quiesced: no new connections, existing ones stay).
+/// JSON: the bare number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct Weight(pub u32);
+
+impl Weight {
+    /// The largest weight ipvsadm accepts.
+    pub const MAX: Self = Self(65535);
+
+    /// The weight as a number (what the schedulers compute with).
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// Weight 0: the real server takes no new connections.
+    pub const fn is_quiesced(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl fmt::Display for Weight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// How a virtual service is identified.
 ///
 /// JSON: `{"addr": {"protocol": "tcp", "addr": "198.51.100.1", "port": 80}}` or
@@ -87,7 +138,7 @@ pub enum ServiceKey {
         port: u16,
     },
     /// Firewall mark (`-f`), per address family.
-    Fwmark { mark: u32, ipv6: bool },
+    Fwmark { mark: Fwmark, ipv6: bool },
 }
 
 impl ServiceKey {
@@ -256,8 +307,7 @@ pub struct DestSpec {
     pub addr: IpAddr,
     /// 0 = same port as the packet's destination port (port-0 and fwmark services).
     pub port: u16,
-    /// 0..=65535; 0 = quiesced.
-    pub weight: u32,
+    pub weight: Weight,
     pub method: ForwardMethod,
     /// Upper connection threshold `-x` (0 = none).
     #[cfg_attr(feature = "serde", serde(default))]
@@ -269,7 +319,7 @@ pub struct DestSpec {
 
 impl DestSpec {
     /// A masq destination with the given weight and no thresholds.
-    pub fn masq(addr: IpAddr, port: u16, weight: u32) -> Self {
+    pub fn masq(addr: IpAddr, port: u16, weight: Weight) -> Self {
         Self {
             addr,
             port,

@@ -57,7 +57,7 @@ fn director(sched: &str, port_flag: bool, n: u8, method: ForwardMethod, sloppy: 
             key(),
             DestSpec {
                 method,
-                ..DestSpec::masq(rip(i), 80, 1)
+                ..DestSpec::masq(rip(i), 80, Weight(1))
             },
         ));
     }

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::config::{ConfigError, ConfigOp, TimeoutUpdate};
 use crate::dest::{Destination, ServiceShared};
 use crate::sched::{SchedFlags, SchedInput, Scheduler, new_scheduler};
-use crate::service::{DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
+use crate::service::{DestSpec, ForwardMethod, Fwmark, ServiceKey, ServiceSpec, Weight};
 
 /// Scheduler plus the destination list it was last updated with (updated together, so an index
 /// it returns always refers to this list).
@@ -61,7 +61,7 @@ pub(crate) type AddrKey = (u8, IpAddr, u16);
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ServiceTable {
     pub(crate) by_addr: HashMap<AddrKey, Arc<Service>, FixedState>,
-    pub(crate) by_mark: HashMap<(u32, bool), Arc<Service>, FixedState>,
+    pub(crate) by_mark: HashMap<(Fwmark, bool), Arc<Service>, FixedState>,
     /// Configuration order (for listings).
     pub(crate) order: Vec<ServiceKey>,
     /// Every VIP with at least one service (any protocol/port).
@@ -180,7 +180,10 @@ fn mask_bits(spec: &ServiceSpec) -> Result<Option<u128>, ConfigError> {
 }
 
 fn validate_service(spec: &ServiceSpec) -> Result<(), ConfigError> {
-    if let ServiceKey::Fwmark { mark: 0, .. } = spec.key {
+    if let ServiceKey::Fwmark {
+        mark: Fwmark::NONE, ..
+    } = spec.key
+    {
         return Err(invalid("fwmark 0"));
     }
     Ok(())
@@ -193,7 +196,7 @@ fn validate_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), ConfigError> {
             method: d.method,
         });
     }
-    if d.weight > 65535 {
+    if d.weight > Weight::MAX {
         return Err(invalid("weight out of range 0..65535"));
     }
     if d.u_threshold != 0 && d.l_threshold > d.u_threshold {

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use rvs_health::engine::{Desired, Health};
 
 fn ports(d: &Desired) -> Vec<(u16, u32)> {
-    d.services[0].1.iter().map(|x| (x.port, x.weight)).collect()
+    d.services[0]
+        .1
+        .iter()
+        .map(|x| (x.port, x.weight.get()))
+        .collect()
 }
 
 fn wait_for(

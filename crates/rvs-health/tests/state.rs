@@ -36,7 +36,7 @@ fn weights(m: &Monitor) -> Vec<(String, u32)> {
     m.desired().expect("desired")[0]
         .1
         .iter()
-        .map(|d| (d.addr.to_string(), d.weight))
+        .map(|d| (d.addr.to_string(), d.weight.get()))
         .collect()
 }
 

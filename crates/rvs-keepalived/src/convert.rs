@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use rvs_api::{Command, DestSpec, Persistence, ServiceKey, ServiceSpec};
+use rvs_api::{Command, DestSpec, Fwmark, Persistence, ServiceKey, ServiceSpec, Weight};
 
 use crate::diag::LoadError;
 use crate::model::*;
@@ -46,7 +46,7 @@ pub fn service_keys(cfg: &Config, vs: &VirtualServer) -> Result<Vec<ServiceKey>,
             port: *port,
         }],
         VsAddress::Fwmark(mark) => vec![ServiceKey::Fwmark {
-            mark: *mark,
+            mark: Fwmark(*mark),
             ipv6: fwmark_family(vs, None),
         }],
         VsAddress::Group(name) => {
@@ -60,7 +60,7 @@ pub fn service_keys(cfg: &Config, vs: &VirtualServer) -> Result<Vec<ServiceKey>,
             for (loc, e) in &g.entries {
                 match e {
                     GroupEntry::Fwmark { mark, ipv6 } => keys.push(ServiceKey::Fwmark {
-                        mark: *mark,
+                        mark: Fwmark(*mark),
                         ipv6: fwmark_family(vs, *ipv6),
                     }),
                     GroupEntry::Range { first, last, port } => {
@@ -133,7 +133,7 @@ pub fn dest_config(rs: &RealServer, weight: u32) -> DestSpec {
     DestSpec {
         addr: rs.addr,
         port: rs.port,
-        weight,
+        weight: Weight(weight),
         method: api_method(rs.method),
         u_threshold: rs.u_threshold,
         l_threshold: rs.l_threshold,
@@ -145,7 +145,7 @@ pub fn sorry_config(s: &SorryServer, weight: u32) -> DestSpec {
     DestSpec {
         addr: s.addr,
         port: s.port,
-        weight,
+        weight: Weight(weight),
         method: api_method(s.method),
         u_threshold: 0,
         l_threshold: 0,

@@ -254,7 +254,12 @@ fn the_lvs_side_is_one_rvsadm_batch() {
     let d = first.expect("a destination");
     assert_eq!(
         (d.addr, d.port, d.weight, d.method),
-        (ip("203.0.113.11"), 80, 3, rvs_api::ForwardMethod::Masq)
+        (
+            ip("203.0.113.11"),
+            80,
+            rvs_api::Weight(3),
+            rvs_api::ForwardMethod::Masq
+        )
     );
     assert!(
         matches!(cmds.last(), Some(rvs_api::Command::SetTimeouts(t)) if t.tcp_s == 900 && t.udp_s == 300)

@@ -14,7 +14,7 @@
 
 use rvs_core::{
     ConfigOp, DestSpec, Direction, Director, DirectorConfig, ForwardMethod, Protocol, ServiceKey,
-    ServiceSpec, Timestamp, Verdict,
+    ServiceSpec, Timestamp, Verdict, Weight,
 };
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -111,7 +111,7 @@ fn director() -> Director {
             let dest = DestSpec {
                 addr: IpAddr::V4(rip),
                 port,
-                weight: 1,
+                weight: Weight(1),
                 method: ForwardMethod::Masq,
                 u_threshold: 0,
                 l_threshold: 0,

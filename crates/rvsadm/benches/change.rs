@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use rvs_api::client::Client;
-use rvs_api::{Command, DestSpec, ForwardMethod, Protocol, ServiceKey};
+use rvs_api::{Command, DestSpec, ForwardMethod, Protocol, ServiceKey, Weight};
 
 fn key(i: u32) -> ServiceKey {
     // The same services as benches/restore.rs writes: 250 VIPs x 40 ports.
@@ -43,7 +43,7 @@ fn main() {
     let dest = DestSpec {
         addr: rip,
         port: 8080,
-        weight: 1,
+        weight: Weight(1),
         method: ForwardMethod::Masq,
         u_threshold: 0,
         l_threshold: 0,

@@ -18,7 +18,7 @@ pub fn dest(addr: &str, port: u16, weight: u32, method: ForwardMethod) -> DestIn
         config: DestSpec {
             addr: ip(addr),
             port,
-            weight,
+            weight: Weight(weight),
             method,
             u_threshold: 0,
             l_threshold: 0,
@@ -171,7 +171,7 @@ pub fn fixture() -> Vec<ServiceInfo> {
     // 4. fwmark service, mh with a flag, persistent with the host mask
     let mut fwm = service(
         ServiceKey::Fwmark {
-            mark: 1,
+            mark: Fwmark(1),
             ipv6: false,
         },
         "mh",
@@ -190,7 +190,7 @@ pub fn fixture() -> Vec<ServiceInfo> {
     // 5. IPv6 fwmark service with generic flags
     let mut fwm6 = service(
         ServiceKey::Fwmark {
-            mark: 2,
+            mark: Fwmark(2),
             ipv6: true,
         },
         "wrr",

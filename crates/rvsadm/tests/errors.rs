@@ -491,7 +491,7 @@ ipvsadm -A -t 198.51.100.1:80 -s wlc -p 360 -M 255.255.255.0
     assert!(matches!(&cmds[0], Command::AddService(s)
         if s.persistence.map(|p| (p.timeout_s, p.netmask)) == Some((360, ip("255.255.255.0")))));
     assert!(matches!(&cmds[3], Command::AddService(s)
-        if s.key == rvs_api::ServiceKey::Fwmark { mark: 7, ipv6: true } && s.sched_flags.fallback));
+        if s.key == rvs_api::ServiceKey::Fwmark { mark: rvs_api::Fwmark(7), ipv6: true } && s.sched_flags.fallback));
 }
 
 #[test]

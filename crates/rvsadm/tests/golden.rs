@@ -45,7 +45,7 @@ fn every_listing_matches_golden() {
         if *name == "one_fwmark_service_stats" {
             // an IPv6 fwmark 1 service must be looked up with ipv6 = true
             fake.services[1].config.key = rvs_api::ServiceKey::Fwmark {
-                mark: 1,
+                mark: rvs_api::Fwmark(1),
                 ipv6: true,
             };
         }

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rvs_core::{ConfigError, ConfigOp, DestSpec, Director, ForwardMethod, ServiceKey, ServiceSpec};
+use rvs_core::{
+    ConfigError, ConfigOp, DestSpec, Director, ForwardMethod, Fwmark, ServiceKey, ServiceSpec,
+};
 use rvs_io::{Steering, SteeringError};
 
 use crate::dataplane::VipSet;
@@ -139,7 +141,7 @@ pub struct AddressUse {
     route: BTreeMap<IpAddr, u32>,
     tunnel: BTreeMap<IpAddr, u32>,
     /// fwmark services by mark (both families).
-    marks: BTreeMap<u32, u32>,
+    marks: BTreeMap<Fwmark, u32>,
 }
 
 impl AddressUse {
@@ -320,7 +322,7 @@ impl Daemon {
             tracing::error!(error = %e, "removing steering no longer needed failed");
         }
         self.refresh_paths(ctl, &old, &new);
-        let marks_after: BTreeSet<u32> = ctl.uses.marks.keys().copied().collect();
+        let marks_after: BTreeSet<Fwmark> = ctl.uses.marks.keys().copied().collect();
         let Control {
             steering, marks, ..
         } = &mut *ctl;
@@ -634,7 +636,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_core::{Protocol, ServiceKey};
+    use rvs_core::{Fwmark, Protocol, ServiceKey, Weight};
 
     /// Addresses stay needed while any service or destination uses them, and go with the last one.
     #[test]
@@ -665,12 +667,20 @@ mod tests {
         assert!(u.route.is_empty());
         u.count(&b, &[masq], false);
         assert_eq!(u, AddressUse::default());
-        let fw = |ipv6| ServiceSpec::new(ServiceKey::Fwmark { mark: 7, ipv6 }, "rr");
+        let fw = |ipv6| {
+            ServiceSpec::new(
+                ServiceKey::Fwmark {
+                    mark: Fwmark(7),
+                    ipv6,
+                },
+                "rr",
+            )
+        };
         u.count(&fw(false), &[masq], true);
         u.count(&fw(true), &[], true);
         assert_eq!(
             u.marks.keys().copied().collect::<Vec<_>>(),
-            [7],
+            [Fwmark(7)],
             "one plane per mark"
         );
         assert!(
@@ -691,7 +701,7 @@ mod tests {
         }
     }
     fn dest(last: u8, w: u32) -> DestSpec {
-        DestSpec::masq(IpAddr::from([203, 0, 113, last]), 80, w)
+        DestSpec::masq(IpAddr::from([203, 0, 113, last]), 80, Weight(w))
     }
 
     #[test]

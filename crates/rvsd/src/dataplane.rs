@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rvs_core::{Director, Timestamp, Verdict};
+use rvs_core::{Director, Fwmark, Timestamp, Verdict};
 use rvs_io::{Disposition, PacketIo, VnetHdr};
 use rvs_wire::PacketInfo;
 
@@ -158,7 +158,18 @@ impl Workers {
                 .name(format!("rvsd-worker-{i}"))
                 .spawn(move || {
                     let mut mx = MethodTx::new(paths);
-                    run_worker(i, 0, q, &d, &v, link.as_deref(), &mut mx, &s, &st, seed)
+                    run_worker(
+                        i,
+                        Fwmark::NONE,
+                        q,
+                        &d,
+                        &v,
+                        link.as_deref(),
+                        &mut mx,
+                        &s,
+                        &st,
+                        seed,
+                    )
                 });
             match h {
                 Ok(h) => handles.push(h),
@@ -250,7 +261,7 @@ pub fn handle_packet(
     vips: &VipSet,
     hops: Option<&NextHops>,
     mx: &mut MethodTx,
-    mark: u32,
+    mark: Fwmark,
     now: Timestamp,
     random: u64,
     pkt: &mut [u8],
@@ -320,7 +331,7 @@ pub fn handle_packet(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_worker<Q: PacketIo>(
     id: usize,
-    mark: u32,
+    mark: Fwmark,
     mut q: Q,
     director: &Director,
     vips: &VipSet,
@@ -406,7 +417,7 @@ mod tests {
 #[cfg(test)]
 mod packet_tests {
     use super::*;
-    use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceKey, ServiceSpec};
+    use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceKey, ServiceSpec, Weight};
 
     const VIP: [u8; 4] = [198, 51, 100, 100];
     const CIP: [u8; 4] = [198, 51, 100, 10];
@@ -430,7 +441,7 @@ mod packet_tests {
         };
         d.apply_batch(vec![
             ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-            ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, 1)),
+            ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, Weight(1))),
         ])
         .expect("config");
         let v = VipSet::default();
@@ -442,7 +453,18 @@ mod packet_tests {
     fn handle(d: &Director, v: &VipSet, p: &mut [u8], st: &WorkerStats) -> Disposition {
         let mut mx = MethodTx::disabled();
         let vnet = &mut VnetHdr::default();
-        handle_packet(d, v, None, &mut mx, 0, Timestamp(10), 7, p, vnet, st)
+        handle_packet(
+            d,
+            v,
+            None,
+            &mut mx,
+            Fwmark::NONE,
+            Timestamp(10),
+            7,
+            p,
+            vnet,
+            st,
+        )
     }
 
     #[test]

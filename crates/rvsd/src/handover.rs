@@ -340,7 +340,7 @@ fn held_packets(listing: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceKey, ServiceSpec, Verdict};
+    use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceKey, ServiceSpec, Verdict, Weight};
 
     fn director() -> Director {
         let d = Director::default();
@@ -351,7 +351,10 @@ mod tests {
         };
         d.apply_batch(vec![
             ConfigOp::AddService(ServiceSpec::new(k, "rr")),
-            ConfigOp::AddDest(k, DestSpec::masq("203.0.113.1".parse().expect("ip"), 53, 1)),
+            ConfigOp::AddDest(
+                k,
+                DestSpec::masq("203.0.113.1".parse().expect("ip"), 53, Weight(1)),
+            ),
         ])
         .expect("config");
         d

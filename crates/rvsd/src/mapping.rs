@@ -198,7 +198,7 @@ mod tests {
     use super::*;
     use crate::ops::{ops_rules_lines, rules_to_ops};
     use rvs_core::ConfigOp;
-    use rvs_core::ServiceSpec;
+    use rvs_core::{ServiceSpec, Weight};
     use std::net::IpAddr;
 
     fn akey(port: u16) -> rvs_api::ServiceKey {
@@ -253,7 +253,7 @@ mod tests {
         let mut d = rvs_api::DestSpec {
             addr: "203.0.113.11".parse().expect("ip"),
             port: 80,
-            weight: 3,
+            weight: Weight(3),
             method: rvs_api::ForwardMethod::Masq,
             u_threshold: 10,
             l_threshold: 5,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use rvs_core::Director;
+use rvs_core::{Director, Fwmark};
 use rvs_io::{Steering, SteeringError, TunDevice};
 
 use crate::dataplane::{VipSet, WorkerStats, random_seed, run_worker};
@@ -35,7 +35,7 @@ use crate::xmit::{MethodPaths, MethodTx};
 const FIRST_TABLE: u32 = 7115;
 
 /// The TUN of mark `mark`.
-pub fn tun_name(mark: u32) -> String {
+pub fn tun_name(mark: Fwmark) -> String {
     format!("rvsm{mark}")
 }
 
@@ -51,7 +51,7 @@ struct Plane {
 /// The mark planes of the fwmark services configured now.
 #[derive(Debug, Default)]
 pub struct MarkPlanes {
-    planes: BTreeMap<u32, Plane>,
+    planes: BTreeMap<Fwmark, Plane>,
 }
 
 /// What a plane's worker shares with the others.
@@ -64,14 +64,14 @@ pub struct Shared {
 
 impl MarkPlanes {
     /// Marks with a plane now.
-    pub fn marks(&self) -> BTreeSet<u32> {
+    pub fn marks(&self) -> BTreeSet<Fwmark> {
         self.planes.keys().copied().collect()
     }
 
     /// Make a plane for every mark of `want` that has none. On error the planes made by this call are removed again.
     pub fn add(
         &mut self,
-        want: &BTreeSet<u32>,
+        want: &BTreeSet<Fwmark>,
         steering: &mut Steering,
         shared: &Shared,
     ) -> Result<(), SteeringError> {
@@ -97,8 +97,8 @@ impl MarkPlanes {
     }
 
     /// Remove the planes of marks not in `keep`.
-    pub fn retain(&mut self, keep: &BTreeSet<u32>, steering: &mut Steering) {
-        let stale: Vec<u32> = self
+    pub fn retain(&mut self, keep: &BTreeSet<Fwmark>, steering: &mut Steering) {
+        let stale: Vec<Fwmark> = self
             .planes
             .keys()
             .filter(|m| !keep.contains(m))
@@ -118,7 +118,7 @@ impl MarkPlanes {
 
     fn start(
         &self,
-        mark: u32,
+        mark: Fwmark,
         steering: &mut Steering,
         shared: &Shared,
     ) -> Result<Plane, SteeringError> {
@@ -137,7 +137,7 @@ impl MarkPlanes {
         // Marked packets come from anywhere: no reverse-path check on the plane's TUN.
         let _ = rvs_io::sys::write_sysctl(&format!("net/ipv4/conf/{name}/rp_filter"), "0");
         let table = self.free_table();
-        steering.add_mark(mark, idx, table)?;
+        steering.add_mark(mark.get(), idx, table)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (s, sh) = (stop.clone(), shared.clone());
         let worker = std::thread::Builder::new()
@@ -147,7 +147,7 @@ impl MarkPlanes {
                 let mut mx = MethodTx::new(Some(sh.paths.clone()));
                 let mut q = queue;
                 if let Err(e) = rvs_io::PacketIo::enable_link_tx(&mut q) {
-                    tracing::warn!(mark, error = %e, "no link socket: route destinations of this mark cannot be served");
+                    tracing::warn!(mark = mark.get(), error = %e, "no link socket: route destinations of this mark cannot be served");
                 }
                 run_worker(
                     usize::MAX,
@@ -159,14 +159,14 @@ impl MarkPlanes {
                     &mut mx,
                     &s,
                     &st,
-                    random_seed(u64::from(mark)),
+                    random_seed(u64::from(mark.get())),
                 );
             })
             .map_err(|e| SteeringError::Device {
                 context: format!("starting the worker of fwmark {mark}"),
                 source: e,
             })?;
-        tracing::info!(mark, tun = %name, table, "fwmark service steered");
+        tracing::info!(mark = mark.get(), tun = %name, table, "fwmark service steered");
         Ok(Plane {
             table,
             stop,
@@ -175,9 +175,9 @@ impl MarkPlanes {
         })
     }
 
-    fn stop(&mut self, mark: u32, steering: &mut Steering) {
+    fn stop(&mut self, mark: Fwmark, steering: &mut Steering) {
         if let Some(mut p) = self.planes.remove(&mark) {
-            let _ = steering.remove_mark(mark, p.table);
+            let _ = steering.remove_mark(mark.get(), p.table);
             p.stop.store(true, Ordering::Relaxed);
             if let Some(w) = p.worker.take() {
                 let _ = w.join();
@@ -187,7 +187,7 @@ impl MarkPlanes {
 
     /// Stop every plane (shutdown).
     pub fn stop_all(&mut self, steering: &mut Steering) {
-        let all: Vec<u32> = self.planes.keys().copied().collect();
+        let all: Vec<Fwmark> = self.planes.keys().copied().collect();
         for m in all {
             self.stop(m, steering);
         }

@@ -489,7 +489,7 @@ mod tests {
 
     use rvs_core::{
         ConfigOp, DestSpec, FastConn, FastCredit, ForwardMethod, Protocol, ServiceKey, ServiceSpec,
-        Timestamp,
+        Timestamp, Weight,
     };
 
     const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -509,7 +509,7 @@ mod tests {
             .expect("service");
         d.apply(ConfigOp::AddDest(
             key,
-            DestSpec::masq(IpAddr::V4(RIP), 8080, 1),
+            DestSpec::masq(IpAddr::V4(RIP), 8080, Weight(1)),
         ))
         .expect("real server");
         let c = SyncConn {

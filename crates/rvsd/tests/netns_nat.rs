@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rvs_api::client::Client;
-use rvs_api::{DestSpec, ForwardMethod, Protocol, Reply, ServiceKey, ServiceSpec};
+use rvs_api::{DestSpec, ForwardMethod, Protocol, Reply, ServiceKey, ServiceSpec, Weight};
 
 fn can_run() -> bool {
     // Effective uid from /proc/self/status (the Uid line: real, effective, saved, fs).
@@ -433,7 +433,7 @@ fn scenario(mode: Mode) {
             let dest = DestSpec {
                 addr: rip.parse().unwrap(),
                 port: 80,
-                weight: 1,
+                weight: Weight(1),
                 method: ForwardMethod::Masq,
                 u_threshold: 0,
                 l_threshold: 0,
@@ -460,7 +460,7 @@ fn scenario(mode: Mode) {
         let dest = DestSpec {
             addr: rip.parse().unwrap(),
             port: 81,
-            weight: 1,
+            weight: Weight(1),
             method: ForwardMethod::Masq,
             u_threshold: 0,
             l_threshold: 0,
@@ -576,7 +576,7 @@ fn scenario(mode: Mode) {
         };
         // The listing changes before the steering no longer needed is removed (same reload): wait for both.
         if s.len() == 1
-            && s[0].dests.iter().any(|d| d.config.weight == 0)
+            && s[0].dests.iter().any(|d| d.config.weight == Weight(0))
             && t.ip("d", "-6 route show proto 114").trim().is_empty()
         {
             break;

@@ -154,7 +154,7 @@ pub fn cmp_services(s1: &ServiceKey, s2: &ServiceKey) -> i32 {
             }
             ServiceKey::Fwmark { mark, ipv6 } => {
                 let af = if ipv6 { 10 } else { 2 };
-                (mark, af, 6, (af, [0; 4]), 0)
+                (mark.get(), af, 6, (af, [0; 4]), 0)
             }
         }
     };
@@ -672,6 +672,7 @@ pub fn key_order(a: &ServiceKey, b: &ServiceKey) -> Ordering {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::types::Fwmark;
 
     fn ln(i: u64, exact: bool) -> String {
         let mut s = String::new();
@@ -722,7 +723,7 @@ mod tests {
         assert!(cmp_services(&k("10.0.0.1", 80), &k("10.0.0.2", 80)) < 0);
         assert!(cmp_services(&k("10.0.0.1", 80), &k("10.0.0.1", 443)) < 0);
         let fw = ServiceKey::Fwmark {
-            mark: 1,
+            mark: Fwmark(1),
             ipv6: false,
         };
         assert!(cmp_services(&k("255.0.0.1", 80), &fw) < 0, "fwmark 0 first");

@@ -23,8 +23,8 @@ use super::{
     MAX_TIMEOUT,
 };
 use crate::types::{
-    Command, DaemonConfig, DaemonState, DestSpec, ForwardMethod, Persistence, Protocol, SchedFlags,
-    ServiceKey, ServiceSpec, Timeouts, TunnelConfig, TunnelCsum, TunnelKind,
+    Command, DaemonConfig, DaemonState, DestSpec, ForwardMethod, Fwmark, Persistence, Protocol,
+    SchedFlags, ServiceKey, ServiceSpec, Timeouts, TunnelConfig, TunnelCsum, TunnelKind, Weight,
 };
 
 /// Parses one ipvsadm command line (`args` excludes argv[0]). An empty line means `-L`.
@@ -603,7 +603,7 @@ fn build(line: Line) -> Action {
 fn service_key(svc: &Svc) -> ServiceKey {
     if svc.fwmark != 0 {
         ServiceKey::Fwmark {
-            mark: svc.fwmark,
+            mark: Fwmark(svc.fwmark),
             ipv6: svc.af == Af::Inet6,
         }
     } else {
@@ -644,7 +644,7 @@ fn dest_config(d: &Dest) -> DestSpec {
     DestSpec {
         addr: d.addr,
         port: d.port,
-        weight: d.weight,
+        weight: Weight(d.weight),
         method: match d.fwd {
             Fwd::Masq => ForwardMethod::Masq,
             Fwd::Route => ForwardMethod::Route,

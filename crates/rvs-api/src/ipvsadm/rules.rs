@@ -278,7 +278,7 @@ pub fn change_lines(cmd: &Command, out: &mut String) {
             let d = crate::types::DestSpec {
                 addr: *addr,
                 port: *port,
-                weight: 0,
+                weight: crate::types::Weight(0),
                 method: crate::types::ForwardMethod::Masq,
                 u_threshold: 0,
                 l_threshold: 0,

@@ -19,7 +19,7 @@ use rvs_sync::{Installed, Skipped, SyncConn, flags};
 use super::{Director, MAX_TIMEOUT_S, Xmit, now32, release};
 use crate::conn::{Conn, ConnAddr, ConnTable, F_INACTIVE, F_NOOUTPUT, F_ROUTE, F_TUNNEL};
 use crate::dest::{Bound, Destination};
-use crate::service::ForwardMethod;
+use crate::service::{ForwardMethod, Fwmark};
 use crate::tcp::TcpState;
 use crate::template::{TemplateKey, TemplateTable};
 use crate::time::Timestamp;
@@ -98,7 +98,7 @@ impl Director {
     pub fn sync_install(&self, now: Timestamp, c: &SyncConn<'_>) -> Result<Installed, Skipped> {
         let table = self.services.load();
         let svc = if c.fwmark != 0 {
-            table.by_mark.get(&(c.fwmark, c.vaddr.is_ipv6()))
+            table.by_mark.get(&(Fwmark(c.fwmark), c.vaddr.is_ipv6()))
         } else {
             table.lookup(c.protocol, c.vaddr, c.vport)
         }
@@ -285,6 +285,7 @@ fn install_conn<A: ConnAddr>(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use crate::Weight;
     use std::net::Ipv4Addr;
 
     use super::*;
@@ -315,7 +316,7 @@ mod tests {
         for h in [10, 11] {
             d.apply(ConfigOp::AddDest(
                 key,
-                DestSpec::masq(ip(203, 0, 113, h), 8080, 1),
+                DestSpec::masq(ip(203, 0, 113, h), 8080, Weight(1)),
             ))
             .unwrap();
         }

@@ -179,7 +179,7 @@ fn service_labels(key: &ServiceKey) -> [(&'static str, String); 4] {
             ("local_address", String::new()),
             ("local_port", "0".to_owned()),
             ("proto", "FWM".to_owned()),
-            ("local_mark", format!("{mark:08X}")),
+            ("local_mark", format!("{:08X}", mark.get())),
         ],
     }
 }
@@ -328,7 +328,7 @@ impl Collector for IpvsCollector {
             (
                 "node_ipvs_backend_weight",
                 "The current backend weight by local and remote address.",
-                |d| i64::from(d.spec.weight),
+                |d| i64::from(d.spec.weight.get()),
             ),
         ];
         let r = Rendered::new(&services);

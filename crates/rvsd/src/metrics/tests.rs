@@ -1,7 +1,8 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceSpec};
+use rvs_core::Fwmark;
+use rvs_core::{ConfigOp, DestSpec, Protocol, ServiceSpec, Weight};
 
 use super::*;
 
@@ -18,28 +19,28 @@ fn director() -> Arc<Director> {
         port: 53,
     };
     let fw = ServiceKey::Fwmark {
-        mark: 26,
+        mark: Fwmark(26),
         ipv6: false,
     };
     d.apply_batch(vec![
         ConfigOp::AddService(ServiceSpec::new(k, "wrr")),
         ConfigOp::AddDest(
             k,
-            DestSpec::masq("203.0.113.11".parse().expect("ip"), 8080, 3),
+            DestSpec::masq("203.0.113.11".parse().expect("ip"), 8080, Weight(3)),
         ),
         ConfigOp::AddDest(
             k,
-            DestSpec::masq("203.0.113.12".parse().expect("ip"), 8080, 0),
+            DestSpec::masq("203.0.113.12".parse().expect("ip"), 8080, Weight(0)),
         ),
         ConfigOp::AddService(ServiceSpec::new(k6, "rr")),
         ConfigOp::AddDest(
             k6,
-            DestSpec::masq("2001:db8:113::11".parse().expect("ip"), 53, 1),
+            DestSpec::masq("2001:db8:113::11".parse().expect("ip"), 53, Weight(1)),
         ),
         ConfigOp::AddService(ServiceSpec::new(fw, "rr")),
         ConfigOp::AddDest(
             fw,
-            DestSpec::masq("203.0.113.13".parse().expect("ip"), 0, 2),
+            DestSpec::masq("203.0.113.13".parse().expect("ip"), 0, Weight(2)),
         ),
     ])
     .expect("config applies");
