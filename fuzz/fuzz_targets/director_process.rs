@@ -31,8 +31,12 @@ fn rip6() -> Ipv6Addr {
 }
 
 fn director() -> Director {
+    // Two shards, not four: the director is built and drained an hour ahead for every input, and
+    // that drain walks each shard's 4096-bucket timer wheel (perf: ~60 % of the time with four
+    // shards under trace-compares). Two still spread connections over shards (by client address
+    // and port), so a lookup in the wrong shard would still show.
     let d = Director::new(DirectorConfig {
-        shards: 4,
+        shards: 2,
         hash_seed: 7,
         ..DirectorConfig::default()
     });
@@ -278,4 +282,7 @@ fuzz_target!(|data: &[u8]| {
         d.conn_count(),
     );
     d.expire(Timestamp(now + 3_600_000));
+    // An hour on, beyond every timeout (900 s at most), nothing is left.
+    assert_eq!(d.conn_count(), 0, "connections left an hour past every timeout");
+    assert_eq!(d.template_count(), 0, "templates left an hour past every timeout");
 });

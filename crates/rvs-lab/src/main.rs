@@ -89,6 +89,69 @@ enum Cmd {
         #[arg(long)]
         gue_port: Option<u16>,
     },
+    /// Hold many TCP connections through rvsd (default a million): open them slowly from sources all over
+    /// 198.18.0.0/15, keep them idle, use each once, reset them; report rvsd's memory per connection, the table,
+    /// how long rvsadm's listings take, the drain and the kernel's memory for the lab's sockets (RELIABILITY.md).
+    Million {
+        /// Connections to hold.
+        #[arg(long, default_value_t = 1_000_000)]
+        conns: u64,
+        /// Real servers (each one process holding its share; at most a million each).
+        #[arg(short = 'n', long, default_value_t = 2)]
+        real_servers: usize,
+        /// Opener processes in the client namespace (at most a million connections each).
+        #[arg(long, default_value_t = 4)]
+        openers: u64,
+        /// New connections a second, all openers together.
+        #[arg(long, default_value_t = 4000)]
+        rate: u64,
+        /// Most connections being opened at once, all openers together.
+        #[arg(long, default_value_t = 4000)]
+        window: u64,
+        /// Requests (then resets) a second, all openers together.
+        #[arg(long, default_value_t = 8000)]
+        use_rate: u64,
+        /// Seconds the connections sit idle before they are used.
+        #[arg(long, default_value_t = 60)]
+        idle: u64,
+        /// Bound of each phase in seconds.
+        #[arg(long, default_value_t = 900)]
+        phase: u64,
+        /// Namespace name prefix.
+        #[arg(long, default_value = "rvs-million")]
+        prefix: String,
+        /// Extra rvsd arguments (whitespace-separated), e.g. "--workers 2".
+        #[arg(long, default_value = "")]
+        rvsd_args: String,
+    },
+    /// (internal) `rvs-lab million`'s epoll server in a real server.
+    #[command(hide = true)]
+    HoldServe {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        max_conns: u64,
+    },
+    /// (internal) `rvs-lab million`'s opener in the client namespace.
+    #[command(hide = true)]
+    HoldOpen {
+        #[arg(long)]
+        target: std::net::SocketAddrV4,
+        #[arg(long)]
+        first: u64,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        addrs: u32,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        window: usize,
+        #[arg(long)]
+        phase_secs: u64,
+    },
     /// (internal) The real servers' HTTP and UDP echo server.
     #[command(hide = true)]
     Serve {
@@ -115,6 +178,60 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Serve { name, http, udp } => rvs_lab::servers::serve(&name, http, udp)?,
+        Cmd::HoldServe {
+            name,
+            listen,
+            max_conns,
+        } => rvs_lab::hold::serve(&name, listen, max_conns)?,
+        Cmd::HoldOpen {
+            target,
+            first,
+            count,
+            addrs,
+            rate,
+            window,
+            phase_secs,
+        } => rvs_lab::hold::open(&rvs_lab::hold::OpenSpec {
+            target,
+            first,
+            count,
+            addrs,
+            rate,
+            window,
+            phase_secs,
+        })?,
+        Cmd::Million {
+            conns,
+            real_servers,
+            openers,
+            rate,
+            window,
+            use_rate,
+            idle,
+            phase,
+            prefix,
+            rvsd_args,
+        } => {
+            rvs_lab::cleanup::install_signal_handler()?;
+            let opts = rvs_lab::million::MillionOptions {
+                conns,
+                real_servers,
+                openers,
+                rate,
+                window,
+                use_rate,
+                idle: std::time::Duration::from_secs(idle),
+                phase: std::time::Duration::from_secs(phase),
+                ..Default::default()
+            };
+            let cfg = rvs_lab::LabConfig {
+                prefix,
+                rvsd_args: rvsd_args.split_whitespace().map(str::to_owned).collect(),
+                ..Default::default()
+            };
+            let report = rvs_lab::million::run(&opts, cfg)?;
+            print!("{report}");
+        }
         Cmd::Bench { args } => rvs_lab::bench::main(args)?,
         Cmd::Decap { tun, gue_port } => rvs_lab::decap::run(&tun, gue_port)?,
         Cmd::Demo {
