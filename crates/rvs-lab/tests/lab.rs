@@ -41,6 +41,16 @@ fn plain_router_http_udp_and_cleanup() {
         .expect("GGRO");
         assert!(d1, "GRO off on the director's switch port");
         assert!(!other, "GRO should stay at the veth default elsewhere");
+        // No netfilter on bridged frames in a switch (where br_netfilter is loaded and its sysctls exist).
+        let calls = netns::run_in(&sw, || {
+            Ok(["iptables", "ip6tables", "arptables"].map(|c| {
+                std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{c}"))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_else(|_| "0".into())
+            }))
+        })
+        .expect("bridge sysctls");
+        assert_eq!(calls, ["0", "0", "0"].map(String::from), "{sw}");
     }
     // The director's private side is a plain veth to the switch, not a bridge.
     let link = lab
