@@ -53,6 +53,9 @@ pub struct CheckerState {
     pub retry_it: u32,
     /// When the next check is due; `None` while one is running.
     pub next_at: Option<Duration>,
+    /// When the running (or last) check was due: the next one is scheduled from here plus the check's own
+    /// duration, so time a check spent waiting for the checker (a permit, a busy thread) does not shift it.
+    pub due_at: Duration,
     pub last: Option<Outcome>,
     /// When `up` last changed (monitor time).
     pub changed_at: Duration,
@@ -104,6 +107,9 @@ pub enum Event {
     Weight { id: RsId, weight: u32 },
 }
 
+/// The reason of a real server whose checks pass (set once, not per check).
+const CHECK_SUCCEEDED: &str = "check succeeded";
+
 /// The checks of a configuration.
 #[derive(Debug, Clone)]
 pub struct Monitor {
@@ -114,6 +120,8 @@ pub struct Monitor {
     /// `next_due` cost O(log n) per check instead of a scan of every checker (10,000 real servers: the scans were
     /// a fifth of the checker thread's CPU).
     queue: BinaryHeap<Reverse<(Duration, CheckId)>>,
+    /// [`Monitor::live_weight`] of each virtual server.
+    live: Vec<u64>,
 }
 
 fn xorshift(s: &mut u64) -> u64 {
@@ -125,12 +133,29 @@ fn xorshift(s: &mut u64) -> u64 {
     x
 }
 
-fn random_below(rng: &mut u64, d: Duration) -> Duration {
-    let us = d.as_micros() as u64;
-    if us == 0 {
-        return Duration::ZERO;
+/// The first check of each new checker: a random point of `[0, warmup)` as keepalived draws it, but drawn
+/// stratified: the checkers are shuffled and the k-th of n gets a random point of the k-th n-th of its warmup. Each
+/// checker's first check is still uniform over `[0, warmup)`; together they are evenly spaced (10,000 checkers
+/// over 5 s: one every 0.5 ms) instead of independent draws, whose clumps (up to ~1.7x the mean rate in some 10 ms)
+/// come back every delay_loop.
+fn first_checks(fresh: &[(CheckId, Duration)], rng: &mut u64) -> Vec<(CheckId, Duration)> {
+    const SCALE: u128 = 1 << 20;
+    let n = fresh.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (xorshift(rng) % (i as u64 + 1)) as usize;
+        order.swap(i, j);
     }
-    Duration::from_micros(xorshift(rng) % us)
+    order
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let (id, warmup) = fresh[i];
+            let frac = k as u128 * SCALE + u128::from(xorshift(rng)) % SCALE;
+            let us = warmup.as_micros() * frac / (n as u128 * SCALE);
+            (id, Duration::from_micros(us as u64))
+        })
+        .collect()
 }
 
 /// Two checkers are the same check (state may be carried over a reload) when everything but their location is.
@@ -164,6 +189,8 @@ impl Monitor {
     ) -> Self {
         let mut rng = seed | 1;
         let mut rs_states = Vec::new();
+        // Every checker that starts fresh (not carried over a reload) with its warmup.
+        let mut fresh: Vec<(CheckId, Duration)> = Vec::new();
         for vs in &config.virtual_servers {
             let prev_vs = previous.and_then(|p| {
                 p.config
@@ -189,18 +216,31 @@ impl Monitor {
                             .all(|(a, b)| same_checker(a, b));
                     same.then(|| p.rs[pv][pi].clone())
                 });
+                let (vi, ri) = (rs_states.len(), v.len());
                 v.push(carried.unwrap_or_else(|| {
                     let checkers: Vec<CheckerState> = rs
                         .checkers
                         .iter()
-                        .map(|c| CheckerState {
-                            up: !c.alpha,
-                            has_run: false,
-                            retry_it: 0,
-                            next_at: Some(now + random_below(&mut rng, c.warmup)),
-                            last: None,
-                            changed_at: now,
-                            dynamic_weight: None,
+                        .enumerate()
+                        .map(|(ci, c)| {
+                            fresh.push((
+                                CheckId {
+                                    rs: RsId { vs: vi, rs: ri },
+                                    checker: ci,
+                                },
+                                c.warmup,
+                            ));
+                            CheckerState {
+                                up: !c.alpha,
+                                has_run: false,
+                                retry_it: 0,
+                                // Set below, once every new checker is known (`first_checks`).
+                                next_at: None,
+                                due_at: now,
+                                last: None,
+                                changed_at: now,
+                                dynamic_weight: None,
+                            }
                         })
                         .collect();
                     let alive = checkers.iter().all(|c| c.up);
@@ -218,12 +258,23 @@ impl Monitor {
             }
             rs_states.push(v);
         }
+        for (id, offset) in first_checks(&fresh, &mut rng) {
+            rs_states[id.rs.vs][id.rs.rs].checkers[id.checker].next_at = Some(now + offset);
+        }
         let mut m = Self {
             vs: Vec::new(),
             rs: rs_states,
             config,
             queue: BinaryHeap::new(),
+            live: Vec::new(),
         };
+        m.live = (0..m.rs.len())
+            .map(|v| {
+                (0..m.rs[v].len())
+                    .map(|r| m.contribution(RsId { vs: v, rs: r }))
+                    .sum()
+            })
+            .collect();
         for (v, rss) in m.rs.iter().enumerate() {
             for (r, rs) in rss.iter().enumerate() {
                 for (c, ck) in rs.checkers.iter().enumerate() {
@@ -274,12 +325,20 @@ impl Monitor {
         w.clamp(0, 65535) as u32
     }
 
-    /// keepalived's weigh_live_realservers(): the weights of the alive real servers.
+    /// keepalived's weigh_live_realservers(): the weights of the alive real servers (kept up to date as checks
+    /// report: O(1), where summing 10,000 real servers on every state change was a seventh of the checker's CPU
+    /// while servers flapped).
     pub fn live_weight(&self, vs: usize) -> u64 {
-        (0..self.rs[vs].len())
-            .filter(|&r| self.rs[vs][r].alive)
-            .map(|r| u64::from(self.effective_weight(RsId { vs, rs: r })))
-            .sum()
+        self.live[vs]
+    }
+
+    /// What a real server adds to its virtual server's live weight.
+    fn contribution(&self, id: RsId) -> u64 {
+        if self.rs[id.vs][id.rs].alive {
+            u64::from(self.effective_weight(id))
+        } else {
+            0
+        }
     }
 
     /// Checks due at `now`; they are marked running until [`Monitor::report`].
@@ -300,6 +359,7 @@ impl Monitor {
             };
             if ck.next_at == Some(t) {
                 ck.next_at = None;
+                ck.due_at = t;
                 out.push(id);
             }
         }
@@ -346,8 +406,25 @@ impl Monitor {
         &self.config.virtual_servers[id.rs.vs].real_servers[id.rs.rs].checkers[id.checker]
     }
 
-    /// A check of `id` finished at `now` with `outcome`.
+    /// A check of `id` finished at `now` with `outcome`; the next one is due delay_loop (or delay_before_retry)
+    /// after `now`, as in keepalived.
     pub fn report(&mut self, id: CheckId, now: Duration, outcome: Outcome) -> Vec<Event> {
+        self.report_timed(id, now, Duration::MAX, outcome)
+    }
+
+    /// A check of `id` that ran for `took` (from its start to its result) finished at `now` with `outcome`. The
+    /// next one is due delay_loop (or delay_before_retry) after `min(due + took, now)`, where `due` is when this
+    /// one was due: keepalived's interval from the end of a check to the start of the next, but without the time
+    /// this check waited to start (for a permit, or a thread busy elsewhere), and never sooner than half an
+    /// interval after `now`. A checker that fell behind does not carry the delay into every later round, and
+    /// checks that waited together do not stay bunched together.
+    pub fn report_timed(
+        &mut self,
+        id: CheckId,
+        now: Duration,
+        took: Duration,
+        outcome: Outcome,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
         let Some(ck_def) = self
             .config
@@ -360,13 +437,18 @@ impl Monitor {
         };
         let (delay_loop, dbr, retry) = (ck_def.delay_loop, ck_def.delay_before_retry, ck_def.retry);
         let weight_before = self.effective_weight(id.rs);
+        let contribution_before = self.contribution(id.rs);
         let ck = &mut self.rs[id.rs.vs][id.rs.rs].checkers[id.checker];
+        let ended = ck.due_at.saturating_add(took).min(now);
+        // `ended + interval`, but never sooner than half an interval after the check really ended: a checker far
+        // behind (a starved thread) catches up at most twice as fast as configured, not in one burst.
+        let after = |interval: Duration| (ended + interval).max(now + interval / 2);
         let first = !ck.has_run;
         ck.has_run = true;
         match &outcome {
             Outcome::Success { weight } => {
                 ck.retry_it = 0;
-                ck.next_at = Some(now + delay_loop);
+                ck.next_at = Some(after(delay_loop));
                 ck.dynamic_weight = *weight;
                 if !ck.up {
                     ck.up = true;
@@ -382,10 +464,10 @@ impl Monitor {
                 if ck.up || first {
                     if ck.retry_it < retry {
                         ck.retry_it += 1;
-                        ck.next_at = Some(now + dbr);
+                        ck.next_at = Some(after(dbr));
                     } else {
                         ck.retry_it = 0;
-                        ck.next_at = Some(now + delay_loop);
+                        ck.next_at = Some(after(delay_loop));
                         if ck.up {
                             ck.up = false;
                             ck.changed_at = now;
@@ -397,7 +479,7 @@ impl Monitor {
                         }
                     }
                 } else {
-                    ck.next_at = Some(now + delay_loop);
+                    ck.next_at = Some(after(delay_loop));
                 }
             }
         }
@@ -405,7 +487,7 @@ impl Monitor {
         if let Some(t) = ck.next_at {
             self.queue.push(Reverse((t, id)));
         }
-        self.settle(id.rs, now, &outcome, &mut events);
+        self.settle(id.rs, now, &outcome, contribution_before, &mut events);
         let weight_after = self.effective_weight(id.rs);
         if weight_after != weight_before && self.rs[id.rs.vs][id.rs.rs].alive {
             events.push(Event::Weight {
@@ -417,8 +499,16 @@ impl Monitor {
         events
     }
 
-    /// Recompute a real server's aliveness from its checkers, then the quorum.
-    fn settle(&mut self, id: RsId, now: Duration, outcome: &Outcome, events: &mut Vec<Event>) {
+    /// Recompute a real server's aliveness from its checkers and its share of the live weight (it was
+    /// `contribution_before`), then the quorum.
+    fn settle(
+        &mut self,
+        id: RsId,
+        now: Duration,
+        outcome: &Outcome,
+        contribution_before: u64,
+        events: &mut Vec<Event>,
+    ) {
         let st = &mut self.rs[id.vs][id.rs];
         let alive = st.checkers.iter().all(|c| c.up);
         if let Outcome::Failure(why) = outcome
@@ -426,23 +516,23 @@ impl Monitor {
         {
             st.reason = why.clone();
         }
-        if alive == st.alive {
+        let changed = alive != st.alive;
+        if changed {
+            st.alive = alive;
+            st.changed_at = now;
             if alive {
-                st.reason = "check succeeded".into();
+                st.reason = "all checkers up".into();
             }
-            return;
+        } else if alive && st.reason != CHECK_SUCCEEDED {
+            st.reason = CHECK_SUCCEEDED.into();
         }
-        st.alive = alive;
-        st.changed_at = now;
-        if alive {
-            st.reason = "all checkers up".into();
+        let reason = changed.then(|| st.reason.clone());
+        // The sum includes this server's old share, so the subtraction cannot underflow.
+        self.live[id.vs] = self.live[id.vs] - contribution_before + self.contribution(id);
+        if let Some(reason) = reason {
+            events.push(Event::RealServer { id, alive, reason });
+            self.update_quorum(id.vs, events);
         }
-        events.push(Event::RealServer {
-            id,
-            alive,
-            reason: st.reason.clone(),
-        });
-        self.update_quorum(id.vs, events);
     }
 
     /// ipwrapper.c update_quorum_state().

@@ -272,3 +272,113 @@ fn a_reload_keeps_the_state_of_servers_checked_the_same_way() {
         "changed checker starts afresh (warmup 0)"
     );
 }
+
+fn many(n: usize, delay_loop: u64) -> rvs_keepalived::Config {
+    let mut text = format!("virtual_server 10.0.0.1 80 {{\n delay_loop {delay_loop}\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            " real_server 10.{}.{}.{} 80 {{\n  weight {}\n  TCP_CHECK {{\n   retry 0\n  }}\n }}\n",
+            1 + i / 65536,
+            (i / 256) % 256,
+            i % 256,
+            1 + i % 10
+        ));
+    }
+    text.push_str("}\n");
+    cfg(&text)
+}
+
+#[test]
+fn first_checks_are_evenly_spaced_over_the_warmup() {
+    // 1,000 checkers, warmup = delay_loop = 5 s: 10 first checks in every 50 ms, not independent random draws
+    // (which put 3 in some 50 ms and 18 in others, a clump that recurs every delay_loop).
+    let m = Monitor::new(many(1000, 5), s(100), 7);
+    let mut bins = [0u32; 100];
+    let mut firsts = Vec::new();
+    for r in &m.rs[0] {
+        let t = r.checkers[0].next_at.expect("scheduled");
+        assert!(t >= s(100) && t < s(105), "within [now, now + warmup)");
+        bins[((t - s(100)).as_millis() / 50) as usize] += 1;
+        firsts.push(t);
+    }
+    assert!(
+        bins.iter().all(|&b| (9..=11).contains(&b)),
+        "10 a bin: {bins:?}"
+    );
+    // Still random: another seed orders the checkers differently.
+    let other = Monitor::new(many(1000, 5), s(100), 8);
+    let moved = other.rs[0]
+        .iter()
+        .zip(&firsts)
+        .filter(|(r, t)| r.checkers[0].next_at != Some(**t))
+        .count();
+    assert!(
+        moved > 900,
+        "only {moved} of 1000 first checks moved with the seed"
+    );
+}
+
+#[test]
+fn waiting_to_start_does_not_delay_the_next_round() {
+    let mut m = Monitor::new(cfg(TWO), s(0), 1);
+    assert_eq!(m.due(s(0)), vec![id(0), id(1)]);
+    // Both were due at 0 and waited 4 s for the checker; each then took 100 ms. keepalived's interval (end of one
+    // check to the start of the next, 10 s) counts from when it would have ended: 10.1 s, not 14.1 s.
+    m.report_timed(
+        id(0),
+        s(4) + Duration::from_millis(100),
+        Duration::from_millis(100),
+        ok(),
+    );
+    assert_eq!(
+        m.rs[0][0].checkers[0].next_at,
+        Some(s(10) + Duration::from_millis(100))
+    );
+    // Far behind (30 s late): no burst of immediate re-checks, at most one a half delay_loop after it ended.
+    m.report_timed(id(1), s(30), Duration::from_millis(100), ok());
+    assert_eq!(m.rs[0][1].checkers[0].next_at, Some(s(35)));
+    // Retries too: delay_before_retry (3 s) from the would-be end.
+    assert_eq!(m.due(s(11)), vec![id(0)]);
+    m.report_timed(id(0), s(12), Duration::from_millis(500), fail());
+    assert_eq!(
+        m.rs[0][0].checkers[0].next_at,
+        Some(s(13) + Duration::from_millis(600))
+    );
+    // `report` (no duration known) is keepalived's rule from the end.
+    assert_eq!(m.due(s(14)), vec![id(0)]);
+    m.report(id(0), s(14), ok());
+    assert_eq!(m.rs[0][0].checkers[0].next_at, Some(s(24)));
+}
+
+#[test]
+fn live_weight_follows_every_change() {
+    // 200 servers of weights 1..=10, each up or down at random; the live weight (kept as checks report) equals
+    // the sum over the alive servers after every report.
+    let mut m = Monitor::new(many(200, 5), s(0), 3);
+    let brute = |m: &Monitor| -> u64 {
+        m.rs[0]
+            .iter()
+            .zip(&m.config.virtual_servers[0].real_servers)
+            .filter(|(st, _)| st.alive)
+            .map(|(_, rs)| u64::from(rs.weight))
+            .sum()
+    };
+    assert_eq!(m.live_weight(0), brute(&m));
+    assert_eq!(
+        m.live_weight(0),
+        (0..200u64).map(|i| 1 + i % 10).sum::<u64>()
+    );
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut downs = 0;
+    for step in 0..2000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let r = (x % 200) as usize;
+        let o = if x >> 40 & 1 == 0 { ok() } else { fail() };
+        m.report(id(r), s(step), o);
+        downs += usize::from(!m.rs[0][r].alive);
+        assert_eq!(m.live_weight(0), brute(&m), "after step {step}");
+    }
+    assert!(downs > 100, "the sequence took servers down ({downs})");
+}
