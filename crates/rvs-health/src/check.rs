@@ -20,16 +20,59 @@ use crate::state::Outcome;
 /// Largest HTTP response read (the digest is over the body; keepalived's genhash reads it all).
 pub const MAX_HTTP_RESPONSE: usize = 16 << 20;
 
+/// A checker ready to run many times: its definition and what every run of it sends (HTTP_GET/SSL_GET's requests),
+/// built once per configuration, so a check allocates no request and copies no definition.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub checker: Checker,
+    /// HTTP_GET/SSL_GET: the request of each url, in order (empty for the other kinds).
+    requests: Vec<Box<[u8]>>,
+}
+
+impl Probe {
+    pub fn new(checker: Checker) -> Self {
+        let requests = match &checker.kind {
+            CheckKind::Http(h) | CheckKind::Ssl(h) => h
+                .urls
+                .iter()
+                .map(|u| {
+                    let host = match &u.virtualhost {
+                        Some(v) => v.clone(),
+                        None => match checker.connect_ip {
+                            IpAddr::V4(a) => format!("{a}:{}", checker.connect_port),
+                            IpAddr::V6(a) => format!("[{a}]:{}", checker.connect_port),
+                        },
+                    };
+                    http_request(&u.path, &host, h.protocol)
+                        .into_bytes()
+                        .into_boxed_slice()
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Self { checker, requests }
+    }
+}
+
 /// Run one check.
 pub async fn run(c: &Checker, tls: &Arc<rustls::ClientConfig>) -> Outcome {
+    run_probe(&Probe::new(c.clone()), tls).await
+}
+
+/// Run one check of a prepared [`Probe`]. TCP_CHECK's future stays small (the others are boxed): it is moved
+/// into a task on every check.
+pub async fn run_probe(p: &Probe, tls: &Arc<rustls::ClientConfig>) -> Outcome {
+    let c = &p.checker;
     let r = match &c.kind {
         CheckKind::Tcp => tcp(c).await.map(|_| None),
-        CheckKind::Http(h) => http(c, h, None).await.map(|_| None),
-        CheckKind::Ssl(h) => http(c, h, Some(tls)).await.map(|_| None),
-        CheckKind::Misc(m) => misc(m).await,
-        CheckKind::Udp(u) => udp(c, u).await.map(|_| None),
-        CheckKind::Dns(d) => dns(c, d).await.map(|_| None),
-        CheckKind::Smtp(s) => smtp(c, s).await.map(|_| None),
+        CheckKind::Http(h) => Box::pin(http(c, h, &p.requests, None)).await.map(|_| None),
+        CheckKind::Ssl(h) => Box::pin(http(c, h, &p.requests, Some(tls)))
+            .await
+            .map(|_| None),
+        CheckKind::Misc(m) => Box::pin(misc(m)).await,
+        CheckKind::Udp(u) => Box::pin(udp(c, u)).await.map(|_| None),
+        CheckKind::Dns(d) => Box::pin(dns(c, d)).await.map(|_| None),
+        CheckKind::Smtp(s) => Box::pin(smtp(c, s)).await.map(|_| None),
     };
     match r {
         Ok(weight) => Outcome::Success { weight },
@@ -54,9 +97,9 @@ fn socket(c: &Checker, ty: socket2::Type) -> R<socket2::Socket> {
     } else {
         socket2::Domain::IPV6
     };
-    let s = socket2::Socket::new(dom, ty, None).map_err(|e| format!("socket: {e}"))?;
-    s.set_nonblocking(true)
-        .map_err(|e| format!("socket: {e}"))?;
+    // Non-blocking (and close-on-exec) from socket(2) itself: no fcntl round trips per check.
+    let s =
+        socket2::Socket::new(dom, ty.nonblocking(), None).map_err(|e| format!("socket: {e}"))?;
     if let Some(m) = c.fwmark {
         s.set_mark(m).map_err(|e| format!("fwmark {m}: {e}"))?;
     }
@@ -150,10 +193,15 @@ pub fn parse_response(raw: &[u8]) -> R<(u16, &[u8])> {
 }
 
 async fn read_all<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> R<Vec<u8>> {
+    // Read straight into the buffer (an 8 KB chunk on the future's stack made every check's task 8 KB larger,
+    // copied at each spawn).
     let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
     loop {
-        let n = match timeout(limit, s.read(&mut chunk)).await {
+        if buf.len() == buf.capacity() {
+            // Double, but never past one byte more than the limit (len <= MAX here: checked after each read).
+            buf.reserve_exact(buf.len().min(MAX_HTTP_RESPONSE + 1 - buf.len()));
+        }
+        let n = match timeout(limit, s.read_buf(&mut buf)).await {
             Ok(Ok(n)) => n,
             // A TLS peer closing without close_notify: what was read is the response.
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
@@ -163,19 +211,18 @@ async fn read_all<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> R<Vec<u8>
         if n == 0 {
             return Ok(buf);
         }
-        if buf.len() + n > MAX_HTTP_RESPONSE {
+        if buf.len() > MAX_HTTP_RESPONSE {
             return Err("response larger than 16 MB".into());
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
-    req: &str,
+    req: &[u8],
     limit: Duration,
 ) -> R<Vec<u8>> {
-    match timeout(limit, s.write_all(req.as_bytes())).await {
+    match timeout(limit, s.write_all(req)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(format!("sending the request: {}", io_reason(&e))),
         Err(_) => {
@@ -189,21 +236,18 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// HTTP_GET / SSL_GET: every url answers with an accepted status and, when set, the digest.
-async fn http(c: &Checker, h: &HttpCheck, tls: Option<&Arc<rustls::ClientConfig>>) -> R<()> {
-    for u in &h.urls {
-        let host = match &u.virtualhost {
-            Some(v) => v.clone(),
-            None => match c.connect_ip {
-                IpAddr::V4(a) => format!("{a}:{}", c.connect_port),
-                IpAddr::V6(a) => format!("[{a}]:{}", c.connect_port),
-            },
-        };
-        let req = http_request(&u.path, &host, h.protocol);
+async fn http(
+    c: &Checker,
+    h: &HttpCheck,
+    requests: &[Box<[u8]>],
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> R<()> {
+    for (u, req) in h.urls.iter().zip(requests) {
         let tcp = connect(c).await?;
         let raw = match tls {
             None => {
                 let mut tcp = tcp;
-                exchange(&mut tcp, &req, c.connect_timeout).await?
+                exchange(&mut tcp, req, c.connect_timeout).await?
             }
             Some(cfg) => {
                 let sni = if h.enable_sni {
@@ -227,7 +271,7 @@ async fn http(c: &Checker, h: &HttpCheck, tls: Option<&Arc<rustls::ClientConfig>
                         ));
                     }
                 };
-                exchange(&mut s, &req, c.connect_timeout).await?
+                exchange(&mut s, req, c.connect_timeout).await?
             }
         };
         let (code, body) = parse_response(&raw)?;

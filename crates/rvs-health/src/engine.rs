@@ -10,11 +10,13 @@
 //! tokio's timeout polls the check before its deadline.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rvs_api::{DestSpec, ServiceSpec};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::check::Probe;
 use crate::state::{CheckId, Event, Monitor, Outcome, RsId};
 
 /// Most checks running at once (sockets and child processes are bounded by this, not by the number of real
@@ -42,11 +44,25 @@ enum Cmd {
     Stop,
 }
 
+/// A check that starts this much after it was due counts as late ([`Health::checks_late`]).
+pub const LATE: Duration = Duration::from_secs(1);
+
+/// Counters of the checks run, shared with the [`Health`] handle (read by rvsd's metrics).
+#[derive(Debug, Default)]
+struct Counters {
+    /// Checks completed.
+    done: AtomicU64,
+    /// Checks that started [`LATE`] or more after they were due.
+    late: AtomicU64,
+    /// Sum over the checks started of how long after their due time they started, in microseconds.
+    start_delay_us: AtomicU64,
+}
+
 /// Handle on the running checks.
 #[derive(Debug)]
 pub struct Health {
     tx: mpsc::UnboundedSender<Cmd>,
-    checks: Arc<std::sync::atomic::AtomicU64>,
+    counters: Arc<Counters>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -197,8 +213,8 @@ impl Health {
         };
         apply(&first)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let checks = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = checks.clone();
+        let counters = Arc::new(Counters::default());
+        let counter = counters.clone();
         let thread = std::thread::Builder::new()
             .name("rvsd-health".into())
             .spawn(move || {
@@ -220,7 +236,7 @@ impl Health {
             .map_err(|e| format!("starting the health-check thread: {e}"))?;
         Ok(Self {
             tx,
-            checks,
+            counters,
             thread: Some(thread),
         })
     }
@@ -247,7 +263,19 @@ impl Health {
 
     /// Checks completed since the start.
     pub fn checks_done(&self) -> u64 {
-        self.checks.load(std::sync::atomic::Ordering::Relaxed)
+        self.counters.done.load(Ordering::Relaxed)
+    }
+
+    /// Checks that started [`LATE`] or more after they were due (the checker falls behind: a busy machine, or
+    /// more checks due than [`MAX_IN_FLIGHT`] can run).
+    pub fn checks_late(&self) -> u64 {
+        self.counters.late.load(Ordering::Relaxed)
+    }
+
+    /// How long after their due time the checks started so far, summed (divide a difference by the difference
+    /// of [`Health::checks_done`] for the mean).
+    pub fn start_delay_total(&self) -> Duration {
+        Duration::from_micros(self.counters.start_delay_us.load(Ordering::Relaxed))
     }
 
     /// Ask the checks to stop (running scripts are killed); returns at once.
@@ -395,17 +423,48 @@ fn handle_events(m: &Monitor, events: &[Event]) -> bool {
     changed
 }
 
+/// The prepared [`Probe`] of every checker of a configuration, indexed like [`Monitor::rs`]: a check takes a
+/// reference count, not a copy of its definition.
+struct Probes(Vec<Vec<Vec<Arc<Probe>>>>);
+
+impl Probes {
+    fn new(m: &Monitor) -> Self {
+        Self(
+            m.config
+                .virtual_servers
+                .iter()
+                .map(|vs| {
+                    vs.real_servers
+                        .iter()
+                        .map(|rs| {
+                            rs.checkers
+                                .iter()
+                                .map(|c| Arc::new(Probe::new(c.clone())))
+                                .collect()
+                        })
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, id: CheckId) -> Arc<Probe> {
+        self.0[id.rs.vs][id.rs.rs][id.checker].clone()
+    }
+}
+
 async fn run(
     mut monitor: Monitor,
     clock: Clock,
     mut apply: ApplyFn,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     first: Desired,
-    checks: Arc<std::sync::atomic::AtomicU64>,
+    counters: Arc<Counters>,
 ) {
     let tls = crate::check::tls_config();
+    let mut probes = Probes::new(&monitor);
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let (res_tx, mut res_rx) = mpsc::unbounded_channel::<(u64, CheckId, Outcome)>();
+    let (res_tx, mut res_rx) = mpsc::unbounded_channel::<(u64, CheckId, Duration, Outcome)>();
     // Results of checks started before a reload belong to the old configuration: tagged with a generation.
     // Checks still waiting for a permit when a reload comes are not run at all (`current`): on a loaded machine
     // thousands can be queued, and running them after the reload only costs CPU.
@@ -416,18 +475,27 @@ async fn run(
     loop {
         let now = clock.now();
         for id in monitor.due(now) {
-            let checker = monitor.checker(id).clone();
+            let probe = probes.get(id);
+            let due = clock.start + monitor.rs[id.rs.vs][id.rs.rs].checkers[id.checker].due_at;
             let (tls, permits, tx) = (tls.clone(), permits.clone(), res_tx.clone());
-            let (g, current) = (generation, current.clone());
+            let (g, current, counters) = (generation, current.clone(), counters.clone());
             tokio::spawn(async move {
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
-                if current.load(std::sync::atomic::Ordering::Relaxed) != g {
+                if current.load(Ordering::Relaxed) != g {
                     return;
                 }
-                let outcome = crate::check::run(&checker, &tls).await;
-                let _ = tx.send((g, id, outcome));
+                let start = Instant::now();
+                let waited = start.saturating_duration_since(due);
+                counters
+                    .start_delay_us
+                    .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+                if waited >= LATE {
+                    counters.late.fetch_add(1, Ordering::Relaxed);
+                }
+                let outcome = crate::check::run_probe(&probe, &tls).await;
+                let _ = tx.send((g, id, start.elapsed(), outcome));
             });
         }
         let sleep_for = monitor
@@ -445,10 +513,10 @@ async fn run(
                 let mut changed = false;
                 let mut next = Some(first_result);
                 // Drain every result already there: one apply per burst.
-                while let Some((g, id, outcome)) = next {
-                    checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                while let Some((g, id, took, outcome)) = next {
+                    counters.done.fetch_add(1, Ordering::Relaxed);
                     if g == generation {
-                        let events = monitor.report(id, clock.now(), outcome);
+                        let events = monitor.report_timed(id, clock.now(), took, outcome);
                         changed |= handle_events(&monitor, &events);
                     }
                     next = res_rx.try_recv().ok();
@@ -473,6 +541,7 @@ async fn run(
                         Ok(d) => {
                             applied = d;
                             monitor = next;
+                            probes = Probes::new(&monitor);
                             generation += 1;
                             current.store(generation, std::sync::atomic::Ordering::Relaxed);
                             // Checks running for the old configuration are dropped: re-run what the new one

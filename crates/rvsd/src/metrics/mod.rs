@@ -650,10 +650,25 @@ impl Collector for FastPathCollector {
 #[derive(Debug)]
 pub struct KeepalivedHealth(pub Arc<crate::daemon::Daemon>);
 
+/// The checker's counters at a scrape.
+#[derive(Debug, Clone, Copy, Default)]
+struct HealthCounts {
+    done: u64,
+    /// Started [`rvs_health::engine::LATE`] or more after due.
+    late: u64,
+    /// Sum of how long after their due time the checks started.
+    start_delay: std::time::Duration,
+}
+
 impl KeepalivedHealth {
-    fn status(&self) -> Option<(Vec<rvs_api::ServiceHealth>, u64)> {
+    fn status(&self) -> Option<(Vec<rvs_api::ServiceHealth>, HealthCounts)> {
         let h = self.0.health.get()?;
-        Some((h.status(), h.checks_done()))
+        let counts = HealthCounts {
+            done: h.checks_done(),
+            late: h.checks_late(),
+            start_delay: h.start_delay_total(),
+        };
+        Some((h.status(), counts))
     }
 }
 
@@ -688,14 +703,27 @@ impl Collector for KeepalivedHealth {
 fn encode_health(
     mut enc: Enc<'_>,
     status: &[rvs_api::ServiceHealth],
-    checks: u64,
+    counts: HealthCounts,
 ) -> std::fmt::Result {
     counter(
         &mut enc,
         "health_checks",
         "Health checks completed since rvsd started.",
-        checks,
+        counts.done,
     )?;
+    counter(
+        &mut enc,
+        "health_checks_late",
+        "Health checks that started 1 s or more after they were due (the checker is falling behind).",
+        counts.late,
+    )?;
+    let m = enc.encode_descriptor(
+        "health_check_start_delay_seconds",
+        "How long after their due time the health checks started, summed (divide by rvs_health_checks_total's increase for the mean).",
+        None,
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(counts.start_delay.as_secs_f64()).encode(m)?;
     // (service key, real server, checker index or None) for every row, in order.
     let rows = || {
         status.iter().flat_map(|vs| {

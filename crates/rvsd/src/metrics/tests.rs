@@ -332,7 +332,12 @@ fn health_families_from_a_status_snapshot() {
                     rs(12, "down", None, false, 3),
                 ],
             }];
-            encode_health(enc, &status, 42)
+            let counts = HealthCounts {
+                done: 42,
+                late: 3,
+                start_delay: std::time::Duration::from_millis(1500),
+            };
+            encode_health(enc, &status, counts)
         }
     }
     let mut reg = Registry::default();
@@ -346,6 +351,8 @@ fn health_families_from_a_status_snapshot() {
     };
     for needle in [
         "rvs_health_checks_total 42\n".to_owned(),
+        "rvs_health_checks_late_total 3\n".to_owned(),
+        "rvs_health_check_start_delay_seconds_total 1.5\n".to_owned(),
         format!("rvs_health_real_server_up{{{}}} 1.0\n", l(11)),
         format!("rvs_health_real_server_up{{{}}} 0.0\n", l(12)),
         format!("rvs_health_real_server_weight{{{}}} 2.0\n", l(11)),
