@@ -2,8 +2,10 @@
 //! off, in interleaved rounds of the same run.
 //!
 //! `apt-get install wrk && cargo build --release -p rvsd -p rvsadm -p rvs-lab --bins --examples && \
-//!  RVS_BIN_DIR=target/release target/release/examples/checks_dataplane [SERVERS] [DELAY_LOOP_S] [ROUNDS] [SECONDS] [tcp|http]`
-//! (as root; default 10000 5 4 10 tcp).
+//!  RVS_BIN_DIR=target/release target/release/examples/checks_dataplane [SERVERS] [DELAY_LOOP_S] [ROUNDS] [SECONDS] [tcp|http] [PHASES]`
+//! (as root; default 10000 5 4 10 tcp off,idle,normal). PHASES: a comma-separated subset of `off`, `idle`,
+//! `normal`. The XDP fast path (established flows forwarded in the kernel, never reaching rvsd's threads):
+//! `RVS_LAB_RVSD_ARGS="--fast-path xdp"` (extra rvsd arguments, as for the lab tests).
 //!
 //! A lab (two real servers) whose rvsd runs `--keepalived FILE`. FILE has VIP:80 -> the two lab HTTP servers, plus
 //! virtual servers VIP:10001.. of 200 real servers each, SERVERS in all: ports 20000.. of the two real-server
@@ -27,17 +29,62 @@ use rvs_lab::{LabError, Result};
 
 const PER_VS: usize = 200;
 
-/// The phases of a round, in the order they run.
-const PHASES: [&str; 3] = ["off", "on idle", "on normal"];
-const OFF: usize = 0;
-const NORMAL: usize = 2;
+/// A phase of a round: the checker off, on as rvsd runs it (SCHED_IDLE), or on at normal priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Off,
+    Idle,
+    Normal,
+}
+
+impl Phase {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "off" => Some(Self::Off),
+            "idle" => Some(Self::Idle),
+            "normal" => Some(Self::Normal),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Idle => "on idle",
+            Self::Normal => "on normal",
+        }
+    }
+}
 
 /// rvsd's metrics, on the director namespace's loopback: `rvs_health_checks_total` says whether the checker keeps
 /// up (SERVERS / DELAY_LOOP_S checks a second) in each phase.
 const METRICS: &str = "127.0.0.1:9120";
 
-/// `rvs_health_checks_total` from rvsd's metrics (0 when it cannot be read).
-fn checks_total(lab: &Lab) -> u64 {
+/// The counters read from rvsd's metrics around each wrk window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    checks: f64,
+    late: f64,
+    start_delay_s: f64,
+    /// XDP fast path: packets forwarded in the kernel, and all packets it saw.
+    fast_forwarded: f64,
+    fast_all: f64,
+}
+
+impl Counters {
+    fn minus(self, o: Self) -> Self {
+        Self {
+            checks: self.checks - o.checks,
+            late: self.late - o.late,
+            start_delay_s: self.start_delay_s - o.start_delay_s,
+            fast_forwarded: self.fast_forwarded - o.fast_forwarded,
+            fast_all: self.fast_all - o.fast_all,
+        }
+    }
+}
+
+/// rvsd's health and fast-path counters (zeros when they cannot be read).
+fn counters(lab: &Lab) -> Counters {
     let text = rvs_lab::netns::run_in(&lab.director(), || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(METRICS).map_err(LabError::io("metrics"))?;
@@ -51,10 +98,28 @@ fn checks_total(lab: &Lab) -> u64 {
         Ok(body)
     })
     .unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("rvs_health_checks_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    let mut c = Counters::default();
+    for l in text.lines() {
+        let Some((name, v)) = l.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = v.trim().parse::<f64>() else {
+            continue;
+        };
+        match name {
+            "rvs_health_checks_total" => c.checks = v,
+            "rvs_health_checks_late_total" => c.late = v,
+            "rvs_health_check_start_delay_seconds_total" => c.start_delay_s = v,
+            n if n.starts_with("rvs_fastpath_packets_total{") => {
+                c.fast_all += v;
+                if n.contains("reason=\"forwarded\"") {
+                    c.fast_forwarded += v;
+                }
+            }
+            _ => {}
+        }
+    }
+    c
 }
 
 /// Set the scheduling policy of rvsd's checker thread (`chrt -i` SCHED_IDLE, `chrt -o` SCHED_OTHER).
@@ -212,7 +277,22 @@ fn wrk(lab: &Lab, secs: u64) -> Result<Round> {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `median [min - max]` of `v`.
+fn spread(v: &[f64], prec: usize) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(
+        "{:.prec$} [{min:.prec$} - {max:.prec$}]",
+        median(v.to_vec())
+    )
 }
 
 fn real_servers(lab: &Lab) -> usize {
@@ -231,20 +311,36 @@ fn main() -> Result<()> {
     let (servers, delay, rounds, secs) =
         (num(1, 10_000) as usize, num(2, 5), num(3, 4), num(4, 10));
     let kind = args.get(5).map(String::as_str).unwrap_or("tcp").to_owned();
+    let phases: Vec<Phase> = args
+        .get(6)
+        .map(String::as_str)
+        .unwrap_or("off,idle,normal")
+        .split(',')
+        .map(|p| Phase::parse(p).ok_or_else(|| LabError::Invalid(format!("phase '{p}'"))))
+        .collect::<Result<_>>()?;
+    if phases.first() != Some(&Phase::Off) {
+        return Err(LabError::Invalid(
+            "PHASES must start with off (the comparison)".into(),
+        ));
+    }
     let file = std::env::temp_dir().join(format!("rvs-checks-dp-{}.conf", std::process::id()));
+    let mut rvsd_args = vec![
+        "--keepalived".into(),
+        file.display().to_string(),
+        "--metrics".into(),
+        METRICS.into(),
+    ];
+    rvsd_args.extend(rvs_lab::testing::extra_rvsd_args());
     std::fs::write(&file, config(servers, delay, None)).map_err(LabError::io("writing FILE"))?;
     let cfg = LabConfig {
         rvsd: false,
-        rvsd_args: vec![
-            "--keepalived".into(),
-            file.display().to_string(),
-            "--metrics".into(),
-            METRICS.into(),
-        ],
+        rvsd_args,
         ..LabConfig::unique("ckdp")
     };
     let mut lab = Lab::up(cfg)?;
-    let result = run(&mut lab, &file, servers, delay, rounds, secs, &kind);
+    let result = run(
+        &mut lab, &file, servers, delay, rounds, secs, &kind, &phases,
+    );
     let _ = std::fs::remove_file(&file);
     if result.is_err() {
         eprintln!("rvsd's log:\n{}", lab.rvsd_log_text());
@@ -253,6 +349,15 @@ fn main() -> Result<()> {
     result
 }
 
+/// One phase of one round, as measured.
+struct Measured {
+    round: Round,
+    /// Counters' increase over the wrk window.
+    delta: Counters,
+    window_s: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run(
     lab: &mut Lab,
     file: &std::path::Path,
@@ -261,23 +366,27 @@ fn run(
     rounds: u64,
     secs: u64,
     kind: &str,
+    phases: &[Phase],
 ) -> Result<()> {
     let t = Instant::now();
     lab.start_rvsd()?;
     let pid = lab
         .rvsd_pid()
         .ok_or_else(|| LabError::Invalid("no rvsd".into()))?;
+    let mode = rvs_lab::testing::extra_rvsd_args().join(" ");
     eprintln!(
-        "rvsd {pid} up with {} real servers in {:.1} s",
+        "rvsd {pid} ({}) up with {} real servers in {:.1} s",
+        if mode.is_empty() { "TUN path" } else { &mode },
         real_servers(lab),
         t.elapsed().as_secs_f64()
     );
     let expected = servers + 2;
-    let mut phases: [(Vec<Round>, BTreeMap<String, u64>); 3] = Default::default();
-    let mut wall = [0.0f64; 3];
+    let due_rate = expected as f64 / delay.max(1) as f64;
+    let mut measured: Vec<Vec<Measured>> = phases.iter().map(|_| Vec::new()).collect();
+    let mut cpu: Vec<BTreeMap<String, u64>> = phases.iter().map(|_| BTreeMap::new()).collect();
     for r in 0..rounds {
-        for (p, phase) in phases.iter_mut().enumerate() {
-            let conf = config(servers, delay, (p != OFF).then_some(kind));
+        for (p, &phase) in phases.iter().enumerate() {
+            let conf = config(servers, delay, (phase != Phase::Off).then_some(kind));
             std::fs::write(file, conf).map_err(LabError::io("writing FILE"))?;
             let st = Command::new("kill")
                 .args(["-HUP", &pid.to_string()])
@@ -288,34 +397,34 @@ fn run(
             }
             // rvsd runs its checker under SCHED_IDLE; the "normal" phase puts it back to SCHED_OTHER for the
             // comparison (what rvsd did before), the others restore SCHED_IDLE.
-            set_checker_policy(pid, if p == NORMAL { "-o" } else { "-i" })?;
+            set_checker_policy(pid, if phase == Phase::Normal { "-o" } else { "-i" })?;
             std::thread::sleep(Duration::from_secs(delay + 2));
-            let checks_before = checks_total(lab);
+            let before_counters = counters(lab);
             let before = thread_ticks(pid);
             let t = Instant::now();
             let round = wrk(lab, secs)?;
-            let window = t.elapsed().as_secs_f64();
-            wall[p] += window;
+            let window_s = t.elapsed().as_secs_f64();
             let d = delta(&thread_ticks(pid), &before);
-            let health = *d.get("rvsd-health").unwrap_or(&0) as f64 / secs.max(1) as f64;
-            // Checks completed over the wrk window (the scrapes at its ends are counted in, a few % of it).
-            let checks = checks_total(lab).saturating_sub(checks_before) as f64 / window.max(1e-9);
+            // Counted over the wrk window (the scrapes at its ends are outside it).
+            let delta_c = counters(lab).minus(before_counters);
+            let health = *d.get("rvsd-health").unwrap_or(&0) as f64 / window_s.max(1e-9);
             for (k, v) in d {
-                *phase.1.entry(k).or_default() += v;
+                *cpu[p].entry(k).or_default() += v;
             }
             let n = real_servers(lab);
             println!(
-                "round {} checks {:10}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  rvsd-health {health:5.1}%  checks/s {checks:5.0} (of {})  real servers {n}/{expected}{}",
+                "round {} checks {:10}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  rvsd-health {health:5.1}%  checks/s {:5.0} (due {:.0})  late {:.0}  mean start delay {:.1} ms  fast path {:.0}% of {:.0} pkts  real servers {n}/{expected}{}",
                 r + 1,
-                PHASES[p],
+                phase.label(),
                 round.rps,
                 round.p50,
                 round.p99,
-                if p == OFF {
-                    0
-                } else {
-                    expected as u64 / delay.max(1)
-                },
+                delta_c.checks / window_s,
+                if phase == Phase::Off { 0.0 } else { due_rate },
+                delta_c.late,
+                1e3 * delta_c.start_delay_s / delta_c.checks.max(1.0),
+                100.0 * delta_c.fast_forwarded / delta_c.fast_all.max(1.0),
+                delta_c.fast_all,
                 if round.errors {
                     "  (wrk reported errors)"
                 } else {
@@ -327,40 +436,67 @@ fn run(
                     "{n} real servers in rvsadm -L, expected {expected}: checks failed?"
                 )));
             }
-            phase.0.push(round);
+            measured[p].push(Measured {
+                round,
+                delta: delta_c,
+                window_s,
+            });
         }
     }
-    let med = |p: usize, f: fn(&Round) -> f64| median(phases[p].0.iter().map(f).collect());
     println!(
-        "medians of {rounds} rounds of {secs} s, {servers} real servers, {kind} checks every {delay} s \
-         (ratios to \"off\" of the same run):"
+        "{rounds} interleaved rounds of {secs} s, {servers} real servers, {kind} checks every {delay} s, {}: \
+         median [min - max] over the rounds; ratios to \"off\" of the same round",
+        if mode.is_empty() { "TUN path" } else { &mode }
     );
-    for (p, name) in PHASES.iter().enumerate() {
-        let (rps, p50, p99) = (med(p, |r| r.rps), med(p, |r| r.p50), med(p, |r| r.p99));
-        let (r0, a0, b0) = (
-            med(OFF, |r| r.rps),
-            med(OFF, |r| r.p50),
-            med(OFF, |r| r.p99),
-        );
-        println!(
-            "  {name:10} {rps:8.0} req/s ({:.3})  p50 {p50:7.0} us ({:.3})  p99 {p99:8.0} us ({:.3})",
-            rps / r0,
-            p50 / a0,
-            p99 / b0
-        );
+    type Get = fn(&Round) -> f64;
+    let figures: [(&str, Get, usize); 3] = [
+        ("req/s", |r| r.rps, 0),
+        ("p50 us", |r| r.p50, 0),
+        ("p99 us", |r| r.p99, 0),
+    ];
+    for (p, phase) in phases.iter().enumerate() {
+        let mut line = format!("  {:10}", phase.label());
+        for (name, get, prec) in figures {
+            let v: Vec<f64> = measured[p].iter().map(|m| get(&m.round)).collect();
+            let _ = write!(line, "  {name} {}", spread(&v, prec));
+            if p != 0 {
+                let ratios: Vec<f64> = measured[p]
+                    .iter()
+                    .zip(&measured[0])
+                    .map(|(m, off)| get(&m.round) / get(&off.round))
+                    .collect();
+                let _ = write!(line, " (x {})", spread(&ratios, 3));
+            }
+        }
+        if *phase != Phase::Off {
+            let rate: Vec<f64> = measured[p]
+                .iter()
+                .map(|m| m.delta.checks / m.window_s)
+                .collect();
+            let late: f64 = measured[p].iter().map(|m| m.delta.late).sum();
+            let checks: f64 = measured[p].iter().map(|m| m.delta.checks).sum();
+            let delay_s: f64 = measured[p].iter().map(|m| m.delta.start_delay_s).sum();
+            let _ = write!(
+                line,
+                "  checks/s {} of {due_rate:.0} due; late {late:.0} of {checks:.0}; mean start delay {:.2} ms",
+                spread(&rate, 0),
+                1e3 * delay_s / checks.max(1.0)
+            );
+        }
+        println!("{line}");
     }
     println!("rvsd CPU by thread over the wrk windows (% of one core):");
-    let names: std::collections::BTreeSet<&String> =
-        phases.iter().flat_map(|p| p.1.keys()).collect();
+    let names: std::collections::BTreeSet<&String> = cpu.iter().flat_map(|c| c.keys()).collect();
     for name in names {
         let pct = |p: usize| {
-            *phases[p].1.get(name).unwrap_or(&0) as f64 / 100.0 / wall[p].max(1e-9) * 100.0
+            let wall: f64 = measured[p].iter().map(|m| m.window_s).sum();
+            *cpu[p].get(name).unwrap_or(&0) as f64 / wall.max(1e-9)
         };
-        if (0..3).any(|p| pct(p) > 0.0) {
-            let cols: Vec<String> = PHASES
+        if (0..phases.len()).any(|p| pct(p) > 0.0) {
+            let cols: Vec<String> = phases
                 .iter()
                 .enumerate()
-                .map(|(p, n)| format!("{n} {:5.1}%", pct(p)))
+                .map(|(p, ph)| format!("{} {:5.1}%", ph.label(), pct(p)))
                 .collect();
             println!("  {name:16} {}", cols.join("  "));
         }
