@@ -759,7 +759,10 @@ mod tests {
         });
         d.apply_batch(vec![
             ConfigOp::AddService(spec),
-            ConfigOp::AddDest(k, DestSpec::masq("203.0.113.1".parse().expect("ip"), 53, 1)),
+            ConfigOp::AddDest(
+                k,
+                DestSpec::masq("203.0.113.1".parse().expect("ip"), 53, rvs_core::Weight(1)),
+            ),
         ])
         .expect("config");
         // Nothing in the table: nothing handed over, nothing held.
