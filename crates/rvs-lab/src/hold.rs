@@ -59,7 +59,8 @@ pub fn endpoint(g: u64, addrs: u32) -> SocketAddrV4 {
     )
 }
 
-/// Raises this process's RLIMIT_NOFILE (soft and hard) to `n` descriptors.
+/// Sets this process's RLIMIT_NOFILE (soft and hard) to `n` descriptors: lowering is always allowed, raising the
+/// hard limit needs CAP_SYS_RESOURCE (this development machine's container lacks it: 20 000 at most there).
 pub fn raise_nofile(n: u64) -> Result<()> {
     let lim = libc::rlimit {
         rlim_cur: n,
@@ -68,7 +69,8 @@ pub fn raise_nofile(n: u64) -> Result<()> {
     // SAFETY: setrlimit reads the struct we pass for the duration of the call; no other memory is involved.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
         return Err(LabError::io(format!(
-            "raising RLIMIT_NOFILE to {n} (fs.nr_open caps it)"
+            "setting RLIMIT_NOFILE to {n} (above the current hard limit needs CAP_SYS_RESOURCE, and fs.nr_open caps it: \
+             spread the connections over more --real-servers/--openers)"
         ))(std::io::Error::last_os_error()));
     }
     Ok(())
