@@ -48,6 +48,10 @@ fn tun_rx(lab: &Lab, ns: &str) -> (u64, u64) {
 }
 
 #[test]
+// Not in the default run: the shape it tests (the switch port's GRO merging redirected tunnel frames) arises only
+// under load. On a quiet machine every NAPI poll finds one frame and nothing merges (CI saw a mean of 1210-1398
+// bytes in four runs, with 0 checksum errors), so the test's own guard fails. Run it beside load with `--ignored`.
+#[ignore = "needs GRO to merge the redirected frames, which happens only under load; run with --ignored beside load"]
 fn merged_tunnel_frames_reach_the_real_server_whole_without_checksum_errors() {
     if !testing::lab_available("merged_tunnel_frames") {
         return;
