@@ -258,7 +258,8 @@ mod tests {
         }
     }
 
-    fn setup(protocol: Protocol, port: u16) -> (Director, Arc<Recorder>) {
+    /// A director with one rr service VIP:`port` and one real server RIP:`rport` forwarded by `method`.
+    fn director(protocol: Protocol, port: u16, method: ForwardMethod, rport: u16) -> Director {
         let d = Director::default();
         let key = ServiceKey::Addr {
             protocol,
@@ -267,9 +268,20 @@ mod tests {
         };
         d.apply_batch(vec![
             ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-            ConfigOp::AddDest(key, DestSpec::masq(RIP.into(), 8080, Weight(1))),
+            ConfigOp::AddDest(
+                key,
+                DestSpec {
+                    method,
+                    ..DestSpec::masq(RIP.into(), rport, Weight(1))
+                },
+            ),
         ])
         .unwrap();
+        d
+    }
+
+    fn setup(protocol: Protocol, port: u16) -> (Director, Arc<Recorder>) {
+        let d = director(protocol, port, ForwardMethod::Masq, 8080);
         let r = Arc::new(Recorder::default());
         d.set_fast_path(r.clone());
         (d, r)
@@ -368,23 +380,7 @@ mod tests {
             csum: TunnelCsum::NoCsum,
         };
         for method in [ForwardMethod::Route, ForwardMethod::Tunnel(gue)] {
-            let d = Director::default();
-            let key = ServiceKey::Addr {
-                protocol: Protocol::Tcp,
-                addr: VIP.into(),
-                port: 80,
-            };
-            d.apply_batch(vec![
-                ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-                ConfigOp::AddDest(
-                    key,
-                    DestSpec {
-                        method,
-                        ..DestSpec::masq(RIP.into(), 80, Weight(1))
-                    },
-                ),
-            ])
-            .unwrap();
+            let d = director(Protocol::Tcp, 80, method, 80);
             let r = Arc::new(Recorder::default());
             d.set_fast_path(r.clone());
             send(&d, 10, tcp(CIP, 40000, VIP, 80, "S"));
@@ -417,24 +413,8 @@ mod tests {
             port: 0,
             csum: TunnelCsum::Csum,
         };
-        let key = ServiceKey::Addr {
-            protocol: Protocol::Tcp,
-            addr: VIP.into(),
-            port: 80,
-        };
         for method in [ForwardMethod::Route, ForwardMethod::Tunnel(gre)] {
-            let d = Director::default();
-            d.apply_batch(vec![
-                ConfigOp::AddService(ServiceSpec::new(key, "rr")),
-                ConfigOp::AddDest(
-                    key,
-                    DestSpec {
-                        method,
-                        ..DestSpec::masq(RIP.into(), 80, Weight(1))
-                    },
-                ),
-            ])
-            .unwrap();
+            let d = director(Protocol::Tcp, 80, method, 80);
             let client = std::net::SocketAddr::from((CIP, 40000));
             let vip = std::net::SocketAddr::from((VIP, 80));
             assert_eq!(
