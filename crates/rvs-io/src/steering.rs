@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use netlink_packet_route::route::RouteType;
 
-use crate::netlink::{self, Change, Netlink, NetlinkError};
+use crate::netlink::{self, Change, Family, Netlink, NetlinkError};
 
 /// Route protocol number tagging everything rvsd installs (`ip route show proto 114`; /etc/iproute2/rt_protos
 /// leaves it unassigned).
@@ -111,6 +111,16 @@ impl SteeringConfig {
     }
 }
 
+/// What `Steering::remove_tagged` does with a hand-over hold ([`Steering::hold_replies`]): the reply table's
+/// rules and blackhole routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Leave them in place.
+    Keep,
+    /// Remove them with the rest.
+    Remove,
+}
+
 /// The steering rvsd has installed, and the netlink connection to change it.
 #[derive(Debug)]
 pub struct Steering {
@@ -119,8 +129,8 @@ pub struct Steering {
     tun_index: Option<u32>,
     /// VIP -> public interface index its proxy neighbour is on.
     vips: BTreeMap<IpAddr, u32>,
-    /// Interfaces with a reply rule, per family (true = IPv6).
-    reply_ifs: BTreeSet<(bool, String)>,
+    /// Interfaces with a reply rule, per family.
+    reply_ifs: BTreeSet<(Family, String)>,
     /// IPv6 turned on for the TUN, with the reply table's IPv6 default route.
     ipv6: bool,
     /// VIPs this director may answer for (proxy neighbour): `None` = all (no VRRP); with VRRP, the addresses of
@@ -183,8 +193,8 @@ impl Steering {
     /// unicast routes count: the reply table's blackhole stays by design when rvsd dies, and an IPv6 blackhole
     /// carries `dev lo` as its output device.
     pub fn live_owner(&mut self) -> Result<Option<String>, SteeringError> {
-        for v6 in [false, true] {
-            for r in self.nl.routes(v6)? {
+        for family in Family::ALL {
+            for r in self.nl.routes(family)? {
                 if netlink::route_proto(&r) != self.cfg.proto || r.header.kind != RouteType::Unicast
                 {
                     continue;
@@ -207,7 +217,7 @@ impl Steering {
     /// proxy neighbours with our protocol) plus what this instance knows it installed. Returns how many objects
     /// were removed.
     pub fn remove_all(&mut self) -> Result<usize, SteeringError> {
-        self.remove_tagged(false)
+        self.remove_tagged(Hold::Remove)
     }
 
     /// For a restart that hands connections over: the real servers' packets are held (dropped, so retransmitted
@@ -217,40 +227,49 @@ impl Steering {
     /// the hold ([`Steering::remove_stale`] keeps it until its own steering is in place; [`Steering::remove_all`]
     /// drops it). Returns how many objects were removed.
     pub fn hold_replies(&mut self) -> Result<usize, SteeringError> {
-        let v6s: &[bool] = if self.ipv6 { &[false, true] } else { &[false] };
-        for &v6 in v6s {
+        let families: &[Family] = if self.ipv6 {
+            &Family::ALL
+        } else {
+            &[Family::V4]
+        };
+        for &family in families {
             match self.nl.route_change(
                 Change::Add,
-                netlink::blackhole_default(v6, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC),
+                netlink::blackhole_default(
+                    family,
+                    self.cfg.table,
+                    self.cfg.proto,
+                    BLACKHOLE_METRIC,
+                ),
             ) {
                 Ok(()) => {}
                 Err(e) if e.errno() == Some(libc::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        self.remove_tagged(true)
+        self.remove_tagged(Hold::Keep)
     }
 
     /// At start: remove what an earlier run left, but keep a hold it left ([`Steering::hold_replies`]) until this
     /// run's reply rules are in place.
     pub fn remove_stale(&mut self) -> Result<usize, SteeringError> {
-        self.remove_tagged(true)
+        self.remove_tagged(Hold::Keep)
     }
 
-    fn remove_tagged(&mut self, keep_hold: bool) -> Result<usize, SteeringError> {
+    fn remove_tagged(&mut self, hold_rules: Hold) -> Result<usize, SteeringError> {
         let mut removed = 0;
         let p = self.cfg.proto;
-        for v6 in [false, true] {
-            for r in self.nl.rules(v6)? {
+        for family in Family::ALL {
+            for r in self.nl.rules(family)? {
                 let (table, _, _, proto) = netlink::rule_fields(&r);
-                let hold = keep_hold && table == self.cfg.table;
+                let hold = hold_rules == Hold::Keep && table == self.cfg.table;
                 if (proto == Some(p) || table == self.cfg.table) && !hold {
                     self.nl.rule_change(Change::Delete, r)?;
                     removed += 1;
                 }
             }
-            for r in self.nl.routes(v6)? {
-                let hold = keep_hold && r.header.kind == RouteType::BlackHole;
+            for r in self.nl.routes(family)? {
+                let hold = hold_rules == Hold::Keep && r.header.kind == RouteType::BlackHole;
                 if netlink::route_proto(&r) == p && !hold {
                     match self.nl.route_change(Change::Delete, r) {
                         Ok(()) => removed += 1,
@@ -259,7 +278,7 @@ impl Steering {
                     }
                 }
             }
-            for n in self.nl.proxy_neighbours(v6)? {
+            for n in self.nl.proxy_neighbours(family)? {
                 let (addr, proto) = netlink::neighbour_fields(&n);
                 let ours = proto == Some(p)
                     || addr.is_some_and(|a| self.vips.get(&a) == Some(&n.header.ifindex));
@@ -300,10 +319,15 @@ impl Steering {
                 source: e,
             }
         })?;
-        let r = netlink::device_route(None, false, idx, self.cfg.table, self.cfg.proto);
+        let r = netlink::device_route(None, Family::V4, idx, self.cfg.table, self.cfg.proto);
         self.nl.route_change(Change::Add, r)?;
         // If this process dies without cleaning up, replies are dropped rather than leaked un-NATed.
-        let b = netlink::blackhole_default(false, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC);
+        let b = netlink::blackhole_default(
+            Family::V4,
+            self.cfg.table,
+            self.cfg.proto,
+            BLACKHOLE_METRIC,
+        );
         match self.nl.route_change(Change::Add, b) {
             Ok(()) => {}
             // Kept by a hand-over hold of the previous rvsd (remove_stale).
@@ -337,13 +361,18 @@ impl Steering {
         set(format!("net/ipv6/conf/{name}/accept_ra"), "0")?;
         set(format!("net/ipv6/conf/{name}/disable_ipv6"), "0")?;
         set("net/ipv6/conf/all/forwarding".into(), "1")?;
-        let r = netlink::device_route(None, true, tun, self.cfg.table, self.cfg.proto);
+        let r = netlink::device_route(None, Family::V6, tun, self.cfg.table, self.cfg.proto);
         match self.nl.route_change(Change::Add, r) {
             Ok(()) => {}
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e.into()),
         }
-        let b = netlink::blackhole_default(true, self.cfg.table, self.cfg.proto, BLACKHOLE_METRIC);
+        let b = netlink::blackhole_default(
+            Family::V6,
+            self.cfg.table,
+            self.cfg.proto,
+            BLACKHOLE_METRIC,
+        );
         match self.nl.route_change(Change::Add, b) {
             Ok(()) => {}
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
@@ -364,7 +393,7 @@ impl Steering {
             return Ok(idx);
         }
         let full = if vip.is_ipv6() { 128 } else { 32 };
-        for r in self.nl.routes(vip.is_ipv6())? {
+        for r in self.nl.routes(Family::of(vip))? {
             if r.header.destination_prefix_length == full
                 && netlink::route_destination(&r) == Some(vip)
             {
@@ -457,18 +486,20 @@ impl Steering {
     /// (skipped when the namespace has it off).
     pub fn add_mark(&mut self, mark: u32, ifindex: u32, table: u32) -> Result<(), SteeringError> {
         let (p, prio) = (self.cfg.proto, self.cfg.rule_priority.saturating_sub(1));
-        for v6 in [false, true] {
+        for family in Family::ALL {
             let route = self.nl.route_change(
                 Change::Add,
-                netlink::device_route(None, v6, ifindex, table, p),
+                netlink::device_route(None, family, ifindex, table, p),
             );
             match route {
                 Ok(()) => {}
-                Err(_) if v6 => continue,
+                Err(_) if family == Family::V6 => continue,
                 Err(e) => return Err(e.into()),
             }
-            self.nl
-                .rule_change(Change::Add, netlink::fwmark_rule(v6, prio, mark, table, p))?;
+            self.nl.rule_change(
+                Change::Add,
+                netlink::fwmark_rule(family, prio, mark, table, p),
+            )?;
         }
         Ok(())
     }
@@ -476,10 +507,10 @@ impl Steering {
     /// Undo [`add_mark`](Self::add_mark) (the routes go with the device too).
     pub fn remove_mark(&mut self, mark: u32, table: u32) -> Result<(), SteeringError> {
         let (p, prio) = (self.cfg.proto, self.cfg.rule_priority.saturating_sub(1));
-        for v6 in [false, true] {
+        for family in Family::ALL {
             let _ = self.nl.rule_change(
                 Change::Delete,
-                netlink::fwmark_rule(v6, prio, mark, table, p),
+                netlink::fwmark_rule(family, prio, mark, table, p),
             );
         }
         Ok(())
@@ -542,7 +573,7 @@ impl Steering {
         let mut want_ifs = BTreeSet::new();
         for &rip in rips {
             if let Some(name) = self.private_if_for(rip)? {
-                want_ifs.insert((rip.is_ipv6(), name));
+                want_ifs.insert((Family::of(rip), name));
             }
         }
         for &vip in vips {
@@ -563,7 +594,7 @@ impl Steering {
             }
             self.nl.route_change(
                 Change::Add,
-                netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
+                netlink::device_route(Some(vip), Family::of(vip), tun, 254, p),
             )?;
             if let Err(e) = if self.announced(&vip) {
                 self.nl
@@ -573,25 +604,27 @@ impl Steering {
             } {
                 let _ = self.nl.route_change(
                     Change::Delete,
-                    netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
+                    netlink::device_route(Some(vip), Family::of(vip), tun, 254, p),
                 );
                 return Err(e.into());
             }
             self.vips.insert(vip, pub_idx);
         }
-        for (v6, name) in &want_ifs {
-            if !self.reply_ifs.contains(&(*v6, name.clone())) {
-                if *v6 && let Some(rip) = rips.iter().find(|r| r.is_ipv6()) {
+        for (family, name) in &want_ifs {
+            if !self.reply_ifs.contains(&(*family, name.clone())) {
+                if *family == Family::V6
+                    && let Some(rip) = rips.iter().find(|r| r.is_ipv6())
+                {
                     self.enable_ipv6(*rip)?;
                 }
-                let r = netlink::iif_rule(*v6, self.cfg.rule_priority, name, self.cfg.table, p);
+                let r = netlink::iif_rule(*family, self.cfg.rule_priority, name, self.cfg.table, p);
                 match self.nl.rule_change(Change::Add, r) {
                     Ok(()) => {}
                     // Kept by a hand-over hold of the previous rvsd.
                     Err(e) if e.errno() == Some(libc::EEXIST) => {}
                     Err(e) => return Err(e.into()),
                 }
-                self.reply_ifs.insert((*v6, name.clone()));
+                self.reply_ifs.insert((*family, name.clone()));
             }
         }
         let stale: Vec<(IpAddr, u32)> = self
@@ -607,16 +640,16 @@ impl Steering {
             }
             self.nl.route_change(
                 Change::Delete,
-                netlink::device_route(Some(vip), vip.is_ipv6(), tun, 254, p),
+                netlink::device_route(Some(vip), Family::of(vip), tun, 254, p),
             )?;
             self.vips.remove(&vip);
         }
-        let stale_ifs: Vec<(bool, String)> =
+        let stale_ifs: Vec<(Family, String)> =
             self.reply_ifs.difference(&want_ifs).cloned().collect();
-        for (v6, name) in stale_ifs {
-            let r = netlink::iif_rule(v6, self.cfg.rule_priority, &name, self.cfg.table, p);
+        for (family, name) in stale_ifs {
+            let r = netlink::iif_rule(family, self.cfg.rule_priority, &name, self.cfg.table, p);
             self.nl.rule_change(Change::Delete, r)?;
-            self.reply_ifs.remove(&(v6, name));
+            self.reply_ifs.remove(&(family, name));
         }
         Ok(())
     }
@@ -635,8 +668,8 @@ impl Steering {
         self.vips.keys().copied()
     }
 
-    /// The interfaces with a reply rule (`(true, name)` for IPv6).
-    pub fn reply_interfaces(&self) -> impl Iterator<Item = (bool, &str)> + '_ {
-        self.reply_ifs.iter().map(|(v6, n)| (*v6, n.as_str()))
+    /// The interfaces with a reply rule, with their family.
+    pub fn reply_interfaces(&self) -> impl Iterator<Item = (Family, &str)> + '_ {
+        self.reply_ifs.iter().map(|(f, n)| (*f, n.as_str()))
     }
 }

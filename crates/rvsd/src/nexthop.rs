@@ -168,8 +168,8 @@ impl Resolver {
         self.last_pass = now;
         self.probing = false;
         let mut neigh: HashMap<(u32, IpAddr), [u8; 6]> = HashMap::new();
-        for v6 in [false, true] {
-            for (ifindex, addr, mac) in nl.resolved_neighbours(v6)? {
+        for family in rvs_io::netlink::Family::ALL {
+            for (ifindex, addr, mac) in nl.resolved_neighbours(family)? {
                 neigh.insert((ifindex, addr), mac);
             }
         }
