@@ -71,6 +71,13 @@ fn errors_leave_packet_unchanged() {
         set_src(&mut b, &mut lying, i.dst, Some(1)),
         Err(WireError::Truncated)
     );
+    // A transport offset inside the IP header is not this packet's parse.
+    lying = i;
+    lying.l4_offset = 8;
+    assert_eq!(
+        set_dst(&mut b, &mut lying, i.src, Some(1)),
+        Err(WireError::Truncated)
+    );
     assert_eq!(b, b0);
     assert_eq!(i, i0, "an Err leaves the PacketInfo unchanged too");
     // TTL that would expire.
