@@ -12,7 +12,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::vnet::VnetHdr;
+use crate::vnet::{Offload, VnetHdr};
 
 /// `PACKET_VNET_HDR` (linux/if_packet.h; not in the libc crate).
 const PACKET_VNET_HDR: libc::c_int = 15;
@@ -106,10 +106,10 @@ impl Default for LinkMsg {
 
 impl LinkMsg {
     /// Point the message at the `len` bytes at `pkt` (an IP packet) for `hop`, with the offload header `vnet` when
-    /// `with_vnet`. Returns the message for `sendmsg`; see the type's rules on moving and on `pkt`.
+    /// the socket's `offload` is [`Offload::VnetHdr`]. Returns the message for `sendmsg`; see the type's rules on moving and on `pkt`.
     pub fn prepare(
         &mut self,
-        with_vnet: bool,
+        offload: Offload,
         hop: &NextHop,
         vnet: &VnetHdr,
         pkt: *const u8,
@@ -136,7 +136,7 @@ impl LinkMsg {
                 iov_len: len,
             },
         ];
-        let skip = usize::from(!with_vnet);
+        let skip = usize::from(offload == Offload::Off);
         self.msg.msg_name = (&mut self.addr as *mut libc::sockaddr_ll).cast();
         self.msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
         self.msg.msg_iov = self.iov[skip..].as_mut_ptr();
@@ -149,7 +149,7 @@ impl LinkMsg {
 #[derive(Debug)]
 pub struct L2Tx {
     fd: OwnedFd,
-    vnet: bool,
+    offload: Offload,
 }
 
 impl AsRawFd for L2Tx {
@@ -159,8 +159,8 @@ impl AsRawFd for L2Tx {
 }
 
 impl L2Tx {
-    /// Open the socket; `vnet`: packets carry a [`VnetHdr`] (offloads).
-    pub fn new(vnet: bool) -> io::Result<Self> {
+    /// Open the socket for packets with a [`VnetHdr`] in front ([`Offload::VnetHdr`]) or without.
+    pub fn new(offload: Offload) -> io::Result<Self> {
         // SAFETY: socket() has no pointer arguments; protocol 0 means the socket receives nothing.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
@@ -168,24 +168,24 @@ impl L2Tx {
         }
         // SAFETY: fd was just returned by socket() and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        if vnet {
+        if offload == Offload::VnetHdr {
             set_int(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
         }
         // Room for a batch of super-packets in flight (best effort: needs CAP_NET_ADMIN).
         let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 8 << 20);
-        Ok(Self { fd, vnet })
+        Ok(Self { fd, offload })
     }
 
     /// Whether packets carry an offload header.
-    pub fn vnet(&self) -> bool {
-        self.vnet
+    pub fn offload(&self) -> Offload {
+        self.offload
     }
 
     /// Send `pkt` (an IP packet) to `hop` now, with its offload header when the socket uses them. An error is the
     /// kernel refusing this packet (too big for the link, interface down, no buffer).
     pub fn send(&self, hop: &NextHop, vnet: &VnetHdr, pkt: &[u8]) -> io::Result<()> {
         let mut m = LinkMsg::default();
-        let msg = m.prepare(self.vnet, hop, vnet, pkt.as_ptr(), pkt.len());
+        let msg = m.prepare(self.offload, hop, vnet, pkt.as_ptr(), pkt.len());
         loop {
             // SAFETY: msg points into `m` (alive and not moved during the call) and at `pkt`; sendmsg only reads.
             let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), msg, libc::MSG_DONTWAIT) };

@@ -30,3 +30,4 @@ pub use packet::{Batch, Disposition, PacketBuf, PacketIo, VnetHdr};
 pub use steering::{Steering, SteeringConfig, SteeringError};
 pub use tun::{TunDevice, TunError, TunQueue};
 pub use uring::UringTunQueue;
+pub use vnet::Offload;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::l2::L2Tx;
 use crate::packet::{Batch, Disposition, MAX_PACKET, PacketBuf, PacketIo, VnetHdr};
 use crate::uring::UringTunQueue;
+use crate::vnet::Offload;
 
 /// Errors creating a TUN device.
 #[derive(Debug, thiserror::Error)]
@@ -69,16 +70,16 @@ impl TunDevice {
     /// Create the device `name` with `queues` queues. Refuses if an interface of that name already exists (it would
     /// otherwise attach to another process's TUN).
     pub fn create(name: &str, queues: usize) -> Result<(TunDevice, Vec<TunQueue>), TunError> {
-        Self::create_with(name, queues, false)
+        Self::create_with(name, queues, Offload::Off)
     }
 
-    /// Like [`create`](Self::create); with `offload`, the queues use `IFF_VNET_HDR` and the device takes checksum
+    /// Like [`create`](Self::create); with [`Offload::VnetHdr`], the queues use `IFF_VNET_HDR` and the device takes checksum
     /// and TCP segmentation offload (`TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`): TCP super-packets of up to 64 KB
     /// cross the TUN in one read/write, with partial checksums (see [`VnetHdr`]).
     pub fn create_with(
         name: &str,
         queues: usize,
-        offload: bool,
+        offload: Offload,
     ) -> Result<(TunDevice, Vec<TunQueue>), TunError> {
         if !valid_ifname(name) {
             return Err(TunError::BadName(name.to_owned()));
@@ -113,7 +114,7 @@ impl TunDevice {
     }
 }
 
-fn open_queue(name: &str, offload: bool) -> Result<TunQueue, TunError> {
+fn open_queue(name: &str, offload: Offload) -> Result<TunQueue, TunError> {
     let path = CString::new("/dev/net/tun").map_err(|_| TunError::NoDevice)?;
     // SAFETY: path is a valid NUL-terminated string; open has no other preconditions.
     let fd = unsafe {
@@ -141,7 +142,10 @@ fn open_queue(name: &str, offload: bool) -> Result<TunQueue, TunError> {
         _pad: [0; 22],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
-    let vnet = if offload { libc::IFF_VNET_HDR } else { 0 };
+    let vnet = match offload {
+        Offload::Off => 0,
+        Offload::VnetHdr => libc::IFF_VNET_HDR,
+    };
     req.flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | vnet) as libc::c_short;
     // SAFETY: TUNSETIFF reads a struct ifreq (40 bytes, IfReqFlags has that layout) and writes the name back into it;
     // req lives across the call.
@@ -159,7 +163,7 @@ fn open_queue(name: &str, offload: bool) -> Result<TunQueue, TunError> {
             },
         });
     }
-    if offload {
+    if offload == Offload::VnetHdr {
         let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
         // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of TUN_F_* bits).
         let rc = unsafe {
@@ -178,7 +182,7 @@ fn open_queue(name: &str, offload: bool) -> Result<TunQueue, TunError> {
     }
     Ok(TunQueue {
         fd,
-        vnet: offload,
+        offload,
         bufs: Vec::new(),
         link: None,
     })
@@ -188,8 +192,8 @@ fn open_queue(name: &str, offload: bool) -> Result<TunQueue, TunError> {
 #[derive(Debug)]
 pub struct TunQueue {
     fd: OwnedFd,
-    /// Each packet is preceded by a [`VnetHdr`].
-    vnet: bool,
+    /// Whether each packet is preceded by a [`VnetHdr`].
+    offload: Offload,
     /// Buffers for one batch (allocated on the first batch, reused after).
     bufs: Vec<PacketBuf>,
     /// Link-layer transmit for [`Disposition::SendTo`].
@@ -210,7 +214,7 @@ impl TunQueue {
         loop {
             let mut hdr = [0u8; VnetHdr::LEN];
             let buf = b.storage_mut();
-            let n = if self.vnet {
+            let n = if self.offload == Offload::VnetHdr {
                 let iov = [
                     libc::iovec {
                         iov_base: hdr.as_mut_ptr().cast(),
@@ -229,7 +233,7 @@ impl TunQueue {
             };
             if n >= 0 {
                 let n = n as usize;
-                if self.vnet {
+                if self.offload == Offload::VnetHdr {
                     b.vnet = VnetHdr::from_bytes(hdr);
                     return Ok(Some(n.saturating_sub(VnetHdr::LEN)));
                 }
@@ -251,7 +255,7 @@ impl TunQueue {
     /// One write: `vnet` (on a queue with offload headers; ignored otherwise), then `pkt`.
     fn write_parts(&self, vnet: &VnetHdr, pkt: &[u8]) -> io::Result<()> {
         loop {
-            let n = if self.vnet {
+            let n = if self.offload == Offload::VnetHdr {
                 let iov = [
                     libc::iovec {
                         iov_base: vnet.as_bytes().as_ptr() as *mut libc::c_void,
@@ -301,7 +305,7 @@ impl TunQueue {
 
     /// This queue driven by io_uring instead of a system call per packet (see [`UringTunQueue`]).
     pub fn into_uring(self) -> io::Result<UringTunQueue> {
-        let mut q = UringTunQueue::new(self.fd, self.vnet)?;
+        let mut q = UringTunQueue::new(self.fd, self.offload)?;
         if self.link.is_some() {
             q.enable_link_tx()?;
         }
@@ -343,7 +347,7 @@ impl PacketIo for TunQueue {
     }
 
     fn enable_link_tx(&mut self) -> io::Result<()> {
-        self.link = Some(L2Tx::new(self.vnet)?);
+        self.link = Some(L2Tx::new(self.offload)?);
         Ok(())
     }
 }

@@ -28,6 +28,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use crate::l2::{L2Tx, LinkMsg};
 use crate::packet::{Batch, Disposition, MAX_PACKET, PacketIo, VnetHdr};
+use crate::vnet::Offload;
 
 /// Buffer slots per queue (a power of two: the size of the provided-buffer ring).
 pub const SLOTS: usize = 64;
@@ -101,7 +102,7 @@ impl Drop for BufRing {
 /// [`TunQueue::into_uring`](crate::TunQueue::into_uring).
 pub struct UringTunQueue {
     fd: OwnedFd,
-    vnet: bool,
+    offload: Offload,
     /// Bytes per slot: the virtio-net header (when used) and the largest packet.
     slot_len: usize,
     /// All slots, one allocation: slot `i` is `mem[i * slot_len..][..slot_len]`. Never moved or freed while the
@@ -126,7 +127,7 @@ impl std::fmt::Debug for UringTunQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UringTunQueue")
             .field("fd", &self.fd)
-            .field("vnet", &self.vnet)
+            .field("offload", &self.offload)
             .field("started", &self.ring.is_some())
             .field("armed", &self.armed)
             .field("writes_in_flight", &self.writes_in_flight)
@@ -153,12 +154,12 @@ pub fn available() -> bool {
 }
 
 impl UringTunQueue {
-    /// Wrap a TUN queue fd. `vnet`: packets carry a virtio-net header.
-    pub(crate) fn new(fd: OwnedFd, vnet: bool) -> io::Result<Self> {
-        let slot_len = MAX_PACKET + if vnet { VnetHdr::LEN } else { 0 };
+    /// Wrap a TUN queue fd whose packets carry a virtio-net header or not (`offload`).
+    pub(crate) fn new(fd: OwnedFd, offload: Offload) -> io::Result<Self> {
+        let slot_len = MAX_PACKET + offload.header_len();
         Ok(Self {
             fd,
-            vnet,
+            offload,
             slot_len,
             mem: vec![0u8; slot_len * SLOTS].into_boxed_slice(),
             ring: None,
@@ -350,7 +351,7 @@ impl UringTunQueue {
         let off = usize::from(bid) * self.slot_len;
         let len = len.min(self.slot_len);
         let buf = &mut self.mem[off..off + len];
-        let (d, vnet) = if self.vnet {
+        let (d, vnet) = if self.offload == Offload::VnetHdr {
             if buf.len() < VnetHdr::LEN {
                 (Disposition::Drop, VnetHdr::default())
             } else {
@@ -375,11 +376,12 @@ impl UringTunQueue {
             Disposition::SendTo(hop) => match self.link.as_mut() {
                 Some((tx, msgs)) => {
                     // The packet follows the offload header in the slot (when there is one).
-                    let skip = if self.vnet { VnetHdr::LEN } else { 0 };
+                    let skip = self.offload.header_len();
                     let pkt_len = len - skip;
                     // SAFETY: skip <= len <= slot_len, so the packet lies within the slot.
                     let pkt = unsafe { ptr.add(skip) };
-                    let msg = msgs[usize::from(bid)].prepare(tx.vnet(), &hop, &vnet, pkt, pkt_len);
+                    let msg =
+                        msgs[usize::from(bid)].prepare(tx.offload(), &hop, &vnet, pkt, pkt_len);
                     Some(
                         opcode::SendMsg::new(types::Fd(tx.as_raw_fd()), msg)
                             .flags(libc::MSG_DONTWAIT as u32)
@@ -440,7 +442,7 @@ impl PacketIo for UringTunQueue {
 
     fn enable_link_tx(&mut self) -> io::Result<()> {
         let msgs = (0..SLOTS).map(|_| LinkMsg::default()).collect();
-        self.link = Some((L2Tx::new(self.vnet)?, msgs));
+        self.link = Some((L2Tx::new(self.offload)?, msgs));
         Ok(())
     }
 }

@@ -15,6 +15,26 @@
 //! | 6-7 | csum_start |
 //! | 8-9 | csum_offset |
 
+/// Whether the packets of a TUN queue or a link-layer socket carry a [`VnetHdr`] in front of them (`IFF_VNET_HDR`,
+/// `PACKET_VNET_HDR`), so that checksum and segmentation offloads travel with each packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Offload {
+    /// Plain IP packets, no header.
+    Off,
+    /// A virtio-net header before each packet.
+    VnetHdr,
+}
+
+impl Offload {
+    /// The bytes in front of each packet: [`VnetHdr::LEN`] or none.
+    pub const fn header_len(self) -> usize {
+        match self {
+            Offload::Off => 0,
+            Offload::VnetHdr => VnetHdr::LEN,
+        }
+    }
+}
+
 /// One packet's virtio-net header (all zero: no offload).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VnetHdr([u8; VnetHdr::LEN]);

@@ -12,7 +12,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use common::{Netns, can_run, enter};
-use rvs_io::{Batch, Disposition, PacketIo, TunDevice, VnetHdr};
+use rvs_io::{Batch, Disposition, Offload, PacketIo, TunDevice, VnetHdr};
 
 /// Swap the IPv4 addresses and the UDP ports of `pkt` in place (checksums stay valid: the sums are the same).
 /// Returns false (drop) for anything else.
@@ -59,7 +59,7 @@ fn worker<Q: PacketIo>(mut q: Q, echo: Arc<AtomicBool>, stop: Arc<AtomicBool>) -
     total
 }
 
-fn echo_through_tun(backend: Backend, offload: bool) {
+fn echo_through_tun(backend: Backend, offload: Offload) {
     if !can_run() {
         return;
     }
@@ -133,7 +133,7 @@ fn echo_through_tun(backend: Backend, offload: bool) {
     );
     assert_eq!(
         received, 300,
-        "{backend:?} offload={offload}: every datagram turned around"
+        "{backend:?} offload={offload:?}: every datagram turned around"
     );
     assert!(
         total.received >= 500,
@@ -151,20 +151,20 @@ fn echo_through_tun(backend: Backend, offload: bool) {
 
 #[test]
 fn sync_queue_turns_packets_around() {
-    echo_through_tun(Backend::Sync, false);
+    echo_through_tun(Backend::Sync, Offload::Off);
 }
 
 #[test]
 fn uring_queue_turns_packets_around() {
-    echo_through_tun(Backend::Uring, false);
+    echo_through_tun(Backend::Uring, Offload::Off);
 }
 
 #[test]
 fn uring_queue_with_offloads_turns_packets_around() {
-    echo_through_tun(Backend::Uring, true);
+    echo_through_tun(Backend::Uring, Offload::VnetHdr);
 }
 
 #[test]
 fn sync_queue_with_offloads_turns_packets_around() {
-    echo_through_tun(Backend::Sync, true);
+    echo_through_tun(Backend::Sync, Offload::VnetHdr);
 }

@@ -51,7 +51,7 @@ const RCVBUF: libc::c_int = 8 << 20;
 
 /// Create TUN `tun` (up, rp_filter off, offload headers), then decapsulate into it forever.
 pub fn run(tun: &str, gue_port: Option<u16>) -> Result<()> {
-    let (dev, mut queues) = rvs_io::TunDevice::create_with(tun, 1, true)
+    let (dev, mut queues) = rvs_io::TunDevice::create_with(tun, 1, rvs_io::Offload::VnetHdr)
         .map_err(|e| LabError::Check(format!("creating TUN {tun}: {e}")))?;
     let q = Arc::new(
         queues

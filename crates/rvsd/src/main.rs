@@ -132,7 +132,12 @@ fn run(args: Args) -> anyhow::Result<Ending> {
     control::check_free(&socket)?;
     let workers = args.worker_count();
 
-    let (tun, queues) = TunDevice::create_with(&args.tun, workers, args.offload())?;
+    let offload = if args.offload() {
+        rvs_io::Offload::VnetHdr
+    } else {
+        rvs_io::Offload::Off
+    };
+    let (tun, queues) = TunDevice::create_with(&args.tun, workers, offload)?;
     let mut cfg = SteeringConfig::new(tun.name());
     cfg.public_if = args.public_if.clone();
     cfg.private_if = args.private_if.clone();

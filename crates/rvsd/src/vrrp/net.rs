@@ -292,7 +292,7 @@ pub fn announce(ifn: &str, addrs: &[IpAddr]) {
         return;
     };
     if addrs.iter().any(IpAddr::is_ipv4) {
-        match rvs_io::l2::L2Tx::new(false) {
+        match rvs_io::l2::L2Tx::new(rvs_io::Offload::Off) {
             Ok(tx) => {
                 for a in addrs {
                     let IpAddr::V4(ip) = a else { continue };
