@@ -159,18 +159,24 @@ impl Director {
         }
     }
 
-    /// Sets `sloppy_tcp` and `sloppy_sctp` (IPVS's sysctls; applies from the next packet).
-    pub fn set_sloppy(&self, tcp: bool, sctp: bool) {
-        self.sloppy_tcp.store(tcp, Ordering::Relaxed);
-        self.sloppy_sctp.store(sctp, Ordering::Relaxed);
+    /// Turns IPVS's `sloppy_tcp` sysctl on or off (applies from the next packet).
+    pub fn set_sloppy_tcp(&self, on: bool) {
+        self.sloppy_tcp.store(on, Ordering::Relaxed);
     }
 
-    /// `(sloppy_tcp, sloppy_sctp)`.
-    pub fn sloppy(&self) -> (bool, bool) {
-        (
-            self.sloppy_tcp.load(Ordering::Relaxed),
-            self.sloppy_sctp.load(Ordering::Relaxed),
-        )
+    /// Turns IPVS's `sloppy_sctp` sysctl on or off (applies from the next packet).
+    pub fn set_sloppy_sctp(&self, on: bool) {
+        self.sloppy_sctp.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether `sloppy_tcp` is on.
+    pub fn sloppy_tcp(&self) -> bool {
+        self.sloppy_tcp.load(Ordering::Relaxed)
+    }
+
+    /// Whether `sloppy_sctp` is on.
+    pub fn sloppy_sctp(&self) -> bool {
+        self.sloppy_sctp.load(Ordering::Relaxed)
     }
 
     // ---------------------------------------------------------------- data plane

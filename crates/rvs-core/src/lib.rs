@@ -50,7 +50,7 @@
 //!   route/tunnel carry the error to the real server unchanged (`ip_vs_icmp_xmit`). A reply that
 //!   does cross the director and matches a connection is masqueraded whatever its method
 //!   (`handle_response`).
-//! - `sloppy_tcp` / `sloppy_sctp` ([`DirectorConfig`], [`Director::set_sloppy`], [`sloppy`]): off by default; on,
+//! - `sloppy_tcp` / `sloppy_sctp` ([`DirectorConfig`], [`Director::set_sloppy_tcp`], [`sloppy`]): off by default; on,
 //!   a TCP packet without RST creates a connection even without SYN (`tcp_conn_schedule`), and an input ACK moves a
 //!   connection in NONE to ESTABLISHED (the kernel's table since 3.12), so a director taking over a flow from
 //!   another (ECMP rehash) keeps it going with a consistent scheduler.

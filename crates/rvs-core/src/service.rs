@@ -5,6 +5,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use rvs_wire::IpVersion;
+
 /// Transport protocol of a virtual service (JSON `"tcp"`, `"udp"`, `"sctp"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -150,6 +152,15 @@ impl ServiceKey {
         }
     }
 
+    /// The service's address family.
+    pub fn ip_version(&self) -> IpVersion {
+        if self.is_ipv6() {
+            IpVersion::V6
+        } else {
+            IpVersion::V4
+        }
+    }
+
     /// Protocol of an address service (None for fwmark services).
     pub fn protocol(&self) -> Option<Protocol> {
         match self {
@@ -257,11 +268,10 @@ pub struct Persistence {
 
 impl Persistence {
     /// The default (host) mask for a family: 255.255.255.255 or ffff:...:ffff (/128).
-    pub fn host_mask(ipv6: bool) -> IpAddr {
-        if ipv6 {
-            IpAddr::V6(Ipv6Addr::from(u128::MAX))
-        } else {
-            IpAddr::V4(Ipv4Addr::BROADCAST)
+    pub fn host_mask(version: IpVersion) -> IpAddr {
+        match version {
+            IpVersion::V4 => IpAddr::V4(Ipv4Addr::BROADCAST),
+            IpVersion::V6 => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
         }
     }
 }

@@ -84,7 +84,7 @@ fn conns(d: &Director) -> Vec<ConnSnapshot> {
 #[test]
 fn without_sloppy_tcp_mid_stream_packets_are_dropped() {
     let d = director("rr", false, 2, ForwardMethod::Masq, false);
-    assert_eq!(d.sloppy(), (false, false));
+    assert!(!d.sloppy_tcp() && !d.sloppy_sctp());
     for flags in ["A", "FA", "", "R", "SR"] {
         let mut p = tcp(4000, flags);
         assert_eq!(
@@ -126,7 +126,7 @@ fn with_sloppy_tcp_a_mid_stream_ack_creates_an_established_connection() {
             .any(|c| c.cport == 4002 && c.state == "CLOSE")
     );
     // Switched off at run time: the next unknown mid-stream packet is dropped again.
-    d.set_sloppy(false, false);
+    d.set_sloppy_tcp(false);
     let mut p = tcp(4003, "A");
     assert_eq!(
         d.process(Timestamp(3), 1, &mut p),

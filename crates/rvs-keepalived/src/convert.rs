@@ -121,7 +121,7 @@ pub fn service_config(vs: &VirtualServer, key: ServiceKey) -> ServiceSpec {
             timeout_s: t,
             netmask: vs
                 .persistence_granularity
-                .unwrap_or_else(|| Persistence::host_mask(key.is_ipv6())),
+                .unwrap_or_else(|| Persistence::host_mask(key.ip_version())),
         }),
         one_packet: vs.ops,
         pe: vs.persistence_engine.clone(),
