@@ -6,16 +6,35 @@ use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::resolve::Resolver;
+use super::resolve::{NoResolver, Resolver};
 use crate::ipvsadm::Format;
 use crate::types::{
     ConnInfo, DaemonConfig, DestInfo, DestSpec, ForwardMethod, Info, Protocol, ServiceInfo,
     ServiceKey, Timeouts, TunnelCsum, TunnelKind,
 };
 
+/// How [`largenum`] prints a counter: ipvsadm's default, or `--exact` (`FMT_EXACT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counts {
+    /// K/M/G/T abbreviations above 10^8.
+    Abbreviated,
+    /// Every digit.
+    Exact,
+}
+
+impl Counts {
+    fn of(f: &Format) -> Counts {
+        if f.exact {
+            Counts::Exact
+        } else {
+            Counts::Abbreviated
+        }
+    }
+}
+
 /// `print_largenum`: 9 columns, K/M/G/T abbreviations above 10^8, or exact with `--exact`.
-pub fn largenum(out: &mut String, i: u64, exact: bool) {
-    if exact {
+pub fn largenum(out: &mut String, i: u64, counts: Counts) {
+    if counts == Counts::Exact {
         let len = i.to_string().len();
         let w = if len <= 8 { 9 } else { len + 1 };
         let _ = write!(out, "{i:>w$}");
@@ -413,9 +432,9 @@ fn service_entry_ext(
 }
 
 /// Five counters as `print_largenum` columns.
-fn largenums(out: &mut String, values: [u64; 5], exact: bool) {
+fn largenums(out: &mut String, values: [u64; 5], counts: Counts) {
     for v in values {
-        largenum(out, v, exact);
+        largenum(out, v, counts);
     }
 }
 
@@ -444,14 +463,14 @@ fn service_line(out: &mut String, svc: &ServiceInfo, name: &str, f: &Format) {
         let st = &svc.stats;
         let _ = write!(out, "{name:<33}");
         let values = [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes];
-        largenums(out, values, f.exact);
+        largenums(out, values, Counts::of(f));
     } else if f.rate {
         let rt = &svc.rates;
         let _ = write!(out, "{name:<33}");
         largenums(
             out,
             [rt.cps, rt.inpps, rt.outpps, rt.inbps, rt.outbps],
-            f.exact,
+            Counts::of(f),
         );
     } else {
         let _ = write!(out, "{name} {}", c.scheduler);
@@ -508,7 +527,7 @@ fn dest_line(out: &mut String, d: &DestInfo, dname: &str, f: &Format) {
         let st = &d.stats;
         let _ = write!(out, "  -> {dname:<28}");
         let values = [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes];
-        largenums(out, values, f.exact);
+        largenums(out, values, Counts::of(f));
         out.push('\n');
     } else if f.rate {
         // ipvsadm prints the three packet/connection rates plain and only the byte rates large.
@@ -517,8 +536,8 @@ fn dest_line(out: &mut String, d: &DestInfo, dname: &str, f: &Format) {
             "  -> {dname:<28} {:>8} {:>8} {:>8}",
             d.rates.cps, d.rates.inpps, d.rates.outpps
         );
-        largenum(out, d.rates.inbps, f.exact);
-        largenum(out, d.rates.outbps, f.exact);
+        largenum(out, d.rates.inbps, Counts::of(f));
+        largenum(out, d.rates.outbps, Counts::of(f));
         out.push('\n');
     } else if f.thresholds {
         let _ = writeln!(
@@ -581,16 +600,16 @@ pub fn list_service(svc: &ServiceInfo, f: &Format, r: &dyn Resolver) -> String {
 
 /// `ipvsadm -S -n` text, used as rvsd's rules file: identical to ipvsadm's save output except
 /// that real-server thresholds, which ipvsadm -S drops, are kept as `-x`/`-y` (ipvsadm -R reads
-/// them back).
-pub fn save_rules(services: &[ServiceInfo], r: &dyn Resolver, numeric: bool) -> String {
+/// them back). Numeric, so it resolves no names.
+pub fn save_rules(services: &[ServiceInfo]) -> String {
     let f = Format {
         rule: true,
-        numeric,
+        numeric: true,
         ..Format::default()
     };
     let mut out = String::new();
     for s in sorted_services(services) {
-        service_entry_ext(&mut out, s, &f, r, Thresholds::Saved);
+        service_entry_ext(&mut out, s, &f, &NoResolver, Thresholds::Saved);
     }
     out
 }
@@ -674,9 +693,9 @@ mod tests {
     use super::*;
     use crate::types::Fwmark;
 
-    fn ln(i: u64, exact: bool) -> String {
+    fn ln(i: u64, counts: Counts) -> String {
         let mut s = String::new();
-        largenum(&mut s, i, exact);
+        largenum(&mut s, i, counts);
         s
     }
 
@@ -695,12 +714,12 @@ mod tests {
             (u64::MAX, "18446744T"),
         ];
         for (i, want) in cases {
-            assert_eq!(ln(*i, false), *want, "{i}");
+            assert_eq!(ln(*i, Counts::Abbreviated), *want, "{i}");
         }
-        assert_eq!(ln(5, true), "        5");
-        assert_eq!(ln(12_345_678, true), " 12345678");
-        assert_eq!(ln(123_456_789, true), " 123456789");
-        assert_eq!(ln(u64::MAX, true), " 18446744073709551615");
+        assert_eq!(ln(5, Counts::Exact), "        5");
+        assert_eq!(ln(12_345_678, Counts::Exact), " 12345678");
+        assert_eq!(ln(123_456_789, Counts::Exact), " 123456789");
+        assert_eq!(ln(u64::MAX, Counts::Exact), " 18446744073709551615");
     }
 
     #[test]

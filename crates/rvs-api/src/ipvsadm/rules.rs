@@ -2,7 +2,7 @@
 //! format from services (rvsd's save file).
 
 use super::listing;
-use super::resolve::{NoResolver, Resolver, SystemResolver};
+use super::resolve::{Resolver, SystemResolver};
 use crate::ipvsadm::{self, Action};
 use crate::types::{Command, ServiceInfo};
 
@@ -209,7 +209,7 @@ pub fn parse_with(text: &str, resolver: &dyn Resolver) -> Result<Vec<Command>, R
 /// Formats services as `ipvsadm -S -n` text (plus `-x`/`-y` thresholds, which ipvsadm -S omits
 /// but ipvsadm -R accepts), in ipvsadm's order. `parse(format(s))` re-creates `s`'s configuration.
 pub fn format(services: &[ServiceInfo]) -> String {
-    listing::save_rules(services, &NoResolver, true)
+    listing::save_rules(services)
 }
 
 /// One configuration change as the rules lines that replay it, appended to `out` (rvsd appends these to its rules
@@ -340,6 +340,7 @@ mod change_tests {
 
 #[cfg(test)]
 mod tests {
+    use super::super::resolve::NoResolver;
     use super::*;
 
     fn err(text: &str) -> RulesError {
