@@ -265,12 +265,20 @@ impl Packer {
         true
     }
 
-    /// Sends the pending message if it waited long enough (or `force`).
-    pub fn flush(&mut self, now_ms: u64, force: bool, mut send: impl FnMut(&[u8])) {
-        let Some(t) = self.first_use else { return };
-        if force || now_ms.saturating_sub(t) >= self.flush_ms {
+    /// Sends the pending message if it waited long enough (the kernel's 2 s `SYNC_FLUSH_TIME` by default).
+    pub fn flush_due(&mut self, now_ms: u64, send: impl FnMut(&[u8])) {
+        if self
+            .first_use
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.flush_ms)
+        {
+            self.flush_now(send);
+        }
+    }
+
+    /// Sends the pending message now, if there is one.
+    pub fn flush_now(&mut self, mut send: impl FnMut(&[u8])) {
+        if self.first_use.take().is_some() {
             send(&self.msg.take());
-            self.first_use = None;
         }
     }
 

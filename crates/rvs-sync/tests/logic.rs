@@ -119,9 +119,9 @@ fn packer_closes_full_messages_and_flushes_after_2s() {
     }
     assert_eq!(sent.len(), 2);
     assert_eq!(p.pending(), 1);
-    p.flush(2099, false, |m| sent.push(m.to_vec()));
+    p.flush_due(2099, |m| sent.push(m.to_vec()));
     assert_eq!(sent.len(), 2);
-    p.flush(2100, false, |m| sent.push(m.to_vec()));
+    p.flush_due(2100, |m| sent.push(m.to_vec()));
     assert_eq!(sent.len(), 3);
     let mut total = 0;
     for m in &sent {
@@ -132,6 +132,22 @@ fn packer_closes_full_messages_and_flushes_after_2s() {
         total += out.len();
     }
     assert_eq!(total, 7);
+}
+
+#[test]
+fn packer_flush_now_sends_what_waits_at_once_and_nothing_when_empty() {
+    let mut p = Packer::new(9, 8 + 36 * 3);
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    p.flush_now(|m| sent.push(m.to_vec()));
+    assert!(sent.is_empty(), "nothing pending, nothing sent");
+    assert!(p.add(&conn(1, EST), 100, |m| sent.push(m.to_vec())));
+    p.flush_now(|m| sent.push(m.to_vec()));
+    assert_eq!((sent.len(), p.pending()), (1, 0));
+    let mut out = Vec::new();
+    parse(&sent[0], &mut out).unwrap();
+    assert_eq!(out.len(), 1);
+    p.flush_now(|m| sent.push(m.to_vec()));
+    assert_eq!(sent.len(), 1, "flushed once");
 }
 
 /// A director stand-in: one service 198.51.100.250:80 with real server 203.0.113.10:80.

@@ -429,7 +429,7 @@ fn walk(
         }
     });
     exporter.end_walk();
-    packer.flush(t.0, true, &mut send);
+    packer.flush_now(&mut send);
     conns
 }
 
