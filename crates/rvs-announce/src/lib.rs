@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rvs_api::framing;
-use rvs_api::{Command, Reply, Request, Response, ServiceInfo, ServiceKey};
+use rvs_api::{Command, Reply, Request, Response, ServiceKey, ServiceSnapshot};
 
 /// One VIP and the BIRD protocol that announces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,10 +62,10 @@ impl std::str::FromStr for Announcement {
 }
 
 /// True while some address service on `vip` has a real server with a weight above 0.
-pub fn serving(services: &[ServiceInfo], vip: IpAddr) -> bool {
+pub fn serving(services: &[ServiceSnapshot], vip: IpAddr) -> bool {
     services.iter().any(|s| {
-        matches!(s.config.key, ServiceKey::Addr { addr, .. } if addr == vip)
-            && s.dests.iter().any(|d| !d.config.weight.is_quiesced())
+        matches!(s.spec.key, ServiceKey::Addr { addr, .. } if addr == vip)
+            && s.dests.iter().any(|d| !d.spec.weight.is_quiesced())
     })
 }
 
@@ -86,7 +86,7 @@ pub enum RvsdError {
 }
 
 /// Lists rvsd's services over its control socket, every step bounded by `timeout` (a hung rvsd is not serving).
-pub fn list_services(socket: &Path, timeout: Duration) -> Result<Vec<ServiceInfo>, RvsdError> {
+pub fn list_services(socket: &Path, timeout: Duration) -> Result<Vec<ServiceSnapshot>, RvsdError> {
     let stream = UnixStream::connect(socket).map_err(|source| RvsdError::Connect {
         path: socket.display().to_string(),
         source,
@@ -107,45 +107,27 @@ pub fn list_services(socket: &Path, timeout: Duration) -> Result<Vec<ServiceInfo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_api::{DestInfo, DestSpec, ForwardMethod, Protocol, ServiceSpec};
+    use rvs_api::{DestSpec, ForwardMethod, Protocol, ServiceSpec};
 
-    fn svc(addr: &str, weights: &[u32]) -> ServiceInfo {
+    fn svc(addr: &str, weights: &[u32]) -> ServiceSnapshot {
         let key = ServiceKey::Addr {
             protocol: Protocol::Tcp,
             addr: addr.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
             port: 80,
         };
-        ServiceInfo {
-            config: ServiceSpec {
-                key,
-                scheduler: "mh".into(),
-                sched_flags: Default::default(),
-                persistence: None,
-                one_packet: false,
-                pe: None,
-            },
-            stats: Default::default(),
-            rates: Default::default(),
-            dests: weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| DestInfo {
-                    config: DestSpec {
-                        addr: IpAddr::from([203, 0, 113, 11 + i as u8]),
-                        port: 80,
-                        weight: rvs_api::Weight(w),
-                        method: ForwardMethod::Route,
-                        u_threshold: 0,
-                        l_threshold: 0,
-                    },
-                    active_conns: 0,
-                    inactive_conns: 0,
-                    persistent_conns: 0,
-                    stats: Default::default(),
-                    rates: Default::default(),
-                })
-                .collect(),
-        }
+        let dests: Vec<DestSpec> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| DestSpec {
+                method: ForwardMethod::Route,
+                ..DestSpec::masq(
+                    IpAddr::from([203, 0, 113, 11 + i as u8]),
+                    80,
+                    rvs_api::Weight(w),
+                )
+            })
+            .collect();
+        ServiceSnapshot::configured(ServiceSpec::new(key, "mh"), &dests)
     }
 
     #[test]

@@ -9,70 +9,16 @@ use crate::error::ApiError;
 
 /// The scheduler names rvsd knows (`-s`), listed once in rvs-core.
 pub use rvs_core::sched::SCHEDULER_NAMES;
-/// The configuration vocabulary is rvs-core's, defined once there (crates/rvs-core/src/service.rs,
-/// config.rs, stats.rs); its serde form (rvs-core's `serde` feature) is this protocol's JSON schema.
+/// The configuration vocabulary and the listings are rvs-core's, defined once there
+/// (crates/rvs-core/src/service.rs, config.rs, stats.rs, snapshot.rs); their serde form (rvs-core's
+/// `serde` feature) is this protocol's JSON schema. The listings' JSON names (`ServiceInfo`,
+/// `DestInfo`, `ConnInfo` in the README) are [`ServiceSnapshot`], [`DestSnapshot`] and
+/// [`ConnSnapshot`] here.
 pub use rvs_core::{
-    DestSpec, ForwardMethod, Fwmark, Persistence, Protocol, Rates, SchedFlags, ServiceKey,
-    ServiceSpec, Stats, Timeouts, TunnelConfig, TunnelCsum, TunnelKind, Weight,
+    ConfigOp, ConnSnapshot, DestKey, DestSnapshot, DestSpec, ForwardMethod, Fwmark, Persistence,
+    Protocol, Rates, SchedFlags, ServiceKey, ServiceSnapshot, ServiceSpec, Stats, Timeouts,
+    TunnelConfig, TunnelCsum, TunnelKind, Weight,
 };
-
-/// A destination as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DestInfo {
-    pub config: DestSpec,
-    pub active_conns: u32,
-    pub inactive_conns: u32,
-    pub persistent_conns: u32,
-    #[serde(default)]
-    pub stats: Stats,
-    #[serde(default)]
-    pub rates: Rates,
-}
-
-impl DestInfo {
-    /// A destination as configured, with no connections and zero counters (a rules file's view).
-    pub fn configured(config: DestSpec) -> Self {
-        Self {
-            config,
-            active_conns: 0,
-            inactive_conns: 0,
-            persistent_conns: 0,
-            stats: Stats::default(),
-            rates: Rates::default(),
-        }
-    }
-}
-
-/// A virtual service as listed, with its destinations in configuration order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ServiceInfo {
-    pub config: ServiceSpec,
-    #[serde(default)]
-    pub stats: Stats,
-    #[serde(default)]
-    pub rates: Rates,
-    #[serde(default)]
-    pub dests: Vec<DestInfo>,
-}
-
-/// A connection or persistence template (`-L -c`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ConnInfo {
-    pub protocol: Protocol,
-    pub caddr: IpAddr,
-    pub cport: u16,
-    pub vaddr: IpAddr,
-    pub vport: u16,
-    pub daddr: IpAddr,
-    pub dport: u16,
-    /// IPVS state name ("ESTABLISHED", "SYN_RECV", "FIN_WAIT", "UDP", "NONE", ...).
-    pub state: String,
-    /// Milliseconds until expiry.
-    pub expires_ms: u64,
-    /// A persistence template rather than a connection.
-    #[serde(default)]
-    pub template: bool,
-}
 
 /// Director information (`GetInfo`): the header line of `ipvsadm -L`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -190,6 +136,30 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The director operation a single change command asks for (`None` for a batch, whose commands each have
+    /// theirs, and for queries). The one conversion between the protocol's commands and the core's operations:
+    /// the values inside (specs, keys, timeouts) are the same types, moved, not copied field by field.
+    pub fn config_op(&self) -> Option<ConfigOp> {
+        Some(match self {
+            Self::AddService(s) => ConfigOp::AddService(s.clone()),
+            Self::EditService(s) => ConfigOp::EditService(s.clone()),
+            Self::DeleteService(k) => ConfigOp::DeleteService(*k),
+            Self::AddDest { service, dest } => ConfigOp::AddDest(*service, *dest),
+            Self::EditDest { service, dest } => ConfigOp::EditDest(*service, *dest),
+            Self::DeleteDest {
+                service,
+                addr,
+                port,
+            } => ConfigOp::DeleteDest(*service, *addr, *port),
+            Self::Clear => ConfigOp::Clear,
+            Self::Zero(k) => ConfigOp::Zero(*k),
+            Self::SetTimeouts(t) => ConfigOp::SetTimeouts(*t),
+            _ => return None,
+        })
+    }
+}
+
 impl ApiError {
     /// "The service does not exist", worded as libipvs words it for `cmd`: "Service not defined"
     /// for destination operations, "No such service" for the others. (Here, beside [`Command`], so
@@ -210,9 +180,9 @@ impl ApiError {
 pub enum Reply {
     /// A change was applied.
     Done,
-    Services(Vec<ServiceInfo>),
-    Service(ServiceInfo),
-    Connections(Vec<ConnInfo>),
+    Services(Vec<ServiceSnapshot>),
+    Service(ServiceSnapshot),
+    Connections(Vec<ConnSnapshot>),
     Timeouts(Timeouts),
     Info(Info),
     Daemons(Vec<DaemonConfig>),
@@ -368,5 +338,121 @@ impl From<Response> for Result<Reply, ApiError> {
             Response::Ok(v) => Ok(v),
             Response::Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATS: &str = r#"{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0}"#;
+    const RATES: &str = r#"{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}"#;
+
+    /// The listings are the core's snapshots; their JSON is the README's `ServiceInfo`, `DestInfo` and `ConnInfo`,
+    /// byte for byte (the field names `config` and `expires_ms`, the order, the optional fields).
+    #[test]
+    fn listings_serialize_as_the_documented_schema() {
+        let key = ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: IpAddr::from([198, 51, 100, 1]),
+            port: 80,
+        };
+        let dest = DestSpec::masq(IpAddr::from([203, 0, 113, 10]), 8080, Weight(3));
+        let mut svc = ServiceSnapshot::configured(ServiceSpec::new(key, "wlc"), &[dest]);
+        let dest_json = format!(
+            r#"{{"config":{{"addr":"203.0.113.10","port":8080,"weight":3,"method":"masq","u_threshold":0,"l_threshold":0}},"active_conns":0,"inactive_conns":0,"persistent_conns":0,"stats":{STATS},"rates":{RATES}}}"#
+        );
+        let svc_json = format!(
+            r#"{{"config":{{"key":{{"addr":{{"protocol":"tcp","addr":"198.51.100.1","port":80}}}},"scheduler":"wlc","sched_flags":{{"flag1":false,"flag2":false,"flag3":false}},"persistence":null,"one_packet":false,"pe":null}},"stats":{STATS},"rates":{RATES},"dests":[{dest_json}]}}"#
+        );
+        assert_eq!(serde_json::to_string(&svc).expect("json"), svc_json);
+        assert_eq!(
+            serde_json::from_str::<ServiceSnapshot>(&svc_json).expect("reads"),
+            svc
+        );
+        // An overloaded real server says so; a listing without the field (an older rvsd) reads as not overloaded.
+        svc.dests[0].overloaded = true;
+        let overloaded = serde_json::to_string(&svc.dests[0]).expect("json");
+        assert!(
+            overloaded.contains(r#""persistent_conns":0,"overloaded":true,"stats""#),
+            "{overloaded}"
+        );
+        assert_eq!(
+            serde_json::from_str::<DestSnapshot>(&overloaded).expect("reads"),
+            svc.dests[0]
+        );
+        assert!(
+            !serde_json::from_str::<DestSnapshot>(&dest_json)
+                .expect("reads")
+                .overloaded
+        );
+
+        let conn = ConnSnapshot {
+            protocol: Protocol::Tcp,
+            caddr: IpAddr::from([198, 51, 100, 200]),
+            cport: 40001,
+            vaddr: IpAddr::from([198, 51, 100, 1]),
+            vport: 80,
+            daddr: IpAddr::from([203, 0, 113, 10]),
+            dport: 8080,
+            state: "ESTABLISHED".into(),
+            expires_in_ms: 899_999,
+            template: false,
+        };
+        let conn_json = r#"{"protocol":"tcp","caddr":"198.51.100.200","cport":40001,"vaddr":"198.51.100.1","vport":80,"daddr":"203.0.113.10","dport":8080,"state":"ESTABLISHED","expires_ms":899999,"template":false}"#;
+        assert_eq!(serde_json::to_string(&conn).expect("json"), conn_json);
+        assert_eq!(
+            serde_json::from_str::<ConnSnapshot>(conn_json).expect("reads"),
+            conn
+        );
+    }
+
+    /// Every change command has its director operation; batches and queries have none.
+    #[test]
+    fn change_commands_are_operations() {
+        let key = ServiceKey::Fwmark {
+            mark: Fwmark(7),
+            ipv6: false,
+        };
+        let dest = DestSpec::masq(IpAddr::from([203, 0, 113, 10]), 0, Weight(1));
+        let pairs = [
+            (
+                Command::AddService(ServiceSpec::new(key, "rr")),
+                ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+            ),
+            (
+                Command::EditService(ServiceSpec::new(key, "wlc")),
+                ConfigOp::EditService(ServiceSpec::new(key, "wlc")),
+            ),
+            (Command::DeleteService(key), ConfigOp::DeleteService(key)),
+            (
+                Command::AddDest { service: key, dest },
+                ConfigOp::AddDest(key, dest),
+            ),
+            (
+                Command::EditDest { service: key, dest },
+                ConfigOp::EditDest(key, dest),
+            ),
+            (
+                Command::DeleteDest {
+                    service: key,
+                    addr: dest.addr,
+                    port: 0,
+                },
+                ConfigOp::DeleteDest(key, dest.addr, 0),
+            ),
+            (Command::Clear, ConfigOp::Clear),
+            (Command::Zero(Some(key)), ConfigOp::Zero(Some(key))),
+            (
+                Command::SetTimeouts(Timeouts::default()),
+                ConfigOp::SetTimeouts(Timeouts::default()),
+            ),
+        ];
+        for (cmd, op) in pairs {
+            assert!(cmd.is_change());
+            assert_eq!(cmd.config_op(), Some(op), "{cmd:?}");
+        }
+        assert_eq!(Command::Batch(vec![Command::Clear]).config_op(), None);
+        assert_eq!(Command::ListServices.config_op(), None);
     }
 }

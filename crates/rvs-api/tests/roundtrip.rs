@@ -35,34 +35,19 @@ fn apply(cmds: &[Command]) -> BTreeMap<ServiceKey, (ServiceSpec, Vec<DestSpec>)>
     m
 }
 
-fn model(services: &[ServiceInfo]) -> BTreeMap<ServiceKey, (ServiceSpec, Vec<DestSpec>)> {
+fn model(services: &[ServiceSnapshot]) -> BTreeMap<ServiceKey, (ServiceSpec, Vec<DestSpec>)> {
     services
         .iter()
         .map(|s| {
-            let mut d: Vec<DestSpec> = s.dests.iter().map(|d| d.config).collect();
+            let mut d: Vec<DestSpec> = s.dests.iter().map(|d| d.spec).collect();
             d.sort_by_key(|d| (d.addr, d.port));
-            (s.config.key, (s.config.clone(), d))
+            (s.spec.key, (s.spec.clone(), d))
         })
         .collect()
 }
 
-fn svc(config: ServiceSpec, dests: Vec<DestSpec>) -> ServiceInfo {
-    ServiceInfo {
-        config,
-        stats: Stats::default(),
-        rates: Rates::default(),
-        dests: dests
-            .into_iter()
-            .map(|config| DestInfo {
-                config,
-                active_conns: 0,
-                inactive_conns: 0,
-                persistent_conns: 0,
-                stats: Stats::default(),
-                rates: Rates::default(),
-            })
-            .collect(),
-    }
+fn svc(config: ServiceSpec, dests: Vec<DestSpec>) -> ServiceSnapshot {
+    ServiceSnapshot::configured(config, &dests)
 }
 
 #[test]
@@ -185,10 +170,10 @@ fn arb_flags(sched: &'static str) -> impl Strategy<Value = SchedFlags> {
 
 #[derive(Debug, Clone)]
 struct Gen {
-    services: Vec<ServiceInfo>,
+    services: Vec<ServiceSnapshot>,
 }
 
-fn arb_service(idx: u32) -> impl Strategy<Value = ServiceInfo> {
+fn arb_service(idx: u32) -> impl Strategy<Value = ServiceSnapshot> {
     (
         0..4u8,        // kind: tcp4, udp4, tcp6, fwmark
         any::<bool>(), // fwmark ipv6
@@ -333,7 +318,7 @@ proptest! {
             .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(apply(&cmds), model(&g.services), "{}", text);
         // and saving the restored configuration gives the same text
-        let restored: Vec<ServiceInfo> = apply(&cmds)
+        let restored: Vec<ServiceSnapshot> = apply(&cmds)
             .into_values()
             .map(|(c, d)| svc(c, d))
             .collect();

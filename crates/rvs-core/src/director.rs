@@ -5,7 +5,7 @@ mod control;
 /// Connection sync (export for a master, install for a backup): src/director/sync.rs.
 pub(crate) mod sync;
 
-pub use control::{ConnSnapshot, DestSnapshot, MemoryUsage, ServiceSnapshot};
+pub use control::MemoryUsage;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;

@@ -98,6 +98,7 @@ pub mod service;
 pub mod sloppy;
 #[cfg(test)]
 mod sloppy_tests;
+mod snapshot;
 mod stats;
 mod table;
 pub mod tcp;
@@ -105,18 +106,17 @@ mod template;
 pub mod time;
 pub mod verdict;
 
-pub use config::{ConfigError, ConfigOp, TimeoutUpdate, Timeouts};
+pub use config::{ConfigError, ConfigOp, ServiceConfig, TimeoutUpdate, Timeouts};
 pub use defense::{DefenseConfig, DefenseLevel, DefenseSnapshot, NoDestConn, QuiescentTemplate};
 pub use dest::Destination;
 pub use director::sync::SyncExport;
-pub use director::{
-    ConnSnapshot, DestSnapshot, Director, DirectorConfig, MemoryUsage, ServiceSnapshot,
-};
+pub use director::{Director, DirectorConfig, MemoryUsage};
 pub use fastpath::{FastConn, FastCredit, FastPathSink};
 pub use service::{
-    DestSpec, ForwardMethod, Fwmark, Persistence, Protocol, SchedFlags, ServiceKey, ServiceSpec,
-    TunnelConfig, TunnelCsum, TunnelKind, Weight,
+    DestKey, DestSpec, ForwardMethod, Fwmark, Persistence, Protocol, SchedFlags, ServiceKey,
+    ServiceSpec, TunnelConfig, TunnelCsum, TunnelKind, Weight,
 };
+pub use snapshot::{ConnSnapshot, DestSnapshot, ServiceSnapshot};
 pub use stats::{Rates, Stats};
 pub use tcp::TcpState;
 pub use time::Timestamp;

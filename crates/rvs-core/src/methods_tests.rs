@@ -69,13 +69,13 @@ fn unchanged(d: &Director, now: u64, p: &[u8]) -> Verdict {
     v
 }
 
-fn conn_state(d: &Director, now: u64, cport: u16) -> (&'static str, u64) {
+fn conn_state(d: &Director, now: u64, cport: u16) -> (String, u64) {
     let c = d
         .connections(Timestamp(now))
         .into_iter()
         .find(|c| !c.template && c.cport == cport)
         .unwrap();
-    (c.state, c.expires_in_ms)
+    (c.state.into_owned(), c.expires_in_ms)
 }
 
 fn counts(d: &Director, k: &ServiceKey, a: [u8; 4]) -> (u32, u32) {
@@ -121,27 +121,27 @@ fn input_only_tcp_states_timeouts_and_counters_follow_ipvs() {
     let route = Verdict::Route { rip: ip(RIP1) };
     // SYN: NONE -> SYN_RECV (60 s), inactive.
     assert_eq!(unchanged(&d, 0, &tcp(1, 80, "S")), route);
-    assert_eq!(conn_state(&d, 0, 1), ("SYN_RECV", 60_000));
+    assert_eq!(conn_state(&d, 0, 1), ("SYN_RECV".to_owned(), 60_000));
     assert_eq!(counts(&d, &k, RIP1), (0, 1));
     // The client's ACK: SYN_RECV -> ESTABLISHED (900 s), active; no reply ever seen.
     assert_eq!(unchanged(&d, 10, &tcp(1, 80, "A")), route);
-    assert_eq!(conn_state(&d, 10, 1), ("ESTABLISHED", 900_000));
+    assert_eq!(conn_state(&d, 10, 1), ("ESTABLISHED".to_owned(), 900_000));
     assert_eq!(counts(&d, &k, RIP1), (1, 0));
     // The client's FIN: the INPUT-ONLY row takes ESTABLISHED to FIN_WAIT (the plain INPUT row
     // would say CLOSE_WAIT, waiting for a server FIN the director never sees).
     assert_eq!(unchanged(&d, 20, &tcp(1, 80, "FA")), route);
-    assert_eq!(conn_state(&d, 20, 1), ("FIN_WAIT", 120_000));
+    assert_eq!(conn_state(&d, 20, 1), ("FIN_WAIT".to_owned(), 120_000));
     assert_eq!(counts(&d, &k, RIP1), (0, 1));
     // Its last ACK: FIN_WAIT stays (it expires after fin_timeout, 120 s).
     assert_eq!(unchanged(&d, 30, &tcp(1, 80, "A")), route);
-    assert_eq!(conn_state(&d, 30, 1), ("FIN_WAIT", 120_000));
+    assert_eq!(conn_state(&d, 30, 1), ("FIN_WAIT".to_owned(), 120_000));
     assert_eq!(d.expire(Timestamp(30 + 120_000 + 512)), 1);
     assert_eq!(counts(&d, &k, RIP1), (0, 0));
     // RST on SYNACK-less SYN_RECV stays SYN_RECV; an RST on ESTABLISHED closes (10 s).
     unchanged(&d, 200_000, &tcp(2, 80, "S"));
     unchanged(&d, 200_001, &tcp(2, 80, "A"));
     unchanged(&d, 200_002, &tcp(2, 80, "R"));
-    assert_eq!(conn_state(&d, 200_002, 2), ("CLOSE", 10_000));
+    assert_eq!(conn_state(&d, 200_002, 2), ("CLOSE".to_owned(), 10_000));
     let s = d.service(&k).unwrap();
     assert_eq!(s.stats.conns, 2);
     assert_eq!(s.stats.inpkts, 7);
@@ -169,7 +169,7 @@ fn method_is_bound_when_the_connection_is_created() {
         tunnel: TunnelConfig::default(),
     };
     assert_eq!(unchanged(&d, 0, &udp(1)), tun);
-    assert_eq!(conn_state(&d, 0, 1), ("UDP", 300_000));
+    assert_eq!(conn_state(&d, 0, 1), ("UDP".to_owned(), 300_000));
     // Edit the destination to route (ipvsadm -e ... -g): the old connection keeps tunnelling,
     // new ones are routed.
     d.apply(ConfigOp::EditDest(k, dest(RIP1, ForwardMethod::Route)))

@@ -327,7 +327,25 @@ pub struct DestSpec {
     pub l_threshold: u32,
 }
 
+/// What identifies a real server within its virtual service: its address and port (IPVS's `ip_vs_lookup_dest`).
+/// Every other field of a [`DestSpec`] is configuration that `-e` edits; a virtual service is identified by its
+/// [`ServiceKey`] in the same way. The one statement of both rules: the table, the diff of two configurations
+/// ([`crate::config::diff`]) and rvsd use these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DestKey {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
 impl DestSpec {
+    /// The real server's identity within its service.
+    pub const fn key(&self) -> DestKey {
+        DestKey {
+            addr: self.addr,
+            port: self.port,
+        }
+    }
+
     /// A masq destination with the given weight and no thresholds.
     pub fn masq(addr: IpAddr, port: u16, weight: Weight) -> Self {
         Self {

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::config::{ConfigError, ConfigOp, TimeoutUpdate};
 use crate::dest::{Destination, ServiceShared};
 use crate::sched::{SchedFlags, SchedInput, Scheduler, new_scheduler};
-use crate::service::{DestSpec, ForwardMethod, Fwmark, ServiceKey, ServiceSpec, Weight};
+use crate::service::{DestKey, DestSpec, ForwardMethod, Fwmark, ServiceKey, ServiceSpec, Weight};
 
 /// Scheduler plus the destination list it was last updated with (updated together, so an index
 /// it returns always refers to this list).
@@ -47,10 +47,11 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    fn find_dest(&self, addr: IpAddr, port: u16) -> Option<usize> {
+    /// The real server with this identity ([`DestKey`]: address and port).
+    fn find_dest(&self, key: DestKey) -> Option<usize> {
         self.dests
             .iter()
-            .position(|d| d.addr() == addr && d.port() == port)
+            .position(|d| d.addr() == key.addr && d.port() == key.port)
     }
 }
 
@@ -321,7 +322,7 @@ impl Pending {
             ConfigOp::AddDest(key, d) => {
                 let old = self.svc(&key)?.clone();
                 validate_dest(&key, &d)?;
-                if old.find_dest(d.addr, d.port).is_some() {
+                if old.find_dest(d.key()).is_some() {
                     return Err(ConfigError::DestinationExists);
                 }
                 let mut dests = old.dests.clone();
@@ -331,7 +332,7 @@ impl Pending {
             ConfigOp::EditDest(key, d) => {
                 let old = self.svc(&key)?.clone();
                 let i = old
-                    .find_dest(d.addr, d.port)
+                    .find_dest(d.key())
                     .ok_or(ConfigError::NoSuchDestination)?;
                 validate_dest(&key, &d)?;
                 self.effects.push(Effect::EditDest(old.dests[i].clone(), d));
@@ -340,7 +341,7 @@ impl Pending {
             ConfigOp::DeleteDest(key, addr, port) => {
                 let old = self.svc(&key)?.clone();
                 let i = old
-                    .find_dest(addr, port)
+                    .find_dest(DestKey { addr, port })
                     .ok_or(ConfigError::NoSuchDestination)?;
                 let mut dests = old.dests.clone();
                 let gone = dests.remove(i);

@@ -76,25 +76,15 @@ fn bench(c: &mut Criterion) {
     let Command::Batch(cmds) = parse_and_batch(&text) else {
         unreachable!("parse_and_batch builds a batch")
     };
-    let mut services: Vec<rvs_api::ServiceInfo> = Vec::new();
+    let mut services: Vec<rvs_api::ServiceSnapshot> = Vec::new();
     for c in cmds {
         match c {
-            Command::AddService(config) => services.push(rvs_api::ServiceInfo {
-                config,
-                stats: Default::default(),
-                rates: Default::default(),
-                dests: Vec::new(),
-            }),
+            Command::AddService(spec) => {
+                services.push(rvs_api::ServiceSnapshot::configured(spec, &[]))
+            }
             Command::AddDest { dest, .. } => {
                 if let Some(s) = services.last_mut() {
-                    s.dests.push(rvs_api::DestInfo {
-                        config: dest,
-                        active_conns: 0,
-                        inactive_conns: 0,
-                        persistent_conns: 0,
-                        stats: Default::default(),
-                        rates: Default::default(),
-                    });
+                    s.dests.push(rvs_api::DestSnapshot::configured(dest));
                 }
             }
             _ => {}

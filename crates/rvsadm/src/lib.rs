@@ -180,7 +180,7 @@ fn list(
                 Err(e) => return list_error(&e, io),
             };
             if json {
-                let ordered: Vec<&rvs_api::ServiceInfo> = if f.nosort {
+                let ordered: Vec<&rvs_api::ServiceSnapshot> = if f.nosort {
                     services.iter().collect()
                 } else {
                     listing::sorted_services(&services)

@@ -13,27 +13,16 @@ pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("fixture address")
 }
 
-pub fn dest(addr: &str, port: u16, weight: u32, method: ForwardMethod) -> DestInfo {
-    DestInfo {
-        config: DestSpec {
-            addr: ip(addr),
-            port,
-            weight: Weight(weight),
-            method,
-            u_threshold: 0,
-            l_threshold: 0,
-        },
-        active_conns: 0,
-        inactive_conns: 0,
-        persistent_conns: 0,
-        stats: Stats::default(),
-        rates: Rates::default(),
-    }
+pub fn dest(addr: &str, port: u16, weight: u32, method: ForwardMethod) -> DestSnapshot {
+    DestSnapshot::configured(DestSpec {
+        method,
+        ..DestSpec::masq(ip(addr), port, Weight(weight))
+    })
 }
 
-pub fn service(key: ServiceKey, sched: &str, dests: Vec<DestInfo>) -> ServiceInfo {
-    ServiceInfo {
-        config: ServiceSpec {
+pub fn service(key: ServiceKey, sched: &str, dests: Vec<DestSnapshot>) -> ServiceSnapshot {
+    ServiceSnapshot {
+        spec: ServiceSpec {
             key,
             scheduler: sched.to_owned(),
             sched_flags: SchedFlags::default(),
@@ -64,7 +53,7 @@ pub fn udp(addr: &str, port: u16) -> ServiceKey {
 }
 
 /// The fixture configuration, deliberately NOT in ipvsadm's sort order.
-pub fn fixture() -> Vec<ServiceInfo> {
+pub fn fixture() -> Vec<ServiceSnapshot> {
     // 1. plain web service with big counters, two masq real servers (given out of order)
     let mut web = service(
         tcp("198.51.100.1", 80),
@@ -91,8 +80,8 @@ pub fn fixture() -> Vec<ServiceInfo> {
     web.dests[0].active_conns = 12;
     web.dests[0].inactive_conns = 34;
     web.dests[0].persistent_conns = 5;
-    web.dests[0].config.u_threshold = 1000;
-    web.dests[0].config.l_threshold = 750;
+    web.dests[0].spec.u_threshold = 1000;
+    web.dests[0].spec.l_threshold = 750;
     web.dests[0].stats = Stats {
         conns: 61_000_000,
         inpkts: 500_000_000,
@@ -122,7 +111,7 @@ pub fn fixture() -> Vec<ServiceInfo> {
         "wlc",
         vec![dest("203.0.113.20", 53, 0, ForwardMethod::Route)],
     );
-    dns.config.one_packet = true;
+    dns.spec.one_packet = true;
 
     // 3. sh with flags, persistence with netmask, tunnels of every type and a local server
     let mut tls = service(
@@ -158,12 +147,12 @@ pub fn fixture() -> Vec<ServiceInfo> {
             dest("203.0.113.33", 443, 4, ForwardMethod::Local),
         ],
     );
-    tls.config.sched_flags = SchedFlags {
+    tls.spec.sched_flags = SchedFlags {
         fallback: true,
         port: true,
         flag3: false,
     };
-    tls.config.persistence = Some(Persistence {
+    tls.spec.persistence = Some(Persistence {
         timeout_s: 360,
         netmask: ip("255.255.255.0"),
     });
@@ -177,12 +166,12 @@ pub fn fixture() -> Vec<ServiceInfo> {
         "mh",
         vec![dest("203.0.113.40", 0, 2, ForwardMethod::Masq)],
     );
-    fwm.config.sched_flags = SchedFlags {
+    fwm.spec.sched_flags = SchedFlags {
         fallback: false,
         port: true,
         flag3: false,
     };
-    fwm.config.persistence = Some(Persistence {
+    fwm.spec.persistence = Some(Persistence {
         timeout_s: 300,
         netmask: ip("255.255.255.255"),
     });
@@ -196,7 +185,7 @@ pub fn fixture() -> Vec<ServiceInfo> {
         "wrr",
         vec![dest("2001:db8::1", 0, 1, ForwardMethod::Masq)],
     );
-    fwm6.config.sched_flags = SchedFlags {
+    fwm6.spec.sched_flags = SchedFlags {
         fallback: true,
         port: false,
         flag3: true,
@@ -211,15 +200,15 @@ pub fn fixture() -> Vec<ServiceInfo> {
             dest("2001:db8::2", 8080, 1, ForwardMethod::Masq),
         ],
     );
-    v6.config.persistence = Some(Persistence {
+    v6.spec.persistence = Some(Persistence {
         timeout_s: 600,
         netmask: ip("ffff:ffff:ffff:ffff::"),
     });
-    v6.config.pe = Some("sip".to_owned());
+    v6.spec.pe = Some("sip".to_owned());
 
     // 7. all-ports persistent service without real servers
     let mut any = service(tcp("198.51.100.3", 0), "wlc", vec![]);
-    any.config.persistence = Some(Persistence {
+    any.spec.persistence = Some(Persistence {
         timeout_s: 360,
         netmask: ip("255.255.255.255"),
     });
@@ -227,9 +216,9 @@ pub fn fixture() -> Vec<ServiceInfo> {
     vec![v6, fwm6, tls, any, fwm, dns, web]
 }
 
-pub fn fixture_conns() -> Vec<ConnInfo> {
+pub fn fixture_conns() -> Vec<ConnSnapshot> {
     vec![
-        ConnInfo {
+        ConnSnapshot {
             protocol: Protocol::Tcp,
             caddr: ip("198.51.100.200"),
             cport: 40001,
@@ -237,11 +226,11 @@ pub fn fixture_conns() -> Vec<ConnInfo> {
             vport: 80,
             daddr: ip("203.0.113.10"),
             dport: 8080,
-            state: "ESTABLISHED".to_owned(),
-            expires_ms: 899_999,
+            state: "ESTABLISHED".into(),
+            expires_in_ms: 899_999,
             template: false,
         },
-        ConnInfo {
+        ConnSnapshot {
             protocol: Protocol::Udp,
             caddr: ip("198.51.100.201"),
             cport: 5353,
@@ -249,11 +238,11 @@ pub fn fixture_conns() -> Vec<ConnInfo> {
             vport: 53,
             daddr: ip("203.0.113.20"),
             dport: 53,
-            state: "UDP".to_owned(),
-            expires_ms: 5_000,
+            state: "UDP".into(),
+            expires_in_ms: 5_000,
             template: false,
         },
-        ConnInfo {
+        ConnSnapshot {
             protocol: Protocol::Tcp,
             caddr: ip("198.51.100.0"),
             cport: 0,
@@ -261,11 +250,11 @@ pub fn fixture_conns() -> Vec<ConnInfo> {
             vport: 443,
             daddr: ip("203.0.113.30"),
             dport: 443,
-            state: "NONE".to_owned(),
-            expires_ms: 359_500,
+            state: "NONE".into(),
+            expires_in_ms: 359_500,
             template: true,
         },
-        ConnInfo {
+        ConnSnapshot {
             protocol: Protocol::Tcp,
             caddr: ip("2001:db8::ff"),
             cport: 50000,
@@ -273,8 +262,8 @@ pub fn fixture_conns() -> Vec<ConnInfo> {
             vport: 80,
             daddr: ip("2001:db8::2"),
             dport: 8080,
-            state: "SYN_RECV".to_owned(),
-            expires_ms: 59_000,
+            state: "SYN_RECV".into(),
+            expires_in_ms: 59_000,
             template: false,
         },
     ]
@@ -308,8 +297,8 @@ pub fn fixture_daemons() -> Vec<DaemonConfig> {
 /// In-memory director answering queries from the fixture and recording changes.
 #[derive(Debug, Default)]
 pub struct Fake {
-    pub services: Vec<ServiceInfo>,
-    pub conns: Vec<ConnInfo>,
+    pub services: Vec<ServiceSnapshot>,
+    pub conns: Vec<ConnSnapshot>,
     /// What `ListDaemons` answers: rvsd always sends the list of running sync daemons (empty when none runs).
     pub daemons: Vec<DaemonConfig>,
     pub calls: Vec<Command>,
@@ -340,7 +329,7 @@ impl Director for Fake {
             Command::GetService(k) => self
                 .services
                 .iter()
-                .find(|s| s.config.key == k)
+                .find(|s| s.spec.key == k)
                 .cloned()
                 .map(Reply::Service)
                 .ok_or_else(|| ClientError::Api(ApiError::new(ErrorCode::NoSuchService))),

@@ -44,7 +44,7 @@ fn every_listing_matches_golden() {
         let mut fake = Fake::with_fixture();
         if *name == "one_fwmark_service_stats" {
             // an IPv6 fwmark 1 service must be looked up with ipv6 = true
-            fake.services[1].config.key = rvs_api::ServiceKey::Fwmark {
+            fake.services[1].spec.key = rvs_api::ServiceKey::Fwmark {
                 mark: rvs_api::Fwmark(1),
                 ipv6: true,
             };
@@ -194,24 +194,24 @@ fn faithful_save_reads_back() {
         let add = cmds
             .iter()
             .find_map(|c| match c {
-                rvs_api::Command::AddService(c) if c.key == s.config.key => Some(c),
+                rvs_api::Command::AddService(c) if c.key == s.spec.key => Some(c),
                 _ => None,
             })
             .unwrap();
-        assert_eq!(add, &s.config);
+        assert_eq!(add, &s.spec);
         for d in &s.dests {
             let got = cmds
                 .iter()
                 .find_map(|c| match c {
                     rvs_api::Command::AddDest { service, dest }
-                        if *service == s.config.key && dest.addr == d.config.addr =>
+                        if *service == s.spec.key && dest.addr == d.spec.addr =>
                     {
                         Some(*dest)
                     }
                     _ => None,
                 })
                 .unwrap();
-            let mut want = d.config;
+            let mut want = d.spec;
             want.u_threshold = 0;
             want.l_threshold = 0;
             if want.method == rvs_api::ForwardMethod::Local {

@@ -191,7 +191,7 @@ fn json_listing_is_the_documented_schema() {
     assert_eq!(first["stats"]["conns"], 123_456_789);
     assert_eq!(first["dests"][0]["config"]["method"], "masq");
     assert_eq!(v["services"].as_array().unwrap().len(), 7);
-    let services: Vec<rvs_api::ServiceInfo> =
+    let services: Vec<rvs_api::ServiceSnapshot> =
         serde_json::from_value(v["services"].clone()).unwrap();
     assert_eq!(services.len(), 7);
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rvs_core::{
-    ConfigError, ConfigOp, DestSpec, Director, ForwardMethod, Fwmark, ServiceKey, ServiceSpec,
+    ConfigError, ConfigOp, DestSpec, Director, ForwardMethod, Fwmark, ServiceConfig, ServiceKey,
+    ServiceSpec,
 };
 use rvs_io::{Steering, SteeringError};
 
@@ -84,7 +85,7 @@ pub struct Daemon {
 }
 
 /// A whole configuration: services with their destinations.
-pub type ConfigSet = Vec<(ServiceSpec, Vec<DestSpec>)>;
+pub type ConfigSet = Vec<ServiceConfig>;
 
 /// Addresses that need steering for a configuration: VIPs of address services, and masq real servers (route and
 /// tunnel real servers answer the client themselves: no reply comes back to steer).
@@ -379,7 +380,7 @@ impl Daemon {
             return Err(ApplyError::ShuttingDown);
         }
         let current = self.director.service_configs();
-        let mut diff = diff_ops(&current, &target);
+        let mut diff = rvs_core::config::diff(&current, &target);
         diff.extend(extra);
         if diff.is_empty() {
             return Ok(());
@@ -482,18 +483,17 @@ impl Daemon {
     /// [`Daemon::teardown`] for a hand-over: the real servers' packets are held until the next rvsd steers them
     /// (see `Steering::hold_replies`).
     pub fn teardown_holding(&self) -> Result<usize, SteeringError> {
-        let mut ctl = self.lock();
-        ctl.shutting_down = true;
-        self.vips.set(Vec::new());
-        let Control {
-            steering, marks, ..
-        } = &mut *ctl;
-        marks.stop_all(steering);
-        ctl.steering.hold_replies()
+        self.stop_planes().steering.hold_replies()
     }
 
     /// Stop accepting changes and remove all steering. Returns how many kernel objects were removed.
     pub fn teardown(&self) -> Result<usize, SteeringError> {
+        self.stop_planes().steering.remove_all()
+    }
+
+    /// What both teardowns do first: refuse further changes, stop serving VIPs, stop the fwmark planes. Returns the
+    /// locked control state for the steering's last step.
+    fn stop_planes(&self) -> MutexGuard<'_, Control> {
         let mut ctl = self.lock();
         ctl.shutting_down = true;
         self.vips.set(Vec::new());
@@ -501,7 +501,7 @@ impl Daemon {
             steering, marks, ..
         } = &mut *ctl;
         marks.stop_all(steering);
-        ctl.steering.remove_all()
+        ctl
     }
 }
 
@@ -555,46 +555,6 @@ pub fn desired_config(ops: &[ConfigOp]) -> Result<(ConfigSet, Vec<ConfigOp>), Ap
         .cloned()
         .collect();
     Ok((scratch.service_configs(), extra))
-}
-
-/// Operations turning `current` into `target`. Services and destinations present in both with the same
-/// configuration are untouched (their connections stay).
-pub fn diff_ops(
-    current: &[(ServiceSpec, Vec<DestSpec>)],
-    target: &[(ServiceSpec, Vec<DestSpec>)],
-) -> Vec<ConfigOp> {
-    let mut ops = Vec::new();
-    for (s, _) in current {
-        if !target.iter().any(|(t, _)| t.key == s.key) {
-            ops.push(ConfigOp::DeleteService(s.key));
-        }
-    }
-    for (t, tdests) in target {
-        match current.iter().find(|(s, _)| s.key == t.key) {
-            None => {
-                ops.push(ConfigOp::AddService(t.clone()));
-                ops.extend(tdests.iter().map(|d| ConfigOp::AddDest(t.key, *d)));
-            }
-            Some((s, cdests)) => {
-                if s != t {
-                    ops.push(ConfigOp::EditService(t.clone()));
-                }
-                for c in cdests {
-                    if !tdests.iter().any(|d| d.addr == c.addr && d.port == c.port) {
-                        ops.push(ConfigOp::DeleteDest(t.key, c.addr, c.port));
-                    }
-                }
-                for d in tdests {
-                    match cdests.iter().find(|c| c.addr == d.addr && c.port == d.port) {
-                        None => ops.push(ConfigOp::AddDest(t.key, *d)),
-                        Some(c) if c != d => ops.push(ConfigOp::EditDest(t.key, *d)),
-                        Some(_) => {}
-                    }
-                }
-            }
-        }
-    }
-    ops
 }
 
 /// Append `data` to the existing file `path` and sync it (a missing file is an error: the caller rewrites it).
@@ -715,31 +675,6 @@ mod tests {
         ]);
         assert_eq!(n.vips.len(), 1, "two services share one VIP");
         assert_eq!(n.rips.len(), 2);
-    }
-
-    #[test]
-    fn diff_keeps_unchanged_and_edits_changed() {
-        let s80 = ServiceSpec::new(key(80), "rr");
-        let s81 = ServiceSpec::new(key(81), "rr");
-        let mut s80wlc = s80.clone();
-        s80wlc.scheduler = "wlc".into();
-        let current = vec![
-            (s80.clone(), vec![dest(11, 1), dest(12, 1)]),
-            (s81.clone(), vec![dest(11, 1)]),
-        ];
-        // Unchanged: no ops at all.
-        assert!(diff_ops(&current, &current).is_empty());
-        let target = vec![(s80wlc.clone(), vec![dest(11, 1), dest(12, 5), dest(13, 1)])];
-        let ops = diff_ops(&current, &target);
-        assert_eq!(
-            ops,
-            vec![
-                ConfigOp::DeleteService(key(81)),
-                ConfigOp::EditService(s80wlc),
-                ConfigOp::EditDest(key(80), dest(12, 5)),
-                ConfigOp::AddDest(key(80), dest(13, 1)),
-            ]
-        );
     }
 
     #[test]

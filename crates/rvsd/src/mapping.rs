@@ -1,13 +1,11 @@
 //! The control protocol on the director: requests in, director operations and listings out.
 //!
-//! The configuration values (service key, specs, method, flags, timeouts, stats) are one set of types
-//! (rvs-core's, serialized by rvs-api), so nothing here copies them; what is left translates: director
-//! refusals to ipvsadm's error texts, and snapshots to listings. Commands become director operations in
-//! ops.rs (which the daemon uses too, so neither module needs the other).
+//! The configuration values (service key, specs, method, flags, timeouts, stats) and the listings
+//! (the director's snapshots) are one set of types (rvs-core's, serialized by rvs-api), so nothing here
+//! copies them; what is left translates director refusals to ipvsadm's error texts. Commands become
+//! director operations in ops.rs (which the daemon uses too, so neither module needs the other).
 
-use rvs_api::{
-    ApiError, Command, ConnInfo, DestInfo, ErrorCode, Info, Reply, Request, Response, ServiceInfo,
-};
+use rvs_api::{ApiError, Command, ErrorCode, Info, Reply, Request, Response};
 use rvs_core::{ConfigError, Director};
 
 use crate::daemon::{ApplyError, Daemon};
@@ -18,42 +16,6 @@ use crate::ops::commands_to_ops;
 pub const IPVS_VERSION: &str = "1.2.1";
 /// Connection hash table size reported in the header (IPVS's default 2^12).
 pub const CONN_TABLE_SIZE: u32 = 4096;
-
-/// A director snapshot -> API listing.
-pub fn service_info(s: &rvs_core::ServiceSnapshot) -> ServiceInfo {
-    ServiceInfo {
-        config: s.spec.clone(),
-        stats: s.stats,
-        rates: s.rates,
-        dests: s
-            .dests
-            .iter()
-            .map(|d| DestInfo {
-                config: d.spec,
-                active_conns: d.active_conns,
-                inactive_conns: d.inactive_conns,
-                persistent_conns: d.persistent_conns,
-                stats: d.stats,
-                rates: d.rates,
-            })
-            .collect(),
-    }
-}
-
-fn conn_info(c: &rvs_core::ConnSnapshot) -> ConnInfo {
-    ConnInfo {
-        protocol: c.protocol,
-        caddr: c.caddr,
-        cport: c.cport,
-        vaddr: c.vaddr,
-        vport: c.vport,
-        daddr: c.daddr,
-        dport: c.dport,
-        state: c.state.to_owned(),
-        expires_ms: c.expires_in_ms,
-        template: c.template,
-    }
-}
 
 /// The limit, the defences and the drop counters as the protocol reports them.
 pub fn defense_info(d: &Director) -> rvs_api::DefenseInfo {
@@ -120,21 +82,13 @@ fn apply_error(e: ApplyError, origin: &[(usize, &Command)], batched: bool) -> Ap
 /// Execute one command.
 pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
     match cmd {
-        Command::ListServices => Ok(Reply::Services(
-            d.director.services().iter().map(service_info).collect(),
-        )),
+        Command::ListServices => Ok(Reply::Services(d.director.services())),
         Command::GetService(k) => d
             .director
             .service(k)
-            .map(|s| Reply::Service(service_info(&s)))
+            .map(Reply::Service)
             .ok_or_else(|| ApiError::new(ErrorCode::NoSuchService)),
-        Command::ListConnections => Ok(Reply::Connections(
-            d.director
-                .connections(now())
-                .iter()
-                .map(conn_info)
-                .collect(),
-        )),
+        Command::ListConnections => Ok(Reply::Connections(d.director.connections(now()))),
         Command::GetTimeouts => Ok(Reply::Timeouts(d.director.timeouts())),
         Command::GetInfo => Ok(Reply::Info(Info {
             version: IPVS_VERSION.to_owned(),
@@ -239,7 +193,7 @@ mod tests {
         let d = Director::default();
         d.apply_batch(ops.clone()).expect("applies");
         let listed = d.service(&c.key).expect("configured");
-        assert_eq!(service_info(&listed).config, c);
+        assert_eq!(listed.spec, c);
         // ipvsadm -S names mh's flags (mh-fallback, mh-port) and, like ipvsadm, drops flag-3 there.
         let (again, _) = rules_to_ops(&ops_rules_lines(&ops)).expect("rules lines parse");
         let mut saved = c;
@@ -277,7 +231,7 @@ mod tests {
             let director = Director::default();
             director.apply_batch(ops).expect("applies");
             let listed = director.service(&akey(53)).expect("configured");
-            assert_eq!(service_info(&listed).dests[0].config, d);
+            assert_eq!(listed.dests[0].spec, d);
         }
         d.method = rvs_api::ForwardMethod::Local;
         let add = Command::AddDest {

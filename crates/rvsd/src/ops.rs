@@ -2,8 +2,8 @@
 //! (mapping.rs) and the daemon's rules file (daemon.rs) need, kept apart from either so they do not use each
 //! other.
 
-use rvs_api::{ApiError, Command, DestInfo, ErrorCode, ServiceInfo};
-use rvs_core::{ConfigOp, Director};
+use rvs_api::{ApiError, Command, ErrorCode};
+use rvs_core::{ConfigOp, Director, ServiceSnapshot};
 
 /// Parse a rules file (`ipvsadm -S` format) into director operations, with the 1-based line of each.
 pub fn rules_to_ops(text: &str) -> anyhow::Result<(Vec<ConfigOp>, Vec<usize>)> {
@@ -27,44 +27,19 @@ pub fn rules_to_ops(text: &str) -> anyhow::Result<(Vec<ConfigOp>, Vec<usize>)> {
 pub fn ops_rules_lines(ops: &[ConfigOp]) -> String {
     let mut out = String::new();
     for op in ops {
-        let cmd = match op {
-            ConfigOp::AddService(s) => Command::AddService(s.clone()),
-            ConfigOp::EditService(s) => Command::EditService(s.clone()),
-            ConfigOp::DeleteService(k) => Command::DeleteService(*k),
-            ConfigOp::AddDest(k, d) => Command::AddDest {
-                service: *k,
-                dest: *d,
-            },
-            ConfigOp::EditDest(k, d) => Command::EditDest {
-                service: *k,
-                dest: *d,
-            },
-            ConfigOp::DeleteDest(k, addr, port) => Command::DeleteDest {
-                service: *k,
-                addr: *addr,
-                port: *port,
-            },
-            ConfigOp::Clear => Command::Clear,
-            ConfigOp::Zero(_) | ConfigOp::SetTimeouts(_) => continue,
-        };
-        rvs_api::rules::change_lines(&cmd, &mut out);
+        rvs_api::rules::change_lines(op, &mut out);
     }
     out
 }
 
 /// The rules text (`ipvsadm -S -n` format) of the director's configuration.
 pub fn rules_text(d: &Director) -> String {
-    let infos: Vec<ServiceInfo> = d
+    let configured: Vec<ServiceSnapshot> = d
         .service_configs()
-        .iter()
-        .map(|(spec, dests)| ServiceInfo {
-            config: spec.clone(),
-            stats: Default::default(),
-            rates: Default::default(),
-            dests: dests.iter().map(|d| DestInfo::configured(*d)).collect(),
-        })
+        .into_iter()
+        .map(|(spec, dests)| ServiceSnapshot::configured(spec, &dests))
         .collect();
-    rvs_api::rules::format(&infos)
+    rvs_api::rules::format(&configured)
 }
 
 /// Flatten change commands (batches included) into director operations, remembering for each operation the
@@ -78,30 +53,17 @@ pub fn commands_to_ops<'a>(
     for (i, c) in cmds.iter().enumerate() {
         let idx = top.unwrap_or(i);
         let op = match c {
-            Command::AddService(s) => ConfigOp::AddService(s.clone()),
-            Command::EditService(s) => ConfigOp::EditService(s.clone()),
-            Command::DeleteService(k) => ConfigOp::DeleteService(*k),
-            Command::AddDest { service, dest } => ConfigOp::AddDest(*service, *dest),
-            Command::EditDest { service, dest } => ConfigOp::EditDest(*service, *dest),
-            Command::DeleteDest {
-                service,
-                addr,
-                port,
-            } => ConfigOp::DeleteDest(*service, *addr, *port),
-            Command::Clear => ConfigOp::Clear,
-            Command::Zero(k) => ConfigOp::Zero(*k),
-            Command::SetTimeouts(t) => ConfigOp::SetTimeouts(*t),
             Command::Batch(inner) => {
                 commands_to_ops(inner, ops, origin, Some(idx))?;
                 continue;
             }
-            other => {
-                return Err(ApiError::with_message(
+            other => other.config_op().ok_or_else(|| {
+                ApiError::with_message(
                     ErrorCode::BadRequest,
                     format!("only configuration changes can be batched, not {other:?}"),
                 )
-                .at_index(idx));
-            }
+                .at_index(idx)
+            })?,
         };
         ops.push(op);
         origin.push((idx, c));

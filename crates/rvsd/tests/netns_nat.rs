@@ -576,7 +576,7 @@ fn scenario(mode: Mode) {
         };
         // The listing changes before the steering no longer needed is removed (same reload): wait for both.
         if s.len() == 1
-            && s[0].dests.iter().any(|d| d.config.weight == Weight(0))
+            && s[0].dests.iter().any(|d| d.spec.weight == Weight(0))
             && t.ip("d", "-6 route show proto 114").trim().is_empty()
         {
             break;

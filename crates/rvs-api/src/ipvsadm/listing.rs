@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use super::resolve::{NoResolver, Resolver};
 use crate::ipvsadm::Format;
 use crate::types::{
-    ConnInfo, DaemonConfig, DestInfo, DestSpec, ForwardMethod, Info, Protocol, ServiceInfo,
-    ServiceKey, Timeouts, TunnelCsum, TunnelKind,
+    ConnSnapshot, DaemonConfig, DestSnapshot, DestSpec, ForwardMethod, Info, Protocol, ServiceKey,
+    ServiceSnapshot, Timeouts, TunnelCsum, TunnelKind,
 };
 
 /// How [`largenum`] prints a counter: ipvsadm's default, or `--exact` (`FMT_EXACT`).
@@ -199,14 +199,14 @@ pub fn cmp_services(s1: &ServiceKey, s2: &ServiceKey) -> i32 {
 }
 
 /// libipvs `ipvs_cmp_dests`.
-pub fn cmp_dests(d1: &DestInfo, d2: &DestInfo) -> i32 {
-    let (af1, w1) = words(d1.config.addr);
-    let (_, w2) = words(d2.config.addr);
+pub fn cmp_dests(d1: &DestSnapshot, d2: &DestSnapshot) -> i32 {
+    let (af1, w1) = words(d1.spec.addr);
+    let (_, w2) = words(d2.spec.addr);
     let r = cmp_addr_words(af1, &w1, &w2);
     if r != 0 {
         return r;
     }
-    i32::from(d1.config.port) - i32::from(d2.config.port)
+    i32::from(d1.spec.port) - i32::from(d2.spec.port)
 }
 
 /// glibc's `qsort` (a top-down merge sort) over indices; never panics whatever `cmp` does.
@@ -246,17 +246,17 @@ pub fn msort_indices<T>(items: &[T], cmp: impl Fn(&T, &T) -> i32 + Copy) -> Vec<
 }
 
 /// Services in ipvsadm's listing order.
-pub fn sorted_services(services: &[ServiceInfo]) -> Vec<&ServiceInfo> {
-    msort_indices(services, |a, b| cmp_services(&a.config.key, &b.config.key))
+pub fn sorted_services(services: &[ServiceSnapshot]) -> Vec<&ServiceSnapshot> {
+    msort_indices(services, |a, b| cmp_services(&a.spec.key, &b.spec.key))
         .into_iter()
         .map(|i| &services[i])
         .collect()
 }
 
-fn sched_flags_text(svc: &ServiceInfo) -> String {
-    let f = svc.config.sched_flags;
+fn sched_flags_text(svc: &ServiceSnapshot) -> String {
+    let f = svc.spec.sched_flags;
     let mut v: Vec<&str> = Vec::new();
-    match svc.config.scheduler.as_str() {
+    match svc.spec.scheduler.as_str() {
         "sh" => {
             if f.fallback {
                 v.push("sh-fallback");
@@ -311,8 +311,8 @@ fn mask_text(key: &ServiceKey, mask: IpAddr) -> Option<String> {
     }
 }
 
-fn svc_name(svc: &ServiceInfo, f: &Format, r: &dyn Resolver) -> String {
-    match svc.config.key {
+fn svc_name(svc: &ServiceSnapshot, f: &Format, r: &dyn Resolver) -> String {
+    match svc.spec.key {
         ServiceKey::Fwmark { mark, ipv6 } => match (f.rule, ipv6) {
             (true, true) => format!("-f {mark} -6"),
             (true, false) => format!("-f {mark}"),
@@ -384,7 +384,7 @@ fn tun_info(m: &ForwardMethod) -> Option<String> {
 }
 
 /// `print_service_entry`: the service line and its destinations.
-pub fn service_entry(out: &mut String, svc: &ServiceInfo, f: &Format, r: &dyn Resolver) {
+pub fn service_entry(out: &mut String, svc: &ServiceSnapshot, f: &Format, r: &dyn Resolver) {
     service_entry_ext(out, svc, f, r, Thresholds::AsIpvsadm);
 }
 
@@ -401,15 +401,15 @@ enum Thresholds {
 /// Like [`service_entry`], with the rule lines' thresholds as `thresholds` says.
 fn service_entry_ext(
     out: &mut String,
-    svc: &ServiceInfo,
+    svc: &ServiceSnapshot,
     f: &Format,
     r: &dyn Resolver,
     thresholds: Thresholds,
 ) {
     let name = svc_name(svc, f, r);
     service_line(out, svc, &name, f);
-    let proto = svc_proto(&svc.config.key);
-    let order: Vec<&DestInfo> = if f.nosort {
+    let proto = svc_proto(&svc.spec.key);
+    let order: Vec<&DestSnapshot> = if f.nosort {
         svc.dests.iter().collect()
     } else {
         msort_indices(&svc.dests, cmp_dests)
@@ -418,7 +418,7 @@ fn service_entry_ext(
             .collect()
     };
     for d in order {
-        let dc = &d.config;
+        let dc = &d.spec;
         let mut dname = addrport(dc.addr, dc.port, proto, f.numeric, r);
         if !f.rule && dc.addr.is_ipv4() {
             truncate_bytes(&mut dname, 28);
@@ -439,8 +439,8 @@ fn largenums(out: &mut String, values: [u64; 5], counts: Counts) {
 }
 
 /// The service's own line (`-A` rule, or the `-L` line in the format's view).
-fn service_line(out: &mut String, svc: &ServiceInfo, name: &str, f: &Format) {
-    let c = &svc.config;
+fn service_line(out: &mut String, svc: &ServiceSnapshot, name: &str, f: &Format) {
+    let c = &svc.spec;
     let flags = !c.sched_flags.is_empty();
     if f.rule {
         let _ = write!(out, "-A {name} -s {}", c.scheduler);
@@ -521,8 +521,8 @@ fn dest_rule(out: &mut String, name: &str, dname: &str, dc: &DestSpec, threshold
 }
 
 /// A real server's `-L` line in the format's view.
-fn dest_line(out: &mut String, d: &DestInfo, dname: &str, f: &Format) {
-    let dc = &d.config;
+fn dest_line(out: &mut String, d: &DestSnapshot, dname: &str, f: &Format) {
+    let dc = &d.spec;
     if f.stats {
         let st = &d.stats;
         let _ = write!(out, "  -> {dname:<28}");
@@ -574,13 +574,13 @@ fn dest_line(out: &mut String, d: &DestInfo, dname: &str, f: &Format) {
 }
 
 /// `ipvsadm -L [options]` / `ipvsadm -S` (with `f.rule`): header (not for -S), title, services.
-pub fn list_all(info: &Info, services: &[ServiceInfo], f: &Format, r: &dyn Resolver) -> String {
+pub fn list_all(info: &Info, services: &[ServiceSnapshot], f: &Format, r: &dyn Resolver) -> String {
     let mut out = String::new();
     if !f.rule {
         out.push_str(&header(info));
     }
     out.push_str(&title(f));
-    let order: Vec<&ServiceInfo> = if f.nosort {
+    let order: Vec<&ServiceSnapshot> = if f.nosort {
         services.iter().collect()
     } else {
         sorted_services(services)
@@ -592,7 +592,7 @@ pub fn list_all(info: &Info, services: &[ServiceInfo], f: &Format, r: &dyn Resol
 }
 
 /// `ipvsadm -L -t|-u|-f ...`: title and one service (no header line).
-pub fn list_service(svc: &ServiceInfo, f: &Format, r: &dyn Resolver) -> String {
+pub fn list_service(svc: &ServiceSnapshot, f: &Format, r: &dyn Resolver) -> String {
     let mut out = title(f);
     service_entry(&mut out, svc, f, r);
     out
@@ -601,7 +601,7 @@ pub fn list_service(svc: &ServiceInfo, f: &Format, r: &dyn Resolver) -> String {
 /// `ipvsadm -S -n` text, used as rvsd's rules file: identical to ipvsadm's save output except
 /// that real-server thresholds, which ipvsadm -S drops, are kept as `-x`/`-y` (ipvsadm -R reads
 /// them back). Numeric, so it resolves no names.
-pub fn save_rules(services: &[ServiceInfo]) -> String {
+pub fn save_rules(services: &[ServiceSnapshot]) -> String {
     let f = Format {
         rule: true,
         numeric: true,
@@ -615,7 +615,7 @@ pub fn save_rules(services: &[ServiceInfo]) -> String {
 }
 
 /// `ipvsadm -L -c`: connection entries in the order given.
-pub fn list_conns(conns: &[ConnInfo], f: &Format, r: &dyn Resolver) -> String {
+pub fn list_conns(conns: &[ConnSnapshot], f: &Format, r: &dyn Resolver) -> String {
     let mut out = String::from("IPVS connection entries\n");
     if f.persistent_conn {
         let _ = writeln!(
@@ -631,7 +631,7 @@ pub fn list_conns(conns: &[ConnInfo], f: &Format, r: &dyn Resolver) -> String {
         );
     }
     for c in conns {
-        let secs = c.expires_ms / 1000;
+        let secs = c.expires_in_ms / 1000;
         let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
         let cname = addrport(c.caddr, c.cport, c.protocol, f.numeric, r);
         let vname = addrport(c.vaddr, c.vport, c.protocol, f.numeric, r);

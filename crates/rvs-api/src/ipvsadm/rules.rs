@@ -4,7 +4,7 @@
 use super::listing;
 use super::resolve::{Resolver, SystemResolver};
 use crate::ipvsadm::{self, Action};
-use crate::types::{Command, ServiceInfo};
+use crate::types::{Command, ConfigOp, ServiceSnapshot};
 
 /// A rules-file error: the 1-based line and ipvsadm's message for it (`Display`, as `rvsadm -R`
 /// prints it), plus the line's text and what is wrong with it in words ([`RulesError::explain`],
@@ -208,40 +208,21 @@ pub fn parse_with(text: &str, resolver: &dyn Resolver) -> Result<Vec<Command>, R
 
 /// Formats services as `ipvsadm -S -n` text (plus `-x`/`-y` thresholds, which ipvsadm -S omits
 /// but ipvsadm -R accepts), in ipvsadm's order. `parse(format(s))` re-creates `s`'s configuration.
-pub fn format(services: &[ServiceInfo]) -> String {
+pub fn format(services: &[ServiceSnapshot]) -> String {
     listing::save_rules(services)
 }
 
 /// One configuration change as the rules lines that replay it, appended to `out` (rvsd appends these to its rules
 /// file, which stays an `ipvsadm -R` script: later lines edit what earlier ones made). `-A`/`-E` and `-a`/`-e` are
-/// written as [`format`] writes services and real servers; `-D`, `-d` and `-C` name what they remove. `-Z`,
-/// `--set` and queries are not part of a rules file and write nothing; a batch writes its commands in order.
-pub fn change_lines(cmd: &Command, out: &mut String) {
-    use crate::types::{DestInfo, ServiceKey, ServiceSpec};
-    let service = |key: ServiceKey| ServiceSpec {
-        key,
-        scheduler: "wlc".into(),
-        sched_flags: Default::default(),
-        persistence: None,
-        one_packet: false,
-        pe: None,
-    };
-    let info = |config: ServiceSpec, dests: Vec<DestInfo>| ServiceInfo {
-        config,
-        stats: Default::default(),
-        rates: Default::default(),
-        dests,
-    };
-    let dest = |config| DestInfo {
-        config,
-        active_conns: 0,
-        inactive_conns: 0,
-        persistent_conns: 0,
-        stats: Default::default(),
-        rates: Default::default(),
+/// written as [`format`] writes services and real servers; `-D`, `-d` and `-C` name what they remove. `-Z` and
+/// `--set` are not part of a rules file and write nothing.
+pub fn change_lines(op: &ConfigOp, out: &mut String) {
+    use crate::types::{DestSpec, ServiceKey, ServiceSpec, Weight};
+    let service = |key: ServiceKey, dests: &[DestSpec]| {
+        ServiceSnapshot::configured(ServiceSpec::new(key, "wlc"), dests)
     };
     // The first (`-A`) or second (`-a`) line `format` writes, with its option replaced by `op`.
-    let line = |s: ServiceInfo, nth: usize, op: &str, out: &mut String| {
+    let line = |s: ServiceSnapshot, nth: usize, op: &str, out: &mut String| {
         let text = format(std::slice::from_ref(&s));
         if let Some(l) = text.lines().nth(nth) {
             out.push_str(op);
@@ -249,42 +230,26 @@ pub fn change_lines(cmd: &Command, out: &mut String) {
             out.push('\n');
         }
     };
-    match cmd {
-        Command::AddService(c) => line(info(c.clone(), Vec::new()), 0, "-A", out),
-        Command::EditService(c) => line(info(c.clone(), Vec::new()), 0, "-E", out),
-        Command::AddDest {
-            service: k,
-            dest: d,
-        } => line(info(service(*k), vec![dest(*d)]), 1, "-a", out),
-        Command::EditDest {
-            service: k,
-            dest: d,
-        } => line(info(service(*k), vec![dest(*d)]), 1, "-e", out),
-        Command::DeleteService(k) => {
+    let configured = |spec: &ServiceSpec| ServiceSnapshot::configured(spec.clone(), &[]);
+    match op {
+        ConfigOp::AddService(c) => line(configured(c), 0, "-A", out),
+        ConfigOp::EditService(c) => line(configured(c), 0, "-E", out),
+        ConfigOp::AddDest(k, d) => line(service(*k, &[*d]), 1, "-a", out),
+        ConfigOp::EditDest(k, d) => line(service(*k, &[*d]), 1, "-e", out),
+        ConfigOp::DeleteService(k) => {
             // "-A <name> -s wlc": the name is what precedes the scheduler.
             let mut l = String::new();
-            line(info(service(*k), Vec::new()), 0, "-D", &mut l);
+            line(service(*k, &[]), 0, "-D", &mut l);
             if let Some(end) = l.find(" -s ") {
                 out.push_str(&l[..end]);
                 out.push('\n');
             }
         }
-        Command::DeleteDest {
-            service: k,
-            addr,
-            port,
-        } => {
+        ConfigOp::DeleteDest(k, addr, port) => {
             // "-a <name> -r <server> <method> -w ...": up to the server.
-            let d = crate::types::DestSpec {
-                addr: *addr,
-                port: *port,
-                weight: crate::types::Weight(0),
-                method: crate::types::ForwardMethod::Masq,
-                u_threshold: 0,
-                l_threshold: 0,
-            };
+            let d = DestSpec::masq(*addr, *port, Weight(0));
             let mut l = String::new();
-            line(info(service(*k), vec![dest(d)]), 1, "-d", &mut l);
+            line(service(*k, &[d]), 1, "-d", &mut l);
             let words: Vec<&str> = l.split_whitespace().collect();
             if let Some(r) = words.iter().position(|w| *w == "-r")
                 && r + 1 < words.len()
@@ -293,13 +258,8 @@ pub fn change_lines(cmd: &Command, out: &mut String) {
                 out.push('\n');
             }
         }
-        Command::Clear => out.push_str("-C\n"),
-        Command::Batch(cmds) => {
-            for c in cmds {
-                change_lines(c, out);
-            }
-        }
-        _ => {}
+        ConfigOp::Clear => out.push_str("-C\n"),
+        ConfigOp::Zero(_) | ConfigOp::SetTimeouts(_) => {}
     }
 }
 
@@ -323,17 +283,27 @@ mod change_tests {
 ";
         let cmds = parse_with(text, &NoResolver).expect("valid rules");
         assert_eq!(cmds.len(), 8);
-        for c in &cmds {
+        let ops: Vec<ConfigOp> = cmds
+            .iter()
+            .map(|c| c.config_op().expect("a change"))
+            .collect();
+        for (c, op) in cmds.iter().zip(&ops) {
             let mut out = String::new();
-            change_lines(c, &mut out);
+            change_lines(op, &mut out);
             let back = parse_with(&out, &NoResolver).unwrap_or_else(|e| panic!("{out}: {e}"));
             assert_eq!(back, vec![c.clone()], "{out}");
         }
         let mut all = String::new();
-        change_lines(&Command::Batch(cmds.clone()), &mut all);
+        for op in &ops {
+            change_lines(op, &mut all);
+        }
         assert_eq!(parse_with(&all, &NoResolver).expect("batch"), cmds);
         let mut none = String::new();
-        change_lines(&Command::Zero(None), &mut none);
+        change_lines(&ConfigOp::Zero(None), &mut none);
+        change_lines(
+            &ConfigOp::SetTimeouts(crate::types::Timeouts::UNCHANGED),
+            &mut none,
+        );
         assert_eq!(none, "");
     }
 }

@@ -1,57 +1,20 @@
 //! The director's control side: configuration changes (applied on a copy of the service table, published
 //! at once) and the snapshots the control plane lists (services, connections, timeouts, counters).
 
-use std::net::IpAddr;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::config::{ConfigError, ConfigOp, Timeouts};
+use crate::config::{ConfigError, ConfigOp, ServiceConfig, Timeouts};
 use crate::conn::{ConnAddr, ConnTable};
-use crate::service::{DestSpec, Protocol, ServiceKey, ServiceSpec};
-use crate::stats::{Rates, Stats};
+use crate::service::{Protocol, ServiceKey};
+use crate::snapshot::{ConnSnapshot, DestSnapshot, ServiceSnapshot};
 use crate::table::{Effect, Pending, Service};
 use crate::tcp::TcpState;
 use crate::time::Timestamp;
 use crate::verdict::{DropCounters, DropReason};
 
 use super::{Director, MAX_TIMEOUT_S, now32, release};
-
-/// A destination as listed by [`Director::services`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DestSnapshot {
-    pub spec: DestSpec,
-    pub active_conns: u32,
-    pub inactive_conns: u32,
-    pub persistent_conns: u32,
-    pub overloaded: bool,
-    pub stats: Stats,
-    pub rates: Rates,
-}
-
-/// A virtual service as listed by [`Director::services`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceSnapshot {
-    pub spec: ServiceSpec,
-    pub stats: Stats,
-    pub rates: Rates,
-    pub dests: Vec<DestSnapshot>,
-}
-
-/// A connection or persistence template as listed by [`Director::connections`] (`ipvsadm -L -c`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnSnapshot {
-    pub protocol: Protocol,
-    pub caddr: IpAddr,
-    pub cport: u16,
-    pub vaddr: IpAddr,
-    pub vport: u16,
-    pub daddr: IpAddr,
-    pub dport: u16,
-    /// IPVS's state name: TCP states, "UDP" for UDP, "NONE" for TCP templates.
-    pub state: &'static str,
-    pub expires_in_ms: u64,
-    pub template: bool,
-}
 
 /// Bytes used by the connection table (see [`Director::memory`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,12 +121,12 @@ impl Director {
     }
 
     /// One service's configuration, without counters: what a change to it replaces.
-    pub fn service_config(&self, key: &ServiceKey) -> Option<(ServiceSpec, Vec<DestSpec>)> {
+    pub fn service_config(&self, key: &ServiceKey) -> Option<ServiceConfig> {
         self.services.load().get(key).map(|svc| config_of(svc))
     }
 
     /// Every service's configuration, without counters, in configuration order.
-    pub fn service_configs(&self) -> Vec<(ServiceSpec, Vec<DestSpec>)> {
+    pub fn service_configs(&self) -> Vec<ServiceConfig> {
         let table = self.services.load();
         table.services().map(|svc| config_of(svc)).collect()
     }
@@ -186,11 +149,11 @@ impl Director {
                 vport: t.key.vport,
                 daddr: t.dest.addr(),
                 dport: t.dest.port(),
-                state: if protocol == Protocol::Udp {
+                state: Cow::Borrowed(if protocol == Protocol::Udp {
                     "UDP"
                 } else {
                     "NONE"
-                },
+                }),
                 expires_in_ms: t.deadline().saturating_sub(now.0),
                 template: true,
             });
@@ -218,10 +181,10 @@ impl Director {
                     vport: c.vport,
                     daddr: c.daddr.to_ip(),
                     dport: c.dport,
-                    state: match protocol {
+                    state: Cow::Borrowed(match protocol {
                         Protocol::Udp => "UDP",
                         _ => TcpState::from_u8(c.state).name(),
-                    },
+                    }),
                     expires_in_ms: u64::try_from(left).unwrap_or(0),
                     template: false,
                 });
@@ -327,7 +290,7 @@ fn snapshot(svc: &Service) -> ServiceSnapshot {
     }
 }
 
-fn config_of(svc: &Service) -> (ServiceSpec, Vec<DestSpec>) {
+fn config_of(svc: &Service) -> ServiceConfig {
     (
         svc.spec.clone(),
         svc.dests.iter().map(|d| d.spec()).collect(),
