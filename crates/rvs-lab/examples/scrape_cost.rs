@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rvs_lab::client::Connection;
 use rvs_lab::lab::{self, Lab, LabConfig, VIP};
 use rvs_lab::{LabError, client, netns};
 
@@ -172,7 +173,7 @@ fn paced(lab: &Lab, secs: usize) -> rvs_lab::Result<f64> {
                                     client::HttpConn::connect(lab::vip(80), Duration::from_secs(5))
                                         .ok();
                             }
-                            match conn.as_mut().map(|c| c.get(false)) {
+                            match conn.as_mut().map(|c| c.get(Connection::KeepAlive)) {
                                 Some(Ok(_)) => n += 1,
                                 _ => conn = None,
                             }

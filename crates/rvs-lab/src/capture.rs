@@ -21,14 +21,28 @@ pub struct Seen {
     pub dst: SocketAddr,
     /// TCP flags byte (0 for UDP).
     pub tcp_flags: u8,
-    /// Sent by this namespace (PACKET_OUTGOING) rather than received.
-    pub outgoing: bool,
+    /// Sent by this namespace or received.
+    pub direction: Direction,
     /// The outer addresses when the packet was seen inside a tunnel (LVS-TUN: IPIP, IPv6-in-IP, GRE; GUE is
     /// recorded as the UDP packet it is); the fields above are the inner packet's.
     pub tunnel: Option<(IpAddr, IpAddr)>,
 }
 
+/// Which way a captured packet crossed its interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Sent by the capturing namespace (`PACKET_OUTGOING`).
+    Outgoing,
+    /// Received (any other packet type).
+    Incoming,
+}
+
 impl Seen {
+    /// True when this namespace sent the packet.
+    pub fn is_outgoing(&self) -> bool {
+        self.direction == Direction::Outgoing
+    }
+
     /// True for a TCP SYN without ACK.
     pub fn is_syn(&self) -> bool {
         self.protocol == 6 && self.tcp_flags & 0x12 == 0x02
@@ -37,7 +51,7 @@ impl Seen {
 
 /// Parses an Ethernet frame carrying IPv4 or IPv6 TCP/UDP, directly or inside one tunnel (IPIP, IPv6-in-IP or GRE,
 /// in an IPv4 or IPv6 outer header).
-pub fn parse_frame(frame: &[u8], outgoing: bool) -> Option<Seen> {
+pub fn parse_frame(frame: &[u8], direction: Direction) -> Option<Seen> {
     let mut off = 12;
     let mut ethertype = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
     off += 2;
@@ -48,11 +62,11 @@ pub fn parse_frame(frame: &[u8], outgoing: bool) -> Option<Seen> {
     if ethertype != 0x0800 && ethertype != 0x86dd {
         return None;
     }
-    parse_ip(frame.get(off..)?, outgoing, true)
+    parse_ip(frame.get(off..)?, direction, true)
 }
 
 /// An IP packet's TCP/UDP header; with `unwrap`, also one tunnel level around it.
-fn parse_ip(ip: &[u8], outgoing: bool, unwrap: bool) -> Option<Seen> {
+fn parse_ip(ip: &[u8], direction: Direction, unwrap: bool) -> Option<Seen> {
     let (src, dst, protocol, l4) = match ip.first()? >> 4 {
         4 if ip.len() >= 20 => {
             let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
@@ -74,7 +88,7 @@ fn parse_ip(ip: &[u8], outgoing: bool, unwrap: bool) -> Option<Seen> {
         _ => return None,
     };
     if unwrap && let Some((_, inner)) = rvs_wire::encap::tunnel_inner_offset(protocol, l4) {
-        let seen = parse_ip(l4.get(inner..)?, outgoing, false)?;
+        let seen = parse_ip(l4.get(inner..)?, direction, false)?;
         return Some(Seen {
             tunnel: Some((src, dst)),
             ..seen
@@ -91,7 +105,7 @@ fn parse_ip(ip: &[u8], outgoing: bool, unwrap: bool) -> Option<Seen> {
         src: SocketAddr::new(src, sport),
         dst: SocketAddr::new(dst, dport),
         tcp_flags,
-        outgoing,
+        direction,
         tunnel: None,
     })
 }
@@ -185,8 +199,12 @@ fn record(fd: &OwnedFd, stop: &AtomicBool, max: usize) -> Vec<Seen> {
             )
         };
         let Ok(n) = usize::try_from(n) else { continue }; // timeout (EAGAIN) or EINTR: check stop, go on
-        let outgoing = from.sll_pkttype == libc::PACKET_OUTGOING;
-        if let Some(s) = parse_frame(&buf[..n.min(buf.len())], outgoing) {
+        let direction = if from.sll_pkttype == libc::PACKET_OUTGOING {
+            Direction::Outgoing
+        } else {
+            Direction::Incoming
+        };
+        if let Some(s) = parse_frame(&buf[..n.min(buf.len())], direction) {
             seen.push(s);
         }
     }
@@ -259,16 +277,16 @@ mod tests {
         f[34..36].copy_from_slice(&40000u16.to_be_bytes());
         f[36..38].copy_from_slice(&80u16.to_be_bytes());
         f[34 + 13] = 0x02;
-        let s = parse_frame(&f, true).expect("a TCP frame");
+        let s = parse_frame(&f, Direction::Outgoing).expect("a TCP frame");
         assert_eq!(s.src, "198.51.100.10:40000".parse().expect("addr"));
         assert_eq!(s.dst, "198.51.100.100:80".parse().expect("addr"));
-        assert!(s.is_syn() && s.outgoing);
+        assert!(s.is_syn() && s.is_outgoing());
         // Truncated and non-IP frames are ignored, never a panic.
         for n in 0..f.len() - 6 {
-            let _ = parse_frame(&f[..n], false);
+            let _ = parse_frame(&f[..n], Direction::Incoming);
         }
         f[12] = 0x86;
-        assert!(parse_frame(&f, false).is_none());
+        assert!(parse_frame(&f, Direction::Incoming).is_none());
     }
 
     /// A TCP segment in IPv6, as is and inside IPv6-in-IPv6, IPv6-in-IPv4 and GRE (with a checksum) over IPv6.
@@ -284,7 +302,8 @@ mod tests {
         inner[42..44].copy_from_slice(&80u16.to_be_bytes());
         inner[40 + 13] = 0x10;
         let frame = |ethertype: [u8; 2], ip: &[u8]| [&[0u8; 12][..], &ethertype, ip].concat();
-        let plain = parse_frame(&frame([0x86, 0xdd], &inner), false).expect("IPv6 TCP");
+        let plain =
+            parse_frame(&frame([0x86, 0xdd], &inner), Direction::Incoming).expect("IPv6 TCP");
         assert_eq!(plain.src, format!("[{c}]:40000").parse().expect("addr"));
         assert_eq!(plain.dst, format!("[{v}]:80").parse().expect("addr"));
         assert_eq!((plain.tcp_flags, plain.tunnel), (0x10, None));
@@ -301,12 +320,16 @@ mod tests {
             h[24..40].copy_from_slice(&o6d.octets());
             [h, body.to_vec()].concat()
         };
-        let six_in_six =
-            parse_frame(&frame([0x86, 0xdd], &outer6(41, &inner)), true).expect("6in6");
+        let six_in_six = parse_frame(
+            &frame([0x86, 0xdd], &outer6(41, &inner)),
+            Direction::Outgoing,
+        )
+        .expect("6in6");
         assert_eq!(six_in_six.tunnel, Some((o6s.into(), o6d.into())));
         assert_eq!((six_in_six.src, six_in_six.dst), (plain.src, plain.dst));
         let gre = [&[0x80u8, 0, 0x86, 0xdd, 0, 0, 0, 0][..], &inner].concat();
-        let in_gre = parse_frame(&frame([0x86, 0xdd], &outer6(47, &gre)), true).expect("GRE");
+        let in_gre =
+            parse_frame(&frame([0x86, 0xdd], &outer6(47, &gre)), Direction::Outgoing).expect("GRE");
         assert_eq!((in_gre.src, in_gre.tunnel.is_some()), (plain.src, true));
 
         let mut o4 = vec![0u8; 20];
@@ -314,8 +337,11 @@ mod tests {
         o4[9] = 41;
         o4[12..16].copy_from_slice(&[203, 0, 113, 1]);
         o4[16..20].copy_from_slice(&[203, 0, 113, 11]);
-        let six_in_four =
-            parse_frame(&frame([8, 0], &[o4, inner.clone()].concat()), true).expect("6in4");
+        let six_in_four = parse_frame(
+            &frame([8, 0], &[o4, inner.clone()].concat()),
+            Direction::Outgoing,
+        )
+        .expect("6in4");
         assert_eq!(six_in_four.dst, plain.dst);
         assert_eq!(
             six_in_four.tunnel,
@@ -328,8 +354,8 @@ mod tests {
         // Truncations never panic; a tunnel inside a tunnel is not unwrapped twice.
         let f = frame([0x86, 0xdd], &outer6(41, &outer6(41, &inner)));
         for n in 0..f.len() {
-            let _ = parse_frame(&f[..n], false);
+            let _ = parse_frame(&f[..n], Direction::Incoming);
         }
-        assert!(parse_frame(&f, false).is_none());
+        assert!(parse_frame(&f, Direction::Incoming).is_none());
     }
 }

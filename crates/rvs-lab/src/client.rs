@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 
 use crate::error::{LabError, Result};
 
+/// What a request's `Connection:` header asks of the server after its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// `keep-alive`: the connection stays open for the next request.
+    KeepAlive,
+    /// `close`: this is the connection's last request.
+    Close,
+}
+
 /// One HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -123,9 +132,12 @@ impl HttpConn {
         method: &str,
         path: &str,
         body: &[u8],
-        close: bool,
+        then: Connection,
     ) -> Result<Response> {
-        let conn = if close { "close" } else { "keep-alive" };
+        let conn = match then {
+            Connection::Close => "close",
+            Connection::KeepAlive => "keep-alive",
+        };
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: rvs-lab\r\nContent-Length: {}\r\nConnection: {conn}\r\n\r\n",
             body.len()
@@ -143,8 +155,8 @@ impl HttpConn {
     }
 
     /// `GET /` on this connection.
-    pub fn get(&mut self, close: bool) -> Result<Response> {
-        self.request("GET", "/", &[], close)
+    pub fn get(&mut self, then: Connection) -> Result<Response> {
+        self.request("GET", "/", &[], then)
     }
 
     /// Abort the connection: SO_LINGER with a zero timeout, then close, so the kernel sends a RST instead of a FIN.
@@ -174,12 +186,12 @@ impl HttpConn {
 
 /// One `GET /` on a new connection (`Connection: close`).
 pub fn get(addr: SocketAddr, timeout: Duration) -> Result<Response> {
-    HttpConn::connect(addr, timeout)?.get(true)
+    HttpConn::connect(addr, timeout)?.get(Connection::Close)
 }
 
 /// `POST /echo` of `body` on a new connection; returns the answer body.
 pub fn echo(addr: SocketAddr, body: &[u8], timeout: Duration) -> Result<Response> {
-    HttpConn::connect(addr, timeout)?.request("POST", "/echo", body, true)
+    HttpConn::connect(addr, timeout)?.request("POST", "/echo", body, Connection::Close)
 }
 
 /// What a batch of requests saw.

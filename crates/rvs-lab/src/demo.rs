@@ -4,7 +4,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use crate::capture::{Capture, Seen};
-use crate::client::{self, HttpConn};
+use crate::client::{self, Connection, HttpConn};
 use crate::error::{LabError, Result};
 use crate::lab::{self, Lab, LabConfig, Method};
 
@@ -87,7 +87,7 @@ impl Traced {
         let outcome = lab.in_client(move || {
             let mut conn = HttpConn::connect(vip_port, Duration::from_secs(5))?;
             let local = conn.local_addr()?;
-            let resp = conn.get(true)?;
+            let resp = conn.get(Connection::Close)?;
             Ok((local, resp.who()?.0))
         });
         std::thread::sleep(Duration::from_millis(100));
@@ -132,8 +132,8 @@ impl Traced {
                     && s.dst == SocketAddr::V4(dst)
                     && match way {
                         Crossing::Either => true,
-                        Crossing::Leaving => s.outgoing,
-                        Crossing::Arriving => !s.outgoing,
+                        Crossing::Leaving => s.is_outgoing(),
+                        Crossing::Arriving => !s.is_outgoing(),
                     }
             })
             .copied()
@@ -239,7 +239,7 @@ pub fn trace_direct(lab: &Lab, vip_port: SocketAddr) -> Result<(Vec<Hop>, usize)
     let at_director = t.seen[1]
         .iter()
         .chain(&t.seen[2])
-        .filter(|s| !s.outgoing && s.src == SocketAddr::V4(v) && s.dst == SocketAddr::V4(c))
+        .filter(|s| !s.is_outgoing() && s.src == SocketAddr::V4(v) && s.dst == SocketAddr::V4(c))
         .count();
     Ok((rows, at_director))
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use rvs_lab::client::{self, HttpConn};
+use rvs_lab::client::{self, Connection, HttpConn};
 use rvs_lab::lab::{self, CIP, Lab, LabConfig, VIP};
 use rvs_lab::{demo, testing};
 
@@ -194,12 +194,16 @@ fn weight_zero_quiesces_new_connections_existing_ones_finish() {
     let handle = rvs_lab::netns::spawn_in(&lab.client(), move || {
         let run = || -> rvs_lab::Result<(String, Vec<String>)> {
             let mut c = HttpConn::connect(lab::vip(80), T)?;
-            let first = c.get(false)?.who()?.0;
+            let first = c.get(Connection::KeepAlive)?.who()?.0;
             let _ = ntx.send(first.clone());
             let _ = rx.recv_timeout(Duration::from_secs(30));
             let mut later = Vec::new();
-            for k in 0..3 {
-                later.push(c.get(k == 2)?.who()?.0);
+            for then in [
+                Connection::KeepAlive,
+                Connection::KeepAlive,
+                Connection::Close,
+            ] {
+                later.push(c.get(then)?.who()?.0);
             }
             Ok((first, later))
         };
@@ -305,10 +309,10 @@ fn list_connections_shows_states() {
     let (atx, arx) = std::sync::mpsc::channel::<SocketAddr>();
     let h = rvs_lab::netns::spawn_in(&lab.client(), move || {
         let mut c = HttpConn::connect(lab::vip(80), T)?;
-        c.get(false)?;
+        c.get(Connection::KeepAlive)?;
         let _ = atx.send(c.local_addr()?);
         let _ = rx.recv_timeout(Duration::from_secs(30));
-        c.get(true)?;
+        c.get(Connection::Close)?;
         Ok(())
     })
     .expect("thread");

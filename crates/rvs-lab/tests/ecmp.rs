@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rvs_lab::client::HttpConn;
+use rvs_lab::client::{Connection, HttpConn};
 
 use rvs_lab::lab::{self, Lab, LabConfig};
 use rvs_lab::{bgp, testing};
@@ -242,7 +242,7 @@ fn hold_connections(
                             let Some(c) = slot.as_mut() else {
                                 return Err("broken earlier".to_string());
                             };
-                            match c.get(false).and_then(|r| r.who()) {
+                            match c.get(Connection::KeepAlive).and_then(|r| r.who()) {
                                 Ok((name, _)) => Ok(name),
                                 Err(e) => {
                                     *slot = None;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use rvs_lab::client::HttpConn;
+use rvs_lab::client::{Connection, HttpConn};
 use rvs_lab::lab::{self, Lab, LabConfig, VIP};
 use rvs_lab::testing;
 
@@ -113,9 +113,14 @@ fn keep_alive_moves_to_the_fast_path_and_back_for_fin_with_agreeing_counters() {
     let (tun_during, ok) = lab
         .in_client(move || -> rvs_lab::Result<(u64, usize)> {
             let mut c = HttpConn::connect(lab::vip(80), T)?;
-            c.get(false)?; // the handshake and the first request: slow path; the core offers the connection
+            c.get(Connection::KeepAlive)?; // the handshake and the first request: slow path; the core offers the connection
             std::thread::sleep(Duration::from_millis(500));
-            Ok((0, (0..N).filter(|_| c.get(false).is_ok()).count()))
+            Ok((
+                0,
+                (0..N)
+                    .filter(|_| c.get(Connection::KeepAlive).is_ok())
+                    .count(),
+            ))
         })
         .unwrap_or_else(|e| panic!("client: {e}\n{}", lab.rvsd_log_text()));
     let _ = tun_during;
@@ -248,7 +253,7 @@ fn warm_conn(lab: &Lab) -> (HttpConn, String) {
     let (c, rs) = lab
         .in_client(|| {
             let mut c = HttpConn::connect(lab::vip(80), T)?;
-            let r = c.get(false)?;
+            let r = c.get(Connection::KeepAlive)?;
             Ok((c, r.real_server.unwrap_or_default()))
         })
         .unwrap_or_else(|e| panic!("client: {e}\n{}", lab.rvsd_log_text()));
@@ -260,7 +265,7 @@ fn warm_conn(lab: &Lab) -> (HttpConn, String) {
 fn burst(lab: &Lab, c: &mut HttpConn, n: usize) -> u64 {
     let before = tun_packets(lab);
     for i in 0..n {
-        c.get(false)
+        c.get(Connection::KeepAlive)
             .unwrap_or_else(|e| panic!("request {i}: {e}\n{}", lab.rvsd_log_text()));
     }
     tun_packets(lab) - before
@@ -316,7 +321,7 @@ fn a_deleted_real_server_takes_its_flows_off_the_fast_path() {
     std::thread::sleep(Duration::from_millis(500));
     let before = tun_packets(&lab);
     assert!(
-        c.get(false).is_err(),
+        c.get(Connection::KeepAlive).is_err(),
         "a request on a deleted real server's connection was answered"
     );
     let slow = tun_packets(&lab) - before;
@@ -435,7 +440,7 @@ fn an_ipv6_keep_alive_flow_takes_the_fast_path() {
     let mut c = lab
         .in_client(|| {
             let mut c = HttpConn::connect(lab::vip6(80), T)?;
-            c.get(false)?;
+            c.get(Connection::KeepAlive)?;
             Ok(c)
         })
         .unwrap_or_else(|e| panic!("client: {e}\n{}", lab.rvsd_log_text()));
@@ -445,7 +450,7 @@ fn an_ipv6_keep_alive_flow_takes_the_fast_path() {
         slow < 25,
         "{slow} packets through the TUN for 50 IPv6 keep-alive requests"
     );
-    let r = c.get(false).unwrap();
+    let r = c.get(Connection::KeepAlive).unwrap();
     let (_, seen) = r.who().unwrap();
     assert_eq!(
         seen.ip(),
@@ -466,7 +471,10 @@ fn metric(lab: &Lab, sample: &str) -> f64 {
     let addr: std::net::SocketAddr = METRICS.parse().unwrap();
     let text = rvs_lab::netns::run_in(&lab.director(), move || {
         let mut c = HttpConn::connect(addr, T)?;
-        Ok(String::from_utf8_lossy(&c.request("GET", "/metrics", &[], true)?.body).into_owned())
+        Ok(
+            String::from_utf8_lossy(&c.request("GET", "/metrics", &[], Connection::Close)?.body)
+                .into_owned(),
+        )
     })
     .unwrap_or_else(|e| panic!("scraping: {e}\n{}", lab.rvsd_log_text()));
     text.lines()
@@ -663,7 +671,7 @@ fn a_planned_restart_keeps_fast_path_flows_and_a_stop_removes_every_pin() {
     // No rvsd at all: the pinned program forwards the established connection on its own.
     const GAP: usize = 20;
     for i in 0..GAP {
-        c.get(false).unwrap_or_else(|e| {
+        c.get(Connection::KeepAlive).unwrap_or_else(|e| {
             panic!(
                 "request {i} with no rvsd running: {e}\n{}",
                 lab.rvsd_log_text()
@@ -810,7 +818,7 @@ fn a_planned_restart_adopts_route_and_tunnel_flows() {
     const GAP: usize = 20;
     for c in &mut conns {
         for i in 0..GAP {
-            c.get(false).unwrap_or_else(|e| {
+            c.get(Connection::KeepAlive).unwrap_or_else(|e| {
                 panic!(
                     "request {i} with no rvsd running: {e}\n{}",
                     lab.rvsd_log_text()

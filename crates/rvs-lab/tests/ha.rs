@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use rvs_lab::client::HttpConn;
+use rvs_lab::client::{Connection, HttpConn};
 use rvs_lab::lab::{self, Lab, LabConfig};
 use rvs_lab::testing;
 
@@ -146,7 +146,7 @@ fn sync_daemons_and_a_connection_surviving_kill_9() {
     let (mut conn, first, local) = lab
         .in_client(|| {
             let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(5))?;
-            let r = c.get(false)?;
+            let r = c.get(Connection::KeepAlive)?;
             let local = c.local_addr()?;
             Ok((c, r.who()?.0, local))
         })
@@ -177,7 +177,7 @@ fn sync_daemons_and_a_connection_surviving_kill_9() {
             late.elapsed() < Duration::from_secs(20),
             "a late backup never learnt the connection"
         );
-        conn.get(false).unwrap();
+        conn.get(Connection::KeepAlive).unwrap();
         std::thread::sleep(Duration::from_millis(250));
     }
     eprintln!(
@@ -198,7 +198,7 @@ fn sync_daemons_and_a_connection_surviving_kill_9() {
     let t = Instant::now();
     steer_to(&lab, 2, 2);
     let r = conn
-        .get(false)
+        .get(Connection::KeepAlive)
         .expect("the connection survives the failover");
     let stall = t.elapsed();
     assert_eq!(r.who().unwrap().0, first, "same real server after failover");
@@ -275,7 +275,7 @@ fn vrrp_state(lab: &Lab, k: usize, instance: &str) -> Option<String> {
 /// One request on the session; the time it took, or the error.
 fn ping(conn: &mut HttpConn) -> Result<(String, Duration), String> {
     let t = Instant::now();
-    let r = conn.get(false).map_err(|e| e.to_string())?;
+    let r = conn.get(Connection::KeepAlive).map_err(|e| e.to_string())?;
     Ok((r.who().map_err(|e| e.to_string())?.0, t.elapsed()))
 }
 
@@ -326,7 +326,7 @@ fn vrrp_failover_and_failback_keep_sessions_on_their_real_servers() {
     let (mut conn, first) = lab
         .in_client(|| {
             let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(10))?;
-            let r = c.get(false)?;
+            let r = c.get(Connection::KeepAlive)?;
             Ok((c, r.who()?.0))
         })
         .unwrap();
@@ -561,7 +561,7 @@ fn ipv6_session_across_a_master_crash(lab: &mut Lab) -> (Duration, i64) {
     let (mut conn, first) = lab
         .in_client(|| {
             let mut c = HttpConn::connect(lab::vip6(80), Duration::from_secs(10))?;
-            let r = c.get(false)?;
+            let r = c.get(Connection::KeepAlive)?;
             Ok((c, r.who()?.0))
         })
         .unwrap();
@@ -834,7 +834,7 @@ fn sync_group_moves_the_nat_pair_as_one() {
     let who = lab
         .in_client(|| {
             let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(5))?;
-            Ok(c.get(false)?.who()?.0)
+            Ok(c.get(Connection::KeepAlive)?.who()?.0)
         })
         .unwrap();
     assert!(who.starts_with("rs"), "{who}");
@@ -997,7 +997,7 @@ fn with_the_xdp_fast_path_sync_refreshes_and_failover_keeps_sessions() {
     let (mut conn, first, local) = lab
         .in_client(|| {
             let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(10))?;
-            let r = c.get(false)?;
+            let r = c.get(Connection::KeepAlive)?;
             let local = c.local_addr()?;
             Ok((c, r.who()?.0, local))
         })

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use rvs_lab::client::{self, HttpConn};
+use rvs_lab::client::{self, Connection, HttpConn};
 use rvs_lab::lab::{self, Lab, LabConfig, VIP};
 use rvs_lab::{netns, servers, testing};
 
@@ -518,10 +518,10 @@ fn reload_adds_and_removes_servers_without_resetting_established_connections() {
     let client_ns = lab.client();
     let h = netns::spawn_in(&client_ns, move || {
         let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(5))?;
-        let first = c.get(false)?.who()?;
+        let first = c.get(Connection::KeepAlive)?.who()?;
         rtx.send((first.0.clone(), String::new())).ok();
         let _ = rx.recv_timeout(Duration::from_secs(60));
-        let again = c.get(true)?.who()?;
+        let again = c.get(Connection::Close)?.who()?;
         rtx.send((again.0, format!("{}", again.1))).ok();
         Ok(())
     })

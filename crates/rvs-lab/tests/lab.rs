@@ -7,7 +7,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use rvs_lab::capture::Capture;
-use rvs_lab::client::{self, HttpConn};
+use rvs_lab::client::{self, Connection, HttpConn};
 use rvs_lab::lab::{self, Lab, LabConfig};
 use rvs_lab::{LabError, netns, testing};
 
@@ -94,10 +94,10 @@ fn plain_router_http_udp_and_cleanup() {
             let local = c.local_addr()?;
             let mut v = Vec::new();
             for _ in 0..3 {
-                let r = c.get(false)?;
+                let r = c.get(Connection::KeepAlive)?;
                 v.push((r.who()?.1, r.keep_alive));
             }
-            let last = c.get(true)?;
+            let last = c.get(Connection::Close)?;
             v.push((last.who()?.1, last.keep_alive));
             Ok((local, v))
         })
@@ -147,7 +147,7 @@ fn plain_router_http_udp_and_cleanup() {
         .in_client(move || {
             let mut c = HttpConn::connect(a1, Duration::from_secs(5))?;
             let l = c.local_addr()?;
-            c.get(true)?;
+            c.get(Connection::Close)?;
             Ok(l)
         })
         .expect("traced GET");
@@ -165,14 +165,14 @@ fn plain_router_http_udp_and_cleanup() {
     };
     assert!(
         sc.iter().any(|s| s.is_syn()
-            && s.outgoing
+            && s.is_outgoing()
             && s.src == SocketAddr::V4(local)
             && s.dst == SocketAddr::V4(a1v4)),
         "{sc:?}"
     );
     // The real server's SYN-ACK arrives at the director's private side (the bridge holding the DIP).
     assert!(
-        sd.iter().any(|s| !s.outgoing
+        sd.iter().any(|s| !s.is_outgoing()
             && s.src == SocketAddr::V4(a1v4)
             && s.dst == SocketAddr::V4(local)
             && s.tcp_flags & 0x12 == 0x12),
@@ -180,7 +180,7 @@ fn plain_router_http_udp_and_cleanup() {
     );
     assert!(
         sr.iter().any(|s| s.is_syn()
-            && !s.outgoing
+            && !s.is_outgoing()
             && s.src == SocketAddr::V4(local)
             && s.dst == SocketAddr::V4(a1v4)),
         "{sr:?}"

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rvs_lab::capture::Capture;
-use rvs_lab::client;
+use rvs_lab::client::{self, Connection};
 use rvs_lab::lab::{self, GUE_PORT, Lab, LabConfig, Method, ROUTED_CIP, ROUTED_CIP6, VIP, VIP6};
 use rvs_lab::testing;
 
@@ -298,7 +298,7 @@ fn route_and_tunnel_tcp_udp_ipv4_ipv6_end_to_end() {
     let replies: Vec<_> = seen_pub
         .iter()
         .chain(&seen_priv)
-        .filter(|s| !s.outgoing && (s.src.ip() == VIP || s.src.ip() == VIP6))
+        .filter(|s| !s.is_outgoing() && (s.src.ip() == VIP || s.src.ip() == VIP6))
         .collect();
     assert!(
         replies.is_empty(),
@@ -310,7 +310,7 @@ fn route_and_tunnel_tcp_udp_ipv4_ipv6_end_to_end() {
     assert!(
         seen_priv
             .iter()
-            .any(|s| s.outgoing && s.dst.ip() == VIP && s.src.ip() == ROUTED_CIP)
+            .any(|s| s.is_outgoing() && s.dst.ip() == VIP && s.src.ip() == ROUTED_CIP)
     );
     // The capture decodes IPv6 (so the absence of IPv6 replies above means something): the client's IPv6 packets
     // arrive on the public side, routed ones leave on the private side still to the VIP, tunnelled ones inside
@@ -318,29 +318,29 @@ fn route_and_tunnel_tcp_udp_ipv4_ipv6_end_to_end() {
     assert!(
         seen_pub
             .iter()
-            .any(|s| !s.outgoing && s.dst.ip() == VIP6 && s.src.ip() == ROUTED_CIP6)
+            .any(|s| !s.is_outgoing() && s.dst.ip() == VIP6 && s.src.ip() == ROUTED_CIP6)
     );
-    assert!(seen_priv.iter().any(|s| s.outgoing
+    assert!(seen_priv.iter().any(|s| s.is_outgoing()
         && s.dst.ip() == VIP6
         && s.src.ip() == ROUTED_CIP6
         && s.tunnel.is_none()));
     assert!(seen_priv.iter().any(|s| {
-        s.outgoing
+        s.is_outgoing()
             && s.dst.ip() == VIP6
             && s.tunnel
                 .is_some_and(|(_, rs)| rs == lab::rip6(1) || rs == lab::rip6(2))
     }));
-    assert!(seen_priv.iter().any(|s| s.outgoing
+    assert!(seen_priv.iter().any(|s| s.is_outgoing()
         && s.protocol == 17
         && s.dst.port() == GUE_PORT
         && s.dst.ip() == lab::rip(2)));
     // One-armed: client packets to the VIP arrived on the private side and left by it again.
     let one_armed_in = seen_priv
         .iter()
-        .any(|s| !s.outgoing && s.dst.ip() == VIP && s.dst.port() == 53);
+        .any(|s| !s.is_outgoing() && s.dst.ip() == VIP && s.dst.port() == 53);
     let one_armed_out = seen_priv
         .iter()
-        .any(|s| s.outgoing && s.dst.ip() == VIP && s.dst.port() == 53);
+        .any(|s| s.is_outgoing() && s.dst.ip() == VIP && s.dst.port() == 53);
     assert!(
         one_armed_in && one_armed_out,
         "one-armed DR not seen on priv0"
@@ -765,13 +765,20 @@ fn fast_path_round(lab: &Lab, round: usize, what: &str) {
                 let mut conns = Vec::new();
                 for _ in 0..2 {
                     let mut c = client::HttpConn::connect(vip, Duration::from_secs(5))?;
-                    let (name, _) = c.get(false)?.who()?;
+                    let (name, _) = c.get(Connection::KeepAlive)?.who()?;
                     conns.push((c, name));
                 }
                 std::thread::sleep(Duration::from_millis(500));
                 Ok(conns
                     .into_iter()
-                    .map(|(mut c, name)| (name, (0..N).filter(|_| c.get(false).is_ok()).count()))
+                    .map(|(mut c, name)| {
+                        (
+                            name,
+                            (0..N)
+                                .filter(|_| c.get(Connection::KeepAlive).is_ok())
+                                .count(),
+                        )
+                    })
                     .collect())
             })
             .unwrap_or_else(|e| panic!("keep-alive via {vip}: {e}\n{}", diagnostics(lab)));

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rvs_lab::client::Connection;
 use rvs_lab::lab::{self, Lab, LabConfig, VIP};
 use rvs_lab::{LabError, client, netns, testing};
 
@@ -536,11 +537,11 @@ fn fast_path_counters_are_scraped() {
     let answered = lab
         .in_client(|| {
             let mut c = client::HttpConn::connect(lab::vip(80), Duration::from_secs(5))?;
-            c.get(false)?; // handshake and first request on the slow path; then the core offers the connection
+            c.get(Connection::KeepAlive)?; // handshake and first request on the slow path; then the core offers the connection
             std::thread::sleep(Duration::from_millis(500));
             let mut n = 0;
             for _ in 0..200 {
-                c.get(false)?;
+                c.get(Connection::KeepAlive)?;
                 n += 1;
             }
             Ok(n)

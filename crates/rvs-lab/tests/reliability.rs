@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rvs_lab::client::Connection;
 use rvs_lab::lab::{self, Lab, LabConfig, VIP};
 use rvs_lab::testing;
 
@@ -431,7 +432,7 @@ fn restarts_under_load(test: &str, how: Restart) {
                     let mut conn =
                         rvs_lab::client::HttpConn::connect(lab::vip(80), Duration::from_secs(20))?;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        match conn.get(false) {
+                        match conn.get(Connection::KeepAlive) {
                             Ok(_) => ok += 1,
                             Err(e) => failed.push(e.to_string()),
                         }
@@ -546,7 +547,7 @@ fn a_stop_leaves_only_a_hold_that_the_kernel_ends_and_a_later_start_is_empty() {
         rvs_lab::netns::run_in(&ns, move || {
             let mut conn =
                 rvs_lab::client::HttpConn::connect(lab::vip(80), Duration::from_secs(20))?;
-            conn.get(false)?;
+            conn.get(Connection::KeepAlive)?;
             let _ = rx.recv_timeout(Duration::from_secs(60));
             Ok(())
         })
@@ -691,7 +692,7 @@ fn soak_mixed_load_with_rules_changing_every_second() {
                     }
                 };
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match conn.get(false) {
+                match conn.get(Connection::KeepAlive) {
                     Ok(_) => l.ok += 1,
                     Err(e) => l.failed.push(format!("kept-alive: {e}")),
                 }
