@@ -145,11 +145,20 @@ pub struct AddressUse {
     marks: BTreeMap<Fwmark, u32>,
 }
 
+/// Which way [`AddressUse::count`] counts a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    /// The service is (now) configured: count its addresses in.
+    Add,
+    /// The service is gone (or about to change): count them out.
+    Remove,
+}
+
 impl AddressUse {
-    /// Counts (`add`) or uncounts one service and its destinations.
-    fn count(&mut self, spec: &ServiceSpec, dests: &[DestSpec], add: bool) {
-        fn step<K: Ord>(m: &mut BTreeMap<K, u32>, a: K, add: bool) {
-            if add {
+    /// Counts one service and its destinations in or out.
+    fn count(&mut self, spec: &ServiceSpec, dests: &[DestSpec], way: Count) {
+        fn step<K: Ord>(m: &mut BTreeMap<K, u32>, a: K, way: Count) {
+            if way == Count::Add {
                 *m.entry(a).or_default() += 1;
             } else if let Some(n) = m.get_mut(&a) {
                 *n -= 1;
@@ -159,8 +168,8 @@ impl AddressUse {
             }
         }
         match spec.key {
-            ServiceKey::Addr { addr, .. } => step(&mut self.vips, addr, add),
-            ServiceKey::Fwmark { mark, .. } => step(&mut self.marks, mark, add),
+            ServiceKey::Addr { addr, .. } => step(&mut self.vips, addr, way),
+            ServiceKey::Fwmark { mark, .. } => step(&mut self.marks, mark, way),
         }
         for d in dests {
             let m = match d.method {
@@ -170,7 +179,7 @@ impl AddressUse {
                 // Never configured: the core refuses them (ConfigError::MethodNotSupported).
                 ForwardMethod::Local | ForwardMethod::Bypass => continue,
             };
-            step(m, d.addr, add);
+            step(m, d.addr, way);
         }
     }
 
@@ -311,10 +320,10 @@ impl Daemon {
         }
         let new = configs_of(&self.director, keys.as_ref());
         for (spec, dests) in &old {
-            ctl.uses.count(spec, dests, false);
+            ctl.uses.count(spec, dests, Count::Remove);
         }
         for (spec, dests) in &new {
-            ctl.uses.count(spec, dests, true);
+            ctl.uses.count(spec, dests, Count::Add);
         }
         let after = ctl.uses.steering();
         if after != union
@@ -609,8 +618,8 @@ mod tests {
         let masq = dest(11, 1);
         let mut route = dest(12, 1);
         route.method = ForwardMethod::Route;
-        u.count(&a, &[masq, route], true);
-        u.count(&b, &[masq], true);
+        u.count(&a, &[masq, route], Count::Add);
+        u.count(&b, &[masq], Count::Add);
         let vip: IpAddr = "198.51.100.100".parse().expect("ip");
         let want = SteeringNeeds {
             vips: [vip].into(),
@@ -622,10 +631,10 @@ mod tests {
             "route real servers need no reply steering"
         );
         assert_eq!(u.route.len(), 1);
-        u.count(&a, &[masq, route], false);
+        u.count(&a, &[masq, route], Count::Remove);
         assert_eq!(u.steering(), want, "b still uses both");
         assert!(u.route.is_empty());
-        u.count(&b, &[masq], false);
+        u.count(&b, &[masq], Count::Remove);
         assert_eq!(u, AddressUse::default());
         let fw = |ipv6| {
             ServiceSpec::new(
@@ -636,8 +645,8 @@ mod tests {
                 "rr",
             )
         };
-        u.count(&fw(false), &[masq], true);
-        u.count(&fw(true), &[], true);
+        u.count(&fw(false), &[masq], Count::Add);
+        u.count(&fw(true), &[], Count::Add);
         assert_eq!(
             u.marks.keys().copied().collect::<Vec<_>>(),
             [Fwmark(7)],
@@ -647,9 +656,9 @@ mod tests {
             u.steering().vips.is_empty(),
             "a fwmark service steers no VIP"
         );
-        u.count(&fw(false), &[masq], false);
+        u.count(&fw(false), &[masq], Count::Remove);
         assert_eq!(u.marks.len(), 1, "the IPv6 service still uses mark 7");
-        u.count(&fw(true), &[], false);
+        u.count(&fw(true), &[], Count::Remove);
         assert_eq!(u, AddressUse::default());
     }
 
