@@ -20,6 +20,27 @@ use crate::state::Outcome;
 /// Largest HTTP response read (the digest is over the body; keepalived's genhash reads it all).
 pub const MAX_HTTP_RESPONSE: usize = 16 << 20;
 
+/// How TCP_CHECK ends a connection once it is established (the check needs nothing more from it).
+///
+/// Measured on loopback (crates/rvs-health/README.md, "Scale"): the close is a large share of a check's kernel
+/// work (close/FIN 17 % of the checker thread's samples), and every graceful close leaves a TIME_WAIT socket on
+/// the director for 60 s (10,000 checks every 5 s: ~120,000 of them; with few real-server addresses they
+/// exhaust connect()'s port space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpClose {
+    /// Abortive close, keepalived's original behaviour: `SO_LINGER {1, 0}` set before connect (keepalived's
+    /// layer4.c `tcp_connect`/`tcp_bind_connect` up to its 1.2 series: "free the tcp port after closing the
+    /// socket descriptor"), so close sends one RST: no FIN exchange, no TIME_WAIT socket. The real server's
+    /// application may see (and log) a connection reset.
+    #[default]
+    Reset,
+    /// Orderly close (FIN in both directions, TIME_WAIT on the director), as current keepalived does (layer4.c
+    /// `socket_bind_connect`, 2017 on: `SO_LINGER {1, 5}`, "allow time for a proper shutdown"). rvs does not
+    /// block in close as keepalived's linger does: the kernel finishes the exchange in the background, the same
+    /// packets on the wire.
+    Graceful,
+}
+
 /// A checker ready to run many times: its definition and what every run of it sends (HTTP_GET/SSL_GET's requests),
 /// built once per configuration, so a check allocates no request and copies no definition.
 #[derive(Debug, Clone)]
@@ -27,10 +48,18 @@ pub struct Probe {
     pub checker: Checker,
     /// HTTP_GET/SSL_GET: the request of each url, in order (empty for the other kinds).
     requests: Vec<Box<[u8]>>,
+    /// How TCP_CHECK closes (the other checkers close gracefully: they read until the server closes).
+    close: TcpClose,
 }
 
 impl Probe {
+    /// A probe whose TCP_CHECK closes with [`TcpClose::default`] (a reset).
     pub fn new(checker: Checker) -> Self {
+        Self::with_close(checker, TcpClose::default())
+    }
+
+    /// A probe whose TCP_CHECK closes as `close` says.
+    pub fn with_close(checker: Checker, close: TcpClose) -> Self {
         let requests = match &checker.kind {
             CheckKind::Http(h) | CheckKind::Ssl(h) => h
                 .urls
@@ -50,7 +79,11 @@ impl Probe {
                 .collect(),
             _ => Vec::new(),
         };
-        Self { checker, requests }
+        Self {
+            checker,
+            requests,
+            close,
+        }
     }
 }
 
@@ -64,7 +97,7 @@ pub async fn run(c: &Checker, tls: &Arc<rustls::ClientConfig>) -> Outcome {
 pub async fn run_probe(p: &Probe, tls: &Arc<rustls::ClientConfig>) -> Outcome {
     let c = &p.checker;
     let r = match &c.kind {
-        CheckKind::Tcp => tcp(c).await.map(|_| None),
+        CheckKind::Tcp => tcp(c, p.close).await.map(|_| None),
         CheckKind::Http(h) => Box::pin(http(c, h, &p.requests, None)).await.map(|_| None),
         CheckKind::Ssl(h) => Box::pin(http(c, h, &p.requests, Some(tls)))
             .await
@@ -122,7 +155,10 @@ fn socket(c: &Checker, ty: socket2::Type) -> R<socket2::Socket> {
 }
 
 async fn connect(c: &Checker) -> R<TcpStream> {
-    let s = socket(c, socket2::Type::STREAM)?;
+    connect_socket(c, socket(c, socket2::Type::STREAM)?).await
+}
+
+async fn connect_socket(c: &Checker, s: socket2::Socket) -> R<TcpStream> {
     let sock = tokio::net::TcpSocket::from_std_stream(s.into());
     match timeout(c.connect_timeout, sock.connect(target(c))).await {
         Ok(Ok(st)) => Ok(st),
@@ -143,9 +179,15 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// TCP_CHECK: the connection is accepted within connect_timeout.
-async fn tcp(c: &Checker) -> R<()> {
-    let _ = connect(c).await?;
+/// TCP_CHECK: the connection is accepted within connect_timeout; then closed as `close` says (nothing is sent).
+async fn tcp(c: &Checker, close: TcpClose) -> R<()> {
+    let s = socket(c, socket2::Type::STREAM)?;
+    if close == TcpClose::Reset {
+        // Set before connect, as keepalived did: one setsockopt, and close() then sends a RST.
+        s.set_linger(Some(Duration::ZERO))
+            .map_err(|e| format!("SO_LINGER: {e}"))?;
+    }
+    drop(connect_socket(c, s).await?);
     Ok(())
 }
 

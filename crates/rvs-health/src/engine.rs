@@ -2,8 +2,9 @@
 //! [`MAX_IN_FLIGHT`] at once), feeds results to the [`Monitor`], runs notify scripts, and hands the live
 //! configuration to the caller's `apply` whenever it changed (coalesced: once per burst of results).
 //!
-//! The thread runs under `SCHED_IDLE` ([`set_thread_priority`]): checks use only CPU that nothing else wants, so they
-//! never take a core from rvsd's workers. Measured in the lab (crates/rvs-health/README.md): the checker thread
+//! The thread runs under `SCHED_IDLE` by default ([`Options::priority`], rvsd's `--health-priority`;
+//! [`set_thread_priority`]): checks use only CPU that nothing else wants, so they never take a core from rvsd's
+//! workers. Measured in the lab (crates/rvs-health/README.md): the checker thread
 //! took 10-49 % of a core for 10,000 real servers every 5 s, mostly kernel TCP work done in its own context
 //! (connect, SYN through veths, FIN), all of which now yields to the packet path. The price: on a machine whose
 //! cores are saturated, checks run late (detection slows down); an answer that has arrived still counts, because
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rvs_api::{DestSpec, ServiceSpec};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::check::Probe;
+use crate::check::{Probe, TcpClose};
 use crate::state::{CheckId, Event, Monitor, Outcome, RsId};
 
 /// Most checks running at once (sockets and child processes are bounded by this, not by the number of real
@@ -172,12 +173,22 @@ pub fn status(m: &Monitor, unix_ms: impl Fn(Duration) -> u64) -> Vec<ServiceHeal
 }
 
 /// The checker thread's CPU priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Priority {
     /// `SCHED_IDLE`: run only when a core has nothing else to run (the default: the data plane first).
+    #[default]
     Idle,
     /// The normal time-sharing policy (`SCHED_OTHER`, nice 0): checks compete with the workers as equals.
     Normal,
+}
+
+/// How the checks run (rvsd: `--health-priority`, `--health-tcp-close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// The checker thread's CPU priority (default [`Priority::Idle`]).
+    pub priority: Priority,
+    /// How TCP_CHECK closes (default [`TcpClose::Reset`], keepalived's original abortive close).
+    pub tcp_close: TcpClose,
 }
 
 /// Put the calling thread (and the tokio runtime's helper threads and scripts it starts later, which inherit
@@ -202,7 +213,16 @@ impl Health {
     /// Start checking `config`. `apply` has already been given the configuration before the first check (the
     /// caller applies `Monitor::desired()` of the monitor it wants, or lets the engine do it with
     /// `apply_first`).
-    pub fn start(config: rvs_keepalived::Config, mut apply: ApplyFn) -> Result<Self, String> {
+    pub fn start(config: rvs_keepalived::Config, apply: ApplyFn) -> Result<Self, String> {
+        Self::start_with(config, apply, Options::default())
+    }
+
+    /// [`Health::start`] with [`Options`].
+    pub fn start_with(
+        config: rvs_keepalived::Config,
+        mut apply: ApplyFn,
+        options: Options,
+    ) -> Result<Self, String> {
         let clock = Clock {
             start: Instant::now(),
             start_unix: SystemTime::now(),
@@ -218,8 +238,9 @@ impl Health {
         let thread = std::thread::Builder::new()
             .name("rvsd-health".into())
             .spawn(move || {
-                if let Err(e) = set_thread_priority(Priority::Idle) {
-                    tracing::warn!(error = %e, "health checks: cannot switch to SCHED_IDLE; checking at normal priority");
+                // Set either way: a thread inherits its creator's policy, which need not be the one asked for.
+                if let Err(e) = set_thread_priority(options.priority) {
+                    tracing::warn!(error = %e, priority = ?options.priority, "health checks: cannot set the checker thread's priority; checking at the inherited one");
                 }
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -231,7 +252,7 @@ impl Health {
                         return;
                     }
                 };
-                rt.block_on(run(monitor, clock, apply, rx, first, counter));
+                rt.block_on(run(monitor, clock, apply, rx, first, counter, options.tcp_close));
             })
             .map_err(|e| format!("starting the health-check thread: {e}"))?;
         Ok(Self {
@@ -428,7 +449,7 @@ fn handle_events(m: &Monitor, events: &[Event]) -> bool {
 struct Probes(Vec<Vec<Vec<Arc<Probe>>>>);
 
 impl Probes {
-    fn new(m: &Monitor) -> Self {
+    fn new(m: &Monitor, close: TcpClose) -> Self {
         Self(
             m.config
                 .virtual_servers
@@ -439,7 +460,7 @@ impl Probes {
                         .map(|rs| {
                             rs.checkers
                                 .iter()
-                                .map(|c| Arc::new(Probe::new(c.clone())))
+                                .map(|c| Arc::new(Probe::with_close(c.clone(), close)))
                                 .collect()
                         })
                         .collect()
@@ -460,9 +481,10 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     first: Desired,
     counters: Arc<Counters>,
+    tcp_close: TcpClose,
 ) {
     let tls = crate::check::tls_config();
-    let mut probes = Probes::new(&monitor);
+    let mut probes = Probes::new(&monitor, tcp_close);
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let (res_tx, mut res_rx) = mpsc::unbounded_channel::<(u64, CheckId, Duration, Outcome)>();
     // Results of checks started before a reload belong to the old configuration: tagged with a generation.
@@ -541,7 +563,7 @@ async fn run(
                         Ok(d) => {
                             applied = d;
                             monitor = next;
-                            probes = Probes::new(&monitor);
+                            probes = Probes::new(&monitor, tcp_close);
                             generation += 1;
                             current.store(generation, std::sync::atomic::Ordering::Relaxed);
                             // Checks running for the old configuration are dropped: re-run what the new one

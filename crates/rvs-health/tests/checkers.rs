@@ -330,3 +330,42 @@ fn ssl_get_with_sni() {
     let status = "SSL_GET {\n url {\n path /\n status_code 500\n }\n connect_timeout 3\n }";
     assert_eq!(failure(run(&checker(status, port))), "/: HTTP status 200");
 }
+
+/// TCP_CHECK's close as the real server sees it: a reset by default (keepalived's original SO_LINGER {1, 0}: no
+/// FIN exchange, no TIME_WAIT on the director), an orderly end of stream with `TcpClose::Graceful`.
+#[test]
+fn tcp_check_closes_with_a_reset_or_gracefully() {
+    use rvs_health::check::{Probe, TcpClose};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let tls = check::tls_config();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let c = checker("TCP_CHECK {\n }", port);
+    for (close, reset) in [
+        (TcpClose::default(), true),
+        (TcpClose::Reset, true),
+        (TcpClose::Graceful, false),
+    ] {
+        let probe = Probe::with_close(c.clone(), close);
+        assert_eq!(
+            rt.block_on(check::run_probe(&probe, &tls)),
+            Outcome::Success { weight: None },
+            "{close:?}"
+        );
+        // The check has returned, so its socket is closed: what the server reads is what the close sent.
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut b = [0u8; 16];
+        match s.read(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                assert!(reset, "{close:?}: reset, expected an orderly close")
+            }
+            Ok(0) => assert!(!reset, "{close:?}: orderly close, expected a reset"),
+            other => panic!("{close:?}: the server read {other:?}"),
+        }
+    }
+}
