@@ -31,6 +31,16 @@ pub struct Args {
     /// keepalived's configuration id (`-i`): `@ID` lines apply only when it matches.
     #[arg(long, value_name = "ID", requires = "keepalived")]
     pub config_id: Option<String>,
+    /// CPU priority of the --keepalived health checker's thread: `idle` (SCHED_IDLE: checks run only on a core
+    /// nothing else wants, so they never take one from the workers; on a saturated machine they run late) or
+    /// `normal` (SCHED_OTHER: checks on time, competing with the workers as equals).
+    #[arg(long, value_enum, value_name = "PRIORITY", default_value_t = HealthPriority::Idle, requires = "keepalived")]
+    pub health_priority: HealthPriority,
+    /// How TCP_CHECK closes its connection: `reset` (SO_LINGER 0, keepalived's original way: one RST, no FIN
+    /// exchange, no TIME_WAIT socket on the director) or `graceful` (FIN, as current keepalived: no reset seen
+    /// by the real server, at the price of more packets and a TIME_WAIT socket per check).
+    #[arg(long, value_enum, value_name = "CLOSE", default_value_t = HealthTcpClose::Reset, requires = "keepalived")]
+    pub health_tcp_close: HealthTcpClose,
     /// Do not write the rules file back after changes.
     #[arg(long)]
     pub no_save: bool,
@@ -197,6 +207,24 @@ pub enum IoMode {
     Sync,
 }
 
+/// --health-priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HealthPriority {
+    /// SCHED_IDLE.
+    Idle,
+    /// SCHED_OTHER.
+    Normal,
+}
+
+/// --health-tcp-close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HealthTcpClose {
+    /// Abortive (RST).
+    Reset,
+    /// Orderly (FIN).
+    Graceful,
+}
+
 /// Whether established connections take the XDP fast path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FastPathMode {
@@ -353,6 +381,29 @@ mod tests {
         assert!(parse(&["-t"]).is_err(), "-t needs --keepalived");
         let a = parse(&["--keepalived", "k", "--config-id", "lb1"]).expect("valid");
         assert_eq!(a.keepalived_options().config_id.as_deref(), Some("lb1"));
+        // The health checker: idle priority and abortive TCP_CHECK close unless asked otherwise.
+        assert_eq!(
+            (a.health_priority, a.health_tcp_close),
+            (HealthPriority::Idle, HealthTcpClose::Reset)
+        );
+        let a = parse(&[
+            "--keepalived",
+            "k",
+            "--health-priority",
+            "normal",
+            "--health-tcp-close",
+            "graceful",
+        ])
+        .expect("valid");
+        assert_eq!(
+            (a.health_priority, a.health_tcp_close),
+            (HealthPriority::Normal, HealthTcpClose::Graceful)
+        );
+        assert!(
+            parse(&["--health-priority", "normal"]).is_err(),
+            "--health-priority needs --keepalived"
+        );
+        assert!(parse(&["--keepalived", "k", "--health-priority", "high"]).is_err());
     }
 
     #[test]

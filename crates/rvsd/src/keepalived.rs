@@ -105,9 +105,29 @@ pub fn config_test(path: &Path, opts: &LexOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The health checker's options from rvsd's command line (--health-priority, --health-tcp-close).
+pub fn health_options(args: &crate::args::Args) -> rvs_health::engine::Options {
+    use crate::args::{HealthPriority, HealthTcpClose};
+    rvs_health::engine::Options {
+        priority: match args.health_priority {
+            HealthPriority::Idle => rvs_health::engine::Priority::Idle,
+            HealthPriority::Normal => rvs_health::engine::Priority::Normal,
+        },
+        tcp_close: match args.health_tcp_close {
+            HealthTcpClose::Reset => rvs_health::check::TcpClose::Reset,
+            HealthTcpClose::Graceful => rvs_health::check::TcpClose::Graceful,
+        },
+    }
+}
+
 /// Apply the file's configuration and start its checks.
 /// Applies `cfg` (read once at start by [`load`], with its VRRP side) and starts its health checks.
-pub fn start(daemon: &Arc<Daemon>, path: &Path, cfg: Config) -> anyhow::Result<()> {
+pub fn start(
+    daemon: &Arc<Daemon>,
+    path: &Path,
+    cfg: Config,
+    options: rvs_health::engine::Options,
+) -> anyhow::Result<()> {
     let mut first_timeouts = timeouts(&cfg);
     let weak: Weak<Daemon> = Arc::downgrade(daemon);
     let apply = Box::new(move |d: &Desired| -> Result<(), String> {
@@ -124,7 +144,7 @@ pub fn start(daemon: &Arc<Daemon>, path: &Path, cfg: Config) -> anyhow::Result<(
             .map(|v| v.real_servers.len())
             .sum::<usize>(),
     );
-    let health = Health::start(cfg, apply)
+    let health = Health::start_with(cfg, apply, options)
         .map_err(|e| anyhow::anyhow!("applying {}: {e}", path.display()))?;
     if daemon.health.set(health).is_err() {
         bail!("health checks already running");

@@ -214,7 +214,7 @@ fn run(args: Args) -> anyhow::Result<Ending> {
             .with_context(|| format!("loading rules from {}", path.display()))?;
     }
     if let (Some(path), Some(conf)) = (&args.keepalived, keepalived_conf) {
-        keepalived::start(&daemon, path, conf)?;
+        keepalived::start(&daemon, path, conf, keepalived::health_options(&args))?;
     }
     // The previous rvsd's connections (a planned restart or upgrade), before any packet is read. A state file that
     // cannot be read or a marker that cannot be written costs the hand-over, never the start.
