@@ -3,7 +3,14 @@
 //! window, beside an idle rvsd measured over the same window (when run as root: rvsd in a network namespace of
 //! its own, created and removed here).
 //!
-//!     cargo run --release -p rvs-health --example scale -- [SERVERS] [DELAY_LOOP_S] [WINDOW_S] [tcp|http]
+//!     cargo run --release -p rvs-health --example scale -- [SERVERS] [DELAY_LOOP_S] [WINDOW_S] [tcp|http] \
+//!         [idle|normal] [CLOSES] [ROUNDS]
+//!
+//! CLOSES: a comma-separated list of TCP_CHECK closes (`reset`, `graceful`; default `reset`), each a phase with an
+//! engine of its own (started, warmed up for one delay_loop, measured over the window, stopped); ROUNDS rounds of
+//! the phases, interleaved, so `reset,graceful 3` gives the ratio of the two in one run. `idle|normal`: the
+//! checker thread's priority (default idle, rvsd's default; `normal` measures the CPU a check costs when it
+//! does not yield).
 //!
 //! Everything runs on loopback: the real servers are 127.0.x.y:18080, all served by one listener on 0.0.0.0
 //! (in the child process) that answers HTTP and closes.
@@ -11,6 +18,9 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
+
+use rvs_health::check::TcpClose;
+use rvs_health::engine::{Health, Options, Priority};
 
 const PORT: u16 = 18080;
 
@@ -41,8 +51,118 @@ fn serve() {
         let Ok(mut s) = s else { continue };
         let mut b = [0u8; 1024];
         let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
-        let _ = s.read(&mut b);
-        let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+        // As an HTTP server does: a connection closed (TCP_CHECK's FIN) or reset before any request gets no
+        // answer, only the close; writing to it would make the checker's kernel answer with a RST instead of the
+        // orderly close the graceful mode is about.
+        if matches!(s.read(&mut b), Ok(n) if n > 0) {
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+        }
+    }
+}
+
+/// What one phase measured.
+struct Phase {
+    checks: u64,
+    checker_s: f64,
+    server_s: f64,
+    rvsd_s: f64,
+    late: u64,
+    start_delay: Duration,
+    el: f64,
+    down: usize,
+    applies: u64,
+}
+
+fn close_name(c: TcpClose) -> &'static str {
+    match c {
+        TcpClose::Reset => "reset",
+        TcpClose::Graceful => "graceful",
+    }
+}
+
+/// Start an engine on `cfg`, warm it up for one delay_loop, measure it over `window` seconds, stop it.
+fn phase(
+    cfg: &rvs_keepalived::Config,
+    options: Options,
+    delay: f64,
+    window: u64,
+    server_pid: &str,
+    rvsd_pid: Option<&str>,
+) -> Phase {
+    let applies = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let a2 = applies.clone();
+    let h = Health::start_with(
+        cfg.clone(),
+        Box::new(move |_d| {
+            a2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }),
+        options,
+    )
+    .expect("start");
+    // Warm-up: one delay_loop (warmup spreads the first checks over it).
+    std::thread::sleep(Duration::from_secs_f64(delay + 1.0));
+    let (c0, s0, r0, k0) = (
+        cpu_ticks("self"),
+        cpu_ticks(server_pid),
+        rvsd_pid.map(cpu_ticks).unwrap_or(0),
+        h.checks_done(),
+    );
+    let (late0, start_delay0) = (h.checks_late(), h.start_delay_total());
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(window));
+    let el = t0.elapsed().as_secs_f64();
+    let (c1, s1, r1, k1) = (
+        cpu_ticks("self"),
+        cpu_ticks(server_pid),
+        rvsd_pid.map(cpu_ticks).unwrap_or(0),
+        h.checks_done(),
+    );
+    let p = Phase {
+        checks: k1 - k0,
+        checker_s: (c1 - c0) as f64 / ticks_per_s(),
+        server_s: (s1 - s0) as f64 / ticks_per_s(),
+        rvsd_s: (r1 - r0) as f64 / ticks_per_s(),
+        late: h.checks_late() - late0,
+        start_delay: h.start_delay_total().saturating_sub(start_delay0),
+        el,
+        down: h
+            .status()
+            .iter()
+            .flat_map(|s| s.real_servers.iter())
+            .filter(|r| r.state != "up")
+            .count(),
+        applies: applies.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    h.stop();
+    p
+}
+
+/// TIME_WAIT sockets of this network namespace (IPv4), from /proc/net/sockstat.
+fn time_wait() -> u64 {
+    std::fs::read_to_string("/proc/net/sockstat")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("TCP:")?;
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            w.windows(2)
+                .find(|p| p[0] == "tw")
+                .and_then(|p| p[1].parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -56,6 +176,23 @@ fn main() {
     let delay: f64 = args.get(2).and_then(|x| x.parse().ok()).unwrap_or(5.0);
     let window: u64 = args.get(3).and_then(|x| x.parse().ok()).unwrap_or(30);
     let kind = args.get(4).cloned().unwrap_or_else(|| "tcp".into());
+    let priority = match args.get(5).map(String::as_str) {
+        None | Some("idle") => Priority::Idle,
+        Some("normal") => Priority::Normal,
+        Some(o) => panic!("priority '{o}': idle or normal"),
+    };
+    let closes: Vec<TcpClose> = args
+        .get(6)
+        .map(String::as_str)
+        .unwrap_or("reset")
+        .split(',')
+        .map(|c| match c {
+            "reset" => TcpClose::Reset,
+            "graceful" => TcpClose::Graceful,
+            o => panic!("close '{o}': reset or graceful"),
+        })
+        .collect();
+    let rounds: usize = args.get(7).and_then(|x| x.parse().ok()).unwrap_or(1);
     let exe = std::env::current_exe().expect("exe");
     let mut server = std::process::Command::new(exe)
         .arg("--serve")
@@ -83,16 +220,6 @@ fn main() {
         conf.len() / 1024,
         t.elapsed()
     );
-    let applies = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let a2 = applies.clone();
-    let h = rvs_health::engine::Health::start(
-        cfg,
-        Box::new(move |_d| {
-            a2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(())
-        }),
-    )
-    .expect("start");
 
     // Idle rvsd beside it, when we can (root): its own namespace, no services.
     let ns = format!("rvsscale{}", std::process::id());
@@ -115,78 +242,88 @@ fn main() {
             .spawn()
             .ok();
     }
-    // Warm-up: one delay_loop (warmup spreads the first checks over it).
-    std::thread::sleep(Duration::from_secs_f64(delay + 1.0));
     // `ip netns exec` execs rvsd in place: the child's PID is rvsd's.
     let rvsd_child_pid = rvsd.as_ref().map(|c| c.id().to_string());
-    let (c0, s0, r0, k0) = (
-        cpu_ticks("self"),
-        cpu_ticks(&server.id().to_string()),
-        rvsd_child_pid.as_deref().map(cpu_ticks).unwrap_or(0),
-        h.checks_done(),
-    );
-    let (late0, start_delay0) = (h.checks_late(), h.start_delay_total());
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(window));
-    let el = t0.elapsed().as_secs_f64();
-    let (c1, s1, r1, k1) = (
-        cpu_ticks("self"),
-        cpu_ticks(&server.id().to_string()),
-        rvsd_child_pid.as_deref().map(cpu_ticks).unwrap_or(0),
-        h.checks_done(),
-    );
-    let (late, start_delay) = (
-        h.checks_late() - late0,
-        h.start_delay_total().saturating_sub(start_delay0),
-    );
-    let checker_s = (c1 - c0) as f64 / ticks_per_s();
-    let server_s = (s1 - s0) as f64 / ticks_per_s();
-    let rvsd_s = (r1 - r0) as f64 / ticks_per_s();
-    let checks = k1 - k0;
-    let down = h
-        .status()
-        .iter()
-        .flat_map(|s| s.real_servers.iter())
-        .filter(|r| r.state != "up")
-        .count();
-    println!("real servers {n}, {kind} checks every {delay} s, window {el:.1} s");
+    let server_pid = server.id().to_string();
     println!(
-        "checks completed: {checks} ({:.0}/s; expected {:.0}/s)",
-        checks as f64 / el,
-        n as f64 / delay
+        "real servers {n}, {kind} checks every {delay} s, checker {priority:?}, window {window} s, {rounds} round(s) of {}",
+        closes
+            .iter()
+            .map(|c| close_name(*c))
+            .collect::<Vec<_>>()
+            .join(",")
     );
-    println!(
-        "checks started late (>= {:?} after due): {late}; mean start delay {:.2} ms",
-        rvs_health::engine::LATE,
-        start_delay.as_secs_f64() * 1e3 / checks.max(1) as f64
-    );
-    println!(
-        "checker CPU: {checker_s:.2} s = {:.1}% of one core, {:.1} us per check",
-        100.0 * checker_s / el,
-        1e6 * checker_s / checks.max(1) as f64
-    );
-    println!(
-        "server child CPU (the other end, for scale): {server_s:.2} s = {:.1}% of one core",
-        100.0 * server_s / el
-    );
-    if rvsd.is_some() {
-        println!(
-            "idle rvsd CPU over the same window: {rvsd_s:.2} s = {:.2}% of one core; checker / idle rvsd = {}",
-            100.0 * rvsd_s / el,
-            if rvsd_s > 0.0 {
-                format!("{:.1}x", checker_s / rvsd_s)
-            } else {
-                "inf (idle rvsd used < 10 ms)".into()
-            }
-        );
-    } else {
-        println!("idle rvsd not measured (needs root and target/release/rvsd)");
+    let mut per_check: Vec<Vec<f64>> = closes.iter().map(|_| Vec::new()).collect();
+    for r in 0..rounds {
+        for (i, &close) in closes.iter().enumerate() {
+            let tw0 = time_wait();
+            let p = phase(
+                &cfg,
+                Options {
+                    priority,
+                    tcp_close: close,
+                },
+                delay,
+                window,
+                &server_pid,
+                rvsd_child_pid.as_deref(),
+            );
+            let us = 1e6 * p.checker_s / p.checks.max(1) as f64;
+            per_check[i].push(us);
+            println!(
+                "round {} close {:8}: checks {:.0}/s (expected {:.0}/s), late {}, mean start delay {:.2} ms; \
+                 checker CPU {:.2} s = {:.1}% of a core = {us:.1} us per check; server child {:.1}% of a core; \
+                 idle rvsd {}; TIME_WAIT sockets {} -> {}; not up {}; applies {}",
+                r + 1,
+                close_name(close),
+                p.checks as f64 / p.el,
+                n as f64 / delay,
+                p.late,
+                p.start_delay.as_secs_f64() * 1e3 / p.checks.max(1) as f64,
+                p.checker_s,
+                100.0 * p.checker_s / p.el,
+                100.0 * p.server_s / p.el,
+                if rvsd.is_some() {
+                    format!(
+                        "{:.2}% of a core (checker / idle rvsd = {})",
+                        100.0 * p.rvsd_s / p.el,
+                        if p.rvsd_s > 0.0 {
+                            format!("{:.0}x", p.checker_s / p.rvsd_s)
+                        } else {
+                            "inf: idle rvsd < 10 ms".into()
+                        }
+                    )
+                } else {
+                    "not measured (needs root and target/release/rvsd)".into()
+                },
+                tw0,
+                time_wait(),
+                p.down,
+                p.applies,
+            );
+        }
     }
-    println!(
-        "real servers not up at the end: {down}; configuration applies: {}",
-        applies.load(std::sync::atomic::Ordering::Relaxed)
-    );
-    h.stop();
+    for (i, &close) in closes.iter().enumerate() {
+        let m = median(per_check[i].clone());
+        let mut line = format!(
+            "close {:8}: CPU per check, median of {rounds}: {m:.1} us",
+            close_name(close)
+        );
+        if i > 0 {
+            let ratios: Vec<f64> = per_check[i]
+                .iter()
+                .zip(&per_check[0])
+                .map(|(a, b)| a / b)
+                .collect();
+            line.push_str(&format!(
+                " = {:.3}x {} (per-round ratios {:?})",
+                median(ratios.clone()),
+                close_name(closes[0]),
+                ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>()
+            ));
+        }
+        println!("{line}");
+    }
     let _ = server.kill();
     let _ = server.wait();
     if let Some(mut r) = rvsd {

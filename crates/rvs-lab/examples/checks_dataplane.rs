@@ -2,9 +2,11 @@
 //! off, in interleaved rounds of the same run.
 //!
 //! `apt-get install wrk && cargo build --release -p rvsd -p rvsadm -p rvs-lab --bins --examples && \
-//!  RVS_BIN_DIR=target/release target/release/examples/checks_dataplane [SERVERS] [DELAY_LOOP_S] [ROUNDS] [SECONDS] [tcp|http] [PHASES]`
-//! (as root; default 10000 5 4 10 tcp off,idle,normal). PHASES: a comma-separated subset of `off`, `idle`,
-//! `normal`. The XDP fast path (established flows forwarded in the kernel, never reaching rvsd's threads):
+//!  RVS_BIN_DIR=target/release target/release/examples/checks_dataplane [SERVERS] [DELAY_LOOP_S] [ROUNDS] [SECONDS] [tcp|http] [PHASES] [LOAD]`
+//! (as root; default 10000 5 4 10 tcp off,idle,normal wrk). PHASES: a comma-separated subset of `off`, `idle`,
+//! `normal`. LOAD: `wrk` (saturating: `wrk -t1 -c8`, as many requests as the machine carries) or a number, a
+//! fixed rate in requests/s (an open-loop client of its own, below: the data plane is not saturated, so what the
+//! checker costs shows as latency, not as requests lost). The XDP fast path (established flows forwarded in the kernel, never reaching rvsd's threads):
 //! `RVS_LAB_RVSD_ARGS="--fast-path xdp"` (extra rvsd arguments, as for the lab tests).
 //!
 //! A lab (two real servers) whose rvsd runs `--keepalived FILE`. FILE has VIP:80 -> the two lab HTTP servers, plus
@@ -14,10 +16,11 @@
 //! rewritten (the same virtual and real servers, without or with the checkers), rvsd gets SIGHUP, its checker
 //! thread is put under SCHED_IDLE (rvsd's own choice) or, for "on normal", back under SCHED_OTHER with `chrt`
 //! (what rvsd did before, for the comparison in the same run), the run waits one delay_loop + 2 s
-//! (the checks' warmup spread) and then runs `wrk -t1 -c8 -d SECONDS --latency http://VIP/` from the client
-//! namespace (keep-alive connections through rvsd's NAT). Reported: requests/s, p50 and p99 latency per round,
+//! (the checks' warmup spread) and then runs `wrk -t1 -c8 -d SECONDS --latency http://VIP/` (or the fixed-rate
+//! client) from the client namespace (keep-alive connections through rvsd's NAT). Reported: requests/s, p50 and p99 latency per round,
 //! the medians' ratios to "off", and rvsd's CPU per thread (utime + stime from /proc/PID/task/*/stat) over the wrk
-//! windows. Every load loop is bounded by wrk's -d; everything lives in the lab's namespaces and is removed at the end.
+//! windows. Every load loop is bounded by wrk's -d (the fixed-rate client: SECONDS and a request count);
+//! everything lives in the lab's namespaces and is removed at the end.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -238,6 +241,103 @@ struct Round {
     errors: bool,
 }
 
+/// The load of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Load {
+    /// wrk, saturating.
+    Wrk,
+    /// The fixed-rate client, requests/s.
+    Rate(f64),
+}
+
+/// Keep-alive connections of the fixed-rate client (as wrk's -c8).
+const RATE_CONNS: usize = 8;
+
+/// The fixed-rate client: an open-loop load (wrk2's model; wrk2 is not packaged). RATE_CONNS keep-alive
+/// connections in the client namespace, one thread each; connection j sends its i-th request at
+/// `start + (j + i * RATE_CONNS) / rate` (or at once when it is behind), and a request's latency runs from that
+/// intended time to the answer's last byte, so a stall counts against every request it delays (no coordinated
+/// omission). Bounded: `secs` seconds, at most `rate * secs` requests; a failed request counts as an error and
+/// its connection is opened again.
+fn fixed_rate(lab: &Lab, rate: f64, secs: u64) -> Result<Round> {
+    let vip = lab::vip(80);
+    let start = Instant::now() + Duration::from_millis(100);
+    let end = start + Duration::from_secs(secs);
+    let step = Duration::from_secs_f64(RATE_CONNS as f64 / rate);
+    let mut handles = Vec::new();
+    for j in 0..RATE_CONNS {
+        let first = start + Duration::from_secs_f64(j as f64 / rate);
+        handles.push(rvs_lab::netns::spawn_in(&lab.client(), move || {
+            let mut lat_us: Vec<u32> =
+                Vec::with_capacity((rate * secs as f64) as usize / RATE_CONNS + 16);
+            let mut errors = 0u64;
+            let mut conn = None;
+            let mut due = first;
+            while due < end {
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                if conn.is_none() {
+                    conn = rvs_lab::client::HttpConn::connect(vip, Duration::from_secs(2)).ok();
+                }
+                let ok = conn.as_mut().is_some_and(|c| {
+                    c.get(rvs_lab::client::Connection::KeepAlive)
+                        .is_ok_and(|r| r.status == 200)
+                });
+                if ok {
+                    let us = due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                    lat_us.push(us);
+                } else {
+                    errors += 1;
+                    conn = None;
+                }
+                due += step;
+            }
+            Ok((lat_us, errors))
+        })?);
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h
+            .join()
+            .map_err(|_| LabError::Check("a fixed-rate client thread panicked".into()))??;
+        all.extend(l);
+        errors += e;
+    }
+    if all.is_empty() {
+        return Err(LabError::Check(format!(
+            "the fixed-rate client got no answer ({errors} errors)"
+        )));
+    }
+    all.sort_unstable();
+    let pct = |q: f64| f64::from(all[((all.len() - 1) as f64 * q).round() as usize]);
+    Ok(Round {
+        rps: all.len() as f64 / secs as f64,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        errors: errors > 0,
+    })
+}
+
+/// TIME_WAIT sockets (IPv4) in the director's namespace (the checks' client side).
+fn director_time_wait(lab: &Lab) -> u64 {
+    rvs_lab::netns::run_in(&lab.director(), || {
+        Ok(std::fs::read_to_string("/proc/net/sockstat")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                let w: Vec<&str> = l.strip_prefix("TCP:")?.split_whitespace().collect();
+                w.windows(2)
+                    .find(|p| p[0] == "tw")
+                    .and_then(|p| p[1].parse().ok())
+            })
+            .unwrap_or(0))
+    })
+    .unwrap_or(0)
+}
+
 fn wrk(lab: &Lab, secs: u64) -> Result<Round> {
     let out = Command::new("ip")
         .args(["netns", "exec", &lab.client(), "wrk", "-t1", "-c8"])
@@ -318,6 +418,13 @@ fn main() -> Result<()> {
         .split(',')
         .map(|p| Phase::parse(p).ok_or_else(|| LabError::Invalid(format!("phase '{p}'"))))
         .collect::<Result<_>>()?;
+    let load = match args.get(7).map(String::as_str) {
+        None | Some("wrk") => Load::Wrk,
+        Some(r) => match r.parse::<f64>() {
+            Ok(v) if v > 0.0 => Load::Rate(v),
+            _ => return Err(LabError::Invalid(format!("LOAD '{r}': wrk or requests/s"))),
+        },
+    };
     if phases.first() != Some(&Phase::Off) {
         return Err(LabError::Invalid(
             "PHASES must start with off (the comparison)".into(),
@@ -339,7 +446,7 @@ fn main() -> Result<()> {
     };
     let mut lab = Lab::up(cfg)?;
     let result = run(
-        &mut lab, &file, servers, delay, rounds, secs, &kind, &phases,
+        &mut lab, &file, servers, delay, rounds, secs, &kind, &phases, load,
     );
     let _ = std::fs::remove_file(&file);
     if result.is_err() {
@@ -367,6 +474,7 @@ fn run(
     secs: u64,
     kind: &str,
     phases: &[Phase],
+    load: Load,
 ) -> Result<()> {
     let t = Instant::now();
     lab.start_rvsd()?;
@@ -402,7 +510,10 @@ fn run(
             let before_counters = counters(lab);
             let before = thread_ticks(pid);
             let t = Instant::now();
-            let round = wrk(lab, secs)?;
+            let round = match load {
+                Load::Wrk => wrk(lab, secs)?,
+                Load::Rate(r) => fixed_rate(lab, r, secs)?,
+            };
             let window_s = t.elapsed().as_secs_f64();
             let d = delta(&thread_ticks(pid), &before);
             // Counted over the wrk window (the scrapes at its ends are outside it).
@@ -412,8 +523,9 @@ fn run(
                 *cpu[p].entry(k).or_default() += v;
             }
             let n = real_servers(lab);
+            let tw = director_time_wait(lab);
             println!(
-                "round {} checks {:10}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  rvsd-health {health:5.1}%  checks/s {:5.0} (due {:.0})  late {:.0}  mean start delay {:.1} ms  fast path {:.0}% of {:.0} pkts  real servers {n}/{expected}{}",
+                "round {} checks {:10}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  rvsd-health {health:5.1}%  checks/s {:5.0} (due {:.0})  late {:.0}  mean start delay {:.1} ms  fast path {:.0}% of {:.0} pkts  real servers {n}/{expected}  director TIME_WAIT {tw}{}",
                 r + 1,
                 phase.label(),
                 round.rps,
@@ -426,7 +538,7 @@ fn run(
                 100.0 * delta_c.fast_forwarded / delta_c.fast_all.max(1.0),
                 delta_c.fast_all,
                 if round.errors {
-                    "  (wrk reported errors)"
+                    "  (the load reported errors)"
                 } else {
                     ""
                 }
@@ -444,9 +556,14 @@ fn run(
         }
     }
     println!(
-        "{rounds} interleaved rounds of {secs} s, {servers} real servers, {kind} checks every {delay} s, {}: \
+        "{rounds} interleaved rounds of {secs} s, {servers} real servers, {kind} checks every {delay} s, {}, load {}: \
          median [min - max] over the rounds; ratios to \"off\" of the same round",
-        if mode.is_empty() { "TUN path" } else { &mode }
+        if mode.is_empty() { "TUN path" } else { &mode },
+        match load {
+            Load::Wrk => "wrk -t1 -c8 (saturating)".to_string(),
+            Load::Rate(r) =>
+                format!("fixed rate {r:.0} req/s over {RATE_CONNS} keep-alive connections"),
+        }
     );
     type Get = fn(&Round) -> f64;
     let figures: [(&str, Get, usize); 3] = [
@@ -485,7 +602,7 @@ fn run(
         }
         println!("{line}");
     }
-    println!("rvsd CPU by thread over the wrk windows (% of one core):");
+    println!("rvsd CPU by thread over the load windows (% of one core):");
     let names: std::collections::BTreeSet<&String> = cpu.iter().flat_map(|c| c.keys()).collect();
     for name in names {
         let pct = |p: usize| {
