@@ -17,6 +17,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use rvs_inet::IpVersion;
 
 /// Errors talking to the kernel over rtnetlink.
 #[derive(Debug, thiserror::Error)]
@@ -50,39 +51,16 @@ fn header_table(table: u32) -> u8 {
     u8::try_from(table).unwrap_or(252)
 }
 
-/// An IP address family: which of the kernel's two sets of tables (routes, rules, neighbours) a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    /// IPv4 (`AF_INET`).
-    V4,
-    /// IPv6 (`AF_INET6`).
-    V6,
-}
-
-impl Family {
-    /// Both families, IPv4 first.
-    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
-
-    /// The family of `addr`.
-    pub fn of(addr: IpAddr) -> Family {
-        match addr {
-            IpAddr::V4(_) => Family::V4,
-            IpAddr::V6(_) => Family::V6,
-        }
-    }
-}
-
-impl From<Family> for AddressFamily {
-    fn from(f: Family) -> AddressFamily {
-        match f {
-            Family::V4 => AddressFamily::Inet,
-            Family::V6 => AddressFamily::Inet6,
-        }
+/// The kernel's address family for one of its two sets of tables (routes, rules, neighbours).
+fn address_family(family: IpVersion) -> AddressFamily {
+    match family {
+        IpVersion::V4 => AddressFamily::Inet,
+        IpVersion::V6 => AddressFamily::Inet6,
     }
 }
 
 fn family(addr: IpAddr) -> AddressFamily {
-    Family::of(addr).into()
+    address_family(IpVersion::of(addr))
 }
 
 fn full_len(addr: IpAddr) -> u8 {
@@ -178,9 +156,9 @@ impl Netlink {
     }
 
     /// All routes of one family in every table.
-    pub fn routes(&mut self, family: Family) -> Result<Vec<RouteMessage>, NetlinkError> {
+    pub fn routes(&mut self, family: IpVersion) -> Result<Vec<RouteMessage>, NetlinkError> {
         let mut m = RouteMessage::default();
-        m.header.address_family = family.into();
+        m.header.address_family = address_family(family);
         let ans = self.request("dump routes", RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
         Ok(ans
             .into_iter()
@@ -240,9 +218,9 @@ impl Netlink {
     }
 
     /// All policy rules of one family.
-    pub fn rules(&mut self, family: Family) -> Result<Vec<RuleMessage>, NetlinkError> {
+    pub fn rules(&mut self, family: IpVersion) -> Result<Vec<RuleMessage>, NetlinkError> {
         let mut m = RuleMessage::default();
-        m.header.family = family.into();
+        m.header.family = address_family(family);
         let ans = self.request("dump rules", RouteNetlinkMessage::GetRule(m), NLM_F_DUMP)?;
         Ok(ans
             .into_iter()
@@ -272,11 +250,11 @@ impl Netlink {
     /// Dump the neighbour table of one family (`flags` [`NeighbourFlags::Proxy`]: the proxy entries only).
     fn neighbours(
         &mut self,
-        family: Family,
+        family: IpVersion,
         flags: NeighbourFlags,
     ) -> Result<Vec<NeighbourMessage>, NetlinkError> {
         let mut m = NeighbourMessage::default();
-        m.header.family = family.into();
+        m.header.family = address_family(family);
         m.header.flags = flags;
         let ans = self.request(
             "dump neighbours",
@@ -295,7 +273,7 @@ impl Netlink {
     /// All proxy neighbour entries of one family.
     pub fn proxy_neighbours(
         &mut self,
-        family: Family,
+        family: IpVersion,
     ) -> Result<Vec<NeighbourMessage>, NetlinkError> {
         let mut all = self.neighbours(family, NeighbourFlags::Proxy)?;
         all.retain(|n| n.header.flags.contains(NeighbourFlags::Proxy));
@@ -306,7 +284,7 @@ impl Netlink {
     /// link-layer address): `(ifindex, address, MAC)`.
     pub fn resolved_neighbours(
         &mut self,
-        family: Family,
+        family: IpVersion,
     ) -> Result<Vec<(u32, IpAddr, [u8; 6])>, NetlinkError> {
         Ok(self
             .neighbours(family, NeighbourFlags::empty())?
@@ -434,14 +412,14 @@ pub fn route_table(r: &RouteMessage) -> u32 {
 /// A route `dst/len dev oif table table proto proto` (unicast, link scope).
 pub fn device_route(
     dst: Option<IpAddr>,
-    family: Family,
+    family: IpVersion,
     oif: u32,
     table: u32,
     proto: u8,
 ) -> RouteMessage {
     let mut r = RouteMessage::default();
     r.header = RouteHeader {
-        address_family: family.into(),
+        address_family: address_family(family),
         destination_prefix_length: dst.map(full_len).unwrap_or(0),
         table: header_table(table),
         protocol: RouteProtocol::Other(proto),
@@ -461,10 +439,10 @@ pub fn device_route(
 /// A `blackhole default table T proto P metric M` route: the reply table's last resort. While the TUN lives its
 /// default route wins; once the TUN is gone (rvsd killed), replies from the real servers are dropped here instead
 /// of being forwarded to the clients un-NATed (whose RSTs would kill connections another director now serves).
-pub fn blackhole_default(family: Family, table: u32, proto: u8, metric: u32) -> RouteMessage {
+pub fn blackhole_default(family: IpVersion, table: u32, proto: u8, metric: u32) -> RouteMessage {
     let mut r = RouteMessage::default();
     r.header = RouteHeader {
-        address_family: family.into(),
+        address_family: address_family(family),
         destination_prefix_length: 0,
         table: header_table(table),
         protocol: RouteProtocol::Other(proto),
@@ -479,9 +457,9 @@ pub fn blackhole_default(family: Family, table: u32, proto: u8, metric: u32) -> 
 
 /// A rule `pref prio iif iifname lookup table proto proto`.
 /// `from all fwmark MARK lookup TABLE` at priority `prio`, tagged with `proto`.
-pub fn fwmark_rule(family: Family, prio: u32, mark: u32, table: u32, proto: u8) -> RuleMessage {
+pub fn fwmark_rule(family: IpVersion, prio: u32, mark: u32, table: u32, proto: u8) -> RuleMessage {
     let mut r = RuleMessage::default();
-    r.header.family = family.into();
+    r.header.family = address_family(family);
     r.header.table = header_table(table);
     r.header.action = RuleAction::ToTable;
     r.attributes.push(RuleAttribute::Priority(prio));
@@ -492,9 +470,9 @@ pub fn fwmark_rule(family: Family, prio: u32, mark: u32, table: u32, proto: u8) 
     r
 }
 
-pub fn iif_rule(family: Family, prio: u32, iifname: &str, table: u32, proto: u8) -> RuleMessage {
+pub fn iif_rule(family: IpVersion, prio: u32, iifname: &str, table: u32, proto: u8) -> RuleMessage {
     let mut r = RuleMessage::default();
-    r.header.family = family.into();
+    r.header.family = address_family(family);
     r.header.table = header_table(table);
     r.header.action = RuleAction::ToTable;
     r.attributes.push(RuleAttribute::Priority(prio));

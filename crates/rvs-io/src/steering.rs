@@ -20,7 +20,8 @@ use std::net::IpAddr;
 
 use netlink_packet_route::route::RouteType;
 
-use crate::netlink::{self, Change, Family, Netlink, NetlinkError};
+use crate::netlink::{self, Change, Netlink, NetlinkError};
+use rvs_inet::IpVersion;
 
 /// Route protocol number tagging everything rvsd installs (`ip route show proto 114`; /etc/iproute2/rt_protos
 /// leaves it unassigned).
@@ -130,7 +131,7 @@ pub struct Steering {
     /// VIP -> public interface index its proxy neighbour is on.
     vips: BTreeMap<IpAddr, u32>,
     /// Interfaces with a reply rule, per family.
-    reply_ifs: BTreeSet<(Family, String)>,
+    reply_ifs: BTreeSet<(IpVersion, String)>,
     /// IPv6 turned on for the TUN, with the reply table's IPv6 default route.
     ipv6: bool,
     /// VIPs this director may answer for (proxy neighbour): `None` = all (no VRRP); with VRRP, the addresses of
@@ -193,7 +194,7 @@ impl Steering {
     /// unicast routes count: the reply table's blackhole stays by design when rvsd dies, and an IPv6 blackhole
     /// carries `dev lo` as its output device.
     pub fn live_owner(&mut self) -> Result<Option<String>, SteeringError> {
-        for family in Family::ALL {
+        for family in IpVersion::ALL {
             for r in self.nl.routes(family)? {
                 if netlink::route_proto(&r) != self.cfg.proto || r.header.kind != RouteType::Unicast
                 {
@@ -227,10 +228,10 @@ impl Steering {
     /// the hold ([`Steering::remove_stale`] keeps it until its own steering is in place; [`Steering::remove_all`]
     /// drops it). Returns how many objects were removed.
     pub fn hold_replies(&mut self) -> Result<usize, SteeringError> {
-        let families: &[Family] = if self.ipv6 {
-            &Family::ALL
+        let families: &[IpVersion] = if self.ipv6 {
+            &IpVersion::ALL
         } else {
-            &[Family::V4]
+            &[IpVersion::V4]
         };
         for &family in families {
             match self.nl.route_change(
@@ -259,7 +260,7 @@ impl Steering {
     fn remove_tagged(&mut self, hold_rules: Hold) -> Result<usize, SteeringError> {
         let mut removed = 0;
         let p = self.cfg.proto;
-        for family in Family::ALL {
+        for family in IpVersion::ALL {
             for r in self.nl.rules(family)? {
                 let (table, _, _, proto) = netlink::rule_fields(&r);
                 let hold = hold_rules == Hold::Keep && table == self.cfg.table;
@@ -319,11 +320,11 @@ impl Steering {
                 source: e,
             }
         })?;
-        let r = netlink::device_route(None, Family::V4, idx, self.cfg.table, self.cfg.proto);
+        let r = netlink::device_route(None, IpVersion::V4, idx, self.cfg.table, self.cfg.proto);
         self.nl.route_change(Change::Add, r)?;
         // If this process dies without cleaning up, replies are dropped rather than leaked un-NATed.
         let b = netlink::blackhole_default(
-            Family::V4,
+            IpVersion::V4,
             self.cfg.table,
             self.cfg.proto,
             BLACKHOLE_METRIC,
@@ -361,14 +362,14 @@ impl Steering {
         set(format!("net/ipv6/conf/{name}/accept_ra"), "0")?;
         set(format!("net/ipv6/conf/{name}/disable_ipv6"), "0")?;
         set("net/ipv6/conf/all/forwarding".into(), "1")?;
-        let r = netlink::device_route(None, Family::V6, tun, self.cfg.table, self.cfg.proto);
+        let r = netlink::device_route(None, IpVersion::V6, tun, self.cfg.table, self.cfg.proto);
         match self.nl.route_change(Change::Add, r) {
             Ok(()) => {}
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e.into()),
         }
         let b = netlink::blackhole_default(
-            Family::V6,
+            IpVersion::V6,
             self.cfg.table,
             self.cfg.proto,
             BLACKHOLE_METRIC,
@@ -393,7 +394,7 @@ impl Steering {
             return Ok(idx);
         }
         let full = if vip.is_ipv6() { 128 } else { 32 };
-        for r in self.nl.routes(Family::of(vip))? {
+        for r in self.nl.routes(IpVersion::of(vip))? {
             if r.header.destination_prefix_length == full
                 && netlink::route_destination(&r) == Some(vip)
             {
@@ -486,14 +487,14 @@ impl Steering {
     /// (skipped when the namespace has it off).
     pub fn add_mark(&mut self, mark: u32, ifindex: u32, table: u32) -> Result<(), SteeringError> {
         let (p, prio) = (self.cfg.proto, self.cfg.rule_priority.saturating_sub(1));
-        for family in Family::ALL {
+        for family in IpVersion::ALL {
             let route = self.nl.route_change(
                 Change::Add,
                 netlink::device_route(None, family, ifindex, table, p),
             );
             match route {
                 Ok(()) => {}
-                Err(_) if family == Family::V6 => continue,
+                Err(_) if family == IpVersion::V6 => continue,
                 Err(e) => return Err(e.into()),
             }
             self.nl.rule_change(
@@ -507,7 +508,7 @@ impl Steering {
     /// Undo [`add_mark`](Self::add_mark) (the routes go with the device too).
     pub fn remove_mark(&mut self, mark: u32, table: u32) -> Result<(), SteeringError> {
         let (p, prio) = (self.cfg.proto, self.cfg.rule_priority.saturating_sub(1));
-        for family in Family::ALL {
+        for family in IpVersion::ALL {
             let _ = self.nl.rule_change(
                 Change::Delete,
                 netlink::fwmark_rule(family, prio, mark, table, p),
@@ -573,7 +574,7 @@ impl Steering {
         let mut want_ifs = BTreeSet::new();
         for &rip in rips {
             if let Some(name) = self.private_if_for(rip)? {
-                want_ifs.insert((Family::of(rip), name));
+                want_ifs.insert((IpVersion::of(rip), name));
             }
         }
         for &vip in vips {
@@ -594,7 +595,7 @@ impl Steering {
             }
             self.nl.route_change(
                 Change::Add,
-                netlink::device_route(Some(vip), Family::of(vip), tun, 254, p),
+                netlink::device_route(Some(vip), IpVersion::of(vip), tun, 254, p),
             )?;
             if let Err(e) = if self.announced(&vip) {
                 self.nl
@@ -604,7 +605,7 @@ impl Steering {
             } {
                 let _ = self.nl.route_change(
                     Change::Delete,
-                    netlink::device_route(Some(vip), Family::of(vip), tun, 254, p),
+                    netlink::device_route(Some(vip), IpVersion::of(vip), tun, 254, p),
                 );
                 return Err(e.into());
             }
@@ -612,7 +613,7 @@ impl Steering {
         }
         for (family, name) in &want_ifs {
             if !self.reply_ifs.contains(&(*family, name.clone())) {
-                if *family == Family::V6
+                if *family == IpVersion::V6
                     && let Some(rip) = rips.iter().find(|r| r.is_ipv6())
                 {
                     self.enable_ipv6(*rip)?;
@@ -640,11 +641,11 @@ impl Steering {
             }
             self.nl.route_change(
                 Change::Delete,
-                netlink::device_route(Some(vip), Family::of(vip), tun, 254, p),
+                netlink::device_route(Some(vip), IpVersion::of(vip), tun, 254, p),
             )?;
             self.vips.remove(&vip);
         }
-        let stale_ifs: Vec<(Family, String)> =
+        let stale_ifs: Vec<(IpVersion, String)> =
             self.reply_ifs.difference(&want_ifs).cloned().collect();
         for (family, name) in stale_ifs {
             let r = netlink::iif_rule(family, self.cfg.rule_priority, &name, self.cfg.table, p);
@@ -669,7 +670,7 @@ impl Steering {
     }
 
     /// The interfaces with a reply rule, with their family.
-    pub fn reply_interfaces(&self) -> impl Iterator<Item = (Family, &str)> + '_ {
+    pub fn reply_interfaces(&self) -> impl Iterator<Item = (IpVersion, &str)> + '_ {
         self.reply_ifs.iter().map(|(f, n)| (*f, n.as_str()))
     }
 }

@@ -22,6 +22,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rvs_wire::IpVersion;
+
 use crate::cleanup::{Proc, StopSignal};
 use crate::cmd::ip_in;
 use crate::error::{LabError, Result};
@@ -259,36 +261,41 @@ impl Lab {
 
     /// Waits until the router balances the VIP over exactly the public addresses of `directors` (1-based).
     pub fn wait_vip_next_hops(&self, directors: &[usize], limit: Duration) -> Result<()> {
-        self.wait_next_hops(false, directors, limit)
+        self.wait_next_hops(IpVersion::V4, directors, limit)
     }
 
     /// Waits until the router balances the IPv6 VIP over exactly the public IPv6 addresses of `directors`.
     pub fn wait_vip6_next_hops(&self, directors: &[usize], limit: Duration) -> Result<()> {
-        self.wait_next_hops(true, directors, limit)
+        self.wait_next_hops(IpVersion::V6, directors, limit)
     }
 
-    fn wait_next_hops(&self, v6: bool, directors: &[usize], limit: Duration) -> Result<()> {
+    fn wait_next_hops(
+        &self,
+        family: IpVersion,
+        directors: &[usize],
+        limit: Duration,
+    ) -> Result<()> {
         let of = |k: usize| -> IpAddr {
-            if v6 {
-                public_ip6(k).into()
-            } else {
-                public_ip(k).into()
+            match family {
+                IpVersion::V4 => public_ip(k).into(),
+                IpVersion::V6 => public_ip6(k).into(),
             }
         };
         let mut want: Vec<IpAddr> = directors.iter().map(|&k| of(k)).collect();
         want.sort();
         let start = Instant::now();
         loop {
-            let have: Vec<IpAddr> = if v6 {
-                self.vip6_next_hops()?
+            let have: Vec<IpAddr> = match family {
+                IpVersion::V4 => self
+                    .vip_next_hops()?
                     .into_iter()
                     .map(IpAddr::from)
-                    .collect()
-            } else {
-                self.vip_next_hops()?
+                    .collect(),
+                IpVersion::V6 => self
+                    .vip6_next_hops()?
                     .into_iter()
                     .map(IpAddr::from)
-                    .collect()
+                    .collect(),
             };
             if have == want {
                 return Ok(());
@@ -296,7 +303,10 @@ impl Lab {
             if start.elapsed() > limit {
                 return Err(LabError::Check(format!(
                     "the router's {} next hops are {have:?}, expected {want:?} within {limit:?}",
-                    if v6 { "IPv6 VIP" } else { "VIP" }
+                    match family {
+                        IpVersion::V4 => "VIP",
+                        IpVersion::V6 => "IPv6 VIP",
+                    }
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));

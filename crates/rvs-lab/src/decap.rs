@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rvs_io::VnetHdr;
-use rvs_wire::encap;
+use rvs_wire::{IpVersion, encap};
 
 use crate::error::{LabError, Result};
 
@@ -72,7 +72,7 @@ pub fn run(tun: &str, gue_port: Option<u16>) -> Result<()> {
     }
     // Kept open for as long as we run: they only stop the kernel's "protocol unreachable".
     let mut silencers = Vec::new();
-    for family in [Family::V4, Family::V6] {
+    for family in IpVersion::ALL {
         for proto in TUNNEL_PROTOCOLS {
             // IPv6 may be off in this namespace: IPv4 alone still works.
             if let Ok(fd) = raw_silencer(family, proto) {
@@ -82,10 +82,10 @@ pub fn run(tun: &str, gue_port: Option<u16>) -> Result<()> {
     }
     let counts = Arc::new(Counts::default());
     let mut threads = Vec::new();
-    for family in [Family::V4, Family::V6] {
+    for family in IpVersion::ALL {
         let rx = match open_tunnel_rx(family) {
             Ok(rx) => rx,
-            Err(e) if family == Family::V6 => {
+            Err(e) if family == IpVersion::V6 => {
                 eprintln!("rvs-lab decap: no IPv6 tunnel socket ({e}); IPv4 only");
                 continue;
             }
@@ -118,32 +118,26 @@ pub fn run(tun: &str, gue_port: Option<u16>) -> Result<()> {
     Ok(())
 }
 
-/// The outer header's family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    V4,
-    V6,
+/// The ethertype of a family's outer header.
+fn ethertype(family: IpVersion) -> u16 {
+    match family {
+        IpVersion::V4 => libc::ETH_P_IP as u16,
+        IpVersion::V6 => libc::ETH_P_IPV6 as u16,
+    }
 }
 
-impl Family {
-    fn ethertype(self) -> u16 {
-        match self {
-            Family::V4 => libc::ETH_P_IP as u16,
-            Family::V6 => libc::ETH_P_IPV6 as u16,
-        }
+/// Offset of the protocol (IPv4) or next-header (IPv6) byte in the IP header.
+fn protocol_offset(family: IpVersion) -> u32 {
+    match family {
+        IpVersion::V4 => 9,
+        IpVersion::V6 => 6,
     }
-    /// Offset of the protocol (IPv4) or next-header (IPv6) byte in the IP header.
-    fn protocol_offset(self) -> u32 {
-        match self {
-            Family::V4 => 9,
-            Family::V6 => 6,
-        }
-    }
-    fn af(self) -> libc::c_int {
-        match self {
-            Family::V4 => libc::AF_INET,
-            Family::V6 => libc::AF_INET6,
-        }
+}
+
+fn af(family: IpVersion) -> libc::c_int {
+    match family {
+        IpVersion::V4 => libc::AF_INET,
+        IpVersion::V6 => libc::AF_INET6,
     }
 }
 
@@ -174,14 +168,14 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 
 /// The filter of a packet socket bound to one family's ethertype: frames to this host on an Ethernet device whose
 /// IP protocol (next header) is one of [`TUNNEL_PROTOCOLS`], whole; everything else dropped in the kernel.
-fn tunnel_filter(family: Family) -> [libc::sock_filter; 10] {
+fn tunnel_filter(family: IpVersion) -> [libc::sock_filter; 10] {
     let [p0, p1, p2] = TUNNEL_PROTOCOLS.map(u32::from);
     [
         stmt(BPF_LD_W_ABS, AD_HATYPE),
         jump(BPF_JEQ_K, ARPHRD_ETHER, 0, 7), // -> drop
         stmt(BPF_LD_W_ABS, AD_PKTTYPE),
         jump(BPF_JEQ_K, PACKET_HOST, 0, 5), // -> drop
-        stmt(BPF_LD_B_ABS, ETH_HLEN as u32 + family.protocol_offset()),
+        stmt(BPF_LD_B_ABS, ETH_HLEN as u32 + protocol_offset(family)),
         jump(BPF_JEQ_K, p0, 2, 0), // -> accept
         jump(BPF_JEQ_K, p1, 1, 0), // -> accept
         jump(BPF_JEQ_K, p2, 0, 1), // -> accept, else drop
@@ -246,16 +240,16 @@ fn socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> std::io::
 
 /// A raw IP socket for `proto` that never queues anything (its filter drops all): its existence tells the kernel
 /// the protocol is handled.
-fn raw_silencer(family: Family, proto: u8) -> std::io::Result<OwnedFd> {
-    let fd = socket(family.af(), libc::SOCK_RAW, libc::c_int::from(proto))?;
+fn raw_silencer(family: IpVersion, proto: u8) -> std::io::Result<OwnedFd> {
+    let fd = socket(af(family), libc::SOCK_RAW, libc::c_int::from(proto))?;
     attach_filter(&fd, &mut [stmt(BPF_RET_K, 0)])?;
     Ok(fd)
 }
 
 /// The packet socket taking one family's tunnel frames in, with virtio-net headers.
-fn open_tunnel_rx(family: Family) -> Result<OwnedFd> {
+fn open_tunnel_rx(family: IpVersion) -> Result<OwnedFd> {
     let what = |s: &str| format!("{s} ({family:?} tunnel frames)");
-    let proto = family.ethertype().to_be();
+    let proto = ethertype(family).to_be();
     let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, libc::c_int::from(proto))
         .map_err(LabError::io(what("opening an AF_PACKET socket")))?;
     attach_filter(&fd, &mut tunnel_filter(family))
@@ -415,7 +409,7 @@ mod tests {
 
     #[test]
     fn the_filter_jumps_land_on_accept_and_drop() {
-        for family in [Family::V4, Family::V6] {
+        for family in IpVersion::ALL {
             let p = tunnel_filter(family);
             let (accept, drop) = (p.len() - 2, p.len() - 1);
             assert_eq!((p[accept].code, p[accept].k), (BPF_RET_K, 0x0004_0000));
@@ -428,7 +422,7 @@ mod tests {
                     assert!(f == drop || f == i + 1, "{family:?} insn {i} false -> {f}");
                 }
             }
-            assert_eq!(p[4].k, 14 + family.protocol_offset());
+            assert_eq!(p[4].k, 14 + protocol_offset(family));
         }
     }
 

@@ -124,14 +124,8 @@ pub enum WireError {
     Unsupported,
 }
 
-/// IP version of a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IpVersion {
-    /// IPv4.
-    V4,
-    /// IPv6.
-    V6,
-}
+/// IP version of a packet: the one family type, shared with rvs-io's netlink requests (see rvs-inet).
+pub use rvs_inet::IpVersion;
 
 /// Summary of one validated IP packet, as returned by [`parse`].
 ///

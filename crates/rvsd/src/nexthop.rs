@@ -168,7 +168,7 @@ impl Resolver {
         self.last_pass = now;
         self.probing = false;
         let mut neigh: HashMap<(u32, IpAddr), [u8; 6]> = HashMap::new();
-        for family in rvs_io::netlink::Family::ALL {
+        for family in rvs_wire::IpVersion::ALL {
             for (ifindex, addr, mac) in nl.resolved_neighbours(family)? {
                 neigh.insert((ifindex, addr), mac);
             }
