@@ -15,11 +15,10 @@
 //! keeps an IPv4 entry at 64 bytes.
 
 use std::fmt::Debug;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 
@@ -30,6 +29,8 @@ use crate::template::TemplateHold;
 pub(crate) trait ConnAddr: Copy + Eq + Hash + Debug + Send + Sync + 'static {
     fn from_ip(ip: IpAddr) -> Option<Self>;
     fn to_ip(self) -> IpAddr;
+    /// The address as a number (for the key hash).
+    fn bits(self) -> u128;
 }
 
 impl ConnAddr for Ipv4Addr {
@@ -44,6 +45,10 @@ impl ConnAddr for Ipv4Addr {
     fn to_ip(self) -> IpAddr {
         IpAddr::V4(self)
     }
+    #[inline(always)]
+    fn bits(self) -> u128 {
+        u128::from(u32::from(self))
+    }
 }
 
 impl ConnAddr for Ipv6Addr {
@@ -57,6 +62,10 @@ impl ConnAddr for Ipv6Addr {
     #[inline]
     fn to_ip(self) -> IpAddr {
         IpAddr::V6(self)
+    }
+    #[inline(always)]
+    fn bits(self) -> u128 {
+        u128::from(self)
     }
 }
 
@@ -201,19 +210,70 @@ pub(crate) struct Shard<A> {
     occupied: [u64; WHEEL_WORDS],
     /// Last tick `expire` processed (it processes `cur_tick..=now_tick`).
     cur_tick: Option<u32>,
-    hasher: FixedState,
+    hasher: KeyHasher,
     /// Buckets `expire` has walked (tests check that empty buckets are skipped).
     #[cfg(test)]
     walked: usize,
 }
 
-#[inline]
-fn key_hash<A: ConnAddr>(h: &FixedState, dir: u32, proto: u8, a: A, ap: u16, b: A, bp: u16) -> u64 {
-    h.hash_one((dir as u8, proto, a, ap, b, bp))
+/// The seeded hash of connection keys and shards: foldhash's folded multiply over the key packed
+/// in words, always inlined. `foldhash::FixedState::hash_one` over the key tuple was a call in
+/// some builds (LLVM's choice), which cost a new connection up to ~60 instructions with the
+/// index's growth (its two keys, and every entry again at each rehash); this is two multiplies
+/// (three for IPv6).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyHasher([u64; 4]);
+
+impl KeyHasher {
+    /// Four words from `seed` (splitmix64).
+    pub(crate) fn with_seed(seed: u64) -> Self {
+        let mut x = seed;
+        let mut next = || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let z = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        Self([next(), next(), next(), next()])
+    }
+
+    /// Hash of two addresses and 64 bits of ports, protocol and direction.
+    ///
+    /// `meta` never shares a multiplier operand with an address word a sender chooses: xored
+    /// into an IPv6 address's high word, a client's subnet bits and source port could cancel
+    /// (65,536 in-keys of one hash whatever the seed: a flood's probe chains). Two addresses
+    /// that fit a word (IPv4: known at compile time) leave the high words free for it; others
+    /// pay a third multiply.
+    #[inline(always)]
+    fn hash(&self, a: u128, b: u128, meta: u64) -> u64 {
+        let [s0, s1, s2, s3] = self.0;
+        let (a_hi, b_hi) = ((a >> 64) as u64, (b >> 64) as u64);
+        if a_hi == 0 && b_hi == 0 {
+            let h = fold_mul((a as u64) ^ s0, meta ^ s1);
+            fold_mul(h ^ (b as u64) ^ s2, s3)
+        } else {
+            let h = fold_mul((a as u64) ^ s0, a_hi ^ s1);
+            let h = fold_mul(h ^ (b as u64) ^ s2, b_hi ^ s3);
+            fold_mul(h ^ meta, s1 ^ s2)
+        }
+    }
 }
 
-#[inline]
-fn entry_hash<A: ConnAddr>(h: &FixedState, c: &Conn<A>, dir: u32) -> u64 {
+/// The 128-bit product of `x` and `y`, its halves xored (foldhash's folded multiply).
+#[inline(always)]
+fn fold_mul(x: u64, y: u64) -> u64 {
+    let p = u128::from(x) * u128::from(y);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+#[inline(always)]
+fn key_hash<A: ConnAddr>(h: &KeyHasher, dir: u32, proto: u8, a: A, ap: u16, b: A, bp: u16) -> u64 {
+    let meta = u64::from(dir) << 48 | u64::from(proto) << 32 | u64::from(ap) << 16 | u64::from(bp);
+    h.hash(a.bits(), b.bits(), meta)
+}
+
+#[inline(always)]
+fn entry_hash<A: ConnAddr>(h: &KeyHasher, c: &Conn<A>, dir: u32) -> u64 {
     if dir == DIR_IN {
         key_hash(h, DIR_IN, c.proto, c.caddr, c.cport, c.vaddr, c.vport)
     } else {
@@ -238,7 +298,7 @@ fn slot_mut<A>(chunks: &mut [Box<[Slot<A>]>], i: u32) -> Option<&mut Conn<A>> {
 }
 
 impl<A: ConnAddr> Shard<A> {
-    fn new(hasher: FixedState) -> Self {
+    fn new(hasher: KeyHasher) -> Self {
         Self {
             index: HashTable::new(),
             chunks: Vec::new(),
@@ -266,8 +326,9 @@ impl<A: ConnAddr> Shard<A> {
         slot_mut(&mut self.chunks, i)
     }
 
-    /// Inbound lookup: the client -> VIP key.
-    #[inline]
+    /// Inbound lookup: the client -> VIP key. Always inlined, as [`Self::find_out`]: out of line
+    /// (LLVM's choice in some builds) each cost an established packet ~20 instructions more.
+    #[inline(always)]
     pub(crate) fn find_in(
         &self,
         proto: u8,
@@ -293,7 +354,7 @@ impl<A: ConnAddr> Shard<A> {
     }
 
     /// Outbound lookup: the real server -> client key.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find_out(
         &self,
         proto: u8,
@@ -621,7 +682,7 @@ impl<A: ConnAddr> Shard<A> {
 #[derive(Debug)]
 pub(crate) struct ConnTable<A> {
     shards: Box<[Mutex<Shard<A>>]>,
-    shard_hasher: FixedState,
+    shard_hasher: KeyHasher,
 }
 
 impl<A: ConnAddr> ConnTable<A> {
@@ -629,16 +690,18 @@ impl<A: ConnAddr> ConnTable<A> {
         let n = shards.clamp(1, 1 << 16);
         Self {
             shards: (0..n)
-                .map(|k| Mutex::new(Shard::new(FixedState::with_seed(seed ^ (k as u64) << 17))))
+                .map(|k| Mutex::new(Shard::new(KeyHasher::with_seed(seed ^ (k as u64) << 17))))
                 .collect(),
-            shard_hasher: FixedState::with_seed(seed.rotate_left(29) ^ 0x5bd1_e995),
+            shard_hasher: KeyHasher::with_seed(seed.rotate_left(29) ^ 0x5bd1_e995),
         }
     }
 
     /// The shard of a connection: hash(protocol, caddr, cport).
     #[inline]
     pub(crate) fn shard_index(&self, proto: u8, caddr: A, cport: u16) -> usize {
-        let h = self.shard_hasher.hash_one((proto, caddr, cport));
+        let h = self
+            .shard_hasher
+            .hash(caddr.bits(), 0, u64::from(proto) << 16 | u64::from(cport));
         ((h >> 32) as usize * self.shards.len()) >> 32
     }
 
@@ -713,9 +776,33 @@ mod tests {
         );
     }
 
+    /// IPv6 clients that vary their subnet bits against their source port (a flood's choice:
+    /// both are the sender's) still spread over distinct hashes, in both of a connection's keys.
+    #[test]
+    fn ipv6_keys_do_not_cancel_ports_against_address_bits() {
+        let h = KeyHasher::with_seed(11);
+        let vip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+        let rip = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11);
+        let mut ins = std::collections::HashSet::new();
+        let mut outs = std::collections::HashSet::new();
+        for k in 0..4096u16 {
+            // The port moves with address bits 32..47 (the high word's bits 16..31: the in-key's
+            // client port place in `meta`) or 48..63 (bits 0..15: the out-key's).
+            for client in [
+                Ipv6Addr::new(0x2001, 0xdb8, k, 0, 0, 0, 0, 1),
+                Ipv6Addr::new(0x2001, 0xdb8, 0, k, 0, 0, 0, 2),
+            ] {
+                ins.insert(key_hash(&h, DIR_IN, 6, client, k, vip, 80));
+                outs.insert(key_hash(&h, DIR_OUT, 6, rip, 80, client, k));
+            }
+        }
+        assert_eq!(ins.len(), 8192);
+        assert_eq!(outs.len(), 8192);
+    }
+
     #[test]
     fn insert_find_both_ways_and_remove() {
-        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(1));
+        let mut s: Shard<Ipv4Addr> = Shard::new(KeyHasher::with_seed(1));
         let mut ids = Vec::new();
         for k in 0..3000u32 {
             let c = conn((k % 200) as u8, 1000 + (k / 200) as u16, 0, 1000);
@@ -745,7 +832,7 @@ mod tests {
 
     #[test]
     fn wheel_expires_at_the_exact_ms_and_rearms_lazily() {
-        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(2));
+        let mut s: Shard<Ipv4Addr> = Shard::new(KeyHasher::with_seed(2));
         s.expire(0, usize::MAX, |_| {});
         let a = s.insert(conn(1, 1, 0, 1000)).expect("room");
         let b = s.insert(conn(2, 1, 0, 5000)).expect("room");
@@ -763,7 +850,7 @@ mod tests {
 
     #[test]
     fn wheel_handles_long_timeouts_and_clock_jumps() {
-        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(3));
+        let mut s: Shard<Ipv4Addr> = Shard::new(KeyHasher::with_seed(3));
         s.expire(10, usize::MAX, |_| {});
         // Longer than one wheel revolution (1048 s).
         s.insert(conn(1, 1, 10, 3_600_000)).expect("room");
@@ -787,7 +874,7 @@ mod tests {
 
     #[test]
     fn budgeted_expiry_resumes() {
-        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(6));
+        let mut s: Shard<Ipv4Addr> = Shard::new(KeyHasher::with_seed(6));
         s.expire(0, usize::MAX, |_| {});
         for k in 0..250u16 {
             s.insert(conn((k % 250) as u8, k, 0, 1000 + u32::from(k % 3)))
@@ -813,7 +900,7 @@ mod tests {
 
     #[test]
     fn backwards_clock_is_harmless() {
-        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(5));
+        let mut s: Shard<Ipv4Addr> = Shard::new(KeyHasher::with_seed(5));
         s.expire(100_000, usize::MAX, |_| {});
         s.insert(conn(1, 1, 100_000, 1000)).expect("room");
         assert_eq!(s.expire(50_000, usize::MAX, |_| {}).0, 0);
@@ -831,7 +918,7 @@ mod tests {
 
     #[test]
     fn expire_skips_empty_buckets() {
-        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(7));
+        let mut s: Shard<Ipv4Addr> = Shard::new(KeyHasher::with_seed(7));
         s.expire(0, usize::MAX, |_| {});
         // An empty shard drained an hour ahead (the fuzz target's last step) walks no bucket.
         assert_eq!(s.expire(3_600_000, usize::MAX, |_| {}), (0, true));
@@ -866,7 +953,7 @@ mod tests {
             rng ^= rng << 17;
             rng % n
         };
-        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(8));
+        let mut s: Shard<Ipv4Addr> = Shard::new(KeyHasher::with_seed(8));
         let mut now = 5u32;
         s.expire(now, usize::MAX, |_| {});
         // id -> (slot, caddr, cport, deadline)
@@ -933,7 +1020,7 @@ mod tests {
 
     #[test]
     fn earlier_deadline_rearms_now() {
-        let mut s: Shard<Ipv4Addr> = Shard::new(FixedState::with_seed(4));
+        let mut s: Shard<Ipv4Addr> = Shard::new(KeyHasher::with_seed(4));
         s.expire(0, usize::MAX, |_| {});
         let a = s.insert(conn(1, 1, 0, 900_000)).expect("room");
         s.get_mut(a).expect("a").timeout = 10_000;
