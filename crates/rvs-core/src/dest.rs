@@ -10,19 +10,23 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::service::{DestSpec, ForwardMethod, TunnelConfig, TunnelCsum, TunnelKind, Weight};
 use crate::stats::{Rates, Stats, StatsCell};
 
-/// State shared by every version of one virtual service (kept across edits): its counters and
-/// whether it was deleted.
+/// State shared by every version of one virtual service (kept across edits): its counters,
+/// whether it was deleted, and its VIP.
 #[derive(Debug, Default)]
 pub(crate) struct ServiceShared {
     pub(crate) id: u64,
     pub(crate) stats: StatsCell,
     pub(crate) deleted: AtomicBool,
+    /// The VIP of an address service (None: a fwmark service). A live address service's
+    /// connection proves its VIP is one, without the service snapshot (the packet path).
+    pub(crate) vip: Option<IpAddr>,
 }
 
 impl ServiceShared {
-    pub(crate) fn new(id: u64) -> Self {
+    pub(crate) fn new(id: u64, vip: Option<IpAddr>) -> Self {
         Self {
             id,
+            vip,
             ..Self::default()
         }
     }

@@ -28,6 +28,7 @@ use crate::tcp::{TCP_STATES, TcpDir, TcpState, next_state_in};
 use crate::template::{Lookup, TemplateHold, TemplateKey, TemplateTable};
 use crate::time::Timestamp;
 use crate::verdict::{Direction, DropReason, Verdict};
+use crate::vips::VipFilter;
 
 /// Longest accepted protocol timeout (connection deadlines are kept on a wrapping 32-bit ms clock).
 const MAX_TIMEOUT_S: u32 = 2_000_000;
@@ -82,6 +83,8 @@ pub struct Director {
     sloppy_sctp: AtomicBool,
     /// The connection limit and IPVS's defences (defense.rs).
     pub(crate) defense: Defense,
+    /// Which addresses may be VIPs, read per packet instead of the snapshot (vips.rs).
+    pub(crate) vips: VipFilter,
 }
 
 /// How a connection's packets reach its real server: bound when the connection is created (IPVS's
@@ -156,6 +159,7 @@ impl Director {
             fast_gen: std::sync::atomic::AtomicU8::new(0),
             sloppy_tcp: AtomicBool::new(cfg.sloppy_tcp),
             sloppy_sctp: AtomicBool::new(cfg.sloppy_sctp),
+            vips: VipFilter::new(cfg.hash_seed),
         }
     }
 
@@ -290,18 +294,11 @@ impl Director {
         pkt: &mut [u8],
         info: &mut PacketInfo,
     ) -> Verdict {
-        let svcs = self.services.load();
-        let marked = if mark == Fwmark::NONE {
-            None
-        } else {
-            svcs.by_mark.get(&(mark, info.dst.is_ipv6()))
-        };
         match (info.src, info.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let path = Path {
                     conns: &self.v4,
-                    svcs: &svcs,
-                    marked,
+                    mark,
                     now,
                     random,
                 };
@@ -310,8 +307,7 @@ impl Director {
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 let path = Path {
                     conns: &self.v6,
-                    svcs: &svcs,
-                    marked,
+                    mark,
                     now,
                     random,
                 };
@@ -323,7 +319,17 @@ impl Director {
 
     /// One packet of one address family: its direction (to a VIP or a marked service: in; else
     /// perhaps a reply: out), its flow, and the path for that direction.
-    #[inline(always)]
+    ///
+    /// An established packet decides its direction without the service snapshot (vips.rs): to
+    /// an address the VIP filter rules out it is out; to a possible VIP, its client -> VIP
+    /// connection, found and of a live address service, proves the VIP. Anything else (a new
+    /// connection, a marked packet, a filter collision) reads the snapshot in [`Self::classified`]
+    /// and is classified exactly as by the snapshot alone.
+    ///
+    /// Not inlined: one copy per family keeps each small enough for LLVM to inline the
+    /// connection lookup into it (inlined both into `process_parsed`, the lookups became calls,
+    /// ~30 instructions a packet more).
+    #[inline(never)]
     fn process_af<A: ConnAddr>(
         &self,
         path: &Path<'_, A>,
@@ -332,12 +338,6 @@ impl Director {
         src: A,
         dst: A,
     ) -> Verdict {
-        let to_vip = path.svcs.vips.contains(&info.dst);
-        let dir = if path.marked.is_some() || to_vip {
-            Direction::In
-        } else {
-            Direction::Out
-        };
         let (sport, dport, tcp) = match info.transport {
             Transport::Tcp {
                 sport,
@@ -345,15 +345,10 @@ impl Director {
                 flags,
             } => (sport, dport, Some(flags)),
             Transport::Udp { sport, dport } => (sport, dport, None),
-            Transport::Fragment { .. } => {
-                return match dir {
-                    Direction::In => self.dropped(DropReason::Fragment, path.random as usize),
-                    Direction::Out => Verdict::Pass,
-                };
-            }
+            Transport::Fragment { .. } => return self.fragment(path, info),
             Transport::Icmp { error: Some(e), .. } => {
                 // An error's side is where it is addressed: a VIP (the client side) or not.
-                let side = if to_vip {
+                let side = if self.services.load().vips.contains(&info.dst) {
                     Direction::In
                 } else {
                     Direction::Out
@@ -362,8 +357,8 @@ impl Director {
             }
             Transport::Icmp { .. } | Transport::Other => return Verdict::Pass,
         };
-        let flow = Flow {
-            dir,
+        let mut flow = Flow {
+            dir: Direction::Out,
             proto: info.protocol,
             src,
             sport,
@@ -372,27 +367,84 @@ impl Director {
             tcp,
             len: info.ip_len as u64,
         };
-        match dir {
-            Direction::In => self.inbound(path, pkt, info, &flow),
-            Direction::Out => self.outbound(path, pkt, info, &flow),
+        let unmarked = path.mark == Fwmark::NONE;
+        if unmarked && !self.vips.may_contain(info.dst) {
+            // To no VIP: a real server's reply, or not ours.
+            return self.outbound(path, pkt, info, &flow);
         }
+        flow.dir = Direction::In;
+        let si = flow.shard(path.conns);
+        let looked_up = if unmarked {
+            match self.existing(path, &flow, si, Known::MaybeVip) {
+                Existing::Hit(to) => return self.forward_in(pkt, info, to, si),
+                Existing::Deleted => return self.dropped(DropReason::ServiceDeleted, si),
+                Existing::DestUnavailable => {
+                    return self.dropped(DropReason::DestUnavailable, si);
+                }
+                Existing::Missing => InLookup::Missing,
+                Existing::Unproven => InLookup::Unproven,
+            }
+        } else {
+            InLookup::NotYet
+        };
+        self.classified(path, pkt, info, &flow, si, looked_up)
     }
 
-    /// Client -> VIP: the flow's connection, else a new one to the virtual service.
-    #[inline(always)]
-    fn inbound<A: ConnAddr>(
+    /// The packets the snapshot classifies (see [`Self::process_af`]): `flow` taken as inbound
+    /// (its shard `si`), `looked_up` what its client -> VIP lookup found so far. To a VIP or a
+    /// marked service: its connection (unless known missing), else a new one; else out.
+    #[inline(never)]
+    fn classified<A: ConnAddr>(
         &self,
         path: &Path<'_, A>,
         pkt: &mut [u8],
         info: &mut PacketInfo,
         flow: &Flow<A>,
+        si: usize,
+        looked_up: InLookup,
     ) -> Verdict {
-        let si = flow.shard(path.conns);
-        match self.existing(path, flow, si) {
-            Existing::Hit(to) => self.forward_in(pkt, info, to, si),
-            Existing::Deleted => self.dropped(DropReason::ServiceDeleted, si),
-            Existing::DestUnavailable => self.dropped(DropReason::DestUnavailable, si),
-            Existing::Missing => self.new_connection(path, pkt, info, flow, si),
+        let svcs = self.services.load();
+        let marked = if path.mark == Fwmark::NONE {
+            None
+        } else {
+            svcs.by_mark.get(&(path.mark, info.dst.is_ipv6()))
+        };
+        // A service of the destination address proves it a VIP; without one the VIP set decides.
+        let svc = marked.or_else(|| svcs.lookup(flow.proto, info.dst, flow.dport));
+        if svc.is_none() && !svcs.vips.contains(&info.dst) {
+            let out = Flow {
+                dir: Direction::Out,
+                ..*flow
+            };
+            return self.outbound(path, pkt, info, &out);
+        }
+        if looked_up != InLookup::Missing {
+            match self.existing(path, flow, si, Known::Classified) {
+                Existing::Hit(to) => return self.forward_in(pkt, info, to, si),
+                Existing::Deleted => return self.dropped(DropReason::ServiceDeleted, si),
+                Existing::DestUnavailable => {
+                    return self.dropped(DropReason::DestUnavailable, si);
+                }
+                Existing::Missing | Existing::Unproven => {}
+            }
+        }
+        let Some(svc) = svc else {
+            return Verdict::Pass;
+        };
+        self.new_connection(path, pkt, info, flow, si, svc)
+    }
+
+    /// A fragment: to a VIP or a marked service dropped (counted; NAT needs reassembly), else
+    /// not ours.
+    #[cold]
+    fn fragment<A>(&self, path: &Path<'_, A>, info: &PacketInfo) -> Verdict {
+        let svcs = self.services.load();
+        let marked = path.mark != Fwmark::NONE
+            && svcs.by_mark.contains_key(&(path.mark, info.dst.is_ipv6()));
+        if marked || svcs.vips.contains(&info.dst) {
+            self.dropped(DropReason::Fragment, path.random as usize)
+        } else {
+            Verdict::Pass
         }
     }
 
@@ -406,32 +458,52 @@ impl Director {
         flow: &Flow<A>,
     ) -> Verdict {
         let si = flow.shard(path.conns);
-        match self.existing(path, flow, si) {
+        match self.existing(path, flow, si, Known::Classified) {
             Existing::Hit(to) => self.forward_out(pkt, info, to, si),
             Existing::Deleted => self.dropped(DropReason::ServiceDeleted, si),
             Existing::DestUnavailable => self.dropped(DropReason::DestUnavailable, si),
-            Existing::Missing => Verdict::Pass,
+            Existing::Missing | Existing::Unproven => Verdict::Pass,
         }
     }
 
     /// The tracked connection `flow` belongs to, updated by this packet. A connection of a deleted service is
     /// removed; so is a TIME_WAIT one a client SYN reuses (conn_reuse_mode=1), which then counts as missing.
+    /// With [`Known::MaybeVip`] a connection that does not prove the packet's destination a VIP
+    /// (its service deleted, or a fwmark service) is left as it is: [`Existing::Unproven`].
     #[inline(always)]
-    fn existing<A: ConnAddr>(&self, path: &Path<'_, A>, flow: &Flow<A>, si: usize) -> Existing<A> {
+    fn existing<A: ConnAddr>(
+        &self,
+        path: &Path<'_, A>,
+        flow: &Flow<A>,
+        si: usize,
+        known: Known,
+    ) -> Existing<A> {
         let mut sh = path.conns.shard(si).lock();
         let Some(i) = flow.find(&sh) else {
             return Existing::Missing;
         };
         let (deleted, action) = match sh.get(i) {
-            Some(c) => (
-                c.dest.svc.deleted.load(Ordering::Relaxed),
-                // expire_nodest_conn, conn_reuse_mode (defense.rs).
-                if flow.dir == Direction::In {
-                    self.defense.on_hit(c, flow.opens())
-                } else {
-                    HitAction::Use
-                },
-            ),
+            Some(c) => {
+                let deleted = c.dest.svc.deleted.load(Ordering::Relaxed);
+                // An address service's connections have its VIP as vaddr (new_connection, sync
+                // install and handover import all find the service by vaddr), and a client ->
+                // VIP key match means vaddr == the packet's destination: a live one proves it.
+                // (Comparing the addresses here cost new connections ~28 instructions: LLVM
+                // then stopped inlining the service lookup.)
+                debug_assert!(c.dest.svc.vip.is_none_or(|v| v == c.vaddr.to_ip()));
+                if known == Known::MaybeVip && (deleted || c.dest.svc.vip.is_none()) {
+                    return Existing::Unproven;
+                }
+                (
+                    deleted,
+                    // expire_nodest_conn, conn_reuse_mode (defense.rs).
+                    if flow.dir == Direction::In {
+                        self.defense.on_hit(c, flow.opens())
+                    } else {
+                        HitAction::Use
+                    },
+                )
+            }
             None => (false, HitAction::Use),
         };
         if action == HitAction::DropDestUnavailable && !deleted {
@@ -462,11 +534,8 @@ impl Director {
         info: &mut PacketInfo,
         flow: &Flow<A>,
         si: usize,
+        svc: &Service,
     ) -> Verdict {
-        let lookup = || path.svcs.lookup(flow.proto, info.dst, flow.dport);
-        let Some(svc) = path.marked.or_else(lookup) else {
-            return Verdict::Pass;
-        };
         if let Some(f) = flow.tcp
             && !crate::sloppy::tcp_may_schedule(
                 f.syn(),
@@ -773,15 +842,35 @@ impl Director {
     }
 }
 
-/// What every step of one packet's path reads: its family's connection table, the service
-/// snapshot, the clock and the packet's random draw.
+/// What every step of one packet's path reads: its family's connection table, its firewall
+/// mark, the clock and the packet's random draw.
 struct Path<'a, A> {
     conns: &'a ConnTable<A>,
-    svcs: &'a ServiceTable,
-    /// The fwmark service of the packet's mark, if any.
-    marked: Option<&'a Arc<Service>>,
+    /// The packet's firewall mark ([`Fwmark::NONE`]: none).
+    mark: Fwmark,
     now: Timestamp,
     random: u64,
+}
+
+/// Whether a packet's direction is known when its connection is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Classified: by the service snapshot, or to an address the VIP filter rules out.
+    Classified,
+    /// Taken as client -> VIP because the VIP filter allows it: only a connection of a live
+    /// address service (whose VIP the destination is) proves it.
+    MaybeVip,
+}
+
+/// What a client -> VIP lookup found before the snapshot was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InLookup {
+    /// Not looked up (a marked packet: the snapshot first).
+    NotYet,
+    /// No connection.
+    Missing,
+    /// A connection that proves nothing (left as it was).
+    Unproven,
 }
 
 /// One packet's connection key in its direction, read once from its parse. In (client -> VIP):
@@ -859,6 +948,8 @@ enum Existing<A> {
     DestUnavailable,
     /// Not tracked.
     Missing,
+    /// Tracked, but not proof of the packet's direction ([`Known::MaybeVip`]); left unchanged.
+    Unproven,
 }
 
 #[inline]

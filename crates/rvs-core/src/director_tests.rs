@@ -1293,3 +1293,235 @@ fn template_holds_are_given_back_on_every_path() {
     );
     assert_eq!(dest_counts(&d, &key, RIP1), (0, 0, 0));
 }
+
+/// The VIP filter (vips.rs) follows the published table, and a packet to an address that only
+/// shares a VIP's bucket (a client here) is classified exactly: its replies still go out.
+#[test]
+fn vip_filter_follows_the_table_and_collisions_classify_exactly() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 80)], None);
+    assert!(d.vips.may_contain(ip(VIP)));
+    // A client address in 198.18.0.0/15 sharing the VIP's bucket (expected: ~32 of 131072).
+    let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
+    let client = (0..1u32 << 17)
+        .map(|k| Ipv4Addr::from(base + k))
+        .find(|a| d.vips.may_contain(IpAddr::V4(*a)))
+        .expect("an address in the VIP's bucket")
+        .octets();
+    let fwd_in = Verdict::Forward(Direction::In);
+    let fwd_out = Verdict::Forward(Direction::Out);
+    send(&d, 0, tcp4(client, 4000, VIP, 80, SYN, b""), fwd_in);
+    let reply = send(&d, 1, tcp4(RIP1, 80, client, 4000, SYNACK, b""), fwd_out);
+    assert_eq!(addrs4(&reply), (VIP, 80, client, 4000));
+    send(&d, 2, tcp4(client, 4000, VIP, 80, ACK, b"x"), fwd_in);
+    assert_eq!(only_conn(&d, 2).state, "ESTABLISHED");
+    // A batch that fails counts none of its VIPs.
+    let vip2 = (1..=255u8)
+        .map(|k| [198, 51, 100, k])
+        .find(|a| !d.vips.may_contain(ip(*a)))
+        .expect("an address the filter rules out");
+    let key2 = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: ip(vip2),
+        port: 80,
+    };
+    assert!(
+        d.apply_batch(vec![
+            ConfigOp::AddService(ServiceSpec::new(key2, "rr")),
+            ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+        ])
+        .is_err()
+    );
+    assert!(!d.vips.may_contain(ip(vip2)));
+    d.apply(ConfigOp::AddService(ServiceSpec::new(key2, "rr")))
+        .unwrap();
+    assert!(d.vips.may_contain(ip(vip2)));
+    // Deleted: no VIP left in its bucket, the client's packets pass as anyone's.
+    d.apply(ConfigOp::DeleteService(key)).unwrap();
+    assert!(!d.vips.may_contain(ip(VIP)));
+    send(&d, 3, tcp4(client, 4000, VIP, 80, ACK, b""), Verdict::Pass);
+    send(&d, 3, tcp4(RIP1, 80, client, 4000, ACK, b""), Verdict::Pass);
+}
+
+/// An address that shares `vip`'s filter bucket while `vip` is the only VIP (198.18.0.0/15;
+/// ~32 expected of 131,072).
+fn filter_neighbour(d: &Director, vip: [u8; 4]) -> [u8; 4] {
+    let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
+    (0..1u32 << 17)
+        .map(|k| Ipv4Addr::from(base + k).octets())
+        .find(|a| *a != vip && d.vips.may_contain(ip(*a)))
+        .expect("an address in the VIP's bucket")
+}
+
+/// The filter counts a VIP once per address, whatever its services: a VIP in the same bucket
+/// coming and going (in separate changes or one batch, two services on it, a failed batch, a
+/// clear) never uncounts another VIP, whose established flow keeps forwarding both ways.
+#[test]
+fn vip_filter_counts_per_address_and_a_neighbours_churn_keeps_flows() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 80)], None);
+    let fwd_in = Verdict::Forward(Direction::In);
+    let fwd_out = Verdict::Forward(Direction::Out);
+    send(&d, 0, tcp4(CIP, 4000, VIP, 80, SYN, b""), fwd_in);
+    send(&d, 0, tcp4(RIP1, 80, CIP, 4000, SYNACK, b""), fwd_out);
+    let flows = |now| {
+        send(&d, now, tcp4(CIP, 4000, VIP, 80, ACK, b"q"), fwd_in);
+        let r = send(&d, now, tcp4(RIP1, 80, CIP, 4000, ACK, b"r"), fwd_out);
+        assert_eq!(addrs4(&r), (VIP, 80, CIP, 4000));
+    };
+    let vip2 = filter_neighbour(&d, VIP);
+    let k2 = |protocol, port| ServiceKey::Addr {
+        protocol,
+        addr: ip(vip2),
+        port,
+    };
+    let (t2, u2) = (k2(Protocol::Tcp, 80), k2(Protocol::Udp, 53));
+    d.apply_batch(vec![
+        ConfigOp::AddService(ServiceSpec::new(t2, "rr")),
+        ConfigOp::AddService(ServiceSpec::new(u2, "rr")),
+        ConfigOp::AddDest(u2, DestSpec::masq(ip(RIP2), 53, Weight(1))),
+    ])
+    .unwrap();
+    send(&d, 1, udp4(CIP, 5000, vip2, 53, b"x"), fwd_in);
+    // One of vip2's two services goes: vip2 is still a VIP, its other service's flow goes on.
+    d.apply(ConfigOp::DeleteService(t2)).unwrap();
+    assert!(d.vips.may_contain(ip(vip2)));
+    send(&d, 2, udp4(CIP, 5000, vip2, 53, b"y"), fwd_in);
+    send(&d, 2, udp4(RIP2, 53, CIP, 5000, b"z"), fwd_out);
+    flows(2);
+    // Both gone: the shared bucket still holds VIP.
+    d.apply(ConfigOp::DeleteService(u2)).unwrap();
+    assert!(d.vips.may_contain(ip(VIP)));
+    flows(3);
+    send(&d, 3, udp4(CIP, 5000, vip2, 53, b"y"), Verdict::Pass);
+    // Added and deleted in one batch, and a batch that fails after adding: nothing counted twice
+    // or left over (VIP's bucket would otherwise stay taken after the clear below).
+    d.apply_batch(vec![
+        ConfigOp::AddService(ServiceSpec::new(t2, "rr")),
+        ConfigOp::DeleteService(t2),
+    ])
+    .unwrap();
+    assert!(
+        d.apply_batch(vec![
+            ConfigOp::AddService(ServiceSpec::new(t2, "rr")),
+            ConfigOp::DeleteService(u2),
+        ])
+        .is_err()
+    );
+    flows(4);
+    // VIP deleted and re-added in one batch stays counted throughout.
+    d.apply_batch(vec![
+        ConfigOp::DeleteService(key),
+        ConfigOp::AddService(ServiceSpec::new(key, "rr")),
+        ConfigOp::AddDest(key, DestSpec::masq(ip(RIP1), 80, Weight(1))),
+    ])
+    .unwrap();
+    assert!(d.vips.may_contain(ip(VIP)));
+    send(&d, 5, tcp4(CIP, 4001, VIP, 80, SYN, b""), fwd_in);
+    d.apply(ConfigOp::Clear).unwrap();
+    assert!(!d.vips.may_contain(ip(VIP)) && !d.vips.may_contain(ip(vip2)));
+    send(&d, 6, tcp4(CIP, 4001, VIP, 80, ACK, b""), Verdict::Pass);
+}
+
+/// A neighbour VIP added and deleted over and over while another worker forwards an established
+/// flow: the flow's VIP stays counted (the filter is a superset of every published table), so
+/// not one of its packets is taken for a reply or passed. Bounded: 300 changes, 2000 packets.
+#[test]
+fn vip_filter_churn_beside_flowing_packets() {
+    let key = tcp_key(80);
+    let d = setup(key, &[(RIP1, 80)], None);
+    send(
+        &d,
+        0,
+        tcp4(CIP, 4000, VIP, 80, SYN, b""),
+        Verdict::Forward(Direction::In),
+    );
+    let vip2 = filter_neighbour(&d, VIP);
+    let k2 = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: ip(vip2),
+        port: 80,
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..150 {
+                d.apply(ConfigOp::AddService(ServiceSpec::new(k2, "rr")))
+                    .unwrap();
+                d.apply(ConfigOp::DeleteService(k2)).unwrap();
+            }
+        });
+        for i in 0..1000u64 {
+            let mut p = tcp4(CIP, 4000, VIP, 80, ACK, b"q");
+            assert_eq!(
+                d.process(Timestamp(1), i, &mut p),
+                Verdict::Forward(Direction::In),
+                "in #{i}"
+            );
+            let mut p = tcp4(RIP1, 80, CIP, 4000, ACK, b"r");
+            assert_eq!(
+                d.process(Timestamp(1), i, &mut p),
+                Verdict::Forward(Direction::Out),
+                "out #{i}"
+            );
+        }
+    });
+    assert!(d.vips.may_contain(ip(VIP)));
+}
+
+/// The connections that cannot prove a packet's VIP send it to the snapshot, which classifies
+/// it as before: a fwmark service's connection (VIP-less; of an address a VIP or not) and one
+/// whose service was deleted but not yet purged (the moment between publication and purge).
+#[test]
+fn unproven_connections_are_classified_by_the_snapshot() {
+    let key = tcp_key(80);
+    let fwm = ServiceKey::Fwmark {
+        mark: Fwmark(7),
+        ipv6: false,
+    };
+    let d = setup(key, &[(RIP1, 80)], None);
+    d.apply_batch(vec![
+        ConfigOp::AddService(ServiceSpec::new(fwm, "rr")),
+        ConfigOp::AddDest(fwm, DestSpec::masq(ip(RIP2), 80, Weight(1))),
+    ])
+    .unwrap();
+    let fwd_in = Verdict::Forward(Direction::In);
+    let marked = |now, mut p: Vec<u8>| {
+        let v = d.process_marked(Timestamp(now), 1, Fwmark(7), &mut p);
+        assert_eq!(v, fwd_in);
+        p
+    };
+    // Marked SYN to the VIP: the fwmark service's connection (to RIP2). Unmarked after: the VIP
+    // is one (address service), so the connection is used as IPVS would, to RIP2.
+    let p = marked(0, tcp4(CIP, 4000, VIP, 80, SYN, b""));
+    assert_eq!(addrs4(&p).2, RIP2);
+    let p = send(&d, 1, tcp4(CIP, 4000, VIP, 80, ACK, b"x"), fwd_in);
+    assert_eq!(addrs4(&p).2, RIP2);
+    // Marked SYN to an address in VIP's bucket that is no VIP: unmarked after, not ours.
+    let near = filter_neighbour(&d, VIP);
+    let p = marked(1, tcp4(CIP, 4001, near, 80, SYN, b""));
+    assert_eq!(addrs4(&p).2, RIP2);
+    let before = d.conn_count();
+    send(&d, 2, tcp4(CIP, 4001, near, 80, ACK, b"x"), Verdict::Pass);
+    assert_eq!(
+        d.conn_count(),
+        before,
+        "an unproven connection is left as it was"
+    );
+    // A deleted service's connection still in the table: dropped and removed, as before.
+    send(&d, 2, tcp4(CIP, 4002, VIP, 80, SYN, b""), fwd_in);
+    let svc = d.services.load().get(&key).unwrap().clone();
+    svc.shared
+        .deleted
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    send(
+        &d,
+        3,
+        tcp4(CIP, 4002, VIP, 80, ACK, b""),
+        Verdict::Drop(DropReason::ServiceDeleted),
+    );
+    assert_eq!(
+        d.conn_count(),
+        before,
+        "the deleted service's connection is gone"
+    );
+}

@@ -105,6 +105,7 @@ pub mod tcp;
 mod template;
 pub mod time;
 pub mod verdict;
+mod vips;
 
 pub use config::{ConfigError, ConfigOp, ServiceConfig, TimeoutUpdate, Timeouts};
 pub use defense::{DefenseConfig, DefenseLevel, DefenseSnapshot, NoDestConn, QuiescentTemplate};

@@ -154,6 +154,10 @@ pub(crate) struct Pending {
     changed: HashSet<ServiceKey, FixedState>,
     /// The id of the newest service (a new one gets this + 1).
     last_id: u64,
+    /// VIPs new to the table and VIPs gone from it, in batch order (for the director's VIP
+    /// filter: counted before the table is published, uncounted after).
+    pub(crate) vips_added: Vec<IpAddr>,
+    pub(crate) vips_removed: Vec<IpAddr>,
 }
 
 fn make_scheduler(name: &str, flags: SchedFlags) -> Result<Box<dyn Scheduler>, ConfigError> {
@@ -218,7 +222,30 @@ impl Pending {
             effects: Vec::new(),
             changed: HashSet::default(),
             last_id,
+            vips_added: Vec::new(),
+            vips_removed: Vec::new(),
         }
+    }
+
+    /// Inserts a service version into the working copy, noting a VIP new to it.
+    fn insert(&mut self, svc: Arc<Service>) {
+        if let ServiceKey::Addr { addr, .. } = svc.spec.key
+            && !self.table.vips.contains(&addr)
+        {
+            self.vips_added.push(addr);
+        }
+        self.table.insert(svc);
+    }
+
+    /// Removes a service from the working copy, noting a VIP it leaves without a service.
+    fn remove(&mut self, key: &ServiceKey) -> Option<Arc<Service>> {
+        let old = self.table.remove(key)?;
+        if let ServiceKey::Addr { addr, .. } = *key
+            && !self.table.vips.contains(&addr)
+        {
+            self.vips_removed.push(addr);
+        }
+        Some(old)
     }
 
     pub(crate) fn last_id(&self) -> u64 {
@@ -244,7 +271,7 @@ impl Pending {
             persist_ms: old.persist_ms,
         };
         self.mark_changed(svc.spec.key);
-        self.table.insert(Arc::new(svc));
+        self.insert(Arc::new(svc));
     }
 
     /// Validates one operation against the working copy.
@@ -262,7 +289,13 @@ impl Pending {
                     .persistence
                     .map_or(0, |p| u64::from(p.timeout_s) * 1000);
                 let svc = Service {
-                    shared: Arc::new(ServiceShared::new(self.last_id)),
+                    shared: Arc::new(ServiceShared::new(
+                        self.last_id,
+                        match spec.key {
+                            ServiceKey::Addr { addr, .. } => Some(addr),
+                            ServiceKey::Fwmark { .. } => None,
+                        },
+                    )),
                     dests: Vec::new(),
                     sched: Arc::new(Mutex::new(SchedState {
                         sched,
@@ -273,7 +306,7 @@ impl Pending {
                     spec,
                 };
                 self.mark_changed(svc.spec.key);
-                self.table.insert(Arc::new(svc));
+                self.insert(Arc::new(svc));
             }
             ConfigOp::EditService(spec) => {
                 let old = self.svc(&spec.key)?.clone();
@@ -302,19 +335,16 @@ impl Pending {
                     persist_ms,
                 };
                 self.mark_changed(svc.spec.key);
-                self.table.insert(Arc::new(svc));
+                self.insert(Arc::new(svc));
             }
             ConfigOp::DeleteService(key) => {
-                let old = self
-                    .table
-                    .remove(&key)
-                    .ok_or(ConfigError::ServiceNotDefined)?;
+                let old = self.remove(&key).ok_or(ConfigError::ServiceNotDefined)?;
                 self.delete_effects(&old);
             }
             ConfigOp::Clear => {
                 let all: Vec<ServiceKey> = self.table.order.clone();
                 for key in all {
-                    if let Some(old) = self.table.remove(&key) {
+                    if let Some(old) = self.remove(&key) {
                         self.delete_effects(&old);
                     }
                 }

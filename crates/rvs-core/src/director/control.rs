@@ -90,7 +90,15 @@ impl Director {
                 Effect::EditDest(..) | Effect::RemoveDest(_) => {}
             }
         }
+        // The VIP filter stays a superset of the published VIPs: new ones counted before, gone
+        // ones uncounted after (vips.rs).
+        for &vip in &pending.vips_added {
+            self.vips.add(vip);
+        }
         self.services.store(Arc::new(pending.table));
+        for &vip in &pending.vips_removed {
+            self.vips.remove(vip);
+        }
         // A deleted service's connections and templates go now (control-plane walk).
         for shared in deleted {
             let id = shared.id;
