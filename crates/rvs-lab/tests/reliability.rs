@@ -643,6 +643,35 @@ fn table_entries(lab: &Lab) -> u64 {
     v["defense"]["conns"].as_u64().unwrap_or(0) + v["defense"]["templates"].as_u64().unwrap_or(0)
 }
 
+/// A namespace's `/proc/net/snmp` line pair for `proto` (e.g. `Udp`) as `name=value` for the non-zero counters.
+fn snmp_nonzero(ns: &str, proto: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let head = format!("{proto}:");
+    let mut lines = out.lines().filter(|l| l.starts_with(&head));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return format!("(no {proto} lines)");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .skip(1)
+        .filter(|(_, v)| *v != "0")
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Milliseconds since the Unix epoch (stamps a failed request so it can be placed against the samples).
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
 /// What one load thread saw.
 #[derive(Debug, Default)]
 struct Load {
@@ -694,7 +723,7 @@ fn soak_mixed_load_with_rules_changing_every_second() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 match conn.get(Connection::KeepAlive) {
                     Ok(_) => l.ok += 1,
-                    Err(e) => l.failed.push(format!("kept-alive: {e}")),
+                    Err(e) => l.failed.push(format!("kept-alive at {} ms: {e}", now_ms())),
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -706,7 +735,9 @@ fn soak_mixed_load_with_rules_changing_every_second() {
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             match rvs_lab::client::get(lab::vip(80), Duration::from_secs(5)) {
                 Ok(_) => l.ok += 1,
-                Err(e) => l.failed.push(format!("new connection: {e}")),
+                Err(e) => l
+                    .failed
+                    .push(format!("new connection at {} ms: {e}", now_ms())),
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -719,7 +750,7 @@ fn soak_mixed_load_with_rules_changing_every_second() {
             k = k.wrapping_add(1);
             match rvs_lab::client::udp_query(lab::vip(53), &[b'q', k], Duration::from_secs(2)) {
                 Ok(_) => l.ok += 1,
-                Err(e) => l.failed.push(format!("udp: {e}")),
+                Err(e) => l.failed.push(format!("udp at {} ms: {e}", now_ms())),
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -727,6 +758,7 @@ fn soak_mixed_load_with_rules_changing_every_second() {
     });
     // Rules change every second; the warm-up (the first fifth) ends with the baseline taken.
     let start = Instant::now();
+    let start_ms = now_ms();
     let warmup = Duration::from_secs((secs / 5).max(2));
     let mut baseline = None;
     let mut changes = 0usize;
@@ -810,9 +842,16 @@ fn soak_mixed_load_with_rules_changing_every_second() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     eprintln!(
-        "soak drops: rvsd {}; TUN queue drops {tun_dropped}",
+        "soak drops: rvsd {}; TUN queue drops {tun_dropped}; started at {start_ms} ms",
         v["defense"]["drops"]
     );
+    // The UDP path end to end: the client's and each real server's kernel (a full socket buffer counts
+    // RcvbufErrors, no listener NoPorts), and rvsd's packets in and out per service and real server.
+    eprintln!("soak udp: client {}", snmp_nonzero(&lab.client(), "Udp"));
+    for i in 1..=2 {
+        eprintln!("soak udp: rs{i} {}", snmp_nonzero(&lab.rs(i), "Udp"));
+    }
+    eprintln!("soak stats:\n{}", adm(&lab, &["-L", "-n", "--stats"]));
     eprintln!(
         "soak {secs} s: {changes} rule changes, {ok} requests ok, {} failed; rvsd after the warm-up {rss0} KiB, {fds0} \
          fds, {entries0} entries; at the end {rss1} KiB, {fds1} fds, {entries1} entries; samples (s, (KiB, fds), \
