@@ -108,6 +108,16 @@ pub struct Report {
     pub drops: String,
     /// (seconds since the start, rvsd RSS KiB, table entries) every few seconds.
     pub samples: Vec<(f64, u64, u64)>,
+    /// Where a connection without an entry comes from: the table's entries by state once every connection was
+    /// open and after the idle time (`rvsadm -L -n -c`), the kernel's drops into rvsd's TUN (`tx_dropped` of
+    /// `rvs0`) at the same moments, the real servers' listen-queue and SYN-cookie counters (TcpExt, summed) and
+    /// the client's SYN retransmissions, at full table.
+    pub states_open: String,
+    pub states_idle: String,
+    pub tun_dropped_open: u64,
+    pub tun_dropped_idle: u64,
+    pub servers_tcpext: String,
+    pub client_tcpext: String,
 }
 
 impl Report {
@@ -179,7 +189,19 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(f, "sockstat client: {}", self.sockstat_client)?;
         writeln!(f, "sockstat rs1: {}", self.sockstat_rs1)?;
-        writeln!(f, "rvsd drops: {}", self.drops)
+        writeln!(f, "rvsd drops: {}", self.drops)?;
+        writeln!(
+            f,
+            "entries by state: {} when open, {} after the idle time",
+            self.states_open, self.states_idle
+        )?;
+        writeln!(
+            f,
+            "TUN queue drops (rvs0 tx_dropped): {} when open, {} after the idle time",
+            self.tun_dropped_open, self.tun_dropped_idle
+        )?;
+        writeln!(f, "real servers (summed): {}", self.servers_tcpext)?;
+        writeln!(f, "client: {}", self.client_tcpext)
     }
 }
 
@@ -312,6 +334,79 @@ fn table(lab: &Lab) -> (u64, serde_json::Value) {
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
     (v["defense"]["conns"].as_u64().unwrap_or(0), v)
+}
+
+/// The table's entries by state (`rvsadm -L -n -c`'s third column), e.g. `ESTABLISHED=999530 SYN_RECV=103`.
+fn states(lab: &Lab) -> String {
+    let text = lab.rvsadm(&["-L", "-n", "-c"]).unwrap_or_default();
+    let mut by = std::collections::BTreeMap::<&str, u64>::new();
+    // Two header lines ("IPVS connection entries", the column names), then one line an entry.
+    for l in text.lines().skip(2) {
+        if let Some(st) = l.split_whitespace().nth(2) {
+            *by.entry(st).or_default() += 1;
+        }
+    }
+    if by.is_empty() {
+        return "none".into();
+    }
+    by.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The kernel's drops into rvsd's TUN queue (`tx_dropped` of `rvs0` in the director).
+fn tun_dropped(lab: &Lab) -> u64 {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.director(), "cat"])
+        .arg("/sys/class/net/rvs0/statistics/tx_dropped")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// TcpExt counters that tell a lost handshake apart (SYN cookies sent and taken, listen-queue overflows and
+/// drops, SYN-ACK and SYN retransmissions).
+const HANDSHAKE_COUNTERS: [&str; 9] = [
+    "TCPReqQFullDoCookies",
+    "TCPReqQFullDrop",
+    "SyncookiesSent",
+    "SyncookiesRecv",
+    "SyncookiesFailed",
+    "ListenOverflows",
+    "ListenDrops",
+    "TCPSynRetrans",
+    "TCPTimeouts",
+];
+
+/// [`HANDSHAKE_COUNTERS`] of namespace `ns` (`/proc/net/netstat`), added into `sum`.
+fn tcpext_into(ns: &str, sum: &mut std::collections::BTreeMap<&'static str, u64>) {
+    let text = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/netstat"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (ext.next(), ext.next()) else {
+        return;
+    };
+    for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+        if let Some(k) = HANDSHAKE_COUNTERS.iter().find(|k| **k == n) {
+            *sum.entry(k).or_default() += v.parse::<u64>().unwrap_or(0);
+        }
+    }
+}
+
+fn tcpext(namespaces: &[String]) -> String {
+    let mut sum = std::collections::BTreeMap::new();
+    for ns in namespaces {
+        tcpext_into(ns, &mut sum);
+    }
+    sum.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Slab caches' sizes (bytes), from /proc/slabinfo.
@@ -561,6 +656,11 @@ fn run_in(lab: &Lab, opts: &MillionOptions) -> Result<Report> {
     grown.sort_by_key(|(_, d)| -d);
     grown.truncate(8);
     r.slab_top = grown;
+    r.states_open = states(lab);
+    r.tun_dropped_open = tun_dropped(lab);
+    let rs_ns: Vec<String> = (1..=opts.real_servers).map(|i| lab.rs(i)).collect();
+    r.servers_tcpext = tcpext(&rs_ns);
+    r.client_tcpext = tcpext(&[lab.client()]);
     r.sockstat_client = sockstat_tcp(&lab.client());
     r.sockstat_rs1 = sockstat_tcp(&lab.rs(1));
     for args in [
@@ -585,6 +685,8 @@ fn run_in(lab: &Lab, opts: &MillionOptions) -> Result<Report> {
     r.idle_cpu_pct =
         (cpu_ticks(pid).saturating_sub(c0)) as f64 / ticks_per_sec() / r.idle_secs * 100.0;
     r.entries_after_idle = table(lab).0;
+    r.states_idle = states(lab);
+    r.tun_dropped_idle = tun_dropped(lab);
 
     // Use every connection.
     let start = Instant::now();
