@@ -265,8 +265,11 @@ impl Director {
         mark: Fwmark,
         pkt: &mut [u8],
     ) -> Verdict {
-        match rvs_wire::parse(pkt) {
-            Ok(mut info) => self.process_parsed(now, random, mark, pkt, &mut info),
+        // Borrowed where parse left it: moving the parse result out of the Result cost ~16
+        // instructions a packet (core_icount).
+        let mut parsed = rvs_wire::parse(pkt);
+        match &mut parsed {
+            Ok(info) => self.process_parsed(now, random, mark, pkt, info),
             Err(_) => self.malformed(random),
         }
     }
