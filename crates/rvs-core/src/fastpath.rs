@@ -151,7 +151,7 @@ impl Director {
     }
 
     /// Credit what the fast path forwarded for `c` (see the module docs). Returns the connection's state, or None
-    /// when the core no longer has it.
+    /// when the core no longer has it (also when the 4-tuple now belongs to a connection to another real server).
     pub fn fast_path_credit(&self, c: &FastConn, credit: &FastCredit) -> Option<TcpState> {
         match (c.caddr, c.vaddr) {
             (IpAddr::V4(ca), IpAddr::V4(va)) => credit_in(&self.v4, c, ca, va, credit),
@@ -194,6 +194,11 @@ fn credit_in<A: ConnAddr>(
     let mut sh = tbl.shard(si).lock();
     let i = sh.find_in(fc.protocol, caddr, fc.cport, vaddr, fc.vport)?;
     let c = sh.get_mut(i)?;
+    if c.daddr.to_ip() != fc.daddr || c.dport != fc.dport {
+        // Another connection on the same 4-tuple (the client reused it): the offered one is gone, and what its
+        // entries forwarded is not this one's.
+        return None;
+    }
     if credit.in_packets > 0 {
         c.dest
             .stats
@@ -515,5 +520,47 @@ mod tests {
         );
         assert_eq!(d.expire(Timestamp(800_000 + 900_000)), 1);
         assert_eq!(d.fast_path_credit(&fc, &credit), None, "gone");
+    }
+
+    /// A client that reuses a 4-tuple (TIME_WAIT reuse) makes a new connection, maybe to another real server. An
+    /// entry the fast path still holds for the old one must not be credited to it nor kept because the 4-tuple is
+    /// ESTABLISHED again: the core answers None (gone), so the fast path removes it instead of forwarding the new
+    /// connection's packets to the old real server.
+    #[test]
+    fn credit_for_a_connection_whose_4_tuple_now_goes_elsewhere_is_refused() {
+        let (d, r) = setup(Protocol::Tcp, 80);
+        send(&d, 10, tcp(CIP, 40000, VIP, 80, "S"));
+        send(&d, 11, tcp(RIP, 8080, CIP, 40000, "SA"));
+        for _ in 1..TCP_OFFER_IN_PKTS {
+            send(&d, 12, tcp(CIP, 40000, VIP, 80, "A"));
+        }
+        let fc = r.events.lock().unwrap()[0].1;
+        let credit = FastCredit {
+            in_packets: 5,
+            in_bytes: 500,
+            out_packets: 0,
+            out_bytes: 0,
+            last_seen: Some(Timestamp(13)),
+        };
+        let before = d.services()[0].stats;
+        for old in [
+            FastConn {
+                daddr: std::net::IpAddr::from([203, 0, 113, 2]),
+                ..fc
+            },
+            FastConn { dport: 8081, ..fc },
+        ] {
+            assert_eq!(d.fast_path_credit(&old, &credit), None, "{old:?}");
+        }
+        assert_eq!(
+            d.services()[0].stats.inpkts,
+            before.inpkts,
+            "nothing credited"
+        );
+        assert_eq!(
+            d.fast_path_credit(&fc, &credit),
+            Some(TcpState::Established),
+            "the connection itself still is"
+        );
     }
 }
