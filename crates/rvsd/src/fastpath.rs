@@ -50,16 +50,29 @@ pub enum Event {
 
 /// The core's hook: queues, never blocks.
 #[derive(Debug)]
-pub struct Sink(SyncSender<Event>);
+pub struct Sink {
+    tx: SyncSender<Event>,
+    /// A withdrawal did not fit in the queue: the fast-path thread checks every entry against the core at once
+    /// (a closed connection's entry must not outlive it: a new connection on the same 4-tuple would take it).
+    lost: Arc<AtomicBool>,
+}
 
 impl FastPathSink for Sink {
     fn offload(&self, c: &FastConn) -> bool {
-        self.0.try_send(Event::Offload(*c)).is_ok()
+        self.tx.try_send(Event::Offload(*c)).is_ok()
     }
     fn withdraw(&self, c: &FastConn) {
-        // Best effort: the once-a-second sync removes what a full queue lost.
-        let _ = self.0.try_send(Event::Withdraw(*c));
+        if self.tx.try_send(Event::Withdraw(*c)).is_err() {
+            self.lost.store(true, Ordering::Relaxed);
+        }
     }
+}
+
+/// The fast-path thread's end of [`channel`].
+#[derive(Debug)]
+pub struct Events {
+    rx: Receiver<Event>,
+    lost: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +110,9 @@ struct Inner {
     /// None: the kernel cannot say (before 6.3); every port is then assumed to transmit, as before.
     features: Option<Features>,
     conns: HashMap<FastConn, Managed>,
+    /// Which connection each installed entry (client -> VIP, and a masq reply's) belongs to. One key, one
+    /// connection: a connection that reuses a 4-tuple (TIME_WAIT reuse) replaces whatever entry an earlier one left.
+    owner: HashMap<FlowKey, FastConn>,
     pending: Vec<(FastConn, Instant)>,
     full_log: RateLimiter,
 }
@@ -201,6 +217,7 @@ impl FastPathCtl {
             ports,
             features,
             conns: HashMap::new(),
+            owner: HashMap::new(),
             pending: Vec::new(),
             full_log: RateLimiter::new(1, 60_000),
         };
@@ -248,7 +265,12 @@ impl FastPathCtl {
     }
 
     /// Install both entries of `c`. Ok(false): not now (next hop unknown), retry later.
-    fn install(&self, inner: &mut Inner, c: &FastConn) -> Result<bool, rvs_xdp::Error> {
+    fn install(
+        &self,
+        director: &Director,
+        inner: &mut Inner,
+        c: &FastConn,
+    ) -> Result<bool, rvs_xdp::Error> {
         if inner.conns.contains_key(c) {
             return Ok(true);
         }
@@ -277,9 +299,21 @@ impl FastPathCtl {
         let rs = SocketAddr::new(c.daddr, c.dport);
         let bad = |e: rvs_xdp::FamilyMismatch| rvs_xdp::Error::TestRun(std::io::Error::other(e));
         let kin = FlowKey::new(proto, client, vip).map_err(bad)?;
-        let kout = match c.method {
-            ForwardMethod::Masq => {
-                let kout = FlowKey::new(proto, rs, client).map_err(bad)?;
+        // An entry an earlier connection on this 4-tuple left (its withdrawal lost or late) goes first, credited to
+        // it: the new connection's entries must not be removed with the old one's.
+        let kreply = match c.method {
+            ForwardMethod::Masq => Some(FlowKey::new(proto, rs, client).map_err(bad)?),
+            _ => None,
+        };
+        for k in std::iter::once(kin).chain(kreply) {
+            if let Some(old) = inner.owner.get(&k).copied()
+                && old != *c
+            {
+                Self::remove(director, inner, &old);
+            }
+        }
+        let kout = match (c.method, kreply) {
+            (ForwardMethod::Masq, Some(kout)) => {
                 let fin = Flow::new(&kin, client, rs, to_rs).map_err(bad)?;
                 let fout = Flow::new(&kout, vip, client, to_client).map_err(bad)?;
                 inner.fp.insert(&kin, &fin)?;
@@ -289,11 +323,12 @@ impl FastPathCtl {
                 }
                 Some(kout)
             }
-            ForwardMethod::Route => {
+            (ForwardMethod::Masq, None) => return Ok(true), // kreply is Some for masq
+            (ForwardMethod::Route, _) => {
                 inner.fp.insert(&kin, &Flow::direct(&kin, to_rs))?;
                 None
             }
-            ForwardMethod::Tunnel(t) => {
+            (ForwardMethod::Tunnel(t), _) => {
                 let encap = encap_of(&t, c);
                 let Some(path) = self.paths.tunnel(c.daddr) else {
                     return Ok(false);
@@ -302,8 +337,12 @@ impl FastPathCtl {
                 inner.fp.insert(&kin, &flow)?;
                 None
             }
-            ForwardMethod::Local | ForwardMethod::Bypass => return Ok(true),
+            (ForwardMethod::Local | ForwardMethod::Bypass, _) => return Ok(true),
         };
+        inner.owner.insert(kin, *c);
+        if let Some(k) = kout {
+            inner.owner.insert(k, *c);
+        }
         inner.conns.insert(
             *c,
             Managed {
@@ -317,8 +356,8 @@ impl FastPathCtl {
         Ok(true)
     }
 
-    fn offload(&self, inner: &mut Inner, c: FastConn, first: Instant) {
-        match self.install(inner, &c) {
+    fn offload(&self, director: &Director, inner: &mut Inner, c: FastConn, first: Instant) {
+        match self.install(director, inner, &c) {
             Ok(true) => {}
             Ok(false) => {
                 if first.elapsed() < NEXT_HOP_RETRY {
@@ -342,6 +381,11 @@ impl FastPathCtl {
         let Some(m) = inner.conns.remove(c) else {
             return;
         };
+        for k in std::iter::once(m.kin).chain(m.kout) {
+            if inner.owner.get(&k) == Some(c) {
+                inner.owner.remove(&k);
+            }
+        }
         let lin = inner
             .fp
             .remove(&m.kin)
@@ -431,6 +475,8 @@ impl FastPathCtl {
             Self::remove(director, inner, c);
         }
         inner.pending.clear();
+        debug_assert!(inner.owner.is_empty());
+        inner.owner.clear();
         director.fast_path_reset();
     }
 
@@ -509,16 +555,20 @@ impl FastPathCtl {
     fn handle(&self, director: &Director, ev: Event) {
         let mut inner = self.lock();
         match ev {
-            Event::Offload(c) => self.offload(&mut inner, c, Instant::now()),
-            Event::Withdraw(c) => Self::remove(director, &mut inner, &c),
+            Event::Offload(c) => self.offload(director, &mut inner, c, Instant::now()),
+            Event::Withdraw(c) => {
+                // Not installed yet (next hop unknown): it must not be installed after its withdrawal.
+                inner.pending.retain(|(p, _)| *p != c);
+                Self::remove(director, &mut inner, &c);
+            }
         }
     }
 
-    fn retry_pending(&self) {
+    fn retry_pending(&self, director: &Director) {
         let mut inner = self.lock();
         let pending = std::mem::take(&mut inner.pending);
         for (c, first) in pending {
-            self.offload(&mut inner, c, first);
+            self.offload(director, &mut inner, c, first);
         }
     }
 }
@@ -576,6 +626,10 @@ fn adopt(inner: &mut Inner, director: &Director, paths: &MethodPaths) {
                 credited_out: FlowCounters::default(),
             },
         );
+        inner.owner.insert(*kin, c);
+        if let Some(k) = kout {
+            inner.owner.insert(k, c);
+        }
         kept.insert(*kin);
         kept.extend(kout);
     }
@@ -750,16 +804,23 @@ fn credit_of(m: &Managed, lin: FlowCounters, lout: FlowCounters) -> FastCredit {
 }
 
 /// The core's sink and the receiving end for [`spawn`].
-pub fn channel() -> (Arc<Sink>, Receiver<Event>) {
+pub fn channel() -> (Arc<Sink>, Events) {
     let (tx, rx) = sync_channel(QUEUE);
-    (Arc::new(Sink(tx)), rx)
+    let lost = Arc::new(AtomicBool::new(false));
+    (
+        Arc::new(Sink {
+            tx,
+            lost: lost.clone(),
+        }),
+        Events { rx, lost },
+    )
 }
 
 /// The fast-path thread: installs offered connections, removes withdrawn ones, retries unknown next hops.
 pub fn spawn(
     ctl: Arc<FastPathCtl>,
     director: Arc<Director>,
-    events: Receiver<Event>,
+    events: Events,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -767,18 +828,23 @@ pub fn spawn(
         .spawn(move || {
             let mut last_retry = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                match events.recv_timeout(Duration::from_millis(100)) {
+                match events.rx.recv_timeout(Duration::from_millis(100)) {
                     Ok(ev) => {
                         ctl.handle(&director, ev);
-                        while let Ok(ev) = events.try_recv() {
+                        while let Ok(ev) = events.rx.try_recv() {
                             ctl.handle(&director, ev);
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
+                if events.lost.swap(false, Ordering::Relaxed) {
+                    // A withdrawal was lost to a full queue: remove what left ESTABLISHED now, not at the next
+                    // once-a-second sync (a reused 4-tuple would meanwhile take the stale entry).
+                    ctl.sync(&director);
+                }
                 if last_retry.elapsed() >= Duration::from_millis(100) {
-                    ctl.retry_pending();
+                    ctl.retry_pending(&director);
                     last_retry = Instant::now();
                 }
             }
