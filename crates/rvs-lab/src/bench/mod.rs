@@ -70,6 +70,11 @@ struct Args {
     /// UDP payload bytes.
     #[arg(long, default_value_t = 64)]
     udp_size: usize,
+    /// Real servers behind the HTTP service of the balancing paths (kernel NAT, HAProxy, rvs): 2, or 1 (the server
+    /// the direct path reaches), which takes the second nginx off the two cores: with 2, three busy processes (wrk
+    /// and two nginx) share two CPUs and requests wait for a scheduler slice; direct always has one.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    http_servers: u8,
     /// Paths to compare.
     #[arg(
         long,
@@ -181,6 +186,9 @@ pub struct Sample {
     pub proc_s: Option<f64>,
     /// UDP: datagrams sent (the rest were lost on the way).
     pub sent: Option<u64>,
+    /// UDP: datagrams the real servers' kernels dropped at the sink's socket (`Udp: RcvbufErrors` of their
+    /// namespaces): lost at the receiver, not on the path.
+    pub sink_drops: Option<u64>,
     /// Bulk: TCP retransmissions of the sender.
     pub retransmits: Option<u64>,
     /// With the fast path: what the XDP program forwarded and passed up during the measurement.
@@ -285,13 +293,15 @@ fn run_network(args: &Args) -> Result<()> {
     println!();
     println!("Machine: {machine}");
     println!(
-        "Settings: {} rounds, interleaved; {} s per measurement; wrk -t{} -c{}; UDP {} flows x {}-byte payload; nice {}",
+        "Settings: {} rounds, interleaved; {} s per measurement; wrk -t{} -c{}; HTTP real servers {}; UDP {} flows x {}-byte payload, batched sender (sendmmsg x {}); nice {}",
         args.rounds,
         args.duration,
         args.threads,
         args.connections,
+        args.http_servers,
         args.udp_flows,
         args.udp_size,
+        udp::BATCH,
         args.nice
     );
     println!();

@@ -125,6 +125,23 @@ impl PathKind {
     }
 }
 
+/// rvsd's log line saying it took over a connection table a previous rvsd handed over, if any.
+fn took_over_a_table(log: &str) -> Option<String> {
+    strip_ansi(log)
+        .lines()
+        .find(|l| l.contains("took over the connection table"))
+        .map(|l| l.trim().to_string())
+}
+
+/// `Udp: RcvbufErrors` of the namespace (datagrams dropped because a socket's receive buffer was full).
+fn udp_rcvbuf_errors(ns: &str) -> Option<u64> {
+    let snmp = sh_in(ns, &["cat", "/proc/net/snmp"]).ok()?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// What a path needs while it is up.
 #[derive(Debug, Default)]
 struct Active {
@@ -158,6 +175,8 @@ pub struct Bench {
     connections: u32,
     udp_flows: usize,
     udp_size: usize,
+    /// Real servers of the HTTP service (1 or 2).
+    http_servers: u8,
     rvsd_args: Vec<String>,
     exe: PathBuf,
     /// Why rvs paths cannot run, if they cannot (binaries not found).
@@ -211,6 +230,7 @@ impl Bench {
             connections: args.connections,
             udp_flows: args.udp_flows,
             udp_size: args.udp_size,
+            http_servers: args.http_servers,
             rvsd_args: args
                 .rvsd_args
                 .split_whitespace()
@@ -457,6 +477,8 @@ impl Bench {
                 &size,
             ],
         );
+        let rs = [self.lab.rs(1), self.lab.rs(2)];
+        let drops0: Option<u64> = rs.iter().map(|ns| udp_rcvbuf_errors(ns)).sum();
         let m = Meter::start(pid);
         let o = sys::run_timeout(&argv, bound(self.duration))?;
         let m = m.stop();
@@ -473,10 +495,12 @@ impl Bench {
         if received == 0 {
             bail!("no UDP datagram arrived");
         }
+        let drops1: Option<u64> = rs.iter().map(|ns| udp_rcvbuf_errors(ns)).sum();
         Ok(m.finish(Sample {
             value: received as f64 / send_secs,
             ops: received as f64,
             sent: Some(sent),
+            sink_drops: drops0.zip(drops1).map(|(a, b)| b.saturating_sub(a)),
             ..Sample::default()
         }))
     }
@@ -506,11 +530,16 @@ impl Bench {
             PathKind::Nft => {
                 let file = self.file("nft.rules");
                 let rips = format!("0 : {}, 1 : {}", lab::rip(1), lab::rip(2));
+                let http = if self.http_servers == 1 {
+                    lab::rip(1).to_string()
+                } else {
+                    format!("numgen inc mod 2 map {{ {rips} }}")
+                };
                 std::fs::write(
                     &file,
                     format!(
                         "table ip {NFT_TABLE} {{\n  chain pre {{\n    type nat hook prerouting priority dstnat; policy accept;\n    \
-                         ip daddr {vip} tcp dport {HTTP_PORT} dnat to numgen inc mod 2 map {{ {rips} }}\n    \
+                         ip daddr {vip} tcp dport {HTTP_PORT} dnat to {http}\n    \
                          ip daddr {vip} udp dport {UDP_PORT} dnat to numgen inc mod 2 map {{ {rips} }}\n    \
                          ip daddr {vip} tcp dport {BULK_PORT} dnat to {rs1}\n  }}\n}}\n",
                         vip = Comparison::KernelNat.target(),
@@ -528,12 +557,16 @@ impl Bench {
                     format!(
                         "global\n  maxconn 8000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
                          timeout server 60s\n\nfrontend http\n  bind {a}:{HTTP_PORT}\n  default_backend rs_http\n\n\
-                         backend rs_http\n  balance roundrobin\n  server rs1 {r1}:{HTTP_PORT}\n  server rs2 {r2}:{HTTP_PORT}\n\n\
+                         backend rs_http\n  balance roundrobin\n  server rs1 {r1}:{HTTP_PORT}\n{rs2}\n\
                          frontend bulk\n  bind {a}:{BULK_PORT}\n  default_backend rs_bulk\n\nbackend rs_bulk\n  \
                          server rs1 {r1}:{BULK_PORT}\n",
                         a = Comparison::Proxy.target(),
                         r1 = lab::rip(1),
-                        r2 = lab::rip(2),
+                        rs2 = if self.http_servers == 1 {
+                            String::new()
+                        } else {
+                            format!("  server rs2 {}:{HTTP_PORT}\n", lab::rip(2))
+                        },
                     ),
                 )?;
                 let cfg = cfg.display().to_string();
@@ -558,13 +591,18 @@ impl Bench {
 
     /// The virtual services, in `ipvsadm -S` form, loaded by rvsd at start (`--rules`), with real servers of
     /// forwarding method `flag` (`-m`, `-g`, `-i`).
-    fn rvs_rules_with(flag: &str) -> String {
+    fn rvs_rules_with(flag: &str, http_servers: u8) -> String {
         let vip = lab::VIP;
         let (r1, r2) = (lab::rip(1), lab::rip(2));
+        let http2 = if http_servers == 1 {
+            String::new()
+        } else {
+            format!("-a -t {vip}:{HTTP_PORT} -r {r2}:{HTTP_PORT} {flag} -w 1\n")
+        };
         format!(
             "-A -t {vip}:{HTTP_PORT} -s rr\n\
              -a -t {vip}:{HTTP_PORT} -r {r1}:{HTTP_PORT} {flag} -w 1\n\
-             -a -t {vip}:{HTTP_PORT} -r {r2}:{HTTP_PORT} {flag} -w 1\n\
+             {http2}\
              -A -u {vip}:{UDP_PORT} -s rr\n\
              -a -u {vip}:{UDP_PORT} -r {r1}:{UDP_PORT} {flag} -w 1\n\
              -a -u {vip}:{UDP_PORT} -r {r2}:{UDP_PORT} {flag} -w 1\n\
@@ -578,8 +616,16 @@ impl Bench {
         if let Some(why) = &self.rvs_missing {
             bail!("{why}");
         }
-        std::fs::write(self.lab.rules(), Self::rvs_rules_with(setup.method))?;
-        let mut args: Vec<String> = ["--no-save", "--tun", TUN_NAME]
+        std::fs::write(
+            self.lab.rules(),
+            Self::rvs_rules_with(setup.method, self.http_servers),
+        )?;
+        // --restart-hold 0: every path starts with an empty connection table. With a hold, a stop hands the table
+        // to an rvsd started within it, so the next path took over the previous one's connections (tens of
+        // thousands in TIME_WAIT, bound to that path's forwarding method) and the client's reused 4-tuples went
+        // the old way: newconn stalled (2026-12-02 22:03, masq and DR with the fast path after TUN: 15-23
+        // connections/s, then wrk hung).
+        let mut args: Vec<String> = ["--no-save", "--tun", TUN_NAME, "--restart-hold", "0"]
             .iter()
             .chain(setup.args)
             .map(|s| s.to_string())
@@ -587,6 +633,7 @@ impl Bench {
         args.extend(self.rvsd_args.iter().cloned());
         let fast_path = args.iter().any(|a| a == "--fast-path");
         self.lab.cfg.rvsd_args = args;
+        let log_start = std::fs::metadata(self.lab.rvsd_log()).map_or(0, |m| m.len());
         self.lab.start_rvsd().context("starting rvsd")?;
         let list = self
             .lab
@@ -594,6 +641,13 @@ impl Bench {
             .with_context(|| format!("rvsadm -L -n: {}", self.lab.rvsd_log_text()))?;
         if !list.contains(&format!("{}:{HTTP_PORT}", lab::VIP)) {
             bail!("rvsd did not load the virtual services: {list}");
+        }
+        let log = std::fs::read(self.lab.rvsd_log()).unwrap_or_default();
+        let this_run = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
+        if let Some(line) = took_over_a_table(&this_run) {
+            bail!(
+                "rvsd did not start empty (a path must not inherit the previous one's connections): {line}"
+            );
         }
         Ok(Active {
             proxy: None,
@@ -879,5 +933,25 @@ fn find_rvs_binaries(rvsd: Option<&Path>, rvsadm: Option<&Path>) -> Result<(Path
             let found = crate::bins::find().context("finding rvsd and rvsadm")?;
             Ok((d.unwrap_or(found.rvsd), a.unwrap_or(found.rvsadm)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_that_took_over_a_table_is_seen() {
+        // rvsd's own lines (2026-12-02 22:03, a bench run before --restart-hold 0), colours and all.
+        let took = "2026-12-02T22:03:28.697294Z \u{1b}[32m INFO\u{1b}[0m rvsd::handover: took over the connection \
+                    table handed over by the previous rvsd conns=25620 templates=0 skipped=0 age_ms=4345\n";
+        let fresh = "2026-12-02T22:03:28.661390Z  INFO rvsd: rules loaded path=/tmp/x/rules ops=8\n\
+                     2026-12-02T22:03:28.838300Z  INFO rvsd: rvsd ready tun=\"rvsb0\" workers=2\n";
+        let line = took_over_a_table(&format!("{fresh}{took}")).expect("seen");
+        assert!(
+            line.contains("conns=25620") && !line.contains('\u{1b}'),
+            "{line}"
+        );
+        assert_eq!(took_over_a_table(fresh), None);
     }
 }

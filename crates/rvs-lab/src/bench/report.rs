@@ -11,9 +11,10 @@ pub(super) fn show_sample(w: Workload, s: &Sample) -> String {
     let main = match w {
         Workload::Keepalive | Workload::Newconn => format!("{:.0} req/s", s.value),
         Workload::Udp => format!(
-            "{:.0} pkt/s (sent {}, lost {:.1}%)",
+            "{:.0} pkt/s (sent {}, sink socket drops {}, lost {:.1}%)",
             s.value,
             s.sent.unwrap_or(0),
+            s.sink_drops.unwrap_or(0),
             s.sent
                 .filter(|&n| n > 0)
                 .map(|n| 100.0 * (1.0 - s.ops / n as f64))
@@ -326,7 +327,7 @@ pub(super) fn to_json(
                     "workload": w.name(), "path": p.label(), "round": i + 1, "value": s.value,
                     "p50_s": s.p50_s, "p99_s": s.p99_s, "ops": s.ops, "cpu_busy_s": s.cpu_busy_s,
                     "cpu_softirq_s": s.cpu_softirq_s, "proc_s": s.proc_s,
-                    "udp_sent": s.sent, "tcp_retransmits": s.retransmits,
+                    "udp_sent": s.sent, "udp_sink_drops": s.sink_drops, "tcp_retransmits": s.retransmits,
                     "xdp_forwarded": s.fast_path.map(|c| c.forwarded),
                     "xdp_passed": s.fast_path.map(|c| c.passed),
                 }),
@@ -339,7 +340,7 @@ pub(super) fn to_json(
     let doc = serde_json::json!({
         "started": started, "machine": machine, "rounds": args.rounds, "duration_s": args.duration,
         "wrk_threads": args.threads, "wrk_connections": args.connections,
-        "udp_flows": args.udp_flows, "udp_size": args.udp_size, "samples": samples,
+        "http_servers": args.http_servers, "udp_flows": args.udp_flows, "udp_batch": super::udp::BATCH, "udp_size": args.udp_size, "samples": samples,
     });
     Ok(serde_json::to_string_pretty(&doc)?)
 }
@@ -377,6 +378,7 @@ mod tests {
             p99_s: Some(1e-3),
             proc_s: None,
             sent: None,
+            sink_drops: None,
             retransmits: None,
             fast_path: None,
         }
