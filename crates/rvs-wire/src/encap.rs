@@ -201,24 +201,63 @@ pub fn encapsulate(
     outer: &Outer,
     out: &mut [u8],
 ) -> Result<usize, WireError> {
+    let hlen = header_len(tun, outer)?;
     let i = inner_fields(inner)?;
-    let outer_v6 = match (outer.src, outer.dst) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => false,
-        (IpAddr::V6(_), IpAddr::V6(_)) => true,
-        _ => return Err(WireError::AddressFamilyMismatch),
-    };
-    let hlen = tun.overhead(outer_v6);
-    let total = hlen.checked_add(i.len).ok_or(WireError::BadLength)?;
-    let ip_len = if outer_v6 { 40 } else { 20 };
-    let len_field = if outer_v6 { total - ip_len } else { total };
-    let len_field = u16::try_from(len_field).map_err(|_| WireError::BadLength)?;
-    let body_len = total - ip_len;
-    let body_len16 = u16::try_from(body_len).map_err(|_| WireError::BadLength)?;
+    let total = total_len(hlen, &i, outer.dst.is_ipv6())?;
     let inner = inner.get(..i.len).ok_or(WireError::Truncated)?;
     let out = out.get_mut(..total).ok_or(WireError::Truncated)?;
     // Everything is checked: write.
-    out.fill(0);
     out[hlen..].copy_from_slice(inner);
+    write_headers(out, hlen, &i, tun, outer);
+    Ok(total)
+}
+
+/// [`encapsulate`] for an inner packet already in place: `buf[tun.overhead(..)..]` holds it (written there by the
+/// caller, e.g. a segment built straight into a send buffer), and only the headers in front of it are written. Saves
+/// the copy of the packet. Same errors as [`encapsulate`], nothing written on error.
+pub fn encapsulate_in_place(
+    buf: &mut [u8],
+    tun: &TunnelConfig,
+    outer: &Outer,
+) -> Result<usize, WireError> {
+    let hlen = header_len(tun, outer)?;
+    let i = inner_fields(buf.get(hlen..).ok_or(WireError::Truncated)?)?;
+    let total = total_len(hlen, &i, outer.dst.is_ipv6())?;
+    let out = buf.get_mut(..total).ok_or(WireError::Truncated)?;
+    write_headers(out, hlen, &i, tun, outer);
+    Ok(total)
+}
+
+/// The length of `tun`'s headers between `outer`'s addresses (`Err` when their families differ).
+fn header_len(tun: &TunnelConfig, outer: &Outer) -> Result<usize, WireError> {
+    match (outer.src, outer.dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => Ok(tun.overhead(false)),
+        (IpAddr::V6(_), IpAddr::V6(_)) => Ok(tun.overhead(true)),
+        _ => Err(WireError::AddressFamilyMismatch),
+    }
+}
+
+/// The encapsulated length, checked against the outer length field (IPv4 total length, or IPv6 payload length,
+/// which leaves out its 40-byte header): at most 65535.
+fn total_len(hlen: usize, i: &Inner, outer_v6: bool) -> Result<usize, WireError> {
+    let total = hlen.checked_add(i.len).ok_or(WireError::BadLength)?;
+    let field = if outer_v6 { total - 40 } else { total };
+    u16::try_from(field).map_err(|_| WireError::BadLength)?;
+    Ok(total)
+}
+
+/// Writes the headers (`out[..hlen]`) in front of the inner packet `out[hlen..]` (`i` its fields); `out` is exactly
+/// the encapsulated packet and its addresses' families agree (checked by the callers).
+fn write_headers(out: &mut [u8], hlen: usize, i: &Inner, tun: &TunnelConfig, outer: &Outer) {
+    let total = out.len();
+    let outer_v6 = outer.dst.is_ipv6();
+    let ip_len = if outer_v6 { 40 } else { 20 };
+    let len_field = if outer_v6 { total - ip_len } else { total };
+    let body_len = total - ip_len;
+    // total_len() bounded these (the body is shorter than the length field's span).
+    let len_field = u16::try_from(len_field).unwrap_or(u16::MAX);
+    let body_len16 = u16::try_from(body_len).unwrap_or(u16::MAX);
+    out[..hlen].fill(0);
     let next = match tun.kind {
         TunnelKind::Ipip => i.protocol,
         TunnelKind::Gue => proto::UDP,
@@ -272,7 +311,6 @@ pub fn encapsulate(
             }
         }
     }
-    Ok(total)
 }
 
 /// The fields of an outer IPv4 header that vary.

@@ -310,3 +310,46 @@ fn packet_too_big_v6() {
         Err(WireError::Truncated)
     );
 }
+
+#[test]
+fn in_place_writes_the_same_bytes_as_the_copy() {
+    let outer6 = Outer {
+        src: "2001:db8:1::1".parse().expect("a"),
+        dst: "2001:db8:1::11".parse().expect("a"),
+        ident: 0,
+        flow_hash: 7,
+    };
+    let inners: [Vec<u8>; 2] = [inner_v4().to_vec(), inner_v6()];
+    for kind in [TunnelKind::Ipip, TunnelKind::Gue, TunnelKind::Gre] {
+        for csum in [TunnelCsum::NoCsum, TunnelCsum::Csum, TunnelCsum::RemCsum] {
+            for outer in [outer4(), outer6] {
+                for inner in &inners {
+                    let t = tun(kind, csum);
+                    let mut copied = [0u8; 256];
+                    let n = encapsulate(inner, &t, &outer, &mut copied).expect("encap");
+                    // The inner packet where the headers end, garbage in front of it and after it.
+                    let mut buf = [0xa5u8; 256];
+                    let h = t.overhead(outer.dst.is_ipv6());
+                    buf[h..h + inner.len()].copy_from_slice(inner);
+                    let m = encapsulate_in_place(&mut buf, &t, &outer).expect("in place");
+                    assert_eq!(m, n, "{kind:?} {csum:?} {outer:?}");
+                    assert_eq!(&buf[..m], &copied[..n], "{kind:?} {csum:?} {outer:?}");
+                }
+            }
+        }
+    }
+    // Errors write nothing: mixed families, no room for the inner packet, an inner packet that is not IP.
+    let mut buf = [0x5au8; 40];
+    let mixed = Outer {
+        dst: "2001:db8::1".parse().expect("a"),
+        ..outer4()
+    };
+    let t = TunnelConfig::default();
+    assert_eq!(
+        encapsulate_in_place(&mut buf, &t, &mixed),
+        Err(WireError::AddressFamilyMismatch)
+    );
+    assert!(encapsulate_in_place(&mut buf, &t, &outer4()).is_err());
+    assert!(encapsulate_in_place(&mut buf[..10], &t, &outer4()).is_err());
+    assert_eq!(buf, [0x5a; 40]);
+}
