@@ -7,7 +7,8 @@
 //!   read and written with a system call per packet.
 //! - [`uring`]: the same queue driven by io_uring: reads kept posted, one `io_uring_enter` per round.
 //! - [`l2`]: link-layer transmit (`AF_PACKET`): a rewritten packet sent straight to its next hop, beside the TUN.
-//! - [`raw`]: routed transmit of whole IP packets through raw sockets (`IPPROTO_RAW`): tunnelled packets and the
+//! - [`raw`]: routed transmit of whole IP packets through raw sockets (`IPPROTO_RAW`), one at a time or batched
+//!   (`RawBatch`: one `sendmmsg` per family): tunnelled packets and the
 //!   ICMP errors the director answers itself; the kernel routes, resolves the neighbour and fragments.
 //! - [`netlink`]: a small synchronous rtnetlink client (links, routes, rules, proxy neighbours).
 //! - [`steering`]: recipe R of the TUN steering notes: VIP /32 routes into the TUN, proxy neighbours on the public
