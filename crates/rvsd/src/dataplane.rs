@@ -362,6 +362,8 @@ pub(crate) fn run_worker<Q: PacketIo>(
                 st,
             )
         });
+        // The round's tunnelled packets leave together (one sendmmsg), before the worker waits again.
+        mx.flush(st);
         match r {
             Ok(b) => {
                 if b.received > 0 {
@@ -388,6 +390,7 @@ pub(crate) fn run_worker<Q: PacketIo>(
             }
         }
     }
+    mx.flush(st);
     tracing::debug!(worker = id, "data-plane worker stopped");
 }
 

@@ -13,7 +13,12 @@
 //!   ([`rvs_wire::gso`]): the kernel cannot segment an IPIP/GUE/GRE packet handed to it from user space. (A raw
 //!   socket takes no GSO metadata; the vnet header of a packet socket or a TUN write is turned into an skb by
 //!   `virtio_net_hdr_to_skb`, which knows only TCPV4, TCPV6, UDP and UDP_L4, not SKB_GSO_IPXIP4/6, GRE or
-//!   UDP_TUNNEL; so each segment is encapsulated and sent on its own: one `sendto` per segment, not batched yet.)
+//!   UDP_TUNNEL; so each segment is encapsulated on its own.) The segment is built straight into the worker's send
+//!   batch behind room for the outer headers, which are then written in front of it
+//!   ([`encap::encapsulate_in_place`]): one copy of the payload, not two.
+//! - **Batched**: tunnelled packets wait in the worker's [`RawBatch`] and leave with one `sendmmsg` per round
+//!   ([`MethodTx::flush`], called by the worker after each round of its queue, or when the batch is full), where
+//!   they took one `sendto` each (a super-packet ~45).
 //! - The TUN decremented the TTL once on the way in: it is given back, so the real server sees the client's packet
 //!   exactly as IPVS would hand it over (IPVS takes it at LOCAL_IN, where no TTL was spent).
 //! - **Too big**: a packet that does not fit the egress MTU (minus the tunnel's headers) is answered as IPVS does
@@ -22,8 +27,7 @@
 //!   packet without DF is sent and fragmented by the kernel. The errors leave through the raw socket.
 //!
 //! Per packet: no allocation (the worker's buffers are made once), no lock (the path tables are read through
-//! `ArcSwap`). A tunnelled packet costs one `sendto` per segment (the io_uring batching of the TUN path is the next
-//! step for it: see the crate README).
+//! `ArcSwap`), no system call for a tunnelled packet (one per round).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -33,7 +37,7 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 use rvs_core::TunnelConfig;
-use rvs_io::raw::RawTx;
+use rvs_io::raw::{RawBatch, RawTx};
 use rvs_io::{Disposition, VnetHdr};
 use rvs_wire::encap::{self, Outer};
 use rvs_wire::{IpVersion, PacketInfo, Transport};
@@ -78,16 +82,23 @@ impl MethodPaths {
     }
 }
 
-/// Largest packet a worker segments or encapsulates (a TCP super-packet is at most 64 KiB).
-const BUF: usize = 65_536 + encap::MAX_OVERHEAD;
+/// Bytes of tunnelled packets a worker holds until it flushes: several super-packets' segments, and always room for
+/// the largest packet it encapsulates (64 KiB plus headers).
+const BATCH_BYTES: usize = 256 << 10;
+/// Packets a worker holds until it flushes (a round of the queue is at most 64 packets a pass).
+const BATCH_PACKETS: usize = 256;
+/// The ICMP errors' buffer (an IPv6 "packet too big" quotes at most 1232 bytes behind its 48 bytes of headers).
+const ICMP_BUF: usize = 2048;
 
 /// One worker's transmit state for route and tunnel: its raw socket and buffers, made once.
 #[derive(Debug)]
 pub struct MethodTx {
     paths: Option<Arc<MethodPaths>>,
     raw: Option<RawTx>,
-    seg: Box<[u8]>,
-    out: Box<[u8]>,
+    /// Tunnelled packets waiting for [`flush`](Self::flush).
+    batch: RawBatch,
+    /// The director's own ICMP errors (sent at once: rare).
+    icmp: Box<[u8]>,
     ident: u16,
 }
 
@@ -100,11 +111,15 @@ impl MethodTx {
                 .ok(),
             None => None,
         };
+        let batch = match raw {
+            Some(_) => RawBatch::new(BATCH_BYTES, BATCH_PACKETS),
+            None => RawBatch::new(0, 0),
+        };
         Self {
             paths,
             raw,
-            seg: vec![0; BUF].into_boxed_slice(),
-            out: vec![0; BUF].into_boxed_slice(),
+            batch,
+            icmp: vec![0; ICMP_BUF].into_boxed_slice(),
             ident: 1,
         }
     }
@@ -115,8 +130,8 @@ impl MethodTx {
         Self {
             paths: None,
             raw: None,
-            seg: Box::default(),
-            out: Box::default(),
+            batch: RawBatch::new(0, 0),
+            icmp: Box::default(),
             ident: 1,
         }
     }
@@ -178,8 +193,20 @@ impl MethodTx {
         if vnet.is_gso() && matches!(info.transport, Transport::Tcp { .. }) {
             let mss = usize::from(vnet.gso_size());
             let n = rvs_wire::gso::tcp_segments(pkt, info, mss).unwrap_or(0);
+            // A segment is at most the IP and TCP headers (60 bytes each at most) and mss bytes of payload.
+            let seg_max = pkt.len().min(info.l4_offset + 60 + mss);
             for k in 0..n {
-                let Ok(len) = rvs_wire::gso::tcp_segment(pkt, info, mss, k, &mut self.seg) else {
+                self.ident = self.ident.wrapping_add(1);
+                let o = Outer {
+                    ident: self.ident,
+                    ..outer
+                };
+                let Some(tail) = self.slot(overhead + seg_max, st) else {
+                    st.write_errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                };
+                let Ok(len) = rvs_wire::gso::tcp_segment(pkt, info, mss, k, &mut tail[overhead..])
+                else {
                     st.dropped.fetch_add(1, Ordering::Relaxed);
                     break;
                 };
@@ -187,19 +214,14 @@ impl MethodTx {
                     self.too_big(pkt, info, room as u32, st);
                     break;
                 }
-                self.ident = self.ident.wrapping_add(1);
-                let o = Outer {
-                    ident: self.ident,
-                    ..outer
-                };
-                send_encapsulated(
-                    self.raw.as_ref(),
-                    &self.seg[..len],
-                    tun,
-                    &o,
-                    &mut self.out,
-                    st,
-                );
+                match encap::encapsulate_in_place(&mut tail[..overhead + len], tun, &o) {
+                    Ok(total) => {
+                        self.batch.push(total);
+                    }
+                    Err(_) => {
+                        st.write_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
             return Disposition::Drop;
         }
@@ -213,16 +235,60 @@ impl MethodTx {
             ident: self.ident,
             ..outer
         };
-        send_encapsulated(self.raw.as_ref(), pkt, tun, &o, &mut self.out, st);
+        match self.slot(overhead + pkt.len(), st) {
+            Some(tail) => match encap::encapsulate(pkt, tun, &o, tail) {
+                Ok(total) => {
+                    self.batch.push(total);
+                }
+                Err(_) => {
+                    st.write_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            None => {
+                st.write_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         Disposition::Drop
+    }
+
+    /// Room for a packet of up to `len` bytes at the end of the batch, flushing it first when it is full. `None`
+    /// without a raw socket (or for a packet larger than the batch, which cannot happen: see `BATCH_BYTES`).
+    fn slot(&mut self, len: usize, st: &WorkerStats) -> Option<&mut [u8]> {
+        self.raw.as_ref()?;
+        if !self.batch.has_room(len) {
+            self.flush(st);
+            if !self.batch.has_room(len) {
+                return None;
+            }
+        }
+        Some(self.batch.tail())
+    }
+
+    /// Send the tunnelled packets waiting in the batch (one `sendmmsg` per family): the worker calls this after
+    /// every round of its queue, so a packet waits at most for the rest of its round.
+    pub fn flush(&mut self, st: &WorkerStats) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let Some(raw) = &self.raw else {
+            self.batch.clear();
+            return;
+        };
+        let (sent, refused) = raw.send_batch(&mut self.batch);
+        if sent > 0 {
+            st.tunnelled.fetch_add(sent as u64, Ordering::Relaxed);
+        }
+        if refused > 0 {
+            st.write_errors.fetch_add(refused as u64, Ordering::Relaxed);
+        }
     }
 
     /// Answer `pkt` with "fragmentation needed" / "packet too big" from the VIP it was sent to.
     #[cold]
     fn too_big(&mut self, pkt: &[u8], info: &PacketInfo, mtu: u32, st: &WorkerStats) {
         let Some(raw) = &self.raw else { return };
-        if let Ok(n) = encap::too_big(pkt, info.dst, mtu, &mut self.out)
-            && raw.send(&self.out[..n]).is_ok()
+        if let Ok(n) = encap::too_big(pkt, info.dst, mtu, &mut self.icmp)
+            && raw.send(&self.icmp[..n]).is_ok()
         {
             st.too_big.fetch_add(1, Ordering::Relaxed);
         }
@@ -232,25 +298,6 @@ impl MethodTx {
 fn unreachable_path(st: &WorkerStats) -> Disposition {
     st.no_path.fetch_add(1, Ordering::Relaxed);
     Disposition::Drop
-}
-
-fn send_encapsulated(
-    raw: Option<&RawTx>,
-    inner: &[u8],
-    tun: &TunnelConfig,
-    outer: &Outer,
-    out: &mut [u8],
-    st: &WorkerStats,
-) {
-    let sent = raw.is_some_and(|r| match encap::encapsulate(inner, tun, outer, out) {
-        Ok(n) => r.send(&out[..n]).is_ok(),
-        Err(_) => false,
-    });
-    if sent {
-        st.tunnelled.fetch_add(1, Ordering::Relaxed);
-    } else {
-        st.write_errors.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// IPv6 is never fragmented on the way; IPv4 only without DF.
