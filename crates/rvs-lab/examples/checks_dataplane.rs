@@ -18,8 +18,9 @@
 //! (what rvsd did before, for the comparison in the same run), the run waits one delay_loop + 2 s
 //! (the checks' warmup spread) and then runs `wrk -t1 -c8 -d SECONDS --latency http://VIP/` (or the fixed-rate
 //! client) from the client namespace (keep-alive connections through rvsd's NAT). Reported: requests/s, p50 and p99 latency per round,
-//! the medians' ratios to "off", and rvsd's CPU per thread (utime + stime from /proc/PID/task/*/stat) over the wrk
-//! windows. Every load loop is bounded by wrk's -d (the fixed-rate client: SECONDS and a request count);
+//! the medians' ratios to "off", and rvsd's CPU per thread (on-CPU time from /proc/PID/task/*/schedstat) over the wrk
+//! windows; and, over the last delay_loop seconds of each phase's wait (no client traffic), rvsd's CPU: "off" is an
+//! idle rvsd, "on" the checker's cost alone, so the run also gives the checker's CPU as a ratio to an idle rvsd. Every load loop is bounded by wrk's -d (the fixed-rate client: SECONDS and a request count);
 //! everything lives in the lab's namespaces and is removed at the end.
 
 use std::collections::BTreeMap;
@@ -194,8 +195,10 @@ fn config(servers: usize, delay: u64, check: Option<&str>) -> String {
     c
 }
 
-/// CPU ticks (utime + stime) of each thread of `pid`, summed by thread name.
-fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
+/// CPU time in nanoseconds of each thread of `pid`, summed by thread name: the scheduler's on-CPU time
+/// (/proc/PID/task/TID/schedstat, first field), not the 10 ms ticks of /proc/.../stat, so an idle rvsd's few
+/// milliseconds are measured, not rounded to zero.
+fn thread_ns(pid: u32) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
@@ -203,14 +206,18 @@ fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
     for e in dir.flatten() {
         let p = e.path();
         let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let t = f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-        *out.entry(comm.trim().to_owned()).or_default() += t;
+        let ns = std::fs::read_to_string(p.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        *out.entry(comm.trim().to_owned()).or_default() += ns;
     }
     out
+}
+
+/// `ns` of CPU over `secs` of wall time, in % of one core.
+fn pct(ns: u64, secs: f64) -> f64 {
+    ns as f64 / 1e7 / secs.max(1e-9)
 }
 
 fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
@@ -324,7 +331,8 @@ fn fixed_rate(lab: &Lab, rate: f64, secs: u64) -> Result<Round> {
 /// TIME_WAIT sockets (IPv4) in the director's namespace (the checks' client side).
 fn director_time_wait(lab: &Lab) -> u64 {
     rvs_lab::netns::run_in(&lab.director(), || {
-        Ok(std::fs::read_to_string("/proc/net/sockstat")
+        // thread-self: /proc/net follows the process's main thread, not this one (moved into the namespace).
+        Ok(std::fs::read_to_string("/proc/thread-self/net/sockstat")
             .unwrap_or_default()
             .lines()
             .find_map(|l| {
@@ -462,6 +470,10 @@ struct Measured {
     /// Counters' increase over the wrk window.
     delta: Counters,
     window_s: f64,
+    /// The no-load window before the load: rvsd's CPU in ns (all threads, and the checker thread) and its length.
+    quiet_total: u64,
+    quiet_health: u64,
+    quiet_s: f64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -506,24 +518,41 @@ fn run(
             // rvsd runs its checker under SCHED_IDLE; the "normal" phase puts it back to SCHED_OTHER for the
             // comparison (what rvsd did before), the others restore SCHED_IDLE.
             set_checker_policy(pid, if phase == Phase::Normal { "-o" } else { "-i" })?;
-            std::thread::sleep(Duration::from_secs(delay + 2));
+            // The wait (the reload, then the checks' warmup spread) doubles as the no-load window: rvsd's CPU
+            // over its last delay_loop seconds, with no client traffic (2 s after the SIGHUP, so the reload's
+            // parse is outside it). "off": an idle rvsd; "on": the checker's cost alone.
+            std::thread::sleep(Duration::from_secs(2));
+            let quiet_before = thread_ns(pid);
+            let tq = Instant::now();
+            std::thread::sleep(Duration::from_secs(delay));
+            let quiet_s = tq.elapsed().as_secs_f64();
+            let quiet = delta(&thread_ns(pid), &quiet_before);
+            let quiet_total = quiet.values().sum::<u64>();
+            let quiet_health = *quiet.get("rvsd-health").unwrap_or(&0);
             let before_counters = counters(lab);
-            let before = thread_ticks(pid);
+            let before = thread_ns(pid);
             let t = Instant::now();
             let round = match load {
                 Load::Wrk => wrk(lab, secs)?,
                 Load::Rate(r) => fixed_rate(lab, r, secs)?,
             };
             let window_s = t.elapsed().as_secs_f64();
-            let d = delta(&thread_ticks(pid), &before);
+            let d = delta(&thread_ns(pid), &before);
             // Counted over the wrk window (the scrapes at its ends are outside it).
             let delta_c = counters(lab).minus(before_counters);
-            let health = *d.get("rvsd-health").unwrap_or(&0) as f64 / window_s.max(1e-9);
+            let health = pct(*d.get("rvsd-health").unwrap_or(&0), window_s);
             for (k, v) in d {
                 *cpu[p].entry(k).or_default() += v;
             }
             let n = real_servers(lab);
             let tw = director_time_wait(lab);
+            println!(
+                "round {} checks {:10}: no load: rvsd {:6.3}% (rvsd-health {:6.3}%) of a core over {quiet_s:.1} s",
+                r + 1,
+                phase.label(),
+                pct(quiet_total, quiet_s),
+                pct(quiet_health, quiet_s),
+            );
             println!(
                 "round {} checks {:10}: {:8.0} req/s  p50 {:7.0} us  p99 {:7.0} us  rvsd-health {health:5.1}%  checks/s {:5.0} (due {:.0})  late {:.0}  mean start delay {:.1} ms  fast path {:.0}% of {:.0} pkts  real servers {n}/{expected}  director TIME_WAIT {tw}{}",
                 r + 1,
@@ -552,6 +581,9 @@ fn run(
                 round,
                 delta: delta_c,
                 window_s,
+                quiet_total,
+                quiet_health,
+                quiet_s,
             });
         }
     }
@@ -602,12 +634,37 @@ fn run(
         }
         println!("{line}");
     }
+    // The checker's CPU against an idle rvsd: with no load, "on"'s checker thread against "off"'s whole
+    // process (summed over the rounds).
+    let quiet = |p: usize| {
+        let m = &measured[p];
+        let wall: f64 = m.iter().map(|m| m.quiet_s).sum();
+        let total: u64 = m.iter().map(|m| m.quiet_total).sum();
+        let health: u64 = m.iter().map(|m| m.quiet_health).sum();
+        (pct(total, wall), pct(health, wall))
+    };
+    let (idle_rvsd, _) = quiet(0);
+    println!(
+        "no load (the last {delay} s of each reload's wait, {rounds} rounds): off (idle rvsd) {idle_rvsd:.3}% of a core"
+    );
+    for (p, phase) in phases.iter().enumerate().skip(1) {
+        let (total, health) = quiet(p);
+        println!(
+            "  {:10} rvsd {total:.3}%, rvsd-health {health:.3}% of a core; checker / idle rvsd = {}",
+            phase.label(),
+            if idle_rvsd > 0.0 {
+                format!("{:.0}x", health / idle_rvsd)
+            } else {
+                "inf (idle rvsd: no CPU time)".into()
+            }
+        );
+    }
     println!("rvsd CPU by thread over the load windows (% of one core):");
     let names: std::collections::BTreeSet<&String> = cpu.iter().flat_map(|c| c.keys()).collect();
     for name in names {
         let pct = |p: usize| {
             let wall: f64 = measured[p].iter().map(|m| m.window_s).sum();
-            *cpu[p].get(name).unwrap_or(&0) as f64 / wall.max(1e-9)
+            pct(*cpu[p].get(name).unwrap_or(&0), wall)
         };
         if (0..phases.len()).any(|p| pct(p) > 0.0) {
             let cols: Vec<String> = phases
