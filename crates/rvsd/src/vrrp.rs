@@ -546,7 +546,7 @@ pub fn start(
         // Addresses a killed predecessor left on the interface go first (we start as backup).
         for a in &spec.config.addrs {
             if on_interface(&spec, *a, &vips, public_if.as_deref()) {
-                interface_address(false, *a, &spec.interface);
+                interface_address(AddressChange::Delete, *a, &spec.interface);
             }
         }
         let v6 = spec.config.addrs.first().is_some_and(IpAddr::is_ipv6);
@@ -894,7 +894,7 @@ impl Engine {
                 if !on_interface(&r.spec, *a, vips, self.public_if.as_deref()) {
                     continue;
                 }
-                let ok = interface_address(true, *a, &r.spec.interface);
+                let ok = interface_address(AddressChange::Add, *a, &r.spec.interface);
                 tracing::warn!(
                     instance = %r.spec.config.name,
                     address = %a,
@@ -1008,7 +1008,13 @@ impl Engine {
                     o.extend(c.addrs.iter().copied());
                     o.clone()
                 };
-                apply_ownership(&self.daemon, spec, owned, true, self.public_if.as_deref());
+                apply_ownership(
+                    &self.daemon,
+                    spec,
+                    owned,
+                    AddressChange::Add,
+                    self.public_if.as_deref(),
+                );
                 net::announce(&spec.interface, &c.addrs);
                 r.garps_left = GARP_REPEAT;
             }
@@ -1020,7 +1026,13 @@ impl Engine {
                     }
                     o.clone()
                 };
-                apply_ownership(&self.daemon, spec, owned, false, self.public_if.as_deref());
+                apply_ownership(
+                    &self.daemon,
+                    spec,
+                    owned,
+                    AddressChange::Delete,
+                    self.public_if.as_deref(),
+                );
                 r.garps_left = 0;
             }
             Action::Transition { from, to } => {
@@ -1071,13 +1083,21 @@ fn run_script(line: &str) {
     }
 }
 
+/// Whether an instance's addresses go onto its interface (taking over as master) or come off it (released).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AddressChange {
+    Add,
+    Delete,
+}
+
 /// Answer (or stop answering) for the instance's addresses: VIPs through the steering's proxy
-/// neighbours, other addresses as addresses of the interface.
+/// neighbours (`owned`: every address answered for now), other addresses as addresses of the interface (`change`:
+/// added on a takeover, deleted on a release).
 fn apply_ownership(
     daemon: &Daemon,
     spec: &VrrpSpec,
     owned: BTreeSet<IpAddr>,
-    master: bool,
+    change: AddressChange,
     public_if: Option<&str>,
 ) {
     let vips = crate::daemon::SteeringNeeds::of_director(&daemon.director).vips;
@@ -1090,7 +1110,7 @@ fn apply_ownership(
         .iter()
         .filter(|a| on_interface(spec, **a, &vips, public_if))
     {
-        if !interface_address(master, *a, &spec.interface) && master {
+        if !interface_address(change, *a, &spec.interface) && change == AddressChange::Add {
             tracing::warn!(address = %a, interface = %spec.interface, "VRRP: adding the address failed");
         }
     }
@@ -1110,16 +1130,19 @@ fn on_interface(
     !vips.contains(&a) && public_if != Some(spec.interface.as_str())
 }
 
-/// Adds (or removes) `a` as a host address of `ifn`, as keepalived's `virtual_ipaddress`; IPv6 without duplicate
+/// Adds (or deletes) `a` as a host address of `ifn`, as keepalived's `virtual_ipaddress`; IPv6 without duplicate
 /// address detection (the address is the instance's, and a tentative one would not answer during the takeover).
-fn interface_address(add: bool, a: IpAddr, ifn: &str) -> bool {
-    let verb = if add { "add" } else { "del" };
+fn interface_address(change: AddressChange, a: IpAddr, ifn: &str) -> bool {
+    let verb = match change {
+        AddressChange::Add => "add",
+        AddressChange::Delete => "del",
+    };
     let mut c = std::process::Command::new("ip");
     match a {
         IpAddr::V4(_) => c.args(["addr", verb, &format!("{a}/32"), "dev", ifn]),
         IpAddr::V6(_) => c.args(["-6", "addr", verb, &format!("{a}/128"), "dev", ifn]),
     };
-    if add && a.is_ipv6() {
+    if change == AddressChange::Add && a.is_ipv6() {
         c.arg("nodad");
     }
     c.stderr(std::process::Stdio::null())
