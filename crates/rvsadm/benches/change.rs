@@ -2,7 +2,10 @@
 //! (benches/change_rvsd.sh starts rvsd in a private namespace, restores 10,000 services x 10 real servers and runs
 //! this). Over ONE control connection it sends `RVSADM_BENCH_CHANGES` (default 2,000) single changes, alternating
 //! "add real server 203.0.113.200 to service k" and "delete it again" over different services, each waiting for its
-//! answer, and prints the median and 99th-percentile round trip and the changes per second.
+//! answer, and prints the median and 99th-percentile round trip and the changes per second (time in the changes
+//! only). Before each change it times one `GetInfo` on the same connection (a request that reads nothing of the
+//! table: the socket and the control thread's wake-up alone) and prints those round trips too, with the ratio of the
+//! medians, so a figure taken on a busy machine comes with its own yardstick from the same run.
 //!
 //! Without `RVS_SOCKET` (e.g. under `cargo bench --workspace` or `cargo test`) it says so and does nothing.
 
@@ -49,7 +52,8 @@ fn main() {
         l_threshold: 0,
     };
     let mut rtt = Vec::with_capacity(n as usize);
-    let start = Instant::now();
+    let mut noop = Vec::with_capacity(n as usize);
+    let mut in_changes = 0.0;
     for k in 0..n {
         // pairs: add to service s, then delete from it; the next pair uses another service
         let s = key((k / 2 * 7919) % services);
@@ -63,18 +67,48 @@ fn main() {
             }
         };
         let t = Instant::now();
+        c.call(Command::GetInfo).expect("info answered");
+        noop.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
         c.call(cmd).expect("change applied");
-        rtt.push(t.elapsed().as_secs_f64() * 1e3);
+        let took = t.elapsed().as_secs_f64();
+        in_changes += took;
+        rtt.push(took * 1e3);
     }
-    let total = start.elapsed().as_secs_f64();
-    rtt.sort_by(f64::total_cmp);
-    let pct = |p: f64| rtt[((rtt.len() as f64 - 1.0) * p) as usize];
+    let (change, info) = (Spread::of(rtt), Spread::of(noop));
     println!(
         "{n} changes over one control connection ({services} services loaded): {:.0} changes/s, \
          round trip median {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        f64::from(n) / total,
-        pct(0.5),
-        pct(0.99),
-        rtt[rtt.len() - 1]
+        f64::from(n) / in_changes,
+        change.median,
+        change.p99,
+        change.max
     );
+    println!(
+        "{n} GetInfo on the same connection, one before each change: round trip median {:.3} ms, p99 {:.3} ms, \
+         max {:.3} ms; change / GetInfo median {:.2}",
+        info.median,
+        info.p99,
+        info.max,
+        change.median / info.median
+    );
+}
+
+/// Median, 99th percentile and maximum of round trips in ms.
+struct Spread {
+    median: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(mut ms: Vec<f64>) -> Spread {
+        ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p) as usize];
+        Spread {
+            median: pct(0.5),
+            p99: pct(0.99),
+            max: ms[ms.len() - 1],
+        }
+    }
 }
