@@ -1,6 +1,6 @@
 //! `rvs-lab up`, `down` and `exec`: a lab to play with by hand.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,19 @@ use crate::lab::{self, Lab, LabConfig};
 /// Where `up` keeps a lab's state (socket, rules, logs, state.json).
 pub fn state_root() -> PathBuf {
     PathBuf::from("/run/rvs-lab")
+}
+
+/// The state directory for a new lab `prefix` under `root`, or [`LabError::StillUp`] when a lab of that prefix left
+/// its `state.json` there (it is up, or was not taken down).
+fn free_state_dir(root: &Path, prefix: &str) -> Result<PathBuf> {
+    let state_dir = root.join(prefix);
+    if state_dir.join("state.json").exists() {
+        return Err(LabError::StillUp {
+            prefix: prefix.into(),
+            what: format!("{}", state_dir.display()),
+        });
+    }
+    Ok(state_dir)
 }
 
 /// `rvs-lab up` (LVS-NAT).
@@ -26,13 +39,7 @@ pub fn up_with(
     method: lab::Method,
     ha: bool,
 ) -> Result<()> {
-    let state_dir = state_root().join(prefix);
-    if state_dir.join("state.json").exists() {
-        return Err(LabError::StillUp {
-            prefix: prefix.into(),
-            what: format!("{}", state_dir.display()),
-        });
-    }
+    let state_dir = free_state_dir(&state_root(), prefix)?;
     let cfg = LabConfig {
         prefix: prefix.into(),
         real_servers,
@@ -133,13 +140,7 @@ pub fn up_ecmp(
                 .into(),
         ));
     }
-    let state_dir = state_root().join(prefix);
-    if state_dir.join("state.json").exists() {
-        return Err(LabError::StillUp {
-            prefix: prefix.into(),
-            what: format!("{}", state_dir.display()),
-        });
-    }
+    let state_dir = free_state_dir(&state_root(), prefix)?;
     let cfg = LabConfig {
         prefix: prefix.into(),
         real_servers,
@@ -357,4 +358,33 @@ pub fn exec(ns: &str, command: &[String]) -> Result<i32> {
         .status()
         .map_err(LabError::io("running ip netns exec"))?;
     Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_dir_is_free_until_a_lab_leaves_its_state_there() {
+        let root = std::env::temp_dir().join(format!("rvs-lab-manage-test-{}", std::process::id()));
+        let dir = free_state_dir(&root, "p1").expect("nothing there yet");
+        assert_eq!(dir, root.join("p1"));
+        std::fs::create_dir_all(&dir).expect("create the state dir");
+        assert!(
+            free_state_dir(&root, "p1").is_ok(),
+            "an empty directory is no lab"
+        );
+        std::fs::write(dir.join("state.json"), "{}").expect("write state.json");
+        let still = free_state_dir(&root, "p1");
+        let other = free_state_dir(&root, "p2");
+        std::fs::remove_dir_all(&root).expect("clean up");
+        match still {
+            Err(LabError::StillUp { prefix, what }) => {
+                assert_eq!(prefix, "p1");
+                assert_eq!(what, dir.display().to_string());
+            }
+            other => panic!("expected StillUp, got {other:?}"),
+        }
+        assert_eq!(other.expect("another prefix is free"), root.join("p2"));
+    }
 }
