@@ -62,12 +62,26 @@ pub fn parse_frame(frame: &[u8], direction: Direction) -> Option<Seen> {
     if ethertype != 0x0800 && ethertype != 0x86dd {
         return None;
     }
-    parse_ip(frame.get(off..)?, direction, true)
+    parse_ip(frame.get(off..)?, direction)
 }
 
-/// An IP packet's TCP/UDP header; with `unwrap`, also one tunnel level around it.
-fn parse_ip(ip: &[u8], direction: Direction, unwrap: bool) -> Option<Seen> {
-    let (src, dst, protocol, l4) = match ip.first()? >> 4 {
+/// An IP packet's TCP/UDP header, also inside one level of tunnel (IPIP, IPv6-in-IP, GUE, GRE: then `tunnel` holds the
+/// outer addresses).
+fn parse_ip(ip: &[u8], direction: Direction) -> Option<Seen> {
+    let (src, dst, protocol, l4) = ip_header(ip)?;
+    let Some((_, inner)) = rvs_wire::encap::tunnel_inner_offset(protocol, l4) else {
+        return transport(src, dst, protocol, l4, direction);
+    };
+    let (isrc, idst, iprotocol, il4) = ip_header(l4.get(inner..)?)?;
+    Some(Seen {
+        tunnel: Some((src, dst)),
+        ..transport(isrc, idst, iprotocol, il4, direction)?
+    })
+}
+
+/// An IPv4 or IPv6 header (not a fragment): source, destination, protocol and what follows the header.
+fn ip_header(ip: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
+    match ip.first()? >> 4 {
         4 if ip.len() >= 20 => {
             let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
             if frag != 0 {
@@ -76,24 +90,27 @@ fn parse_ip(ip: &[u8], direction: Direction, unwrap: bool) -> Option<Seen> {
             let ihl = usize::from(ip[0] & 0x0f) * 4;
             let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
             let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-            (IpAddr::V4(src), IpAddr::V4(dst), ip[9], ip.get(ihl..)?)
+            Some((IpAddr::V4(src), IpAddr::V4(dst), ip[9], ip.get(ihl..)?))
         }
         6 if ip.len() >= 40 => {
             let a = |o: usize| -> Option<IpAddr> {
                 let b: [u8; 16] = ip.get(o..o + 16)?.try_into().ok()?;
                 Some(IpAddr::V6(Ipv6Addr::from(b)))
             };
-            (a(8)?, a(24)?, ip[6], ip.get(40..)?)
+            Some((a(8)?, a(24)?, ip[6], ip.get(40..)?))
         }
-        _ => return None,
-    };
-    if unwrap && let Some((_, inner)) = rvs_wire::encap::tunnel_inner_offset(protocol, l4) {
-        let seen = parse_ip(l4.get(inner..)?, direction, false)?;
-        return Some(Seen {
-            tunnel: Some((src, dst)),
-            ..seen
-        });
+        _ => None,
     }
+}
+
+/// The TCP or UDP header after an IP header, as seen (no tunnel).
+fn transport(
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    l4: &[u8],
+    direction: Direction,
+) -> Option<Seen> {
     if protocol != 6 && protocol != 17 {
         return None;
     }
