@@ -53,21 +53,49 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn cargo_build(release: bool) -> std::result::Result<(), String> {
+/// The cargo profile a binary directory was built with (`target/release` or anything else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Dev,
+    Release,
+}
+
+impl Profile {
+    /// The profile of the last candidate directory (the running executable's, when there is one).
+    fn of(dirs: &[PathBuf]) -> Profile {
+        match dirs.last() {
+            Some(d) if d.file_name().is_some_and(|n| n == "release") => Profile::Release,
+            _ => Profile::Dev,
+        }
+    }
+}
+
+/// `cargo build -p P...` (with `--release` for that profile) in the workspace this crate lives in.
+fn cargo_build(packages: &[&str], profile: Profile) -> std::result::Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut c = Command::new(cargo);
-    c.current_dir(workspace_root())
-        .args(["build", "-p", "rvsd", "-p", "rvsadm"]);
-    if release {
+    c.current_dir(workspace_root()).arg("build");
+    for p in packages {
+        c.args(["-p", p]);
+    }
+    if profile == Profile::Release {
         c.arg("--release");
     }
     eprintln!(
-        "rvs-lab: building rvsd and rvsadm with cargo{} ...",
-        if release { " (release)" } else { "" }
+        "rvs-lab: building {} with cargo{} ...",
+        packages.join(" and "),
+        if profile == Profile::Release {
+            " (release)"
+        } else {
+            ""
+        }
     );
     match c.status() {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("cargo build -p rvsd -p rvsadm exited with {s}")),
+        Ok(s) => Err(format!(
+            "cargo build -p {} exited with {s}",
+            packages.join(" -p ")
+        )),
         Err(e) => Err(format!("cannot run cargo: {e}")),
     }
 }
@@ -85,14 +113,11 @@ pub fn find() -> Result<Binaries> {
         return Ok(b.clone());
     }
     let (dirs, from_test) = candidates();
-    let release = dirs
-        .last()
-        .is_some_and(|d| d.file_name().is_some_and(|n| n == "release"));
     let under_cargo_run = std::env::var_os("CARGO").is_some() && !from_test;
     let mut build_error = String::from("not attempted");
     let missing = find_in(&dirs, "rvsd").is_none() || find_in(&dirs, "rvsadm").is_none();
     if (missing || under_cargo_run) && std::env::var_os("RVS_BIN_DIR").is_none() {
-        build_error = match cargo_build(release) {
+        build_error = match cargo_build(&["rvsd", "rvsadm"], Profile::of(&dirs)) {
             Ok(()) => "built, but still not found".into(),
             Err(e) => e,
         };
@@ -126,20 +151,9 @@ pub fn find_tool(name: &str) -> Result<PathBuf> {
     }
     let mut reason = "not attempted ($RVS_BIN_DIR is set)".to_string();
     if std::env::var_os("RVS_BIN_DIR").is_none() {
-        let release = dirs
-            .last()
-            .is_some_and(|d| d.file_name().is_some_and(|n| n == "release"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut c = Command::new(cargo);
-        c.current_dir(workspace_root()).args(["build", "-p", name]);
-        if release {
-            c.arg("--release");
-        }
-        eprintln!("rvs-lab: building {name} with cargo ...");
-        reason = match c.status() {
-            Ok(s) if s.success() => "built, but still not found".into(),
-            Ok(s) => format!("cargo build -p {name} exited with {s}"),
-            Err(e) => format!("cannot run cargo: {e}"),
+        reason = match cargo_build(&[name], Profile::of(&dirs)) {
+            Ok(()) => "built, but still not found".into(),
+            Err(e) => e,
         };
         if let Some(p) = find_in(&dirs, name) {
             return Ok(p);
@@ -165,4 +179,28 @@ pub fn find_lab() -> Result<PathBuf> {
         searched: dirs,
         reason: "build it with `cargo build -p rvs-lab`".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_is_the_last_candidate_directorys() {
+        let p = |dirs: &[&str]| Profile::of(&dirs.iter().map(PathBuf::from).collect::<Vec<_>>());
+        assert_eq!(p(&["/w/target/release"]), Profile::Release);
+        assert_eq!(p(&["/w/target/debug"]), Profile::Dev);
+        assert_eq!(p(&["/w/target/release", "/w/target/debug"]), Profile::Dev);
+        assert_eq!(p(&["/opt/bin", "/w/target/release"]), Profile::Release);
+        assert_eq!(
+            p(&[]),
+            Profile::Dev,
+            "no candidates: cargo's default profile"
+        );
+        assert_eq!(
+            p(&["/w/target/release-lto"]),
+            Profile::Dev,
+            "only `release` itself"
+        );
+    }
 }
