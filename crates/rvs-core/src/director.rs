@@ -351,7 +351,7 @@ impl Director {
             Transport::Fragment { .. } => return self.fragment(path, info),
             Transport::Icmp { error: Some(e), .. } => {
                 // An error's side is where it is addressed: a VIP (the client side) or not.
-                let side = if self.services.load().vips.contains(&info.dst) {
+                let side = if self.services.load().is_vip(&info.dst) {
                     Direction::In
                 } else {
                     Direction::Out
@@ -414,7 +414,7 @@ impl Director {
         };
         // A service of the destination address proves it a VIP; without one the VIP set decides.
         let svc = marked.or_else(|| svcs.lookup(flow.proto, info.dst, flow.dport));
-        if svc.is_none() && !svcs.vips.contains(&info.dst) {
+        if svc.is_none() && !svcs.is_vip(&info.dst) {
             let out = Flow {
                 dir: Direction::Out,
                 ..*flow
@@ -444,7 +444,7 @@ impl Director {
         let svcs = self.services.load();
         let marked = path.mark != Fwmark::NONE
             && svcs.by_mark.contains_key(&(path.mark, info.dst.is_ipv6()));
-        if marked || svcs.vips.contains(&info.dst) {
+        if marked || svcs.is_vip(&info.dst) {
             self.dropped(DropReason::Fragment, path.random as usize)
         } else {
             Verdict::Pass

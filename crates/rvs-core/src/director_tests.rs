@@ -1525,3 +1525,46 @@ fn unproven_connections_are_classified_by_the_snapshot() {
         "the deleted service's connection is gone"
     );
 }
+
+/// Listings keep configuration order (as IPVS lists its services: in the order they were added),
+/// whatever the sharded table's layout: an edited service or one whose real servers changed keeps
+/// its place, a deleted and re-added one goes last, and a VIP stays a VIP until its last service
+/// goes.
+#[test]
+fn services_list_in_configuration_order_and_vips_follow_their_last_service() {
+    let d = Director::default();
+    let ports = [443u16, 80, 8080, 22, 53, 1, 65535, 3000];
+    let ops = ports
+        .iter()
+        .map(|&p| ConfigOp::AddService(ServiceSpec::new(tcp_key(p), "rr")))
+        .chain(std::iter::once(ConfigOp::AddService(ServiceSpec::new(
+            udp_key(53),
+            "rr",
+        ))))
+        .collect();
+    d.apply_batch(ops).unwrap();
+    let listed = |d: &Director| d.services().iter().map(|s| s.spec.key).collect::<Vec<_>>();
+    let mut want: Vec<ServiceKey> = ports.iter().map(|&p| tcp_key(p)).collect();
+    want.push(udp_key(53));
+    assert_eq!(listed(&d), want);
+
+    d.apply_batch(vec![
+        ConfigOp::EditService(ServiceSpec::new(tcp_key(80), "wlc")),
+        ConfigOp::AddDest(tcp_key(8080), DestSpec::masq(ip(RIP1), 80, Weight(1))),
+        ConfigOp::DeleteService(tcp_key(443)),
+        ConfigOp::AddService(ServiceSpec::new(tcp_key(443), "rr")),
+    ])
+    .unwrap();
+    want.remove(0);
+    want.push(tcp_key(443));
+    assert_eq!(listed(&d), want, "edits keep their place; a re-added service goes last");
+
+    // The VIP has services until the last goes: a reply from it is then not ours.
+    let all: Vec<ConfigOp> = want.iter().map(|&k| ConfigOp::DeleteService(k)).collect();
+    let (last, rest) = all.split_last().unwrap();
+    d.apply_batch(rest.to_vec()).unwrap();
+    assert!(d.services.load().is_vip(&ip(VIP)), "one service left on the VIP");
+    d.apply_batch(vec![last.clone()]).unwrap();
+    assert!(!d.services.load().is_vip(&ip(VIP)));
+    assert!(d.services().is_empty());
+}

@@ -95,6 +95,7 @@ pub mod handover;
 mod methods_tests;
 pub mod sched;
 pub mod service;
+mod shards;
 pub mod sloppy;
 #[cfg(test)]
 mod sloppy_tests;

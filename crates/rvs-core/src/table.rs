@@ -2,7 +2,7 @@
 //! configuration change. Scheduler state lives behind a per-service mutex shared by every version
 //! of the service.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::config::{ConfigError, ConfigOp, TimeoutUpdate};
 use crate::dest::{Destination, ServiceShared};
 use crate::sched::{SchedFlags, SchedInput, Scheduler, new_scheduler};
 use crate::service::{DestKey, DestSpec, ForwardMethod, Fwmark, ServiceKey, ServiceSpec, Weight};
+use crate::shards::ShardedMap;
 
 /// Scheduler plus the destination list it was last updated with (updated together, so an index
 /// it returns always refers to this list).
@@ -58,15 +59,14 @@ impl Service {
 /// Key of the address index: (protocol number, VIP, port).
 pub(crate) type AddrKey = (u8, IpAddr, u16);
 
-/// One immutable version of the whole service table.
+/// One immutable version of the whole service table. Its maps are sharded (shards.rs): a batch's
+/// copy shares every shard it does not write, so a change costs what it changes.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ServiceTable {
-    pub(crate) by_addr: HashMap<AddrKey, Arc<Service>, FixedState>,
-    pub(crate) by_mark: HashMap<(Fwmark, bool), Arc<Service>, FixedState>,
-    /// Configuration order (for listings).
-    pub(crate) order: Vec<ServiceKey>,
-    /// Every VIP with at least one service (any protocol/port).
-    pub(crate) vips: HashSet<IpAddr, FixedState>,
+    pub(crate) by_addr: ShardedMap<AddrKey, Arc<Service>>,
+    pub(crate) by_mark: ShardedMap<(Fwmark, bool), Arc<Service>>,
+    /// Every VIP with at least one address service (any protocol/port), with how many it has.
+    vip_services: ShardedMap<IpAddr, u32>,
 }
 
 impl ServiceTable {
@@ -89,48 +89,69 @@ impl ServiceTable {
             .or_else(|| self.by_addr.get(&(protocol, vaddr, 0)))
     }
 
+    /// Whether `addr` is the VIP of an address service.
+    #[inline]
+    pub(crate) fn is_vip(&self, addr: &IpAddr) -> bool {
+        self.vip_services.contains_key(addr)
+    }
+
     fn insert(&mut self, svc: Arc<Service>) {
-        let key = svc.spec.key;
-        let previous = match key {
+        match svc.spec.key {
             ServiceKey::Addr {
                 protocol,
                 addr,
                 port,
             } => {
-                self.vips.insert(addr);
-                self.by_addr.insert((protocol.number(), addr, port), svc)
+                if self
+                    .by_addr
+                    .insert((protocol.number(), addr, port), svc)
+                    .is_none()
+                {
+                    match self.vip_services.get_mut(&addr) {
+                        Some(n) => *n += 1,
+                        None => {
+                            self.vip_services.insert(addr, 1);
+                        }
+                    }
+                }
             }
-            ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.insert((mark, ipv6), svc),
-        };
-        // A new version of an existing service keeps its place; only a new key is appended. This
-        // keeps a batch of n additions O(n) (a `contains` scan here made `-R` quadratic).
-        if previous.is_none() {
-            self.order.push(key);
+            ServiceKey::Fwmark { mark, ipv6 } => {
+                self.by_mark.insert((mark, ipv6), svc);
+            }
         }
     }
 
     fn remove(&mut self, key: &ServiceKey) -> Option<Arc<Service>> {
-        let r = match *key {
+        match *key {
             ServiceKey::Addr {
                 protocol,
                 addr,
                 port,
-            } => self.by_addr.remove(&(protocol.number(), addr, port)),
-            ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.remove(&(mark, ipv6)),
-        };
-        if r.is_some() {
-            self.order.retain(|k| k != key);
-            if let ServiceKey::Addr { addr, .. } = *key
-                && !self.by_addr.keys().any(|k| k.1 == addr)
-            {
-                self.vips.remove(&addr);
+            } => {
+                let r = self.by_addr.remove(&(protocol.number(), addr, port))?;
+                if let Some(n) = self.vip_services.get_mut(&addr) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.vip_services.remove(&addr);
+                    }
+                }
+                Some(r)
             }
+            ServiceKey::Fwmark { mark, ipv6 } => self.by_mark.remove(&(mark, ipv6)),
         }
-        r
     }
 
+    /// Every service, in no particular order (for walks that visit each once).
+    pub(crate) fn services_unordered(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.by_addr.values().chain(self.by_mark.values())
+    }
+
+    /// Every service in configuration order (listings, saved rules): the order services were
+    /// added in, which their ids follow (an edited service keeps its id, so its place).
     pub(crate) fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
-        self.order.iter().filter_map(|k| self.get(k))
+        let mut all: Vec<&Arc<Service>> = self.services_unordered().collect();
+        all.sort_unstable_by_key(|s| s.shared.id);
+        all.into_iter()
     }
 }
 
@@ -230,7 +251,7 @@ impl Pending {
     /// Inserts a service version into the working copy, noting a VIP new to it.
     fn insert(&mut self, svc: Arc<Service>) {
         if let ServiceKey::Addr { addr, .. } = svc.spec.key
-            && !self.table.vips.contains(&addr)
+            && !self.table.is_vip(&addr)
         {
             self.vips_added.push(addr);
         }
@@ -241,7 +262,7 @@ impl Pending {
     fn remove(&mut self, key: &ServiceKey) -> Option<Arc<Service>> {
         let old = self.table.remove(key)?;
         if let ServiceKey::Addr { addr, .. } = *key
-            && !self.table.vips.contains(&addr)
+            && !self.table.is_vip(&addr)
         {
             self.vips_removed.push(addr);
         }
@@ -342,7 +363,7 @@ impl Pending {
                 self.delete_effects(&old);
             }
             ConfigOp::Clear => {
-                let all: Vec<ServiceKey> = self.table.order.clone();
+                let all: Vec<ServiceKey> = self.table.services().map(|s| s.spec.key).collect();
                 for key in all {
                     if let Some(old) = self.remove(&key) {
                         self.delete_effects(&old);

@@ -63,7 +63,7 @@ impl Director {
                     }
                 }
                 Effect::Zero(None) => {
-                    for svc in pending.table.services() {
+                    for svc in pending.table.services_unordered() {
                         svc.shared.stats.zero();
                         for d in &svc.dests {
                             d.stats.zero();
@@ -222,7 +222,7 @@ impl Director {
     /// Updates rate estimates; call every 2 seconds (as IPVS's estimator).
     pub fn estimate_rates(&self, now: Timestamp) {
         let table = self.services.load();
-        for svc in table.services() {
+        for svc in table.services_unordered() {
             svc.shared.stats.estimate(now);
             for d in &svc.dests {
                 d.stats.estimate(now);
