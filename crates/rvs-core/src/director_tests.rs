@@ -1557,13 +1557,20 @@ fn services_list_in_configuration_order_and_vips_follow_their_last_service() {
     .unwrap();
     want.remove(0);
     want.push(tcp_key(443));
-    assert_eq!(listed(&d), want, "edits keep their place; a re-added service goes last");
+    assert_eq!(
+        listed(&d),
+        want,
+        "edits keep their place; a re-added service goes last"
+    );
 
     // The VIP has services until the last goes: a reply from it is then not ours.
     let all: Vec<ConfigOp> = want.iter().map(|&k| ConfigOp::DeleteService(k)).collect();
     let (last, rest) = all.split_last().unwrap();
     d.apply_batch(rest.to_vec()).unwrap();
-    assert!(d.services.load().is_vip(&ip(VIP)), "one service left on the VIP");
+    assert!(
+        d.services.load().is_vip(&ip(VIP)),
+        "one service left on the VIP"
+    );
     d.apply_batch(vec![last.clone()]).unwrap();
     assert!(!d.services.load().is_vip(&ip(VIP)));
     assert!(d.services().is_empty());
