@@ -92,16 +92,24 @@ pub fn extra_rvsd_args() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A lab with a unique prefix, `real_servers` real servers, the servers and (if `rvsd`) rvsd running; `None` when
-/// skipped. Panics with the cause when building fails.
-pub fn lab(test: &str, real_servers: usize, rvsd: bool) -> Option<Lab> {
+/// Whether a test lab's director runs rvsd, or only routes (the plain-router baseline, or a test that starts rvsd
+/// itself with options of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rvsd {
+    Started,
+    NotStarted,
+}
+
+/// A lab with a unique prefix, `real_servers` real servers, the servers and (with [`Rvsd::Started`]) rvsd running;
+/// `None` when skipped. Panics with the cause when building fails.
+pub fn lab(test: &str, real_servers: usize, rvsd: Rvsd) -> Option<Lab> {
     if !lab_available(test) {
         return None;
     }
     reap_stale_test_labs();
     let cfg = LabConfig {
         real_servers,
-        rvsd,
+        rvsd: rvsd == Rvsd::Started,
         rvsd_args: extra_rvsd_args(),
         ..LabConfig::unique("")
     };

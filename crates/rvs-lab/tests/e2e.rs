@@ -35,7 +35,7 @@ fn adm(lab: &Lab, args: &[&str]) -> String {
 
 /// A lab with rvsd and a TCP service on VIP:80 over `weights.len()` real servers.
 fn tcp_lab(test: &str, sched: &str, weights: &[u32], extra: &[&str]) -> Option<Lab> {
-    let lab = testing::lab(test, weights.len(), true)?;
+    let lab = testing::lab(test, weights.len(), testing::Rvsd::Started)?;
     let mut a = vec!["-A", "-t", "198.51.100.100:80", "-s", sched];
     a.extend_from_slice(extra);
     adm(&lab, &a);
@@ -137,7 +137,7 @@ fn one_mib_both_ways_is_byte_identical() {
 
 #[test]
 fn udp_service_balances_and_answers_from_the_vip() {
-    let Some(lab) = testing::lab("udp_service", 2, true) else {
+    let Some(lab) = testing::lab("udp_service", 2, testing::Rvsd::Started) else {
         return;
     };
     let vip53 = format!("{VIP}:53");
@@ -680,7 +680,7 @@ fn a_restarted_rvsd_cleans_what_a_crashed_one_left() {
 
 #[test]
 fn ipv6_service_through_the_switches() {
-    let Some(lab) = testing::lab("ipv6_service", 2, true) else {
+    let Some(lab) = testing::lab("ipv6_service", 2, testing::Rvsd::Started) else {
         return;
     };
     let vip = format!("[{}]:80", lab::VIP6);

@@ -53,7 +53,7 @@ fn drops_total(d: &serde_json::Value) -> u64 {
 
 #[test]
 fn malformed_packets_and_garbage_requests_leave_rvsd_serving_its_configuration() {
-    let Some(lab) = testing::lab("hostile", 2, true) else {
+    let Some(lab) = testing::lab("hostile", 2, testing::Rvsd::Started) else {
         return;
     };
     service(&lab, &[]);
@@ -378,7 +378,7 @@ fn real_clients_get_through_a_syn_flood_from_spoofed_sources() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
-    let Some(mut lab) = testing::lab("synflood", 2, false) else {
+    let Some(mut lab) = testing::lab("synflood", 2, testing::Rvsd::NotStarted) else {
         return;
     };
     lab.cfg

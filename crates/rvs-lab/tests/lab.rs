@@ -17,7 +17,11 @@ fn rs_addr(i: usize, port: u16) -> SocketAddr {
 
 #[test]
 fn plain_router_http_udp_and_cleanup() {
-    let Some(lab) = testing::lab("plain_router_http_udp_and_cleanup", 2, false) else {
+    let Some(lab) = testing::lab(
+        "plain_router_http_udp_and_cleanup",
+        2,
+        testing::Rvsd::NotStarted,
+    ) else {
         return;
     };
     let names = lab.namespaces();

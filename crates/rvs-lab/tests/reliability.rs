@@ -184,7 +184,7 @@ fn wait_log_n(lab: &Lab, what: &str, n: usize) {
 
 #[test]
 fn transfers_cross_a_restart_and_an_upgrade_byte_identical_and_a_crash_starts_clean() {
-    let Some(mut lab) = testing::lab("handover", 2, true) else {
+    let Some(mut lab) = testing::lab("handover", 2, testing::Rvsd::Started) else {
         return;
     };
     service(&lab);
@@ -412,7 +412,7 @@ fn requests_keep_succeeding_across_stop_then_start_restarts_under_load() {
 }
 
 fn restarts_under_load(test: &str, how: Restart) {
-    let Some(mut lab) = testing::lab(test, 2, true) else {
+    let Some(mut lab) = testing::lab(test, 2, testing::Rvsd::Started) else {
         return;
     };
     service(&lab);
@@ -687,7 +687,7 @@ struct Load {
 #[test]
 fn soak_mixed_load_with_rules_changing_every_second() {
     let secs = soak_secs();
-    let Some(lab) = testing::lab("soak", 2, true) else {
+    let Some(lab) = testing::lab("soak", 2, testing::Rvsd::Started) else {
         return;
     };
     service(&lab);
