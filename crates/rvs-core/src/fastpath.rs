@@ -487,8 +487,9 @@ mod tests {
         assert!(r.take().is_empty());
     }
 
-    #[test]
-    fn credit_moves_counters_and_last_seen_so_expiry_waits() {
+    /// A TCP connection through its handshake and the packets it takes to be offered (at time 12 ms): the director
+    /// and the connection it offered.
+    fn offered_tcp() -> (Director, FastConn) {
         let (d, r) = setup(Protocol::Tcp, 80);
         send(&d, 10, tcp(CIP, 40000, VIP, 80, "S"));
         send(&d, 11, tcp(RIP, 8080, CIP, 40000, "SA"));
@@ -496,6 +497,12 @@ mod tests {
             send(&d, 12, tcp(CIP, 40000, VIP, 80, "A"));
         }
         let fc = r.events.lock().unwrap()[0].1;
+        (d, fc)
+    }
+
+    #[test]
+    fn credit_moves_counters_and_last_seen_so_expiry_waits() {
+        let (d, fc) = offered_tcp();
         let before = d.services()[0].stats;
         let credit = FastCredit {
             in_packets: 5,
@@ -528,13 +535,7 @@ mod tests {
     /// connection's packets to the old real server.
     #[test]
     fn credit_for_a_connection_whose_4_tuple_now_goes_elsewhere_is_refused() {
-        let (d, r) = setup(Protocol::Tcp, 80);
-        send(&d, 10, tcp(CIP, 40000, VIP, 80, "S"));
-        send(&d, 11, tcp(RIP, 8080, CIP, 40000, "SA"));
-        for _ in 1..TCP_OFFER_IN_PKTS {
-            send(&d, 12, tcp(CIP, 40000, VIP, 80, "A"));
-        }
-        let fc = r.events.lock().unwrap()[0].1;
+        let (d, fc) = offered_tcp();
         let credit = FastCredit {
             in_packets: 5,
             in_bytes: 500,

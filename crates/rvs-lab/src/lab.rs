@@ -642,6 +642,17 @@ impl Lab {
     pub fn director(&self) -> String {
         self.cfg.director_ns(1)
     }
+    /// The kernel's drops into rvsd's TUN queue in the (first) director: `tx_dropped` of `rvs0` (0 when it cannot be
+    /// read, e.g. rvsd is not running).
+    pub fn tun_tx_dropped(&self) -> u64 {
+        Command::new("ip")
+            .args(["netns", "exec", &self.director(), "cat"])
+            .arg("/sys/class/net/rvs0/statistics/tx_dropped")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0)
+    }
     /// Director `k`'s namespace (1-based).
     pub fn director_n(&self, k: usize) -> String {
         self.cfg.director_ns(k)

@@ -355,17 +355,6 @@ fn states(lab: &Lab) -> String {
         .join(" ")
 }
 
-/// The kernel's drops into rvsd's TUN queue (`tx_dropped` of `rvs0` in the director).
-fn tun_dropped(lab: &Lab) -> u64 {
-    Command::new("ip")
-        .args(["netns", "exec", &lab.director(), "cat"])
-        .arg("/sys/class/net/rvs0/statistics/tx_dropped")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// TcpExt counters that tell a lost handshake apart (SYN cookies sent and taken, listen-queue overflows and
 /// drops, SYN-ACK and SYN retransmissions).
 const HANDSHAKE_COUNTERS: [&str; 9] = [
@@ -657,7 +646,7 @@ fn run_in(lab: &Lab, opts: &MillionOptions) -> Result<Report> {
     grown.truncate(8);
     r.slab_top = grown;
     r.states_open = states(lab);
-    r.tun_dropped_open = tun_dropped(lab);
+    r.tun_dropped_open = lab.tun_tx_dropped();
     let rs_ns: Vec<String> = (1..=opts.real_servers).map(|i| lab.rs(i)).collect();
     r.servers_tcpext = tcpext(&rs_ns);
     r.client_tcpext = tcpext(&[lab.client()]);
@@ -686,7 +675,7 @@ fn run_in(lab: &Lab, opts: &MillionOptions) -> Result<Report> {
         (cpu_ticks(pid).saturating_sub(c0)) as f64 / ticks_per_sec() / r.idle_secs * 100.0;
     r.entries_after_idle = table(lab).0;
     r.states_idle = states(lab);
-    r.tun_dropped_idle = tun_dropped(lab);
+    r.tun_dropped_idle = lab.tun_tx_dropped();
 
     // Use every connection.
     let start = Instant::now();

@@ -282,16 +282,6 @@ fn backlog_drops() -> u64 {
         .sum()
 }
 
-fn tun_tx_dropped(lab: &Lab) -> u64 {
-    std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.director(), "cat"])
-        .arg("/sys/class/net/rvs0/statistics/tx_dropped")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(0)
-}
-
 const RS_COUNTERS: &[&str] = &[
     "TcpExt:ListenOverflows",
     "TcpExt:ListenDrops",
@@ -329,7 +319,7 @@ impl FloodProbe {
                 .collect(),
             director: kernel_counters(&lab.director(), DIRECTOR_COUNTERS),
             cpu_ticks: rvsd_cpu_ticks(lab),
-            tun_tx_dropped: tun_tx_dropped(lab),
+            tun_tx_dropped: lab.tun_tx_dropped(),
             backlog_drops: backlog_drops(),
         }
     }

@@ -835,12 +835,7 @@ fn soak_mixed_load_with_rules_changing_every_second() {
     // Where a lost datagram or segment went, if one did: rvsd's drops by reason and the kernel's drops into its TUN.
     let v: serde_json::Value =
         serde_json::from_str(&adm(&lab, &["-L", "-n", "--json"])).unwrap_or_default();
-    let tun_dropped = Command::new("ip")
-        .args(["netns", "exec", &lab.director(), "cat"])
-        .arg("/sys/class/net/rvs0/statistics/tx_dropped")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let tun_dropped = lab.tun_tx_dropped();
     eprintln!(
         "soak drops: rvsd {}; TUN queue drops {tun_dropped}; started at {start_ms} ms",
         v["defense"]["drops"]
