@@ -95,6 +95,7 @@ struct IfreqData {
 
 const ETHTOOL_GTXCSUM: u32 = 0x16;
 const ETHTOOL_STXCSUM: u32 = 0x17;
+const ETHTOOL_STSO: u32 = 0x1f;
 const ETHTOOL_GGRO: u32 = 0x2b;
 const ETHTOOL_SGRO: u32 = 0x2c;
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
@@ -147,6 +148,11 @@ pub fn set_gro(ifname: &str, on: bool) -> io::Result<()> {
 /// Whether GRO is on for `ifname`.
 pub fn gro(ifname: &str) -> io::Result<bool> {
     ethtool_value(ifname, ETHTOOL_GGRO, 0).map(|v| v != 0)
+}
+
+/// Turn TCP segmentation offload of `ifname` on or off (like `ethtool -K IF tso on|off`).
+pub fn set_tso(ifname: &str, on: bool) -> io::Result<()> {
+    ethtool_value(ifname, ETHTOOL_STSO, u32::from(on)).map(|_| ())
 }
 
 #[cfg(test)]

@@ -93,3 +93,9 @@ pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
 pub fn gro_on(ifname: &str) -> Result<bool> {
     rvs_io::sys::gro(ifname).map_err(LabError::io(format!("reading GRO of {ifname}")))
 }
+
+/// Turns TCP segmentation offload on or off on `ifname` in the calling thread's namespace (like `ethtool -K IF tso
+/// off`).
+pub fn set_tso(ifname: &str, on: bool) -> Result<()> {
+    rvs_io::sys::set_tso(ifname, on).map_err(LabError::io(format!("setting TSO on {ifname}")))
+}

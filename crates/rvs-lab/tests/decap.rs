@@ -69,17 +69,11 @@ fn tun_rx(lab: &Lab, ns: &str) -> (u64, u64) {
 /// own namespaces are touched.
 fn force_gro(lab: &Lab, i: usize, ns: &str, ifname: &str, defer: u32, timeout_ns: u32) {
     let port = format!("rs{i}");
-    rvs_lab::cmd::ip(&[
-        "netns",
-        "exec",
-        &lab.privsw(),
-        "ethtool",
-        "-K",
-        &port,
-        "tso",
-        "off",
-    ])
-    .unwrap_or_else(|e| panic!("TSO off on the switch port {port} (needs ethtool): {e}"));
+    netns::run_in(&lab.privsw(), {
+        let p = port.clone();
+        move || netns::set_tso(&p, false)
+    })
+    .unwrap_or_else(|e| panic!("TSO off on the switch port {port}: {e}"));
     netns::run_in(ns, {
         let i = ifname.to_string();
         move || netns::set_gro(&i, true)
