@@ -50,6 +50,12 @@ pub enum LabError {
     /// Bad options.
     #[error("invalid option: {0}")]
     Invalid(String),
+    /// Another error, with what was being done when it happened.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        source: Box<LabError>,
+    },
 }
 
 impl LabError {
@@ -62,3 +68,27 @@ impl LabError {
 
 /// Result alias for the lab.
 pub type Result<T, E = LabError> = std::result::Result<T, E>;
+
+/// What was being done when an error happened, added on the way up (`lab.start_rvsd().context("starting rvsd")?`).
+pub trait Context<T> {
+    /// Wraps the error with `what`.
+    fn context(self, what: impl Into<String>) -> Result<T>;
+    /// Wraps the error with the text `what` makes (made only on failure).
+    fn with_context<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T> Context<T> for Result<T> {
+    fn context(self, what: impl Into<String>) -> Result<T> {
+        self.map_err(|e| LabError::Context {
+            context: what.into(),
+            source: Box::new(e),
+        })
+    }
+
+    fn with_context<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| LabError::Context {
+            context: what().into(),
+            source: Box::new(e),
+        })
+    }
+}

@@ -1280,9 +1280,7 @@ impl Lab {
     }
 
     fn log_tail(&self, log: &Path) -> String {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        crate::cmd::log_tail(log, 30, "\n")
     }
 
     /// The first director's rvsd log so far (for failure messages).

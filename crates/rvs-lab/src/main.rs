@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Result;
 use clap::{Parser, Subcommand};
+use rvs_lab::{LabError, Result};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -175,6 +175,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// SIGINT and SIGTERM remove the labs this process built before it exits.
+fn signals() -> Result<()> {
+    rvs_lab::cleanup::install_signal_handler()
+        .map_err(LabError::io("installing the SIGINT/SIGTERM handler"))
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Serve { name, http, udp } => rvs_lab::servers::serve(&name, http, udp)?,
@@ -212,7 +218,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             prefix,
             rvsd_args,
         } => {
-            rvs_lab::cleanup::install_signal_handler()?;
+            signals()?;
             let opts = rvs_lab::million::MillionOptions {
                 conns,
                 real_servers,
@@ -242,7 +248,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             method,
         } => {
             let method = rvs_lab::lab::Method::parse(&method)?;
-            rvs_lab::cleanup::install_signal_handler()?;
+            signals()?;
             let opts = rvs_lab::demo::DemoOptions {
                 real_servers,
                 scheduler,
@@ -261,7 +267,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             directors,
         } => {
             let method = rvs_lab::lab::Method::parse(&method)?;
-            rvs_lab::cleanup::install_signal_handler()?;
+            signals()?;
             if directors > 1 {
                 rvs_lab::manage::up_ecmp(&prefix, real_servers, method, usize::from(directors))?
             } else {

@@ -7,7 +7,8 @@
 
 use super::parse::parse_callgrind_collected;
 use super::sys;
-use anyhow::{Context, Result, bail};
+use crate::cmd::run_bounded;
+use crate::error::{LabError, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,65 +27,76 @@ const KINDS: &[(&str, &str)] = &[
 
 fn example_binary() -> Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let argv = vec![
-        "cargo".to_string(),
-        "build".into(),
-        "--release".into(),
-        "-p".into(),
-        "rvs-lab".into(),
-        "--example".into(),
-        "core_icount".into(),
-        "--manifest-path".into(),
-        workspace.join("Cargo.toml").display().to_string(),
+    let manifest = workspace.join("Cargo.toml").display().to_string();
+    let argv = [
+        "cargo",
+        "build",
+        "--release",
+        "-p",
+        "rvs-lab",
+        "--example",
+        "core_icount",
+        "--manifest-path",
+        &manifest,
     ];
     eprintln!("bench: building the core_icount example (release)");
-    let o = sys::run_timeout(&argv, Duration::from_secs(900))?;
+    let o = run_bounded(&argv, Duration::from_secs(900))?;
     if !o.status.success() {
-        bail!("building core_icount failed: {}", o.stderr.trim());
+        return Err(LabError::Process {
+            what: format!("building core_icount failed: {}", o.stderr.trim()),
+        });
     }
     let p = workspace.join("target/release/examples/core_icount");
     if !p.is_file() {
-        bail!("{} missing after build", p.display());
+        return Err(LabError::Process {
+            what: format!("{} missing after build", p.display()),
+        });
     }
     Ok(p)
 }
 
 fn instructions(bin: &Path, mode: &str, kind: &str, n: u64) -> Result<u64> {
-    let argv = vec![
-        "valgrind".to_string(),
-        "--tool=callgrind".into(),
-        "--callgrind-out-file=/dev/null".into(),
-        bin.display().to_string(),
-        mode.into(),
-        kind.into(),
-        n.to_string(),
+    let (bin, n_text) = (bin.display().to_string(), n.to_string());
+    let argv = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        &bin,
+        mode,
+        kind,
+        &n_text,
     ];
-    let o = sys::run_timeout(&argv, Duration::from_secs(600))?;
+    let o = run_bounded(&argv, Duration::from_secs(600))?;
     if !o.status.success() {
-        bail!(
-            "valgrind {mode} {kind} {n} failed: {}",
-            o.stderr
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
+        return Err(LabError::Process {
+            what: format!(
+                "valgrind {mode} {kind} {n} failed: {}",
+                o.stderr
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ),
+        });
     }
     // The example checks its verdicts and says how many packets were forwarded.
     if mode == "run" && !o.stdout.contains(&format!("forwarded {n}")) {
-        bail!(
+        return Err(LabError::Check(format!(
             "core_icount {kind}: not every packet was forwarded: {}",
             o.stdout.trim()
-        );
+        )));
     }
-    parse_callgrind_collected(&o.stderr).context("no instruction total in valgrind's output")
+    parse_callgrind_collected(&o.stderr)
+        .ok_or_else(|| LabError::Check("no instruction total in valgrind's output".into()))
 }
 
 /// Prints instructions per packet for each flow kind.
 pub fn run(n: u64) -> Result<()> {
     if n == 0 || n > 10_000_000 {
-        bail!("--icount-packets must be 1..=10000000");
+        return Err(LabError::Invalid(
+            "--icount-packets must be 1..=10000000".into(),
+        ));
     }
     sys::ensure_tools(&["valgrind"])?;
     let bin = example_binary()?;

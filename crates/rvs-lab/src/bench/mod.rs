@@ -13,7 +13,8 @@ pub mod stats;
 mod sys;
 pub mod udp;
 
-use anyhow::{Context, Result, bail};
+use crate::cmd;
+use crate::error::{LabError, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -199,10 +200,12 @@ type Results = BTreeMap<(Workload, PathKind), Vec<Result<Sample, String>>>;
 
 fn run_network(args: &Args) -> Result<()> {
     if args.rounds == 0 || args.rounds > 50 || args.duration == 0 || args.duration > 120 {
-        bail!("--rounds must be 1..=50 and --duration 1..=120 s");
+        return Err(LabError::Invalid(
+            "--rounds must be 1..=50 and --duration 1..=120 s".into(),
+        ));
     }
     if args.paths.is_empty() || args.workloads.is_empty() {
-        bail!("nothing to run");
+        return Err(LabError::Invalid("nothing to run".into()));
     }
     let mut tools = vec!["ip", "nginx", "wrk"];
     if args.paths.contains(&PathKind::Nft) {
@@ -218,7 +221,7 @@ fn run_network(args: &Args) -> Result<()> {
     if args.nice != 0 {
         let pid = std::process::id().to_string();
         let n = args.nice.to_string();
-        if let Err(e) = sys::sh(&["renice", "-n", &n, "-p", &pid]) {
+        if let Err(e) = cmd::run_checked(&["renice", "-n", &n, "-p", &pid]) {
             eprintln!("bench: renice failed ({e:#}); running at normal priority");
         }
     }
@@ -314,13 +317,13 @@ fn run_network(args: &Args) -> Result<()> {
     }
     if let Some(path) = &args.json {
         std::fs::write(path, to_json(&started, &machine, args, &results)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+            .map_err(LabError::io(format!("writing {}", path.display())))?;
     }
     Ok(())
 }
 
 fn now_utc() -> String {
-    sys::sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
+    cmd::run_checked(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown date".into())
 }

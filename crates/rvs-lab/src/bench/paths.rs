@@ -1,11 +1,12 @@
 //! The paths (direct, kernel NAT, HAProxy, rvs and its variants), brought up and down around each measurement in
 //! the lab's topology ([`crate::lab`], [`Method::Mixed`] with every [`Comparison`]), and the workloads run over them.
 
-use super::sys::{self, Daemon, sh};
+use super::sys;
 use super::{Args, Sample, Workload, bound, parse, udp};
 use crate::bins::Binaries;
+use crate::cmd::{self, Background, in_ns, run_bounded, run_checked};
+use crate::error::{Context, LabError, Result};
 use crate::lab::{self, Comparison, Lab, LabConfig, Method};
-use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -146,24 +147,16 @@ fn udp_rcvbuf_errors(ns: &str) -> Option<u64> {
 #[derive(Debug, Default)]
 struct Active {
     /// HAProxy.
-    proxy: Option<Daemon>,
+    proxy: Option<Background>,
     /// rvsd runs (started and stopped through the lab).
     rvsd: bool,
     /// rvsd was started with the fast path.
     fast_path: bool,
 }
 
-/// `ip netns exec NS argv...` as an argument vector.
-fn in_ns(ns: &str, argv: &[&str]) -> Vec<String> {
-    let mut v = vec!["ip".to_string(), "netns".into(), "exec".into(), ns.into()];
-    v.extend(argv.iter().map(|s| s.to_string()));
-    v
-}
-
 /// Runs `argv` (30 s bound) inside `ns`.
 fn sh_in(ns: &str, argv: &[&str]) -> Result<String> {
-    let v = in_ns(ns, argv);
-    sh(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    run_checked(&in_ns(ns, argv))
 }
 
 /// The lab with its permanent servers (nginx on both real servers, iperf3 on the first).
@@ -182,7 +175,7 @@ pub struct Bench {
     /// Why rvs paths cannot run, if they cannot (binaries not found).
     rvs_missing: Option<String>,
     /// Servers first so they are stopped before the namespaces go.
-    servers: Vec<Daemon>,
+    servers: Vec<Background>,
     lab: Lab,
 }
 
@@ -205,7 +198,7 @@ impl Bench {
         // Private copies: a rebuild of target/ during the run (other engineers, cargo run) must not change or
         // remove the binaries under measurement.
         let exe = private_copy(
-            &std::env::current_exe().context("own executable")?,
+            &std::env::current_exe().map_err(LabError::io("own executable"))?,
             &dir,
             "rvs-lab",
         )?;
@@ -272,7 +265,8 @@ impl Bench {
                      location / {{ return 200 \"rvs bench ok\\n\"; }}\n  }}\n}}\n",
                     n = i + 1
                 ),
-            )?;
+            )
+            .map_err(LabError::io(format!("writing {}", conf.display())))?;
             let conf = conf.display().to_string();
             let err = format!("{dir}/nginx-r{}.err", i + 1);
             let argv = in_ns(
@@ -290,7 +284,7 @@ impl Bench {
                 ],
             );
             let log = self.file(&format!("nginx-r{}.log", i + 1));
-            self.servers.push(Daemon::spawn("nginx", &argv, &log, &[])?);
+            self.servers.push(Background::spawn("nginx", &argv, &log)?);
             wait_listening(ns, &format!(":{HTTP_PORT}"), self.servers.last_mut())
                 .with_context(|| format!("nginx in {ns}"))?;
         }
@@ -298,8 +292,7 @@ impl Bench {
             let ns = self.lab.rs(1);
             let argv = in_ns(&ns, &["iperf3", "-s", "-p", &BULK_PORT.to_string()]);
             let log = self.file("iperf3.log");
-            self.servers
-                .push(Daemon::spawn("iperf3", &argv, &log, &[])?);
+            self.servers.push(Background::spawn("iperf3", &argv, &log)?);
             wait_listening(&ns, &format!(":{BULK_PORT}"), self.servers.last_mut())
                 .context("iperf3 server")?;
         }
@@ -311,7 +304,7 @@ impl Bench {
         let mut active = self.up(p)?;
         let r = self.wrk(p, 2, 1, false).and_then(|(w, _)| {
             if w.requests == 0 {
-                bail!("no HTTP request completed");
+                return Err(LabError::Check("no HTTP request completed".into()));
             }
             Ok(())
         });
@@ -333,10 +326,9 @@ impl Bench {
             None if active.rvsd => match self.lab.proc_exited("rvsd") {
                 Some(status) => {
                     active.rvsd = false;
-                    Err(anyhow::anyhow!(
-                        "rvsd exited ({status}): {}",
-                        self.lab.rvsd_log_text()
-                    ))
+                    Err(LabError::Process {
+                        what: format!("rvsd exited ({status}): {}", self.lab.rvsd_log_text()),
+                    })
                 }
                 None => Ok(()),
             },
@@ -396,32 +388,32 @@ impl Bench {
         }
         argv.push(&url);
         let argv = in_ns(&self.lab.client(), &argv);
-        let o = sys::run_timeout(&argv, bound(seconds))?;
-        let r = parse::parse_wrk(&o.stdout).with_context(|| {
-            format!(
+        let o = run_bounded(&argv, bound(seconds))?;
+        let r = parse::parse_wrk(&o.stdout).ok_or_else(|| {
+            LabError::Check(format!(
                 "wrk gave no report ({}): {} {}",
                 o.status,
                 o.stdout.trim(),
                 o.stderr.trim()
-            )
+            ))
         })?;
         if r.non_2xx > 0 {
-            bail!("{} non-2xx responses", r.non_2xx);
+            return Err(LabError::Check(format!("{} non-2xx responses", r.non_2xx)));
         }
         if r.socket_errors * 100 > r.requests.max(1) {
-            bail!(
+            return Err(LabError::Check(format!(
                 "{} socket errors for {} requests: {}",
                 r.socket_errors,
                 r.requests,
                 o.stdout.trim()
-            );
+            )));
         }
         Ok((r, o.stdout))
     }
 
     fn udp(&mut self, p: PathKind, pid: Option<u32>) -> Result<Sample> {
         if p == PathKind::Haproxy {
-            bail!("n/a (HAProxy has no UDP)");
+            return Err(LabError::Check("n/a (HAProxy has no UDP)".into()));
         }
         let exe = self.exe.display().to_string();
         let secs = self.duration.to_string();
@@ -443,7 +435,7 @@ impl Bench {
                     &sink_secs,
                 ],
             );
-            sinks.push(Daemon::spawn("udp sink", &argv, &log, &[])?);
+            sinks.push(Background::spawn("udp sink", &argv, &log)?);
         }
         for s in &mut sinks {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -453,7 +445,9 @@ impl Bench {
             {
                 s.check_alive()?;
                 if Instant::now() > deadline {
-                    bail!("UDP sink did not start");
+                    return Err(LabError::Process {
+                        what: "UDP sink did not start".into(),
+                    });
                 }
                 thread::sleep(Duration::from_millis(20));
             }
@@ -480,20 +474,30 @@ impl Bench {
         let rs = [self.lab.rs(1), self.lab.rs(2)];
         let drops0: Option<u64> = rs.iter().map(|ns| udp_rcvbuf_errors(ns)).sum();
         let m = Meter::start(pid);
-        let o = sys::run_timeout(&argv, bound(self.duration))?;
+        let o = run_bounded(&argv, bound(self.duration))?;
         let m = m.stop();
-        let (sent, send_secs) = udp::parse_sent(&o.stdout)
-            .with_context(|| format!("UDP sender: {} {}", o.stdout.trim(), o.stderr.trim()))?;
+        let (sent, send_secs) = udp::parse_sent(&o.stdout).ok_or_else(|| {
+            LabError::Check(format!(
+                "UDP sender: {} {}",
+                o.stdout.trim(),
+                o.stderr.trim()
+            ))
+        })?;
         let mut received = 0;
         for s in &mut sinks {
             if !s.wait_timeout(Duration::from_secs(u64::from(self.duration) + 10))? {
-                bail!("UDP sink did not finish");
+                return Err(LabError::Process {
+                    what: "UDP sink did not finish".into(),
+                });
             }
-            received += udp::parse_received(&std::fs::read_to_string(&s.log)?)
-                .with_context(|| format!("UDP sink: {}", sys::log_tail(&s.log)))?;
+            let out = std::fs::read_to_string(&s.log)
+                .map_err(LabError::io(format!("reading {}", s.log.display())))?;
+            received += udp::parse_received(&out).ok_or_else(|| {
+                LabError::Check(format!("UDP sink: {}", cmd::log_tail(&s.log, 8, " | ")))
+            })?;
         }
         if received == 0 {
-            bail!("no UDP datagram arrived");
+            return Err(LabError::Check("no UDP datagram arrived".into()));
         }
         let drops1: Option<u64> = rs.iter().map(|ns| udp_rcvbuf_errors(ns)).sum();
         Ok(m.finish(Sample {
@@ -514,8 +518,8 @@ impl Bench {
             &["iperf3", "-c", &target, "-p", &port, "-t", &secs, "-J"],
         );
         let m = Meter::start(pid);
-        let o = sys::run_timeout(&argv, bound(self.duration))?;
-        let (bps, retransmits) = parse::parse_iperf3_json(&o.stdout).map_err(anyhow::Error::msg)?;
+        let o = run_bounded(&argv, bound(self.duration))?;
+        let (bps, retransmits) = parse::parse_iperf3_json(&o.stdout).map_err(LabError::Check)?;
         Ok(m.finish(Sample {
             value: bps,
             retransmits,
@@ -545,7 +549,8 @@ impl Bench {
                         vip = Comparison::KernelNat.target(),
                         rs1 = lab::rip(1),
                     ),
-                )?;
+                )
+                .map_err(LabError::io(format!("writing {}", file.display())))?;
                 let f = file.display().to_string();
                 sh_in(&self.lab.director(), &["nft", "-f", &f])?;
                 Ok(Active::default())
@@ -568,10 +573,11 @@ impl Bench {
                             format!("  server rs2 {}:{HTTP_PORT}\n", lab::rip(2))
                         },
                     ),
-                )?;
+                )
+                .map_err(LabError::io(format!("writing {}", cfg.display())))?;
                 let cfg = cfg.display().to_string();
                 let argv = in_ns(&self.lab.director(), &["haproxy", "-f", &cfg, "-db"]);
-                let mut d = Daemon::spawn("haproxy", &argv, &self.file("haproxy.log"), &[])?;
+                let mut d = Background::spawn("haproxy", &argv, &self.file("haproxy.log"))?;
                 wait_listening(
                     &self.lab.director(),
                     &format!("{}:{HTTP_PORT}", Comparison::Proxy.target()),
@@ -584,7 +590,9 @@ impl Bench {
             }
             _ => match p.rvs_setup() {
                 Some(setup) => self.rvs_up(setup),
-                None => bail!("{} is not an rvs path", p.label()),
+                None => Err(LabError::Process {
+                    what: format!("{} is not an rvs path", p.label()),
+                }),
             },
         }
     }
@@ -614,12 +622,13 @@ impl Bench {
     /// Starts the lab's rvsd with the bench's rules, the path's arguments, then `--rvsd-args`.
     fn rvs_up(&mut self, setup: RvsSetup) -> Result<Active> {
         if let Some(why) = &self.rvs_missing {
-            bail!("{why}");
+            return Err(LabError::Process { what: why.clone() });
         }
         std::fs::write(
             self.lab.rules(),
             Self::rvs_rules_with(setup.method, self.http_servers),
-        )?;
+        )
+        .map_err(LabError::io("writing the bench's rules"))?;
         // --restart-hold 0: every path starts with an empty connection table. With a hold, a stop hands the table
         // to an rvsd started within it, so the next path took over the previous one's connections (tens of
         // thousands in TIME_WAIT, bound to that path's forwarding method) and the client's reused 4-tuples went
@@ -640,14 +649,18 @@ impl Bench {
             .rvsadm(&["-L", "-n"])
             .with_context(|| format!("rvsadm -L -n: {}", self.lab.rvsd_log_text()))?;
         if !list.contains(&format!("{}:{HTTP_PORT}", lab::VIP)) {
-            bail!("rvsd did not load the virtual services: {list}");
+            return Err(LabError::Process {
+                what: format!("rvsd did not load the virtual services: {list}"),
+            });
         }
         let log = std::fs::read(self.lab.rvsd_log()).unwrap_or_default();
         let this_run = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
         if let Some(line) = took_over_a_table(&this_run) {
-            bail!(
-                "rvsd did not start empty (a path must not inherit the previous one's connections): {line}"
-            );
+            return Err(LabError::Process {
+                what: format!(
+                    "rvsd did not start empty (a path must not inherit the previous one's connections): {line}"
+                ),
+            });
         }
         Ok(Active {
             proxy: None,
@@ -799,7 +812,7 @@ fn tune(lab: &Lab) -> Result<()> {
     let mac = link
         .split_whitespace()
         .nth(2)
-        .context("no MAC address on pub0")?
+        .ok_or_else(|| LabError::Check("no MAC address on pub0".into()))?
         .to_string();
     let vip = lab::VIP.to_string();
     lab.ip(
@@ -885,13 +898,13 @@ impl Meter {
 }
 
 /// Waits (5 s at most) until something listens on a local address ending in `suffix` in `ns`.
-fn wait_listening(ns: &str, suffix: &str, mut daemon: Option<&mut Daemon>) -> Result<()> {
+fn wait_listening(ns: &str, suffix: &str, mut daemon: Option<&mut Background>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(d) = daemon.as_deref_mut() {
             d.check_alive()?;
         }
-        let out = sh(&["ip", "netns", "exec", ns, "ss", "-Hltn"]).unwrap_or_default();
+        let out = sh_in(ns, &["ss", "-Hltn"]).unwrap_or_default();
         if out.lines().any(|l| {
             l.split_whitespace()
                 .nth(3)
@@ -900,7 +913,10 @@ fn wait_listening(ns: &str, suffix: &str, mut daemon: Option<&mut Daemon>) -> Re
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("nothing listens on {suffix} in {ns} after 5 s");
+            return Err(LabError::Timeout {
+                what: format!("nothing listens on {suffix} in {ns}"),
+                ms: 5000,
+            });
         }
         thread::sleep(Duration::from_millis(30));
     }
@@ -908,8 +924,11 @@ fn wait_listening(ns: &str, suffix: &str, mut daemon: Option<&mut Daemon>) -> Re
 
 fn private_copy(src: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
     let dst = dir.join(name);
-    std::fs::copy(src, &dst)
-        .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    std::fs::copy(src, &dst).map_err(LabError::io(format!(
+        "copying {} to {}",
+        src.display(),
+        dst.display()
+    )))?;
     Ok(dst)
 }
 

@@ -5,7 +5,7 @@
 use super::paths::PathKind;
 use super::stats::{self, Row, Summary, Unit};
 use super::{Args, Results, Sample, Workload};
-use anyhow::Result;
+use crate::error::{LabError, Result};
 
 pub(super) fn show_sample(w: Workload, s: &Sample) -> String {
     let main = match w {
@@ -342,7 +342,8 @@ pub(super) fn to_json(
         "wrk_threads": args.threads, "wrk_connections": args.connections,
         "http_servers": args.http_servers, "udp_flows": args.udp_flows, "udp_batch": super::udp::BATCH, "udp_size": args.udp_size, "samples": samples,
     });
-    Ok(serde_json::to_string_pretty(&doc)?)
+    serde_json::to_string_pretty(&doc)
+        .map_err(|e| LabError::io("formatting the results as JSON")(e.into()))
 }
 
 pub(super) fn machine_description() -> String {
@@ -358,7 +359,7 @@ pub(super) fn machine_description() -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    let kernel = super::sys::sh(&["uname", "-r"]).unwrap_or_default();
+    let kernel = crate::cmd::run_checked(&["uname", "-r"]).unwrap_or_default();
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
 

@@ -6,7 +6,7 @@
 //! socket lookup per batch) and the sink takes up to [`BATCH`] per `recvmmsg`; what each path delivers then depends
 //! on the director. Both are bounded in time; the sender also in packet count.
 
-use anyhow::{Context, Result};
+use crate::error::{LabError, Result};
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -26,19 +26,19 @@ pub fn send(
     max_packets: u64,
 ) -> Result<()> {
     let bind: SocketAddr = if target.is_ipv4() {
-        "0.0.0.0:0".parse()?
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
-        "[::]:0".parse()?
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let socks: Vec<UdpSocket> = (0..flows.max(1))
-        .map(|_| -> Result<UdpSocket> {
+        .map(|_| -> std::io::Result<UdpSocket> {
             let s = UdpSocket::bind(bind)?;
             s.connect(target)?;
             s.set_nonblocking(true)?;
             Ok(s)
         })
-        .collect::<Result<_>>()
-        .context("UDP sender sockets")?;
+        .collect::<std::io::Result<_>>()
+        .map_err(LabError::io("UDP sender sockets"))?;
     let payload = vec![0x5au8; size];
     // Every message points at the same payload; the sockets are connected, so no address per message.
     let mut iov = [libc::iovec {
@@ -85,11 +85,15 @@ pub fn send(
 /// Counts datagrams arriving on `port` until `seconds` have passed or, once traffic started, `idle_ms` pass
 /// without a packet. Prints `ready` once bound, then `received N`.
 pub fn sink(port: u16, seconds: f64, idle_ms: u64) -> Result<()> {
-    let s = UdpSocket::bind(("0.0.0.0", port)).with_context(|| format!("bind UDP port {port}"))?;
-    s.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let s = UdpSocket::bind(("0.0.0.0", port))
+        .map_err(LabError::io(format!("bind UDP port {port}")))?;
+    s.set_read_timeout(Some(Duration::from_millis(50)))
+        .map_err(LabError::io("UDP sink read timeout"))?;
     set_rcvbuf(&s, 8 << 20);
     println!("ready");
-    std::io::stdout().flush()?;
+    std::io::stdout()
+        .flush()
+        .map_err(LabError::io("UDP sink: writing `ready`"))?;
     let start = Instant::now();
     let limit = Duration::from_secs_f64(seconds);
     let idle = Duration::from_millis(idle_ms);
@@ -137,7 +141,7 @@ pub fn sink(port: u16, seconds: f64, idle_ms: u64) -> Result<()> {
                 break;
             }
         } else {
-            return Err(e).context("UDP sink recvmmsg");
+            return Err(LabError::io("UDP sink recvmmsg")(e));
         }
     }
     println!("received {received}");
