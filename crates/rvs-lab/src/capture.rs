@@ -1,7 +1,9 @@
 //! Seeing addresses on the wire without tcpdump: an AF_PACKET socket opened by a thread inside a namespace, bound to
 //! one interface, recording the IPv4 and IPv6 TCP/UDP headers of what passes (both directions), inside a tunnel too.
+//! The headers are read through rvs-wire's views and its tunnel offsets (`encap::tunnel_inner_offset`), as rvsd and
+//! the decapsulator read them; only the Ethernet header (type, one VLAN tag) is read here.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +11,13 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rvs_wire::{Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket, proto};
+
 use crate::error::{LabError, Result};
+
+/// Bytes kept of each frame: the headers (Ethernet, an outer IPv6 header, GRE with its options, an inner IPv6
+/// header, TCP: 138 at most) and nothing of the payload.
+const SNAP: usize = 256;
 
 /// One packet seen on an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,31 +87,38 @@ fn parse_ip(ip: &[u8], direction: Direction) -> Option<Seen> {
     })
 }
 
-/// An IPv4 or IPv6 header (not a fragment): source, destination, protocol and what follows the header.
+/// Header sizes a snapped header must hold whole before its fields are read (rvs-wire's views read 0 past the end of
+/// the buffer rather than fail, which suits a capture's snap, so the lengths are checked here).
+mod min_len {
+    pub const IPV4: usize = 20;
+    pub const IPV6: usize = 40;
+    pub const TCP: usize = 20;
+    pub const UDP: usize = 8;
+}
+
+/// An IPv4 or IPv6 header (not a non-first fragment), read through rvs-wire's views: source, destination, protocol
+/// and what follows the header. The views are not `new_checked`: a capture snaps frames at [`SNAP`] bytes, so the
+/// length fields may point past what was read; only the header itself must be there.
 fn ip_header(ip: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
     match ip.first()? >> 4 {
-        4 if ip.len() >= 20 => {
-            let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-            if frag != 0 {
+        4 if ip.len() >= min_len::IPV4 => {
+            let v4 = Ipv4Packet::new_unchecked(ip);
+            if v4.frag_offset() != 0 || v4.header_len() < min_len::IPV4 {
                 return None;
             }
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-            let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-            Some((IpAddr::V4(src), IpAddr::V4(dst), ip[9], ip.get(ihl..)?))
+            let (src, dst) = (v4.src_addr().into(), v4.dst_addr().into());
+            Some((src, dst, v4.protocol(), ip.get(v4.header_len()..)?))
         }
-        6 if ip.len() >= 40 => {
-            let a = |o: usize| -> Option<IpAddr> {
-                let b: [u8; 16] = ip.get(o..o + 16)?.try_into().ok()?;
-                Some(IpAddr::V6(Ipv6Addr::from(b)))
-            };
-            Some((a(8)?, a(24)?, ip[6], ip.get(40..)?))
+        6 if ip.len() >= min_len::IPV6 => {
+            let v6 = Ipv6Packet::new_unchecked(ip);
+            let (src, dst) = (v6.src_addr().into(), v6.dst_addr().into());
+            Some((src, dst, v6.next_header(), ip.get(min_len::IPV6..)?))
         }
         _ => None,
     }
 }
 
-/// The TCP or UDP header after an IP header, as seen (no tunnel).
+/// The TCP or UDP header after an IP header, as seen (no tunnel), read through rvs-wire's views.
 fn transport(
     src: IpAddr,
     dst: IpAddr,
@@ -111,12 +126,17 @@ fn transport(
     l4: &[u8],
     direction: Direction,
 ) -> Option<Seen> {
-    if protocol != 6 && protocol != 17 {
-        return None;
-    }
-    let sport = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
-    let dport = u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]);
-    let tcp_flags = if protocol == 6 { *l4.get(13)? } else { 0 };
+    let (sport, dport, tcp_flags) = match protocol {
+        proto::TCP if l4.len() >= min_len::TCP => {
+            let tcp = TcpPacket::new_unchecked(l4);
+            (tcp.src_port(), tcp.dst_port(), tcp.flags().bits())
+        }
+        proto::UDP if l4.len() >= min_len::UDP => {
+            let udp = UdpPacket::new_unchecked(l4);
+            (udp.src_port(), udp.dst_port(), 0)
+        }
+        _ => return None,
+    };
     Some(Seen {
         protocol,
         src: SocketAddr::new(src, sport),
@@ -199,7 +219,7 @@ fn open(ifname: &str) -> Result<OwnedFd> {
 
 fn record(fd: &OwnedFd, stop: &AtomicBool, max: usize) -> Vec<Seen> {
     let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; SNAP];
     while !stop.load(Ordering::Acquire) && seen.len() < max {
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -282,6 +302,7 @@ impl Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn parses_a_tcp_syn_frame() {
