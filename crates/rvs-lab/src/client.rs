@@ -58,31 +58,16 @@ fn read_response<R: BufRead>(r: &mut R) -> Result<Response> {
     let mut len = None;
     let mut real_server = None;
     let mut keep_alive = line.starts_with("HTTP/1.1");
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)
-            .map_err(LabError::io("reading a header"))?
-            == 0
-        {
-            return Err(LabError::Check(
-                "connection closed inside the answer's head".into(),
-            ));
+    crate::servers::read_header_fields(r, "answer's head", |k, v| {
+        if k.eq_ignore_ascii_case("content-length") {
+            len = v.parse::<usize>().ok();
+        } else if k.eq_ignore_ascii_case("x-real-server") {
+            real_server = Some(v.to_string());
+        } else if k.eq_ignore_ascii_case("connection") {
+            keep_alive = !v.eq_ignore_ascii_case("close");
         }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            let v = v.trim();
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.parse::<usize>().ok();
-            } else if k.eq_ignore_ascii_case("x-real-server") {
-                real_server = Some(v.to_string());
-            } else if k.eq_ignore_ascii_case("connection") {
-                keep_alive = !v.eq_ignore_ascii_case("close");
-            }
-        }
-    }
+        Ok(())
+    })?;
     let len = len.ok_or_else(|| LabError::Check("answer without Content-Length".into()))?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)

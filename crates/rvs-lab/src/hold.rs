@@ -241,19 +241,27 @@ fn token_of(fd: RawFd) -> u64 {
     u64::try_from(fd).unwrap_or(u64::MAX - 1)
 }
 
-/// What [`open`] is told: its slice of the connections and how fast to open them.
-#[derive(Debug, Clone)]
+/// What [`open`] is told: its slice of the connections and how fast to open them (also the hidden `hold-open`
+/// command's arguments, `--target`, `--first`, ...).
+#[derive(Debug, Clone, clap::Args)]
 pub struct OpenSpec {
+    #[arg(long)]
     pub target: SocketAddrV4,
     /// Global index of the first connection of this process, and how many it opens.
+    #[arg(long)]
     pub first: u64,
+    #[arg(long)]
     pub count: u64,
     /// Source addresses over all processes ([`endpoint`]).
+    #[arg(long)]
     pub addrs: u32,
     /// New connections a second, and most in progress at once.
+    #[arg(long)]
     pub rate: u64,
+    #[arg(long)]
     pub window: usize,
     /// Bound of each phase.
+    #[arg(long)]
     pub phase_secs: u64,
 }
 

@@ -136,22 +136,7 @@ enum Cmd {
     },
     /// (internal) `rvs-lab million`'s opener in the client namespace.
     #[command(hide = true)]
-    HoldOpen {
-        #[arg(long)]
-        target: std::net::SocketAddrV4,
-        #[arg(long)]
-        first: u64,
-        #[arg(long)]
-        count: u64,
-        #[arg(long)]
-        addrs: u32,
-        #[arg(long)]
-        rate: u64,
-        #[arg(long)]
-        window: usize,
-        #[arg(long)]
-        phase_secs: u64,
-    },
+    HoldOpen(rvs_lab::hold::OpenSpec),
     /// (internal) The real servers' HTTP and UDP echo server.
     #[command(hide = true)]
     Serve {
@@ -189,23 +174,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             max_conns,
         } => rvs_lab::hold::serve(&name, listen, max_conns)?,
-        Cmd::HoldOpen {
-            target,
-            first,
-            count,
-            addrs,
-            rate,
-            window,
-            phase_secs,
-        } => rvs_lab::hold::open(&rvs_lab::hold::OpenSpec {
-            target,
-            first,
-            count,
-            addrs,
-            rate,
-            window,
-            phase_secs,
-        })?,
+        Cmd::HoldOpen(spec) => rvs_lab::hold::open(&spec)?,
         Cmd::Million {
             conns,
             real_servers,

@@ -31,6 +31,34 @@ pub struct RequestHead {
     pub keep_alive: bool,
 }
 
+/// Reads the header lines of an HTTP head (a request's, or an answer's for [`crate::client`]) up to the blank line,
+/// handing each `name: value` (value trimmed) to `field`; `what` names the head in the error when the connection
+/// closes inside it.
+pub fn read_header_fields<R: BufRead>(
+    r: &mut R,
+    what: &str,
+    mut field: impl FnMut(&str, &str) -> Result<()>,
+) -> Result<()> {
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h)
+            .map_err(LabError::io("reading a header"))?
+            == 0
+        {
+            return Err(LabError::Check(format!(
+                "connection closed inside the {what}"
+            )));
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            return Ok(());
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            field(k, v.trim())?;
+        }
+    }
+}
+
 /// Reads one request head; `Ok(None)` on a clean EOF before any byte.
 pub fn read_request_head<R: BufRead>(r: &mut R) -> Result<Option<RequestHead>> {
     let mut line = String::new();
@@ -52,35 +80,20 @@ pub fn read_request_head<R: BufRead>(r: &mut R) -> Result<Option<RequestHead>> {
         content_length: 0,
         keep_alive: version == "HTTP/1.1",
     };
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)
-            .map_err(LabError::io("reading a header"))?
-            == 0
-        {
-            return Err(LabError::Check(
-                "connection closed inside the request head".into(),
-            ));
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            let v = v.trim();
-            if k.eq_ignore_ascii_case("content-length") {
-                head.content_length = v
-                    .parse()
-                    .map_err(|_| LabError::Check(format!("bad Content-Length {v:?}")))?;
-            } else if k.eq_ignore_ascii_case("connection") {
-                if v.eq_ignore_ascii_case("close") {
-                    head.keep_alive = false;
-                } else if v.eq_ignore_ascii_case("keep-alive") {
-                    head.keep_alive = true;
-                }
+    read_header_fields(r, "request head", |k, v| {
+        if k.eq_ignore_ascii_case("content-length") {
+            head.content_length = v
+                .parse()
+                .map_err(|_| LabError::Check(format!("bad Content-Length {v:?}")))?;
+        } else if k.eq_ignore_ascii_case("connection") {
+            if v.eq_ignore_ascii_case("close") {
+                head.keep_alive = false;
+            } else if v.eq_ignore_ascii_case("keep-alive") {
+                head.keep_alive = true;
             }
         }
-    }
+        Ok(())
+    })?;
     if head.content_length > MAX_BODY {
         return Err(LabError::Check(format!(
             "request body too large: {}",
