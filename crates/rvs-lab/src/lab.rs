@@ -1418,6 +1418,17 @@ impl Lab {
         ip_in(ns, args)
     }
 
+    /// Loads an nftables ruleset into namespace `ns` (`nft -f FILE`, the file `name` in the state directory, removed
+    /// with the lab). A rejected ruleset is an error with nft's message.
+    pub fn nft(&self, ns: &str, name: &str, ruleset: &str) -> Result<()> {
+        let file = self.state_dir.join(name);
+        std::fs::write(&file, ruleset)
+            .map_err(LabError::io(format!("writing {}", file.display())))?;
+        let file = file.display().to_string();
+        crate::cmd::run_checked(&crate::cmd::in_ns(ns, &["nft", "-f", &file]))?;
+        Ok(())
+    }
+
     /// Removes the lab now, reporting problems.
     pub fn down(self) -> Result<()> {
         let problems = self.guard.teardown();

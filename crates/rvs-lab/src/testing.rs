@@ -11,7 +11,7 @@ pub fn missing_prerequisite() -> Option<String> {
     if !std::path::Path::new("/dev/net/tun").exists() {
         return Some("/dev/net/tun is missing".into());
     }
-    match std::process::Command::new("ip").arg("-V").output() {
+    match crate::cmd::run_bounded(&["ip", "-V"], crate::cmd::SHORT) {
         Ok(o) if o.status.success() => {}
         _ => return Some("`ip` (iproute2) is not installed".into()),
     }
@@ -117,4 +117,27 @@ pub fn lab(test: &str, real_servers: usize, rvsd: Rvsd) -> Option<Lab> {
         Ok(l) => Some(l),
         Err(e) => panic!("{test}: building the lab failed: {e}"),
     }
+}
+
+/// `rvsadm ARGS` against the first director's rvsd, which must succeed: returns stdout; on failure the test panics
+/// with rvsadm's message and rvsd's log.
+pub fn adm(lab: &Lab, args: &[&str]) -> String {
+    lab.rvsadm(args).unwrap_or_else(|e| {
+        panic!(
+            "rvsadm {}: {e}\nrvsd log:\n{}",
+            args.join(" "),
+            lab.rvsd_log_text()
+        )
+    })
+}
+
+/// [`adm`] against director `k`'s rvsd.
+pub fn adm_in(lab: &Lab, k: usize, args: &[&str]) -> String {
+    lab.rvsadm_in(k, args).unwrap_or_else(|e| {
+        panic!(
+            "director {k}: rvsadm {}: {e}\nrvsd log:\n{}",
+            args.join(" "),
+            lab.rvsd_log_text_in(k)
+        )
+    })
 }

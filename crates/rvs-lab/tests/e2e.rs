@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rvs_lab::client::{self, Connection, HttpConn};
 use rvs_lab::lab::{self, CIP, Lab, LabConfig, VIP};
+use rvs_lab::testing::adm;
 use rvs_lab::{demo, testing};
 
 const T: Duration = Duration::from_secs(5);
@@ -19,18 +20,6 @@ fn vip80() -> String {
 
 fn rs80(i: usize) -> String {
     format!("{}:80", lab::rip(i))
-}
-
-/// rvsadm that must succeed; on failure the panic carries rvsd's log.
-fn adm(lab: &Lab, args: &[&str]) -> String {
-    match lab.rvsadm(args) {
-        Ok(out) => out,
-        Err(e) => panic!(
-            "rvsadm {}: {e}\nrvsd log:\n{}",
-            args.join(" "),
-            lab.rvsd_log_text()
-        ),
-    }
 }
 
 /// A lab with rvsd and a TCP service on VIP:80 over `weights.len()` real servers.

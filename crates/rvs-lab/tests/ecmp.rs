@@ -13,6 +13,7 @@ use std::time::Duration;
 use rvs_lab::client::{Connection, HttpConn};
 
 use rvs_lab::lab::{self, Lab, LabConfig};
+use rvs_lab::testing::adm_in;
 use rvs_lab::{bgp, testing};
 
 const ROUTE_WAIT: Duration = Duration::from_secs(20);
@@ -54,16 +55,6 @@ fn ecmp_lab(
         ..LabConfig::unique(tag)
     };
     Lab::up(cfg).unwrap_or_else(|e| panic!("building the ECMP lab: {e}"))
-}
-
-fn adm(lab: &Lab, k: usize, args: &[&str]) -> String {
-    lab.rvsadm_in(k, args).unwrap_or_else(|e| {
-        panic!(
-            "director {k}: rvsadm {}: {e}\n{}",
-            args.join(" "),
-            lab.rvsd_log_text_in(k)
-        )
-    })
 }
 
 fn vip80() -> String {
@@ -116,8 +107,8 @@ fn the_vip_is_announced_only_while_rvsd_serves_it() {
         "announced before any service exists"
     );
     for k in 1..=3 {
-        adm(&lab, k, &["-A", "-t", &vip80(), "-s", "mh"]);
-        adm(
+        adm_in(&lab, k, &["-A", "-t", &vip80(), "-s", "mh"]);
+        adm_in(
             &lab,
             k,
             &[
@@ -141,22 +132,22 @@ fn the_vip_is_announced_only_while_rvsd_serves_it() {
     let svc6 = service(lab::VIP6.into());
     let rs6 = rs_of(lab::VIP6.into(), 1);
     for k in 1..=3 {
-        adm(&lab, k, &["-A", "-t", &svc6, "-s", "mh"]);
-        adm(&lab, k, &["-a", "-t", &svc6, "-r", &rs6, "-m"]);
+        adm_in(&lab, k, &["-A", "-t", &svc6, "-s", "mh"]);
+        adm_in(&lab, k, &["-a", "-t", &svc6, "-r", &rs6, "-m"]);
     }
     lab.wait_vip6_next_hops(&[1, 2, 3], ROUTE_WAIT)
         .unwrap_or_else(|e| panic!("{e}\nannounce1: {}", lab.announce_log(1)));
-    adm(&lab, 2, &["-e", "-t", &svc6, "-r", &rs6, "-m", "-w", "0"]);
+    adm_in(&lab, 2, &["-e", "-t", &svc6, "-r", &rs6, "-m", "-w", "0"]);
     lab.wait_vip6_next_hops(&[1, 3], ROUTE_WAIT).unwrap();
     assert_eq!(
         lab.vip_next_hops().unwrap(),
         (1..=3).map(lab::public_ip).collect::<Vec<_>>(),
         "the IPv4 VIP stays announced by director 2"
     );
-    adm(&lab, 2, &["-e", "-t", &svc6, "-r", &rs6, "-m", "-w", "1"]);
+    adm_in(&lab, 2, &["-e", "-t", &svc6, "-r", &rs6, "-m", "-w", "1"]);
     lab.wait_vip6_next_hops(&[1, 2, 3], ROUTE_WAIT).unwrap();
     // Director 2's only real server fails its health check (weight 0): withdrawn; back: announced.
-    adm(
+    adm_in(
         &lab,
         2,
         &[
@@ -171,7 +162,7 @@ fn the_vip_is_announced_only_while_rvsd_serves_it() {
         ],
     );
     lab.wait_vip_next_hops(&[1, 3], ROUTE_WAIT).unwrap();
-    adm(
+    adm_in(
         &lab,
         2,
         &[
@@ -282,7 +273,7 @@ fn broken(first: &[String], round: &Round) -> usize {
 /// Client ports that director `k` has a connection entry for, from client address `cip` (`-L -n -c` prints an
 /// IPv6 source as `[addr]:port`).
 fn ports_on(lab: &Lab, k: usize, cip: IpAddr) -> BTreeSet<u16> {
-    adm(lab, k, &["-L", "-n", "-c"])
+    adm_in(lab, k, &["-L", "-n", "-c"])
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -300,9 +291,9 @@ fn ports_on(lab: &Lab, k: usize, cip: IpAddr) -> BTreeSet<u16> {
 /// The same DR service with mh-port on every director, and the router balancing over all three.
 fn mh_dr_service_everywhere(lab: &Lab) {
     for k in 1..=3 {
-        adm(lab, k, &["-A", "-t", &vip80(), "-s", "mh", "-b", "mh-port"]);
+        adm_in(lab, k, &["-A", "-t", &vip80(), "-s", "mh", "-b", "mh-port"]);
         for i in 1..=3 {
-            adm(
+            adm_in(
                 lab,
                 k,
                 &[
@@ -365,9 +356,9 @@ fn no_connection_lost(tag: &str, method: lab::Method, vip: IpAddr) {
     let mut lab = ecmp_lab(tag, 3, 3, method, true);
     let svc = service(vip);
     for k in 1..=3 {
-        adm(&lab, k, &["-A", "-t", &svc, "-s", "mh", "-b", "mh-port"]);
+        adm_in(&lab, k, &["-A", "-t", &svc, "-s", "mh", "-b", "mh-port"]);
         for i in 1..=3 {
-            adm(
+            adm_in(
                 &lab,
                 k,
                 &["-a", "-t", &svc, "-r", &rs_of(vip, i), method.rvsadm_flag()],

@@ -8,6 +8,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rvs_lab::client::{Connection, HttpConn};
@@ -38,6 +39,18 @@ fn mac(lab: &Lab, ns: &str, ifname: &str) -> String {
     let out = lab.ip(ns, &["-j", "link", "show", ifname]).unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0]["address"].as_str().unwrap().to_owned()
+}
+
+/// A keep-alive session from the client to `vip`: the connection, the real server that answered its first GET,
+/// and the client's own address of it.
+fn session(lab: &Lab, vip: SocketAddr, timeout: Duration) -> (HttpConn, String, SocketAddr) {
+    lab.in_client(move || {
+        let mut c = HttpConn::connect(vip, timeout)?;
+        let who = c.get(Connection::KeepAlive)?.who()?.0;
+        let local = c.local_addr()?;
+        Ok((c, who, local))
+    })
+    .unwrap_or_else(|e| panic!("a keep-alive session to {vip}: {e}"))
 }
 
 /// Points the client's VIP and the real servers' gateway at director `k`.
@@ -143,14 +156,7 @@ fn sync_daemons_and_a_connection_surviving_kill_9() {
 
     // A keep-alive HTTP connection through director 1.
     steer_to(&lab, 1, 2);
-    let (mut conn, first, local) = lab
-        .in_client(|| {
-            let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(5))?;
-            let r = c.get(Connection::KeepAlive)?;
-            let local = c.local_addr()?;
-            Ok((c, r.who()?.0, local))
-        })
-        .unwrap();
+    let (mut conn, first, local) = session(&lab, lab::vip(80), Duration::from_secs(5));
     let needle = format!("{}:{}", local.ip(), local.port());
     // Director 1's master has sent it once already; director 2's backup starts only now and learns it from the
     // refresh (every 10 s of activity, rvs-sync's ExportPolicy) while the session keeps talking.
@@ -323,13 +329,7 @@ fn vrrp_failover_and_failback_keep_sessions_on_their_real_servers() {
     assert!(proxy1.contains(&lab::VIP.to_string()), "{proxy1}");
 
     // An interactive session and a UDP flow through director 1.
-    let (mut conn, first) = lab
-        .in_client(|| {
-            let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(10))?;
-            let r = c.get(Connection::KeepAlive)?;
-            Ok((c, r.who()?.0))
-        })
-        .unwrap();
+    let (mut conn, first, _) = session(&lab, lab::vip(80), Duration::from_secs(10));
     let udp = lab
         .in_client(|| {
             std::net::UdpSocket::bind("0.0.0.0:0").map_err(rvs_lab::LabError::io("udp bind"))
@@ -558,13 +558,7 @@ fn ipv6_vrrp_failover_keeps_a_session() {
 /// rvsd and keeps the session talking for at least 4 s: it must not reset and must stay on its real server.
 /// Returns the longest stall and the client's TCP segments retransmitted meanwhile.
 fn ipv6_session_across_a_master_crash(lab: &mut Lab) -> (Duration, i64) {
-    let (mut conn, first) = lab
-        .in_client(|| {
-            let mut c = HttpConn::connect(lab::vip6(80), Duration::from_secs(10))?;
-            let r = c.get(Connection::KeepAlive)?;
-            Ok((c, r.who()?.0))
-        })
-        .unwrap();
+    let (mut conn, first, _) = session(lab, lab::vip6(80), Duration::from_secs(10));
     let needle = format!("{}", lab.cip6());
     wait_for(
         "the IPv6 session synced to director 2",
@@ -610,19 +604,8 @@ fn count_ipv6_vrrp_drop_multicast(lab: &Lab, k: usize) {
          chain out { type filter hook output priority 0; policy accept;\n\
            meta l4proto 112 ip6 daddr ff02::12 counter name mcast_out drop\n\
            meta l4proto 112 counter name unicast_out\n }\n}\n";
-    let file = std::env::temp_dir().join(format!("{}-vrrp{k}.nft", LabConfig::unique("n").prefix));
-    std::fs::write(&file, ruleset).unwrap();
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.director_n(k), "nft", "-f"])
-        .arg(&file)
-        .output()
-        .expect("nft");
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.nft(&lab.director_n(k), &format!("vrrp{k}.nft"), ruleset)
+        .unwrap_or_else(|e| panic!("nft: {e}"));
 }
 
 /// Packets counted so far by the named counter of [`count_ipv6_vrrp_drop_multicast`] in director `k`.
@@ -994,14 +977,7 @@ fn with_the_xdp_fast_path_sync_refreshes_and_failover_keeps_sessions() {
     wait_master(&lab, &["VI_PUBLIC", "VI_GATEWAY"]);
     // Director 2's backup daemon starts late, below.
     lab.rvsadm_in(2, &["--stop-daemon", "backup"]).unwrap();
-    let (mut conn, first, local) = lab
-        .in_client(|| {
-            let mut c = HttpConn::connect(lab::vip(80), Duration::from_secs(10))?;
-            let r = c.get(Connection::KeepAlive)?;
-            let local = c.local_addr()?;
-            Ok((c, r.who()?.0, local))
-        })
-        .unwrap();
+    let (mut conn, first, local) = session(&lab, lab::vip(80), Duration::from_secs(10));
     let needle = format!("{}:{}", local.ip(), local.port());
     std::thread::sleep(Duration::from_millis(500));
     let tun_before = tun_packets(&lab, 1);

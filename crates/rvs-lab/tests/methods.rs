@@ -16,17 +16,7 @@ use rvs_lab::capture::Capture;
 use rvs_lab::client::{self, Connection};
 use rvs_lab::lab::{self, GUE_PORT, Lab, LabConfig, Method, ROUTED_CIP, ROUTED_CIP6, VIP, VIP6};
 use rvs_lab::testing;
-
-fn adm(lab: &Lab, args: &[&str]) -> String {
-    match lab.rvsadm(args) {
-        Ok(out) => out,
-        Err(e) => panic!(
-            "rvsadm {}: {e}\nrvsd log:\n{}",
-            args.join(" "),
-            lab.rvsd_log_text()
-        ),
-    }
-}
+use rvs_lab::testing::adm;
 
 fn v4(port: u16) -> String {
     format!("{VIP}:{port}")
@@ -445,19 +435,8 @@ fn fwmark_service_groups_80_and_443_with_persistence_end_to_end() {
          ip daddr {VIP} tcp dport {{ 80, 443 }} meta mark set 1\n    \
          ip6 daddr {VIP6} tcp dport {{ 80, 443 }} meta mark set 2\n  }}\n}}\n"
     );
-    let file = std::env::temp_dir().join(format!("{}-lvs.nft", LabConfig::unique("n").prefix));
-    std::fs::write(&file, ruleset).expect("write the ruleset");
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &d, "nft", "-f"])
-        .arg(&file)
-        .output()
-        .expect("nft");
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.nft(&d, "lvs.nft", &ruleset)
+        .unwrap_or_else(|e| panic!("nft: {e}"));
     // The router routes the VIP to the director (rvsd steers no address for an fwmark service).
     lab.ip(
         &lab.router(),

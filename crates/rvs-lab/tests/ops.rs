@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rvs_lab::client::Connection;
 use rvs_lab::lab::{self, Lab, LabConfig, VIP};
+use rvs_lab::testing::adm;
 use rvs_lab::{LabError, client, netns, testing};
 
 /// Where rvsd serves metrics inside the director namespace (its own loopback: no clash between labs).
@@ -65,16 +66,6 @@ fn metrics_lab_with(test: &str, extra: &[&str]) -> Option<Lab> {
         adm(&lab, &["-a", "-t", &format!("{VIP}:80"), "-r", &rs, "-m"]);
     }
     Some(lab)
-}
-
-fn adm(lab: &Lab, args: &[&str]) -> String {
-    lab.rvsadm(args).unwrap_or_else(|e| {
-        panic!(
-            "rvsadm {}: {e}\nrvsd log:\n{}",
-            args.join(" "),
-            lab.rvsd_log_text()
-        )
-    })
 }
 
 /// One HTTP/1.0 GET; returns the body of a 200 answer.

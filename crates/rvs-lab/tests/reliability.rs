@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rvs_lab::client::Connection;
 use rvs_lab::lab::{self, Lab, LabConfig, VIP};
 use rvs_lab::testing;
+use rvs_lab::testing::adm;
 
 /// A lab like [`testing::lab`] with rvsd's extra arguments `args` (after the suite's own).
 fn lab_with(test: &str, args: &[&str]) -> Option<Lab> {
@@ -92,17 +93,6 @@ fn hold_table(lab: &Lab) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn adm(lab: &Lab, args: &[&str]) -> String {
-    match lab.rvsadm(args) {
-        Ok(out) => out,
-        Err(e) => panic!(
-            "rvsadm {}: {e}\nrvsd log:\n{}",
-            args.join(" "),
-            lab.rvsd_log_text()
-        ),
-    }
 }
 
 fn service(lab: &Lab) {
