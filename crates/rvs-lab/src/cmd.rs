@@ -36,6 +36,15 @@ pub struct Captured {
 }
 
 impl Captured {
+    /// As [`std::process::Output`] (bytes), for callers that take a command's raw output.
+    pub fn into_output(self) -> std::process::Output {
+        std::process::Output {
+            status: self.status,
+            stdout: self.stdout.into_bytes(),
+            stderr: self.stderr.into_bytes(),
+        }
+    }
+
     /// The output of a successful run; a non-zero exit is [`LabError::Command`] carrying stderr.
     pub fn checked(self, shown: &str) -> Result<String> {
         if !self.status.success() {
@@ -72,6 +81,8 @@ pub fn run_command(mut cmd: Command, shown: &str, bound: Duration) -> Result<Cap
     let out = drain(child.stdout.take());
     let err = drain(child.stderr.take());
     let deadline = Instant::now() + bound;
+    // Polled from 100 µs, doubling to 10 ms: an `ip` call returns in a few milliseconds and the lab makes hundreds.
+    let mut pause = Duration::from_micros(100);
     let status = loop {
         if let Some(st) = child
             .try_wait()
@@ -87,7 +98,8 @@ pub fn run_command(mut cmd: Command, shown: &str, bound: Duration) -> Result<Cap
                 ms: bound.as_millis(),
             });
         }
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
     };
     Ok(Captured {
         status,
@@ -134,6 +146,12 @@ pub fn in_ns(ns: &str, argv: &[&str]) -> Vec<String> {
     let mut v = vec!["ip".to_string(), "netns".into(), "exec".into(), ns.into()];
     v.extend(argv.iter().map(|s| s.to_string()));
     v
+}
+
+/// A file of namespace `ns`'s own view (`/proc/net/...`, `/sys/class/net/...`), read by `cat` run inside it: a
+/// thread that `setns`es still sees its process's `/proc/self/net`, so the file is read from a process in `ns`.
+pub fn cat_in(ns: &str, path: &str) -> Result<String> {
+    run_checked(&in_ns(ns, &["cat", path]))
 }
 
 /// The last `n` lines of a log file joined by `sep`, for error messages.

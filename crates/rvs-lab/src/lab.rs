@@ -645,13 +645,13 @@ impl Lab {
     /// The kernel's drops into rvsd's TUN queue in the (first) director: `tx_dropped` of `rvs0` (0 when it cannot be
     /// read, e.g. rvsd is not running).
     pub fn tun_tx_dropped(&self) -> u64 {
-        Command::new("ip")
-            .args(["netns", "exec", &self.director(), "cat"])
-            .arg("/sys/class/net/rvs0/statistics/tx_dropped")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(0)
+        crate::cmd::cat_in(
+            &self.director(),
+            "/sys/class/net/rvs0/statistics/tx_dropped",
+        )
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
     }
     /// Director `k`'s namespace (1-based).
     pub fn director_n(&self, k: usize) -> String {
@@ -1378,12 +1378,10 @@ impl Lab {
     /// Runs `rvsadm ARGS` against director `k`'s rvsd and returns its raw output (any exit status).
     pub fn rvsadm_output_in(&self, k: usize, args: &[&str]) -> Result<Output> {
         let bins = self.bins()?;
-        Command::new(&bins.rvsadm)
-            .args(args)
-            .env("RVS_SOCKET", self.socket_in(k))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(LabError::io("running rvsadm"))
+        let mut c = Command::new(&bins.rvsadm);
+        c.args(args).env("RVS_SOCKET", self.socket_in(k));
+        let shown = crate::cmd::render("rvsadm", args);
+        crate::cmd::run_command(c, &shown, RVSADM_BOUND).map(crate::cmd::Captured::into_output)
     }
 
     /// Runs `rvsadm ARGS` against the first director; a failure is an error with rvsadm's message. Returns stdout.
@@ -1474,6 +1472,9 @@ impl Lab {
         Ok(state)
     }
 }
+
+/// The bound of one rvsadm run (a listing of a large table included; rvsd answers a change in milliseconds).
+const RVSADM_BOUND: Duration = Duration::from_secs(120);
 
 /// The name of director `k`'s rvsd process (and of its socket and log files): `rvsd`, `rvsd2`, ...
 pub fn rvsd_name(k: usize) -> String {

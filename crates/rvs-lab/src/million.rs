@@ -371,11 +371,7 @@ const HANDSHAKE_COUNTERS: [&str; 9] = [
 
 /// [`HANDSHAKE_COUNTERS`] of namespace `ns` (`/proc/net/netstat`), added into `sum`.
 fn tcpext_into(ns: &str, sum: &mut std::collections::BTreeMap<&'static str, u64>) {
-    let text = Command::new("ip")
-        .args(["netns", "exec", ns, "cat", "/proc/net/netstat"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let text = crate::cmd::cat_in(ns, "/proc/net/netstat").unwrap_or_default();
     let mut ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
     let (Some(names), Some(values)) = (ext.next(), ext.next()) else {
         return;
@@ -424,10 +420,7 @@ const SOCKET_CACHES: [&str; 7] = [
 ];
 
 fn sockstat_tcp(ns: &str) -> String {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "cat", "/proc/net/sockstat"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    crate::cmd::cat_in(ns, "/proc/net/sockstat")
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with("TCP:"))
