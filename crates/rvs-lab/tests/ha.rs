@@ -161,35 +161,15 @@ fn sync_daemons_and_a_connection_surviving_kill_9() {
     // Director 1's master has sent it once already; director 2's backup starts only now and learns it from the
     // refresh (every 10 s of activity, rvs-sync's ExportPolicy) while the session keeps talking.
     std::thread::sleep(Duration::from_millis(1500));
-    lab.rvsadm_in(
-        2,
-        &[
-            "--start-daemon",
-            "backup",
-            "--mcast-interface",
-            lab::PRIVATE_IF,
-        ],
-    )
-    .unwrap();
-    let late = Instant::now();
-    loop {
-        let l = lab.rvsadm_in(2, &["-L", "-c", "-n"]).unwrap();
-        if l.lines()
-            .any(|x| x.contains(&needle) && x.contains("ESTABLISHED"))
-        {
-            break;
-        }
-        assert!(
-            late.elapsed() < Duration::from_secs(20),
-            "a late backup never learnt the connection"
-        );
-        conn.get(Connection::KeepAlive).unwrap();
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    eprintln!(
-        "late backup learnt the connection after {:?}",
-        late.elapsed()
+    let (took, _) = late_backup_learns(
+        &lab,
+        &mut conn,
+        &needle,
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        "a late backup never learnt the connection",
     );
+    eprintln!("late backup learnt the connection after {took:?}");
     let l2 = lab.rvsadm_in(2, &["-L", "-c", "-n"]).unwrap();
     let line = l2.lines().find(|x| x.contains(&needle)).unwrap().to_owned();
     let rs_ip = if first == "rs1" {
@@ -279,6 +259,43 @@ fn vrrp_state(lab: &Lab, k: usize, instance: &str) -> Option<String> {
 }
 
 /// One request on the session; the time it took, or the error.
+/// Starts director 2's backup sync daemon late (the session already runs) and keeps the session talking, one
+/// request per `pause`, until director 2 lists its connection (`needle`) ESTABLISHED; panics with `what` after
+/// `bound`. Returns how long that took and the requests sent meanwhile.
+fn late_backup_learns(
+    lab: &Lab,
+    conn: &mut HttpConn,
+    needle: &str,
+    bound: Duration,
+    pause: Duration,
+    what: &str,
+) -> (Duration, u64) {
+    lab.rvsadm_in(
+        2,
+        &[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            lab::PRIVATE_IF,
+        ],
+    )
+    .unwrap();
+    let late = Instant::now();
+    let mut requests = 0u64;
+    loop {
+        let l = lab.rvsadm_in(2, &["-L", "-c", "-n"]).unwrap();
+        if l.lines()
+            .any(|x| x.contains(needle) && x.contains("ESTABLISHED"))
+        {
+            return (late.elapsed(), requests);
+        }
+        assert!(late.elapsed() < bound, "{what}");
+        ping(conn).expect("keep-alive request");
+        requests += 1;
+        std::thread::sleep(pause);
+    }
+}
+
 fn ping(conn: &mut HttpConn) -> Result<(String, Duration), String> {
     let t = Instant::now();
     let r = conn.get(Connection::KeepAlive).map_err(|e| e.to_string())?;
@@ -989,39 +1006,19 @@ fn with_the_xdp_fast_path_sync_refreshes_and_failover_keeps_sessions() {
         slow < 50,
         "{slow} packets of 100 keep-alive requests went through director 1's TUN"
     );
-    lab.rvsadm_in(
-        2,
-        &[
-            "--start-daemon",
-            "backup",
-            "--mcast-interface",
-            lab::PRIVATE_IF,
-        ],
-    )
-    .unwrap();
-    let late = Instant::now();
     let tun_late = tun_packets(&lab, 1);
-    let mut requests = 0u64;
-    loop {
-        let l = lab.rvsadm_in(2, &["-L", "-c", "-n"]).unwrap();
-        if l.lines()
-            .any(|x| x.contains(&needle) && x.contains("ESTABLISHED"))
-        {
-            break;
-        }
-        assert!(
-            late.elapsed() < Duration::from_secs(25),
-            "a late backup never learnt a connection the fast path forwards"
-        );
-        ping(&mut conn).expect("keep-alive request");
-        requests += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (took, requests) = late_backup_learns(
+        &lab,
+        &mut conn,
+        &needle,
+        Duration::from_secs(25),
+        Duration::from_millis(100),
+        "a late backup never learnt a connection the fast path forwards",
+    );
     let slow_late = tun_packets(&lab, 1) - tun_late;
     eprintln!(
-        "XDP: the late backup learnt the connection after {:?} ({requests} requests, {slow_late} packets through \
-         director 1's TUN meanwhile)",
-        late.elapsed()
+        "XDP: the late backup learnt the connection after {took:?} ({requests} requests, {slow_late} packets \
+         through director 1's TUN meanwhile)"
     );
     assert!(
         slow_late < requests,
