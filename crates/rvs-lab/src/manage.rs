@@ -76,13 +76,7 @@ pub fn up_with(
     let (client, director) = (lab.client(), lab.director());
     let (pubsw, privsw) = (lab.pubsw(), lab.privsw());
     let vip = lab::VIP;
-    // The command as invoked (e.g. target/release/rvs-lab), so the hints can be pasted as they are.
-    let me = std::env::args().next().unwrap_or_else(|| "rvs-lab".into());
-    let p = if prefix == "rvs" {
-        String::new()
-    } else {
-        format!(" --prefix {prefix}")
-    };
+    let (me, p) = hint_words(prefix);
     let mut rs_lines = String::new();
     for i in 1..=real_servers {
         rs_lines.push_str(&format!(
@@ -154,12 +148,7 @@ pub fn up_ecmp(
         ..LabConfig::default()
     };
     let lab = Lab::up(cfg)?;
-    let me = std::env::args().next().unwrap_or_else(|| "rvs-lab".into());
-    let p = if prefix == "rvs" {
-        String::new()
-    } else {
-        format!(" --prefix {prefix}")
-    };
+    let (me, p) = hint_words(prefix);
     let (vip, flag) = (lab::VIP, method.rvsadm_flag());
     let mut conf = String::new();
     for i in 1..=real_servers {
@@ -191,6 +180,18 @@ Remove it with:
         dirs = dirs.join(" "),
     );
     Ok(())
+}
+
+/// The words of the printed hints: this program as invoked (e.g. target/release/rvs-lab, so a hint can be pasted as
+/// it is), and ` --prefix P` unless the prefix is the default.
+fn hint_words(prefix: &str) -> (String, String) {
+    let me = std::env::args().next().unwrap_or_else(|| "rvs-lab".into());
+    let p = if prefix == "rvs" {
+        String::new()
+    } else {
+        format!(" --prefix {prefix}")
+    };
+    (me, p)
 }
 
 fn cmdline(pid: u32) -> String {

@@ -136,6 +136,28 @@ fn curl_echo(lab: &Lab, file: &Path, out: &Path, rate: &str) -> std::process::Ch
         .expect("curl")
 }
 
+/// Waits for [`curl_echo`]'s curl; its exit status and what it said on stderr.
+fn curl_finish(curl: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let st = curl.wait().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = curl.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    (st, err)
+}
+
+/// The answer [`curl_echo`] wrote to `out` is the payload, byte for byte.
+fn assert_byte_identical(out: &Path, data: &[u8]) {
+    let got = std::fs::read(out).unwrap();
+    assert!(
+        got == data,
+        "the transfer is not byte-identical ({} of {} bytes)",
+        got.len(),
+        data.len()
+    );
+}
+
 fn random_file(path: &Path, len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ len as u64;
     let data: Vec<u8> = (0..len)
@@ -199,24 +221,13 @@ fn transfers_cross_a_restart_and_an_upgrade_byte_identical_and_a_crash_starts_cl
     lab.hand_over_rvsd().unwrap();
     lab.use_rvsd(next).unwrap();
     lab.start_rvsd().unwrap();
-    let st = curl.wait().unwrap();
-    let mut err = String::new();
-    if let Some(mut e) = curl.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    let (st, err) = curl_finish(&mut curl);
     assert!(
         st.success(),
         "curl across the restarts failed ({st}): {err}\nrvsd stopped with {status}; log:\n{}",
         lab.rvsd_log_text()
     );
-    let got = std::fs::read(&out).unwrap();
-    assert!(
-        got == data,
-        "the transfer is not byte-identical ({} of {} bytes)",
-        got.len(),
-        data.len()
-    );
+    assert_byte_identical(&out, &data);
     let log = std::fs::read_to_string(lab.rvsd_log()).unwrap();
     assert_eq!(
         log.matches("took over the connection table").count(),
@@ -330,12 +341,7 @@ fn transfers_cross_stop_then_start_restarts_and_an_upgrade_byte_identical_withou
         lab.start_rvsd().unwrap();
         gaps.push(t.elapsed());
     }
-    let st = curl.wait().unwrap();
-    let mut err = String::new();
-    if let Some(mut e) = curl.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    let (st, err) = curl_finish(&mut curl);
     let after = resets(&lab, 2);
     let (client_rsts, rs_resets) = (after.0 - before.0, after.1 - before.1);
     eprintln!(
@@ -347,13 +353,7 @@ fn transfers_cross_stop_then_start_restarts_and_an_upgrade_byte_identical_withou
         "curl across the restarts failed ({st}): {err}\nlog:\n{}",
         lab.rvsd_log_text()
     );
-    let got = std::fs::read(&out).unwrap();
-    assert!(
-        got == data,
-        "the transfer is not byte-identical ({} of {} bytes)",
-        got.len(),
-        data.len()
-    );
+    assert_byte_identical(&out, &data);
     assert_eq!(
         (client_rsts, rs_resets),
         (0, 0),
