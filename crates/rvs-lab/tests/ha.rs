@@ -117,16 +117,7 @@ fn sync_daemons_and_a_connection_surviving_kill_9() {
             if (k, state) == (2, "backup") {
                 continue;
             }
-            lab.rvsadm_in(
-                k,
-                &[
-                    "--start-daemon",
-                    state,
-                    "--mcast-interface",
-                    lab::PRIVATE_IF,
-                ],
-            )
-            .unwrap();
+            start_sync(&lab, k, state);
         }
     }
     // ipvsadm's errors and listing.
@@ -259,6 +250,20 @@ fn vrrp_state(lab: &Lab, k: usize, instance: &str) -> Option<String> {
 }
 
 /// One request on the session; the time it took, or the error.
+/// Starts director `k`'s sync daemon `state` (`master` or `backup`) on the private interface.
+fn start_sync(lab: &Lab, k: usize, state: &str) {
+    testing::adm_in(
+        lab,
+        k,
+        &[
+            "--start-daemon",
+            state,
+            "--mcast-interface",
+            lab::PRIVATE_IF,
+        ],
+    );
+}
+
 /// Starts director 2's backup sync daemon late (the session already runs) and keeps the session talking, one
 /// request per `pause`, until director 2 lists its connection (`needle`) ESTABLISHED; panics with `what` after
 /// `bound`. Returns how long that took and the requests sent meanwhile.
@@ -270,16 +275,7 @@ fn late_backup_learns(
     pause: Duration,
     what: &str,
 ) -> (Duration, u64) {
-    lab.rvsadm_in(
-        2,
-        &[
-            "--start-daemon",
-            "backup",
-            "--mcast-interface",
-            lab::PRIVATE_IF,
-        ],
-    )
-    .unwrap();
+    start_sync(lab, 2, "backup");
     let late = Instant::now();
     let mut requests = 0u64;
     loop {
@@ -447,16 +443,7 @@ fn vrrp_failover_and_failback_keep_sessions_on_their_real_servers() {
     // preempt delay, then preempts; the session goes on without a reset.
     lab.start_rvsd_in(1).unwrap();
     for state in ["master", "backup"] {
-        lab.rvsadm_in(
-            1,
-            &[
-                "--start-daemon",
-                state,
-                "--mcast-interface",
-                lab::PRIVATE_IF,
-            ],
-        )
-        .unwrap();
+        start_sync(&lab, 1, state);
     }
     let back = Instant::now();
     let mut worst_back = Duration::ZERO;
