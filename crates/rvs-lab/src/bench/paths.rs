@@ -46,6 +46,10 @@ pub enum PathKind {
     /// TUN for the rest (handshakes, closes).
     #[value(name = "rvs-xdp")]
     RvsXdp,
+    /// `rvs-xdp` with `--tx link`: the slow path's forwarded packets (handshakes, closes) leave through an AF_PACKET
+    /// socket to the next hop's MAC, not back through the TUN and the kernel's second forwarding pass.
+    #[value(name = "rvs-xdp-link")]
+    RvsXdpLink,
     /// rvsd with direct-routing real servers (`-g`), on the TUN (slow) path: requests go unchanged to the real
     /// server's MAC; replies leave the real servers from the VIP (held on their lo) and are routed by the
     /// director's kernel, never by rvsd.
@@ -83,6 +87,7 @@ impl PathKind {
             PathKind::RvsOneWorker => "rvs --workers 1",
             PathKind::RvsLink => "rvs --tx link",
             PathKind::RvsXdp => "rvs --fast-path xdp",
+            PathKind::RvsXdpLink => "rvs --fast-path xdp --tx link",
             PathKind::RvsDr => "rvs DR (-g)",
             PathKind::RvsTun => "rvs TUN (-i)",
             PathKind::RvsDrXdp => "rvs DR (-g) xdp",
@@ -99,6 +104,7 @@ impl PathKind {
             PathKind::RvsOneWorker => ("-m", &["--workers", "1"]),
             PathKind::RvsLink => ("-m", &["--tx", "link"]),
             PathKind::RvsXdp => ("-m", FAST_PATH),
+            PathKind::RvsXdpLink => ("-m", &["--fast-path", "xdp", "--tx", "link"]),
             PathKind::RvsDr => ("-g", &[]),
             PathKind::RvsTun => ("-i", &[]),
             PathKind::RvsDrXdp => ("-g", FAST_PATH),
