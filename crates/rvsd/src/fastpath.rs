@@ -805,7 +805,12 @@ fn credit_of(m: &Managed, lin: FlowCounters, lout: FlowCounters) -> FastCredit {
 
 /// The core's sink and the receiving end for [`spawn`].
 pub fn channel() -> (Arc<Sink>, Events) {
-    let (tx, rx) = sync_channel(QUEUE);
+    channel_of(QUEUE)
+}
+
+/// [`channel`] with room for `capacity` events.
+fn channel_of(capacity: usize) -> (Arc<Sink>, Events) {
+    let (tx, rx) = sync_channel(capacity);
     let lost = Arc::new(AtomicBool::new(false));
     (
         Arc::new(Sink {
@@ -828,20 +833,8 @@ pub fn spawn(
         .spawn(move || {
             let mut last_retry = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                match events.rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(ev) => {
-                        ctl.handle(&director, ev);
-                        while let Ok(ev) = events.rx.try_recv() {
-                            ctl.handle(&director, ev);
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-                if events.lost.swap(false, Ordering::Relaxed) {
-                    // A withdrawal was lost to a full queue: remove what left ESTABLISHED now, not at the next
-                    // once-a-second sync (a reused 4-tuple would meanwhile take the stale entry).
-                    ctl.sync(&director);
+                if serve(&ctl, &director, &events, Duration::from_millis(100)).is_err() {
+                    return;
                 }
                 if last_retry.elapsed() >= Duration::from_millis(100) {
                     ctl.retry_pending(&director);
@@ -849,6 +842,32 @@ pub fn spawn(
                 }
             }
         })
+}
+
+/// One pass of the fast-path thread: wait up to `wait` for events, handle every queued one, then, if a withdrawal
+/// was lost to a full queue, check every entry against the core at once. Err: the core's sink is gone.
+fn serve(
+    ctl: &FastPathCtl,
+    director: &Director,
+    events: &Events,
+    wait: Duration,
+) -> Result<(), RecvTimeoutError> {
+    match events.rx.recv_timeout(wait) {
+        Ok(ev) => {
+            ctl.handle(director, ev);
+            while let Ok(ev) = events.rx.try_recv() {
+                ctl.handle(director, ev);
+            }
+        }
+        Err(RecvTimeoutError::Timeout) => {}
+        Err(e @ RecvTimeoutError::Disconnected) => return Err(e),
+    }
+    if events.lost.swap(false, Ordering::Relaxed) {
+        // A withdrawal was lost to a full queue: remove what left ESTABLISHED now, not at the next once-a-second
+        // sync (a reused 4-tuple would meanwhile take the stale entry).
+        ctl.sync(director);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -905,6 +924,176 @@ mod tests {
             FastCredit::default(),
             "an idle connection keeps its core last-seen"
         );
+    }
+
+    // The owner map, against the kernel's map: the real program's maps are loaded (root and BPF needed; nothing is
+    // attached, no interface or namespace is touched) and driven through the fast-path thread's own entry points
+    // (handle, serve, retry_pending), with a port and next hops set by hand.
+
+    const PORT: u32 = 7;
+    const CLIENT: &str = "198.51.100.10:40000";
+    const VIP: &str = "198.51.100.100:80";
+    const RS1: &str = "203.0.113.11:80";
+    const RS2: &str = "203.0.113.12:80";
+
+    /// The program's maps, or None outside CI without root/BPF (said); under CI=true a missing BPF fails.
+    fn maps_or_skip() -> Option<FastPath> {
+        let loaded = FastPath::load(rvs_xdp::Options {
+            max_flow_entries: 64,
+            pin_dir: None,
+        });
+        match loaded {
+            Ok(fp) => Some(fp),
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("CI=true: loading the fast path's maps needs root and BPF: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIP: loading the fast path's maps needs root and BPF: {e}");
+                None
+            }
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("addr")
+    }
+
+    fn hop() -> rvs_io::l2::NextHop {
+        rvs_io::l2::NextHop::new(
+            PORT,
+            1500,
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            rvs_io::l2::EtherType::Ipv4,
+        )
+    }
+
+    /// A controller over `fp` with one usable port and the next hops of `known` addresses.
+    fn ctl(fp: FastPath, known: &[&str]) -> FastPathCtl {
+        let (hops, _misses) = crate::nexthop::NextHops::new();
+        for a in known {
+            hops.set_for_test(addr(a).ip(), hop());
+        }
+        FastPathCtl {
+            inner: Mutex::new(Inner {
+                fp,
+                ports: vec![Port {
+                    ifindex: PORT,
+                    name: "test0".into(),
+                    usable: PortUse::Redirect,
+                }],
+                features: None,
+                conns: HashMap::new(),
+                owner: HashMap::new(),
+                pending: Vec::new(),
+                full_log: RateLimiter::new(1, 60_000),
+            }),
+            paths: Arc::new(MethodPaths::new(hops)),
+        }
+    }
+
+    /// A masq TCP connection from `client` through the VIP to `rs`.
+    fn conn(client: &str, rs: &str) -> FastConn {
+        let (c, v, d) = (addr(client), addr(VIP), addr(rs));
+        FastConn {
+            protocol: 6,
+            caddr: c.ip(),
+            cport: c.port(),
+            vaddr: v.ip(),
+            vport: v.port(),
+            daddr: d.ip(),
+            dport: d.port(),
+            method: ForwardMethod::Masq,
+        }
+    }
+
+    fn key(src: &str, dst: &str) -> FlowKey {
+        FlowKey::new(L4::Tcp, addr(src), addr(dst)).expect("key")
+    }
+
+    /// Where the kernel's entry for `src -> dst` sends the packet (None: no entry).
+    fn sends_to(ctl: &FastPathCtl, src: &str, dst: &str) -> Option<SocketAddr> {
+        let k = key(src, dst);
+        ctl.lock().fp.entry(&k).map(|f| f.rewrite(&k).1)
+    }
+
+    fn director() -> Director {
+        Director::new(rvs_core::DirectorConfig::default())
+    }
+
+    #[test]
+    fn a_reused_four_tuple_replaces_the_earlier_connections_entries() {
+        let Some(fp) = maps_or_skip() else { return };
+        let ctl = ctl(fp, &[CLIENT, RS1, RS2]);
+        let d = director();
+        let (old, new) = (conn(CLIENT, RS1), conn(CLIENT, RS2));
+        ctl.handle(&d, Event::Offload(old));
+        assert_eq!(sends_to(&ctl, CLIENT, VIP), Some(addr(RS1)));
+        assert_eq!(sends_to(&ctl, RS1, CLIENT), Some(addr(CLIENT)));
+        // The client reuses its port (TIME_WAIT reuse) and the scheduler picks the other server, before the old
+        // connection's withdrawal arrived.
+        ctl.handle(&d, Event::Offload(new));
+        assert_eq!(sends_to(&ctl, CLIENT, VIP), Some(addr(RS2)));
+        assert_eq!(
+            sends_to(&ctl, RS1, CLIENT),
+            None,
+            "the earlier connection's reply entry went with it"
+        );
+        assert_eq!(sends_to(&ctl, RS2, CLIENT), Some(addr(CLIENT)));
+        assert_eq!(ctl.connections(), 1);
+        // The old connection's late withdrawal must not take the new one's entries.
+        ctl.handle(&d, Event::Withdraw(old));
+        assert_eq!(sends_to(&ctl, CLIENT, VIP), Some(addr(RS2)));
+        assert_eq!(sends_to(&ctl, RS2, CLIENT), Some(addr(CLIENT)));
+        assert_eq!(ctl.connections(), 1);
+        ctl.handle(&d, Event::Withdraw(new));
+        assert_eq!(sends_to(&ctl, CLIENT, VIP), None);
+        assert_eq!(sends_to(&ctl, RS2, CLIENT), None);
+        assert!(ctl.lock().owner.is_empty());
+    }
+
+    #[test]
+    fn a_withdrawal_lost_to_a_full_queue_checks_every_entry_at_once() {
+        let Some(fp) = maps_or_skip() else { return };
+        let ctl = ctl(fp, &[CLIENT, "198.51.100.11:40001", RS1]);
+        let d = director();
+        let (sink, events) = channel_of(1);
+        let closed = conn(CLIENT, RS1);
+        ctl.handle(&d, Event::Offload(closed));
+        assert_eq!(sends_to(&ctl, CLIENT, VIP), Some(addr(RS1)));
+        // The queue is full (an offer waits in it): the withdrawal cannot be queued.
+        assert!(sink.offload(&conn("198.51.100.11:40001", RS1)));
+        sink.withdraw(&closed);
+        assert!(events.lost.load(Ordering::Relaxed));
+        // The thread's next pass handles what was queued, then checks every entry against the core, which has
+        // neither connection: both go, the closed one's included, without waiting for the once-a-second sync.
+        serve(&ctl, &d, &events, Duration::ZERO).expect("sink alive");
+        assert_eq!(sends_to(&ctl, CLIENT, VIP), None);
+        assert_eq!(sends_to(&ctl, RS1, CLIENT), None);
+        assert_eq!(ctl.connections(), 0);
+        assert!(!events.lost.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_withdrawal_cancels_a_pending_install() {
+        let Some(fp) = maps_or_skip() else { return };
+        // RS1's next hop is not known yet: both connections wait.
+        let ctl = ctl(fp, &[CLIENT, "198.51.100.11:40001"]);
+        let d = director();
+        let (withdrawn, kept) = (conn(CLIENT, RS1), conn("198.51.100.11:40001", RS1));
+        ctl.handle(&d, Event::Offload(withdrawn));
+        ctl.handle(&d, Event::Offload(kept));
+        assert_eq!(ctl.connections(), 0);
+        assert_eq!(ctl.lock().pending.len(), 2);
+        ctl.handle(&d, Event::Withdraw(withdrawn));
+        // The next hop becomes known: only the connection still established is installed.
+        ctl.paths.hops.set_for_test(addr(RS1).ip(), hop());
+        ctl.retry_pending(&d);
+        assert_eq!(sends_to(&ctl, CLIENT, VIP), None);
+        assert_eq!(sends_to(&ctl, RS1, CLIENT), None);
+        assert_eq!(sends_to(&ctl, "198.51.100.11:40001", VIP), Some(addr(RS1)));
+        assert_eq!(ctl.connections(), 1);
+        assert!(ctl.lock().pending.is_empty());
     }
 
     #[test]

@@ -71,6 +71,14 @@ impl NextHops {
     fn store(&self, t: Table) {
         self.table.store(Arc::new(t));
     }
+
+    /// Set one destination's next hop, as the resolver would (the fast path's tests).
+    #[cfg(test)]
+    pub(crate) fn set_for_test(&self, dst: IpAddr, hop: NextHop) {
+        let mut t = (**self.table.load()).clone();
+        t.insert(dst, hop);
+        self.store(t);
+    }
 }
 
 /// Start the resolver thread; it stops within a second of `stop` being set.
