@@ -109,6 +109,12 @@ fn keep_alive_moves_to_the_fast_path_and_back_for_fin_with_agreeing_counters() {
         "rvsd log:\n{}",
         lab.rvsd_log_text()
     );
+    // With the fast path and no --tx, the slow path's forwarded packets leave on the link (--tx link).
+    assert!(
+        lab.rvsd_log_text().contains("tx=Link"),
+        "rvsd log:\n{}",
+        lab.rvsd_log_text()
+    );
     const N: usize = 200;
     let (tun_during, ok) = lab
         .in_client(move || -> rvs_lab::Result<(u64, usize)> {

@@ -68,9 +68,10 @@ pub struct Args {
     /// How forwarded packets leave: `tun` (written back into the TUN, routed on by the kernel) or `link` (sent
     /// straight to the next hop's MAC on the egress interface through an AF_PACKET socket, skipping the kernel's
     /// second forwarding pass and the director's netfilter hooks; the TUN is the fallback while a next hop is not
-    /// yet known).
-    #[arg(long, value_enum, default_value_t = TxMode::Tun)]
-    pub tx: TxMode,
+    /// yet known). [default: `tun`; `link` with `--fast-path auto|xdp`, whose established packets skip those hooks
+    /// already]
+    #[arg(long, value_enum)]
+    pub tx: Option<TxMode>,
     /// The XDP fast path for established connections (needs --public-if and --private-if): `off`; `auto` (used
     /// where it loads and attaches natively, otherwise rvsd says so once and runs on the TUN alone); `xdp` (refuse
     /// to start without it).
@@ -254,6 +255,17 @@ impl Args {
         }
     }
 
+    /// How forwarded packets leave: `--tx` when given; otherwise `link` when the fast path is asked for (its slow
+    /// path then carries only handshakes and closes, and skipping the second forwarding pass made new connections
+    /// ~1.2x faster in the bench, BENCHMARKS.md), else `tun`.
+    pub fn tx_mode(&self) -> TxMode {
+        match (self.tx, self.fast_path) {
+            (Some(tx), _) => tx,
+            (None, FastPathMode::Off) => TxMode::Tun,
+            (None, FastPathMode::Auto | FastPathMode::Xdp) => TxMode::Link,
+        }
+    }
+
     /// Whether the TUN uses offloads.
     pub fn offload(&self) -> bool {
         !self.no_offload
@@ -296,7 +308,7 @@ mod tests {
         assert!(!a.no_save);
         assert!(a.offload(), "offloads are on by default");
         assert_eq!(a.io, IoMode::Uring);
-        assert_eq!(a.tx, TxMode::Tun);
+        assert_eq!(a.tx_mode(), TxMode::Tun);
         assert_eq!(a.socket_path(None), PathBuf::from("/run/rvsd.sock"));
         assert_eq!(
             a.socket_path(Some("/tmp/x.sock".into())),
@@ -370,8 +382,18 @@ mod tests {
         );
         assert!(parse(&["--offload", "--no-offload"]).is_err());
         assert!(parse(&["--io", "epoll"]).is_err());
-        assert_eq!(parse(&["--tx", "link"]).expect("valid").tx, TxMode::Link);
+        assert_eq!(
+            parse(&["--tx", "link"]).expect("valid").tx_mode(),
+            TxMode::Link
+        );
         assert!(parse(&["--tx", "xdp"]).is_err());
+        // With the fast path the slow path's packets go on the link, unless --tx says otherwise.
+        let tx = |args: &[&str]| parse(args).expect("valid").tx_mode();
+        assert_eq!(tx(&["--fast-path", "xdp"]), TxMode::Link);
+        assert_eq!(tx(&["--fast-path", "auto"]), TxMode::Link);
+        assert_eq!(tx(&["--fast-path", "off"]), TxMode::Tun);
+        assert_eq!(tx(&["--fast-path", "xdp", "--tx", "tun"]), TxMode::Tun);
+        assert_eq!(tx(&["--tx", "tun", "--fast-path", "auto"]), TxMode::Tun);
     }
 
     #[test]

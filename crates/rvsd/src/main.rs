@@ -291,7 +291,7 @@ fn run(args: Args) -> anyhow::Result<Ending> {
         takeover,
         &resolver_stop,
     )?;
-    let hops = match args.tx {
+    let hops = match args.tx_mode() {
         TxMode::Tun => None,
         TxMode::Link => Some(link_hops),
     };
@@ -358,7 +358,7 @@ fn run(args: Args) -> anyhow::Result<Ending> {
         workers = args.worker_count(),
         offload = args.offload(),
         io = ?io,
-        tx = ?args.tx,
+        tx = ?args.tx_mode(),
         socket = %socket.display(),
         services = director.services().len(),
         "rvsd ready"

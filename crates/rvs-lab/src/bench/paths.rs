@@ -43,13 +43,13 @@ pub enum PathKind {
     #[value(name = "rvs-link")]
     RvsLink,
     /// rvsd with `--fast-path xdp`: established connections forwarded by the XDP program on pub0 and priv0, the
-    /// TUN for the rest (handshakes, closes).
+    /// TUN for the rest (handshakes, closes), whose forwarded packets leave on the link (`--tx link`, implied).
     #[value(name = "rvs-xdp")]
     RvsXdp,
-    /// `rvs-xdp` with `--tx link`: the slow path's forwarded packets (handshakes, closes) leave through an AF_PACKET
-    /// socket to the next hop's MAC, not back through the TUN and the kernel's second forwarding pass.
-    #[value(name = "rvs-xdp-link")]
-    RvsXdpLink,
+    /// `rvs-xdp` with `--tx tun`: the slow path's forwarded packets written back into the TUN (the kernel's second
+    /// forwarding pass), as before `--fast-path` implied `--tx link`.
+    #[value(name = "rvs-xdp-tun")]
+    RvsXdpTun,
     /// rvsd with direct-routing real servers (`-g`), on the TUN (slow) path: requests go unchanged to the real
     /// server's MAC; replies leave the real servers from the VIP (held on their lo) and are routed by the
     /// director's kernel, never by rvsd.
@@ -87,7 +87,7 @@ impl PathKind {
             PathKind::RvsOneWorker => "rvs --workers 1",
             PathKind::RvsLink => "rvs --tx link",
             PathKind::RvsXdp => "rvs --fast-path xdp",
-            PathKind::RvsXdpLink => "rvs --fast-path xdp --tx link",
+            PathKind::RvsXdpTun => "rvs --fast-path xdp --tx tun",
             PathKind::RvsDr => "rvs DR (-g)",
             PathKind::RvsTun => "rvs TUN (-i)",
             PathKind::RvsDrXdp => "rvs DR (-g) xdp",
@@ -104,7 +104,7 @@ impl PathKind {
             PathKind::RvsOneWorker => ("-m", &["--workers", "1"]),
             PathKind::RvsLink => ("-m", &["--tx", "link"]),
             PathKind::RvsXdp => ("-m", FAST_PATH),
-            PathKind::RvsXdpLink => ("-m", &["--fast-path", "xdp", "--tx", "link"]),
+            PathKind::RvsXdpTun => ("-m", &["--fast-path", "xdp", "--tx", "tun"]),
             PathKind::RvsDr => ("-g", &[]),
             PathKind::RvsTun => ("-i", &[]),
             PathKind::RvsDrXdp => ("-g", FAST_PATH),
