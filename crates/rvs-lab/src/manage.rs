@@ -1,4 +1,5 @@
-//! `rvs-lab up`, `down` and `exec`: a lab to play with by hand.
+//! `rvs-lab up`, `down` and `exec`: a lab to play with by hand; and `down` for the labs of processes that died (the
+//! tests' and the bench's, [`reap_stale_labs`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -359,6 +360,48 @@ pub fn exec(ns: &str, command: &[String]) -> Result<i32> {
         .status()
         .map_err(LabError::io("running ip netns exec"))?;
     Ok(status.code().unwrap_or(1))
+}
+
+/// Removes labs whose prefix is `STEM<PID>...` (namespaces `STEM<PID>-...`, state directories
+/// `rvs-lab-STEM<PID>...`) when process PID no longer runs, with their processes: the tests use `rvst`, the bench
+/// `rvsb`.
+pub fn reap_stale_labs(stem: &str) {
+    let Ok(list) = crate::cmd::ip(&["netns", "list"]) else {
+        return;
+    };
+    let dead = |rest: &str| {
+        let pid = rest.split(['-', '_']).next().unwrap_or("");
+        pid.parse::<u32>()
+            .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let mut prefixes = std::collections::BTreeSet::new();
+    for line in list.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(stem) else {
+            continue;
+        };
+        if rest.contains('-')
+            && dead(rest)
+            && let Some((prefix, _)) = name.rsplit_once('-')
+        {
+            prefixes.insert(prefix.to_string());
+        }
+    }
+    for prefix in prefixes {
+        eprintln!("removing the stale lab {prefix} (the process that built it is gone)");
+        let _ = down(&prefix);
+    }
+    // Their state directories (rvsd socket, rules, logs) too.
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let dir_stem = format!("rvs-lab-{stem}");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.strip_prefix(&dir_stem).is_some_and(dead) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 #[cfg(test)]

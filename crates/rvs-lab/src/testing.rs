@@ -39,49 +39,7 @@ pub fn lab_available(test: &str) -> bool {
 /// e.g. after a SIGKILL), with their processes. Runs once per process.
 pub fn reap_stale_test_labs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| reap_stale_labs("rvst"));
-}
-
-/// Removes labs whose prefix is `STEM<PID>...` (namespaces `STEM<PID>-...`, state directories
-/// `rvs-lab-STEM<PID>...`) when process PID no longer runs, with their processes: the tests use `rvst`, the bench
-/// `rvsb`.
-pub fn reap_stale_labs(stem: &str) {
-    let Ok(list) = crate::cmd::ip(&["netns", "list"]) else {
-        return;
-    };
-    let dead = |rest: &str| {
-        let pid = rest.split(['-', '_']).next().unwrap_or("");
-        pid.parse::<u32>()
-            .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-    };
-    let mut prefixes = std::collections::BTreeSet::new();
-    for line in list.lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix(stem) else {
-            continue;
-        };
-        if rest.contains('-')
-            && dead(rest)
-            && let Some((prefix, _)) = name.rsplit_once('-')
-        {
-            prefixes.insert(prefix.to_string());
-        }
-    }
-    for prefix in prefixes {
-        eprintln!("removing the stale lab {prefix} (the process that built it is gone)");
-        let _ = crate::manage::down(&prefix);
-    }
-    // Their state directories (rvsd socket, rules, logs) too.
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    let dir_stem = format!("rvs-lab-{stem}");
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.strip_prefix(&dir_stem).is_some_and(dead) {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
+    ONCE.call_once(|| crate::manage::reap_stale_labs("rvst"));
 }
 
 /// Extra rvsd arguments for every test lab, from `RVS_LAB_RVSD_ARGS` (whitespace-separated): how the suite runs

@@ -187,7 +187,7 @@ pub struct Bench {
 
 impl Bench {
     pub fn new(args: &Args) -> Result<Bench> {
-        crate::testing::reap_stale_labs(NS_STEM);
+        crate::manage::reap_stale_labs(NS_STEM);
         let prefix = format!("{NS_STEM}{}", std::process::id());
         let cfg = LabConfig {
             prefix: prefix.clone(),
