@@ -165,16 +165,10 @@ fn open(ifname: &str) -> Result<OwnedFd> {
     }
     // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let cname = std::ffi::CString::new(ifname)
-        .map_err(|_| LabError::Invalid(format!("interface {ifname:?}")))?;
-    // SAFETY: if_nametoindex reads a valid NUL-terminated string.
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        return Err(LabError::Io {
-            context: format!("no interface {ifname}"),
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    let ifindex = rvs_io::sys::ifindex(ifname).ok_or_else(|| LabError::Io {
+        context: format!("no interface {ifname}"),
+        source: std::io::Error::from_raw_os_error(libc::ENODEV),
+    })?;
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;

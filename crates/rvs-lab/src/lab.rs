@@ -529,8 +529,7 @@ pub fn overlaps(a: (IpAddr, u8), b: (IpAddr, u8)) -> bool {
 /// Checks that we are root, that `ip` works, and that no address of the current (root) namespace overlaps the lab's
 /// ranges (read-only `ip -o addr`).
 pub fn preflight() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if rvs_io::sys::euid() != 0 {
         return Err(LabError::NotRoot);
     }
     let text = ip(&["-o", "addr", "show"])?;

@@ -18,6 +18,7 @@ use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use crate::bench::sys::{CLOCK_TICKS, process_ticks};
 use crate::cleanup::{Proc, StopSignal};
 use crate::cmd::ip_in;
 use crate::error::{LabError, Result};
@@ -304,26 +305,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
         .unwrap_or(0)
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at state; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.iter().sum()
-}
-
-fn ticks_per_sec() -> f64 {
-    // SAFETY: sysconf has no memory preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
 }
 
 /// Table entries as rvsd counts them (`defense.conns`, evaluated once a second) and the JSON it came in.
@@ -655,7 +636,7 @@ fn run_in(lab: &Lab, opts: &MillionOptions) -> Result<Report> {
     }
 
     // Idle: nothing expires early, and expiry costs what it expires (rvsd's CPU meanwhile).
-    let (c0, i0) = (cpu_ticks(pid), Instant::now());
+    let (c0, i0) = (process_ticks(pid).unwrap_or(0), Instant::now());
     while i0.elapsed() < opts.idle {
         std::thread::sleep(Duration::from_secs(1).min(opts.idle));
         if last_sample.elapsed() >= Duration::from_secs(10) {
@@ -665,7 +646,8 @@ fn run_in(lab: &Lab, opts: &MillionOptions) -> Result<Report> {
     }
     r.idle_secs = i0.elapsed().as_secs_f64();
     r.idle_cpu_pct =
-        (cpu_ticks(pid).saturating_sub(c0)) as f64 / ticks_per_sec() / r.idle_secs * 100.0;
+        (process_ticks(pid).unwrap_or(0).saturating_sub(c0)) as f64 / CLOCK_TICKS / r.idle_secs
+            * 100.0;
     r.entries_after_idle = table(lab).0;
     r.states_idle = states(lab);
     r.tun_dropped_idle = lab.tun_tx_dropped();

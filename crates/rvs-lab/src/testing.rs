@@ -4,8 +4,7 @@ use crate::lab::{Lab, LabConfig};
 
 /// Why the lab cannot run here, if it cannot.
 pub fn missing_prerequisite() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if rvs_io::sys::euid() != 0 {
         return Some("not root (network namespaces need root)".into());
     }
     if !std::path::Path::new("/dev/net/tun").exists() {

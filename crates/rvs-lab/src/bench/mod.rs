@@ -10,7 +10,7 @@ pub mod parse;
 mod paths;
 mod report;
 pub mod stats;
-mod sys;
+pub(crate) mod sys;
 pub mod udp;
 
 use crate::cmd;

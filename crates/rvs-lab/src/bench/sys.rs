@@ -1,5 +1,6 @@
 //! The bench's machine: the load tools it needs (installed from Debian packages when missing) and the CPU counters
-//! it reads around a measurement. Commands run through the lab's runner ([`crate::cmd`]).
+//! it reads around a measurement (`rvs-lab million` reads rvsd's CPU time through them too). Commands run through
+//! the lab's runner ([`crate::cmd`]).
 
 use crate::cmd::run_bounded;
 use crate::error::{LabError, Result};
