@@ -92,3 +92,34 @@ impl<T> Context<T> for Result<T> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_reads_outside_in_and_keeps_the_cause() {
+        let failed: Result<()> = Err(LabError::Command {
+            command: "nft -f x".into(),
+            status: "exit status: 1".into(),
+            stderr: "syntax error".into(),
+        });
+        let e = failed
+            .context("loading the ruleset")
+            .with_context(|| format!("bringing up path {}", "nft"))
+            .expect_err("an error stays an error");
+        assert_eq!(
+            e.to_string(),
+            "bringing up path nft: loading the ruleset: `nft -f x` failed (exit status: 1): syntax error"
+        );
+        // The cause is still there to match on, under the contexts.
+        let LabError::Context { source, .. } = &e else {
+            panic!("{e:?}")
+        };
+        let LabError::Context { source, .. } = source.as_ref() else {
+            panic!("{source:?}")
+        };
+        assert!(matches!(source.as_ref(), LabError::Command { .. }));
+        assert_eq!(Ok::<u8, LabError>(7).context("never shown").ok(), Some(7));
+    }
+}
