@@ -8,6 +8,7 @@ fn main() {
     println!("cargo:rerun-if-changed=bpf/rvs_xdp.c");
     println!("cargo:rerun-if-changed=bpf/rvs_xdp.h");
     println!("cargo:rerun-if-changed=bpf/rvs_methods.h");
+    println!("cargo:rerun-if-changed=bpf/rvs_gate.h");
     println!("cargo:rerun-if-env-changed=RVS_BPF_CLANG");
     println!("cargo:rerun-if-changed=bpf/rvs_bench.c");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

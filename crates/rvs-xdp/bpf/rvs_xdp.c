@@ -8,6 +8,9 @@
  * entry's addresses and ports, RFC 1624 checksum updates (deltas precomputed by user space), TTL - 1, the next hop's
  * Ethernet header, and is redirected through rvs_tx_ports (a DEVMAP_HASH: only interfaces user space put there can
  * be an egress). Nothing is written before every check has passed: a packet passed up is the packet that arrived.
+ *
+ * The SYN gate (rvs_gate.h): while user space has it on, a first SYN to a gated VIP is dropped and its
+ * retransmission passed up (a spoofed SYN flood never retransmits).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -32,6 +35,11 @@ _Static_assert(__builtin_offsetof(struct rvs_flow, action) == 58, "rvs_flow.acti
 _Static_assert(__builtin_offsetof(struct rvs_flow, action_flags) == 59, "rvs_flow.action_flags");
 _Static_assert(__builtin_offsetof(struct rvs_flow, packets) == 64, "rvs_flow.packets");
 _Static_assert(__builtin_offsetof(struct rvs_flow, last_seen_ns) == 80, "rvs_flow.last_seen_ns");
+_Static_assert(sizeof(struct rvs_gate_cfg) == 24, "rvs_gate_cfg layout (mirrored in gate.rs)");
+_Static_assert(__builtin_offsetof(struct rvs_gate_cfg, min_age) == 16, "rvs_gate_cfg.min_age");
+_Static_assert(sizeof(struct rvs_gate_vip) == 20, "rvs_gate_vip layout (mirrored in gate.rs)");
+_Static_assert(__builtin_offsetof(struct rvs_gate_vip, family) == 18, "rvs_gate_vip.family");
+_Static_assert(sizeof(struct rvs_gate_bucket) == 16, "rvs_gate_bucket layout");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -157,6 +165,7 @@ static __always_inline int transmit(struct ethhdr *eth, const struct rvs_flow *f
 }
 
 #include "rvs_methods.h"
+#include "rvs_gate.h"
 
 /* MASQ, IPv4: addresses, ports, checksums (deltas from user space), TTL, next hop. Every check has passed. */
 static __always_inline int masq_v4(struct ethhdr *eth, struct iphdr *iph, void *data_end, struct rvs_flow *f,
@@ -190,8 +199,14 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth, voi
 	if (tot_len < sizeof(*iph) || (void *)iph + tot_len > data_end)
 		return count(RVS_STAT_PASS_MALFORMED, XDP_PASS);
 	why = l4_key(iph + 1, data_end, iph->protocol, &key);
-	if (why >= 0)
+	if (why >= 0) {
+		/* Only SYN/FIN/RST segments reach the gate: every other packet's path is unchanged. */
+		if (why == RVS_STAT_PASS_TCP_FLAGS && gate_v4(iph, data_end)) {
+			gate_count(RVS_GATE_HELD);
+			return XDP_DROP;
+		}
 		return count(why, XDP_PASS);
+	}
 	if (iph->ttl <= 1)
 		return count(RVS_STAT_PASS_TTL, XDP_PASS);
 	key.family = RVS_FAMILY_V4;
@@ -256,8 +271,13 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth, voi
 		return count(RVS_STAT_PASS_MALFORMED, XDP_PASS);
 	l4 = ip6 + 1;
 	why = l4_key(l4, data_end, nh, &key);
-	if (why >= 0)
+	if (why >= 0) {
+		if (why == RVS_STAT_PASS_TCP_FLAGS && gate_v6(ip6, data_end)) {
+			gate_count(RVS_GATE_HELD);
+			return XDP_DROP;
+		}
 		return count(why, XDP_PASS);
+	}
 	if (nh == IPPROTO_UDP && ((struct udphdr *)l4)->check == 0)
 		return count(RVS_STAT_PASS_UDP_NOCSUM6, XDP_PASS);
 	if (ip6->hop_limit <= 1)

@@ -98,4 +98,47 @@ enum rvs_stat {
 #define RVS_FLOWS_DEFAULT_MAX 65536
 #define RVS_TX_PORTS_MAX 64
 
+/*
+ * The SYN gate (rvs_gate.h): under a SYN flood from spoofed sources, a first SYN (SYN set, ACK clear) to a gated
+ * VIP is dropped and remembered; its retransmission (same 4-tuple and sequence number, after the client's RTO)
+ * passes. A spoofed flood never retransmits. Not pinned: a new program starts with an empty memory.
+ *
+ * rvs_gate_cfg (ARRAY, one entry), written by user space: whether the gate is on, the slot array's mask, the hash
+ * seeds, and the age window of a retransmission, in RVS_GATE_TICK units.
+ */
+#define RVS_GATE_TICK_SHIFT 24 /* one tick = 2^24 ns = 16.8 ms */
+#define RVS_GATE_BUCKETS_DEFAULT (1 << 20)
+#define RVS_GATE_SLOTS 4
+#define RVS_GATE_VIPS_MAX 4096
+
+struct rvs_gate_cfg {
+	__u32 on;      /* 0: every SYN passes (the program does nothing else) */
+	__u32 mask;    /* buckets - 1 (buckets is a power of two: rvs_gate_slots' max_entries) */
+	__u32 seed[2]; /* bucket hash, tag hash: random per load, so the flood cannot aim at a bucket */
+	__u16 min_age; /* a retransmission younger than this (ticks) is held (a duplicate, not a retransmission) */
+	__u16 max_age; /* older than this (ticks) it is a new first SYN */
+	__u32 pad;
+};
+
+/* A bucket of rvs_gate_slots: 4 slots of (16-bit tag << 16 | 16-bit tick of the first SYN); 0 is an empty slot
+ * (a tag is never 0). */
+struct rvs_gate_bucket {
+	__u32 slot[RVS_GATE_SLOTS];
+};
+
+/* Key of rvs_gate_vips (HASH; value __u32, unused): a TCP service's address and port (0: every port). */
+struct rvs_gate_vip {
+	__u8 addr[16];
+	__be16 port;
+	__u8 family; /* RVS_FAMILY_V4 or RVS_FAMILY_V6 */
+	__u8 pad;
+};
+
+/* rvs_gate_stats (PERCPU_ARRAY of __u64). */
+enum rvs_gate_stat {
+	RVS_GATE_HELD = 0,   /* a first SYN dropped */
+	RVS_GATE_PASSED = 1, /* a retransmission passed (also counted RVS_STAT_PASS_TCP_FLAGS: it goes up) */
+	RVS_GATE_STAT_COUNT = 2,
+};
+
 #endif

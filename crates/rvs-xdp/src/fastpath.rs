@@ -10,6 +10,7 @@ use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
+use crate::gate::{self, Gate};
 use crate::maps::{Flow, FlowCounters, FlowKey, STAT_COUNT, Stat};
 use crate::testrun::{self, TestRun};
 
@@ -78,6 +79,9 @@ pub struct Options {
     /// A directory on a bpffs where the maps are pinned (reused when already there: a take-over) and where
     /// [`FastPath::persist`] pins the links. None: nothing is pinned, everything dies with the process.
     pub pin_dir: Option<PathBuf>,
+    /// Buckets of the SYN gate's memory (4 slots of 4 bytes each; rounded up to a power of two; default 2^20,
+    /// 16 MiB). Preallocated by the kernel. See [`Gate`].
+    pub gate_buckets: u32,
 }
 
 impl Default for Options {
@@ -85,6 +89,7 @@ impl Default for Options {
         Self {
             max_flow_entries: 65_536,
             pin_dir: None,
+            gate_buckets: gate::DEFAULT_BUCKETS,
         }
     }
 }
@@ -140,6 +145,8 @@ pub struct FastPath {
     pin_dir: Option<PathBuf>,
     /// Links pinned by [`FastPath::persist`] (kept so their pins are not dropped twice).
     persisted: Vec<PinnedLink>,
+    /// The SYN gate's maps until [`FastPath::take_gate`].
+    gate: Option<Gate>,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -186,8 +193,10 @@ impl FastPath {
     /// created and pinned.
     pub fn load(opts: Options) -> Result<Self, Error> {
         let entries = opts.max_flow_entries.max(2);
+        let buckets = opts.gate_buckets.clamp(1, 1 << 30).next_power_of_two();
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(FLOWS, entries);
+        loader.map_max_entries(gate::SLOTS, buckets);
         let pins: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(pin_err("directory", dir))?;
@@ -233,6 +242,12 @@ impl FastPath {
         let tx_ports =
             DevMapHash::try_from(take(&mut ebpf, TX_PORTS)?).map_err(map_err(TX_PORTS))?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, STATS)?).map_err(map_err(STATS))?;
+        let gate = Gate::new(
+            take(&mut ebpf, gate::CFG)?,
+            take(&mut ebpf, gate::VIPS)?,
+            take(&mut ebpf, gate::STATS)?,
+            buckets,
+        )?;
         Ok(Self {
             ebpf,
             flows,
@@ -241,7 +256,14 @@ impl FastPath {
             attached: Vec::new(),
             pin_dir: opts.pin_dir,
             persisted: Vec::new(),
+            gate: Some(gate),
         })
+    }
+
+    /// The SYN gate's maps, for whoever drives the gate (once: None afterwards). The program keeps using them;
+    /// the gate stays as the [`Gate`] left it when the `Gate` is dropped.
+    pub fn take_gate(&mut self) -> Option<Gate> {
+        self.gate.take()
     }
 
     fn program(&mut self, which: Program) -> Result<&mut Xdp, Error> {

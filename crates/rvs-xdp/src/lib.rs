@@ -12,6 +12,9 @@
 //! malformed headers. Checksums are updated incrementally (RFC 1624) and are only right for complete checksums, as a
 //! NIC delivers them (see crates/rvs-xdp/README.md on CHECKSUM_PARTIAL senders).
 //!
+//! The SYN gate ([`Gate`]): while user space has it on, a first SYN to a gated VIP is dropped at the driver and its
+//! retransmission passed up, so a SYN flood from spoofed sources never reaches the slow path.
+//!
 //! Without a pin directory nothing is pinned: the maps and the program live as long as the [`FastPath`] (its file
 //! descriptors), and the attachments are bpf_links, so a process that dies, even by SIGKILL, leaves nothing behind.
 //! With one ([`Options::pin_dir`]) the maps are pinned and a planned restart pins the links too
@@ -19,11 +22,13 @@
 
 mod fastpath;
 pub mod features;
+pub mod gate;
 pub mod maps;
 pub mod testrun;
 
 pub use fastpath::{Attachment, Error, FastPath, Options, Program, ProgramStats};
 pub use features::{Features, FeaturesError, Transmit};
+pub use gate::{Gate, GateCounters, Window};
 pub use maps::{
     Action, Egress, Encap, FamilyMismatch, Flow, FlowCounters, FlowKey, L4, OuterCsum, STAT_COUNT,
     Stat,
