@@ -295,6 +295,28 @@ pub struct DefenseInfo {
     pub entries_evicted: u64,
     /// Dropped packets by reason.
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// rvs's SYN gate (not an IPVS defence: rvsd's `--syn-gate`, on the XDP fast path).
+    #[serde(default)]
+    pub syn_gate: SynGateInfo,
+}
+
+/// rvs's SYN gate (`rvsd --syn-gate`): while on, the XDP fast path drops a first SYN to a VIP and passes its
+/// retransmission, so a SYN flood from spoofed sources never reaches the slow path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct SynGateInfo {
+    /// `"off"`, `"auto"` (on while the slow path is overloaded by a flood) or `"always"`; `"off"` without the
+    /// fast path.
+    pub mode: String,
+    /// Whether first SYNs are held now.
+    pub on: bool,
+    /// First SYNs dropped.
+    pub held: u64,
+    /// Retransmissions passed.
+    pub passed: u64,
+    /// Times `auto` turned it on.
+    pub switched_on: u64,
+    /// (address, port) pairs gated: the TCP services' (fwmark services are not gated).
+    pub vips: u64,
 }
 
 /// One request line.

@@ -355,6 +355,44 @@ fn pct(v: &[u64], p: f64) -> u64 {
 
 #[test]
 fn real_clients_get_through_a_syn_flood_from_spoofed_sources() {
+    flood("synflood", &[]);
+}
+
+/// The SYN gate's mode for [`real_clients_get_through_a_syn_flood_with_the_syn_gate`] (`RVS_FLOOD_SYN_GATE`:
+/// off, auto or always; default auto, what CI runs).
+fn flood_syn_gate() -> String {
+    std::env::var("RVS_FLOOD_SYN_GATE").unwrap_or_else(|_| "auto".to_owned())
+}
+
+/// The same flood with `--fast-path xdp` and the SYN gate (`auto` by default: it must turn itself on when the
+/// table evicts or the TUN drops, hold the flood at the driver, and let the real clients' retransmitted SYNs in).
+#[test]
+fn real_clients_get_through_a_syn_flood_with_the_syn_gate() {
+    let mode = flood_syn_gate();
+    let d = flood("syngate", &["--fast-path", "xdp", "--syn-gate", &mode]);
+    let g = &d["syn_gate"];
+    assert_eq!(g["mode"].as_str(), Some(mode.as_str()), "{g}");
+    if mode != "off" {
+        assert!(
+            g["held"].as_u64().unwrap_or(0) > 0,
+            "the gate held flood SYNs: {g}"
+        );
+        assert!(
+            g["passed"].as_u64().unwrap_or(0) > 0,
+            "the real clients' retransmissions passed: {g}"
+        );
+    }
+    if mode == "auto" {
+        assert!(
+            g["switched_on"].as_u64().unwrap_or(0) >= 1,
+            "auto turned the gate on under the flood: {g}"
+        );
+    }
+}
+
+/// A flood from spoofed sources with real clients requesting before and during it; rvsd started with `extra`.
+/// Returns the defence block after the flood.
+fn flood(name: &str, extra: &[&str]) -> serde_json::Value {
     let secs = flood_secs();
     // A small table, so the flood fills it within the run: the defences must keep it bounded and serve real clients.
     let max: u64 = std::env::var("RVS_FLOOD_MAX_CONNS")
@@ -368,12 +406,15 @@ fn real_clients_get_through_a_syn_flood_from_spoofed_sources() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
-    let Some(mut lab) = testing::lab("synflood", 2, testing::Rvsd::NotStarted) else {
-        return;
+    let Some(mut lab) = testing::lab(name, 2, testing::Rvsd::NotStarted) else {
+        return serde_json::Value::Null;
     };
     lab.cfg
         .rvsd_args
         .extend(["--max-conns".to_string(), max.to_string()]);
+    lab.cfg
+        .rvsd_args
+        .extend(extra.iter().map(|a| (*a).to_owned()));
     lab.start_rvsd().unwrap();
     service(&lab, &[]);
     let rss0 = rss_kib(&lab);
@@ -427,6 +468,7 @@ fn real_clients_get_through_a_syn_flood_from_spoofed_sources() {
         d["entries_dropped"],
         d["drops"],
     );
+    eprintln!("rvsd {}: SYN gate {}", extra.join(" "), d["syn_gate"]);
     assert!(rate0 > 0.99, "{ok0} ok {failed0} failed without the flood");
     assert!(
         rate1 >= 0.95,
@@ -438,4 +480,5 @@ fn real_clients_get_through_a_syn_flood_from_spoofed_sources() {
         conns <= max + max / 50,
         "the table stayed under its limit: {conns}"
     );
+    d
 }

@@ -86,6 +86,18 @@ pub struct Args {
     /// Without it nothing outlives rvsd.
     #[arg(long, value_name = "DIR")]
     pub fast_path_pin_dir: Option<std::path::PathBuf>,
+    /// The SYN gate, an rvs defence beyond IPVS's (needs the fast path): the XDP program drops a first SYN to a VIP
+    /// and passes its retransmission, so a SYN flood from spoofed sources (which never retransmits) does not reach
+    /// the slow path; a real client pays one SYN retransmission (1 s on Linux) per new connection while it is on.
+    /// `off`; `auto` (on while the slow path is overloaded: the kernel dropped packets into the TUN, or the table
+    /// evicted to make room, in the last second; off again after 10 s in which it held few more SYNs than it let
+    /// through); `always` [default: auto with the fast path, off without].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub syn_gate: Option<SynGateMode>,
+    /// Buckets of the SYN gate's memory of held SYNs (4 slots of 4 bytes each; rounded up to a power of two).
+    #[arg(long, value_name = "N", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 28)))]
+    pub syn_gate_buckets: u32,
     /// Data-plane worker threads, one TUN queue each [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
@@ -235,6 +247,28 @@ pub enum FastPathMode {
     Auto,
     /// XDP or refuse to start.
     Xdp,
+}
+
+/// `--syn-gate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SynGateMode {
+    /// Never hold a SYN.
+    Off,
+    /// On while the slow path is overloaded.
+    Auto,
+    /// Always hold first SYNs.
+    Always,
+}
+
+impl SynGateMode {
+    /// The name in `rvsadm --json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SynGateMode::Off => "off",
+            SynGateMode::Auto => "auto",
+            SynGateMode::Always => "always",
+        }
+    }
 }
 
 /// Where forwarded packets are sent.

@@ -82,6 +82,8 @@ pub struct Daemon {
     pub health: std::sync::OnceLock<rvs_health::engine::Health>,
     /// The VRRP instances (`--vrrp`), once started.
     pub vrrp: std::sync::OnceLock<Arc<crate::vrrp::Vrrp>>,
+    /// The SYN gate (`--syn-gate`), with the fast path.
+    pub syn_gate: std::sync::OnceLock<Arc<crate::syngate::SynGateCtl>>,
 }
 
 /// A whole configuration: services with their destinations.
@@ -245,6 +247,7 @@ impl Daemon {
             sync: crate::sync::SyncDaemons::default(),
             health: std::sync::OnceLock::new(),
             vrrp: std::sync::OnceLock::new(),
+            syn_gate: std::sync::OnceLock::new(),
         }
     }
 

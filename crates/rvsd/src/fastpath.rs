@@ -162,6 +162,7 @@ impl FastPathCtl {
         ifaces: &[&str],
         paths: Arc<MethodPaths>,
         max_entries: u32,
+        gate_buckets: u32,
         pin_dir: Option<&std::path::Path>,
         takeover: Takeover,
     ) -> Result<Self, StartError> {
@@ -178,6 +179,7 @@ impl FastPathCtl {
         let opts = rvs_xdp::Options {
             max_flow_entries: max_entries,
             pin_dir: pin_dir.map(std::path::Path::to_path_buf),
+            gate_buckets,
         };
         let mut fp = match FastPath::load(opts.clone()) {
             Err(e @ rvs_xdp::Error::PinnedIncompatible { .. }) => {
@@ -533,6 +535,11 @@ impl FastPathCtl {
             .iter()
             .map(|p| (p.name.clone(), p.usable == PortUse::Redirect))
             .collect()
+    }
+
+    /// The SYN gate's maps, for crate::syngate (once).
+    pub fn take_gate(&self) -> Option<rvs_xdp::Gate> {
+        self.lock().fp.take_gate()
     }
 
     /// Connections on the fast path now.

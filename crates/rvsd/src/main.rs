@@ -26,6 +26,7 @@ mod ops;
 mod ratelimit;
 mod rulesfile;
 mod sync;
+mod syngate;
 mod systemd;
 mod vrrp;
 mod xmit;
@@ -41,7 +42,7 @@ use rvs_core::{Director, DirectorConfig};
 use rvs_io::{Steering, SteeringConfig, TunDevice};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 
-use crate::args::{Args, FastPathMode, IoMode, LogFormat, TxMode};
+use crate::args::{Args, FastPathMode, IoMode, LogFormat, SynGateMode, TxMode};
 use crate::daemon::Daemon;
 use crate::dataplane::{Workers, now};
 
@@ -122,6 +123,11 @@ fn run(args: Args) -> anyhow::Result<Ending> {
         return Ok(Ending::Stopped);
     }
     let notifier = systemd::Notifier::from_env();
+    if args.syn_gate == Some(SynGateMode::Always) && args.fast_path == FastPathMode::Off {
+        bail!(
+            "--syn-gate always needs the XDP fast path (--fast-path xdp or auto): the gate is part of its program"
+        );
+    }
     if rvs_io::sys::euid() != 0 {
         bail!("must run as root (it creates a TUN device and changes routes)");
     }
@@ -630,6 +636,7 @@ fn start_fast_path(
             &[p, q],
             h,
             args.fast_path_entries,
+            args.syn_gate_buckets,
             args.fast_path_pin_dir.as_deref(),
             takeover,
         )
@@ -640,6 +647,11 @@ fn start_fast_path(
         Ok(c) => Arc::new(c),
         Err(e) if demanded => {
             return Err(e.context("--fast-path xdp: the XDP fast path cannot run here"));
+        }
+        Err(e) if args.syn_gate == Some(SynGateMode::Always) => {
+            return Err(e.context(
+                "--syn-gate always: the XDP fast path, which holds the SYNs, cannot run here",
+            ));
         }
         Err(e) => {
             tracing::warn!(
@@ -667,7 +679,33 @@ fn start_fast_path(
         entries = args.fast_path_entries,
         "XDP fast path attached (native)"
     );
+    start_syn_gate(args, daemon, &ctl, stop)?;
     Ok(Some(ctl))
+}
+
+/// The SYN gate on the fast path's program (`--syn-gate`, default auto).
+fn start_syn_gate(
+    args: &Args,
+    daemon: &Daemon,
+    fast: &fastpath::FastPathCtl,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let mode = args.syn_gate.unwrap_or(SynGateMode::Auto);
+    let gate = fast
+        .take_gate()
+        .context("the SYN gate's maps were already taken")?;
+    let buckets = gate.buckets();
+    let ctl = Arc::new(
+        syngate::SynGateCtl::new(mode, gate, &daemon.director, &args.tun)
+            .context("starting the SYN gate")?,
+    );
+    if mode != SynGateMode::Off {
+        syngate::spawn(ctl.clone(), daemon.director.clone(), stop.clone())
+            .context("starting the SYN gate's thread")?;
+    }
+    let _ = daemon.syn_gate.set(ctl);
+    tracing::info!(mode = mode.name(), buckets, "SYN gate");
+    Ok(())
 }
 
 /// A rules file's operations, with each one's line number and the file's text (errors quote the line).

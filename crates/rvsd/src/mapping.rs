@@ -43,6 +43,7 @@ pub fn defense_info(d: &Director) -> rvs_api::DefenseInfo {
             .iter()
             .map(|(r, n)| (r.name().to_owned(), n))
             .collect(),
+        syn_gate: rvs_api::SynGateInfo::default(),
     }
 }
 
@@ -104,7 +105,17 @@ pub fn execute(d: &Daemon, cmd: &Command) -> Result<Reply, ApiError> {
             vrrp: d.vrrp.get().map(|v| v.status()).unwrap_or_default(),
             sync: d.sync.status(),
         })),
-        Command::GetDefense => Ok(Reply::Defense(defense_info(&d.director))),
+        Command::GetDefense => {
+            let mut info = defense_info(&d.director);
+            info.syn_gate = match d.syn_gate.get() {
+                Some(g) => g.info(),
+                None => rvs_api::SynGateInfo {
+                    mode: "off".to_owned(),
+                    ..Default::default()
+                },
+            };
+            Ok(Reply::Defense(info))
+        }
         change => {
             // A batch's errors carry the index of the failing command within the batch (rvsadm -R names the line).
             let (batched, cmds) = match change {

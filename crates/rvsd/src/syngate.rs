@@ -1,0 +1,366 @@
+//! `--syn-gate`: rvs's SYN gate, a defence beyond IPVS's (issue 15). The XDP program (rvs-xdp's `bpf/rvs_gate.h`)
+//! drops a first SYN to a VIP and passes its retransmission while the gate is on; this module decides when it is
+//! on, tells the program which VIPs it covers, and reports it (`rvsadm --json`'s `defense.syn_gate`).
+//!
+//! Why: a SYN flood from random spoofed sources at the lab's full rate (377 583 SYN/s, 2026-12-03 10:36, release,
+//! 8 real clients) crossed the kernel into rvsd's TUN with every flood SYN and its real server's SYN-ACK; the
+//! kernel dropped 3.2 M packets at the full TUN queue, real SYNs among them, and 29.6 % of real requests
+//! succeeded. With the gate on, the flood stops at the driver (a spoofed source never retransmits) and a real
+//! client pays one RTO (1 s on Linux) per new connection. Figures: RELIABILITY.md.
+//!
+//! `auto` ([`Auto`]): on when the slow path is overloaded (the kernel dropped packets into the TUN in the last
+//! second, or the table at its limit evicted entries to make room); off again after [`CALM_SECS`] seconds in a
+//! row in which the gate held few SYNs more than it passed (a real client's held SYN comes back; a spoofed one does
+//! not, so "held far more than passed" is the flood itself, whatever its rate, and the gate stays on while it
+//! lasts even though the slow path is no longer overloaded). Once a second, on its own thread; nothing here is on
+//! the packet path.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rvs_core::{Director, Protocol, ServiceKey};
+use rvs_xdp::{Gate, GateCounters};
+
+use crate::args::SynGateMode;
+use crate::ratelimit::{Admit, RateLimiter};
+
+/// Seconds in a row without a flood before `auto` turns the gate off.
+pub const CALM_SECS: u32 = 10;
+/// SYNs a second the gate may hold beyond twice what it passed and still count the second as calm (real clients'
+/// first SYNs, some of whom give up before retransmitting).
+const FEW_HELD: u64 = 100;
+
+/// What happened in one second (counter deltas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sample {
+    /// Packets the kernel could not queue into the TUN (rvsd behind).
+    pub tun_dropped: u64,
+    /// Entries evicted to make room at the table's limit.
+    pub evicted: u64,
+    /// First SYNs the gate held.
+    pub held: u64,
+    /// Retransmissions it passed.
+    pub passed: u64,
+}
+
+impl Sample {
+    fn overloaded(&self) -> bool {
+        self.tun_dropped > 0 || self.evicted > 0
+    }
+    /// Held far more than passed: SYNs that never come back.
+    fn flooded(&self) -> bool {
+        self.held > self.passed.saturating_mul(2).saturating_add(FEW_HELD)
+    }
+}
+
+/// `auto`'s state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Auto {
+    on: bool,
+    calm: u32,
+}
+
+/// Why `auto` turned the gate on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Auto {
+    /// One second's sample: the switch to make, if any.
+    pub fn step(&mut self, s: &Sample) -> Option<Switch> {
+        if !self.on {
+            if s.overloaded() {
+                self.on = true;
+                self.calm = 0;
+                return Some(Switch::On);
+            }
+            return None;
+        }
+        if s.flooded() {
+            self.calm = 0;
+            return None;
+        }
+        self.calm += 1;
+        if self.calm >= CALM_SECS {
+            self.on = false;
+            self.calm = 0;
+            return Some(Switch::Off);
+        }
+        None
+    }
+
+    #[cfg(test)]
+    fn is_on(&self) -> bool {
+        self.on
+    }
+}
+
+/// Running totals the samples are the deltas of.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    tun_dropped: u64,
+    evicted: u64,
+    gate: GateCounters,
+}
+
+#[derive(Debug)]
+struct State {
+    gate: Gate,
+    auto: Auto,
+    last: Totals,
+    switched_on: u64,
+    vips: usize,
+    log: RateLimiter,
+}
+
+/// The SYN gate as rvsd drives it.
+#[derive(Debug)]
+pub struct SynGateCtl {
+    mode: SynGateMode,
+    tun: String,
+    state: Mutex<State>,
+}
+
+/// The TCP services' (address, port) pairs: what the program gates (fwmark services have no address to match).
+fn gated_vips(director: &Director) -> Vec<(IpAddr, u16)> {
+    let mut v: Vec<(IpAddr, u16)> = director
+        .services()
+        .iter()
+        .filter_map(|s| match s.spec.key {
+            ServiceKey::Addr {
+                protocol: Protocol::Tcp,
+                addr,
+                port,
+            } => Some((addr, port)),
+            _ => None,
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// `tx_dropped` of interface `name` in this process's network namespace (/proc/self/net/dev's transmit "drop"
+/// column, the counter /sys/class/net/NAME/statistics/tx_dropped shows): for a TUN, the packets the kernel could
+/// not queue to its reader.
+pub fn tx_dropped(name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/net/dev").ok()?;
+    parse_tx_dropped(&text, name)
+}
+
+fn parse_tx_dropped(dev: &str, name: &str) -> Option<u64> {
+    dev.lines().find_map(|l| {
+        let (n, rest) = l.split_once(':')?;
+        if n.trim() != name {
+            return None;
+        }
+        // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop ...
+        rest.split_whitespace().nth(11)?.parse().ok()
+    })
+}
+
+impl SynGateCtl {
+    /// Take the gate over in `mode` (`always`: on now) for the TUN `tun`, and gate the director's TCP services.
+    pub fn new(
+        mode: SynGateMode,
+        mut gate: Gate,
+        director: &Director,
+        tun: &str,
+    ) -> Result<Self, rvs_xdp::Error> {
+        gate.set_on(mode == SynGateMode::Always)?;
+        let vips = gate.set_vips(&gated_vips(director))?;
+        let last = Totals {
+            tun_dropped: tx_dropped(tun).unwrap_or(0),
+            evicted: director.defense().entries_evicted,
+            gate: gate.counters().unwrap_or_default(),
+        };
+        Ok(Self {
+            mode,
+            tun: tun.to_owned(),
+            state: Mutex::new(State {
+                gate,
+                auto: Auto::default(),
+                last,
+                switched_on: 0,
+                vips,
+                log: RateLimiter::new(6, 60_000),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Once a second: the VIPs (services change), the counters, and `auto`'s decision.
+    pub fn tick(&self, director: &Director) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        match st.gate.set_vips(&gated_vips(director)) {
+            Ok(n) => st.vips = n,
+            Err(e) => {
+                if let Admit::Yes { suppressed } = st.log.admit(crate::dataplane::now().0) {
+                    tracing::warn!(error = %e, suppressed, "SYN gate: updating the gated VIPs failed");
+                }
+            }
+        }
+        let now = Totals {
+            tun_dropped: tx_dropped(&self.tun).unwrap_or(st.last.tun_dropped),
+            evicted: director.defense().entries_evicted,
+            gate: st.gate.counters().unwrap_or(st.last.gate),
+        };
+        let sample = Sample {
+            tun_dropped: now.tun_dropped.saturating_sub(st.last.tun_dropped),
+            evicted: now.evicted.saturating_sub(st.last.evicted),
+            held: now.gate.held.saturating_sub(st.last.gate.held),
+            passed: now.gate.passed.saturating_sub(st.last.gate.passed),
+        };
+        st.last = now;
+        if self.mode != SynGateMode::Auto {
+            return;
+        }
+        let Some(switch) = st.auto.step(&sample) else {
+            return;
+        };
+        let on = switch == Switch::On;
+        if let Err(e) = st.gate.set_on(on) {
+            // The program keeps its previous state; auto tries again when the signal comes back.
+            st.auto = Auto::default();
+            if let Admit::Yes { suppressed } = st.log.admit(crate::dataplane::now().0) {
+                tracing::error!(error = %e, suppressed, "SYN gate: switching it failed");
+            }
+            return;
+        }
+        if on {
+            st.switched_on += 1;
+        }
+        if let Admit::Yes { suppressed } = st.log.admit(crate::dataplane::now().0) {
+            if on {
+                tracing::warn!(
+                    tun_dropped = sample.tun_dropped,
+                    evicted = sample.evicted,
+                    suppressed,
+                    "SYN gate on: the slow path is overloaded; first SYNs to VIPs are dropped at the driver until \
+                     their retransmission"
+                );
+            } else {
+                tracing::warn!(
+                    calm_secs = CALM_SECS,
+                    held_total = now.gate.held,
+                    passed_total = now.gate.passed,
+                    suppressed,
+                    "SYN gate off: no flood any more"
+                );
+            }
+        }
+    }
+
+    /// `rvsadm --json`'s `defense.syn_gate`.
+    pub fn info(&self) -> rvs_api::SynGateInfo {
+        let st = self.lock();
+        let c = st.gate.counters().unwrap_or(st.last.gate);
+        rvs_api::SynGateInfo {
+            mode: self.mode.name().to_owned(),
+            on: st.gate.is_on(),
+            held: c.held,
+            passed: c.passed,
+            switched_on: st.switched_on,
+            vips: st.vips as u64,
+        }
+    }
+}
+
+/// The gate's thread: [`SynGateCtl::tick`] once a second until `stop`.
+pub fn spawn(
+    ctl: Arc<SynGateCtl>,
+    director: Arc<Director>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("rvsd-syngate".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                ctl.tick(&director);
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(tun_dropped: u64, evicted: u64, held: u64, passed: u64) -> Sample {
+        Sample {
+            tun_dropped,
+            evicted,
+            held,
+            passed,
+        }
+    }
+
+    #[test]
+    fn auto_turns_on_at_overload_and_stays_on_while_the_flood_goes_on() {
+        let mut a = Auto::default();
+        // Real traffic only, nothing dropped: off.
+        assert_eq!(a.step(&sample(0, 0, 0, 0)), None);
+        assert!(!a.is_on());
+        // The kernel dropped packets into the TUN: on.
+        assert_eq!(a.step(&sample(5_000, 0, 0, 0)), Some(Switch::On));
+        assert!(a.is_on());
+        // The flood now stops at the driver: no overload, but far more held than passed, for a minute.
+        for _ in 0..60 {
+            assert_eq!(a.step(&sample(0, 0, 300_000, 40)), None);
+        }
+        assert!(a.is_on());
+        // The flood ends: CALM_SECS calm seconds (real clients' SYNs held and passed about equally) turn it off.
+        for _ in 1..CALM_SECS {
+            assert_eq!(a.step(&sample(0, 0, 50, 45)), None);
+        }
+        assert_eq!(a.step(&sample(0, 0, 50, 45)), Some(Switch::Off));
+        assert!(!a.is_on());
+    }
+
+    #[test]
+    fn auto_does_not_oscillate_with_a_flood_that_pauses() {
+        let mut a = Auto::default();
+        assert_eq!(a.step(&sample(0, 10, 0, 0)), Some(Switch::On), "evictions");
+        // Calm for less than CALM_SECS, then the flood again: the count starts over.
+        for _ in 1..CALM_SECS {
+            assert_eq!(a.step(&sample(0, 0, 0, 0)), None);
+        }
+        assert_eq!(a.step(&sample(0, 0, 2_000, 0)), None);
+        for _ in 1..CALM_SECS {
+            assert_eq!(a.step(&sample(0, 0, 0, 0)), None);
+        }
+        assert!(a.is_on());
+        assert_eq!(a.step(&sample(0, 0, 0, 0)), Some(Switch::Off));
+        // Off, a flood too small to overload anything does not turn it on.
+        assert_eq!(a.step(&sample(0, 0, 0, 0)), None);
+        assert!(!a.is_on());
+    }
+
+    #[test]
+    fn a_few_held_beyond_twice_the_passed_is_still_calm() {
+        assert!(!sample(0, 0, 100, 0).flooded());
+        assert!(sample(0, 0, 101, 0).flooded());
+        assert!(!sample(0, 0, 2_100, 1_000).flooded());
+        assert!(sample(0, 0, 2_101, 1_000).flooded());
+    }
+
+    #[test]
+    fn tx_dropped_is_the_transmit_drop_column() {
+        let dev = "Inter-|   Receive                                                |  Transmit\n \
+                   face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+                   lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0\n  \
+                   rvs0: 123456    789    1    2    3     4          5         6   654321    987    7 3156801    8     9      10         11\n";
+        assert_eq!(parse_tx_dropped(dev, "rvs0"), Some(3_156_801));
+        assert_eq!(parse_tx_dropped(dev, "lo"), Some(0));
+        assert_eq!(parse_tx_dropped(dev, "rvs1"), None);
+        assert_eq!(parse_tx_dropped(dev, "rvs"), None);
+    }
+}
