@@ -420,6 +420,7 @@ fn flood(name: &str, extra: &[&str]) -> serde_json::Value {
     let rss0 = rss_kib(&lab);
     let clients = flood_clients();
     let (ok0, failed0, lat0) = measure(&lab, secs, clients);
+    let gate0 = defense(&lab)["syn_gate"].clone();
     let flood = {
         let ns = lab.client();
         std::thread::spawn(move || {
@@ -468,7 +469,11 @@ fn flood(name: &str, extra: &[&str]) -> serde_json::Value {
         d["entries_dropped"],
         d["drops"],
     );
-    eprintln!("rvsd {}: SYN gate {}", extra.join(" "), d["syn_gate"]);
+    eprintln!(
+        "rvsd {}: SYN gate before the flood {gate0}, after {}",
+        extra.join(" "),
+        d["syn_gate"]
+    );
     assert!(rate0 > 0.99, "{ok0} ok {failed0} failed without the flood");
     assert!(
         rate1 >= 0.95,
