@@ -334,6 +334,10 @@ fn run(args: Args) -> anyhow::Result<Ending> {
                 let c = metrics::FastPathCollector(f.clone());
                 m.registry().register_collector(Box::new(c));
             }
+            if let Some(g) = daemon.syn_gate.get() {
+                let c = syngate::SynGateCollector(g.clone());
+                m.registry().register_collector(Box::new(c));
+            }
             let health = Arc::new(metrics::KeepalivedHealth(daemon.clone()));
             m.set_health(health.clone());
             m.registry().register_collector(Box::new(health));

@@ -314,6 +314,39 @@ impl SynGateCtl {
     }
 }
 
+/// `rvs_syn_gate_syns_total{verdict="held"|"passed"}` and `rvs_syn_gate_on` in the metrics, read at scrape time.
+/// Registered with `metrics.registry().register_collector(Box::new(SynGateCollector(ctl)))`.
+#[derive(Debug)]
+pub struct SynGateCollector(pub Arc<SynGateCtl>);
+
+impl prometheus_client::collector::Collector for SynGateCollector {
+    fn encode(
+        &self,
+        mut enc: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let i = self.0.info();
+        let mut m = enc.encode_descriptor(
+            "syn_gate_syns",
+            "SYNs the SYN gate handled: held (a first SYN dropped at the driver) or passed (its retransmission).",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(i.held).encode(m.encode_family(&[("verdict", "held")])?)?;
+        ConstCounter::new(i.passed).encode(m.encode_family(&[("verdict", "passed")])?)?;
+        let m = enc.encode_descriptor(
+            "syn_gate_on",
+            "1 while the SYN gate holds first SYNs.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(i.on)).encode(m)
+    }
+}
+
 /// The gate's thread: [`SynGateCtl::check`] every 100 ms, [`SynGateCtl::tick`] once a second, until `stop`.
 pub fn spawn(
     ctl: Arc<SynGateCtl>,
