@@ -487,3 +487,25 @@ fn flood(name: &str, extra: &[&str]) -> serde_json::Value {
     );
     d
 }
+
+/// `--syn-gate always` needs the fast path's program: without `--fast-path`, rvsd refuses to start and says why
+/// (before it creates anything: no lab needed).
+#[test]
+fn syn_gate_always_without_the_fast_path_is_refused() {
+    let bins = rvs_lab::bins::find().unwrap();
+    let out = std::process::Command::new(&bins.rvsd)
+        .args([
+            "--socket",
+            "/nonexistent/rvsd-test.sock",
+            "--syn-gate",
+            "always",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rvsd started: {err}");
+    assert!(
+        err.contains("--syn-gate always needs the XDP fast path"),
+        "{err}"
+    );
+}
