@@ -948,6 +948,7 @@ mod tests {
         let loaded = FastPath::load(rvs_xdp::Options {
             max_flow_entries: 64,
             pin_dir: None,
+            gate_buckets: 1024,
         });
         match loaded {
             Ok(fp) => Some(fp),
