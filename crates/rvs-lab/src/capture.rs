@@ -192,22 +192,8 @@ fn open(ifname: &str) -> Result<OwnedFd> {
         tv_sec: 0,
         tv_usec: 50_000,
     };
-    // SAFETY: setsockopt with a timeval and its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(LabError::Io {
-            context: "SO_RCVTIMEO".into(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    crate::sockopt::set(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
+        .map_err(LabError::io("SO_RCVTIMEO"))?;
     Ok(fd)
 }
 

@@ -146,24 +146,7 @@ impl HttpConn {
 
     /// Abort the connection: SO_LINGER with a zero timeout, then close, so the kernel sends a RST instead of a FIN.
     pub fn reset(self) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        let l = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: the fd is this connection's open socket; `l` is a valid linger struct whose size is passed.
-        let r = unsafe {
-            libc::setsockopt(
-                self.writer.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&raw const l).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(LabError::io("SO_LINGER")(std::io::Error::last_os_error()));
-        }
+        crate::sockopt::linger_zero(&self.writer).map_err(LabError::io("SO_LINGER"))?;
         drop(self); // both handles share the socket: it closes (with a RST) when the last goes
         Ok(())
     }

@@ -34,6 +34,7 @@ use rvs_io::VnetHdr;
 use rvs_wire::{IpVersion, encap};
 
 use crate::error::{LabError, Result};
+use crate::sockopt;
 
 /// Counts of what the decapsulator did.
 #[derive(Debug, Default)]
@@ -48,6 +49,8 @@ const TUNNEL_PROTOCOLS: [u8; 3] = [encap::PROTO_IPIP, encap::PROTO_IPV6, encap::
 const ETH_HLEN: usize = 14;
 /// Receive buffer of each packet socket: a bulk TCP window of merged frames waits here while the thread writes.
 const RCVBUF: libc::c_int = 8 << 20;
+/// An int socket option's "on".
+const ON: libc::c_int = 1;
 
 /// Create TUN `tun` (up, rp_filter off, offload headers), then decapsulate into it forever.
 pub fn run(tun: &str, gue_port: Option<u16>) -> Result<()> {
@@ -206,28 +209,6 @@ fn attach_filter(fd: &OwnedFd, prog: &mut [libc::sock_filter]) -> std::io::Resul
     Ok(())
 }
 
-fn set_int(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    v: libc::c_int,
-) -> std::io::Result<()> {
-    // SAFETY: setsockopt reads one c_int of the size passed, from a live local.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> std::io::Result<OwnedFd> {
     // SAFETY: socket(2) has no pointer arguments.
     let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
@@ -254,10 +235,10 @@ fn open_tunnel_rx(family: IpVersion) -> Result<OwnedFd> {
         .map_err(LabError::io(what("opening an AF_PACKET socket")))?;
     attach_filter(&fd, &mut tunnel_filter(family))
         .map_err(LabError::io(what("attaching the tunnel filter")))?;
-    set_int(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)
+    sockopt::set(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &ON)
         .map_err(LabError::io(what("PACKET_VNET_HDR")))?;
     // Best effort: the default buffer still works, with drops under bulk load.
-    let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF);
+    let _ = sockopt::set(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF);
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid value, the fields that matter are set below.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as libc::c_ushort;
@@ -284,17 +265,7 @@ fn open_tunnel_rx(family: IpVersion) -> Result<OwnedFd> {
 /// accepts it, as `fou` does when told to (`UDP_NO_CHECK6_RX`).
 fn accept_zero_checksum_v6(sock: &UdpSocket) {
     const UDP_NO_CHECK6_RX: libc::c_int = 102;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads one c_int of the size passed, from a live local.
-    let _ = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_UDP,
-            UDP_NO_CHECK6_RX,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    let _ = sockopt::set(sock, libc::SOL_UDP, UDP_NO_CHECK6_RX, &ON);
 }
 
 /// The header the inner packet enters the TUN with: the frame's segmentation and partial checksum, moved by

@@ -310,20 +310,8 @@ fn start_connect(src: SocketAddrV4, dst: SocketAddrV4) -> std::io::Result<TcpStr
 
 /// Closes `s` with a reset (SO_LINGER on, 0 s), as a client that gives up.
 fn reset(s: TcpStream) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `l` lives across the call and the length is its size; a failure only means a FIN instead.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            std::ptr::from_ref(&l).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    // A failure only means a FIN instead.
+    let _ = crate::sockopt::linger_zero(&s);
     drop(s);
 }
 

@@ -24,6 +24,7 @@ pub mod manage;
 pub mod million;
 pub mod netns;
 pub mod servers;
+pub mod sockopt;
 pub mod testing;
 
 pub use error::{LabError, Result};

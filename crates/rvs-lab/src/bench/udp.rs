@@ -151,16 +151,7 @@ pub fn sink(port: u16, seconds: f64, idle_ms: u64) -> Result<()> {
 /// A large receive buffer, so a burst is queued rather than dropped while the sink is off the CPU (best effort:
 /// the drops that remain are counted in the namespace's `RcvbufErrors`).
 fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {
-    // SAFETY: a valid socket and a pointer to a c_int of the size passed.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    let _ = crate::sockopt::set(s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes);
 }
 
 /// Parses the sender's `sent N errors E seconds S` line: (sent, seconds).
