@@ -551,6 +551,12 @@ fn fast_path_counters_are_scraped() {
         .unwrap_or_else(|| panic!("no fast-path counters in the scrape: {m:?}"));
     assert!(fwd > 0.0, "the fast path forwarded packets ({fwd})");
     assert!(m.contains_key("rvs_fastpath_connections"));
+    // The SYN gate (auto by default with the fast path) is scraped too: off, nothing held without a flood.
+    assert_eq!(m.get("rvs_syn_gate_on").copied(), Some(0.0), "{m:?}");
+    for verdict in ["held", "passed"] {
+        let k = format!("rvs_syn_gate_syns_total{{verdict=\"{verdict}\"}}");
+        assert_eq!(m.get(&k).copied(), Some(0.0), "{k} in {m:?}");
+    }
     lab.down().unwrap();
 }
 
