@@ -99,7 +99,7 @@ static __always_inline const struct rvs_gate_cfg *gate_for(struct rvs_gate_vip *
 }
 
 /* w[0..n): the SYN's addresses, ports and sequence number as 32-bit words. Returns 1: hold (drop) it; 0: pass. */
-static __always_inline int gate_check(const struct rvs_gate_cfg *cfg, const __u32 *w, const int n)
+static __attribute__((noinline)) int gate_check(const struct rvs_gate_cfg *cfg, const __u32 *w, const int n)
 {
 	__u32 h1 = cfg->seed[0], h2 = cfg->seed[1];
 	__u32 idx, s, best = 0, best_age = 0;
@@ -147,12 +147,11 @@ static __always_inline int gate_check(const struct rvs_gate_cfg *cfg, const __u3
 	return 1;
 }
 
-/* An IPv4 SYN (iph checked by handle_v4: no options, whole). 1: hold it. */
-static __always_inline int gate_v4(struct iphdr *iph, void *data_end)
+/* An IPv4 SYN whose TCP header is at th. 1: hold it. */
+static __always_inline int gate_v4_at(struct iphdr *iph, struct tcphdr *th, void *data_end)
 {
 	const struct rvs_gate_cfg *cfg;
 	struct rvs_gate_vip vip = {};
-	struct tcphdr *th = (void *)(iph + 1);
 	__u32 w[4];
 
 	if (iph->protocol != IPPROTO_TCP || (void *)(th + 1) > data_end)
@@ -170,6 +169,24 @@ static __always_inline int gate_v4(struct iphdr *iph, void *data_end)
 	__builtin_memcpy(&w[2], &th->source, 4); /* source and dest ports */
 	__builtin_memcpy(&w[3], &th->seq, 4);
 	return gate_check(cfg, w, 4);
+}
+
+/* An IPv4 SYN (iph checked by handle_v4: no options, not a fragment, whole). 1: hold it. */
+static __always_inline int gate_v4(struct iphdr *iph, void *data_end)
+{
+	return gate_v4_at(iph, (struct tcphdr *)(iph + 1), data_end);
+}
+
+/* An IPv4 packet with options or a fragment, which the program passes up without a look at its TCP header: a SYN
+ * among them is gated all the same (else IP options, or MF on a whole segment, would carry a flood past the gate).
+ * A fragment other than the first has no TCP header and passes. 1: hold it. */
+static __always_inline int gate_v4_odd(struct iphdr *iph, void *data_end)
+{
+	__u32 ihl = iph->ihl;
+
+	if (iph->version != 4 || ihl < 5 || (iph->frag_off & bpf_htons(0x1fff)))
+		return 0;
+	return gate_v4_at(iph, (struct tcphdr *)((void *)iph + ihl * 4), data_end);
 }
 
 /* An IPv6 SYN (ip6 checked by handle_v6: next header TCP, whole). 1: hold it. */

@@ -191,10 +191,20 @@ static __always_inline int handle_v4(struct xdp_md *ctx, struct ethhdr *eth, voi
 
 	if ((void *)(iph + 1) > data_end)
 		return count(RVS_STAT_PASS_MALFORMED, XDP_PASS);
-	if (iph->ihl != 5 || iph->version != 4)
+	if (iph->ihl != 5 || iph->version != 4) {
+		if (gate_v4_odd(iph, data_end)) {
+			gate_count(RVS_GATE_HELD);
+			return XDP_DROP;
+		}
 		return count(iph->ihl > 5 ? RVS_STAT_PASS_OPTIONS : RVS_STAT_PASS_MALFORMED, XDP_PASS);
-	if (iph->frag_off & bpf_htons(0x3fff)) /* MF or an offset */
+	}
+	if (iph->frag_off & bpf_htons(0x3fff)) { /* MF or an offset */
+		if (gate_v4_odd(iph, data_end)) {
+			gate_count(RVS_GATE_HELD);
+			return XDP_DROP;
+		}
 		return count(RVS_STAT_PASS_FRAGMENT, XDP_PASS);
+	}
 	tot_len = bpf_ntohs(iph->tot_len);
 	if (tot_len < sizeof(*iph) || (void *)iph + tot_len > data_end)
 		return count(RVS_STAT_PASS_MALFORMED, XDP_PASS);
