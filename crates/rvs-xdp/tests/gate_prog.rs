@@ -401,7 +401,7 @@ fn time_per_syn_held_and_passed() {
     };
     gate.set_vips(&[(ip(VIP4), 80)]).unwrap();
     let syn = segment("198.51.100.10:40008", "198.51.100.100:80", 99, Flags::Syn);
-    let mut measure = |fp: &mut FastPath, expect: u32| {
+    let measure = |fp: &mut FastPath, expect: u32| {
         let mut total = 0u64;
         for _ in 0..40 {
             let r = fp.test_run(Program::FastPath, &syn, 250).unwrap();
