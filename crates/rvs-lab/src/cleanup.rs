@@ -42,6 +42,15 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(pid, sig) == 0 }
 }
 
+/// Sends `sig` to every process of group `group` (a group the lab started: its leader not yet reaped).
+pub fn signal_group(group: libc::pid_t, sig: libc::c_int) -> bool {
+    if group <= 1 {
+        return false;
+    }
+    // SAFETY: kill(2) with a negative pid (a process group); no memory is involved.
+    unsafe { libc::kill(-group, sig) == 0 }
+}
+
 /// Stops a child and reaps it; returns its exit status text.
 pub fn stop_proc(p: &mut Proc, grace: Duration) -> String {
     if let Ok(Some(status)) = p.child.try_wait() {
