@@ -683,7 +683,7 @@ fn start_fast_path(
         entries = args.fast_path_entries,
         "XDP fast path attached (native)"
     );
-    start_syn_gate(args, daemon, &ctl, stop)?;
+    start_syn_gate(args, daemon, ctl.clone(), stop)?;
     Ok(Some(ctl))
 }
 
@@ -691,7 +691,7 @@ fn start_fast_path(
 fn start_syn_gate(
     args: &Args,
     daemon: &Daemon,
-    fast: &fastpath::FastPathCtl,
+    fast: Arc<fastpath::FastPathCtl>,
     stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<()> {
     let mode = args.syn_gate.unwrap_or(SynGateMode::Auto);
@@ -700,7 +700,7 @@ fn start_syn_gate(
         .context("the SYN gate's maps were already taken")?;
     let buckets = gate.buckets();
     let ctl = Arc::new(
-        syngate::SynGateCtl::new(mode, gate, &daemon.director, &args.tun)
+        syngate::SynGateCtl::new(mode, gate, fast, &daemon.director, &args.tun)
             .context("starting the SYN gate")?,
     );
     if mode != SynGateMode::Off {

@@ -8,9 +8,10 @@
 //! succeeded. With the gate on, the flood stops at the driver (a spoofed source never retransmits) and a real
 //! client pays one RTO (1 s on Linux) per new connection. Figures: RELIABILITY.md.
 //!
-//! `auto` ([`Auto`]): on when the slow path is overloaded (the kernel dropped at least [`DROP_PCT`] % of the packets
-//! it had for the TUN, and at least [`MIN_DROPS`], in the last interval, or the table at its limit evicted entries
-//! to make room); off again after [`CALM_SECS`] seconds in a
+//! `auto` ([`Auto`]): on when the slow path is overloaded by SYNs (the kernel dropped at least [`DROP_PCT`] % of the
+//! packets it had for the TUN, and at least [`MIN_DROPS`], in the last interval, while at least [`SYN_PCT`] % of
+//! those packets were segments with SYN, FIN or RST that the XDP program passed up; or the table at its limit
+//! evicted entries to make room); off again after [`CALM_SECS`] seconds in a
 //! row in which the gate held few SYNs more than it passed (a real client's held SYN comes back; a spoofed one does
 //! not, so "held far more than passed" is the flood itself, whatever its rate, and the gate stays on while it
 //! lasts even though the slow path is no longer overloaded). The overload is checked every 100 ms while the gate is
@@ -27,6 +28,7 @@ use rvs_core::{Director, Protocol, ServiceKey};
 use rvs_xdp::{Gate, GateCounters};
 
 use crate::args::SynGateMode;
+use crate::fastpath::FastPathCtl;
 use crate::ratelimit::{Admit, RateLimiter};
 
 /// Seconds in a row without a flood before `auto` turns the gate off.
@@ -39,6 +41,11 @@ pub const CALM_SECS: u32 = 10;
 pub const DROP_PCT: u64 = 10;
 /// Fewer drops than this in an interval are not an overload (a burst).
 pub const MIN_DROPS: u64 = 100;
+/// The share of the TUN's packets that must be SYN/FIN/RST segments (the program's `pass_tcp_flags`) for its drops to
+/// switch the gate on: a SYN flood and its real servers' SYN-ACKs are nearly all of them; a UDP blast none, and
+/// new connections made as fast as possible about 4 in 10 (SYN, SYN-ACK, two FINs of ~10 packets). The gate does
+/// nothing against an overload of other packets but make new connections wait.
+pub const SYN_PCT: u64 = 60;
 /// SYNs a second the gate may hold beyond twice what it passed and still count the second as calm (real clients'
 /// first SYNs, some of whom give up before retransmitting).
 const FEW_HELD: u64 = 100;
@@ -50,6 +57,8 @@ pub struct Sample {
     pub tun_sent: u64,
     /// Packets the kernel could not queue into the TUN (rvsd behind).
     pub tun_dropped: u64,
+    /// TCP segments with SYN, FIN or RST the XDP program passed up (on both interfaces).
+    pub flags_up: u64,
     /// Entries evicted to make room at the table's limit.
     pub evicted: u64,
     /// First SYNs the gate held.
@@ -62,7 +71,8 @@ impl Sample {
     fn overloaded(&self) -> bool {
         let offered = self.tun_sent.saturating_add(self.tun_dropped);
         let dropping = self.tun_dropped >= MIN_DROPS
-            && self.tun_dropped.saturating_mul(100) >= offered.saturating_mul(DROP_PCT);
+            && self.tun_dropped.saturating_mul(100) >= offered.saturating_mul(DROP_PCT)
+            && self.flags_up.saturating_mul(100) >= offered.saturating_mul(SYN_PCT);
         dropping || self.evicted > 0
     }
     /// Held far more than passed: SYNs that never come back.
@@ -120,11 +130,31 @@ impl Auto {
     }
 }
 
+/// The slow path's load counters (running totals).
+#[derive(Debug, Clone, Copy, Default)]
+struct Load {
+    tun: Tun,
+    flags_up: u64,
+    evicted: u64,
+}
+
+impl Load {
+    /// What changed since `before`, as a sample without the gate's counters.
+    fn since(&self, before: &Load) -> Sample {
+        Sample {
+            tun_sent: self.tun.sent.saturating_sub(before.tun.sent),
+            tun_dropped: self.tun.dropped.saturating_sub(before.tun.dropped),
+            flags_up: self.flags_up.saturating_sub(before.flags_up),
+            evicted: self.evicted.saturating_sub(before.evicted),
+            ..Sample::default()
+        }
+    }
+}
+
 /// Running totals the samples are the deltas of.
 #[derive(Debug, Clone, Copy, Default)]
 struct Totals {
-    tun: Tun,
-    evicted: u64,
+    load: Load,
     gate: GateCounters,
 }
 
@@ -134,8 +164,8 @@ struct State {
     auto: Auto,
     /// At the last once-a-second tick.
     last: Totals,
-    /// At the last overload check (every 100 ms): the TUN's counters, evictions.
-    last_check: (Tun, u64),
+    /// At the last overload check (every 100 ms).
+    last_check: Load,
     switched_on: u64,
     vips: usize,
     log: RateLimiter,
@@ -146,6 +176,8 @@ struct State {
 pub struct SynGateCtl {
     mode: SynGateMode,
     tun: String,
+    /// The fast path, for its program's `pass_tcp_flags` counter.
+    fast: Arc<FastPathCtl>,
     state: Mutex<State>,
 }
 
@@ -199,28 +231,45 @@ impl Tun {
     }
 }
 
+/// The load counters now (what cannot be read keeps its value in `before`).
+fn read_load(fast: &FastPathCtl, director: &Director, tun: &str, before: &Load) -> Load {
+    let flags = rvs_xdp::Stat::PassTcpFlags.name();
+    Load {
+        tun: Tun::read(tun).unwrap_or(before.tun),
+        flags_up: fast
+            .stats()
+            .iter()
+            .find(|(n, _)| *n == flags)
+            .map_or(before.flags_up, |(_, v)| *v),
+        evicted: director.defense().entries_evicted,
+    }
+}
+
 impl SynGateCtl {
-    /// Take the gate over in `mode` (`always`: on now) for the TUN `tun`, and gate the director's TCP services.
+    /// Take the gate (taken from `fast`) over in `mode` (`always`: on now) for the TUN `tun`, and gate the
+    /// director's TCP services.
     pub fn new(
         mode: SynGateMode,
         mut gate: Gate,
+        fast: Arc<FastPathCtl>,
         director: &Director,
         tun: &str,
     ) -> Result<Self, rvs_xdp::Error> {
         gate.set_on(mode == SynGateMode::Always)?;
         let vips = gate.set_vips(&gated_vips(director))?;
+        let load = read_load(&fast, director, tun, &Load::default());
         let last = Totals {
-            tun: Tun::read(tun).unwrap_or_default(),
-            evicted: director.defense().entries_evicted,
+            load,
             gate: gate.counters().unwrap_or_default(),
         };
         Ok(Self {
             mode,
             tun: tun.to_owned(),
+            fast,
             state: Mutex::new(State {
                 gate,
                 auto: Auto::default(),
-                last_check: (last.tun, last.evicted),
+                last_check: load,
                 last,
                 switched_on: 0,
                 vips,
@@ -243,16 +292,8 @@ impl SynGateCtl {
         if st.auto.on {
             return;
         }
-        let now = (
-            Tun::read(&self.tun).unwrap_or(st.last_check.0),
-            director.defense().entries_evicted,
-        );
-        let sample = Sample {
-            tun_sent: now.0.sent.saturating_sub(st.last_check.0.sent),
-            tun_dropped: now.0.dropped.saturating_sub(st.last_check.0.dropped),
-            evicted: now.1.saturating_sub(st.last_check.1),
-            ..Sample::default()
-        };
+        let now = read_load(&self.fast, director, &self.tun, &st.last_check);
+        let sample = now.since(&st.last_check);
         st.last_check = now;
         if let Some(switch) = st.auto.check_overload(&sample) {
             self.switch(st, switch, &sample);
@@ -272,19 +313,16 @@ impl SynGateCtl {
             }
         }
         let now = Totals {
-            tun: Tun::read(&self.tun).unwrap_or(st.last.tun),
-            evicted: director.defense().entries_evicted,
+            load: read_load(&self.fast, director, &self.tun, &st.last.load),
             gate: st.gate.counters().unwrap_or(st.last.gate),
         };
         let sample = Sample {
-            tun_sent: now.tun.sent.saturating_sub(st.last.tun.sent),
-            tun_dropped: now.tun.dropped.saturating_sub(st.last.tun.dropped),
-            evicted: now.evicted.saturating_sub(st.last.evicted),
             held: now.gate.held.saturating_sub(st.last.gate.held),
             passed: now.gate.passed.saturating_sub(st.last.gate.passed),
+            ..now.load.since(&st.last.load)
         };
         st.last = now;
-        st.last_check = (now.tun, now.evicted);
+        st.last_check = now.load;
         if self.mode != SynGateMode::Auto {
             return;
         }
@@ -311,6 +349,7 @@ impl SynGateCtl {
                 tracing::warn!(
                     tun_sent = sample.tun_sent,
                     tun_dropped = sample.tun_dropped,
+                    syn_fin_rst = sample.flags_up,
                     evicted = sample.evicted,
                     suppressed,
                     "SYN gate on: the slow path is overloaded; first SYNs to VIPs are dropped at the driver until \
@@ -402,11 +441,12 @@ pub fn spawn(
 mod tests {
     use super::*;
 
-    /// A second with `tun_dropped` of 10 000 packets for the TUN dropped.
+    /// A second with `tun_dropped` of 10 000 packets for the TUN dropped, all of them SYNs and SYN-ACKs.
     fn sample(tun_dropped: u64, evicted: u64, held: u64, passed: u64) -> Sample {
         Sample {
             tun_sent: 10_000u64.saturating_sub(tun_dropped),
             tun_dropped,
+            flags_up: 10_000,
             evicted,
             held,
             passed,
@@ -455,10 +495,11 @@ mod tests {
     }
 
     #[test]
-    fn overloaded_is_a_tenth_of_the_tun_packets_dropped_or_an_eviction() {
+    fn overloaded_is_a_tenth_of_the_tun_packets_dropped_mostly_syns_or_an_eviction() {
         let tun = |sent, dropped| Sample {
             tun_sent: sent,
             tun_dropped: dropped,
+            flags_up: sent + dropped,
             ..Sample::default()
         };
         assert!(!tun(100_000, 0).overloaded());
@@ -471,6 +512,18 @@ mod tests {
         // A burst too small to count, whatever its share.
         assert!(!tun(0, MIN_DROPS - 1).overloaded());
         assert!(tun(0, MIN_DROPS).overloaded());
+        // The same drops with too few SYN/FIN/RST among the packets: a UDP blast, new connections at full speed.
+        let mixed = |flags_up| Sample {
+            tun_sent: 50_000,
+            tun_dropped: 50_000,
+            flags_up,
+            ..Sample::default()
+        };
+        assert!(!mixed(0).overloaded(), "UDP");
+        assert!(!mixed(40_000).overloaded(), "new connections");
+        assert!(!mixed(59_999).overloaded());
+        assert!(mixed(60_000).overloaded());
+        assert!(mixed(100_000).overloaded(), "a SYN flood and its SYN-ACKs");
         assert!(
             Sample {
                 evicted: 1,
