@@ -11,7 +11,7 @@
 //! `auto` ([`Auto`]): on when the slow path is overloaded by SYNs (the kernel dropped at least [`DROP_PCT`] % of the
 //! packets it had for the TUN, and at least [`MIN_DROPS`], in the last interval, while at least [`SYN_PCT`] % of
 //! those packets were segments with SYN, FIN or RST that the XDP program passed up; or the table at its limit
-//! evicted entries to make room); off again after [`CALM_SECS`] seconds in a
+//! evicted at least [`MIN_EVICTIONS`] entries to make room); off again after [`CALM_SECS`] seconds in a
 //! row in which the gate held few SYNs more than it passed (a real client's held SYN comes back; a spoofed one does
 //! not, so "held far more than passed" is the flood itself, whatever its rate, and the gate stays on while it
 //! lasts even though the slow path is no longer overloaded). The overload is checked every 100 ms while the gate is
@@ -46,6 +46,10 @@ pub const MIN_DROPS: u64 = 100;
 /// new connections made as fast as possible about 4 in 10 (SYN, SYN-ACK, two FINs of ~10 packets). The gate does
 /// nothing against an overload of other packets but make new connections wait.
 pub const SYN_PCT: u64 = 60;
+/// Evictions at the table's limit in an interval from which the table counts as overloaded: a flood into a full
+/// table evicts one entry per SYN; a busy director at its limit evicting some closed connections (TIME_WAIT) now and
+/// then is not attacked, and the gate would only make its new connections wait.
+pub const MIN_EVICTIONS: u64 = 100;
 /// SYNs a second the gate may hold beyond twice what it passed and still count the second as calm (real clients'
 /// first SYNs, some of whom give up before retransmitting).
 const FEW_HELD: u64 = 100;
@@ -73,7 +77,7 @@ impl Sample {
         let dropping = self.tun_dropped >= MIN_DROPS
             && self.tun_dropped.saturating_mul(100) >= offered.saturating_mul(DROP_PCT)
             && self.flags_up.saturating_mul(100) >= offered.saturating_mul(SYN_PCT);
-        dropping || self.evicted > 0
+        dropping || self.evicted >= MIN_EVICTIONS
     }
     /// Held far more than passed: SYNs that never come back.
     fn flooded(&self) -> bool {
@@ -478,7 +482,12 @@ mod tests {
     #[test]
     fn auto_does_not_oscillate_with_a_flood_that_pauses() {
         let mut a = Auto::default();
-        assert_eq!(a.step(&sample(0, 10, 0, 0)), Some(Switch::On), "evictions");
+        assert_eq!(a.step(&sample(0, 9, 0, 0)), None, "a few evictions");
+        assert_eq!(
+            a.step(&sample(0, 2_000, 0, 0)),
+            Some(Switch::On),
+            "evictions"
+        );
         // Calm for less than CALM_SECS, then the flood again: the count starts over.
         for _ in 1..CALM_SECS {
             assert_eq!(a.step(&sample(0, 0, 0, 0)), None);
@@ -495,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn overloaded_is_a_tenth_of_the_tun_packets_dropped_mostly_syns_or_an_eviction() {
+    fn overloaded_is_a_tenth_of_the_tun_packets_dropped_mostly_syns_or_evictions() {
         let tun = |sent, dropped| Sample {
             tun_sent: sent,
             tun_dropped: dropped,
@@ -524,13 +533,12 @@ mod tests {
         assert!(!mixed(59_999).overloaded());
         assert!(mixed(60_000).overloaded());
         assert!(mixed(100_000).overloaded(), "a SYN flood and its SYN-ACKs");
-        assert!(
-            Sample {
-                evicted: 1,
-                ..Sample::default()
-            }
-            .overloaded()
-        );
+        let evicted = |evicted| Sample {
+            evicted,
+            ..Sample::default()
+        };
+        assert!(!evicted(MIN_EVICTIONS - 1).overloaded());
+        assert!(evicted(MIN_EVICTIONS).overloaded());
     }
 
     #[test]
