@@ -94,9 +94,10 @@ pub struct Args {
     /// through); `always` [default: auto with the fast path, off without].
     #[arg(long, value_enum, value_name = "MODE")]
     pub syn_gate: Option<SynGateMode>,
-    /// Buckets of the SYN gate's memory of held SYNs (4 slots of 4 bytes each; rounded up to a power of two).
+    /// Buckets of the SYN gate's memory of held SYNs (4 slots of 4 bytes each, 16 bytes a bucket, preallocated by
+    /// the kernel; rounded up to a power of two; at most 2^24, 256 MiB).
     #[arg(long, value_name = "N", default_value_t = 1 << 20,
-          value_parser = clap::value_parser!(u32).range(1..=(1 << 28)))]
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
     pub syn_gate_buckets: u32,
     /// Data-plane worker threads, one TUN queue each [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]

@@ -569,6 +569,27 @@ mod tests {
     }
 
     #[test]
+    fn the_options() {
+        use clap::Parser;
+        let parse = |a: &[&str]| {
+            crate::args::Args::try_parse_from(std::iter::once("rvsd").chain(a.iter().copied()))
+        };
+        let a = parse(&[]).expect("defaults");
+        assert_eq!((a.syn_gate, a.syn_gate_buckets), (None, 1 << 20));
+        let a = parse(&["--syn-gate", "always", "--syn-gate-buckets", "5"]).expect("always");
+        assert_eq!(
+            (a.syn_gate, a.syn_gate_buckets),
+            (Some(SynGateMode::Always), 5)
+        );
+        assert!(parse(&["--syn-gate", "on"]).is_err());
+        assert!(parse(&["--syn-gate-buckets", "0"]).is_err());
+        assert!(
+            parse(&["--syn-gate-buckets", "16777217"]).is_err(),
+            "256 MiB at most"
+        );
+    }
+
+    #[test]
     fn the_tun_counters_are_the_transmit_packets_and_drop_columns() {
         let dev = "Inter-|   Receive                                                |  Transmit\n \
                    face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
