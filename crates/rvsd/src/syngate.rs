@@ -54,7 +54,7 @@ pub const MIN_EVICTIONS: u64 = 100;
 /// first SYNs, some of whom give up before retransmitting).
 const FEW_HELD: u64 = 100;
 
-/// What happened in one second (counter deltas).
+/// What happened in one interval (counter deltas): a second, or 100 ms for the overload check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Sample {
     /// Packets the kernel queued into the TUN (rvsd read them).
