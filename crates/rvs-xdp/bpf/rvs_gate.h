@@ -189,15 +189,14 @@ static __always_inline int gate_v4_odd(struct iphdr *iph, void *data_end)
 	return gate_v4_at(iph, (struct tcphdr *)((void *)iph + ihl * 4), data_end);
 }
 
-/* An IPv6 SYN (ip6 checked by handle_v6: next header TCP, whole). 1: hold it. */
-static __always_inline int gate_v6(struct ipv6hdr *ip6, void *data_end)
+/* An IPv6 SYN whose TCP header is at th. 1: hold it. */
+static __always_inline int gate_v6_at(struct ipv6hdr *ip6, struct tcphdr *th, void *data_end)
 {
 	const struct rvs_gate_cfg *cfg;
 	struct rvs_gate_vip vip = {};
-	struct tcphdr *th = (void *)(ip6 + 1);
 	__u32 w[10];
 
-	if (ip6->nexthdr != IPPROTO_TCP || (void *)(th + 1) > data_end)
+	if ((void *)(th + 1) > data_end)
 		return 0;
 	if ((((__u8 *)th)[TCP_FLAGS_OFFSET] & (TCP_SYN | TCP_ACK)) != TCP_SYN)
 		return 0;
@@ -212,6 +211,55 @@ static __always_inline int gate_v6(struct ipv6hdr *ip6, void *data_end)
 	__builtin_memcpy(&w[8], &th->source, 4);
 	__builtin_memcpy(&w[9], &th->seq, 4);
 	return gate_check(cfg, w, 10);
+}
+
+/* An IPv6 SYN (ip6 checked by handle_v6: next header TCP, whole). 1: hold it. */
+static __always_inline int gate_v6(struct ipv6hdr *ip6, void *data_end)
+{
+	if (ip6->nexthdr != IPPROTO_TCP)
+		return 0;
+	return gate_v6_at(ip6, (struct tcphdr *)(ip6 + 1), data_end);
+}
+
+#define GATE_V6_EXT_MAX 3
+
+/* An IPv6 packet with extension headers, which the program passes up without a look further: a SYN behind up to
+ * GATE_V6_EXT_MAX hop-by-hop, routing, destination options, fragment (offset 0) or AH headers is gated all the
+ * same (else one padding option would carry a flood past the gate). 1: hold it. */
+static __always_inline int gate_v6_ext(struct ipv6hdr *ip6, void *data_end)
+{
+	__u32 off = sizeof(*ip6);
+	__u8 nh = ip6->nexthdr;
+	__u8 *h;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < GATE_V6_EXT_MAX; i++) {
+		h = (__u8 *)ip6 + off;
+		if ((void *)(h + 8) > data_end)
+			return 0;
+		switch (nh) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_DSTOPTS:
+			off += ((__u32)h[1] + 1) * 8;
+			break;
+		case IPPROTO_FRAGMENT:
+			if (((h[2] << 8) | h[3]) & 0xfff8)
+				return 0; /* not the first fragment: no TCP header */
+			off += 8;
+			break;
+		case IPPROTO_AH:
+			off += ((__u32)h[1] + 2) * 4;
+			break;
+		default:
+			return 0;
+		}
+		nh = h[0];
+		if (nh == IPPROTO_TCP)
+			return gate_v6_at(ip6, (struct tcphdr *)((__u8 *)ip6 + off), data_end);
+	}
+	return 0;
 }
 
 #endif

@@ -274,6 +274,10 @@ static __always_inline int handle_v6(struct xdp_md *ctx, struct ethhdr *eth, voi
 		if (nh == IPPROTO_ICMPV6)
 			return count(RVS_STAT_PASS_PROTO, XDP_PASS);
 		/* hop-by-hop, routing, fragment, destination options, ... */
+		if (gate_v6_ext(ip6, data_end)) {
+			gate_count(RVS_GATE_HELD);
+			return XDP_DROP;
+		}
 		return count(RVS_STAT_PASS_OPTIONS, XDP_PASS);
 	}
 	l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);

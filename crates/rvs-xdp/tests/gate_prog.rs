@@ -428,3 +428,100 @@ fn time_per_syn_held_and_passed() {
     );
     assert_eq!(counters(&gate).held, 40 * 250);
 }
+
+/// `frame` (Ethernet + IPv6 without extension headers) with an 8-byte extension header of type `kind` (hop-by-hop:
+/// a PadN option; a fragment header: offset `frag` in 8-byte units, M set) between the IPv6 header and TCP.
+fn with_ipv6_ext(frame: &[u8], kind: u8, frag: u16) -> Vec<u8> {
+    let mut f = frame[..54].to_vec();
+    let ext: [u8; 8] = match kind {
+        44 => {
+            let fo = (frag << 3) | 1;
+            let [a, b] = fo.to_be_bytes();
+            [6, 0, a, b, 0, 0, 0, 1]
+        }
+        _ => [6, 0, 1, 4, 0, 0, 0, 0],
+    };
+    f.extend_from_slice(&ext);
+    f.extend_from_slice(&frame[54..]);
+    f[20] = kind; // the IPv6 header's next header
+    let plen = u16::from_be_bytes([f[18], f[19]]) + 8;
+    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    f
+}
+
+#[test]
+fn ipv6_extension_headers_do_not_carry_a_syn_past_the_gate() {
+    let Some((mut fp, mut gate)) =
+        loaded("ipv6_extension_headers_do_not_carry_a_syn_past_the_gate")
+    else {
+        return;
+    };
+    gate.set_vips(&[(ip(VIP6), 80)]).unwrap();
+    gate.set_window(short_min()).unwrap();
+    gate.set_on(true).unwrap();
+    let syn = segment(
+        "[2001:db8::10]:40009",
+        "[2001:db8::100]:80",
+        4242,
+        Flags::Syn,
+    );
+    let hbh = with_ipv6_ext(&syn, 0, 0);
+    let dst = with_ipv6_ext(
+        &segment("[2001:db8::10]:40010", "[2001:db8::100]:80", 1, Flags::Syn),
+        60,
+        0,
+    );
+    let first_frag = with_ipv6_ext(
+        &segment("[2001:db8::10]:40011", "[2001:db8::100]:80", 1, Flags::Syn),
+        44,
+        0,
+    );
+    let later_frag = with_ipv6_ext(
+        &segment("[2001:db8::10]:40012", "[2001:db8::100]:80", 1, Flags::Syn),
+        44,
+        3,
+    );
+    let other_port = with_ipv6_ext(
+        &segment("[2001:db8::10]:40013", "[2001:db8::100]:81", 1, Flags::Syn),
+        0,
+        0,
+    );
+    let options_before = fp.stats().unwrap()[Stat::PassOptions as usize];
+    assert_eq!(
+        verdict(&mut fp, &hbh),
+        XDP_DROP,
+        "behind a hop-by-hop header"
+    );
+    assert_eq!(
+        verdict(&mut fp, &dst),
+        XDP_DROP,
+        "behind destination options"
+    );
+    assert_eq!(
+        verdict(&mut fp, &first_frag),
+        XDP_DROP,
+        "in a first fragment"
+    );
+    assert_eq!(
+        verdict(&mut fp, &later_frag),
+        XDP_PASS,
+        "a later fragment has no TCP header"
+    );
+    assert_eq!(
+        verdict(&mut fp, &other_port),
+        XDP_PASS,
+        "to a port not gated"
+    );
+    sleep(Duration::from_millis(300));
+    assert_eq!(
+        verdict(&mut fp, &syn),
+        XDP_PASS,
+        "the retransmission, without the header"
+    );
+    assert_eq!(
+        fp.stats().unwrap()[Stat::PassOptions as usize],
+        options_before + 2,
+        "what passes goes up as before"
+    );
+    assert_eq!(counters(&gate), GateCounters { held: 3, passed: 1 });
+}
