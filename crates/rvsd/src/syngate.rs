@@ -541,6 +541,33 @@ mod tests {
         assert!(evicted(MIN_EVICTIONS).overloaded());
     }
 
+    /// The lead's case: a legitimate surge that overloads the TUN (drops), whose connections complete, keeps the gate
+    /// off; a flood (drops, and half-open connections that never complete) turns it on. "Complete" is seen in the
+    /// packets the TUN gets: a completed connection brings its ACKs, data and FINs (~10 packets, 4 of them SYN, SYN-ACK
+    /// or FIN), a spoofed SYN only itself and its real server's SYN-ACK (both SYN).
+    #[test]
+    fn a_legitimate_overload_keeps_the_gate_off_a_flood_turns_it_on() {
+        let mut a = Auto::default();
+        // 5000 new connections a second completing (50 000 packets, 20 000 of them SYN/SYN-ACK/FIN), a third dropped.
+        let surge = Sample {
+            tun_sent: 33_000,
+            tun_dropped: 17_000,
+            flags_up: 20_000,
+            ..Sample::default()
+        };
+        for _ in 0..60 {
+            assert_eq!(a.check_overload(&surge), None);
+            assert_eq!(a.step(&surge), None);
+        }
+        assert!(!a.is_on());
+        // The same drops, the packets now spoofed SYNs and their SYN-ACKs (and the surge's share of them).
+        let flood = Sample {
+            flags_up: 45_000,
+            ..surge
+        };
+        assert_eq!(a.check_overload(&flood), Some(Switch::On));
+    }
+
     #[test]
     fn the_overload_check_only_turns_on() {
         let mut a = Auto::default();
