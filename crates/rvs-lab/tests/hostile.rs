@@ -11,14 +11,8 @@ use std::time::{Duration, Instant};
 
 use rvs_lab::hostile::{self, RawSender};
 use rvs_lab::lab::{self, CIP, Lab, VIP};
+use rvs_lab::testing::adm;
 use rvs_lab::{client, testing};
-
-fn adm(lab: &Lab, args: &[&str]) -> String {
-    match lab.rvsadm(args) {
-        Ok(out) => out,
-        Err(e) => panic!("rvsadm {}: {e}\n{}", args.join(" "), lab.rvsd_log_text()),
-    }
-}
 
 fn service(lab: &Lab, extra: &[&str]) {
     let mut a = vec!["-A", "-t", "198.51.100.100:80", "-s", "rr"];
