@@ -10,20 +10,9 @@ use std::time::Duration;
 
 use rvs_lab::client::{Connection, HttpConn};
 use rvs_lab::lab::{self, Lab, LabConfig, VIP};
-use rvs_lab::testing;
+use rvs_lab::testing::{self, adm};
 
 const T: Duration = Duration::from_secs(5);
-
-fn adm(lab: &Lab, args: &[&str]) -> String {
-    match lab.rvsadm(args) {
-        Ok(out) => out,
-        Err(e) => panic!(
-            "rvsadm {}: {e}\nrvsd log:\n{}",
-            args.join(" "),
-            lab.rvsd_log_text()
-        ),
-    }
-}
 
 fn fast_lab(test: &str, extra: &[&str]) -> Option<Lab> {
     if !testing::lab_available(test) {

@@ -142,7 +142,7 @@ fn took_over_a_table(log: &str) -> Option<String> {
 
 /// `Udp: RcvbufErrors` of the namespace (datagrams dropped because a socket's receive buffer was full).
 fn udp_rcvbuf_errors(ns: &str) -> Option<u64> {
-    let snmp = sh_in(ns, &["cat", "/proc/net/snmp"]).ok()?;
+    let snmp = crate::cmd::cat_in(ns, "/proc/net/snmp").ok()?;
     let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
     let (names, values) = (udp.next()?, udp.next()?);
     let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
