@@ -353,13 +353,15 @@ fn real_clients_get_through_a_syn_flood_from_spoofed_sources() {
 }
 
 /// The SYN gate's mode for [`real_clients_get_through_a_syn_flood_with_the_syn_gate`] (`RVS_FLOOD_SYN_GATE`:
-/// off, auto or always; default auto, what CI runs).
+/// off, auto or always; default always, what CI runs: its bounded flood, 2000 SYN/s, does not overload the slow
+/// path, so `auto` rightly stays off there; `auto` is measured at the lab's full rate, RELIABILITY.md).
 fn flood_syn_gate() -> String {
-    std::env::var("RVS_FLOOD_SYN_GATE").unwrap_or_else(|_| "auto".to_owned())
+    std::env::var("RVS_FLOOD_SYN_GATE").unwrap_or_else(|_| "always".to_owned())
 }
 
-/// The same flood with `--fast-path xdp` and the SYN gate (`auto` by default: it must turn itself on when the
-/// table evicts or the TUN drops, hold the flood at the driver, and let the real clients' retransmitted SYNs in).
+/// The same flood with `--fast-path xdp` and the SYN gate (`always` by default; with `auto` at the full rate it must
+/// turn itself on when the TUN drops the flood's SYNs): it holds the flood at the driver and lets the real clients'
+/// retransmitted SYNs in.
 #[test]
 fn real_clients_get_through_a_syn_flood_with_the_syn_gate() {
     let mode = flood_syn_gate();

@@ -89,8 +89,8 @@ pub struct Args {
     /// The SYN gate, an rvs defence beyond IPVS's (needs the fast path): the XDP program drops a first SYN to a VIP
     /// and passes its retransmission, so a SYN flood from spoofed sources (which never retransmits) does not reach
     /// the slow path; a real client pays one SYN retransmission (1 s on Linux) per new connection while it is on.
-    /// `off`; `auto` (on while the slow path is overloaded: the kernel dropped packets into the TUN, or the table
-    /// evicted to make room, in the last second; off again after 10 s in which it held few more SYNs than it let
+    /// `off`; `auto` (on while the slow path is overloaded by SYNs: the kernel dropped packets into the TUN, most of
+    /// them SYN/FIN/RST, in the last interval; off again after 10 s in which it held few more SYNs than it let
     /// through); `always` [default: auto with the fast path, off without].
     #[arg(long, value_enum, value_name = "MODE")]
     pub syn_gate: Option<SynGateMode>,
