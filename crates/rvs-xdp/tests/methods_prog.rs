@@ -13,6 +13,8 @@
 //! Needs root (CAP_BPF): FAILS under CI=true without it, skips (printing why) otherwise.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 
 use etherparse::PacketBuilder;
@@ -21,13 +23,7 @@ use rvs_xdp::testrun::{XDP_PASS, XDP_REDIRECT};
 use rvs_xdp::{Egress, Encap, FastPath, Flow, FlowKey, L4, Options, OuterCsum, Program, Stat};
 
 fn fast_path(test: &str) -> Option<FastPath> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        let why = "not root (loading BPF programs needs CAP_BPF)";
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{test}: {why} (CI=true: this is a failure, not a skip)");
-        }
-        eprintln!("SKIPPED {test}: {why}");
+    if !common::may_load_bpf(test) {
         return None;
     }
     let mut fp = FastPath::load(Options {
